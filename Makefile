@@ -1,0 +1,50 @@
+# lagtrace: the two commands in the README are `make demo` and `make test`.
+# Lab targets act on replica 1 unless REPLICA=2; LAB=docker uses docker-compose.yml.
+SHELL := /bin/bash
+LAB_SH := scripts/lab.sh
+CARGO ?= cargo
+LAG ?= 300
+RATE ?= 200
+SECONDS ?= 30
+
+.PHONY: demo test up down status start-lag stop-lag slave-lag replica-lag stuff stall resume \
+        break repair load build release ci-deps
+
+## demo: start the lab and initialize lagtrace's heartbeat schema on it
+demo: release up
+	scripts/demo.sh
+
+## test: the whole suite against the lab (installs what is missing, starts the lab)
+test:
+	scripts/test.sh
+
+build:
+	$(CARGO) build
+
+release:
+	$(CARGO) build --release
+
+up:
+	$(LAB_SH) up
+down:
+	$(LAB_SH) down
+status:
+	$(LAB_SH) status
+start-lag:
+	LAG=$(LAG) $(LAB_SH) start-lag
+stop-lag:
+	$(LAB_SH) stop-lag
+slave-lag replica-lag:
+	$(LAB_SH) slave-lag
+stuff:
+	$(LAB_SH) stuff
+stall:
+	$(LAB_SH) stall
+resume:
+	$(LAB_SH) resume
+break:
+	$(LAB_SH) break
+repair:
+	$(LAB_SH) repair
+load:
+	RATE=$(RATE) LOAD_SECONDS=$(SECONDS) $(LAB_SH) load

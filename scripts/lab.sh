@@ -1,0 +1,357 @@
+#!/usr/bin/env bash
+# The lagtrace lab: a MariaDB primary and two GTID replicas on loopback.
+#
+#   scripts/lab.sh up | down | status | start-lag | stop-lag | slave-lag | stuff
+#                  | stall | resume | break | repair | load
+#
+# Natively (default) it runs Debian's mariadbd from .lab/; with LAB=docker it
+# drives docker-compose.yml instead (same ports and users; not exercised by CI).
+# `make load SECONDS=n` reaches this script as LOAD_SECONDS (bash owns $SECONDS).
+# Ports: primary 127.0.0.1:13306, replicas 13307 (REPLICA=1) and 13308 (REPLICA=2).
+# Root is passwordless and reachable only on loopback: this is a throwaway lab.
+set -euo pipefail
+
+ROOT_DIR=$(cd "$(dirname "$0")/.." && pwd)
+LAB=${LAB:-native}
+LAB_DIR=${LAB_DIR:-$ROOT_DIR/.lab}
+REPLICA=${REPLICA:-1}
+NODES=(primary replica1 replica2)
+declare -A PORT=([primary]=13306 [replica1]=13307 [replica2]=13308)
+declare -A SERVER_ID=([primary]=1 [replica1]=2 [replica2]=3)
+# The lab's passwords; the lagtrace user's can be overridden with LAGTRACE_PASSWORD.
+REPL_PASSWORD=lab-repl
+LAGTRACE_PASSWORD=${LAGTRACE_PASSWORD:-lagtrace-lab}
+UP_TIMEOUT_S=${UP_TIMEOUT_S:-60}
+
+say() { printf 'lab: %s\n' "$*"; }
+die() { printf 'lab: %s\n' "$*" >&2; exit 1; }
+
+replica_node() {
+  case "$REPLICA" in
+    1) echo replica1 ;;
+    2) echo replica2 ;;
+    *) die "REPLICA must be 1 or 2, not '$REPLICA'" ;;
+  esac
+}
+
+# sql NODE "statements": run SQL as root on one node; prints tab-separated rows.
+sql() {
+  local node=$1; shift
+  if [ "$LAB" = docker ]; then
+    docker compose -f "$ROOT_DIR/docker-compose.yml" exec -T "$node" \
+      mariadb -uroot --batch --skip-column-names -e "$*"
+  else
+    mariadb --no-defaults --protocol=socket --socket="$(socket_of "$node")" -uroot \
+      --batch --skip-column-names -e "$*"
+  fi
+}
+
+# sql_vertical NODE "statement": one column per line, for SHOW SLAVE STATUS.
+sql_vertical() {
+  local node=$1; shift
+  if [ "$LAB" = docker ]; then
+    docker compose -f "$ROOT_DIR/docker-compose.yml" exec -T "$node" mariadb -uroot -E -e "$*"
+  else
+    mariadb --no-defaults --protocol=socket --socket="$(socket_of "$node")" -uroot -E -e "$*"
+  fi
+}
+
+socket_of() {
+  # Unix socket paths are limited to 107 bytes; fall back to /tmp for deep checkouts.
+  local path="$LAB_DIR/$1/mysqld.sock"
+  if [ ${#path} -gt 100 ]; then path="/tmp/lagtrace-lab-${PORT[$1]}.sock"; fi
+  echo "$path"
+}
+
+pid_alive() {
+  local pidfile="$LAB_DIR/$1/mysqld.pid"
+  [ -s "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null
+}
+
+ping_node() {
+  if [ "$LAB" = docker ]; then
+    sql "$1" "SELECT 1" >/dev/null 2>&1
+  else
+    mariadb-admin --no-defaults --protocol=socket --socket="$(socket_of "$1")" -uroot \
+      --connect-timeout=1 ping >/dev/null 2>&1
+  fi
+}
+
+wait_until() { # wait_until DESCRIPTION COMMAND...
+  local what=$1; shift
+  local deadline=$((SECONDS + UP_TIMEOUT_S))
+  until "$@"; do
+    [ $SECONDS -lt $deadline ] || die "timed out after ${UP_TIMEOUT_S}s waiting for $what"
+    sleep 0.2
+  done
+}
+
+install_packages() {
+  command -v mariadbd >/dev/null 2>&1 && command -v mariadb >/dev/null 2>&1 && return 0
+  [ "$(id -u)" = 0 ] || die "mariadbd is not installed; run as root or: sudo apt-get install -y mariadb-server mariadb-client"
+  say "installing mariadb-server (apt-get)"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  # policy-rc.d stops the package from starting the system-wide server on :3306.
+  local policy=/usr/sbin/policy-rc.d created_policy=0
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' >"$policy"; chmod +x "$policy"; created_policy=1
+  fi
+  apt-get install -y -qq --no-install-recommends mariadb-server mariadb-client >/dev/null
+  [ $created_policy = 1 ] && rm -f "$policy"
+  command -v mariadbd >/dev/null 2>&1 || die "apt-get installed mariadb-server but mariadbd is not on PATH"
+}
+
+write_cnf() {
+  local node=$1 dir="$LAB_DIR/$1"
+  {
+    echo "[mariadbd]"
+    echo "datadir=$dir/data"
+    echo "port=${PORT[$node]}"
+    echo "bind-address=127.0.0.1"
+    echo "socket=$(socket_of "$node")"
+    echo "pid-file=$dir/mysqld.pid"
+    echo "log-error=$dir/err.log"
+    echo "user=$(id -un)"
+    echo "server-id=${SERVER_ID[$node]}"
+    echo "log-bin=$dir/data/binlog"
+    echo "binlog-format=ROW"
+    echo "log-slave-updates=ON"
+    echo "gtid-strict-mode=ON"
+    echo "skip-name-resolve"
+    echo "innodb-buffer-pool-size=64M"
+    echo "innodb-log-file-size=48M"
+    echo "innodb-flush-log-at-trx-commit=2"
+    echo "sync-binlog=0"
+    echo "performance-schema=OFF"
+    echo "max-connections=200"
+    if [ "$node" != primary ]; then
+      echo "read-only=ON"
+      echo "relay-log=$dir/data/relay"
+    fi
+  } >"$dir/my.cnf"
+}
+
+start_node() {
+  local node=$1
+  pid_alive "$node" && return 0
+  rm -f "$(socket_of "$node")"
+  # setsid detaches the server from make's process group so Ctrl-C in a test does not kill it.
+  setsid mariadbd --defaults-file="$LAB_DIR/$node/my.cnf" </dev/null >>"$LAB_DIR/$node/err.log" 2>&1 &
+}
+
+bootstrap_sql() { # bootstrap_sql USER_HOST: users and grants, run once on the primary.
+  local host=$1
+  cat <<SQL
+CREATE USER IF NOT EXISTS 'repl'@'$host' IDENTIFIED BY '$REPL_PASSWORD';
+GRANT REPLICATION SLAVE ON *.* TO 'repl'@'$host';
+CREATE USER IF NOT EXISTS 'lagtrace'@'$host' IDENTIFIED BY '$LAGTRACE_PASSWORD';
+-- Write only to its own schema (read_only=ON keeps it read-only on replicas),
+-- read replication status everywhere, nothing else.
+GRANT SELECT, INSERT, UPDATE, DELETE, CREATE, ALTER, INDEX ON lagtrace.* TO 'lagtrace'@'$host';
+GRANT SLAVE MONITOR, BINLOG MONITOR ON *.* TO 'lagtrace'@'$host';
+CREATE DATABASE IF NOT EXISTS lab;
+CREATE TABLE IF NOT EXISTS lab.load (id BIGINT AUTO_INCREMENT PRIMARY KEY, v INT NOT NULL, pad CHAR(64) NOT NULL DEFAULT '') ENGINE=InnoDB;
+CREATE TABLE IF NOT EXISTS lab.conflict (id INT PRIMARY KEY) ENGINE=InnoDB;
+SQL
+}
+
+change_master_sql() { # change_master_sql HOST PORT
+  echo "CHANGE MASTER TO MASTER_HOST='$1', MASTER_PORT=$2, MASTER_USER='repl',
+        MASTER_PASSWORD='$REPL_PASSWORD', MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1;
+        START SLAVE;"
+}
+
+replica_threads_running() {
+  local status
+  status=$(sql_vertical "$1" "SHOW SLAVE STATUS" 2>/dev/null) || return 1
+  grep -q 'Slave_IO_Running: Yes' <<<"$status" && grep -q 'Slave_SQL_Running: Yes' <<<"$status"
+}
+
+print_ports() {
+  say "primary  127.0.0.1:${PORT[primary]}  (server_id 1)"
+  say "replica1 127.0.0.1:${PORT[replica1]}  (server_id 2)"
+  say "replica2 127.0.0.1:${PORT[replica2]}  (server_id 3)"
+  say "user lagtrace, password in LAGTRACE_PASSWORD (lab default: lagtrace-lab)"
+}
+
+cmd_up() {
+  if [ "$LAB" = docker ]; then docker_up; return; fi
+  install_packages
+  local all_up=1 node
+  for node in "${NODES[@]}"; do pid_alive "$node" && ping_node "$node" || all_up=0; done
+  if [ $all_up = 1 ]; then say "already running"; print_ports; return 0; fi
+
+  local fresh=0
+  if [ ! -d "$LAB_DIR/primary/data" ]; then
+    fresh=1
+    say "creating data directories in $LAB_DIR"
+    mkdir -p "$LAB_DIR"
+    # One bootstrap, copied three times: faster than three mariadb-install-db runs.
+    local template="$LAB_DIR/.template"
+    rm -rf "$template"
+    mariadb-install-db --no-defaults --datadir="$template" --user="$(id -un)" \
+      --auth-root-authentication-method=normal --skip-test-db \
+      >"$LAB_DIR/install-db.log" 2>&1 || die "mariadb-install-db failed; see $LAB_DIR/install-db.log"
+    for node in "${NODES[@]}"; do
+      mkdir -p "$LAB_DIR/$node"
+      cp -a "$template" "$LAB_DIR/$node/data"
+    done
+    rm -rf "$template"
+  fi
+  for node in "${NODES[@]}"; do write_cnf "$node"; start_node "$node"; done
+  for node in "${NODES[@]}"; do
+    wait_until "$node to accept connections (see $LAB_DIR/$node/err.log)" ping_node "$node"
+  done
+  if [ $fresh = 1 ]; then
+    sql primary "$(bootstrap_sql 127.0.0.1)"
+    for node in replica1 replica2; do sql "$node" "$(change_master_sql 127.0.0.1 "${PORT[primary]}")"; done
+  fi
+  for node in replica1 replica2; do
+    wait_until "$node IO and SQL threads to run" replica_threads_running "$node"
+  done
+  say "up"
+  print_ports
+}
+
+docker_up() {
+  command -v docker >/dev/null || die "LAB=docker needs docker"
+  docker compose -f "$ROOT_DIR/docker-compose.yml" up -d
+  local node
+  for node in "${NODES[@]}"; do wait_until "$node container" ping_node "$node"; done
+  if ! sql primary "SELECT 1 FROM mysql.user WHERE user='lagtrace'" | grep -q 1; then
+    sql primary "$(bootstrap_sql %)"
+    for node in replica1 replica2; do sql "$node" "$(change_master_sql primary 3306)"; done
+  fi
+  for node in replica1 replica2; do
+    wait_until "$node IO and SQL threads to run" replica_threads_running "$node"
+  done
+  say "up (docker)"
+  print_ports
+}
+
+cmd_down() {
+  if [ "$LAB" = docker ]; then docker compose -f "$ROOT_DIR/docker-compose.yml" down -v; return; fi
+  local node pid
+  for node in "${NODES[@]}"; do
+    if pid_alive "$node"; then
+      pid=$(cat "$LAB_DIR/$node/mysqld.pid")
+      kill -TERM "$pid" 2>/dev/null || true
+    fi
+  done
+  for node in "${NODES[@]}"; do
+    local deadline=$((SECONDS + 30))
+    while pid_alive "$node"; do
+      if [ $SECONDS -ge $deadline ]; then kill -KILL "$(cat "$LAB_DIR/$node/mysqld.pid")" 2>/dev/null || true; break; fi
+      sleep 0.1
+    done
+    rm -f "$(socket_of "$node")"
+  done
+  rm -rf "$LAB_DIR"
+  say "down"
+}
+
+cmd_status() {
+  local node
+  for node in "${NODES[@]}"; do
+    if ping_node "$node"; then say "$node 127.0.0.1:${PORT[$node]} running"; else say "$node 127.0.0.1:${PORT[$node]} not running"; fi
+  done
+}
+
+set_delay() {
+  local node; node=$(replica_node)
+  sql "$node" "STOP SLAVE; CHANGE MASTER TO MASTER_DELAY=$1; START SLAVE;"
+  say "$node: MASTER_DELAY=$1"
+}
+
+cmd_start_lag() {
+  local lag=${LAG:-300}
+  [[ "$lag" =~ ^[0-9]+$ ]] || die "LAG must be whole seconds, not '$lag'"
+  set_delay "$lag"
+}
+
+cmd_slave_lag() {
+  local node
+  for node in replica1 replica2; do
+    sql_vertical "$node" "SHOW SLAVE STATUS" 2>/dev/null \
+      | awk -v n="$node" -F': ' '
+          /Slave_IO_Running:/ {io=$2} /Slave_SQL_Running:/ {sq=$2}
+          /Seconds_Behind_Master:/ {sbm=$2} /SQL_Delay:/ {d=$2}
+          END { if (io == "") { printf "%-9s not reachable\n", n }
+                else printf "%-9s Seconds_Behind_Master=%s SQL_Delay=%s IO=%s SQL=%s\n", n, sbm, d, io, sq }'
+  done
+}
+
+cmd_stuff() {
+  local db="lab_stuff_$$"
+  sql primary "CREATE DATABASE $db; DROP DATABASE $db;"
+  say "created and dropped $db on the primary"
+}
+
+cmd_stall() { local n; n=$(replica_node); sql "$n" "STOP SLAVE SQL_THREAD"; say "$n: SQL thread stopped"; }
+cmd_resume() { local n; n=$(replica_node); sql "$n" "START SLAVE SQL_THREAD"; say "$n: SQL thread started"; }
+
+# break: a row written on the replica alone, then the same key on the primary:
+# the replica's SQL thread stops with a duplicate-key error (1062).
+cmd_break() {
+  local n; n=$(replica_node)
+  sql "$n" "SET SESSION sql_log_bin=0; INSERT INTO lab.conflict VALUES (1);"
+  sql primary "INSERT INTO lab.conflict VALUES (1);"
+  say "$n: conflicting row lab.conflict id=1 written; its SQL thread will stop with error 1062"
+}
+
+# repair: remove the replica's stray row and let the SQL thread apply the primary's.
+cmd_repair() {
+  local n; n=$(replica_node)
+  sql "$n" "STOP SLAVE SQL_THREAD; SET SESSION sql_log_bin=0; DELETE FROM lab.conflict WHERE id=1; START SLAVE SQL_THREAD;"
+  wait_until "$n SQL thread to run again" replica_threads_running "$n"
+  sql primary "DELETE FROM lab.conflict WHERE id=1;"
+  say "$n: repaired"
+}
+
+# load: RATE single-row autocommit transactions per second for SECONDS, on the primary,
+# paced in 100 ms ticks against absolute deadlines through one client session.
+cmd_load() {
+  local rate=${RATE:-200} seconds=${LOAD_SECONDS:-30}
+  [[ "$rate" =~ ^[0-9]+$ && "$rate" -gt 0 ]] || die "RATE must be a positive integer, not '$rate'"
+  [[ "$seconds" =~ ^[0-9]+$ && "$seconds" -gt 0 ]] || die "SECONDS must be a positive integer, not '$seconds'"
+  say "load: $rate tx/s for ${seconds}s on the primary"
+  local ticks=$((seconds * 10)) per_tick_x10=$rate
+  {
+    local start_ns now_ns due_ns i j sent=0 want
+    start_ns=$(date +%s%N)
+    for ((i = 1; i <= ticks; i++)); do
+      want=$((per_tick_x10 * i / 10))
+      for ((j = sent; j < want; j++)); do
+        echo "INSERT INTO lab.load (v, pad) VALUES ($j, REPEAT('x', 64));"
+      done
+      sent=$want
+      due_ns=$((start_ns + i * 100000000))
+      now_ns=$(date +%s%N)
+      if [ "$now_ns" -lt "$due_ns" ]; then
+        sleep "$(printf '0.%09d' $((due_ns - now_ns)))"
+      fi
+    done
+  } | if [ "$LAB" = docker ]; then
+        docker compose -f "$ROOT_DIR/docker-compose.yml" exec -T primary mariadb -uroot
+      else
+        mariadb --no-defaults --protocol=socket --socket="$(socket_of primary)" -uroot
+      fi
+  say "load: done"
+}
+
+case "${1:-}" in
+  up) cmd_up ;;
+  down) cmd_down ;;
+  status) cmd_status ;;
+  start-lag) cmd_start_lag ;;
+  stop-lag) set_delay 0 ;;
+  slave-lag | replica-lag) cmd_slave_lag ;;
+  stuff) cmd_stuff ;;
+  stall) cmd_stall ;;
+  resume) cmd_resume ;;
+  break) cmd_break ;;
+  repair) cmd_repair ;;
+  load) cmd_load ;;
+  *) die "usage: $0 up|down|status|start-lag|stop-lag|slave-lag|stuff|stall|resume|break|repair|load" ;;
+esac

@@ -1,0 +1,224 @@
+//! `lagtrace init`: create the heartbeat schema on every primary, then check that each
+//! replica shows it and that the configured user can read it. One line per host.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use tokio::task::JoinSet;
+
+use super::CmdError;
+use crate::config::{Address, Config, ConnectionConfig, Secret};
+use crate::probe::conn::{self, DbError};
+use crate::probe::schema;
+
+/// What the user asked for.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub config: PathBuf,
+    /// Print the SQL instead of running it.
+    pub dry_run: bool,
+    /// How long to wait for the heartbeat row to reach each replica.
+    pub wait: Duration,
+}
+
+/// Poll period while waiting for a replica to show the heartbeat row.
+const VISIBILITY_POLL: Duration = Duration::from_millis(100);
+
+pub fn run(opts: &Options) -> Result<(), CmdError> {
+    if opts.dry_run {
+        let config = crate::config::load(&opts.config)?;
+        print_dry_run(&config);
+        return Ok(());
+    }
+    let (config, password) = super::load_config(&opts.config)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CmdError::Runtime(format!("cannot start the async runtime: {e}")))?;
+    let failures = runtime.block_on(init_all(&config, &password, opts.wait));
+    let hosts: usize = config.clusters.iter().map(|c| 1 + c.replicas.len()).sum();
+    if failures > 0 {
+        return Err(CmdError::Runtime(format!(
+            "init failed on {failures} of {hosts} hosts (see the lines above)"
+        )));
+    }
+    Ok(())
+}
+
+fn print_dry_run(config: &Config) {
+    let database = &config.connection.database;
+    for cluster in &config.clusters {
+        println!(
+            "-- on primary {} ({}), as {}; statements run only if the schema is older:",
+            cluster.name, cluster.primary, config.connection.user
+        );
+        for stmt in schema::plan(database, 0) {
+            println!("{stmt};");
+        }
+        println!(
+            "{};",
+            schema::ENSURE_ROW_SQL.replacen('?', &format!("'{}'", cluster.name), 1)
+        );
+        println!();
+    }
+}
+
+/// Initializes every cluster, printing one line per host; returns the number of failures.
+async fn init_all(config: &Config, password: &Secret, wait: Duration) -> usize {
+    let mut failures = 0;
+    for cluster in &config.clusters {
+        let primary = init_primary(
+            &cluster.primary,
+            &cluster.name,
+            &config.connection,
+            password,
+        )
+        .await;
+        let primary_ok = primary.is_ok();
+        report("primary", &cluster.name, &cluster.primary, &primary);
+        failures += usize::from(!primary_ok);
+
+        // Replicas are checked side by side so one slow host does not delay the others.
+        // Without a fresh schema on the primary there is nothing to wait for.
+        let wait = if primary_ok { wait } else { Duration::ZERO };
+        let mut checks = JoinSet::new();
+        for (i, replica) in cluster.replicas.iter().enumerate() {
+            let (addr, conn_cfg, pw, name) = (
+                replica.address.clone(),
+                config.connection.clone(),
+                password.clone(),
+                cluster.name.clone(),
+            );
+            checks.spawn(async move {
+                (i, check_replica(&addr, &name, &conn_cfg, &pw, wait).await)
+            });
+        }
+        let mut results: Vec<_> = checks.join_all().await;
+        results.sort_by_key(|(i, _)| *i);
+        for (i, result) in results {
+            let replica = &cluster.replicas[i];
+            let label = format!("{}/{}", cluster.name, replica.name);
+            report("replica", &label, &replica.address, &result);
+            failures += usize::from(result.is_err());
+        }
+    }
+    failures
+}
+
+fn report(role: &str, label: &str, addr: &Address, result: &Result<String, String>) {
+    match result {
+        Ok(msg) => println!("{role} {label} ({addr}): OK, {msg}"),
+        Err(msg) => println!("{role} {label} ({addr}): FAILED, {msg}"),
+    }
+}
+
+fn describe(e: &DbError, user: &str) -> String {
+    match e {
+        DbError::AccessDenied { message } => {
+            format!("access denied for user {user}: {message}")
+        }
+        DbError::Timeout { .. } | DbError::Refused | DbError::UnknownHost => {
+            format!("cannot connect: {e}")
+        }
+        other => other.to_string(),
+    }
+}
+
+async fn init_primary(
+    addr: &Address,
+    cluster: &str,
+    settings: &ConnectionConfig,
+    password: &Secret,
+) -> Result<String, String> {
+    let user = &settings.user;
+    let timeout = settings.connect_timeout;
+    let mut c = conn::connect(addr, settings, password)
+        .await
+        .map_err(|e| describe(&e, user))?;
+    let facts = conn::server_facts(&mut c, timeout).await.map_err(|e| match e {
+        DbError::AccessDenied { .. } => format!(
+            "{}; user {user} needs SLAVE MONITOR (MariaDB) or REPLICATION CLIENT (MySQL) to read replication status",
+            describe(&e, user)
+        ),
+        e => describe(&e, user),
+    })?;
+    if let Some(reason) = schema::write_refusal(&facts) {
+        return Err(format!("refusing to write: {reason}"));
+    }
+    let applied = schema::apply(&mut c, &settings.database, cluster, timeout)
+        .await
+        .map_err(|e| describe(&e, user))?;
+    let _ = c.disconnect().await;
+    let what = if applied.from == applied.to {
+        format!("schema already at version {}", applied.to)
+    } else if applied.from == 0 {
+        format!("schema created at version {}", applied.to)
+    } else {
+        format!(
+            "schema upgraded from version {} to {}",
+            applied.from, applied.to
+        )
+    };
+    Ok(format!(
+        "{what}, heartbeat row for cluster {cluster} ready (server_id {})",
+        facts.server_id
+    ))
+}
+
+async fn check_replica(
+    addr: &Address,
+    cluster: &str,
+    settings: &ConnectionConfig,
+    password: &Secret,
+    wait: Duration,
+) -> Result<String, String> {
+    let user = &settings.user;
+    let timeout = settings.connect_timeout;
+    let mut c = conn::connect(addr, settings, password)
+        .await
+        .map_err(|e| describe(&e, user))?;
+    let facts = conn::server_facts(&mut c, timeout).await.map_err(|e| match e {
+        DbError::AccessDenied { .. } => format!(
+            "{}; user {user} needs SLAVE MONITOR (MariaDB) or REPLICATION CLIENT (MySQL)",
+            describe(&e, user)
+        ),
+        e => describe(&e, user),
+    })?;
+    if facts.sources.is_empty() {
+        return Err(format!(
+            "not a replica: {} shows no replication channel (server_id {})",
+            conn::replication_status_sql(&facts.version),
+            facts.server_id
+        ));
+    }
+    let deadline = Instant::now() + wait;
+    loop {
+        match schema::visible_seq(&mut c, &settings.database, cluster, timeout).await {
+            Ok(Some(seq)) => {
+                let _ = c.disconnect().await;
+                return Ok(format!(
+                    "{user} reads {}.heartbeat (cluster {cluster}, seq {seq}), replicating from {}",
+                    settings.database,
+                    facts.sources.join(", ")
+                ));
+            }
+            Ok(None) if Instant::now() < deadline => tokio::time::sleep(VISIBILITY_POLL).await,
+            Ok(None) => {
+                return Err(format!(
+                    "the heartbeat row for cluster {cluster} is not visible after {}; \
+                     is replication from {} running and not delayed?",
+                    humantime::format_duration(wait),
+                    facts.sources.join(", ")
+                ));
+            }
+            Err(e @ DbError::AccessDenied { .. }) => {
+                return Err(format!(
+                    "{}; grant SELECT ON {}.* to {user}",
+                    describe(&e, user),
+                    settings.database
+                ));
+            }
+            Err(e) => return Err(describe(&e, user)),
+        }
+    }
+}

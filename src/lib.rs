@@ -1,0 +1,17 @@
+//! lagtrace: a flight recorder for MySQL/MariaDB replication lag.
+//!
+//! The data flows one way:
+//!
+//! ```text
+//!   probe  ->  samples  ->  store  ->  analysis  ->  outputs
+//! ```
+//!
+//! - [`config`]: the TOML configuration, validated (pure, no I/O besides reading it).
+//! - [`probe`]: connections to servers, the heartbeat schema (`init`).
+//! - [`cmd`]: one module per subcommand; each loads, calls the steps above, prints.
+//!
+//! `main.rs` only parses the command line and maps errors to exit codes.
+
+pub mod cmd;
+pub mod config;
+pub mod probe;

@@ -1,0 +1,233 @@
+//! Connections to MySQL/MariaDB servers, and what went wrong when they fail.
+//!
+//! Every network step here runs under a timeout. Failures become a [`DbError`]: a small,
+//! explicit classification (refused, timed out, access denied, ...) that callers print or,
+//! later, store as a probe outcome. Messages never contain the password.
+
+use std::fmt;
+use std::time::Duration;
+
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, OptsBuilder};
+
+use crate::config::{Address, ConnectionConfig, Secret};
+
+/// Why talking to a server failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DbError {
+    /// The step did not finish within the timeout.
+    Timeout { what: &'static str, after: Duration },
+    /// Nothing listens on the port (TCP RST).
+    Refused,
+    /// The host name did not resolve.
+    UnknownHost,
+    /// The server rejected the user or password (1045), or the user lacks a privilege.
+    AccessDenied { message: String },
+    /// The table (or schema) does not exist (1146, 1049).
+    MissingTable { message: String },
+    /// Any other error the server returned.
+    Server { code: u16, message: String },
+    /// The connection broke or another I/O error happened.
+    Io { message: String },
+    /// The driver failed (protocol, unexpected answer).
+    Driver { message: String },
+}
+
+impl fmt::Display for DbError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DbError::Timeout { what, after } => {
+                write!(f, "{what} timed out after {}", humantime::format_duration(*after))
+            }
+            DbError::Refused => f.write_str("connection refused"),
+            DbError::UnknownHost => f.write_str("unknown host"),
+            DbError::AccessDenied { message } => write!(f, "access denied: {message}"),
+            DbError::MissingTable { message } => write!(f, "missing: {message}"),
+            DbError::Server { code, message } => write!(f, "server error {code}: {message}"),
+            DbError::Io { message } => write!(f, "i/o error: {message}"),
+            DbError::Driver { message } => write!(f, "driver error: {message}"),
+        }
+    }
+}
+
+impl std::error::Error for DbError {}
+
+/// Server error codes that mean "not allowed": bad credentials or a missing privilege.
+const ACCESS_DENIED_CODES: [u16; 6] = [1044, 1045, 1142, 1143, 1227, 1698];
+/// Server error codes that mean "no such schema or table".
+const MISSING_CODES: [u16; 2] = [1049, 1146];
+
+impl From<mysql_async::Error> for DbError {
+    fn from(e: mysql_async::Error) -> Self {
+        match e {
+            mysql_async::Error::Server(s) if ACCESS_DENIED_CODES.contains(&s.code) => {
+                DbError::AccessDenied { message: s.message }
+            }
+            mysql_async::Error::Server(s) if MISSING_CODES.contains(&s.code) => {
+                DbError::MissingTable { message: s.message }
+            }
+            mysql_async::Error::Server(s) => DbError::Server {
+                code: s.code,
+                message: s.message,
+            },
+            mysql_async::Error::Io(mysql_async::IoError::Io(io)) => match io.kind() {
+                std::io::ErrorKind::ConnectionRefused => DbError::Refused,
+                _ if io.to_string().contains("failed to lookup address") => DbError::UnknownHost,
+                _ => DbError::Io {
+                    message: io.to_string(),
+                },
+            },
+            other => DbError::Driver {
+                message: other.to_string(),
+            },
+        }
+    }
+}
+
+/// Runs one step under a timeout, mapping both failure kinds to [`DbError`].
+pub async fn timed<T>(
+    what: &'static str,
+    after: Duration,
+    fut: impl Future<Output = Result<T, mysql_async::Error>>,
+) -> Result<T, DbError> {
+    match tokio::time::timeout(after, fut).await {
+        Ok(r) => r.map_err(DbError::from),
+        Err(_) => Err(DbError::Timeout { what, after }),
+    }
+}
+
+/// Opens one TCP connection (never the Unix socket, even on loopback: grants are
+/// per host, and the recorder must measure what a remote client sees).
+pub async fn connect(
+    addr: &Address,
+    settings: &ConnectionConfig,
+    password: &Secret,
+) -> Result<Conn, DbError> {
+    let opts = OptsBuilder::default()
+        .ip_or_hostname(addr.host.clone())
+        .tcp_port(addr.port)
+        .user(Some(settings.user.clone()))
+        .pass(Some(password.expose().to_string()))
+        .prefer_socket(false)
+        .tcp_nodelay(true);
+    timed("connect", settings.connect_timeout, Conn::new(opts)).await
+}
+
+/// What a server says about itself: enough to decide whether lagtrace may write to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerFacts {
+    pub server_id: u32,
+    pub read_only: bool,
+    pub version: String,
+    /// Primaries this server replicates from (`Master_Host:Master_Port`), one per channel.
+    pub sources: Vec<String>,
+}
+
+impl ServerFacts {
+    pub fn is_mariadb(&self) -> bool {
+        self.version.contains("MariaDB")
+    }
+}
+
+/// `SHOW ALL SLAVES STATUS` on MariaDB (every channel), `SHOW REPLICA STATUS` on MySQL 8.
+pub fn replication_status_sql(version: &str) -> &'static str {
+    if version.contains("MariaDB") {
+        "SHOW ALL SLAVES STATUS"
+    } else {
+        "SHOW REPLICA STATUS"
+    }
+}
+
+/// Reads server_id, read_only, version and the replication sources of a server.
+pub async fn server_facts(conn: &mut Conn, timeout: Duration) -> Result<ServerFacts, DbError> {
+    let row: Option<(u32, u8, String)> = timed(
+        "query",
+        timeout,
+        conn.query_first("SELECT @@server_id, @@read_only, @@version"),
+    )
+    .await?;
+    let Some((server_id, read_only, version)) = row else {
+        return Err(DbError::Driver {
+            message: "SELECT @@server_id returned no row".into(),
+        });
+    };
+    let rows: Vec<mysql_async::Row> = timed(
+        "query",
+        timeout,
+        conn.query(replication_status_sql(&version)),
+    )
+    .await?;
+    let sources = rows
+        .iter()
+        .map(|r| {
+            let host = column_string(r, &["Master_Host", "Source_Host"]).unwrap_or_default();
+            let port = column_string(r, &["Master_Port", "Source_Port"]).unwrap_or_default();
+            format!("{host}:{port}")
+        })
+        .collect();
+    Ok(ServerFacts {
+        server_id,
+        read_only: read_only != 0,
+        version,
+        sources,
+    })
+}
+
+/// The first of `names` present in a row, as text (NULL and absent are `None`).
+pub fn column_string(row: &mysql_async::Row, names: &[&str]) -> Option<String> {
+    let columns = row.columns_ref();
+    for name in names {
+        if let Some(i) = columns.iter().position(|c| c.name_str() == *name) {
+            return match row.as_ref(i)? {
+                mysql_async::Value::NULL => None,
+                mysql_async::Value::Bytes(b) => Some(String::from_utf8_lossy(b).into_owned()),
+                v => Some(v.as_sql(true)),
+            };
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_statement_by_flavour() {
+        assert_eq!(
+            replication_status_sql("10.11.19-MariaDB-0+deb12u1"),
+            "SHOW ALL SLAVES STATUS"
+        );
+        assert_eq!(replication_status_sql("8.0.36"), "SHOW REPLICA STATUS");
+    }
+
+    #[test]
+    fn server_errors_are_classified() {
+        let server = |code: u16| {
+            DbError::from(mysql_async::Error::Server(mysql_async::ServerError {
+                code,
+                message: "m".into(),
+                state: "HY000".into(),
+            }))
+        };
+        assert!(matches!(server(1045), DbError::AccessDenied { .. }));
+        assert!(matches!(server(1142), DbError::AccessDenied { .. }));
+        assert!(matches!(server(1146), DbError::MissingTable { .. }));
+        assert!(matches!(server(1205), DbError::Server { code: 1205, .. }));
+        let refused = DbError::from(mysql_async::Error::Io(mysql_async::IoError::Io(
+            std::io::Error::from(std::io::ErrorKind::ConnectionRefused),
+        )));
+        assert_eq!(refused, DbError::Refused);
+        assert_eq!(refused.to_string(), "connection refused");
+    }
+
+    #[tokio::test]
+    async fn timeout_is_reported_with_its_duration() {
+        let r: Result<(), DbError> = timed("query", Duration::from_millis(5), async {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            Ok(())
+        })
+        .await;
+        assert_eq!(r.unwrap_err().to_string(), "query timed out after 5ms");
+    }
+}
