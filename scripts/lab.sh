@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The lagtrace lab: a MariaDB primary and two GTID replicas on loopback.
 #
-#   scripts/lab.sh up | down | status | start-lag | stop-lag | slave-lag | stuff
+#   scripts/lab.sh up | down | status | is-up | start-lag | stop-lag | slave-lag | stuff
 #                  | stall | resume | break | repair | load
 #
 # Natively (default) it runs Debian's mariadbd from .lab/; with LAB=docker it
@@ -137,7 +137,7 @@ start_node() {
   pid_alive "$node" && return 0
   rm -f "$(socket_of "$node")"
   # setsid detaches the server from make's process group so Ctrl-C in a test does not kill it.
-  setsid mariadbd --defaults-file="$LAB_DIR/$node/my.cnf" </dev/null >>"$LAB_DIR/$node/err.log" 2>&1 &
+  setsid mariadbd --defaults-file="$LAB_DIR/$node/my.cnf" </dev/null >>"$LAB_DIR/$node/err.log" 2>&1 9>&- &
 }
 
 bootstrap_sql() { # bootstrap_sql USER_HOST: users and grants, run once on the primary.
@@ -178,6 +178,10 @@ print_ports() {
 cmd_up() {
   if [ "$LAB" = docker ]; then docker_up; return; fi
   install_packages
+  # Tests run `up` from several processes at once: one at a time.
+  mkdir -p "$LAB_DIR"
+  exec 9>"$LAB_DIR/.up.lock"
+  flock 9
   local all_up=1 node
   for node in "${NODES[@]}"; do pid_alive "$node" && ping_node "$node" || all_up=0; done
   if [ $all_up = 1 ]; then say "already running"; print_ports; return 0; fi
@@ -186,7 +190,6 @@ cmd_up() {
   if [ ! -d "$LAB_DIR/primary/data" ]; then
     fresh=1
     say "creating data directories in $LAB_DIR"
-    mkdir -p "$LAB_DIR"
     # One bootstrap, copied three times: faster than three mariadb-install-db runs.
     local template="$LAB_DIR/.template"
     rm -rf "$template"
@@ -251,6 +254,12 @@ cmd_down() {
   say "down"
 }
 
+# is-up: exit 0 when all three servers answer, 1 otherwise; prints nothing.
+cmd_is_up() {
+  local node
+  for node in "${NODES[@]}"; do ping_node "$node" || return 1; done
+}
+
 cmd_status() {
   local node
   for node in "${NODES[@]}"; do
@@ -276,9 +285,9 @@ cmd_slave_lag() {
     sql_vertical "$node" "SHOW SLAVE STATUS" 2>/dev/null \
       | awk -v n="$node" -F': ' '
           /Slave_IO_Running:/ {io=$2} /Slave_SQL_Running:/ {sq=$2}
-          /Seconds_Behind_Master:/ {sbm=$2} /SQL_Delay:/ {d=$2}
+          /Seconds_Behind_Master:/ {sbm=$2} /SQL_Delay:/ {d=$2} /Last_SQL_Errno:/ {e=$2}
           END { if (io == "") { printf "%-9s not reachable\n", n }
-                else printf "%-9s Seconds_Behind_Master=%s SQL_Delay=%s IO=%s SQL=%s\n", n, sbm, d, io, sq }'
+                else printf "%-9s Seconds_Behind_Master=%s SQL_Delay=%s IO=%s SQL=%s Last_SQL_Errno=%s\n", n, sbm, d, io, sq, e }'
   done
 }
 
@@ -344,6 +353,7 @@ case "${1:-}" in
   up) cmd_up ;;
   down) cmd_down ;;
   status) cmd_status ;;
+  is-up) cmd_is_up ;;
   start-lag) cmd_start_lag ;;
   stop-lag) set_delay 0 ;;
   slave-lag | replica-lag) cmd_slave_lag ;;
@@ -353,5 +363,5 @@ case "${1:-}" in
   break) cmd_break ;;
   repair) cmd_repair ;;
   load) cmd_load ;;
-  *) die "usage: $0 up|down|status|start-lag|stop-lag|slave-lag|stuff|stall|resume|break|repair|load" ;;
+  *) die "usage: $0 up|down|status|is-up|start-lag|stop-lag|slave-lag|stuff|stall|resume|break|repair|load" ;;
 esac

@@ -427,7 +427,9 @@ impl Validator<'_> {
         if !valid_db {
             return Err(self.err(
                 &key("database"),
-                format!("{database:?} is not a plain schema name (letters, digits, _ and $; at most 64)"),
+                format!(
+                    "{database:?} is not a plain schema name (letters, digits, _ and $; at most 64)"
+                ),
             ));
         }
         let connect_timeout = match raw.connect_timeout {
@@ -501,7 +503,10 @@ impl Validator<'_> {
                     format!("replica {name:?} has the primary's address {address}"),
                 ));
             }
-            if let Some(other) = replicas.iter().find(|r: &&ReplicaConfig| r.address == address) {
+            if let Some(other) = replicas
+                .iter()
+                .find(|r: &&ReplicaConfig| r.address == address)
+            {
                 return Err(self.err(
                     &path,
                     format!(
@@ -533,7 +538,9 @@ impl Validator<'_> {
                 if !s.contains(':') {
                     return Err(self.err(
                         &key("address"),
-                        format!("bad address {s:?}: give host:port (statsd has no default port here)"),
+                        format!(
+                            "bad address {s:?}: give host:port (statsd has no default port here)"
+                        ),
                     ));
                 }
                 Address::parse(&s).map_err(|m| self.err(&key("address"), m))?
@@ -604,7 +611,9 @@ fn check_name(name: &str) -> Result<(), String> {
         return Err("name is empty".into());
     }
     if name.len() > MAX_NAME_LEN {
-        return Err(format!("name {name:?} is longer than {MAX_NAME_LEN} characters"));
+        return Err(format!(
+            "name {name:?} is longer than {MAX_NAME_LEN} characters"
+        ));
     }
     if !name
         .chars()
@@ -642,7 +651,11 @@ fn path_string(path: &[Seg<'_>]) -> String {
 /// 1-based line of a byte offset.
 fn line_at(text: &str, offset: usize) -> usize {
     let end = offset.min(text.len());
-    text.as_bytes()[..end].iter().filter(|&&b| b == b'\n').count() + 1
+    text.as_bytes()[..end]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
 }
 
 /// The line of the deepest part of `path` present in the document.
@@ -738,7 +751,9 @@ pub fn resolve_password(
             };
             let path = home.join(".my.cnf");
             match std::fs::read_to_string(&path) {
-                Ok(text) => my_cnf_password(&text).map(Secret).ok_or_else(|| missing.into()),
+                Ok(text) => my_cnf_password(&text)
+                    .map(Secret)
+                    .ok_or_else(|| missing.into()),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(missing.into()),
                 Err(e) => Err(format!(
                     "connection: cannot read {}: {}",
@@ -766,16 +781,16 @@ fn my_cnf_password(text: &str) -> Option<String> {
         if !in_client {
             continue;
         }
-        if let Some((k, v)) = line.split_once('=') {
-            if k.trim() == "password" {
-                let v = v.trim();
-                let unquoted = v
-                    .strip_prefix('"')
-                    .and_then(|v| v.strip_suffix('"'))
-                    .or_else(|| v.strip_prefix('\'').and_then(|v| v.strip_suffix('\'')))
-                    .unwrap_or(v);
-                found = Some(unquoted.to_string());
-            }
+        if let Some((k, v)) = line.split_once('=')
+            && k.trim() == "password"
+        {
+            let v = v.trim();
+            let unquoted = v
+                .strip_prefix('"')
+                .and_then(|v| v.strip_suffix('"'))
+                .or_else(|| v.strip_prefix('\'').and_then(|v| v.strip_suffix('\'')))
+                .unwrap_or(v);
+            found = Some(unquoted.to_string());
         }
     }
     found.filter(|p| !p.is_empty())
@@ -899,12 +914,27 @@ replica_down = ["/bin/true", "--x"]
     fn address_forms() {
         assert_eq!(Address::parse("db1").unwrap().port, 3306);
         assert_eq!(Address::parse("[::1]:3307").unwrap().host, "::1");
-        assert_eq!(Address::parse("[::1]:3307").unwrap().to_string(), "[::1]:3307");
+        assert_eq!(
+            Address::parse("[::1]:3307").unwrap().to_string(),
+            "[::1]:3307"
+        );
         assert!(Address::parse("::1:3306").unwrap_err().contains("IPv6"));
-        assert!(Address::parse(":3306").unwrap_err().contains("host is empty"));
-        assert!(Address::parse("db1:abc").unwrap_err().contains("not a number"));
+        assert!(
+            Address::parse(":3306")
+                .unwrap_err()
+                .contains("host is empty")
+        );
+        assert!(
+            Address::parse("db1:abc")
+                .unwrap_err()
+                .contains("not a number")
+        );
         assert!(Address::parse("db1:0").unwrap_err().contains("1-65535"));
-        assert!(Address::parse("db 1:3306").unwrap_err().contains("whitespace"));
+        assert!(
+            Address::parse("db 1:3306")
+                .unwrap_err()
+                .contains("whitespace")
+        );
         assert!(Address::parse("").unwrap_err().contains("empty"));
     }
 
@@ -987,13 +1017,19 @@ replica_down = ["/bin/true", "--x"]
 
     #[test]
     fn bad_database_name() {
-        let e = err_of(&good_with("user = \"lagtrace\"", "database = \"lag`trace\""));
+        let e = err_of(&good_with(
+            "user = \"lagtrace\"",
+            "database = \"lag`trace\"",
+        ));
         assert!(e.message.contains("plain schema name"), "{e}");
     }
 
     #[test]
     fn bad_connect_timeout() {
-        let e = err_of(&good_with("connect_timeout = \"1s\"", "connect_timeout = \"0s\""));
+        let e = err_of(&good_with(
+            "connect_timeout = \"1s\"",
+            "connect_timeout = \"0s\"",
+        ));
         assert_eq!(e.key, "connection.connect_timeout");
     }
 
@@ -1013,11 +1049,17 @@ replica_down = ["/bin/true", "--x"]
 
     #[test]
     fn bad_http_and_statsd() {
-        let e = err_of(&good_with("listen = \"127.0.0.1:9104\"", "listen = \"localhost\""));
+        let e = err_of(&good_with(
+            "listen = \"127.0.0.1:9104\"",
+            "listen = \"localhost\"",
+        ));
         assert_eq!(e.key, "http.listen");
         let e = err_of(&good_with("max_lag = \"2s\"", "max_lag = \"0s\""));
         assert_eq!(e.key, "http.max_lag");
-        let e = err_of(&good_with("address = \"127.0.0.1:8125\"", "address = \"host\""));
+        let e = err_of(&good_with(
+            "address = \"127.0.0.1:8125\"",
+            "address = \"host\"",
+        ));
         assert_eq!(e.key, "statsd.address");
         let e = err_of(&good_with(
             "address = \"127.0.0.1:8125\"",
@@ -1057,7 +1099,10 @@ replica_down = ["/bin/true", "--x"]
             database: "lagtrace".into(),
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
         };
-        assert_eq!(resolve_password(&conn, None, |_| None).unwrap().expose(), "from-file");
+        assert_eq!(
+            resolve_password(&conn, None, |_| None).unwrap().expose(),
+            "from-file"
+        );
 
         let conn = ConnectionConfig {
             password: PasswordSource::MyCnf,

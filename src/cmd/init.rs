@@ -89,9 +89,8 @@ async fn init_all(config: &Config, password: &Secret, wait: Duration) -> usize {
                 password.clone(),
                 cluster.name.clone(),
             );
-            checks.spawn(async move {
-                (i, check_replica(&addr, &name, &conn_cfg, &pw, wait).await)
-            });
+            checks
+                .spawn(async move { (i, check_replica(&addr, &name, &conn_cfg, &pw, wait).await) });
         }
         let mut results: Vec<_> = checks.join_all().await;
         results.sort_by_key(|(i, _)| *i);
@@ -177,13 +176,15 @@ async fn check_replica(
     let mut c = conn::connect(addr, settings, password)
         .await
         .map_err(|e| describe(&e, user))?;
-    let facts = conn::server_facts(&mut c, timeout).await.map_err(|e| match e {
-        DbError::AccessDenied { .. } => format!(
-            "{}; user {user} needs SLAVE MONITOR (MariaDB) or REPLICATION CLIENT (MySQL)",
-            describe(&e, user)
-        ),
-        e => describe(&e, user),
-    })?;
+    let facts = conn::server_facts(&mut c, timeout)
+        .await
+        .map_err(|e| match e {
+            DbError::AccessDenied { .. } => format!(
+                "{}; user {user} needs SLAVE MONITOR (MariaDB) or REPLICATION CLIENT (MySQL)",
+                describe(&e, user)
+            ),
+            e => describe(&e, user),
+        })?;
     if facts.sources.is_empty() {
         return Err(format!(
             "not a replica: {} shows no replication channel (server_id {})",

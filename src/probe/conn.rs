@@ -37,7 +37,11 @@ impl fmt::Display for DbError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             DbError::Timeout { what, after } => {
-                write!(f, "{what} timed out after {}", humantime::format_duration(*after))
+                write!(
+                    f,
+                    "{what} timed out after {}",
+                    humantime::format_duration(*after)
+                )
             }
             DbError::Refused => f.write_str("connection refused"),
             DbError::UnknownHost => f.write_str("unknown host"),

@@ -166,7 +166,13 @@ pub async fn visible_seq(
     timeout: Duration,
 ) -> Result<Option<u64>, DbError> {
     let sql = format!("SELECT seq FROM `{database}`.heartbeat WHERE cluster = ?");
-    match timed("query", timeout, conn.exec_first::<u64, _, _>(sql, (cluster,))).await {
+    match timed(
+        "query",
+        timeout,
+        conn.exec_first::<u64, _, _>(sql, (cluster,)),
+    )
+    .await
+    {
         Ok(v) => Ok(v),
         Err(DbError::MissingTable { .. }) => Ok(None),
         Err(e) => Err(e),
@@ -198,8 +204,14 @@ mod tests {
     #[test]
     fn plan_skips_applied_migrations() {
         let full = plan("lagtrace", 0);
-        assert!(full.iter().any(|s| s.contains("CREATE TABLE IF NOT EXISTS heartbeat")));
-        assert!(full.iter().any(|s| s.contains("schema_version (version, name) VALUES (1,")));
+        assert!(
+            full.iter()
+                .any(|s| s.contains("CREATE TABLE IF NOT EXISTS heartbeat"))
+        );
+        assert!(
+            full.iter()
+                .any(|s| s.contains("schema_version (version, name) VALUES (1,"))
+        );
         let none = plan("lagtrace", 1);
         assert!(!none.iter().any(|s| s.contains("heartbeat")));
         assert_eq!(none.len(), 3);
