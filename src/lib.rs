@@ -12,6 +12,10 @@
 //!
 //! `main.rs` only parses the command line and maps errors to exit codes.
 
+pub mod analysis;
+pub mod clock;
 pub mod cmd;
 pub mod config;
 pub mod probe;
+pub mod samples;
+pub mod store;

@@ -1,0 +1,163 @@
+//! Lag with error bounds, from beats and one observation (DESIGN.md section 2).
+//!
+//! If a replica shows beat `k` during a read in `[r_start, r_end]`, it has the primary's
+//! state as of `t_send(k)` (the commit happened after the send), so
+//! `lag_hi = r_end - t_send(k)`. If a later beat `j > k` is known to have committed by
+//! `t_ack(j)` and the replica does not show it, it lacks the state as of `t_ack(j)`, so
+//! `lag_lo = r_start - t_ack(j)` (taking the earliest such `j`, and 0 when there is none
+//! yet). The true lag lies in `[lag_lo, lag_hi]`; the point estimate is the middle.
+
+use crate::samples::{Beat, Observation};
+
+/// Lag at the moment of one read, in µs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LagBounds {
+    pub lo_us: i64,
+    pub hi_us: i64,
+}
+
+impl LagBounds {
+    /// The point estimate: the middle of the bounds.
+    pub fn point_us(&self) -> i64 {
+        self.lo_us + (self.hi_us - self.lo_us) / 2
+    }
+
+    /// Width of the bounds.
+    pub fn width_us(&self) -> i64 {
+        self.hi_us - self.lo_us
+    }
+}
+
+/// The bounds for a read in `[r_start_us, r_end_us]` that showed a beat sent at
+/// `t_send_k_us`, given the acknowledgement of the first later beat known to have
+/// committed (`None` when no later beat has committed).
+pub fn bounds(
+    r_start_us: i64,
+    r_end_us: i64,
+    t_send_k_us: i64,
+    next_ack_us: Option<i64>,
+) -> LagBounds {
+    let hi_us = (r_end_us - t_send_k_us).max(0);
+    let lo_us = next_ack_us.map_or(0, |ack| (r_start_us - ack).max(0)).min(hi_us);
+    LagBounds { lo_us, hi_us }
+}
+
+/// Beats of one cluster ordered by `seq`, for looking up what an observation saw.
+#[derive(Debug, Clone, Copy)]
+pub struct BeatIndex<'a> {
+    beats: &'a [Beat],
+}
+
+impl<'a> BeatIndex<'a> {
+    /// `beats` must be ordered by `seq` (as the store's scan returns them).
+    pub fn new(beats: &'a [Beat]) -> Self {
+        debug_assert!(beats.windows(2).all(|w| w[0].seq < w[1].seq));
+        BeatIndex { beats }
+    }
+
+    /// Lag bounds of an observation; `None` when it saw nothing (failed read), saw no
+    /// beat yet (`seq` 0 after `init`), or saw a beat this recording does not hold.
+    pub fn lag(&self, obs: &Observation) -> Option<LagBounds> {
+        let k = obs.seq?;
+        let i = self.beats.binary_search_by_key(&k, |b| b.seq).ok()?;
+        let next_ack = self.beats[i + 1..]
+            .iter()
+            .find_map(|b| b.t_ack_us())
+            .filter(|&ack| ack <= obs.r_start_us);
+        Some(bounds(
+            obs.r_start_us,
+            obs.r_end_us,
+            self.beats[i].t_send_us,
+            next_ack,
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::samples::Outcome;
+
+    fn beat(seq: u64, send: i64, ack: Option<i64>) -> Beat {
+        Beat {
+            seq,
+            t_send_us: send,
+            t_done_us: ack.unwrap_or(send + 2_000_000),
+            outcome: if ack.is_some() {
+                Outcome::Ok
+            } else {
+                Outcome::Timeout
+            },
+            reason: None,
+        }
+    }
+
+    fn obs(seq: Option<u64>, start: i64, end: i64) -> Observation {
+        Observation {
+            r_start_us: start,
+            r_end_us: end,
+            seq,
+            outcome: if seq.is_some() {
+                Outcome::Ok
+            } else {
+                Outcome::Refused
+            },
+            reason: None,
+        }
+    }
+
+    #[test]
+    fn caught_up_replica_reads_under_a_millisecond() {
+        // Beat 2 sent at 1000, acked at 1300; the replica read at 1310..1450 and saw 2.
+        let beats = [beat(1, 0, Some(300)), beat(2, 1000, Some(1300))];
+        let b = BeatIndex::new(&beats).lag(&obs(Some(2), 1310, 1450)).unwrap();
+        assert_eq!(b, LagBounds { lo_us: 0, hi_us: 450 });
+        assert_eq!(b.point_us(), 225);
+    }
+
+    #[test]
+    fn lagging_replica_has_both_bounds() {
+        // Every 100 ms a beat; the replica shows beat 3 at t = 1.0 s.
+        let beats: Vec<Beat> = (1..=10)
+            .map(|k| beat(k, k as i64 * 100_000, Some(k as i64 * 100_000 + 500)))
+            .collect();
+        let b = BeatIndex::new(&beats)
+            .lag(&obs(Some(3), 1_000_600, 1_000_900))
+            .unwrap();
+        assert_eq!(b.hi_us, 1_000_900 - 300_000);
+        assert_eq!(b.lo_us, 1_000_600 - 400_500);
+        assert!(b.lo_us <= b.point_us() && b.point_us() <= b.hi_us);
+    }
+
+    #[test]
+    fn failed_beats_do_not_tighten_the_lower_bound() {
+        // The primary is unreachable after beat 2: later beats time out.
+        let beats = [
+            beat(1, 0, Some(300)),
+            beat(2, 100_000, Some(100_300)),
+            beat(3, 200_000, None),
+            beat(4, 300_000, None),
+        ];
+        let b = BeatIndex::new(&beats)
+            .lag(&obs(Some(2), 5_000_000, 5_000_200))
+            .unwrap();
+        assert_eq!(b.lo_us, 0);
+        assert_eq!(b.hi_us, 4_900_200);
+    }
+
+    #[test]
+    fn unknown_beats_and_failed_reads_have_no_lag() {
+        let beats = [beat(5, 0, Some(10))];
+        let idx = BeatIndex::new(&beats);
+        assert_eq!(idx.lag(&obs(None, 1, 2)), None);
+        assert_eq!(idx.lag(&obs(Some(0), 1, 2)), None);
+        assert_eq!(idx.lag(&obs(Some(4), 1, 2)), None);
+    }
+
+    #[test]
+    fn a_later_ack_after_the_read_is_ignored() {
+        let beats = [beat(1, 0, Some(100)), beat(2, 1000, Some(5000))];
+        let b = BeatIndex::new(&beats).lag(&obs(Some(1), 1200, 1300)).unwrap();
+        assert_eq!(b, LagBounds { lo_us: 0, hi_us: 1300 });
+    }
+}

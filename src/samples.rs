@@ -1,0 +1,185 @@
+//! The facts lagtrace records: plain data passed from the probes to the store and read
+//! back by the analysis. Times are UTC microseconds of the recorder's clock (`_us`).
+//! A probe that fails is still a fact: it carries an [`Outcome`] and a reason, never a
+//! sentinel number.
+
+use serde::{Deserialize, Serialize};
+
+/// How one probe step (a beat write, a read, a status poll) ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[repr(u8)]
+pub enum Outcome {
+    Ok = 0,
+    /// The step did not finish within its timeout.
+    Timeout = 1,
+    /// Nothing listens on the port.
+    Refused = 2,
+    /// Bad credentials or a missing privilege.
+    AccessDenied = 3,
+    /// The heartbeat schema or table does not exist.
+    MissingTable = 4,
+    /// The table exists but has no row for this cluster.
+    MissingRow = 5,
+    /// Another server error (read-only, lock wait, ...).
+    ServerError = 6,
+    /// The connection broke.
+    Io = 7,
+    /// The host name did not resolve.
+    UnknownHost = 8,
+    /// The driver failed.
+    Driver = 9,
+}
+
+impl Outcome {
+    pub const ALL: [Outcome; 10] = [
+        Outcome::Ok,
+        Outcome::Timeout,
+        Outcome::Refused,
+        Outcome::AccessDenied,
+        Outcome::MissingTable,
+        Outcome::MissingRow,
+        Outcome::ServerError,
+        Outcome::Io,
+        Outcome::UnknownHost,
+        Outcome::Driver,
+    ];
+
+    pub fn code(self) -> u8 {
+        self as u8
+    }
+
+    pub fn from_code(code: u8) -> Option<Outcome> {
+        Outcome::ALL.get(code as usize).copied()
+    }
+
+    /// Stable lower-case name used in exports and metrics.
+    pub fn name(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::Timeout => "timeout",
+            Outcome::Refused => "refused",
+            Outcome::AccessDenied => "access_denied",
+            Outcome::MissingTable => "missing_table",
+            Outcome::MissingRow => "missing_row",
+            Outcome::ServerError => "server_error",
+            Outcome::Io => "io_error",
+            Outcome::UnknownHost => "unknown_host",
+            Outcome::Driver => "driver_error",
+        }
+    }
+
+    /// True when the server could not be reached at all.
+    pub fn is_unreachable(self) -> bool {
+        matches!(
+            self,
+            Outcome::Timeout | Outcome::Refused | Outcome::Io | Outcome::UnknownHost
+        )
+    }
+}
+
+/// One heartbeat write on a primary. The commit, if it happened, lies in
+/// `[t_send_us, t_done_us]`; `t_done_us` is the acknowledgement when `outcome` is Ok.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Beat {
+    pub seq: u64,
+    pub t_send_us: i64,
+    pub t_done_us: i64,
+    pub outcome: Outcome,
+    /// The error text when the write failed.
+    pub reason: Option<String>,
+}
+
+impl Beat {
+    /// The acknowledgement time, when the write is known to have committed.
+    pub fn t_ack_us(&self) -> Option<i64> {
+        (self.outcome == Outcome::Ok).then_some(self.t_done_us)
+    }
+}
+
+/// One read of the heartbeat row on a replica, in `[r_start_us, r_end_us]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Observation {
+    pub r_start_us: i64,
+    pub r_end_us: i64,
+    /// The visible beat number; present exactly when `outcome` is Ok.
+    pub seq: Option<u64>,
+    pub outcome: Outcome,
+    pub reason: Option<String>,
+}
+
+/// State of a replica's IO thread as the server reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum IoState {
+    Yes,
+    No,
+    Connecting,
+}
+
+/// One replication channel as `SHOW ALL SLAVES STATUS` / `SHOW REPLICA STATUS` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChannelStatus {
+    /// `Connection_name` (MariaDB multi-source) or `Channel_Name` (MySQL); "" by default.
+    pub channel: String,
+    /// `Master_Host:Master_Port`.
+    pub source: String,
+    pub io: IoState,
+    pub sql_running: bool,
+    /// `Seconds_Behind_Master`; `None` when the server says NULL (never turned into 0).
+    pub seconds_behind_master: Option<u32>,
+    /// `SQL_Delay`: intended delay in seconds (MASTER_DELAY), reported apart from lag.
+    pub sql_delay_s: u32,
+    pub last_io_errno: u32,
+    pub last_io_error: String,
+    pub last_sql_errno: u32,
+    pub last_sql_error: String,
+    /// `Gtid_IO_Pos` (MariaDB) or `Retrieved_Gtid_Set` (MySQL).
+    pub gtid_io_pos: String,
+    /// `Gtid_Slave_Pos` (MariaDB) or `Executed_Gtid_Set` (MySQL).
+    pub gtid_applied_pos: String,
+    pub relay_log_space: u64,
+    /// Whether the SQL thread was applying events (true) or waiting for the relay log
+    /// (false); `None` when the SQL thread is stopped or the state is unknown.
+    pub sql_applying: Option<bool>,
+}
+
+/// One replication status poll of a replica, at `t_us` (the poll's start).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusSample {
+    pub t_us: i64,
+    /// How long the poll took, in microseconds.
+    pub duration_us: u32,
+    pub outcome: Outcome,
+    pub reason: Option<String>,
+    /// Every channel; empty when the poll failed or the server replicates from nothing.
+    pub channels: Vec<ChannelStatus>,
+}
+
+impl StatusSample {
+    /// The channel that carries this replica's heartbeat: the default ("") channel, or
+    /// the first one.
+    pub fn main_channel(&self) -> Option<&ChannelStatus> {
+        self.channels
+            .iter()
+            .find(|c| c.channel.is_empty())
+            .or_else(|| self.channels.first())
+    }
+}
+
+/// What a series is about.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum SeriesKey {
+    /// Beats of a cluster (by cluster name).
+    Beats { cluster: String },
+    /// Observations of a replica.
+    Observations { cluster: String, replica: String },
+    /// Status samples of a replica.
+    Status { cluster: String, replica: String },
+}
+
+/// One sample on its way from a probe to the store.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Sample {
+    Beat { cluster: u32, beat: Beat },
+    Observation { replica: u32, observation: Observation },
+    Status { replica: u32, status: StatusSample },
+}

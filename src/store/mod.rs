@@ -1,0 +1,389 @@
+//! Step 3 of the data flow: the redb store.
+//!
+//! - this file: the tables, opening and creating a store, names and sessions;
+//! - [`codec`]: how a chunk of samples becomes bytes;
+//! - [`writer`]: the one blocking thread that appends, one transaction per flush;
+//! - [`scan`]: reading series back for the offline commands.
+//!
+//! The layout is documented in `docs/store-format.md`.
+
+pub mod codec;
+pub mod scan;
+pub mod writer;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use redb::{
+    ConcurrencyMode, Database, ReadOnlyDatabase, ReadableDatabase, ReadableTable, TableDefinition,
+};
+use serde::{Deserialize, Serialize};
+
+/// `meta`: store-level facts. Keys: `magic` (the bytes of [`MAGIC`]) and
+/// `format_version` (u32, little endian).
+pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+/// `names`: interned name (`c/<cluster>` or `r/<cluster>/<replica>`) to its id.
+pub const NAMES: TableDefinition<&str, u32> = TableDefinition::new("names");
+/// `name_ids`: id back to the interned name.
+pub const NAME_IDS: TableDefinition<u32, &str> = TableDefinition::new("name_ids");
+/// `sessions`: session id to a postcard [`SessionInfo`].
+pub const SESSIONS: TableDefinition<u32, &[u8]> = TableDefinition::new("sessions");
+/// `chunks`: (series kind, name id, first time in UTC µs, session id) to a postcard chunk.
+pub const CHUNKS: TableDefinition<(u8, u32, i64, u32), &[u8]> = TableDefinition::new("chunks");
+
+/// The `magic` value that marks a lagtrace store.
+pub const MAGIC: &[u8] = b"lagtrace store";
+/// The store format this build writes; it reads this version only.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Series kinds, the first part of a chunk key.
+pub const KIND_BEATS: u8 = 1;
+pub const KIND_OBSERVATIONS: u8 = 2;
+pub const KIND_STATUS: u8 = 3;
+
+/// One recorder run that appended to the store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionInfo {
+    /// When the session's clock was anchored, UTC µs.
+    pub started_us: i64,
+    /// Beat interval, µs.
+    pub interval_us: u64,
+    /// lagtrace version that recorded it.
+    pub version: String,
+    /// Host name of the recorder.
+    pub host: String,
+}
+
+/// What went wrong with a store file. Messages name the file.
+#[derive(Debug)]
+pub enum StoreError {
+    /// The file exists but is not a lagtrace store (another redb file, or not redb).
+    NotAStore { path: PathBuf, detail: String },
+    /// The store was written by a newer lagtrace.
+    NewerFormat {
+        path: PathBuf,
+        found: u32,
+        supported: u32,
+    },
+    /// Another recorder has the store open for writing.
+    Locked { path: PathBuf },
+    /// The file does not exist (when reading).
+    Missing { path: PathBuf },
+    /// A chunk or table could not be decoded.
+    Corrupt { path: PathBuf, detail: String },
+    /// An I/O or database error.
+    Db { path: PathBuf, detail: String },
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreError::NotAStore { path, detail } => {
+                write!(f, "{}: not a lagtrace store ({detail})", path.display())
+            }
+            StoreError::NewerFormat {
+                path,
+                found,
+                supported,
+            } => write!(
+                f,
+                "{}: store format version {found} is newer than this lagtrace reads ({supported}); upgrade lagtrace",
+                path.display()
+            ),
+            StoreError::Locked { path } => write!(
+                f,
+                "{}: store is open for writing by another lagtrace record",
+                path.display()
+            ),
+            StoreError::Missing { path } => write!(f, "{}: no such store file", path.display()),
+            StoreError::Corrupt { path, detail } => {
+                write!(f, "{}: corrupt store: {detail}", path.display())
+            }
+            StoreError::Db { path, detail } => write!(f, "{}: store error: {detail}", path.display()),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+/// Maps any redb error to a [`StoreError`] about `path`.
+fn db_err(path: &Path, e: impl Into<redb::Error>) -> StoreError {
+    let e: redb::Error = e.into();
+    match e {
+        redb::Error::DatabaseAlreadyOpen => StoreError::Locked {
+            path: path.to_path_buf(),
+        },
+        redb::Error::Corrupted(detail) => StoreError::NotAStore {
+            path: path.to_path_buf(),
+            detail: format!("redb says: {}", detail.to_lowercase()),
+        },
+        other => StoreError::Db {
+            path: path.to_path_buf(),
+            detail: other.to_string().to_lowercase(),
+        },
+    }
+}
+
+/// The interned key of a cluster.
+pub fn cluster_key(cluster: &str) -> String {
+    format!("c/{cluster}")
+}
+
+/// The interned key of a replica.
+pub fn replica_key(cluster: &str, replica: &str) -> String {
+    format!("r/{cluster}/{replica}")
+}
+
+/// A store open for appending (by `record`).
+pub struct Store {
+    db: Database,
+    path: PathBuf,
+}
+
+impl Store {
+    /// Opens a store for appending, creating it if the file does not exist. Refuses
+    /// files that are not lagtrace stores or are of a newer format, without writing.
+    pub fn open_or_create(path: &Path) -> Result<Store, StoreError> {
+        let existed = path.exists() && std::fs::metadata(path).map(|m| m.len() > 0).unwrap_or(false);
+        let db = Database::builder()
+            .set_concurrency_mode(ConcurrencyMode::SingleWriter)
+            .create(path)
+            .map_err(|e| db_err(path, e))?;
+        let store = Store {
+            db,
+            path: path.to_path_buf(),
+        };
+        if existed {
+            check_meta(path, &store.db.begin_read().map_err(|e| db_err(path, e))?)?;
+        } else {
+            store.init_tables()?;
+        }
+        Ok(store)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn init_tables(&self) -> Result<(), StoreError> {
+        let p = &self.path;
+        let tx = self.db.begin_write().map_err(|e| db_err(p, e))?;
+        {
+            let mut meta = tx.open_table(META).map_err(|e| db_err(p, e))?;
+            meta.insert("magic", MAGIC).map_err(|e| db_err(p, e))?;
+            meta.insert("format_version", FORMAT_VERSION.to_le_bytes().as_slice())
+                .map_err(|e| db_err(p, e))?;
+            tx.open_table(NAMES).map_err(|e| db_err(p, e))?;
+            tx.open_table(NAME_IDS).map_err(|e| db_err(p, e))?;
+            tx.open_table(SESSIONS).map_err(|e| db_err(p, e))?;
+            tx.open_table(CHUNKS).map_err(|e| db_err(p, e))?;
+        }
+        tx.commit().map_err(|e| db_err(p, e))
+    }
+
+    /// Returns the id of each key (see [`cluster_key`], [`replica_key`]), interning new ones.
+    pub fn intern(&self, keys: &[String]) -> Result<Vec<u32>, StoreError> {
+        let p = &self.path;
+        let tx = self.db.begin_write().map_err(|e| db_err(p, e))?;
+        let mut ids = Vec::with_capacity(keys.len());
+        {
+            let mut names = tx.open_table(NAMES).map_err(|e| db_err(p, e))?;
+            let mut by_id = tx.open_table(NAME_IDS).map_err(|e| db_err(p, e))?;
+            let mut next = by_id
+                .last()
+                .map_err(|e| db_err(p, e))?
+                .map_or(1, |(k, _)| k.value() + 1);
+            for key in keys {
+                let existing = names.get(key.as_str()).map_err(|e| db_err(p, e))?.map(|v| v.value());
+                let id = match existing {
+                    Some(id) => id,
+                    None => {
+                        let id = next;
+                        next += 1;
+                        names.insert(key.as_str(), id).map_err(|e| db_err(p, e))?;
+                        by_id.insert(id, key.as_str()).map_err(|e| db_err(p, e))?;
+                        id
+                    }
+                };
+                ids.push(id);
+            }
+        }
+        tx.commit().map_err(|e| db_err(p, e))?;
+        Ok(ids)
+    }
+
+    /// Records a new session and returns its id.
+    pub fn begin_session(&self, info: &SessionInfo) -> Result<u32, StoreError> {
+        let p = &self.path;
+        let tx = self.db.begin_write().map_err(|e| db_err(p, e))?;
+        let id;
+        {
+            let mut sessions = tx.open_table(SESSIONS).map_err(|e| db_err(p, e))?;
+            id = sessions
+                .last()
+                .map_err(|e| db_err(p, e))?
+                .map_or(1, |(k, _)| k.value() + 1);
+            let bytes = postcard::to_stdvec(info).map_err(|e| StoreError::Db {
+                path: p.clone(),
+                detail: e.to_string(),
+            })?;
+            sessions.insert(id, bytes.as_slice()).map_err(|e| db_err(p, e))?;
+        }
+        tx.commit().map_err(|e| db_err(p, e))?;
+        Ok(id)
+    }
+}
+
+/// Checks that a read transaction sees a lagtrace store of a version this build reads.
+fn check_meta(path: &Path, tx: &redb::ReadTransaction) -> Result<(), StoreError> {
+    let meta = match tx.open_table(META) {
+        Ok(t) => t,
+        Err(redb::TableError::TableDoesNotExist(_)) => {
+            return Err(StoreError::NotAStore {
+                path: path.to_path_buf(),
+                detail: "a redb file without lagtrace's meta table".into(),
+            });
+        }
+        Err(e) => return Err(db_err(path, e)),
+    };
+    let magic = meta.get("magic").map_err(|e| db_err(path, e))?;
+    if magic.as_ref().map(|m| m.value()) != Some(MAGIC) {
+        return Err(StoreError::NotAStore {
+            path: path.to_path_buf(),
+            detail: "its meta table lacks lagtrace's magic".into(),
+        });
+    }
+    let version = meta
+        .get("format_version")
+        .map_err(|e| db_err(path, e))?
+        .and_then(|v| <[u8; 4]>::try_from(v.value()).ok())
+        .map(u32::from_le_bytes)
+        .ok_or_else(|| StoreError::Corrupt {
+            path: path.to_path_buf(),
+            detail: "format_version missing".into(),
+        })?;
+    if version > FORMAT_VERSION {
+        return Err(StoreError::NewerFormat {
+            path: path.to_path_buf(),
+            found: version,
+            supported: FORMAT_VERSION,
+        });
+    }
+    if version < FORMAT_VERSION {
+        return Err(StoreError::Corrupt {
+            path: path.to_path_buf(),
+            detail: format!("unknown old format version {version}"),
+        });
+    }
+    Ok(())
+}
+
+/// Opens a store for reading; works while a recorder appends to it.
+pub fn open_read(path: &Path) -> Result<ReadOnlyDatabase, StoreError> {
+    if !path.exists() {
+        return Err(StoreError::Missing {
+            path: path.to_path_buf(),
+        });
+    }
+    let db = Database::builder()
+        .set_concurrency_mode(ConcurrencyMode::SingleWriter)
+        .open_read_only(path)
+        .map_err(|e| db_err(path, e))?;
+    check_meta(path, &db.begin_read().map_err(|e| db_err(path, e))?)?;
+    Ok(db)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("lagtrace-store-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir.join("s.redb")
+    }
+
+    #[test]
+    fn create_intern_and_reopen() {
+        let path = temp("intern");
+        let store = Store::open_or_create(&path).unwrap();
+        let ids = store
+            .intern(&[cluster_key("a"), replica_key("a", "r1")])
+            .unwrap();
+        assert_eq!(ids, [1, 2]);
+        let s1 = store
+            .begin_session(&SessionInfo {
+                started_us: 1,
+                interval_us: 100_000,
+                version: "t".into(),
+                host: "h".into(),
+            })
+            .unwrap();
+        drop(store);
+        let store = Store::open_or_create(&path).unwrap();
+        let ids = store
+            .intern(&[replica_key("a", "r2"), cluster_key("a")])
+            .unwrap();
+        assert_eq!(ids, [3, 1]);
+        let s2 = store
+            .begin_session(&SessionInfo {
+                started_us: 2,
+                interval_us: 100_000,
+                version: "t".into(),
+                host: "h".into(),
+            })
+            .unwrap();
+        assert_eq!((s1, s2), (1, 2));
+        drop(store);
+        open_read(&path).unwrap();
+    }
+
+    #[test]
+    fn foreign_files_are_refused_untouched() {
+        let path = temp("foreign");
+        std::fs::write(&path, b"this is not a database, it is a grocery list\n".repeat(200)).unwrap();
+        let before = std::fs::read(&path).unwrap();
+        let e = Store::open_or_create(&path).err().expect("refused");
+        assert!(matches!(e, StoreError::NotAStore { .. }), "{e}");
+        assert_eq!(std::fs::read(&path).unwrap(), before, "file was modified");
+        let e = open_read(&path).err().expect("refused");
+        assert!(matches!(e, StoreError::NotAStore { .. }), "{e}");
+
+        // A real redb file that is not ours.
+        let other = temp("other-redb");
+        {
+            let db = Database::create(&other).unwrap();
+            let tx = db.begin_write().unwrap();
+            tx.open_table(TableDefinition::<u64, u64>::new("x")).unwrap();
+            tx.commit().unwrap();
+        }
+        let e = Store::open_or_create(&other).err().expect("refused");
+        assert!(e.to_string().contains("not a lagtrace store"), "{e}");
+    }
+
+    #[test]
+    fn newer_format_is_refused() {
+        let path = temp("newer");
+        drop(Store::open_or_create(&path).unwrap());
+        {
+            let db = Database::create(&path).unwrap();
+            let tx = db.begin_write().unwrap();
+            tx.open_table(META)
+                .unwrap()
+                .insert("format_version", 99u32.to_le_bytes().as_slice())
+                .unwrap();
+            tx.commit().unwrap();
+        }
+        let e = Store::open_or_create(&path).err().expect("refused");
+        assert!(e.to_string().contains("format version 99 is newer"), "{e}");
+        let e = open_read(&path).err().expect("refused");
+        assert!(matches!(e, StoreError::NewerFormat { found: 99, .. }));
+    }
+
+    #[test]
+    fn missing_store_for_reading() {
+        let e = open_read(Path::new("/nonexistent/x.redb")).err().unwrap();
+        assert_eq!(e.to_string(), "/nonexistent/x.redb: no such store file");
+    }
+}

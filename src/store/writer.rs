@@ -1,0 +1,257 @@
+//! The store's one writer: a blocking thread fed by a bounded channel.
+//!
+//! Probe tasks never touch the disk: they `try_send` samples (see [`SampleSender`]); when
+//! the channel is full the sample is dropped and counted, never waited for. The thread
+//! keeps one open chunk per series and, every `flush` period, rewrites each changed open
+//! chunk in one write transaction (redb's default `Durability::Immediate`: durable when
+//! commit returns). A crash therefore loses at most one flush period, and redb's
+//! copy-on-write commit never leaves a half-written file. A chunk is sealed once it holds
+//! [`MAX_SPANS`] spans (or [`MAX_STATUS`] status samples) or covers [`MAX_CHUNK_SPAN_US`].
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use super::codec::{self, Span};
+use super::{CHUNKS, KIND_BEATS, KIND_OBSERVATIONS, KIND_STATUS, Store, StoreError, db_err};
+use crate::samples::{Sample, StatusSample};
+
+/// Spans per chunk before it is sealed.
+pub const MAX_SPANS: usize = 4096;
+/// Status samples per chunk before it is sealed.
+pub const MAX_STATUS: usize = 900;
+/// Longest time a chunk covers (1 h), so a reader can find every chunk overlapping a
+/// window by starting its key range one hour early.
+pub const MAX_CHUNK_SPAN_US: i64 = 3_600_000_000;
+/// Capacity of the sample channel: about 5 minutes of two replicas at 10 ms.
+pub const CHANNEL_CAPACITY: usize = 100_000;
+
+/// The probes' side of the channel: never blocks, counts what it had to drop.
+#[derive(Clone)]
+pub struct SampleSender {
+    tx: SyncSender<Sample>,
+    dropped: Arc<AtomicU64>,
+}
+
+/// The writer went away (a store error ended it).
+#[derive(Debug)]
+pub struct WriterGone;
+
+impl SampleSender {
+    /// Queues a sample; a full queue drops it (counted in [`SampleSender::dropped`]).
+    pub fn send(&self, sample: Sample) -> Result<(), WriterGone> {
+        match self.tx.try_send(sample) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(_)) => {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(TrySendError::Disconnected(_)) => Err(WriterGone),
+        }
+    }
+
+    /// Samples dropped because the writer fell behind.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+}
+
+/// What the writer did, returned when it ends.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WriterStats {
+    pub samples: u64,
+    pub flushes: u64,
+    pub chunks_written: u64,
+}
+
+/// One series' open chunk: its samples since the chunk began.
+enum Pending {
+    Spans(Vec<Span>),
+    Status(Vec<StatusSample>),
+}
+
+impl Pending {
+    fn len(&self) -> usize {
+        match self {
+            Pending::Spans(v) => v.len(),
+            Pending::Status(v) => v.len(),
+        }
+    }
+
+    fn first_last_us(&self) -> (i64, i64) {
+        match self {
+            Pending::Spans(v) => (
+                v.first().map_or(0, |s| s.start_us),
+                v.last().map_or(0, |s| s.start_us),
+            ),
+            Pending::Status(v) => (
+                v.first().map_or(0, |s| s.t_us),
+                v.last().map_or(0, |s| s.t_us),
+            ),
+        }
+    }
+
+    fn full(&self) -> bool {
+        let (first, last) = self.first_last_us();
+        let max = match self {
+            Pending::Spans(_) => MAX_SPANS,
+            Pending::Status(_) => MAX_STATUS,
+        };
+        self.len() >= max || last - first >= MAX_CHUNK_SPAN_US
+    }
+
+    fn encode(&self) -> Result<Vec<u8>, postcard::Error> {
+        match self {
+            Pending::Spans(v) => postcard::to_stdvec(&codec::encode_spans(v)),
+            Pending::Status(v) => postcard::to_stdvec(&codec::encode_status(v)),
+        }
+    }
+}
+
+struct OpenChunk {
+    pending: Pending,
+    dirty: bool,
+}
+
+/// Starts the writer thread for `session`. Returns the probes' sender and the handle
+/// that yields the writer's result once every sender is dropped.
+pub fn spawn(
+    store: Store,
+    session: u32,
+    flush_every: Duration,
+    capacity: usize,
+) -> (SampleSender, JoinHandle<Result<WriterStats, StoreError>>) {
+    let (tx, rx) = std::sync::mpsc::sync_channel(capacity);
+    let sender = SampleSender {
+        tx,
+        dropped: Arc::new(AtomicU64::new(0)),
+    };
+    let handle = std::thread::Builder::new()
+        .name("lagtrace-store".into())
+        .spawn(move || run(store, session, flush_every, rx))
+        .expect("spawning the store thread");
+    (sender, handle)
+}
+
+fn run(
+    store: Store,
+    session: u32,
+    flush_every: Duration,
+    rx: Receiver<Sample>,
+) -> Result<WriterStats, StoreError> {
+    let mut open: HashMap<(u8, u32), OpenChunk> = HashMap::new();
+    let mut stats = WriterStats::default();
+    let mut next_flush = Instant::now() + flush_every;
+    loop {
+        let wait = next_flush.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(wait) {
+            Ok(sample) => {
+                stats.samples += 1;
+                add(&mut open, sample);
+                // Drain what is queued without waking up per sample.
+                while let Ok(sample) = rx.try_recv() {
+                    stats.samples += 1;
+                    add(&mut open, sample);
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                flush(&store, session, &mut open, &mut stats)?;
+                next_flush += flush_every;
+                if next_flush < Instant::now() {
+                    next_flush = Instant::now() + flush_every;
+                }
+            }
+            Err(RecvTimeoutError::Disconnected) => {
+                flush(&store, session, &mut open, &mut stats)?;
+                return Ok(stats);
+            }
+        }
+    }
+}
+
+fn add(open: &mut HashMap<(u8, u32), OpenChunk>, sample: Sample) {
+    match sample {
+        Sample::Beat { cluster, beat } => {
+            spans(open, (KIND_BEATS, cluster)).push(Span::from(&beat));
+        }
+        Sample::Observation {
+            replica,
+            observation,
+        } => {
+            let spans = spans(open, (KIND_OBSERVATIONS, replica));
+            // A failed read has no visible beat: store the previous one, which costs a bit.
+            let seq = observation
+                .seq
+                .unwrap_or_else(|| spans.last().map_or(0, |s| s.seq));
+            spans.push(Span {
+                start_us: observation.r_start_us,
+                end_us: observation.r_end_us,
+                seq,
+                outcome: observation.outcome,
+                reason: observation.reason,
+            });
+        }
+        Sample::Status { replica, status } => {
+            let chunk = open_chunk(open, (KIND_STATUS, replica));
+            if let Pending::Status(v) = &mut chunk.pending {
+                v.push(status);
+            }
+        }
+    }
+}
+
+fn open_chunk(open: &mut HashMap<(u8, u32), OpenChunk>, key: (u8, u32)) -> &mut OpenChunk {
+    let chunk = open.entry(key).or_insert_with(|| OpenChunk {
+        pending: if key.0 == KIND_STATUS {
+            Pending::Status(Vec::new())
+        } else {
+            Pending::Spans(Vec::new())
+        },
+        dirty: false,
+    });
+    chunk.dirty = true;
+    chunk
+}
+
+fn spans(open: &mut HashMap<(u8, u32), OpenChunk>, key: (u8, u32)) -> &mut Vec<Span> {
+    match &mut open_chunk(open, key).pending {
+        Pending::Spans(v) => v,
+        Pending::Status(_) => unreachable!("span kinds always hold spans"),
+    }
+}
+
+/// Writes every changed open chunk in one transaction; seals full ones.
+fn flush(
+    store: &Store,
+    session: u32,
+    open: &mut HashMap<(u8, u32), OpenChunk>,
+    stats: &mut WriterStats,
+) -> Result<(), StoreError> {
+    if !open.values().any(|c| c.dirty) {
+        return Ok(());
+    }
+    let p = store.path();
+    let tx = store.db.begin_write().map_err(|e| db_err(p, e))?;
+    {
+        let mut chunks = tx.open_table(CHUNKS).map_err(|e| db_err(p, e))?;
+        for (&(kind, id), chunk) in open.iter_mut().filter(|(_, c)| c.dirty) {
+            let bytes = chunk.pending.encode().map_err(|e| StoreError::Db {
+                path: p.to_path_buf(),
+                detail: format!("encoding a chunk: {e}"),
+            })?;
+            let (first_us, _) = chunk.pending.first_last_us();
+            chunks
+                .insert((kind, id, first_us, session), bytes.as_slice())
+                .map_err(|e| db_err(p, e))?;
+            chunk.dirty = false;
+            stats.chunks_written += 1;
+        }
+    }
+    tx.commit().map_err(|e| db_err(p, e))?;
+    stats.flushes += 1;
+    open.retain(|_, c| !c.pending.full());
+    Ok(())
+}
