@@ -86,7 +86,10 @@ mod tests {
         std::thread::sleep(Duration::from_millis(2));
         let b = c.now_us();
         assert!(b - a >= 2000, "{a} {b}");
-        let wall = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_micros() as i64;
+        let wall = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_micros() as i64;
         assert!((wall - b).abs() < 1_000_000);
         let earlier = c.at_us(Instant::now() - Duration::from_millis(5));
         assert!(earlier < c.now_us());
@@ -94,9 +97,18 @@ mod tests {
 
     #[test]
     fn formats_and_parses_times() {
-        assert_eq!(format_utc_us(1_700_000_000_123_456), "2023-11-14T22:13:20.123456Z");
-        assert_eq!(parse_time("2023-11-14T22:13:20Z", 0).unwrap(), 1_700_000_000_000_000);
-        assert_eq!(parse_time("2023-11-14T22:13:20", 0).unwrap(), 1_700_000_000_000_000);
+        assert_eq!(
+            format_utc_us(1_700_000_000_123_456),
+            "2023-11-14T22:13:20.123456Z"
+        );
+        assert_eq!(
+            parse_time("2023-11-14T22:13:20Z", 0).unwrap(),
+            1_700_000_000_000_000
+        );
+        assert_eq!(
+            parse_time("2023-11-14T22:13:20", 0).unwrap(),
+            1_700_000_000_000_000
+        );
         assert_eq!(parse_time("-2s", 5_000_000).unwrap(), 3_000_000);
         assert!(parse_time("yesterday", 0).unwrap_err().contains("bad time"));
     }

@@ -22,6 +22,8 @@ pub const MIN_INTERVAL: Duration = Duration::from_millis(1);
 pub const MAX_INTERVAL: Duration = Duration::from_secs(60);
 /// Default TCP connect timeout for every host.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Default timeout of each query.
+pub const DEFAULT_QUERY_TIMEOUT: Duration = Duration::from_secs(1);
 /// Default port when an address gives none.
 pub const DEFAULT_MYSQL_PORT: u16 = 3306;
 /// Longest name (cluster, replica) accepted; names travel into metric names and URLs.
@@ -45,6 +47,12 @@ pub struct RecordConfig {
     pub interval: Duration,
     /// The redb store file.
     pub store: PathBuf,
+    /// How often the store commits (a crash loses at most this much).
+    pub flush: Duration,
+    /// Each replica reads after every `read_every`-th beat (1 = every beat).
+    pub read_every: u32,
+    /// Period of the replication status poll.
+    pub status_every: Duration,
 }
 
 /// `[connection]`: settings shared by every host.
@@ -55,6 +63,8 @@ pub struct ConnectionConfig {
     /// Schema holding the heartbeat table; a plain identifier.
     pub database: String,
     pub connect_timeout: Duration,
+    /// Timeout of every query after connecting.
+    pub query_timeout: Duration,
 }
 
 /// Where the password comes from. Never the config file itself, never argv.
@@ -228,6 +238,9 @@ struct RawConfig {
 struct RawRecord {
     interval: Option<String>,
     store: Option<String>,
+    flush: Option<String>,
+    read_every: Option<u32>,
+    status_every: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -240,6 +253,7 @@ struct RawConnection {
     password_file: Option<String>,
     database: Option<String>,
     connect_timeout: Option<String>,
+    query_timeout: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -374,7 +388,55 @@ impl Validator<'_> {
             }
             Some(s) => PathBuf::from(s),
         };
-        Ok(RecordConfig { interval, store })
+        let flush = self.bounded_duration(
+            &[Seg::Key("record"), Seg::Key("flush")],
+            raw.flush,
+            Duration::from_secs(1),
+            (Duration::from_millis(10), Duration::from_secs(60)),
+        )?;
+        let read_every = raw.read_every.unwrap_or(1);
+        if !(1..=1000).contains(&read_every) {
+            return Err(self.err(
+                &[Seg::Key("record"), Seg::Key("read_every")],
+                format!("{read_every} is out of range: use 1 to 1000"),
+            ));
+        }
+        let status_every = self.bounded_duration(
+            &[Seg::Key("record"), Seg::Key("status_every")],
+            raw.status_every,
+            Duration::from_secs(1),
+            (Duration::from_millis(100), Duration::from_secs(3600)),
+        )?;
+        Ok(RecordConfig {
+            interval,
+            store,
+            flush,
+            read_every,
+            status_every,
+        })
+    }
+
+    /// A duration key with a default and an inclusive range.
+    fn bounded_duration(
+        &self,
+        path: &[Seg<'_>],
+        raw: Option<String>,
+        default: Duration,
+        (min, max): (Duration, Duration),
+    ) -> Result<Duration, ConfigError> {
+        let Some(s) = raw else { return Ok(default) };
+        let d = parse_duration(&s).map_err(|m| self.err(path, m))?;
+        if d < min || d > max {
+            return Err(self.err(
+                path,
+                format!(
+                    "{s:?} is out of range: use {} to {}",
+                    humantime::format_duration(min),
+                    humantime::format_duration(max)
+                ),
+            ));
+        }
+        Ok(d)
     }
 
     fn connection(&self, raw: RawConnection) -> Result<ConnectionConfig, ConfigError> {
@@ -432,24 +494,25 @@ impl Validator<'_> {
                 ),
             ));
         }
-        let connect_timeout = match raw.connect_timeout {
-            None => DEFAULT_CONNECT_TIMEOUT,
-            Some(s) => {
-                let d = parse_duration(&s).map_err(|m| self.err(&key("connect_timeout"), m))?;
-                if d.is_zero() || d > Duration::from_secs(300) {
-                    return Err(self.err(
-                        &key("connect_timeout"),
-                        format!("{s:?} is out of range: use more than 0 and at most 5m"),
-                    ));
-                }
-                d
-            }
-        };
+        let timeout_range = (Duration::from_millis(1), Duration::from_secs(300));
+        let connect_timeout = self.bounded_duration(
+            &key("connect_timeout"),
+            raw.connect_timeout,
+            DEFAULT_CONNECT_TIMEOUT,
+            timeout_range,
+        )?;
+        let query_timeout = self.bounded_duration(
+            &key("query_timeout"),
+            raw.query_timeout,
+            DEFAULT_QUERY_TIMEOUT,
+            timeout_range,
+        )?;
         Ok(ConnectionConfig {
             user,
             password,
             database,
             connect_timeout,
+            query_timeout,
         })
     }
 
@@ -1098,6 +1161,7 @@ replica_down = ["/bin/true", "--x"]
             password: PasswordSource::File { path: pfile },
             database: "lagtrace".into(),
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            query_timeout: DEFAULT_QUERY_TIMEOUT,
         };
         assert_eq!(
             resolve_password(&conn, None, |_| None).unwrap().expose(),

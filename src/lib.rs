@@ -16,6 +16,7 @@ pub mod analysis;
 pub mod clock;
 pub mod cmd;
 pub mod config;
+pub mod output;
 pub mod probe;
 pub mod samples;
 pub mod store;

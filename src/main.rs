@@ -17,7 +17,7 @@ use lagtrace::cmd::{self, CmdError};
                   in step with the writes, and records what it saw.\n\n\
                   Passwords are never taken from the command line: see password_env and \
                   password_file in the config, or ~/.my.cnf.",
-    after_help = "Examples:\n  lagtrace init -c lagtrace.toml\n  lagtrace init -c lagtrace.toml --dry-run"
+    after_help = "Examples:\n  lagtrace init -c lagtrace.toml\n  lagtrace record -c lagtrace.toml --duration 1h\n  lagtrace export --store lagtrace.redb --format csv > lag.csv"
 )]
 struct Cli {
     /// More log output on stderr (-v info, -vv debug); RUST_LOG overrides.
@@ -46,6 +46,68 @@ enum Command {
         #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
         wait: Duration,
     },
+    /// Probe every replica in step with heartbeat writes and append what it sees to the store
+    #[command(after_help = "Examples:\n  \
+        lagtrace record -c lagtrace.toml                       # until Ctrl-C or SIGTERM\n  \
+        lagtrace record -c lagtrace.toml --interval 10ms --duration 30s --store run.redb\n\n\
+        On a terminal it shows a table refreshed each second; otherwise a log line per replica\n\
+        every 10 s. SIGINT/SIGTERM stop the probes, flush the store and exit 0.\n\
+        Exit status: 0 stopped cleanly, 1 store or runtime failure, 2 bad config or arguments.")]
+    Record {
+        /// The config file
+        #[arg(short, long, value_name = "FILE", default_value = "lagtrace.toml")]
+        config: PathBuf,
+        /// Store file (overrides record.store)
+        #[arg(long, value_name = "FILE")]
+        store: Option<PathBuf>,
+        /// Beat interval (overrides record.interval), 1ms to 60s
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        interval: Option<Duration>,
+        /// How often the store commits (overrides record.flush)
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        flush: Option<Duration>,
+        /// Stop after this long
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        duration: Option<Duration>,
+        /// No console output
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Write one row per observation as CSV or JSON lines
+    #[command(after_help = "Examples:\n  \
+        lagtrace export --store lagtrace.redb > lag.csv\n  \
+        lagtrace export --store a.redb --store b.redb --format jsonl --replica db2 --from -2h\n\n\
+        Columns: time_utc, cluster, replica, seq, lag_ms, lag_lo_ms, lag_hi_ms, rtt_ms, outcome,\n\
+        reason, io_running, sql_running, seconds_behind_master, sql_delay_s (see README).")]
+    Export {
+        /// Store file(s) to read; several are merged by time
+        #[arg(long, value_name = "FILE", required = true)]
+        store: Vec<PathBuf>,
+        /// Output format
+        #[arg(long, value_enum, default_value = "csv")]
+        format: ExportFormat,
+        /// Only this replica (repeatable)
+        #[arg(long, value_name = "NAME")]
+        replica: Vec<String>,
+        /// Only this cluster (repeatable)
+        #[arg(long, value_name = "NAME")]
+        cluster: Vec<String>,
+        /// Start time: RFC 3339 (2026-11-22T02:00:00Z) or relative (-2h)
+        #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
+        from: Option<String>,
+        /// End time, same forms as --from
+        #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
+        to: Option<String>,
+        /// Write to this file instead of stdout
+        #[arg(short, long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ExportFormat {
+    Csv,
+    Jsonl,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -82,11 +144,64 @@ fn main() -> ExitCode {
             dry_run,
             wait,
         }),
+        Command::Record {
+            config,
+            store,
+            interval,
+            flush,
+            duration,
+            quiet,
+        } => cmd::record::run(&cmd::record::Options {
+            config,
+            store,
+            interval,
+            flush,
+            duration,
+            quiet,
+        }),
+        Command::Export {
+            store,
+            format,
+            replica,
+            cluster,
+            from,
+            to,
+            out,
+        } => time_window(from.as_deref(), to.as_deref()).and_then(|(from_us, to_us)| {
+            cmd::export::run(&cmd::export::Options {
+                stores: store,
+                format: match format {
+                    ExportFormat::Csv => cmd::export::Format::Csv,
+                    ExportFormat::Jsonl => cmd::export::Format::Jsonl,
+                },
+                filter: lagtrace::store::scan::Filter {
+                    clusters: cluster,
+                    replicas: replica,
+                    from_us,
+                    to_us,
+                },
+                out,
+            })
+        }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => exit_with(&e),
     }
+}
+
+/// `--from` / `--to` as UTC microseconds.
+fn time_window(
+    from: Option<&str>,
+    to: Option<&str>,
+) -> Result<(Option<i64>, Option<i64>), CmdError> {
+    let now = lagtrace::clock::Clock::start().now_us();
+    let parse = |flag: &str, v: Option<&str>| {
+        v.map(|t| lagtrace::clock::parse_time(t, now))
+            .transpose()
+            .map_err(|e| CmdError::BadInput(format!("{flag}: {e}")))
+    };
+    Ok((parse("--from", from)?, parse("--to", to)?))
 }
 
 /// Help and version go to stdout as clap prints them; a usage error becomes one line.

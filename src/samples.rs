@@ -179,7 +179,16 @@ pub enum SeriesKey {
 /// One sample on its way from a probe to the store.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Sample {
-    Beat { cluster: u32, beat: Beat },
-    Observation { replica: u32, observation: Observation },
-    Status { replica: u32, status: StatusSample },
+    Beat {
+        cluster: u32,
+        beat: Beat,
+    },
+    Observation {
+        replica: u32,
+        observation: Observation,
+    },
+    Status {
+        replica: u32,
+        status: StatusSample,
+    },
 }

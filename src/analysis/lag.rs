@@ -38,7 +38,9 @@ pub fn bounds(
     next_ack_us: Option<i64>,
 ) -> LagBounds {
     let hi_us = (r_end_us - t_send_k_us).max(0);
-    let lo_us = next_ack_us.map_or(0, |ack| (r_start_us - ack).max(0)).min(hi_us);
+    let lo_us = next_ack_us
+        .map_or(0, |ack| (r_start_us - ack).max(0))
+        .min(hi_us);
     LagBounds { lo_us, hi_us }
 }
 
@@ -62,6 +64,55 @@ impl<'a> BeatIndex<'a> {
         let i = self.beats.binary_search_by_key(&k, |b| b.seq).ok()?;
         let next_ack = self.beats[i + 1..]
             .iter()
+            .find_map(|b| b.t_ack_us())
+            .filter(|&ack| ack <= obs.r_start_us);
+        Some(bounds(
+            obs.r_start_us,
+            obs.r_end_us,
+            self.beats[i].t_send_us,
+            next_ack,
+        ))
+    }
+}
+
+/// The last beats of a cluster, for computing lag live as observations arrive. Holds at
+/// most `capacity` beats; an observation of an older beat has no live lag (the offline
+/// analysis, which has every beat, still computes it).
+#[derive(Debug, Clone)]
+pub struct RecentBeats {
+    beats: std::collections::VecDeque<Beat>,
+    capacity: usize,
+}
+
+impl RecentBeats {
+    pub fn new(capacity: usize) -> Self {
+        RecentBeats {
+            beats: std::collections::VecDeque::with_capacity(capacity.min(4096)),
+            capacity: capacity.max(1),
+        }
+    }
+
+    /// Adds a beat; beats arrive in `seq` order from one writer.
+    pub fn push(&mut self, beat: Beat) {
+        if self.beats.back().is_some_and(|b| b.seq >= beat.seq) {
+            return;
+        }
+        if self.beats.len() == self.capacity {
+            self.beats.pop_front();
+        }
+        self.beats.push_back(Beat {
+            reason: None,
+            ..beat
+        });
+    }
+
+    /// Same as [`BeatIndex::lag`], over the beats held.
+    pub fn lag(&self, obs: &Observation) -> Option<LagBounds> {
+        let k = obs.seq?;
+        let i = self.beats.binary_search_by_key(&k, |b| b.seq).ok()?;
+        let next_ack = self
+            .beats
+            .range(i + 1..)
             .find_map(|b| b.t_ack_us())
             .filter(|&ack| ack <= obs.r_start_us);
         Some(bounds(
@@ -110,8 +161,16 @@ mod tests {
     fn caught_up_replica_reads_under_a_millisecond() {
         // Beat 2 sent at 1000, acked at 1300; the replica read at 1310..1450 and saw 2.
         let beats = [beat(1, 0, Some(300)), beat(2, 1000, Some(1300))];
-        let b = BeatIndex::new(&beats).lag(&obs(Some(2), 1310, 1450)).unwrap();
-        assert_eq!(b, LagBounds { lo_us: 0, hi_us: 450 });
+        let b = BeatIndex::new(&beats)
+            .lag(&obs(Some(2), 1310, 1450))
+            .unwrap();
+        assert_eq!(
+            b,
+            LagBounds {
+                lo_us: 0,
+                hi_us: 450
+            }
+        );
         assert_eq!(b.point_us(), 225);
     }
 
@@ -155,9 +214,31 @@ mod tests {
     }
 
     #[test]
+    fn recent_beats_agree_with_the_index_and_forget_old_beats() {
+        let beats: Vec<Beat> = (1..=10)
+            .map(|k| beat(k, k as i64 * 100, Some(k as i64 * 100 + 5)))
+            .collect();
+        let mut recent = RecentBeats::new(4);
+        for b in &beats {
+            recent.push(b.clone());
+        }
+        let o = obs(Some(8), 1000, 1010);
+        assert_eq!(recent.lag(&o), BeatIndex::new(&beats).lag(&o));
+        assert_eq!(recent.lag(&obs(Some(3), 1000, 1010)), None);
+    }
+
+    #[test]
     fn a_later_ack_after_the_read_is_ignored() {
         let beats = [beat(1, 0, Some(100)), beat(2, 1000, Some(5000))];
-        let b = BeatIndex::new(&beats).lag(&obs(Some(1), 1200, 1300)).unwrap();
-        assert_eq!(b, LagBounds { lo_us: 0, hi_us: 1300 });
+        let b = BeatIndex::new(&beats)
+            .lag(&obs(Some(1), 1200, 1300))
+            .unwrap();
+        assert_eq!(
+            b,
+            LagBounds {
+                lo_us: 0,
+                hi_us: 1300
+            }
+        );
     }
 }

@@ -130,7 +130,7 @@ async fn init_primary(
     password: &Secret,
 ) -> Result<String, String> {
     let user = &settings.user;
-    let timeout = settings.connect_timeout;
+    let timeout = settings.query_timeout;
     let mut c = conn::connect(addr, settings, password)
         .await
         .map_err(|e| describe(&e, user))?;
@@ -172,7 +172,7 @@ async fn check_replica(
     wait: Duration,
 ) -> Result<String, String> {
     let user = &settings.user;
-    let timeout = settings.connect_timeout;
+    let timeout = settings.query_timeout;
     let mut c = conn::connect(addr, settings, password)
         .await
         .map_err(|e| describe(&e, user))?;

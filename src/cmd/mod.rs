@@ -2,7 +2,9 @@
 //! step modules (probe, store, analysis, output) and prints. `main.rs` only parses
 //! arguments and maps a [`CmdError`] to an exit code.
 
+pub mod export;
 pub mod init;
+pub mod record;
 
 use std::fmt;
 

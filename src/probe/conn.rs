@@ -11,6 +11,7 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, OptsBuilder};
 
 use crate::config::{Address, ConnectionConfig, Secret};
+use crate::samples::Outcome;
 
 /// Why talking to a server failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,6 +56,51 @@ impl fmt::Display for DbError {
 }
 
 impl std::error::Error for DbError {}
+
+impl DbError {
+    /// The stored outcome for this failure; the reason is its `Display`.
+    pub fn outcome(&self) -> Outcome {
+        match self {
+            DbError::Timeout { .. } => Outcome::Timeout,
+            DbError::Refused => Outcome::Refused,
+            DbError::UnknownHost => Outcome::UnknownHost,
+            DbError::AccessDenied { .. } => Outcome::AccessDenied,
+            DbError::MissingTable { .. } => Outcome::MissingTable,
+            DbError::Server { .. } => Outcome::ServerError,
+            DbError::Io { .. } => Outcome::Io,
+            DbError::Driver { .. } => Outcome::Driver,
+        }
+    }
+}
+
+/// Reconnection delays: starts at `min`, doubles per failure, capped at `max`.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    min: Duration,
+    max: Duration,
+    next: Duration,
+}
+
+impl Backoff {
+    pub fn new(min: Duration, max: Duration) -> Backoff {
+        Backoff {
+            min,
+            max,
+            next: min,
+        }
+    }
+
+    /// The delay before the next attempt; doubles the one after.
+    pub fn next_delay(&mut self) -> Duration {
+        let d = self.next;
+        self.next = (self.next * 2).min(self.max);
+        d
+    }
+
+    pub fn reset(&mut self) {
+        self.next = self.min;
+    }
+}
 
 /// Server error codes that mean "not allowed": bad credentials or a missing privilege.
 const ACCESS_DENIED_CODES: [u16; 6] = [1044, 1045, 1142, 1143, 1227, 1698];
@@ -195,6 +241,15 @@ pub fn column_string(row: &mysql_async::Row, names: &[&str]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap() {
+        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_millis(500));
+        let got: Vec<_> = (0..5).map(|_| b.next_delay().as_millis()).collect();
+        assert_eq!(got, [100, 200, 400, 500, 500]);
+        b.reset();
+        assert_eq!(b.next_delay().as_millis(), 100);
+    }
 
     #[test]
     fn status_statement_by_flavour() {

@@ -1,5 +1,10 @@
 //! Step 1 of the data flow: talking to the servers. Connections and their failures
-//! (`conn`), and the heartbeat schema on primaries and replicas (`schema`).
+//! (`conn`), the heartbeat schema (`schema`, for `init`), and the three probe tasks of
+//! `record`: the beat writer per cluster (`beat`), the reader per replica (`reader`) and
+//! the status poller per replica (`status`). Probe tasks only produce samples.
 
+pub mod beat;
 pub mod conn;
+pub mod reader;
 pub mod schema;
+pub mod status;

@@ -138,8 +138,14 @@ pub fn encode_spans(spans: &[Span]) -> SpanChunk {
         .collect();
     let dur_us = median(&durs);
 
-    let col_start: Vec<u64> = steps.iter().map(|d| zigzag(d.wrapping_sub(step_us))).collect();
-    let col_dur: Vec<u64> = durs.iter().map(|d| zigzag(d.wrapping_sub(dur_us))).collect();
+    let col_start: Vec<u64> = steps
+        .iter()
+        .map(|d| zigzag(d.wrapping_sub(step_us)))
+        .collect();
+    let col_dur: Vec<u64> = durs
+        .iter()
+        .map(|d| zigzag(d.wrapping_sub(dur_us)))
+        .collect();
     let col_seq: Vec<u64> = spans
         .windows(2)
         .map(|w| zigzag((w[1].seq.wrapping_sub(w[0].seq) as i64).wrapping_sub(1)))
@@ -148,7 +154,10 @@ pub fn encode_spans(spans: &[Span]) -> SpanChunk {
 
     let mut w = BitWriter::default();
     let mut k = [0u8; 4];
-    for (i, col) in [&col_start, &col_dur, &col_seq, &col_outcome].iter().enumerate() {
+    for (i, col) in [&col_start, &col_dur, &col_seq, &col_outcome]
+        .iter()
+        .enumerate()
+    {
         k[i] = best_rice_k(col);
         for &v in col.iter() {
             w.rice(v, k[i]);
@@ -464,7 +473,10 @@ fn channel_entry(new: &ChannelStatus, old: Option<&ChannelStatus>) -> ChannelEnt
     }
 }
 
-fn channel_apply(e: &ChannelEntry, old: Option<&ChannelStatus>) -> Result<ChannelStatus, DecodeError> {
+fn channel_apply(
+    e: &ChannelEntry,
+    old: Option<&ChannelStatus>,
+) -> Result<ChannelStatus, DecodeError> {
     fn pick<T: Clone>(new: &Option<T>, old: Option<&T>, what: &str) -> Result<T, DecodeError> {
         match (new, old) {
             (Some(v), _) => Ok(v.clone()),
@@ -485,19 +497,28 @@ fn channel_apply(e: &ChannelEntry, old: Option<&ChannelStatus>) -> Result<Channe
         sql_delay_s: pick(&e.sql_delay_s, old.map(|o| &o.sql_delay_s), "sql_delay")?,
         last_io_errno: pick(&e.last_io_errno, old.map(|o| &o.last_io_errno), "io_errno")?,
         last_io_error: pick(&e.last_io_error, old.map(|o| &o.last_io_error), "io_error")?,
-        last_sql_errno: pick(&e.last_sql_errno, old.map(|o| &o.last_sql_errno), "sql_errno")?,
-        last_sql_error: pick(&e.last_sql_error, old.map(|o| &o.last_sql_error), "sql_error")?,
-        gtid_io_pos: text_apply(&e.gtid_io_pos, old.map_or("", |o| &o.gtid_io_pos))?,
-        gtid_applied_pos: text_apply(
-            &e.gtid_applied_pos,
-            old.map_or("", |o| &o.gtid_applied_pos),
+        last_sql_errno: pick(
+            &e.last_sql_errno,
+            old.map(|o| &o.last_sql_errno),
+            "sql_errno",
         )?,
+        last_sql_error: pick(
+            &e.last_sql_error,
+            old.map(|o| &o.last_sql_error),
+            "sql_error",
+        )?,
+        gtid_io_pos: text_apply(&e.gtid_io_pos, old.map_or("", |o| &o.gtid_io_pos))?,
+        gtid_applied_pos: text_apply(&e.gtid_applied_pos, old.map_or("", |o| &o.gtid_applied_pos))?,
         relay_log_space: match (e.relay_log_space, old) {
             (None, Some(o)) => o.relay_log_space,
             (None, None) => return Err(corrupt("status field relay_log_space missing")),
             (Some(d), o) => (o.map_or(0, |o| o.relay_log_space as i64)).wrapping_add(d) as u64,
         },
-        sql_applying: pick(&e.sql_applying, old.map(|o| &o.sql_applying), "sql_applying")?,
+        sql_applying: pick(
+            &e.sql_applying,
+            old.map(|o| &o.sql_applying),
+            "sql_applying",
+        )?,
     })
 }
 

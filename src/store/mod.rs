@@ -99,7 +99,9 @@ impl fmt::Display for StoreError {
             StoreError::Corrupt { path, detail } => {
                 write!(f, "{}: corrupt store: {detail}", path.display())
             }
-            StoreError::Db { path, detail } => write!(f, "{}: store error: {detail}", path.display()),
+            StoreError::Db { path, detail } => {
+                write!(f, "{}: store error: {detail}", path.display())
+            }
         }
     }
 }
@@ -117,6 +119,12 @@ fn db_err(path: &Path, e: impl Into<redb::Error>) -> StoreError {
             path: path.to_path_buf(),
             detail: format!("redb says: {}", detail.to_lowercase()),
         },
+        e if e.to_string().to_lowercase().contains("not a redb database") => {
+            StoreError::NotAStore {
+                path: path.to_path_buf(),
+                detail: "not a redb file".into(),
+            }
+        }
         other => StoreError::Db {
             path: path.to_path_buf(),
             detail: other.to_string().to_lowercase(),
@@ -144,7 +152,10 @@ impl Store {
     /// Opens a store for appending, creating it if the file does not exist. Refuses
     /// files that are not lagtrace stores or are of a newer format, without writing.
     pub fn open_or_create(path: &Path) -> Result<Store, StoreError> {
-        let existed = path.exists() && std::fs::metadata(path).map(|m| m.len() > 0).unwrap_or(false);
+        let existed = path.exists()
+            && std::fs::metadata(path)
+                .map(|m| m.len() > 0)
+                .unwrap_or(false);
         let db = Database::builder()
             .set_concurrency_mode(ConcurrencyMode::SingleWriter)
             .create(path)
@@ -194,7 +205,10 @@ impl Store {
                 .map_err(|e| db_err(p, e))?
                 .map_or(1, |(k, _)| k.value() + 1);
             for key in keys {
-                let existing = names.get(key.as_str()).map_err(|e| db_err(p, e))?.map(|v| v.value());
+                let existing = names
+                    .get(key.as_str())
+                    .map_err(|e| db_err(p, e))?
+                    .map(|v| v.value());
                 let id = match existing {
                     Some(id) => id,
                     None => {
@@ -227,7 +241,9 @@ impl Store {
                 path: p.clone(),
                 detail: e.to_string(),
             })?;
-            sessions.insert(id, bytes.as_slice()).map_err(|e| db_err(p, e))?;
+            sessions
+                .insert(id, bytes.as_slice())
+                .map_err(|e| db_err(p, e))?;
         }
         tx.commit().map_err(|e| db_err(p, e))?;
         Ok(id)
@@ -298,7 +314,8 @@ mod tests {
     use super::*;
 
     fn temp(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("lagtrace-store-{}-{name}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("lagtrace-store-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         dir.join("s.redb")
@@ -342,7 +359,11 @@ mod tests {
     #[test]
     fn foreign_files_are_refused_untouched() {
         let path = temp("foreign");
-        std::fs::write(&path, b"this is not a database, it is a grocery list\n".repeat(200)).unwrap();
+        std::fs::write(
+            &path,
+            b"this is not a database, it is a grocery list\n".repeat(200),
+        )
+        .unwrap();
         let before = std::fs::read(&path).unwrap();
         let e = Store::open_or_create(&path).err().expect("refused");
         assert!(matches!(e, StoreError::NotAStore { .. }), "{e}");
@@ -355,7 +376,8 @@ mod tests {
         {
             let db = Database::create(&other).unwrap();
             let tx = db.begin_write().unwrap();
-            tx.open_table(TableDefinition::<u64, u64>::new("x")).unwrap();
+            tx.open_table(TableDefinition::<u64, u64>::new("x"))
+                .unwrap();
             tx.commit().unwrap();
         }
         let e = Store::open_or_create(&other).err().expect("refused");

@@ -127,9 +127,11 @@ fn load_one(
         let named = parse_name(&key).ok_or_else(|| corrupt(format!("bad name {key:?}")))?;
         let (kinds, cluster, replica): (&[u8], _, _) = match &named {
             Named::Cluster(c) if filter.wants_cluster(c) => (&[KIND_BEATS], c.clone(), None),
-            Named::Replica(c, r) if filter.wants_replica(c, r) => {
-                (&[KIND_OBSERVATIONS, KIND_STATUS], c.clone(), Some(r.clone()))
-            }
+            Named::Replica(c, r) if filter.wants_replica(c, r) => (
+                &[KIND_OBSERVATIONS, KIND_STATUS],
+                c.clone(),
+                Some(r.clone()),
+            ),
             _ => continue,
         };
         for &kind in kinds {

@@ -1,0 +1,353 @@
+//! `lagtrace record`: start the probes, pass their samples to the store writer and the
+//! live outputs, and stop cleanly on SIGINT, SIGTERM or `--duration`.
+//!
+//! Shutdown is a visible protocol: a `watch` tells every probe task to stop; each task
+//! drops its sample sender when it ends; when the last one is gone the sample loop has
+//! drained everything, drops the store sender, and the writer thread makes its final
+//! flush and returns.
+
+use std::collections::HashMap;
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+
+use super::CmdError;
+use crate::analysis::lag::RecentBeats;
+use crate::clock::Clock;
+use crate::config::{Config, Secret};
+use crate::output::console::{self, ReplicaView, Totals};
+use crate::output::statsd::Statsd;
+use crate::probe::{beat, reader, status};
+use crate::samples::{Outcome, Sample};
+use crate::store::writer::{self, SampleSender, WriterStats};
+use crate::store::{SessionInfo, Store, StoreError, cluster_key, replica_key};
+
+/// What the user asked for; `None` keeps the config's value.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    pub config: PathBuf,
+    pub store: Option<PathBuf>,
+    pub interval: Option<Duration>,
+    pub flush: Option<Duration>,
+    pub duration: Option<Duration>,
+    pub quiet: bool,
+}
+
+/// Samples queued between the probes and the sample loop.
+const SAMPLE_QUEUE: usize = 10_000;
+/// Beats kept per cluster for live lag (about 22 minutes at 10 ms).
+const RECENT_BEATS: usize = 1 << 17;
+/// Seconds between log lines when stdout is not a terminal.
+const LOG_EVERY_S: u64 = 10;
+
+/// Store errors about the file itself are bad input; the rest are runtime failures.
+pub fn store_error(e: StoreError) -> CmdError {
+    match e {
+        StoreError::NotAStore { .. }
+        | StoreError::NewerFormat { .. }
+        | StoreError::Missing { .. } => CmdError::BadInput(e.to_string()),
+        other => CmdError::Runtime(other.to_string()),
+    }
+}
+
+pub fn run(opts: &Options) -> Result<(), CmdError> {
+    let (mut config, password) = super::load_config(&opts.config)?;
+    if let Some(store) = &opts.store {
+        config.record.store = store.clone();
+    }
+    if let Some(interval) = opts.interval {
+        if interval < crate::config::MIN_INTERVAL || interval > crate::config::MAX_INTERVAL {
+            return Err(CmdError::BadInput(
+                "--interval is out of range: use 1ms to 60s".into(),
+            ));
+        }
+        config.record.interval = interval;
+    }
+    if let Some(flush) = opts.flush {
+        config.record.flush = flush;
+    }
+    let statsd = config
+        .statsd
+        .as_ref()
+        .map(Statsd::new)
+        .transpose()
+        .map_err(CmdError::Runtime)?;
+
+    let clock = Clock::start();
+    let store = Store::open_or_create(&config.record.store).map_err(store_error)?;
+    let mut keys: Vec<String> = config
+        .clusters
+        .iter()
+        .map(|c| cluster_key(&c.name))
+        .collect();
+    for c in &config.clusters {
+        keys.extend(c.replicas.iter().map(|r| replica_key(&c.name, &r.name)));
+    }
+    let ids = store.intern(&keys).map_err(store_error)?;
+    let session = store
+        .begin_session(&SessionInfo {
+            started_us: clock.anchor_utc_us(),
+            interval_us: config.record.interval.as_micros() as u64,
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            host: hostname(),
+        })
+        .map_err(store_error)?;
+    let store_path = config.record.store.clone();
+    let (sender, writer_thread) = writer::spawn(
+        store,
+        session,
+        config.record.flush,
+        writer::CHANNEL_CAPACITY,
+    );
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| CmdError::Runtime(format!("cannot start the async runtime: {e}")))?;
+    let ctx = Context {
+        config: &config,
+        password: &password,
+        ids: &ids,
+        clock,
+        statsd: statsd.as_ref(),
+        quiet: opts.quiet,
+        duration: opts.duration,
+    };
+    let loop_result = runtime.block_on(record_loop(ctx, sender));
+    runtime.shutdown_timeout(Duration::from_secs(2));
+
+    let stats: WriterStats = match writer_thread.join() {
+        Ok(Ok(stats)) => stats,
+        Ok(Err(e)) => return Err(store_error(e)),
+        Err(_) => return Err(CmdError::Runtime("the store writer thread crashed".into())),
+    };
+    let totals = loop_result?;
+    if !opts.quiet {
+        println!(
+            "lagtrace: recorded {} beats ({} failed) and {} samples in all to {} (session {session}, {} flushes){}",
+            totals.beats_ok + totals.beats_failed,
+            totals.beats_failed,
+            stats.samples,
+            store_path.display(),
+            stats.flushes,
+            if totals.dropped > 0 {
+                format!(
+                    "; {} samples dropped because the store fell behind",
+                    totals.dropped
+                )
+            } else {
+                String::new()
+            }
+        );
+    }
+    Ok(())
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+struct Context<'a> {
+    config: &'a Config,
+    password: &'a Secret,
+    /// Interned ids: clusters first, then replicas in config order.
+    ids: &'a [u32],
+    clock: Clock,
+    statsd: Option<&'a Statsd>,
+    quiet: bool,
+    duration: Option<Duration>,
+}
+
+/// Per replica id: the cluster id and the index of its view.
+struct Route {
+    cluster_id: u32,
+    view: usize,
+}
+
+async fn record_loop(ctx: Context<'_>, store: SampleSender) -> Result<Totals, CmdError> {
+    let config = ctx.config;
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let (sample_tx, mut samples) = mpsc::channel::<Sample>(SAMPLE_QUEUE);
+
+    let mut recent: HashMap<u32, RecentBeats> = HashMap::new();
+    let mut routes: HashMap<u32, Route> = HashMap::new();
+    let mut views: Vec<ReplicaView> = Vec::new();
+    let mut next_replica_id = ctx.ids[config.clusters.len()..].iter();
+
+    for (ci, cluster) in config.clusters.iter().enumerate() {
+        let cluster_id = ctx.ids[ci];
+        recent.insert(cluster_id, RecentBeats::new(RECENT_BEATS));
+        let (notice_tx, notice_rx) = watch::channel(beat::BeatNotice::default());
+        tokio::spawn(beat::run(
+            beat::BeatWriter {
+                cluster_id,
+                cluster: cluster.name.clone(),
+                primary: cluster.primary.clone(),
+                settings: config.connection.clone(),
+                password: ctx.password.clone(),
+                interval: config.record.interval,
+                clock: ctx.clock,
+            },
+            sample_tx.clone(),
+            notice_tx,
+            shutdown_rx.clone(),
+        ));
+        for replica in &cluster.replicas {
+            let replica_id = *next_replica_id.next().expect("one id per replica");
+            routes.insert(
+                replica_id,
+                Route {
+                    cluster_id,
+                    view: views.len(),
+                },
+            );
+            views.push(ReplicaView {
+                cluster: cluster.name.clone(),
+                replica: replica.name.clone(),
+                ..Default::default()
+            });
+            tokio::spawn(reader::run(
+                reader::Reader {
+                    replica_id,
+                    cluster: cluster.name.clone(),
+                    replica: replica.name.clone(),
+                    address: replica.address.clone(),
+                    settings: config.connection.clone(),
+                    password: ctx.password.clone(),
+                    interval: config.record.interval,
+                    read_every: config.record.read_every,
+                    clock: ctx.clock,
+                },
+                sample_tx.clone(),
+                notice_rx.clone(),
+                shutdown_rx.clone(),
+            ));
+            tokio::spawn(status::run(
+                status::Poller {
+                    replica_id,
+                    replica: replica.name.clone(),
+                    address: replica.address.clone(),
+                    settings: config.connection.clone(),
+                    password: ctx.password.clone(),
+                    every: config.record.status_every,
+                    clock: ctx.clock,
+                },
+                sample_tx.clone(),
+                shutdown_rx.clone(),
+            ));
+        }
+    }
+    drop(sample_tx);
+
+    let terminal = std::io::stdout().is_terminal();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut ticks: u64 = 0;
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| CmdError::Runtime(format!("cannot listen for SIGTERM: {e}")))?;
+    let stop_at = ctx.duration.map(|d| tokio::time::Instant::now() + d);
+    let mut stopping = false;
+    let mut totals = Totals::default();
+    let mut store_gone = false;
+
+    loop {
+        tokio::select! {
+            sample = samples.recv() => {
+                let Some(sample) = sample else { break };
+                match &sample {
+                    Sample::Beat { cluster, beat } => {
+                        if beat.outcome == Outcome::Ok {
+                            totals.beats_ok += 1;
+                        } else {
+                            totals.beats_failed += 1;
+                        }
+                        if let Some(r) = recent.get_mut(cluster) {
+                            r.push(beat.clone());
+                        }
+                    }
+                    Sample::Observation { replica, observation } => {
+                        if let Some(route) = routes.get(replica) {
+                            let view = &mut views[route.view];
+                            let lag = recent.get(&route.cluster_id).and_then(|r| r.lag(observation));
+                            if observation.outcome == Outcome::Ok {
+                                view.reads_ok += 1;
+                            } else {
+                                view.reads_failed += 1;
+                            }
+                            if let (Some(statsd), Some(lag)) = (ctx.statsd, lag.as_ref()) {
+                                statsd.lag(&view.cluster, &view.replica, lag);
+                            }
+                            view.lag = lag;
+                            view.last = Some(observation.clone());
+                        }
+                    }
+                    Sample::Status { replica, status } => {
+                        if let Some(route) = routes.get(replica) {
+                            let view = &mut views[route.view];
+                            if let (Some(statsd), Some(ch)) = (ctx.statsd, status.main_channel()) {
+                                statsd.status(&view.cluster, &view.replica, ch);
+                            }
+                            view.status = Some(status.clone());
+                        }
+                    }
+                }
+                if !store_gone && store.send(sample).is_err() {
+                    // The writer ended with a store error; it is reported after shutdown.
+                    store_gone = true;
+                    if !stopping {
+                        stopping = true;
+                        let _ = shutdown_tx.send(true);
+                    }
+                }
+            }
+            _ = tick.tick() => {
+                ticks += 1;
+                totals.dropped = store.dropped();
+                if let Some(statsd) = ctx.statsd {
+                    statsd.flush();
+                    totals.statsd_errors = statsd.errors();
+                }
+                if !ctx.quiet {
+                    let now = ctx.clock.now_us();
+                    let mut out = std::io::stdout().lock();
+                    if terminal {
+                        let _ = write!(out, "\x1b[H\x1b[2J{}", console::table(&views, &totals, now));
+                    } else if ticks.is_multiple_of(LOG_EVERY_S) {
+                        let _ = write!(out, "{}", console::log_lines(&views, now));
+                    }
+                    let _ = out.flush();
+                }
+            }
+            _ = tokio::signal::ctrl_c(), if !stopping => {
+                stopping = true;
+                let _ = shutdown_tx.send(true);
+            }
+            _ = sigterm.recv(), if !stopping => {
+                stopping = true;
+                let _ = shutdown_tx.send(true);
+            }
+            _ = sleep_until(stop_at), if !stopping && stop_at.is_some() => {
+                stopping = true;
+                let _ = shutdown_tx.send(true);
+            }
+        }
+    }
+    totals.dropped = store.dropped();
+    drop(store);
+    if !ctx.quiet && !terminal {
+        print!("{}", console::log_lines(&views, ctx.clock.now_us()));
+    }
+    Ok(totals)
+}
+
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}

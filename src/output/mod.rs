@@ -1,0 +1,6 @@
+//! Step 5 of the data flow: what lagtrace shows and sends. Live outputs of `record`
+//! (`console`, `statsd`) and the offline `export` writers (`export`).
+
+pub mod console;
+pub mod export;
+pub mod statsd;

@@ -1,0 +1,98 @@
+//! Live metrics to statsd through cadence: a queuing sink in front of a buffered,
+//! non-blocking UDP sink, so the recorder never waits on the network. Errors are
+//! counted, never fatal.
+//!
+//! Per replica, names `<prefix>.<cluster>.<replica>.<metric>`: `lag_ms` (a timer, whole
+//! milliseconds as statsd timers are, and a gauge with microsecond precision),
+//! `lag_hi_ms` (gauge), `io_running` and `sql_running` (gauges, 0/1) and
+//! `seconds_behind_master` (gauge, only when the server does not say NULL).
+
+use std::net::UdpSocket;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use cadence::prelude::*;
+use cadence::{BufferedUdpMetricSink, QueuingMetricSink, StatsdClient};
+
+use crate::analysis::lag::LagBounds;
+use crate::config::StatsdConfig;
+use crate::samples::{ChannelStatus, IoState};
+
+/// Metrics queued for the UDP sender before new ones are dropped.
+const QUEUE_CAPACITY: usize = 10_000;
+
+pub struct Statsd {
+    client: StatsdClient,
+    errors: Arc<AtomicU64>,
+}
+
+impl Statsd {
+    pub fn new(cfg: &StatsdConfig) -> Result<Statsd, String> {
+        let target = cfg.address.to_string();
+        let socket = UdpSocket::bind(if cfg.address.host.contains(':') {
+            "[::]:0"
+        } else {
+            "0.0.0.0:0"
+        })
+        .map_err(|e| format!("statsd: cannot open a UDP socket: {e}"))?;
+        socket
+            .set_nonblocking(true)
+            .map_err(|e| format!("statsd: {e}"))?;
+        let udp = BufferedUdpMetricSink::from(target.as_str(), socket)
+            .map_err(|e| format!("statsd: bad address {target}: {e}"))?;
+        let errors = Arc::new(AtomicU64::new(0));
+        let queue_errors = errors.clone();
+        let sink = QueuingMetricSink::builder()
+            .with_capacity(QUEUE_CAPACITY)
+            .with_error_handler(move |_| {
+                queue_errors.fetch_add(1, Ordering::Relaxed);
+            })
+            .build(udp);
+        let client_errors = errors.clone();
+        let client = StatsdClient::builder(&cfg.prefix, sink)
+            .with_error_handler(move |_| {
+                client_errors.fetch_add(1, Ordering::Relaxed);
+            })
+            .build();
+        Ok(Statsd { client, errors })
+    }
+
+    /// Lag of one observation.
+    pub fn lag(&self, cluster: &str, replica: &str, lag: &LagBounds) {
+        let point_ms = lag.point_us() as f64 / 1000.0;
+        let point = Duration::from_micros(lag.point_us().max(0) as u64);
+        let key = |m: &str| format!("{cluster}.{replica}.{m}");
+        let _ = self.client.time(&key("lag_ms"), point);
+        let _ = self.client.gauge(&key("lag_ms"), point_ms);
+        let _ = self
+            .client
+            .gauge(&key("lag_hi_ms"), lag.hi_us as f64 / 1000.0);
+    }
+
+    /// Thread states and Seconds_Behind_Master of a replica's main channel.
+    pub fn status(&self, cluster: &str, replica: &str, ch: &ChannelStatus) {
+        let key = |m: &str| format!("{cluster}.{replica}.{m}");
+        let _ = self
+            .client
+            .gauge(&key("io_running"), u64::from(ch.io == IoState::Yes));
+        let _ = self
+            .client
+            .gauge(&key("sql_running"), u64::from(ch.sql_running));
+        if let Some(sbm) = ch.seconds_behind_master {
+            let _ = self.client.gauge(&key("seconds_behind_master"), sbm as u64);
+        }
+    }
+
+    /// Sends what is buffered.
+    pub fn flush(&self) {
+        if self.client.flush().is_err() {
+            self.errors.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Metrics that could not be sent.
+    pub fn errors(&self) -> u64 {
+        self.errors.load(Ordering::Relaxed)
+    }
+}

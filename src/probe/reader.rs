@@ -1,0 +1,148 @@
+//! The replica reader: one task per replica, reading the cluster's heartbeat row right
+//! after each acknowledged beat (or every `read_every` beats), in autocommit READ
+//! COMMITTED so it never reads a stale snapshot. When no beat arrives (the primary is
+//! down) it still reads once per period, so the lag bounds keep widening honestly.
+
+use std::time::Duration;
+
+use mysql_async::Conn;
+use mysql_async::prelude::Queryable;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+use super::beat::{BeatNotice, MAX_BACKOFF};
+use super::conn::{self, Backoff, DbError, timed};
+use crate::clock::Clock;
+use crate::config::{Address, ConnectionConfig, Secret};
+use crate::samples::{Observation, Outcome, Sample};
+
+/// Everything a replica reader needs.
+#[derive(Debug, Clone)]
+pub struct Reader {
+    pub replica_id: u32,
+    pub cluster: String,
+    pub replica: String,
+    pub address: Address,
+    pub settings: ConnectionConfig,
+    pub password: Secret,
+    /// Beat interval.
+    pub interval: Duration,
+    /// Read after every n-th beat.
+    pub read_every: u32,
+    pub clock: Clock,
+}
+
+/// Reads until `shutdown` turns true or the beat writer goes away.
+pub async fn run(
+    r: Reader,
+    out: mpsc::Sender<Sample>,
+    mut notices: watch::Receiver<BeatNotice>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let period = r.interval * r.read_every;
+    // Without beats, read once per period (plus a margin so a beat normally wins).
+    let fallback = period + period / 2;
+    let mut conn: Option<Conn> = None;
+    let mut backoff = Backoff::new(r.interval.max(Duration::from_millis(50)), MAX_BACKOFF);
+    let mut retry_at = Instant::now();
+    let mut last_read_seq = 0u64;
+    let sql = format!(
+        "SELECT seq FROM `{}`.heartbeat WHERE cluster = '{}'",
+        r.settings.database, r.cluster
+    );
+
+    loop {
+        tokio::select! {
+            changed = notices.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+                let seq = notices.borrow_and_update().seq;
+                if r.read_every > 1 && seq < last_read_seq + r.read_every as u64 {
+                    continue;
+                }
+                last_read_seq = seq;
+            }
+            _ = tokio::time::sleep(fallback) => {}
+            _ = shutdown.changed() => break,
+        }
+        if *shutdown.borrow() {
+            break;
+        }
+        if Instant::now() < retry_at {
+            continue;
+        }
+        let r_start_us = r.clock.now_us();
+        let result = read_seq(&r, &mut conn, &sql).await;
+        let r_end_us = r.clock.now_us();
+        let observation = match result {
+            Ok(Some(seq)) => {
+                backoff.reset();
+                Observation {
+                    r_start_us,
+                    r_end_us,
+                    seq: Some(seq),
+                    outcome: Outcome::Ok,
+                    reason: None,
+                }
+            }
+            Ok(None) => Observation {
+                r_start_us,
+                r_end_us,
+                seq: None,
+                outcome: Outcome::MissingRow,
+                reason: Some(format!(
+                    "no heartbeat row for cluster {}; run lagtrace init",
+                    r.cluster
+                )),
+            },
+            Err(e) => {
+                conn = None;
+                retry_at = Instant::now() + backoff.next_delay();
+                tracing::debug!(replica = %r.replica, error = %e, "read failed");
+                Observation {
+                    r_start_us,
+                    r_end_us,
+                    seq: None,
+                    outcome: e.outcome(),
+                    reason: Some(e.to_string()),
+                }
+            }
+        };
+        let sample = Sample::Observation {
+            replica: r.replica_id,
+            observation,
+        };
+        if out.send(sample).await.is_err() {
+            break;
+        }
+    }
+    if let Some(c) = conn {
+        let _ = tokio::time::timeout(Duration::from_millis(200), c.disconnect()).await;
+    }
+}
+
+async fn read_seq(r: &Reader, conn: &mut Option<Conn>, sql: &str) -> Result<Option<u64>, DbError> {
+    if conn.is_none() {
+        let mut c = conn::connect(&r.address, &r.settings, &r.password).await?;
+        for setup in [
+            "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED",
+            "SET SESSION autocommit = 1",
+        ] {
+            timed(
+                "session setup",
+                r.settings.query_timeout,
+                c.query_drop(setup),
+            )
+            .await?;
+        }
+        *conn = Some(c);
+    }
+    let c = conn.as_mut().expect("connected above");
+    timed(
+        "heartbeat read",
+        r.settings.query_timeout,
+        c.query_first::<u64, _>(sql),
+    )
+    .await
+}

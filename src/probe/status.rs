@@ -1,0 +1,193 @@
+//! The status poller: one task per replica, sampling the replication status about once
+//! a second on its own connection (so a slow status query never delays a heartbeat read).
+//! `SHOW ALL SLAVES STATUS` on MariaDB keeps multi-source channels apart;
+//! `SHOW REPLICA STATUS` on MySQL 8.
+
+use std::time::Duration;
+
+use mysql_async::Conn;
+use mysql_async::prelude::Queryable;
+use tokio::sync::{mpsc, watch};
+use tokio::time::{Instant, MissedTickBehavior};
+
+use super::beat::MAX_BACKOFF;
+use super::conn::{self, Backoff, DbError, column_string, timed};
+use crate::clock::Clock;
+use crate::config::{Address, ConnectionConfig, Secret};
+use crate::samples::{ChannelStatus, IoState, Outcome, Sample, StatusSample};
+
+/// Everything a status poller needs.
+#[derive(Debug, Clone)]
+pub struct Poller {
+    pub replica_id: u32,
+    pub replica: String,
+    pub address: Address,
+    pub settings: ConnectionConfig,
+    pub password: Secret,
+    pub every: Duration,
+    pub clock: Clock,
+}
+
+/// Polls until `shutdown` turns true.
+pub async fn run(p: Poller, out: mpsc::Sender<Sample>, mut shutdown: watch::Receiver<bool>) {
+    let mut ticker = tokio::time::interval(p.every);
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
+    let mut conn: Option<(Conn, &'static str)> = None;
+    let mut backoff = Backoff::new(Duration::from_millis(100), MAX_BACKOFF.max(p.every));
+    let mut retry_at = Instant::now();
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = shutdown.changed() => break,
+        }
+        if *shutdown.borrow() {
+            break;
+        }
+        if Instant::now() < retry_at {
+            continue;
+        }
+        let t_us = p.clock.now_us();
+        let result = poll(&p, &mut conn).await;
+        let duration_us = (p.clock.now_us() - t_us).clamp(0, u32::MAX as i64) as u32;
+        let status = match result {
+            Ok(channels) => {
+                backoff.reset();
+                StatusSample {
+                    t_us,
+                    duration_us,
+                    outcome: Outcome::Ok,
+                    reason: None,
+                    channels,
+                }
+            }
+            Err(e) => {
+                conn = None;
+                retry_at = Instant::now() + backoff.next_delay();
+                StatusSample {
+                    t_us,
+                    duration_us,
+                    outcome: e.outcome(),
+                    reason: Some(e.to_string()),
+                    channels: Vec::new(),
+                }
+            }
+        };
+        let sample = Sample::Status {
+            replica: p.replica_id,
+            status,
+        };
+        if out.send(sample).await.is_err() {
+            break;
+        }
+    }
+}
+
+async fn poll(
+    p: &Poller,
+    conn: &mut Option<(Conn, &'static str)>,
+) -> Result<Vec<ChannelStatus>, DbError> {
+    if conn.is_none() {
+        let mut c = conn::connect(&p.address, &p.settings, &p.password).await?;
+        let version: Option<String> = timed(
+            "query",
+            p.settings.query_timeout,
+            c.query_first("SELECT @@version"),
+        )
+        .await?;
+        let sql = conn::replication_status_sql(&version.unwrap_or_default());
+        *conn = Some((c, sql));
+    }
+    let (c, sql) = conn.as_mut().expect("connected above");
+    let rows: Vec<mysql_async::Row> =
+        timed("status poll", p.settings.query_timeout, c.query(*sql)).await?;
+    Ok(rows.iter().map(parse_channel).collect())
+}
+
+/// One row of `SHOW ALL SLAVES STATUS` (MariaDB) or `SHOW REPLICA STATUS` (MySQL 8).
+pub fn parse_channel(row: &mysql_async::Row) -> ChannelStatus {
+    let text = |names: &[&str]| column_string(row, names);
+    let number = |names: &[&str]| text(names).and_then(|v| v.trim().parse::<u64>().ok());
+    let host = text(&["Master_Host", "Source_Host"]).unwrap_or_default();
+    let port = text(&["Master_Port", "Source_Port"]).unwrap_or_default();
+    let sql_running = text(&["Slave_SQL_Running", "Replica_SQL_Running"]).as_deref() == Some("Yes");
+    let sql_state = text(&["Slave_SQL_Running_State", "Replica_SQL_Running_State"]);
+    ChannelStatus {
+        channel: text(&["Connection_name", "Channel_Name"]).unwrap_or_default(),
+        source: format!("{host}:{port}"),
+        io: io_state(text(&["Slave_IO_Running", "Replica_IO_Running"]).as_deref()),
+        sql_running,
+        seconds_behind_master: number(&["Seconds_Behind_Master", "Seconds_Behind_Source"])
+            .map(|v| v.min(u32::MAX as u64) as u32),
+        sql_delay_s: number(&["SQL_Delay"]).unwrap_or(0).min(u32::MAX as u64) as u32,
+        last_io_errno: number(&["Last_IO_Errno"]).unwrap_or(0) as u32,
+        last_io_error: text(&["Last_IO_Error"]).unwrap_or_default(),
+        last_sql_errno: number(&["Last_SQL_Errno"]).unwrap_or(0) as u32,
+        last_sql_error: text(&["Last_SQL_Error"]).unwrap_or_default(),
+        gtid_io_pos: text(&["Gtid_IO_Pos", "Retrieved_Gtid_Set"]).unwrap_or_default(),
+        gtid_applied_pos: text(&["Gtid_Slave_Pos", "Executed_Gtid_Set"]).unwrap_or_default(),
+        relay_log_space: number(&["Relay_Log_Space"]).unwrap_or(0),
+        sql_applying: sql_applying(sql_running, sql_state.as_deref()),
+    }
+}
+
+fn io_state(v: Option<&str>) -> IoState {
+    match v {
+        Some("Yes") => IoState::Yes,
+        Some("Connecting") | Some("Preparing") => IoState::Connecting,
+        _ => IoState::No,
+    }
+}
+
+/// Whether the SQL thread is busy applying events, from its state text. Waiting for
+/// the relay log, or for an intended delay to pass, is not applying.
+pub fn sql_applying(sql_running: bool, state: Option<&str>) -> Option<bool> {
+    if !sql_running {
+        return None;
+    }
+    let state = state?.to_ascii_lowercase();
+    if state.is_empty() {
+        return None;
+    }
+    let idle = state.contains("has read all relay log")
+        || state.contains("waiting until master_delay")
+        || state.contains("waiting until source_delay")
+        || state.contains("waiting for the next event in relay log");
+    Some(!idle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn applying_from_state_text() {
+        assert_eq!(
+            sql_applying(
+                true,
+                Some("Slave has read all relay log; waiting for more updates")
+            ),
+            Some(false)
+        );
+        assert_eq!(
+            sql_applying(
+                true,
+                Some("Waiting until MASTER_DELAY seconds after master executed event")
+            ),
+            Some(false)
+        );
+        assert_eq!(
+            sql_applying(true, Some("Update_rows_log_event::find_row(-1)")),
+            Some(true)
+        );
+        assert_eq!(sql_applying(true, Some("")), None);
+        assert_eq!(sql_applying(false, Some("anything")), None);
+    }
+
+    #[test]
+    fn io_states() {
+        assert_eq!(io_state(Some("Yes")), IoState::Yes);
+        assert_eq!(io_state(Some("Connecting")), IoState::Connecting);
+        assert_eq!(io_state(Some("No")), IoState::No);
+        assert_eq!(io_state(None), IoState::No);
+    }
+}
