@@ -301,10 +301,28 @@ pub fn open_read(path: &Path) -> Result<ReadOnlyDatabase, StoreError> {
             path: path.to_path_buf(),
         });
     }
-    let db = Database::builder()
-        .set_concurrency_mode(ConcurrencyMode::SingleWriter)
-        .open_read_only(path)
-        .map_err(|e| db_err(path, e))?;
+    let open = || {
+        Database::builder()
+            .set_concurrency_mode(ConcurrencyMode::SingleWriter)
+            .open_read_only(path)
+    };
+    let db = match open() {
+        Ok(db) => db,
+        // After a crash (a recorder killed), redb must repair the file before anyone reads
+        // it, and a read-only handle cannot. Opening it for writing once does the repair,
+        // as the next `record` would; nothing else is written.
+        Err(redb::DatabaseError::RepairAborted) => {
+            tracing::info!(store = %path.display(), "repairing after an unclean shutdown");
+            let repaired = Database::builder()
+                .set_concurrency_mode(ConcurrencyMode::SingleWriter)
+                .open(path)
+                .map_err(|e| db_err(path, e))?;
+            check_meta(path, &repaired.begin_read().map_err(|e| db_err(path, e))?)?;
+            drop(repaired);
+            open().map_err(|e| db_err(path, e))?
+        }
+        Err(e) => return Err(db_err(path, e)),
+    };
     check_meta(path, &db.begin_read().map_err(|e| db_err(path, e))?)?;
     Ok(db)
 }

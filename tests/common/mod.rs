@@ -99,3 +99,120 @@ pub fn lab_config(
         replicas.join(", ")
     )
 }
+
+/// Runs `scripts/lab.sh ARGS` with extra environment, failing the test if it fails.
+pub fn lab(args: &[&str], env: &[(&str, &str)]) {
+    let mut c = Command::new(repo_root().join("scripts/lab.sh"));
+    c.args(args);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let out = c.output().expect("run scripts/lab.sh");
+    assert!(
+        out.status.success(),
+        "scripts/lab.sh {args:?} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The pid of a lab server (`primary`, `replica1`, `replica2`).
+pub fn lab_pid(node: &str) -> u32 {
+    let path = repo_root().join(".lab").join(node).join("mysqld.pid");
+    std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+        .trim()
+        .parse()
+        .expect("pid")
+}
+
+/// Sends a signal by name (`KILL`, `TERM`, `INT`) with kill(1).
+pub fn signal(pid: u32, name: &str) {
+    let ok = Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(pid.to_string())
+        .status()
+        .expect("run kill")
+        .success();
+    assert!(ok, "kill -{name} {pid} failed");
+}
+
+/// Writes `config` to `dir/lagtrace.toml` and runs `lagtrace init` on it with the lab
+/// password in `LAGTRACE_IT_PASSWORD`, failing the test if it fails.
+pub fn init_config(dir: &TempDir, config: &str) -> PathBuf {
+    let path = dir.write("lagtrace.toml", config);
+    let out = lagtrace()
+        .args(["init", "-c"])
+        .arg(&path)
+        .env("LAGTRACE_IT_PASSWORD", LAB_PASSWORD)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = texts(&out);
+    assert!(out.status.success(), "init failed: {stdout}{stderr}");
+    path
+}
+
+/// UTC microseconds now (the wall clock, for comparing with exported times).
+pub fn now_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as i64
+}
+
+/// One exported row, parsed.
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub t_us: i64,
+    pub replica: String,
+    pub seq: Option<u64>,
+    pub lag_ms: Option<f64>,
+    pub lo_ms: Option<f64>,
+    pub hi_ms: Option<f64>,
+    pub outcome: String,
+    pub sql_running: Option<String>,
+    pub sbm: Option<u64>,
+    pub sql_delay_s: Option<u64>,
+}
+
+/// `lagtrace export --format jsonl` of a store, parsed.
+pub fn export_rows(store: &Path) -> Vec<Row> {
+    let out = lagtrace()
+        .args(["export", "--format", "jsonl", "--store"])
+        .arg(store)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = texts(&out);
+    assert!(out.status.success(), "export failed: {stderr}");
+    stdout
+        .lines()
+        .map(|line| {
+            let v: serde_json::Value = serde_json::from_str(line).expect("jsonl row");
+            let t = v["time_utc"].as_str().unwrap().trim_end_matches('Z');
+            let t_us = humantime::parse_rfc3339_weak(t)
+                .unwrap()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_micros() as i64;
+            Row {
+                t_us,
+                replica: v["replica"].as_str().unwrap().to_string(),
+                seq: v["seq"].as_u64(),
+                lag_ms: v["lag_ms"].as_f64(),
+                lo_ms: v["lag_lo_ms"].as_f64(),
+                hi_ms: v["lag_hi_ms"].as_f64(),
+                outcome: v["outcome"].as_str().unwrap().to_string(),
+                sql_running: v["sql_running"].as_str().map(String::from),
+                sbm: v["seconds_behind_master"].as_u64(),
+                sql_delay_s: v["sql_delay_s"].as_u64(),
+            }
+        })
+        .collect()
+}
+
+/// The median of some values.
+pub fn median(values: &mut [f64]) -> f64 {
+    assert!(!values.is_empty(), "median of nothing");
+    values.sort_by(|a, b| a.total_cmp(b));
+    values[values.len() / 2]
+}
