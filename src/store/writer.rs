@@ -19,8 +19,11 @@ use super::codec::{self, Span};
 use super::{CHUNKS, KIND_BEATS, KIND_OBSERVATIONS, KIND_STATUS, Store, StoreError, db_err};
 use crate::samples::{Sample, StatusSample};
 
-/// Spans per chunk before it is sealed.
-pub const MAX_SPANS: usize = 4096;
+/// A chunk is sealed once its encoding reaches this size, so that it fills most of a
+/// 16 KiB redb leaf (redb allocates pages in powers of two).
+pub const SEAL_BYTES: usize = 16_384 - 1024;
+/// Spans per chunk before it is sealed whatever its size.
+pub const MAX_SPANS: usize = 16_384;
 /// Status samples per chunk before it is sealed.
 pub const MAX_STATUS: usize = 900;
 /// Longest time a chunk covers (1 h), so a reader can find every chunk overlapping a
@@ -116,6 +119,14 @@ struct OpenChunk {
     dirty: bool,
 }
 
+/// Open chunks by series, and chunks that filled up since the last flush.
+#[derive(Default)]
+struct Chunks {
+    open: HashMap<(u8, u32), OpenChunk>,
+    /// Full chunks waiting for the next flush, by series.
+    sealed: Vec<((u8, u32), Pending)>,
+}
+
 /// Starts the writer thread for `session`. Returns the probes' sender and the handle
 /// that yields the writer's result once every sender is dropped.
 pub fn spawn(
@@ -142,37 +153,64 @@ fn run(
     flush_every: Duration,
     rx: Receiver<Sample>,
 ) -> Result<WriterStats, StoreError> {
-    let mut open: HashMap<(u8, u32), OpenChunk> = HashMap::new();
-    let mut stats = WriterStats::default();
+    let mut appender = Appender::new(store, session);
     let mut next_flush = Instant::now() + flush_every;
     loop {
         let wait = next_flush.saturating_duration_since(Instant::now());
         match rx.recv_timeout(wait) {
-            Ok(sample) => {
-                stats.samples += 1;
-                add(&mut open, sample);
-                // Drain what is queued without waking up per sample.
-                while let Ok(sample) = rx.try_recv() {
-                    stats.samples += 1;
-                    add(&mut open, sample);
-                }
-            }
-            Err(RecvTimeoutError::Timeout) => {
-                flush(&store, session, &mut open, &mut stats)?;
-                next_flush += flush_every;
-                if next_flush < Instant::now() {
-                    next_flush = Instant::now() + flush_every;
-                }
-            }
-            Err(RecvTimeoutError::Disconnected) => {
-                flush(&store, session, &mut open, &mut stats)?;
-                return Ok(stats);
+            Ok(sample) => appender.add(sample),
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return appender.finish(),
+        }
+        // Checked after every sample too, so a steady stream cannot postpone a flush.
+        if Instant::now() >= next_flush {
+            appender.flush()?;
+            next_flush += flush_every;
+            if next_flush < Instant::now() {
+                next_flush = Instant::now() + flush_every;
             }
         }
     }
 }
 
-fn add(open: &mut HashMap<(u8, u32), OpenChunk>, sample: Sample) {
+/// Appends samples of one session to a store: the writer thread's state, usable
+/// directly where timing is not wanted (benchmarks, tests).
+pub struct Appender {
+    store: Store,
+    session: u32,
+    chunks: Chunks,
+    stats: WriterStats,
+}
+
+impl Appender {
+    pub fn new(store: Store, session: u32) -> Appender {
+        Appender {
+            store,
+            session,
+            chunks: Chunks::default(),
+            stats: WriterStats::default(),
+        }
+    }
+
+    /// Adds a sample to its series' open chunk (in memory until the next flush).
+    pub fn add(&mut self, sample: Sample) {
+        self.stats.samples += 1;
+        add(&mut self.chunks, sample);
+    }
+
+    /// Commits everything added since the last flush in one write transaction.
+    pub fn flush(&mut self) -> Result<(), StoreError> {
+        flush(&self.store, self.session, &mut self.chunks, &mut self.stats)
+    }
+
+    /// Flushes and returns what was done.
+    pub fn finish(mut self) -> Result<WriterStats, StoreError> {
+        self.flush()?;
+        Ok(self.stats)
+    }
+}
+
+fn add(open: &mut Chunks, sample: Sample) {
     match sample {
         Sample::Beat { cluster, beat } => {
             spans(open, (KIND_BEATS, cluster)).push(Span::from(&beat));
@@ -203,8 +241,13 @@ fn add(open: &mut HashMap<(u8, u32), OpenChunk>, sample: Sample) {
     }
 }
 
-fn open_chunk(open: &mut HashMap<(u8, u32), OpenChunk>, key: (u8, u32)) -> &mut OpenChunk {
-    let chunk = open.entry(key).or_insert_with(|| OpenChunk {
+/// The open chunk of a series, marked dirty; a full one is sealed and a new one begun.
+fn open_chunk(chunks: &mut Chunks, key: (u8, u32)) -> &mut OpenChunk {
+    if chunks.open.get(&key).is_some_and(|c| c.pending.full()) {
+        let full = chunks.open.remove(&key).expect("checked above");
+        chunks.sealed.push((key, full.pending));
+    }
+    let chunk = chunks.open.entry(key).or_insert_with(|| OpenChunk {
         pending: if key.0 == KIND_STATUS {
             Pending::Status(Vec::new())
         } else {
@@ -216,42 +259,58 @@ fn open_chunk(open: &mut HashMap<(u8, u32), OpenChunk>, key: (u8, u32)) -> &mut 
     chunk
 }
 
-fn spans(open: &mut HashMap<(u8, u32), OpenChunk>, key: (u8, u32)) -> &mut Vec<Span> {
+fn spans(open: &mut Chunks, key: (u8, u32)) -> &mut Vec<Span> {
     match &mut open_chunk(open, key).pending {
         Pending::Spans(v) => v,
         Pending::Status(_) => unreachable!("span kinds always hold spans"),
     }
 }
 
-/// Writes every changed open chunk in one transaction; seals full ones.
+/// Writes sealed chunks and every changed open chunk in one transaction.
 fn flush(
     store: &Store,
     session: u32,
-    open: &mut HashMap<(u8, u32), OpenChunk>,
+    chunks: &mut Chunks,
     stats: &mut WriterStats,
 ) -> Result<(), StoreError> {
-    if !open.values().any(|c| c.dirty) {
+    if chunks.sealed.is_empty() && !chunks.open.values().any(|c| c.dirty) {
         return Ok(());
     }
     let p = store.path();
+    let mut big = Vec::new();
     let tx = store.db.begin_write().map_err(|e| db_err(p, e))?;
     {
-        let mut chunks = tx.open_table(CHUNKS).map_err(|e| db_err(p, e))?;
-        for (&(kind, id), chunk) in open.iter_mut().filter(|(_, c)| c.dirty) {
-            let bytes = chunk.pending.encode().map_err(|e| StoreError::Db {
+        let mut table = tx.open_table(CHUNKS).map_err(|e| db_err(p, e))?;
+        let dirty_open = chunks
+            .open
+            .iter()
+            .filter(|(_, c)| c.dirty)
+            .map(|(key, c)| (key, &c.pending));
+        let sealed = chunks.sealed.iter().map(|(key, p)| (key, p));
+        for (&(kind, id), pending) in sealed.chain(dirty_open) {
+            let bytes = pending.encode().map_err(|e| StoreError::Db {
                 path: p.to_path_buf(),
                 detail: format!("encoding a chunk: {e}"),
             })?;
-            let (first_us, _) = chunk.pending.first_last_us();
-            chunks
+            if bytes.len() >= SEAL_BYTES {
+                big.push((kind, id));
+            }
+            let (first_us, _) = pending.first_last_us();
+            table
                 .insert((kind, id, first_us, session), bytes.as_slice())
                 .map_err(|e| db_err(p, e))?;
-            chunk.dirty = false;
             stats.chunks_written += 1;
         }
     }
     tx.commit().map_err(|e| db_err(p, e))?;
     stats.flushes += 1;
-    open.retain(|_, c| !c.pending.full());
+    chunks.sealed.clear();
+    for c in chunks.open.values_mut() {
+        c.dirty = false;
+    }
+    // Open chunks that reached the seal size are complete: new samples start new ones.
+    for key in big {
+        chunks.open.remove(&key);
+    }
     Ok(())
 }
