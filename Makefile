@@ -7,7 +7,7 @@ LAG ?= 300
 RATE ?= 200
 SECONDS ?= 30
 
-.PHONY: demo test up down status start-lag stop-lag slave-lag replica-lag stuff stall resume \
+.PHONY: demo test bench up down status start-lag stop-lag slave-lag replica-lag stuff stall resume \
         break repair load build release ci-deps
 
 ## demo: start the lab and initialize lagtrace's heartbeat schema on it
@@ -48,3 +48,8 @@ repair:
 	$(LAB_SH) repair
 load:
 	RATE=$(RATE) LOAD_SECONDS=$(SECONDS) $(LAB_SH) load
+
+## bench: store codec/append/scan figures, then the recorder's CPU and memory on the lab
+bench:
+	$(CARGO) bench --bench store
+	scripts/bench-record.sh

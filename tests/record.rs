@@ -216,15 +216,6 @@ fn master_delay_is_measured_as_lag_and_reported_as_sql_delay() {
             "bounds [{lo}, {hi}] ms with MASTER_DELAY=2"
         );
     }
-    // The sawtooth: the visible beat advances in steps about one second apart.
-    let mut seqs: Vec<u64> = settled.iter().filter_map(|r| r.seq).collect();
-    seqs.dedup();
-    let span_s = (settled.last().unwrap().t_us - settled[0].t_us) as f64 / 1e6;
-    assert!(
-        (seqs.len() as f64) <= span_s + 2.0,
-        "{} distinct beats in {span_s:.1} s: not applied in 1 s batches",
-        seqs.len()
-    );
     assert!(
         settled.iter().all(|r| r.sql_delay_s == Some(2)),
         "SQL_Delay not 2"

@@ -102,8 +102,9 @@ pub fn run(opts: &Options) -> Result<(), CmdError> {
         writer::CHANNEL_CAPACITY,
     );
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    // One thread runs every probe and the sample loop: the work is waiting on sockets,
+    // and one thread avoids cross-thread wake-ups (the store has its own thread).
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| CmdError::Runtime(format!("cannot start the async runtime: {e}")))?;
@@ -248,8 +249,12 @@ async fn record_loop(ctx: Context<'_>, store: SampleSender) -> Result<Totals, Cm
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut ticks: u64 = 0;
-    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .map_err(|e| CmdError::Runtime(format!("cannot listen for SIGTERM: {e}")))?;
+    use tokio::signal::unix::{SignalKind, signal};
+    let listen = |kind: SignalKind, name: &str| {
+        signal(kind).map_err(|e| CmdError::Runtime(format!("cannot listen for {name}: {e}")))
+    };
+    let mut sigint = listen(SignalKind::interrupt(), "SIGINT")?;
+    let mut sigterm = listen(SignalKind::terminate(), "SIGTERM")?;
     let stop_at = ctx.duration.map(|d| tokio::time::Instant::now() + d);
     let mut stopping = false;
     let mut totals = Totals::default();
@@ -323,7 +328,7 @@ async fn record_loop(ctx: Context<'_>, store: SampleSender) -> Result<Totals, Cm
                     let _ = out.flush();
                 }
             }
-            _ = tokio::signal::ctrl_c(), if !stopping => {
+            _ = sigint.recv(), if !stopping => {
                 stopping = true;
                 let _ = shutdown_tx.send(true);
             }

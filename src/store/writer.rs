@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -156,19 +156,20 @@ fn run(
     let mut appender = Appender::new(store, session);
     let mut next_flush = Instant::now() + flush_every;
     loop {
-        let wait = next_flush.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(wait) {
-            Ok(sample) => appender.add(sample),
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => return appender.finish(),
-        }
-        // Checked after every sample too, so a steady stream cannot postpone a flush.
-        if Instant::now() >= next_flush {
-            appender.flush()?;
-            next_flush += flush_every;
-            if next_flush < Instant::now() {
-                next_flush = Instant::now() + flush_every;
+        // Sleep until the flush is due, then take everything queued: one wake-up per
+        // flush instead of one per sample. The queue is sized for many flush periods.
+        std::thread::sleep(next_flush.saturating_duration_since(Instant::now()));
+        loop {
+            match rx.try_recv() {
+                Ok(sample) => appender.add(sample),
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => return appender.finish(),
             }
+        }
+        appender.flush()?;
+        next_flush += flush_every;
+        if next_flush < Instant::now() {
+            next_flush = Instant::now() + flush_every;
         }
     }
 }
