@@ -16,6 +16,9 @@ use crate::clock::Clock;
 use crate::config::{Address, ConnectionConfig, Secret};
 use crate::samples::{Observation, Outcome, Sample};
 
+/// Immediate re-reads after a read that raced the newest beat.
+pub const MAX_FOLLOW_UPS: u32 = 3;
+
 /// Everything a replica reader needs.
 #[derive(Debug, Clone)]
 pub struct Reader {
@@ -54,11 +57,13 @@ pub async fn run(
     let fallback_sleep = tokio::time::sleep(fallback);
     tokio::pin!(fallback_sleep);
     // A read that shows the beat just before the newest acknowledged one usually raced
-    // the replica applying it: one immediate follow-up read then shows it, which turns
-    // bounds about one interval wide into bounds about one round trip wide.
+    // the replica applying it: a few immediate follow-up reads then show it, which turns
+    // bounds about one interval wide into bounds a few round trips wide.
     let mut follow_up = false;
+    let mut follow_ups_left = 0;
     loop {
         if !follow_up {
+            follow_ups_left = MAX_FOLLOW_UPS;
             fallback_sleep.as_mut().reset(Instant::now() + fallback);
             tokio::select! {
                 changed = notices.changed() => {
@@ -84,11 +89,14 @@ pub async fn run(
         let r_start_us = r.clock.now_us();
         let result = read_seq(&r, &mut conn, &sql).await;
         let r_end_us = r.clock.now_us();
-        let was_follow_up = std::mem::take(&mut follow_up);
+        follow_up = false;
         let observation = match result {
             Ok(Some(seq)) => {
                 backoff.reset();
-                follow_up = !was_follow_up && seq + 1 == notices.borrow().seq;
+                if follow_ups_left > 0 && seq + 1 == notices.borrow().seq {
+                    follow_up = true;
+                    follow_ups_left -= 1;
+                }
                 Observation {
                     r_start_us,
                     r_end_us,
