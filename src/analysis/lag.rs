@@ -44,6 +44,20 @@ pub fn bounds(
     LagBounds { lo_us, hi_us }
 }
 
+/// The bounds of an observation that showed `seen`, given the beats after it in `seq`
+/// order: the first one known to have committed before the read gives the lower bound.
+fn observation_bounds<'a>(
+    obs: &Observation,
+    seen: &Beat,
+    later: impl Iterator<Item = &'a Beat>,
+) -> LagBounds {
+    let next_ack = later
+        .filter_map(Beat::t_ack_us)
+        .next()
+        .filter(|&ack| ack <= obs.r_start_us);
+    bounds(obs.r_start_us, obs.r_end_us, seen.t_send_us, next_ack)
+}
+
 /// Beats of one cluster ordered by `seq`, for looking up what an observation saw.
 #[derive(Debug, Clone, Copy)]
 pub struct BeatIndex<'a> {
@@ -60,17 +74,11 @@ impl<'a> BeatIndex<'a> {
     /// Lag bounds of an observation; `None` when it saw nothing (failed read), saw no
     /// beat yet (`seq` 0 after `init`), or saw a beat this recording does not hold.
     pub fn lag(&self, obs: &Observation) -> Option<LagBounds> {
-        let k = obs.seq?;
-        let i = self.beats.binary_search_by_key(&k, |b| b.seq).ok()?;
-        let next_ack = self.beats[i + 1..]
-            .iter()
-            .find_map(|b| b.t_ack_us())
-            .filter(|&ack| ack <= obs.r_start_us);
-        Some(bounds(
-            obs.r_start_us,
-            obs.r_end_us,
-            self.beats[i].t_send_us,
-            next_ack,
+        let i = self.beats.binary_search_by_key(&obs.seq?, |b| b.seq).ok()?;
+        Some(observation_bounds(
+            obs,
+            &self.beats[i],
+            self.beats[i + 1..].iter(),
         ))
     }
 }
@@ -108,18 +116,11 @@ impl RecentBeats {
 
     /// Same as [`BeatIndex::lag`], over the beats held.
     pub fn lag(&self, obs: &Observation) -> Option<LagBounds> {
-        let k = obs.seq?;
-        let i = self.beats.binary_search_by_key(&k, |b| b.seq).ok()?;
-        let next_ack = self
-            .beats
-            .range(i + 1..)
-            .find_map(|b| b.t_ack_us())
-            .filter(|&ack| ack <= obs.r_start_us);
-        Some(bounds(
-            obs.r_start_us,
-            obs.r_end_us,
-            self.beats[i].t_send_us,
-            next_ack,
+        let i = self.beats.binary_search_by_key(&obs.seq?, |b| b.seq).ok()?;
+        Some(observation_bounds(
+            obs,
+            &self.beats[i],
+            self.beats.range(i + 1..),
         ))
     }
 }

@@ -4,8 +4,7 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use super::CmdError;
-use super::record::store_error;
+use super::{CmdError, store_error};
 use crate::output::export;
 use crate::store::scan::{self, Filter};
 

@@ -42,6 +42,17 @@ impl From<crate::config::ConfigError> for CmdError {
     }
 }
 
+/// Store errors about the file itself are bad input; the rest are runtime failures.
+pub fn store_error(e: crate::store::StoreError) -> CmdError {
+    use crate::store::StoreError;
+    match e {
+        StoreError::NotAStore { .. }
+        | StoreError::NewerFormat { .. }
+        | StoreError::Missing { .. } => CmdError::BadInput(e.to_string()),
+        other => CmdError::Runtime(other.to_string()),
+    }
+}
+
 /// Loads the config and resolves the password from the real environment.
 pub fn load_config(
     path: &std::path::Path,

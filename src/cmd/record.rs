@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 
-use super::CmdError;
+use super::{CmdError, store_error};
 use crate::analysis::lag::RecentBeats;
 use crate::clock::Clock;
 use crate::config::{Config, Secret};
@@ -22,7 +22,7 @@ use crate::output::statsd::Statsd;
 use crate::probe::{beat, reader, status};
 use crate::samples::{Outcome, Sample};
 use crate::store::writer::{self, SampleSender, WriterStats};
-use crate::store::{SessionInfo, Store, StoreError, cluster_key, replica_key};
+use crate::store::{SessionInfo, Store, cluster_key, replica_key};
 
 /// What the user asked for; `None` keeps the config's value.
 #[derive(Debug, Clone, Default)]
@@ -41,16 +41,6 @@ const SAMPLE_QUEUE: usize = 10_000;
 const RECENT_BEATS: usize = 1 << 17;
 /// Seconds between log lines when stdout is not a terminal.
 const LOG_EVERY_S: u64 = 10;
-
-/// Store errors about the file itself are bad input; the rest are runtime failures.
-pub fn store_error(e: StoreError) -> CmdError {
-    match e {
-        StoreError::NotAStore { .. }
-        | StoreError::NewerFormat { .. }
-        | StoreError::Missing { .. } => CmdError::BadInput(e.to_string()),
-        other => CmdError::Runtime(other.to_string()),
-    }
-}
 
 pub fn run(opts: &Options) -> Result<(), CmdError> {
     let (mut config, password) = super::load_config(&opts.config)?;
