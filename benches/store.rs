@@ -27,9 +27,9 @@ impl Jitter {
 /// One hour of beats and observations at `hz`, as a recorder on loopback sees them:
 /// sends on a grid with up to 100 µs of scheduling jitter, 200-600 µs writes, reads
 /// right after each acknowledgement taking 150-450 µs.
-fn synthetic_hour(hz: i64, cluster: u32, replica: u32) -> Vec<Sample> {
+fn synthetic_hours(hours: i64, hz: i64, cluster: u32, replica: u32) -> Vec<Sample> {
     let step = 1_000_000 / hz;
-    let n = 3600 * hz;
+    let n = hours * 3600 * hz;
     let t0 = 1_795_000_000_000_000i64;
     let mut j = Jitter(0x9e37_79b9_7f4a_7c15);
     let mut out = Vec::with_capacity(2 * n as usize);
@@ -70,7 +70,7 @@ fn temp_store(name: &str) -> PathBuf {
     path
 }
 
-fn run(hz: i64) {
+fn run(hours: i64, hz: i64) {
     let path = temp_store(&format!("hour-{hz}hz.redb"));
     let store = Store::open_or_create(&path).unwrap();
     let ids = store
@@ -84,7 +84,7 @@ fn run(hz: i64) {
             host: "bench".into(),
         })
         .unwrap();
-    let samples = synthetic_hour(hz, ids[0], ids[1]);
+    let samples = synthetic_hours(hours, hz, ids[0], ids[1]);
     let count = samples.len();
     let observations = count / 2;
 
@@ -116,7 +116,7 @@ fn run(hz: i64) {
     assert_eq!(decoded, count, "every sample read back");
 
     println!(
-        "store {hz:>3} Hz, 1 h: {count} samples ({observations} observations + as many beats), \
+        "store {hz:>3} Hz, {hours} h: {count} samples ({observations} observations + as many beats), \
          {} flushes, {} chunk writes",
         stats.flushes, stats.chunks_written
     );
@@ -196,9 +196,13 @@ fn main() {
     }
     // `cargo bench` passes --bench; `cargo test --benches` runs a smoke version.
     if std::env::args().any(|a| a == "--bench") {
-        run(10);
-        run(100);
+        let hours = std::env::var("LAGTRACE_BENCH_HOURS")
+            .ok()
+            .and_then(|h| h.parse().ok())
+            .unwrap_or(1);
+        run(hours, 10);
+        run(hours, 100);
     } else {
-        run(1);
+        run(1, 1);
     }
 }
