@@ -163,10 +163,10 @@ fn report_store(path: &std::path::Path) {
         if k.value().0 != 3 && std::env::var_os("LAGTRACE_BENCH_VERBOSE").is_some() {
             let c: lagtrace::store::codec::SpanChunk = postcard::from_bytes(v.value()).unwrap();
             println!(
-                "  kind {} n {} step {} dur {} k {:?} bits {} notes {}",
+                "  kind {} n {} step_ns {} dur {} k {:?} bits {} notes {}",
                 k.value().0,
                 c.count,
-                c.step_us,
+                c.step_ns,
                 c.dur_us,
                 c.k,
                 c.bits.len(),

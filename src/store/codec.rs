@@ -98,18 +98,73 @@ pub struct SpanChunk {
     pub count: u32,
     /// Start of the first span, UTC microseconds.
     pub t0_us: i64,
-    /// Predicted step between starts (the median), microseconds.
-    pub step_us: i64,
-    /// Predicted duration (the median), microseconds.
+    /// The grid the starts follow: its period in nanoseconds (fitted to the chunk).
+    pub step_ns: i64,
+    /// Median offset of a start from its grid point, microseconds.
+    pub offset_us: i64,
+    /// Median duration (end - start), microseconds.
     pub dur_us: i64,
     /// Beat number of the first span.
     pub seq0: u64,
-    /// Rice parameters of the columns: start, duration, seq, outcome.
-    pub k: [u8; 4],
-    /// The four columns, bit-packed one after the other.
+    /// Number of runs of equal outcomes.
+    pub runs: u32,
+    /// Rice parameters of the columns: grid step, offset, follow-up gap, duration, seq,
+    /// run outcome, run length.
+    pub k: [u8; 7],
+    /// The seven columns, bit-packed one after the other.
     pub bits: Vec<u8>,
     /// Failure reasons by span index (only spans whose outcome is not Ok).
     pub notes: Vec<(u32, String)>,
+}
+
+/// The grid point `g` of a chunk: `t0 + g * step_ns / 1000`, in whole microseconds.
+fn grid_us(t0_us: i64, step_ns: i64, g: i64) -> i64 {
+    // Wrapping throughout: encoder and decoder compute the same prediction, so any
+    // residual, however absurd the input, round-trips exactly.
+    t0_us.wrapping_add((g as i128 * step_ns as i128).div_euclid(1000) as i64)
+}
+
+/// Grid slots of the starts: consecutive starts one step apart are one slot apart; a
+/// follow-up read shares its slot; a gap skips slots.
+fn grid_slots(spans: &[Span], step_us: i64) -> Vec<i64> {
+    let mut g = 0i64;
+    let mut out = Vec::with_capacity(spans.len());
+    out.push(0);
+    for w in spans.windows(2) {
+        let delta = w[1].start_us.wrapping_sub(w[0].start_us);
+        let slots = if step_us > 0 {
+            delta.wrapping_add(step_us / 2).div_euclid(step_us).max(0)
+        } else {
+            0
+        };
+        g = g.wrapping_add(slots);
+        out.push(g);
+    }
+    out
+}
+
+/// The least-squares period (ns) of starts against their slots; `step_us * 1000` when
+/// the slots do not determine one.
+fn fit_step_ns(spans: &[Span], slots: &[i64], step_us: i64) -> i64 {
+    let n = spans.len() as f64;
+    let t0 = spans[0].start_us;
+    let (mut sg, mut st) = (0f64, 0f64);
+    for (s, &g) in spans.iter().zip(slots) {
+        sg += g as f64;
+        st += s.start_us.wrapping_sub(t0) as f64;
+    }
+    let (mg, mt) = (sg / n, st / n);
+    let (mut cov, mut var) = (0f64, 0f64);
+    for (s, &g) in spans.iter().zip(slots) {
+        let dg = g as f64 - mg;
+        cov += dg * (s.start_us.wrapping_sub(t0) as f64 - mt);
+        var += dg * dg;
+    }
+    if var > 0.0 && (cov / var).is_finite() {
+        (cov / var * 1000.0).round() as i64
+    } else {
+        step_us.saturating_mul(1000)
+    }
 }
 
 /// Encodes spans (in time order) as a chunk.
@@ -119,29 +174,64 @@ pub fn encode_spans(spans: &[Span]) -> SpanChunk {
         return SpanChunk {
             count: 0,
             t0_us: 0,
-            step_us: 0,
+            step_ns: 0,
+            offset_us: 0,
             dur_us: 0,
             seq0: 0,
-            k: [0; 4],
+            runs: 0,
+            k: [0; 7],
             bits: Vec::new(),
             notes: Vec::new(),
         };
     };
-    let steps: Vec<i64> = spans
+    let t0_us = first.start_us;
+    // The grid period: follow-up reads put many short steps among the regular ones, so
+    // take the three-quarter point of the steps rather than their median; the slots
+    // round it and the fit below corrects it.
+    let mut steps: Vec<i64> = spans
         .windows(2)
         .map(|w| w[1].start_us.wrapping_sub(w[0].start_us))
+        .filter(|&d| d > 0)
         .collect();
-    let step_us = median(&steps);
+    let step_us = if steps.is_empty() {
+        0
+    } else {
+        let at = steps.len() * 3 / 4;
+        *steps.select_nth_unstable(at).1
+    };
+    let slots = grid_slots(spans, step_us);
+    let step_ns = fit_step_ns(spans, &slots, step_us);
+    // A span in the same slot as the one before it is a follow-up read: it starts right
+    // after the previous one ends, which predicts it far better than the grid does.
+    let offsets: Vec<i64> = spans
+        .iter()
+        .zip(&slots)
+        .map(|(s, &g)| s.start_us.wrapping_sub(grid_us(t0_us, step_ns, g)))
+        .collect();
+    let is_follow_up = |i: usize| i > 0 && slots[i] == slots[i - 1];
+    let regular: Vec<i64> = (0..n)
+        .filter(|&i| !is_follow_up(i))
+        .map(|i| offsets[i])
+        .collect();
+    let offset_us = median(&regular);
     let durs: Vec<i64> = spans
         .iter()
         .map(|s| s.end_us.wrapping_sub(s.start_us))
         .collect();
     let dur_us = median(&durs);
 
-    let col_start: Vec<u64> = steps
-        .iter()
-        .map(|d| zigzag(d.wrapping_sub(step_us)))
+    let col_slot: Vec<u64> = slots
+        .windows(2)
+        .map(|w| zigzag(w[1].wrapping_sub(w[0]).wrapping_sub(1)))
         .collect();
+    let (mut col_offset, mut col_gap) = (Vec::new(), Vec::new());
+    for i in 0..n {
+        if is_follow_up(i) {
+            col_gap.push(zigzag(spans[i].start_us.wrapping_sub(spans[i - 1].end_us)));
+        } else {
+            col_offset.push(zigzag(offsets[i].wrapping_sub(offset_us)));
+        }
+    }
     let col_dur: Vec<u64> = durs
         .iter()
         .map(|d| zigzag(d.wrapping_sub(dur_us)))
@@ -150,14 +240,31 @@ pub fn encode_spans(spans: &[Span]) -> SpanChunk {
         .windows(2)
         .map(|w| zigzag((w[1].seq.wrapping_sub(w[0].seq) as i64).wrapping_sub(1)))
         .collect();
-    let col_outcome: Vec<u64> = spans.iter().map(|s| s.outcome.code() as u64).collect();
+    let (mut col_run_code, mut col_run_len) = (Vec::new(), Vec::new());
+    for s in spans {
+        match col_run_code.last() {
+            Some(&code) if code == s.outcome.code() as u64 => {
+                *col_run_len.last_mut().expect("a run per code") += 1;
+            }
+            _ => {
+                col_run_code.push(s.outcome.code() as u64);
+                col_run_len.push(0u64);
+            }
+        }
+    }
 
     let mut w = BitWriter::default();
-    let mut k = [0u8; 4];
-    for (i, col) in [&col_start, &col_dur, &col_seq, &col_outcome]
-        .iter()
-        .enumerate()
-    {
+    let mut k = [0u8; 7];
+    let columns = [
+        &col_slot,
+        &col_offset,
+        &col_gap,
+        &col_dur,
+        &col_seq,
+        &col_run_code,
+        &col_run_len,
+    ];
+    for (i, col) in columns.iter().enumerate() {
         k[i] = best_rice_k(col);
         for &v in col.iter() {
             w.rice(v, k[i]);
@@ -171,10 +278,12 @@ pub fn encode_spans(spans: &[Span]) -> SpanChunk {
         .collect();
     SpanChunk {
         count: n as u32,
-        t0_us: first.start_us,
-        step_us,
+        t0_us,
+        step_ns,
+        offset_us,
         dur_us,
         seq0: first.seq,
+        runs: col_run_code.len() as u32,
         k,
         bits: w.finish(),
         notes,
@@ -187,8 +296,12 @@ pub fn decode_spans(chunk: &SpanChunk) -> Result<Vec<Span>, DecodeError> {
     if n == 0 {
         return Ok(Vec::new());
     }
+    let runs = chunk.runs as usize;
     if chunk.k.iter().any(|&k| k > 63) {
         return Err(corrupt("rice parameter out of range"));
+    }
+    if runs == 0 || runs > n || chunk.bits.len() < (n + 7) / 8 {
+        return Err(corrupt("chunk header does not match its bits"));
     }
     let mut r = BitReader::new(&chunk.bits);
     let mut read_col = |len: usize, k: u8| -> Result<Vec<u64>, DecodeError> {
@@ -196,25 +309,56 @@ pub fn decode_spans(chunk: &SpanChunk) -> Result<Vec<Span>, DecodeError> {
             .map(|_| r.rice(k).ok_or_else(|| corrupt("bit stream too short")))
             .collect()
     };
-    let col_start = read_col(n - 1, chunk.k[0])?;
-    let col_dur = read_col(n, chunk.k[1])?;
-    let col_seq = read_col(n - 1, chunk.k[2])?;
-    let col_outcome = read_col(n, chunk.k[3])?;
+    let col_slot = read_col(n - 1, chunk.k[0])?;
+    let follow_ups = col_slot.iter().filter(|&&v| unzigzag(v) == -1).count();
+    let col_offset = read_col(n - follow_ups, chunk.k[1])?;
+    let col_gap = read_col(follow_ups, chunk.k[2])?;
+    let col_dur = read_col(n, chunk.k[3])?;
+    let col_seq = read_col(n - 1, chunk.k[4])?;
+    let col_run_code = read_col(runs, chunk.k[5])?;
+    let col_run_len = read_col(runs, chunk.k[6])?;
+
+    let mut outcomes = Vec::with_capacity(n);
+    for (&code, &len) in col_run_code.iter().zip(&col_run_len) {
+        let code = u8::try_from(code).map_err(|_| corrupt("outcome code"))?;
+        let outcome = Outcome::from_code(code).ok_or_else(|| corrupt("unknown outcome code"))?;
+        let len = usize::try_from(len)
+            .ok()
+            .and_then(|l| l.checked_add(1))
+            .filter(|l| outcomes.len() + l <= n)
+            .ok_or_else(|| corrupt("outcome runs longer than the chunk"))?;
+        outcomes.extend(std::iter::repeat_n(outcome, len));
+    }
+    if outcomes.len() != n {
+        return Err(corrupt("outcome runs shorter than the chunk"));
+    }
 
     let mut notes = chunk.notes.iter().peekable();
-    let mut out = Vec::with_capacity(n);
-    let (mut start, mut seq) = (chunk.t0_us, chunk.seq0);
+    let mut out: Vec<Span> = Vec::with_capacity(n);
+    let (mut slot, mut seq) = (0i64, chunk.seq0);
+    let (mut offsets, mut gaps) = (col_offset.iter(), col_gap.iter());
     for i in 0..n {
+        let mut follow_up = false;
         if i > 0 {
-            start = start
-                .wrapping_add(chunk.step_us)
-                .wrapping_add(unzigzag(col_start[i - 1]));
+            let step = unzigzag(col_slot[i - 1]);
+            follow_up = step == -1;
+            slot = slot.wrapping_add(1).wrapping_add(step);
             seq = seq
                 .wrapping_add(1)
                 .wrapping_add(unzigzag(col_seq[i - 1]) as u64);
         }
-        let code = u8::try_from(col_outcome[i]).map_err(|_| corrupt("outcome code"))?;
-        let outcome = Outcome::from_code(code).ok_or_else(|| corrupt("unknown outcome code"))?;
+        let start = match out.last() {
+            Some(prev) if follow_up => {
+                let gap = gaps.next().ok_or_else(|| corrupt("follow-up column"))?;
+                prev.end_us.wrapping_add(unzigzag(*gap))
+            }
+            _ => {
+                let off = offsets.next().ok_or_else(|| corrupt("offset column"))?;
+                grid_us(chunk.t0_us, chunk.step_ns, slot)
+                    .wrapping_add(chunk.offset_us)
+                    .wrapping_add(unzigzag(*off))
+            }
+        };
         let reason = match notes.peek() {
             Some((idx, _)) if *idx as usize == i => notes.next().map(|(_, r)| r.clone()),
             _ => None,
@@ -225,7 +369,7 @@ pub fn decode_spans(chunk: &SpanChunk) -> Result<Vec<Span>, DecodeError> {
                 .wrapping_add(chunk.dur_us)
                 .wrapping_add(unzigzag(col_dur[i])),
             seq,
-            outcome,
+            outcome: outcomes[i],
             reason,
         });
     }
@@ -656,6 +800,50 @@ mod tests {
         for col in &columns {
             let best = (0..=40).map(|k| cost(col, k)).min().unwrap();
             assert_eq!(cost(col, best_rice_k(col)), best);
+        }
+    }
+
+    #[test]
+    fn random_series_round_trip() {
+        // Follow-up reads (same grid slot), gaps, failures and seq jumps, many seeds.
+        for seed in 1..200u64 {
+            let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+            let mut next = move |m: u64| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x % m
+            };
+            let mut t = 1_700_000_000_000_000i64;
+            let mut seq = 5u64;
+            let n = 1 + next(300) as usize;
+            let spans: Vec<Span> = (0..n)
+                .map(|_| {
+                    t += match next(10) {
+                        0 => 300,
+                        1 => 3_000_000 + next(1_000_000) as i64,
+                        _ => 10_000 + next(900) as i64,
+                    };
+                    seq = seq.wrapping_add(next(3)).wrapping_sub(next(2));
+                    let failed = next(20) == 0;
+                    Span {
+                        start_us: t,
+                        end_us: t + next(5_000) as i64,
+                        seq,
+                        outcome: if failed {
+                            Outcome::Timeout
+                        } else {
+                            Outcome::Ok
+                        },
+                        reason: failed.then(|| "read timed out".to_string()),
+                    }
+                })
+                .collect();
+            let chunk = encode_spans(&spans);
+            assert_eq!(decode_spans(&chunk).unwrap(), spans, "seed {seed}");
+            let bytes = postcard::to_stdvec(&chunk).unwrap();
+            let back: SpanChunk = postcard::from_bytes(&bytes).unwrap();
+            assert_eq!(back, chunk);
         }
     }
 
