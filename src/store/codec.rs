@@ -300,7 +300,7 @@ pub fn decode_spans(chunk: &SpanChunk) -> Result<Vec<Span>, DecodeError> {
     if chunk.k.iter().any(|&k| k > 63) {
         return Err(corrupt("rice parameter out of range"));
     }
-    if runs == 0 || runs > n || chunk.bits.len() < (n + 7) / 8 {
+    if runs == 0 || runs > n || chunk.bits.len() < n.div_ceil(8) {
         return Err(corrupt("chunk header does not match its bits"));
     }
     let mut r = BitReader::new(&chunk.bits);
