@@ -125,10 +125,11 @@ fn run(hours: i64, hz: i64) {
         count as f64 / append_s,
         decoded as f64 / scan_s
     );
+    println!("  (the file is compacted when the session ends, as record does)");
     println!(
-        "  chunks {payload} bytes = {:.2} bytes per sample; file {bytes} bytes = {:.2} bytes per observation with its beat",
+        "  chunks {payload} bytes = {:.2} bytes per sample; file {bytes} bytes = {:.2} bytes per sample (an observation or a beat)",
         payload as f64 / count as f64,
-        bytes as f64 / observations as f64,
+        bytes as f64 / count as f64,
     );
     let _ = std::fs::remove_file(&path);
 }
@@ -200,8 +201,13 @@ fn main() {
             .ok()
             .and_then(|h| h.parse().ok())
             .unwrap_or(1);
-        run(hours, 10);
-        run(hours, 100);
+        let rates: Vec<i64> = std::env::var("LAGTRACE_BENCH_HZ")
+            .ok()
+            .map(|v| v.split(',').filter_map(|r| r.trim().parse().ok()).collect())
+            .unwrap_or_else(|| vec![10, 100]);
+        for hz in rates {
+            run(hours, hz);
+        }
     } else {
         run(1, 1);
     }

@@ -226,6 +226,16 @@ impl Store {
         Ok(ids)
     }
 
+    /// Compacts the file: moves pages down and truncates the free tail.
+    pub fn compact(&mut self) -> Result<(), StoreError> {
+        let p = self.path.clone();
+        while self.db.compact().map_err(|e| StoreError::Db {
+            path: p.clone(),
+            detail: format!("compaction: {}", e.to_string().to_lowercase()),
+        })? {}
+        Ok(())
+    }
+
     /// Records a new session and returns its id.
     pub fn begin_session(&self, info: &SessionInfo) -> Result<u32, StoreError> {
         let p = &self.path;

