@@ -20,8 +20,9 @@ use super::{CHUNKS, KIND_BEATS, KIND_OBSERVATIONS, KIND_STATUS, Store, StoreErro
 use crate::samples::{Sample, StatusSample};
 
 /// A chunk is sealed once its encoding reaches this size, so that it fills most of a
-/// 32 KiB redb leaf (redb allocates pages in powers of two).
-pub const SEAL_BYTES: usize = 32_768 - 1024;
+/// 4 KiB redb page (redb allocates pages in powers of two); small chunks also keep
+/// the per-flush re-encoding of open chunks cheap.
+pub const SEAL_BYTES: usize = 4_096 - 160;
 /// Spans per chunk before it is sealed whatever its size.
 pub const MAX_SPANS: usize = 16_384;
 /// Status samples per chunk before it is sealed.
