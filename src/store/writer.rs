@@ -19,10 +19,11 @@ use super::codec::{self, Span};
 use super::{CHUNKS, KIND_BEATS, KIND_OBSERVATIONS, KIND_STATUS, Store, StoreError, db_err};
 use crate::samples::{Sample, StatusSample};
 
-/// A chunk is sealed once its encoding reaches this size, so that it fills most of a
-/// 4 KiB redb page (redb allocates pages in powers of two); small chunks also keep
-/// the per-flush re-encoding of open chunks cheap.
-pub const SEAL_BYTES: usize = 4_096 - 160;
+/// A chunk is sealed before its encoding would pass this size at the next flush, so
+/// that it fills most of a 4 KiB redb page with its key (redb allocates pages in
+/// powers of two, so 4.1 KiB would take 8 KiB); small chunks also keep the per-flush
+/// re-encoding of open chunks cheap.
+pub const SEAL_BYTES: usize = 4_096 - 128;
 /// Spans per chunk before it is sealed whatever its size.
 pub const MAX_SPANS: usize = 16_384;
 /// Status samples per chunk before it is sealed.
@@ -121,6 +122,8 @@ impl Pending {
 struct OpenChunk {
     pending: Pending,
     dirty: bool,
+    /// Encoded size at the last flush, bytes.
+    last_len: usize,
 }
 
 /// Open chunks by series, and chunks that filled up since the last flush.
@@ -273,6 +276,7 @@ fn open_chunk(chunks: &mut Chunks, key: (u8, u32)) -> &mut OpenChunk {
             Pending::Spans(Vec::new())
         },
         dirty: false,
+        last_len: 0,
     });
     chunk.dirty = true;
     chunk
@@ -296,37 +300,42 @@ fn flush(
         return Ok(());
     }
     let p = store.path();
+    let encode = |pending: &Pending| {
+        pending.encode().map_err(|e| StoreError::Db {
+            path: p.to_path_buf(),
+            detail: format!("encoding a chunk: {e}"),
+        })
+    };
     let mut big = Vec::new();
     let tx = store.db.begin_write().map_err(|e| db_err(p, e))?;
     {
         let mut table = tx.open_table(CHUNKS).map_err(|e| db_err(p, e))?;
-        let dirty_open = chunks
-            .open
-            .iter()
-            .filter(|(_, c)| c.dirty)
-            .map(|(key, c)| (key, &c.pending));
-        let sealed = chunks.sealed.iter().map(|(key, p)| (key, p));
-        for (&(kind, id), pending) in sealed.chain(dirty_open) {
-            let bytes = pending.encode().map_err(|e| StoreError::Db {
-                path: p.to_path_buf(),
-                detail: format!("encoding a chunk: {e}"),
-            })?;
-            if bytes.len() >= SEAL_BYTES {
-                big.push((kind, id));
-            }
+        let mut put = |(kind, id): (u8, u32), pending: &Pending, bytes: &[u8]| {
             let (first_us, _) = pending.first_last_us();
-            table
-                .insert((kind, id, first_us, session), bytes.as_slice())
-                .map_err(|e| db_err(p, e))?;
             stats.chunks_written += 1;
+            table
+                .insert((kind, id, first_us, session), bytes)
+                .map(|_| ())
+                .map_err(|e| db_err(p, e))
+        };
+        for (key, pending) in &chunks.sealed {
+            put(*key, pending, &encode(pending)?)?;
+        }
+        for (key, chunk) in chunks.open.iter_mut().filter(|(_, c)| c.dirty) {
+            let bytes = encode(&chunk.pending)?;
+            put(*key, &chunk.pending, &bytes)?;
+            // Seal when the next flush would likely push it past the limit.
+            let growth = bytes.len().saturating_sub(chunk.last_len);
+            if bytes.len() + growth >= SEAL_BYTES {
+                big.push(*key);
+            }
+            chunk.last_len = bytes.len();
+            chunk.dirty = false;
         }
     }
     tx.commit().map_err(|e| db_err(p, e))?;
     stats.flushes += 1;
     chunks.sealed.clear();
-    for c in chunks.open.values_mut() {
-        c.dirty = false;
-    }
     // Open chunks that reached the seal size are complete: new samples start new ones.
     for key in big {
         chunks.open.remove(&key);
