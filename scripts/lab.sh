@@ -65,7 +65,7 @@ socket_of() {
 
 pid_alive() {
   local pidfile="$LAB_DIR/$1/mysqld.pid"
-  [ -s "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null
+  [ -s "$pidfile" ] && kill -0 "$(cat "$pidfile" 2>/dev/null)" 2>/dev/null
 }
 
 ping_node() {
@@ -238,14 +238,14 @@ cmd_down() {
   local node pid
   for node in "${NODES[@]}"; do
     if pid_alive "$node"; then
-      pid=$(cat "$LAB_DIR/$node/mysqld.pid")
+      pid=$(cat "$LAB_DIR/$node/mysqld.pid" 2>/dev/null) || continue
       kill -TERM "$pid" 2>/dev/null || true
     fi
   done
   for node in "${NODES[@]}"; do
     local deadline=$((SECONDS + 30))
     while pid_alive "$node"; do
-      if [ $SECONDS -ge $deadline ]; then kill -KILL "$(cat "$LAB_DIR/$node/mysqld.pid")" 2>/dev/null || true; break; fi
+      if [ $SECONDS -ge $deadline ]; then kill -KILL "$(cat "$LAB_DIR/$node/mysqld.pid" 2>/dev/null)" 2>/dev/null || true; break; fi
       sleep 0.1
     done
     rm -f "$(socket_of "$node")"
