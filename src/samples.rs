@@ -67,14 +67,6 @@ impl Outcome {
             Outcome::Driver => "driver_error",
         }
     }
-
-    /// True when the server could not be reached at all.
-    pub fn is_unreachable(self) -> bool {
-        matches!(
-            self,
-            Outcome::Timeout | Outcome::Refused | Outcome::Io | Outcome::UnknownHost
-        )
-    }
 }
 
 /// One heartbeat write on a primary. The commit, if it happened, lies in
@@ -163,17 +155,6 @@ impl StatusSample {
             .find(|c| c.channel.is_empty())
             .or_else(|| self.channels.first())
     }
-}
-
-/// What a series is about.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub enum SeriesKey {
-    /// Beats of a cluster (by cluster name).
-    Beats { cluster: String },
-    /// Observations of a replica.
-    Observations { cluster: String, replica: String },
-    /// Status samples of a replica.
-    Status { cluster: String, replica: String },
 }
 
 /// One sample on its way from a probe to the store.

@@ -61,23 +61,18 @@ impl From<Span> for Beat {
     }
 }
 
-/// Observations without a visible beat are stored with the previous beat number, which
-/// costs one bit; decoding drops it again.
-pub fn observation_spans(obs: &[Observation]) -> Vec<Span> {
-    let mut last_seq = 0;
-    obs.iter()
-        .map(|o| {
-            let seq = o.seq.unwrap_or(last_seq);
-            last_seq = seq;
-            Span {
-                start_us: o.r_start_us,
-                end_us: o.r_end_us,
-                seq,
-                outcome: o.outcome,
-                reason: o.reason.clone(),
-            }
-        })
-        .collect()
+impl Span {
+    /// The span of an observation. A failed read has no visible beat: it is stored with
+    /// `prev_seq` (the previous span's beat), which costs one bit; decoding drops it again.
+    pub fn from_observation(o: &Observation, prev_seq: u64) -> Span {
+        Span {
+            start_us: o.r_start_us,
+            end_us: o.r_end_us,
+            seq: o.seq.unwrap_or(prev_seq),
+            outcome: o.outcome,
+            reason: o.reason.clone(),
+        }
+    }
 }
 
 impl From<Span> for Observation {
@@ -188,17 +183,12 @@ pub fn encode_spans(spans: &[Span]) -> SpanChunk {
     // The grid period: follow-up reads put many short steps among the regular ones, so
     // take the three-quarter point of the steps rather than their median; the slots
     // round it and the fit below corrects it.
-    let mut steps: Vec<i64> = spans
+    let steps: Vec<i64> = spans
         .windows(2)
         .map(|w| w[1].start_us.wrapping_sub(w[0].start_us))
         .filter(|&d| d > 0)
         .collect();
-    let step_us = if steps.is_empty() {
-        0
-    } else {
-        let at = steps.len() * 3 / 4;
-        *steps.select_nth_unstable(at).1
-    };
+    let step_us = quantile(&steps, 3, 4);
     let slots = grid_slots(spans, step_us);
     let step_ns = fit_step_ns(spans, &slots, step_us);
     // A span in the same slot as the one before it is a follow-up read: it starts right
@@ -376,13 +366,18 @@ pub fn decode_spans(chunk: &SpanChunk) -> Result<Vec<Span>, DecodeError> {
     Ok(out)
 }
 
-fn median(values: &[i64]) -> i64 {
+/// The value at fraction `num / den` of the sorted values (0 for none).
+fn quantile<T: Ord + Copy + Default>(values: &[T], num: usize, den: usize) -> T {
     if values.is_empty() {
-        return 0;
+        return T::default();
     }
     let mut v = values.to_vec();
-    let mid = v.len() / 2;
-    *v.select_nth_unstable(mid).1
+    let at = (v.len() * num / den).min(v.len() - 1);
+    *v.select_nth_unstable(at).1
+}
+
+fn median(values: &[i64]) -> i64 {
+    quantile(values, 1, 2)
 }
 
 fn zigzag(v: i64) -> u64 {
@@ -414,10 +409,7 @@ fn best_rice_k(col: &[u64]) -> u8 {
     if col.is_empty() {
         return 0;
     }
-    let mut sorted = col.to_vec();
-    let mid = sorted.len() / 2;
-    let median = *sorted.select_nth_unstable(mid).1;
-    let guess = 64 - median.leading_zeros() as i32;
+    let guess = 64 - quantile(col, 1, 2).leading_zeros() as i32;
     ((guess - 3).max(0)..=(guess + 2).min(40))
         .map(|k| k as u8)
         .min_by_key(|&k| col.iter().map(|&v| rice_bits(v, k)).sum::<u64>())
@@ -902,7 +894,12 @@ mod tests {
                 reason: Some("read timed out".into()),
             },
         ];
-        let back: Vec<Observation> = decode_spans(&encode_spans(&observation_spans(&obs)))
+        let spans = vec![
+            Span::from_observation(&obs[0], 0),
+            Span::from_observation(&obs[1], 5),
+        ];
+        assert_eq!(spans[1].seq, 5);
+        let back: Vec<Observation> = decode_spans(&encode_spans(&spans))
             .unwrap()
             .into_iter()
             .map(Observation::from)

@@ -242,17 +242,8 @@ fn add(open: &mut Chunks, sample: Sample) {
             observation,
         } => {
             let spans = spans(open, (KIND_OBSERVATIONS, replica));
-            // A failed read has no visible beat: store the previous one, which costs a bit.
-            let seq = observation
-                .seq
-                .unwrap_or_else(|| spans.last().map_or(0, |s| s.seq));
-            spans.push(Span {
-                start_us: observation.r_start_us,
-                end_us: observation.r_end_us,
-                seq,
-                outcome: observation.outcome,
-                reason: observation.reason,
-            });
+            let prev_seq = spans.last().map_or(0, |s| s.seq);
+            spans.push(Span::from_observation(&observation, prev_seq));
         }
         Sample::Status { replica, status } => {
             let chunk = open_chunk(open, (KIND_STATUS, replica));
