@@ -10,8 +10,8 @@
 
 use std::time::Duration;
 
-use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, Statement};
 use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, MissedTickBehavior};
 
@@ -55,7 +55,7 @@ pub async fn run(
     let interval_us = w.interval.as_micros().max(1) as u64;
     let mut ticker = tokio::time::interval_at(start, w.interval);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
-    let mut conn: Option<Conn> = None;
+    let mut conn: Option<(Conn, Statement)> = None;
     let mut backoff = Backoff::new(w.interval.max(Duration::from_millis(50)), MAX_BACKOFF);
     let mut retry_at = start;
     let sql = format!(
@@ -116,7 +116,7 @@ pub async fn run(
             break;
         }
     }
-    if let Some(c) = conn {
+    if let Some((c, _)) = conn {
         let _ = tokio::time::timeout(Duration::from_millis(200), c.disconnect()).await;
     }
 }
@@ -136,25 +136,33 @@ impl std::fmt::Display for BeatError {
     }
 }
 
+/// Writes one beat, connecting (and preparing the update once per connection) when
+/// needed.
 async fn write_beat(
     w: &BeatWriter,
-    conn: &mut Option<Conn>,
+    conn: &mut Option<(Conn, Statement)>,
     sql: &str,
     seq: u64,
     t_send_us: i64,
 ) -> Result<(), BeatError> {
     if conn.is_none() {
-        *conn = Some(
-            conn::connect(&w.primary, &w.settings, &w.password)
-                .await
-                .map_err(BeatError::Db)?,
-        );
+        let mut c = conn::connect(&w.primary, &w.settings, &w.password)
+            .await
+            .map_err(BeatError::Db)?;
+        let stmt = timed(
+            "heartbeat write prepare",
+            w.settings.query_timeout,
+            c.prep(sql),
+        )
+        .await
+        .map_err(BeatError::Db)?;
+        *conn = Some((c, stmt));
     }
-    let c = conn.as_mut().expect("connected above");
+    let (c, stmt) = conn.as_mut().expect("connected above");
     timed(
         "heartbeat write",
         w.settings.query_timeout,
-        c.exec_drop(sql, (seq, t_send_us, w.cluster.as_str())),
+        c.exec_drop(&*stmt, (seq, t_send_us, w.cluster.as_str())),
     )
     .await
     .map_err(BeatError::Db)?;

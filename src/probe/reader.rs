@@ -5,8 +5,8 @@
 
 use std::time::Duration;
 
-use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, Statement};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
@@ -45,13 +45,13 @@ pub async fn run(
     let period = r.interval * r.read_every;
     // Without beats, read once per period (plus a margin so a beat normally wins).
     let fallback = period + period / 2;
-    let mut conn: Option<Conn> = None;
+    let mut conn: Option<(Conn, Statement)> = None;
     let mut backoff = Backoff::new(r.interval.max(Duration::from_millis(50)), MAX_BACKOFF);
     let mut retry_at = Instant::now();
     let mut last_read_seq = 0u64;
     let sql = format!(
-        "SELECT seq FROM `{}`.heartbeat WHERE cluster = '{}'",
-        r.settings.database, r.cluster
+        "SELECT seq FROM `{}`.heartbeat WHERE cluster = ?",
+        r.settings.database
     );
 
     let fallback_sleep = tokio::time::sleep(fallback);
@@ -136,12 +136,18 @@ pub async fn run(
             break;
         }
     }
-    if let Some(c) = conn {
+    if let Some((c, _)) = conn {
         let _ = tokio::time::timeout(Duration::from_millis(200), c.disconnect()).await;
     }
 }
 
-async fn read_seq(r: &Reader, conn: &mut Option<Conn>, sql: &str) -> Result<Option<u64>, DbError> {
+/// Reads the visible beat number, connecting (and preparing the read once per
+/// connection, so each read is one execute of a parsed statement) when needed.
+async fn read_seq(
+    r: &Reader,
+    conn: &mut Option<(Conn, Statement)>,
+    sql: &str,
+) -> Result<Option<u64>, DbError> {
     if conn.is_none() {
         let mut c = conn::connect(&r.address, &r.settings, &r.password).await?;
         for setup in [
@@ -155,13 +161,19 @@ async fn read_seq(r: &Reader, conn: &mut Option<Conn>, sql: &str) -> Result<Opti
             )
             .await?;
         }
-        *conn = Some(c);
+        let stmt = timed(
+            "heartbeat read prepare",
+            r.settings.query_timeout,
+            c.prep(sql),
+        )
+        .await?;
+        *conn = Some((c, stmt));
     }
-    let c = conn.as_mut().expect("connected above");
+    let (c, stmt) = conn.as_mut().expect("connected above");
     timed(
         "heartbeat read",
         r.settings.query_timeout,
-        c.query_first::<u64, _>(sql),
+        c.exec_first::<u64, _, _>(&*stmt, (r.cluster.as_str(),)),
     )
     .await
 }
