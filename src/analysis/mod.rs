@@ -1,4 +1,21 @@
-//! Step 4 of the data flow: numbers derived from the recorded facts. Pure functions on
-//! plain data: no tokio, no database, no I/O.
+//! Offline analysis: pure functions from a loaded recording to figures. No I/O, no
+//! tokio, no database driver; commands load, call and print.
+//!
+//! - `lag`: bounds of one observation (also used live by `record`);
+//! - `series`: observations to lag points, one per probe round;
+//! - `stats`: percentiles and time above a threshold;
+//! - `vector`: least-squares vector, per point and per stretch;
+//! - `health`: the hysteresis gate and the pool state machine (shared with `replay` and
+//!   the live checks);
+//! - `episodes`: lag episodes, their rates and cause hints;
+//! - `capacity`: replay rate during catch-up and busy fraction;
+//! - `report`: everything above for one replica.
 
+pub mod capacity;
+pub mod episodes;
+pub mod health;
 pub mod lag;
+pub mod report;
+pub mod series;
+pub mod stats;
+pub mod vector;

@@ -1,0 +1,298 @@
+//! Lag episodes (DESIGN.md section 2): a stretch that starts when lag exceeds `max_lag`
+//! and ends when it falls under `recover_lag`, found with the same [`LagGate`] the pool
+//! state machine uses. Each has its peak, how fast the replica fell behind and caught
+//! up (vector fits), and hints at the cause from the replication status.
+
+use std::fmt;
+
+use super::health::LagGate;
+use super::series::LagPoint;
+use super::vector::{self, Fit};
+use crate::samples::{IoState, StatusSample};
+
+/// Status samples this long before an episode's start count for its causes, µs.
+pub const CAUSE_LOOKBACK_US: i64 = 2_000_000;
+
+/// One lag episode. Times and lags in µs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Episode {
+    pub start_us: i64,
+    /// `None` while the replica still lags at the end of the recording.
+    pub end_us: Option<i64>,
+    pub peak_lag_us: i64,
+    pub peak_at_us: i64,
+    /// Indices into the points: first over `max_lag`, the peak, and the first under
+    /// `recover_lag` (or the last point).
+    pub start_index: usize,
+    pub peak_index: usize,
+    pub end_index: usize,
+    /// Fit from the start to the peak; its vector is the fall rate (-1 = stopped).
+    pub fall: Option<Fit>,
+    /// Fit from the peak to the end; its vector is the catch-up rate.
+    pub catch_up: Option<Fit>,
+    pub causes: Vec<Cause>,
+}
+
+impl Episode {
+    /// Time from start to peak, µs.
+    pub fn time_to_peak_us(&self) -> i64 {
+        self.peak_at_us - self.start_us
+    }
+}
+
+/// What the replication status said during an episode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cause {
+    SqlStopped,
+    IoStopped,
+    SqlError {
+        errno: u32,
+        message: String,
+    },
+    IoError {
+        errno: u32,
+        message: String,
+    },
+    /// MASTER_DELAY in seconds: lag the operator asked for.
+    IntendedDelay {
+        seconds: u32,
+    },
+    /// Both threads ran throughout: the applier was slower than the primary, or blocked.
+    ThreadsRunning,
+}
+
+impl Cause {
+    /// A stable short code for JSON.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Cause::SqlStopped => "sql_thread_stopped",
+            Cause::IoStopped => "io_thread_stopped",
+            Cause::SqlError { .. } => "sql_error",
+            Cause::IoError { .. } => "io_error",
+            Cause::IntendedDelay { .. } => "intended_delay",
+            Cause::ThreadsRunning => "threads_running",
+        }
+    }
+}
+
+impl fmt::Display for Cause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Cause::SqlStopped => f.write_str("SQL thread stopped"),
+            Cause::IoStopped => f.write_str("IO thread stopped"),
+            Cause::SqlError { errno, message } => write!(f, "SQL error {errno}: {message}"),
+            Cause::IoError { errno, message } => write!(f, "IO error {errno}: {message}"),
+            Cause::IntendedDelay { seconds } => write!(f, "intended delay {seconds} s"),
+            Cause::ThreadsRunning => f.write_str("threads running (applier slow or blocked)"),
+        }
+    }
+}
+
+/// The episodes of a series of lag points (in time order), with causes from `status`
+/// (in time order).
+pub fn episodes(
+    points: &[LagPoint],
+    status: &[StatusSample],
+    max_lag_us: i64,
+    recover_lag_us: i64,
+) -> Vec<Episode> {
+    let mut gate = LagGate::new(max_lag_us, recover_lag_us);
+    let mut out = Vec::new();
+    let mut open: Option<(usize, usize)> = None; // (start, peak)
+    for (i, p) in points.iter().enumerate() {
+        let lag = p.lag_us();
+        let over = gate.update(lag);
+        match (&mut open, over) {
+            (None, true) => open = Some((i, i)),
+            (Some((_, peak)), true) => {
+                if lag > points[*peak].lag_us() {
+                    *peak = i;
+                }
+            }
+            (Some((start, peak)), false) => {
+                out.push(build(points, status, *start, *peak, i, true));
+                open = None;
+            }
+            (None, false) => {}
+        }
+    }
+    if let Some((start, peak)) = open {
+        out.push(build(points, status, start, peak, points.len() - 1, false));
+    }
+    out
+}
+
+fn build(
+    points: &[LagPoint],
+    status: &[StatusSample],
+    start: usize,
+    peak: usize,
+    end: usize,
+    ended: bool,
+) -> Episode {
+    let start_us = points[start].t_us;
+    let end_us = points[end].t_us;
+    Episode {
+        start_us,
+        end_us: ended.then_some(end_us),
+        peak_lag_us: points[peak].lag_us(),
+        peak_at_us: points[peak].t_us,
+        start_index: start,
+        peak_index: peak,
+        end_index: end,
+        fall: vector::fit(&points[start..=peak]),
+        catch_up: if ended {
+            vector::fit(&points[peak..=end])
+        } else {
+            None
+        },
+        causes: causes(status, start_us - CAUSE_LOOKBACK_US, end_us),
+    }
+}
+
+/// Cause hints from the status samples in `[from_us, to_us]`, each at most once.
+pub fn causes(status: &[StatusSample], from_us: i64, to_us: i64) -> Vec<Cause> {
+    let first = status.partition_point(|s| s.t_us < from_us);
+    let mut out: Vec<Cause> = Vec::new();
+    let mut add = |c: Cause| {
+        if !out.contains(&c) {
+            out.push(c);
+        }
+    };
+    let mut seen = 0;
+    for s in status[first..].iter().take_while(|s| s.t_us <= to_us) {
+        let Some(c) = s.main_channel() else { continue };
+        seen += 1;
+        if !c.sql_running {
+            add(Cause::SqlStopped);
+            if c.last_sql_errno != 0 {
+                add(Cause::SqlError {
+                    errno: c.last_sql_errno,
+                    message: c.last_sql_error.clone(),
+                });
+            }
+        }
+        if c.io != IoState::Yes {
+            add(Cause::IoStopped);
+            if c.last_io_errno != 0 {
+                add(Cause::IoError {
+                    errno: c.last_io_errno,
+                    message: c.last_io_error.clone(),
+                });
+            }
+        }
+        if c.sql_delay_s > 0 {
+            add(Cause::IntendedDelay {
+                seconds: c.sql_delay_s,
+            });
+        }
+    }
+    if seen > 0 && out.is_empty() {
+        out.push(Cause::ThreadsRunning);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::samples::{ChannelStatus, Outcome};
+
+    const S: i64 = 1_000_000;
+
+    pub(crate) fn status_at(t_us: i64, sql_running: bool) -> StatusSample {
+        StatusSample {
+            t_us,
+            duration_us: 500,
+            outcome: Outcome::Ok,
+            reason: None,
+            channels: vec![ChannelStatus {
+                channel: String::new(),
+                source: "127.0.0.1:13306".into(),
+                io: IoState::Yes,
+                sql_running,
+                seconds_behind_master: None,
+                sql_delay_s: 0,
+                last_io_errno: 0,
+                last_io_error: String::new(),
+                last_sql_errno: 0,
+                last_sql_error: String::new(),
+                gtid_io_pos: String::new(),
+                gtid_applied_pos: String::new(),
+                relay_log_space: 0,
+                sql_applying: sql_running.then_some(false),
+            }],
+        }
+    }
+
+    /// Every 10 ms for 30 s: caught up, a stall of 5 s from t=5 s, catch-up at vector +1
+    /// (5 s of lag gone in 5 s), caught up; then a blip to 1.2 s and back at t=25 s.
+    pub(crate) fn stall_series() -> Vec<LagPoint> {
+        (0..3000)
+            .map(|i| {
+                let t = i as f64 / 100.0;
+                let lag = if (5.0..10.0).contains(&t) {
+                    t - 5.0
+                } else if (10.0..15.0).contains(&t) {
+                    5.0 - (t - 10.0)
+                } else if (25.0..25.5).contains(&t) {
+                    1.2
+                } else {
+                    0.0005
+                };
+                let lag_us = (lag * 1e6) as i64;
+                LagPoint {
+                    t_us: i * 10_000,
+                    lo_us: (lag_us - 300).max(0),
+                    hi_us: lag_us + 300,
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_stall_is_one_episode_with_known_rates() {
+        let points = stall_series();
+        let status: Vec<StatusSample> = (0..30)
+            .map(|s| status_at(s * S, !(5..10).contains(&s)))
+            .collect();
+        let eps = episodes(&points, &status, S, S / 2);
+        assert_eq!(eps.len(), 2, "{eps:#?}");
+        let e = &eps[0];
+        // Over 1 s at t = 6.01 s, peak 5 s at t = 10 s, under 0.5 s at 14.5 s.
+        assert_eq!(e.start_us, 6_010_000);
+        assert_eq!(e.peak_at_us, 10_000_000);
+        assert_eq!(e.peak_lag_us, 5_000_000);
+        let end = e.end_us.unwrap();
+        assert!((14_500_000..=14_510_000).contains(&end), "{end}");
+        assert_eq!(e.time_to_peak_us(), 3_990_000);
+        assert!((e.fall.unwrap().vector() + 1.0).abs() < 1e-3);
+        assert!((e.catch_up.unwrap().vector() - 1.0).abs() < 1e-2);
+        assert_eq!(e.causes, vec![Cause::SqlStopped]);
+        // The blip: over 1 s for 0.5 s, threads running throughout.
+        assert_eq!(eps[1].causes, vec![Cause::ThreadsRunning]);
+    }
+
+    #[test]
+    fn hysteresis_keeps_one_episode_through_a_dip() {
+        // 2 s, dip to 0.8 s (above recover 0.5 s), 2 s, then 0.
+        let lags = [0.0, 2.0, 0.8, 2.0, 0.0];
+        let points: Vec<LagPoint> = lags
+            .iter()
+            .enumerate()
+            .map(|(i, &l)| LagPoint {
+                t_us: i as i64 * S,
+                lo_us: (l * 1e6) as i64,
+                hi_us: (l * 1e6) as i64,
+            })
+            .collect();
+        let eps = episodes(&points, &[], S, S / 2);
+        assert_eq!(eps.len(), 1);
+        assert_eq!((eps[0].start_us, eps[0].end_us), (S, Some(4 * S)));
+        assert!(eps[0].causes.is_empty(), "no status, no hints");
+        // Still lagging at the end: open episode.
+        let eps = episodes(&points[..4], &[], S, S / 2);
+        assert_eq!(eps[0].end_us, None);
+        assert_eq!(eps[0].end_index, 3);
+    }
+}

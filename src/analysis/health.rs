@@ -1,0 +1,418 @@
+//! Whether a replica belongs in the read pool: the one state machine used by `analyze`
+//! (episodes), `replay` and the live checks, so that "what would have happened with
+//! these thresholds" and "what happens now" are the same computation.
+//!
+//! Inputs arrive as events with their time (µs): a lag measurement, a failed read, a
+//! status sample, or the mere passing of time (for staleness). The replica is in the
+//! pool when its last read succeeded, its IO and SQL threads run, its lag is under
+//! `max_lag` (and once over, until it falls under `recover_lag`), and its last read is
+//! fresh. A change must hold for `min_duration` before it is taken.
+
+use std::fmt;
+
+use crate::samples::{IoState, Outcome, StatusSample};
+
+/// Hysteresis on lag: over once above `high_us`, until below `low_us`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LagGate {
+    pub high_us: i64,
+    pub low_us: i64,
+    over: bool,
+}
+
+impl LagGate {
+    /// `low_us` above `high_us` is treated as `high_us`.
+    pub fn new(high_us: i64, low_us: i64) -> Self {
+        LagGate {
+            high_us,
+            low_us: low_us.min(high_us),
+            over: false,
+        }
+    }
+
+    /// Feeds one lag value; returns whether the gate is now over.
+    pub fn update(&mut self, lag_us: i64) -> bool {
+        if self.over {
+            self.over = lag_us >= self.low_us;
+        } else {
+            self.over = lag_us > self.high_us;
+        }
+        self.over
+    }
+
+    pub fn is_over(&self) -> bool {
+        self.over
+    }
+}
+
+/// Thresholds of the pool state machine, µs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Thresholds {
+    pub max_lag_us: i64,
+    pub recover_lag_us: i64,
+    /// How long a new verdict must hold before the state changes; 0 = at once.
+    pub min_duration_us: i64,
+    /// A replica whose last read is older than this is out ("stale").
+    pub stale_us: i64,
+    /// Subtract the intended delay (SQL_Delay) from the lag before comparing.
+    pub ignore_intended_delay: bool,
+}
+
+/// In or out of the read pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Pool {
+    In,
+    Out,
+}
+
+/// Why a replica is where it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reason {
+    /// Reads succeed, threads run, lag (µs) under the threshold.
+    Healthy { lag_us: i64 },
+    /// Lag (µs) over `max_lag`, not yet back under `recover_lag`.
+    Lagging { lag_us: i64 },
+    /// The last read failed.
+    Unreachable { outcome: Outcome },
+    /// The IO thread is not running (or still connecting); last IO error number.
+    IoStopped { errno: u32 },
+    /// The SQL thread is not running; last SQL error number.
+    SqlStopped { errno: u32 },
+    /// No read for this long (µs).
+    Stale { age_us: i64 },
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = |us: i64| us as f64 / 1e6;
+        match self {
+            Reason::Healthy { lag_us } => write!(f, "healthy, lag {:.3} s", s(*lag_us)),
+            Reason::Lagging { lag_us } => write!(f, "lagging, lag {:.3} s", s(*lag_us)),
+            Reason::Unreachable { outcome } => write!(f, "unreachable ({})", outcome.name()),
+            Reason::IoStopped { errno: 0 } => f.write_str("IO thread not running"),
+            Reason::IoStopped { errno } => write!(f, "IO thread not running (error {errno})"),
+            Reason::SqlStopped { errno: 0 } => f.write_str("SQL thread stopped"),
+            Reason::SqlStopped { errno } => write!(f, "SQL thread stopped (error {errno})"),
+            Reason::Stale { age_us } => write!(f, "no read for {:.1} s", s(*age_us)),
+        }
+    }
+}
+
+impl Reason {
+    /// A stable short code for JSON and metrics.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Reason::Healthy { .. } => "healthy",
+            Reason::Lagging { .. } => "lagging",
+            Reason::Unreachable { .. } => "unreachable",
+            Reason::IoStopped { .. } => "io_stopped",
+            Reason::SqlStopped { .. } => "sql_stopped",
+            Reason::Stale { .. } => "stale",
+        }
+    }
+}
+
+/// A change of pool state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub t_us: i64,
+    pub pool: Pool,
+    pub reason: Reason,
+}
+
+/// The pool state machine of one replica.
+#[derive(Debug, Clone)]
+pub struct Health {
+    th: Thresholds,
+    gate: LagGate,
+    /// Outcome of the last read when it failed.
+    failed: Option<Outcome>,
+    last_read_us: Option<i64>,
+    lag_us: i64,
+    io: Option<u32>,
+    sql: Option<u32>,
+    sql_delay_us: i64,
+    state: Option<(Pool, i64, Reason)>,
+    pending_since_us: Option<i64>,
+}
+
+impl Health {
+    pub fn new(th: Thresholds) -> Self {
+        Health {
+            th,
+            gate: LagGate::new(th.max_lag_us, th.recover_lag_us),
+            failed: None,
+            last_read_us: None,
+            lag_us: 0,
+            io: None,
+            sql: None,
+            sql_delay_us: 0,
+            state: None,
+            pending_since_us: None,
+        }
+    }
+
+    /// A successful read measured this lag (point estimate, µs).
+    pub fn on_lag(&mut self, t_us: i64, lag_us: i64) -> Option<Change> {
+        self.failed = None;
+        self.last_read_us = Some(t_us);
+        self.lag_us = lag_us;
+        let effective = if self.th.ignore_intended_delay {
+            lag_us - self.sql_delay_us
+        } else {
+            lag_us
+        };
+        self.gate.update(effective);
+        self.settle(t_us)
+    }
+
+    /// A read failed.
+    pub fn on_failure(&mut self, t_us: i64, outcome: Outcome) -> Option<Change> {
+        self.failed = Some(outcome);
+        self.last_read_us = Some(t_us);
+        self.settle(t_us)
+    }
+
+    /// A replication status sample (its main channel). A failed poll changes nothing:
+    /// reachability is the reads' business.
+    pub fn on_status(&mut self, status: &StatusSample) -> Option<Change> {
+        if status.outcome == Outcome::Ok {
+            match status.main_channel() {
+                Some(c) => {
+                    self.io = (c.io != IoState::Yes).then_some(c.last_io_errno);
+                    self.sql = (!c.sql_running).then_some(c.last_sql_errno);
+                    self.sql_delay_us = i64::from(c.sql_delay_s) * 1_000_000;
+                }
+                // Not replicating at all: both threads are effectively stopped.
+                None => {
+                    self.io = Some(0);
+                    self.sql = Some(0);
+                }
+            }
+        }
+        self.settle(status.t_us)
+    }
+
+    /// Time passed without events; the replica may have gone stale.
+    pub fn on_time(&mut self, now_us: i64) -> Option<Change> {
+        self.settle(now_us)
+    }
+
+    /// When the replica goes stale if no read arrives.
+    pub fn stale_at_us(&self) -> Option<i64> {
+        self.last_read_us.map(|t| t + self.th.stale_us)
+    }
+
+    /// Current state, since when, and why; `None` before the first event.
+    pub fn state(&self) -> Option<(Pool, i64, &Reason)> {
+        self.state.as_ref().map(|(p, t, r)| (*p, *t, r))
+    }
+
+    /// The last lag measured, µs.
+    pub fn lag_us(&self) -> i64 {
+        self.lag_us
+    }
+
+    fn verdict(&self, now_us: i64) -> (Pool, Reason) {
+        let last = self.last_read_us.unwrap_or(now_us);
+        let reason = if let Some(outcome) = self.failed {
+            Reason::Unreachable { outcome }
+        } else if now_us - last > self.th.stale_us {
+            Reason::Stale {
+                age_us: now_us - last,
+            }
+        } else if let Some(errno) = self.io {
+            Reason::IoStopped { errno }
+        } else if let Some(errno) = self.sql {
+            Reason::SqlStopped { errno }
+        } else if self.gate.is_over() {
+            Reason::Lagging {
+                lag_us: self.lag_us,
+            }
+        } else {
+            return (
+                Pool::In,
+                Reason::Healthy {
+                    lag_us: self.lag_us,
+                },
+            );
+        };
+        (Pool::Out, reason)
+    }
+
+    fn settle(&mut self, now_us: i64) -> Option<Change> {
+        let (pool, reason) = self.verdict(now_us);
+        let change = Change {
+            t_us: now_us,
+            pool,
+            reason: reason.clone(),
+        };
+        match &mut self.state {
+            None => {
+                self.state = Some((pool, now_us, reason));
+                Some(change)
+            }
+            Some((current, _, why)) if *current == pool => {
+                *why = reason;
+                self.pending_since_us = None;
+                None
+            }
+            Some(_) => {
+                let since = *self.pending_since_us.get_or_insert(now_us);
+                if now_us - since < self.th.min_duration_us {
+                    return None;
+                }
+                self.pending_since_us = None;
+                self.state = Some((pool, now_us, reason));
+                Some(change)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::samples::ChannelStatus;
+
+    const S: i64 = 1_000_000;
+
+    fn th(min_duration_us: i64) -> Thresholds {
+        Thresholds {
+            max_lag_us: S,
+            recover_lag_us: S / 2,
+            min_duration_us,
+            stale_us: 3 * S,
+            ignore_intended_delay: false,
+        }
+    }
+
+    #[test]
+    fn the_gate_has_hysteresis() {
+        let mut g = LagGate::new(1000, 500);
+        let seq = [0, 900, 1000, 1001, 800, 501, 500, 499, 700, 1000, 1200];
+        let over: Vec<bool> = seq.iter().map(|&v| g.update(v)).collect();
+        assert_eq!(
+            over,
+            [
+                false, false, false, true, true, true, true, false, false, false, true
+            ]
+        );
+    }
+
+    #[test]
+    fn lag_takes_a_replica_out_and_back_with_hysteresis() {
+        let mut h = Health::new(th(0));
+        let first = h.on_lag(0, 1000).unwrap();
+        assert_eq!(first.pool, Pool::In);
+        assert_eq!(h.on_lag(S / 10, 900_000), None);
+        let out = h.on_lag(2 * S / 10, 1_100_000).unwrap();
+        assert_eq!(
+            (out.pool, out.reason.code(), out.t_us),
+            (Pool::Out, "lagging", 200_000)
+        );
+        assert_eq!(h.on_lag(3 * S / 10, 600_000), None, "above recover_lag");
+        let back = h.on_lag(4 * S / 10, 400_000).unwrap();
+        assert_eq!(back.pool, Pool::In);
+        assert_eq!(h.state().unwrap().1, 400_000);
+    }
+
+    #[test]
+    fn min_duration_ignores_short_excursions() {
+        let mut h = Health::new(th(S));
+        h.on_lag(0, 0);
+        // Over for 0.5 s: never leaves.
+        assert_eq!(h.on_lag(S, 2 * S), None);
+        assert_eq!(h.on_lag(S + S / 2, 2 * S), None);
+        assert_eq!(h.on_lag(2 * S, 0), None);
+        // Over for 1 s: leaves once it has lasted min_duration.
+        assert_eq!(h.on_lag(3 * S, 2 * S), None);
+        let out = h.on_lag(4 * S, 2 * S).unwrap();
+        assert_eq!((out.pool, out.t_us), (Pool::Out, 4 * S));
+    }
+
+    #[test]
+    fn failures_threads_and_staleness() {
+        let mut h = Health::new(th(0));
+        h.on_lag(0, 0);
+        let c = h.on_failure(S, Outcome::Refused).unwrap();
+        assert_eq!(
+            c.reason,
+            Reason::Unreachable {
+                outcome: Outcome::Refused
+            }
+        );
+        assert_eq!(h.on_lag(2 * S, 0).unwrap().pool, Pool::In);
+
+        let mut status = StatusSample {
+            t_us: 3 * S,
+            duration_us: 100,
+            outcome: Outcome::Ok,
+            reason: None,
+            channels: vec![ChannelStatus {
+                channel: String::new(),
+                source: "127.0.0.1:13306".into(),
+                io: IoState::Yes,
+                sql_running: false,
+                seconds_behind_master: None,
+                sql_delay_s: 0,
+                last_io_errno: 0,
+                last_io_error: String::new(),
+                last_sql_errno: 1062,
+                last_sql_error: "Duplicate entry".into(),
+                gtid_io_pos: String::new(),
+                gtid_applied_pos: String::new(),
+                relay_log_space: 0,
+                sql_applying: None,
+            }],
+        };
+        let c = h.on_status(&status).unwrap();
+        assert_eq!(c.reason, Reason::SqlStopped { errno: 1062 });
+        status.t_us = 4 * S;
+        status.channels[0].sql_running = true;
+        assert_eq!(h.on_status(&status).unwrap().pool, Pool::In);
+
+        assert_eq!(h.stale_at_us(), Some(5 * S));
+        let c = h.on_time(5 * S + 1).unwrap();
+        assert_eq!(c.reason.code(), "stale");
+    }
+
+    #[test]
+    fn intended_delay_can_be_ignored() {
+        let mut t = th(0);
+        t.ignore_intended_delay = true;
+        let mut h = Health::new(t);
+        let mut status = StatusSample {
+            t_us: 0,
+            duration_us: 1,
+            outcome: Outcome::Ok,
+            reason: None,
+            channels: vec![],
+        };
+        // No channel at all: not replicating.
+        assert_eq!(h.on_status(&status).unwrap().pool, Pool::Out);
+        status.channels.push(ChannelStatus {
+            channel: String::new(),
+            source: String::new(),
+            io: IoState::Yes,
+            sql_running: true,
+            seconds_behind_master: Some(2),
+            sql_delay_s: 2,
+            last_io_errno: 0,
+            last_io_error: String::new(),
+            last_sql_errno: 0,
+            last_sql_error: String::new(),
+            gtid_io_pos: String::new(),
+            gtid_applied_pos: String::new(),
+            relay_log_space: 0,
+            sql_applying: Some(false),
+        });
+        status.t_us = 1;
+        assert_eq!(h.on_status(&status).unwrap().pool, Pool::In);
+        // 2.3 s of lag, 2 s of it intended: in.
+        assert_eq!(h.on_lag(2, 2_300_000), None);
+        assert_eq!(h.state().unwrap().0, Pool::In);
+        assert_eq!(h.on_lag(3, 3_100_000).unwrap().pool, Pool::Out);
+    }
+}

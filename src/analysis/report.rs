@@ -1,0 +1,361 @@
+//! Everything `analyze` says about one replica, computed from its recorded series and
+//! its cluster's beats. Times and lags in µs; rates are vectors (seconds per second).
+
+use super::capacity::{self, BusyFraction, ReplayRate};
+use super::episodes::{self, Episode};
+use super::health::LagGate;
+use super::series::{self, LagPoint, LagSeries};
+use super::stats::{self, Percentiles};
+use super::vector::{self, Fit};
+use crate::samples::{Beat, Outcome};
+use crate::store::scan::ReplicaSeries;
+
+/// Catch-up ETAs fit at most this much of the current catch-up, µs.
+pub const ETA_WINDOW_US: i64 = 10_000_000;
+
+/// What the analysis is asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settings {
+    pub max_lag_us: i64,
+    pub recover_lag_us: i64,
+    /// Vector fit window.
+    pub window_us: i64,
+    /// Reads further apart than this leave a "no data" gap.
+    pub gap_us: i64,
+}
+
+/// A stretch without a lag measurement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Gap {
+    pub start_us: i64,
+    pub end_us: i64,
+    /// `None`: no read at all (recorder not running); `Some`: reads failed this way.
+    pub outcome: Option<Outcome>,
+}
+
+/// What was recorded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Coverage {
+    pub first_us: Option<i64>,
+    pub last_us: Option<i64>,
+    pub reads: usize,
+    /// Probe rounds with a lag (bursts of follow-up reads count once).
+    pub rounds: usize,
+    pub failed_reads: usize,
+    /// Successful reads of a beat the recording does not hold.
+    pub unbounded_reads: u64,
+    pub gaps: Vec<Gap>,
+}
+
+/// Lag distribution, with the width of the bounds, µs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LagSummary {
+    pub lag: Percentiles,
+    pub width: Percentiles,
+    pub above_max_us: i64,
+}
+
+/// The vector over the recording and a catch-up estimate at its end.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct VectorSummary {
+    pub now: Option<f64>,
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+    /// Lagging (inside an episode) at the end of the recording.
+    pub lagging_now: bool,
+    pub lag_now_us: Option<i64>,
+    /// Seconds until caught up, when catching up with a confident fit.
+    pub eta_s: Option<f64>,
+    /// The fit behind the ETA (also present when not confident).
+    pub eta_fit: Option<Fit>,
+}
+
+/// The intended delay (SQL_Delay) seen in status samples, s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IntendedDelay {
+    pub max_s: u32,
+    pub last_s: u32,
+}
+
+/// Everything about one replica.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReplicaReport {
+    pub cluster: String,
+    pub replica: String,
+    pub coverage: Coverage,
+    pub lag: Option<LagSummary>,
+    pub intended_delay: Option<IntendedDelay>,
+    pub episodes: Vec<Episode>,
+    pub vector: VectorSummary,
+    pub replay: Option<ReplayRate>,
+    pub busy: Option<BusyFraction>,
+    /// Status samples seen (any outcome).
+    pub status_samples: usize,
+}
+
+/// The report of one replica. `beats` are its cluster's, ordered by seq.
+pub fn replica_report(beats: &[Beat], rs: &ReplicaSeries, settings: &Settings) -> ReplicaReport {
+    let series = series::lag_series(beats, &rs.observations);
+    let points = &series.points;
+    let eps = episodes::episodes(
+        points,
+        &rs.status,
+        settings.max_lag_us,
+        settings.recover_lag_us,
+    );
+    let vectors = vector::vector_series(points, settings.window_us);
+    ReplicaReport {
+        cluster: rs.cluster.clone(),
+        replica: rs.replica.clone(),
+        coverage: coverage(&series, settings.gap_us),
+        lag: lag_summary(points, settings),
+        intended_delay: intended_delay(rs),
+        vector: vector_summary(points, &vectors, &eps, settings),
+        replay: capacity::replay_rate(&eps),
+        busy: capacity::busy_fraction(&rs.status, &eps),
+        status_samples: rs.status.len(),
+        episodes: eps,
+    }
+}
+
+fn coverage(series: &LagSeries, gap_us: i64) -> Coverage {
+    let reads = &series.read_times;
+    let mut gaps = Vec::new();
+    let mut failing: Option<(i64, Outcome)> = None;
+    let mut failures = series.failures.iter();
+    for (i, &(t, ok)) in reads.iter().enumerate() {
+        if i > 0 && t - reads[i - 1].0 > gap_us {
+            gaps.push(Gap {
+                start_us: reads[i - 1].0,
+                end_us: t,
+                outcome: None,
+            });
+        }
+        if ok {
+            if let Some((start, outcome)) = failing.take() {
+                gaps.push(Gap {
+                    start_us: start,
+                    end_us: t,
+                    outcome: Some(outcome),
+                });
+            }
+        } else {
+            let outcome = failures.next().map_or(Outcome::Driver, |f| f.outcome);
+            failing.get_or_insert((t, outcome));
+        }
+    }
+    if let (Some((start, outcome)), Some(&(last, _))) = (failing, reads.last()) {
+        gaps.push(Gap {
+            start_us: start,
+            end_us: last,
+            outcome: Some(outcome),
+        });
+    }
+    gaps.sort_by_key(|g| g.start_us);
+    Coverage {
+        first_us: reads.first().map(|r| r.0),
+        last_us: reads.last().map(|r| r.0),
+        reads: reads.len(),
+        rounds: series.points.len(),
+        failed_reads: series.failures.len(),
+        unbounded_reads: series.unbounded,
+        gaps,
+    }
+}
+
+fn lag_summary(points: &[LagPoint], settings: &Settings) -> Option<LagSummary> {
+    let mut lags: Vec<i64> = points.iter().map(LagPoint::lag_us).collect();
+    let lag = stats::percentiles(&mut lags)?;
+    let mut widths: Vec<i64> = points.iter().map(LagPoint::width_us).collect();
+    let width = stats::percentiles(&mut widths)?;
+    Some(LagSummary {
+        lag,
+        width,
+        above_max_us: stats::time_above(points, settings.max_lag_us, settings.gap_us),
+    })
+}
+
+fn intended_delay(rs: &ReplicaSeries) -> Option<IntendedDelay> {
+    let delays: Vec<u32> = rs
+        .status
+        .iter()
+        .filter_map(|s| s.main_channel().map(|c| c.sql_delay_s))
+        .collect();
+    let max_s = *delays.iter().max()?;
+    Some(IntendedDelay {
+        max_s,
+        last_s: *delays.last()?,
+    })
+}
+
+fn vector_summary(
+    points: &[LagPoint],
+    vectors: &[f32],
+    eps: &[Episode],
+    settings: &Settings,
+) -> VectorSummary {
+    let finite = || vectors.iter().filter(|v| v.is_finite()).map(|&v| v as f64);
+    let mut gate = LagGate::new(settings.max_lag_us, settings.recover_lag_us);
+    let lagging_now = points.iter().fold(false, |_, p| gate.update(p.lag_us()));
+    let open = eps.last().filter(|e| e.end_us.is_none() && lagging_now);
+    // The catch-up so far: from the open episode's peak, at most ETA_WINDOW_US back.
+    let eta_fit = open.and_then(|e| {
+        let catch_up = &points[e.peak_index..];
+        let last = catch_up.last()?.t_us;
+        let from = catch_up.partition_point(|p| p.t_us < last - ETA_WINDOW_US);
+        vector::fit(&catch_up[from..])
+    });
+    let lag_now_us = points.last().map(LagPoint::lag_us);
+    let eta_s = eta_fit
+        .filter(|f| f.confident() && f.vector() > 0.0)
+        .zip(lag_now_us)
+        .map(|(f, lag)| lag as f64 / 1e6 / f.vector());
+    VectorSummary {
+        now: vectors
+            .iter()
+            .rev()
+            .find(|v| v.is_finite())
+            .map(|&v| v as f64),
+        min: finite().reduce(f64::min),
+        max: finite().reduce(f64::max),
+        lagging_now,
+        lag_now_us,
+        eta_s,
+        eta_fit,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::samples::Observation;
+
+    const S: i64 = 1_000_000;
+
+    /// A cluster beating every 10 ms and a replica that stalls at t = 5 s and catches
+    /// up at vector +1 from t = 10 s; the recording stops at `until_s`.
+    fn recording(until_s: f64) -> (Vec<Beat>, ReplicaSeries) {
+        let step = 10_000;
+        let n = (until_s * 100.0) as i64;
+        let beats: Vec<Beat> = (1..=n)
+            .map(|k| Beat {
+                seq: k as u64,
+                t_send_us: k * step,
+                t_done_us: k * step + 200,
+                outcome: Outcome::Ok,
+                reason: None,
+            })
+            .collect();
+        let observations = (1..=n)
+            .map(|k| {
+                let t = (k * step) as f64 / 1e6;
+                // Primary time the replica reflects.
+                let h = if t < 5.0 {
+                    t
+                } else if t < 10.0 {
+                    5.0
+                } else {
+                    (5.0 + 2.0 * (t - 10.0)).min(t)
+                };
+                let seq = ((h * 1e6) as i64 / step).max(1) as u64;
+                Observation {
+                    r_start_us: k * step + 300,
+                    r_end_us: k * step + 500,
+                    seq: Some(seq.min(k as u64)),
+                    outcome: Outcome::Ok,
+                    reason: None,
+                }
+            })
+            .collect();
+        let rs = ReplicaSeries {
+            cluster: "c".into(),
+            replica: "r".into(),
+            observations,
+            status: vec![],
+        };
+        (beats, rs)
+    }
+
+    fn settings() -> Settings {
+        Settings {
+            max_lag_us: S,
+            recover_lag_us: S / 2,
+            window_us: S,
+            gap_us: S,
+        }
+    }
+
+    #[test]
+    fn eta_at_half_catch_up_predicts_the_rest() {
+        // Caught up at t = 15 s (lag 5 s shrinking 1 s per second from t = 10 s).
+        let (beats, rs) = recording(12.5);
+        let r = replica_report(&beats, &rs, &settings());
+        assert!(r.vector.lagging_now);
+        let eta = r.vector.eta_s.expect("catching up");
+        assert!((eta - 2.5).abs() < 0.1, "eta {eta}");
+        assert!((r.vector.min.unwrap() + 1.0).abs() < 0.02);
+
+        let (beats, rs) = recording(20.0);
+        let r = replica_report(&beats, &rs, &settings());
+        assert!(!r.vector.lagging_now);
+        assert_eq!(r.vector.eta_s, None);
+        assert_eq!(r.episodes.len(), 1);
+        let peak = r.episodes[0].peak_lag_us;
+        assert!((peak - 5 * S).abs() < 30_000, "peak {peak}");
+        let lag = r.lag.unwrap();
+        assert_eq!(lag.lag.count, r.coverage.rounds);
+        // About 8 s above 1 s: 4 s falling behind, 4 s catching up.
+        assert!(
+            (lag.above_max_us - 8 * S).abs() < 100_000,
+            "{}",
+            lag.above_max_us
+        );
+        assert!(r.coverage.gaps.is_empty());
+    }
+
+    #[test]
+    fn gaps_name_failures_and_missing_data() {
+        let ok = |t: i64| Observation {
+            r_start_us: t,
+            r_end_us: t + 100,
+            seq: Some(1),
+            outcome: Outcome::Ok,
+            reason: None,
+        };
+        let failed = |t: i64| Observation {
+            seq: None,
+            outcome: Outcome::Refused,
+            ..ok(t)
+        };
+        let beats = [Beat {
+            seq: 1,
+            t_send_us: 0,
+            t_done_us: 10,
+            outcome: Outcome::Ok,
+            reason: None,
+        }];
+        let rs = ReplicaSeries {
+            cluster: "c".into(),
+            replica: "r".into(),
+            observations: vec![ok(100), failed(200), failed(300), ok(400), ok(5 * S)],
+            status: vec![],
+        };
+        let r = replica_report(&beats, &rs, &settings());
+        assert_eq!(
+            r.coverage.gaps,
+            vec![
+                Gap {
+                    start_us: 200,
+                    end_us: 400,
+                    outcome: Some(Outcome::Refused)
+                },
+                Gap {
+                    start_us: 400,
+                    end_us: 5 * S,
+                    outcome: None
+                },
+            ]
+        );
+        assert_eq!((r.coverage.reads, r.coverage.failed_reads), (5, 2));
+    }
+}
