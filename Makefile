@@ -6,8 +6,10 @@ CARGO ?= cargo
 LAG ?= 300
 RATE ?= 200
 SECONDS ?= 30
+ROWS ?= 1
+APPLY_MS ?= 0
 
-.PHONY: demo test bench up down status start-lag stop-lag slave-lag replica-lag stuff stall resume \
+.PHONY: demo test bench up down status start-lag stop-lag slave-lag replica-lag stuff stall resume block \
         break repair load build release ci-deps
 
 ## demo: start the lab and initialize lagtrace's heartbeat schema on it
@@ -42,12 +44,14 @@ stall:
 	$(LAB_SH) stall
 resume:
 	$(LAB_SH) resume
+block:
+	LOAD_SECONDS=$(SECONDS) $(LAB_SH) block
 break:
 	$(LAB_SH) break
 repair:
 	$(LAB_SH) repair
 load:
-	RATE=$(RATE) LOAD_SECONDS=$(SECONDS) $(LAB_SH) load
+	RATE=$(RATE) ROWS=$(ROWS) APPLY_MS=$(APPLY_MS) LOAD_SECONDS=$(SECONDS) $(LAB_SH) load
 
 ## bench: store codec/append/scan figures, then the recorder's CPU and memory on the lab
 bench:

@@ -2,7 +2,7 @@
 # The lagtrace lab: a MariaDB primary and two GTID replicas on loopback.
 #
 #   scripts/lab.sh up | down | status | is-up | start-lag | stop-lag | slave-lag | stuff
-#                  | stall | resume | break | repair | load
+#                  | stall | resume | block | break | repair | load
 #
 # Natively (default) it runs Debian's mariadbd from .lab/; with LAB=docker it
 # drives docker-compose.yml instead (same ports and users; not exercised by CI).
@@ -298,6 +298,16 @@ cmd_stuff() {
 }
 
 cmd_stall() { local n; n=$(replica_node); sql "$n" "STOP SLAVE SQL_THREAD"; say "$n: SQL thread stopped"; }
+# block: hold a read lock on the heartbeat table for LOAD_SECONDS (default 5): the SQL
+# thread keeps running but waits at the next heartbeat event, as behind a long query.
+cmd_block() {
+  local n seconds=${LOAD_SECONDS:-5}
+  [[ "$seconds" =~ ^[0-9]+$ && "$seconds" -gt 0 ]] || die "SECONDS must be a positive integer, not '$seconds'"
+  n=$(replica_node)
+  say "$n: heartbeat table locked for ${seconds}s (SQL thread running, blocked)"
+  sql "$n" "LOCK TABLES lagtrace.heartbeat READ; DO SLEEP($seconds); UNLOCK TABLES;" >/dev/null
+  say "$n: lock released"
+}
 cmd_resume() { local n; n=$(replica_node); sql "$n" "START SLAVE SQL_THREAD"; say "$n: SQL thread started"; }
 
 # break: a row written on the replica alone, then the same key on the primary:
@@ -321,18 +331,31 @@ cmd_repair() {
 # load: RATE single-row autocommit transactions per second for SECONDS, on the primary,
 # paced in 100 ms ticks against absolute deadlines through one client session.
 cmd_load() {
-  local rate=${RATE:-200} seconds=${LOAD_SECONDS:-30}
+  local rate=${RATE:-200} seconds=${LOAD_SECONDS:-30} rows=${ROWS:-1} apply_ms=${APPLY_MS:-0}
   [[ "$rate" =~ ^[0-9]+$ && "$rate" -gt 0 ]] || die "RATE must be a positive integer, not '$rate'"
+  [[ "$rows" =~ ^[0-9]+$ && "$rows" -gt 0 ]] || die "ROWS must be a positive integer, not '$rows'"
+  [[ "$apply_ms" =~ ^[0-9]+$ ]] || die "APPLY_MS must be a whole number of milliseconds, not '$apply_ms'"
+  [ $((rate * apply_ms)) -lt 1000 ] || die "RATE x APPLY_MS must stay under 1000 ms per second"
   [[ "$seconds" =~ ^[0-9]+$ && "$seconds" -gt 0 ]] || die "SECONDS must be a positive integer, not '$seconds'"
-  say "load: $rate tx/s for ${seconds}s on the primary"
+  say "load: $rate tx/s of $rows row(s) each for ${seconds}s on the primary${apply_ms:+ (apply ${apply_ms} ms each)}"
   local ticks=$((seconds * 10)) per_tick_x10=$rate
   {
     local start_ns now_ns due_ns i j sent=0 want
     start_ns=$(date +%s%N)
+    # APPLY_MS: each transaction replicates as a statement that sleeps that long, so the
+    # replica's applier is busy RATE x APPLY_MS ms per second: a known capacity.
+    [ "$apply_ms" -gt 0 ] && echo "SET SESSION binlog_format = STATEMENT;"
     for ((i = 1; i <= ticks; i++)); do
       want=$((per_tick_x10 * i / 10))
       for ((j = sent; j < want; j++)); do
-        echo "INSERT INTO lab.load (v, pad) VALUES ($j, REPEAT('x', 64));"
+        if [ "$apply_ms" -gt 0 ]; then
+          printf "INSERT INTO lab.load (v, pad) VALUES (%d + 0 * SLEEP(%d / 1000), 'apply');\n" "$j" "$apply_ms"
+        elif [ "$rows" = 1 ]; then
+          echo "INSERT INTO lab.load (v, pad) VALUES ($j, REPEAT('x', 64));"
+        else
+          # One transaction of $rows row events: the replica's applier works per row.
+          echo "INSERT INTO lab.load (v, pad) SELECT seq, REPEAT('x', 64) FROM lab.seq_1_to_$rows;"
+        fi
       done
       sent=$want
       due_ns=$((start_ns + i * 100000000))
@@ -360,8 +383,9 @@ case "${1:-}" in
   stuff) cmd_stuff ;;
   stall) cmd_stall ;;
   resume) cmd_resume ;;
+  block) cmd_block ;;
   break) cmd_break ;;
   repair) cmd_repair ;;
   load) cmd_load ;;
-  *) die "usage: $0 up|down|status|is-up|start-lag|stop-lag|slave-lag|stuff|stall|resume|break|repair|load" ;;
+  *) die "usage: $0 up|down|status|is-up|start-lag|stop-lag|slave-lag|stuff|stall|resume|block|break|repair|load" ;;
 esac

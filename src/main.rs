@@ -80,28 +80,153 @@ enum Command {
         Columns: time_utc, cluster, replica, seq, lag_ms, lag_lo_ms, lag_hi_ms, rtt_ms, outcome,\n\
         reason, io_running, sql_running, seconds_behind_master, sql_delay_s (see README).")]
     Export {
-        /// Store file(s) to read; several are merged by time
-        #[arg(long, value_name = "FILE", required = true)]
-        store: Vec<PathBuf>,
+        #[command(flatten)]
+        select: Selection,
         /// Output format
         #[arg(long, value_enum, default_value = "csv")]
         format: ExportFormat,
-        /// Only this replica (repeatable)
-        #[arg(long, value_name = "NAME")]
-        replica: Vec<String>,
-        /// Only this cluster (repeatable)
-        #[arg(long, value_name = "NAME")]
-        cluster: Vec<String>,
-        /// Start time: RFC 3339 (2026-11-22T02:00:00Z) or relative (-2h)
-        #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
-        from: Option<String>,
-        /// End time, same forms as --from
-        #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
-        to: Option<String>,
         /// Write to this file instead of stdout
         #[arg(short, long, value_name = "FILE")]
         out: Option<PathBuf>,
     },
+    /// Per replica: coverage, lag percentiles, episodes, vector, catch-up time, capacity
+    #[command(after_help = "Examples:\n  \
+        lagtrace analyze --store lagtrace.redb\n  \
+        lagtrace analyze --store a.redb --store b.redb --replica db2 --from -6h --max-lag 2s\n  \
+        lagtrace analyze --store lagtrace.redb --format json | jq '.replicas[].capacity'\n\n\
+        An episode starts when lag exceeds --max-lag and ends when it falls under --recover-lag.\n\
+        The JSON document is described in the README (schema_version 1).")]
+    Analyze {
+        #[command(flatten)]
+        select: Selection,
+        #[command(flatten)]
+        thresholds: Thresholds,
+        /// Output format
+        #[arg(long, value_enum, default_value = "text")]
+        format: AnalyzeFormat,
+    },
+    /// Draw an SVG chart: lag with its bounds, vector, lag distribution, or an overview
+    #[command(after_help = "Examples:\n  \
+        lagtrace plot --store lagtrace.redb --out lag.svg\n  \
+        lagtrace plot --store lagtrace.redb --out lag.svg --kind lag --log --from -1h\n  \
+        lagtrace plot --store lagtrace.redb --out overview.svg --kind overview\n\n\
+        Kinds: lag (lag over time, [lower, upper] band, episodes shaded), vector (fixed scale\n\
+        -1..+1, clipped values marked), cdf (distribution per replica), overview (lag and\n\
+        vector, one row per replica). Long series are reduced to their extremes per pixel.")]
+    Plot {
+        #[command(flatten)]
+        select: Selection,
+        #[command(flatten)]
+        thresholds: Thresholds,
+        /// The SVG file to write
+        #[arg(long, value_name = "FILE.svg")]
+        out: PathBuf,
+        /// What to draw
+        #[arg(long, value_enum, default_value = "lag")]
+        kind: PlotKind,
+        /// Logarithmic lag axis (kind lag and overview)
+        #[arg(long)]
+        log: bool,
+    },
+    /// Replay a recording through the pool state machine the live checks use
+    #[command(after_help = "Examples:\n  \
+        lagtrace replay --store lagtrace.redb --max-lag 1s --recover-lag 500ms\n  \
+        lagtrace replay --store lagtrace.redb --max-lag 5s --min-duration 10s --replica db2\n  \
+        lagtrace replay --store lagtrace.redb --speed 60 --statsd 127.0.0.1:8125\n\n\
+        Prints every change in/out of the pool and why, then per replica how often and how\n\
+        long it was out: \"with these thresholds, how often would it have left the pool?\"")]
+    Replay {
+        #[command(flatten)]
+        select: Selection,
+        /// Out of the pool when lag exceeds this
+        #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
+        max_lag: Duration,
+        /// ... back in when lag falls under this
+        #[arg(long, value_name = "DURATION", default_value = "500ms", value_parser = parse_duration)]
+        recover_lag: Duration,
+        /// A new state must hold this long before it is taken
+        #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_duration)]
+        min_duration: Duration,
+        /// Out when no read came for this long
+        #[arg(long, value_name = "DURATION", default_value = "3s", value_parser = parse_duration)]
+        stale: Duration,
+        /// Compare lag minus the intended delay (SQL_Delay) with the thresholds
+        #[arg(long)]
+        ignore_intended_delay: bool,
+        /// 0: as fast as possible; N: N times real time
+        #[arg(long, value_name = "N", default_value = "0")]
+        speed: f64,
+        /// Re-emit statsd metrics to HOST:PORT while replaying (needs --speed above 0)
+        #[arg(long, value_name = "HOST:PORT")]
+        statsd: Option<String>,
+        /// Prefix of the re-emitted statsd metrics
+        #[arg(long, value_name = "PREFIX", default_value = "lagtrace")]
+        statsd_prefix: String,
+    },
+}
+
+/// Which stores and which part of them an offline command reads.
+#[derive(clap::Args)]
+struct Selection {
+    /// Store file(s) to read; several are merged by time
+    #[arg(long, value_name = "FILE", required = true)]
+    store: Vec<PathBuf>,
+    /// Only this replica (repeatable)
+    #[arg(long, value_name = "NAME")]
+    replica: Vec<String>,
+    /// Only this cluster (repeatable)
+    #[arg(long, value_name = "NAME")]
+    cluster: Vec<String>,
+    /// Start time: RFC 3339 (2026-11-22T02:00:00Z) or relative (-2h)
+    #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
+    from: Option<String>,
+    /// End time, same forms as --from
+    #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
+    to: Option<String>,
+}
+
+impl Selection {
+    fn filter(&self) -> Result<lagtrace::store::scan::Filter, CmdError> {
+        let (from_us, to_us) = time_window(self.from.as_deref(), self.to.as_deref())?;
+        Ok(lagtrace::store::scan::Filter {
+            clusters: self.cluster.clone(),
+            replicas: self.replica.clone(),
+            from_us,
+            to_us,
+        })
+    }
+}
+
+/// Episode thresholds and the vector window.
+#[derive(clap::Args)]
+struct Thresholds {
+    /// An episode starts when lag exceeds this
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
+    max_lag: Duration,
+    /// ... and ends when lag falls under this
+    #[arg(long, value_name = "DURATION", default_value = "500ms", value_parser = parse_duration)]
+    recover_lag: Duration,
+    /// Least-squares window of the vector
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
+    window: Duration,
+}
+
+fn us(d: Duration) -> i64 {
+    d.as_micros().min(i64::MAX as u128) as i64
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum AnalyzeFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum PlotKind {
+    Lag,
+    Vector,
+    Cdf,
+    Overview,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -160,27 +285,93 @@ fn main() -> ExitCode {
             quiet,
         }),
         Command::Export {
-            store,
+            select,
             format,
-            replica,
-            cluster,
-            from,
-            to,
             out,
-        } => time_window(from.as_deref(), to.as_deref()).and_then(|(from_us, to_us)| {
+        } => select.filter().and_then(|filter| {
             cmd::export::run(&cmd::export::Options {
-                stores: store,
+                stores: select.store.clone(),
                 format: match format {
                     ExportFormat::Csv => cmd::export::Format::Csv,
                     ExportFormat::Jsonl => cmd::export::Format::Jsonl,
                 },
-                filter: lagtrace::store::scan::Filter {
-                    clusters: cluster,
-                    replicas: replica,
-                    from_us,
-                    to_us,
-                },
+                filter,
                 out,
+            })
+        }),
+        Command::Analyze {
+            select,
+            thresholds,
+            format,
+        } => select.filter().and_then(|filter| {
+            cmd::analyze::run(&cmd::analyze::Options {
+                stores: select.store.clone(),
+                filter,
+                max_lag_us: us(thresholds.max_lag),
+                recover_lag_us: us(thresholds.recover_lag),
+                window_us: us(thresholds.window),
+                format: match format {
+                    AnalyzeFormat::Text => cmd::analyze::Format::Text,
+                    AnalyzeFormat::Json => cmd::analyze::Format::Json,
+                },
+            })
+        }),
+        Command::Plot {
+            select,
+            thresholds,
+            out,
+            kind,
+            log,
+        } => select.filter().and_then(|filter| {
+            cmd::plot::run(&cmd::plot::Options {
+                stores: select.store.clone(),
+                filter,
+                out,
+                kind: match kind {
+                    PlotKind::Lag => lagtrace::output::plot::Kind::Lag,
+                    PlotKind::Vector => lagtrace::output::plot::Kind::Vector,
+                    PlotKind::Cdf => lagtrace::output::plot::Kind::Cdf,
+                    PlotKind::Overview => lagtrace::output::plot::Kind::Overview,
+                },
+                log,
+                max_lag_us: us(thresholds.max_lag),
+                recover_lag_us: us(thresholds.recover_lag),
+                window_us: us(thresholds.window),
+            })
+        }),
+        Command::Replay {
+            select,
+            max_lag,
+            recover_lag,
+            min_duration,
+            stale,
+            ignore_intended_delay,
+            speed,
+            statsd,
+            statsd_prefix,
+        } => select.filter().and_then(|filter| {
+            let statsd = statsd
+                .map(|a| {
+                    lagtrace::config::Address::parse(&a)
+                        .map(|address| lagtrace::config::StatsdConfig {
+                            address,
+                            prefix: statsd_prefix.clone(),
+                        })
+                        .map_err(|e| CmdError::BadInput(format!("--statsd: {e}")))
+                })
+                .transpose()?;
+            cmd::replay::run(&cmd::replay::Options {
+                stores: select.store.clone(),
+                filter,
+                thresholds: lagtrace::analysis::health::Thresholds {
+                    max_lag_us: us(max_lag),
+                    recover_lag_us: us(recover_lag),
+                    min_duration_us: us(min_duration),
+                    stale_us: us(stale),
+                    ignore_intended_delay,
+                },
+                speed,
+                statsd,
             })
         }),
     };

@@ -10,6 +10,7 @@
 
 use std::fmt;
 
+use super::series::{FailedRead, LagPoint};
 use crate::samples::{IoState, Outcome, StatusSample};
 
 /// Hysteresis on lag: over once above `high_us`, until below `low_us`.
@@ -271,6 +272,62 @@ impl Health {
     }
 }
 
+/// One recorded input of the state machine.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Event<'a> {
+    Lag { t_us: i64, lag_us: i64 },
+    Failure { t_us: i64, outcome: Outcome },
+    Status(&'a StatusSample),
+}
+
+impl Event<'_> {
+    pub fn t_us(&self) -> i64 {
+        match self {
+            Event::Lag { t_us, .. } | Event::Failure { t_us, .. } => *t_us,
+            Event::Status(s) => s.t_us,
+        }
+    }
+}
+
+/// A replica's lag points, failed reads and status samples (each in time order) as one
+/// time-ordered stream of events.
+pub fn events<'a>(
+    points: &[LagPoint],
+    failures: &[FailedRead],
+    status: &'a [StatusSample],
+) -> Vec<Event<'a>> {
+    let mut out: Vec<Event<'a>> = Vec::with_capacity(points.len() + failures.len() + status.len());
+    out.extend(points.iter().map(|p| Event::Lag {
+        t_us: p.t_us,
+        lag_us: p.lag_us(),
+    }));
+    out.extend(failures.iter().map(|f| Event::Failure {
+        t_us: f.t_us,
+        outcome: f.outcome,
+    }));
+    out.extend(status.iter().map(Event::Status));
+    // Stable: at equal times, reads before failures before status, as listed.
+    out.sort_by_key(Event::t_us);
+    out
+}
+
+impl Health {
+    /// Feeds a recorded event. When no read came for longer than `stale_us` before it,
+    /// the replica first goes stale at the moment the live check would have noticed.
+    pub fn feed(&mut self, ev: &Event, changes: &mut Vec<Change>) {
+        if let Some(stale_at) = self.stale_at_us()
+            && ev.t_us() > stale_at + 1
+        {
+            changes.extend(self.on_time(stale_at + 1));
+        }
+        changes.extend(match *ev {
+            Event::Lag { t_us, lag_us } => self.on_lag(t_us, lag_us),
+            Event::Failure { t_us, outcome } => self.on_failure(t_us, outcome),
+            Event::Status(s) => self.on_status(s),
+        });
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -414,5 +471,33 @@ mod tests {
         assert_eq!(h.on_lag(2, 2_300_000), None);
         assert_eq!(h.state().unwrap().0, Pool::In);
         assert_eq!(h.on_lag(3, 3_100_000).unwrap().pool, Pool::Out);
+    }
+
+    #[test]
+    fn a_recorded_gap_goes_stale_then_back() {
+        let p = |t_us| LagPoint {
+            t_us,
+            lo_us: 0,
+            hi_us: 1000,
+        };
+        let points = [p(0), p(S), p(10 * S), p(11 * S)];
+        let evs = events(&points, &[], &[]);
+        let mut h = Health::new(th(0));
+        let mut changes = Vec::new();
+        for e in &evs {
+            h.feed(e, &mut changes);
+        }
+        let summary: Vec<(i64, Pool, &str)> = changes
+            .iter()
+            .map(|c| (c.t_us, c.pool, c.reason.code()))
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                (0, Pool::In, "healthy"),
+                (4 * S + 1, Pool::Out, "stale"),
+                (10 * S, Pool::In, "healthy")
+            ]
+        );
     }
 }

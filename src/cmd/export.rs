@@ -4,9 +4,9 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use super::{CmdError, store_error};
+use super::CmdError;
 use crate::output::export;
-use crate::store::scan::{self, Filter};
+use crate::store::scan::Filter;
 
 /// Output formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,19 +25,7 @@ pub struct Options {
 }
 
 pub fn run(opts: &Options) -> Result<(), CmdError> {
-    let rec = scan::load(&opts.stores, &opts.filter).map_err(store_error)?;
-    for name in &opts.filter.replicas {
-        if !rec.replicas.iter().any(|r| &r.replica == name) {
-            return Err(CmdError::BadInput(format!(
-                "no replica named {name:?} in {} (with these filters)",
-                opts.stores
-                    .iter()
-                    .map(|p| p.display().to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )));
-        }
-    }
+    let rec = super::load_recording(&opts.stores, &opts.filter)?;
     let rows = export::rows(&rec);
     let result = match &opts.out {
         Some(path) => {

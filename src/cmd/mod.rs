@@ -2,9 +2,12 @@
 //! step modules (probe, store, analysis, output) and prints. `main.rs` only parses
 //! arguments and maps a [`CmdError`] to an exit code.
 
+pub mod analyze;
 pub mod export;
 pub mod init;
+pub mod plot;
 pub mod record;
+pub mod replay;
 
 use std::fmt;
 
@@ -64,4 +67,78 @@ pub fn load_config(
     })
     .map_err(|m| CmdError::BadInput(format!("{}: {m}", path.display())))?;
     Ok((config, password))
+}
+
+/// Every replica and cluster named in `filter` is in the loaded recording; otherwise a
+/// bad-input error naming it (a typo should not look like an empty recording).
+pub fn check_names(
+    rec: &crate::store::scan::Recording,
+    filter: &crate::store::scan::Filter,
+    stores: &[std::path::PathBuf],
+) -> Result<(), CmdError> {
+    let files = || {
+        stores
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    for name in &filter.replicas {
+        if !rec.replicas.iter().any(|r| &r.replica == name) {
+            return Err(CmdError::BadInput(format!(
+                "no replica named {name:?} in {} (with these filters)",
+                files()
+            )));
+        }
+    }
+    for name in &filter.clusters {
+        if !rec.replicas.iter().any(|r| &r.cluster == name) && !rec.beats.contains_key(name) {
+            return Err(CmdError::BadInput(format!(
+                "no cluster named {name:?} in {}",
+                files()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Loads a recording for an offline command, with a progress bar on a terminal.
+pub fn load_recording(
+    stores: &[std::path::PathBuf],
+    filter: &crate::store::scan::Filter,
+) -> Result<crate::store::scan::Recording, CmdError> {
+    use std::io::IsTerminal;
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let bar = indicatif::ProgressBar::new(0);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "loading {bar:30} {pos}/{len} chunks ({elapsed})",
+            )
+            .expect("a valid template"),
+        );
+        bar
+    });
+    let rec = crate::store::scan::load_with_progress(stores, filter, &mut |p| {
+        if let Some(bar) = &bar {
+            bar.set_length(p.total);
+            bar.set_position(p.done);
+        }
+    })
+    .map_err(store_error);
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    let rec = rec?;
+    check_names(&rec, filter, stores)?;
+    Ok(rec)
+}
+
+/// Writes to stdout; a closed pipe (`lagtrace analyze | head`) is not an error.
+pub fn print_stdout(text: &str) -> Result<(), CmdError> {
+    use std::io::Write;
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(CmdError::Runtime(format!("cannot write to stdout: {e}"))),
+    }
 }

@@ -3,4 +3,6 @@
 
 pub mod console;
 pub mod export;
+pub mod plot;
+pub mod report;
 pub mod statsd;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
 use tokio::sync::{mpsc, watch};
-use tokio::time::{Instant, MissedTickBehavior};
+use tokio::time::Instant;
 
 use super::beat::MAX_BACKOFF;
 use super::conn::{self, Backoff, DbError, column_string, timed};
@@ -28,16 +28,18 @@ pub struct Poller {
     pub clock: Clock,
 }
 
-/// Polls until `shutdown` turns true.
+/// Polls until `shutdown` turns true. Polls are `every` apart on average but jittered
+/// uniformly over [0.5, 1.5) x `every`: the busy fraction is estimated from what the
+/// polls see, and a poll on a fixed period aliases with periodic work on the primary
+/// (batches every second, a load paced in 100 ms ticks) and sees one phase of it only.
 pub async fn run(p: Poller, out: mpsc::Sender<Sample>, mut shutdown: watch::Receiver<bool>) {
-    let mut ticker = tokio::time::interval(p.every);
-    ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
+    let mut jitter = Jitter::new(p.clock.now_us() as u64 ^ u64::from(p.replica_id) << 32);
     let mut conn: Option<(Conn, &'static str)> = None;
     let mut backoff = Backoff::new(Duration::from_millis(100), MAX_BACKOFF.max(p.every));
     let mut retry_at = Instant::now();
     loop {
         tokio::select! {
-            _ = ticker.tick() => {}
+            _ = tokio::time::sleep(jitter.around(p.every)) => {}
             _ = shutdown.changed() => break,
         }
         if *shutdown.borrow() {
@@ -138,6 +140,26 @@ fn io_state(v: Option<&str>) -> IoState {
     }
 }
 
+/// A small xorshift generator for poll jitter (no need for a crate: the only
+/// requirement is that poll phases do not lock onto a period).
+#[derive(Debug, Clone)]
+pub struct Jitter(u64);
+
+impl Jitter {
+    pub fn new(seed: u64) -> Self {
+        Jitter(seed | 1)
+    }
+
+    /// A duration uniform in [0.5, 1.5) x `mean`.
+    pub fn around(&mut self, mean: Duration) -> Duration {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        let u = (self.0 >> 11) as f64 / (1u64 << 53) as f64;
+        mean.mul_f64(0.5 + u)
+    }
+}
+
 /// Whether the SQL thread is busy applying events, from its state text. Waiting for
 /// the relay log, or for an intended delay to pass, is not applying.
 pub fn sql_applying(sql_running: bool, state: Option<&str>) -> Option<bool> {
@@ -189,5 +211,18 @@ mod tests {
         assert_eq!(io_state(Some("Connecting")), IoState::Connecting);
         assert_eq!(io_state(Some("No")), IoState::No);
         assert_eq!(io_state(None), IoState::No);
+    }
+
+    #[test]
+    fn jitter_is_uniform_around_the_mean() {
+        let mut j = Jitter::new(42);
+        let mean = Duration::from_millis(100);
+        let draws: Vec<f64> = (0..10_000).map(|_| j.around(mean).as_secs_f64()).collect();
+        assert!(draws.iter().all(|&d| (0.05..0.15).contains(&d)));
+        let avg = draws.iter().sum::<f64>() / draws.len() as f64;
+        assert!((avg - 0.1).abs() < 0.002, "{avg}");
+        // Both halves of the range are used about equally.
+        let low = draws.iter().filter(|&&d| d < 0.1).count();
+        assert!((4_700..5_300).contains(&low), "{low}");
     }
 }

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use redb::{ReadableDatabase, ReadableTable};
+use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata};
 
 use super::codec::{self, SpanChunk, StatusChunk};
 use super::writer::MAX_CHUNK_SPAN_US;
@@ -80,10 +80,28 @@ fn parse_name(key: &str) -> Option<Named> {
 
 /// Loads and merges the recordings of several stores.
 pub fn load(paths: &[PathBuf], filter: &Filter) -> Result<Recording, StoreError> {
+    load_with_progress(paths, filter, &mut |_| {})
+}
+
+/// How far a load has come: chunks decoded so far, of `total` in the stores (a
+/// filtered load reads fewer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    pub done: u64,
+    pub total: u64,
+}
+
+/// [`load`], calling `progress` as chunks are decoded.
+pub fn load_with_progress(
+    paths: &[PathBuf],
+    filter: &Filter,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<Recording, StoreError> {
     let mut rec = Recording::default();
     let mut replicas: BTreeMap<(String, String), ReplicaSeries> = BTreeMap::new();
+    let mut count = Progress { done: 0, total: 0 };
     for path in paths {
-        load_one(path, filter, &mut rec, &mut replicas)?;
+        load_one(path, filter, &mut rec, &mut replicas, &mut count, progress)?;
     }
     for beats in rec.beats.values_mut() {
         beats.sort_by_key(|b| b.seq);
@@ -103,6 +121,8 @@ fn load_one(
     filter: &Filter,
     rec: &mut Recording,
     replicas: &mut BTreeMap<(String, String), ReplicaSeries>,
+    count: &mut Progress,
+    progress: &mut dyn FnMut(Progress),
 ) -> Result<(), StoreError> {
     let db = open_read(path)?;
     let tx = db.begin_read().map_err(|e| db_err(path, e))?;
@@ -121,6 +141,8 @@ fn load_one(
 
     let names = tx.open_table(NAME_IDS).map_err(|e| db_err(path, e))?;
     let chunks = tx.open_table(CHUNKS).map_err(|e| db_err(path, e))?;
+    count.total += chunks.len().map_err(|e| db_err(path, e))?;
+    progress(*count);
     for entry in names.iter().map_err(|e| db_err(path, e))? {
         let (id, key) = entry.map_err(|e| db_err(path, e))?;
         let (id, key) = (id.value(), key.value().to_string());
@@ -152,6 +174,10 @@ fn load_one(
                 let (k, v) = item.map_err(|e| db_err(path, e))?;
                 let (_, _, first_us, session) = k.value();
                 let what = || format!("chunk {kind}/{key}@{first_us} (session {session})");
+                count.done += 1;
+                if count.done.is_multiple_of(64) {
+                    progress(*count);
+                }
                 match kind {
                     KIND_STATUS => {
                         let chunk: StatusChunk = postcard::from_bytes(v.value())

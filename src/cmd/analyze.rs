@@ -1,0 +1,93 @@
+//! `lagtrace analyze`: load one or more stores, compute each replica's report
+//! (analysis::report) and print it as text or JSON (output::report).
+
+use std::path::PathBuf;
+
+use super::CmdError;
+use crate::analysis::report::{self, ReplicaReport, Settings};
+use crate::output;
+use crate::store::scan::{Filter, Recording};
+
+/// Output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub stores: Vec<PathBuf>,
+    pub filter: Filter,
+    pub max_lag_us: i64,
+    pub recover_lag_us: i64,
+    pub window_us: i64,
+    pub format: Format,
+}
+
+/// The smallest gap between reads reported as "no data", µs.
+pub const MIN_GAP_US: i64 = 1_000_000;
+
+pub fn run(opts: &Options) -> Result<(), CmdError> {
+    check_thresholds(opts.max_lag_us, opts.recover_lag_us)?;
+    if opts.window_us < 10_000 {
+        return Err(CmdError::BadInput(
+            "--window must be at least 10ms".to_string(),
+        ));
+    }
+    let rec = super::load_recording(&opts.stores, &opts.filter)?;
+    let settings = Settings {
+        max_lag_us: opts.max_lag_us,
+        recover_lag_us: opts.recover_lag_us,
+        window_us: opts.window_us,
+        gap_us: gap_us(&rec),
+    };
+    let reports = reports(&rec, &settings);
+    let text = match opts.format {
+        Format::Text => output::report::text(&reports, &settings),
+        Format::Json => {
+            let mut s = serde_json::to_string_pretty(&output::report::json(&reports, &settings))
+                .map_err(|e| CmdError::Runtime(format!("cannot encode the report: {e}")))?;
+            s.push('\n');
+            s
+        }
+    };
+    super::print_stdout(&text)
+}
+
+/// Reports of every replica in the recording, in (cluster, replica) order.
+pub fn reports(rec: &Recording, settings: &Settings) -> Vec<ReplicaReport> {
+    rec.replicas
+        .iter()
+        .map(|rs| {
+            let beats = rec.beats.get(&rs.cluster).map_or(&[][..], |b| b.as_slice());
+            report::replica_report(beats, rs, settings)
+        })
+        .collect()
+}
+
+/// Reads further apart than five beat intervals (at least [`MIN_GAP_US`]) leave a gap.
+pub fn gap_us(rec: &Recording) -> i64 {
+    let interval = rec
+        .sessions
+        .iter()
+        .map(|s| s.interval_us as i64)
+        .max()
+        .unwrap_or(0);
+    (5 * interval).max(MIN_GAP_US)
+}
+
+/// `max_lag` positive and `recover_lag` not above it.
+pub fn check_thresholds(max_lag_us: i64, recover_lag_us: i64) -> Result<(), CmdError> {
+    if max_lag_us <= 0 {
+        return Err(CmdError::BadInput("--max-lag must be above 0".to_string()));
+    }
+    if recover_lag_us > max_lag_us {
+        return Err(CmdError::BadInput(format!(
+            "--recover-lag ({} ms) must not be above --max-lag ({} ms)",
+            recover_lag_us / 1000,
+            max_lag_us / 1000
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,210 @@
+//! `lagtrace replay`: runs a recording through the pool state machine
+//! (analysis::health, the same one the live checks use) and prints every change of
+//! state, as fast as possible or paced at `speed` times real time, optionally
+//! re-emitting statsd metrics.
+
+use std::collections::BinaryHeap;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use super::CmdError;
+use crate::analysis::health::{self, Change, Event, Health, Pool, Thresholds};
+use crate::analysis::lag::LagBounds;
+use crate::analysis::series;
+use crate::clock::format_utc_us;
+use crate::config::StatsdConfig;
+use crate::output::report::human_us;
+use crate::output::statsd::Statsd;
+use crate::store::scan::Filter;
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub stores: Vec<PathBuf>,
+    pub filter: Filter,
+    pub thresholds: Thresholds,
+    /// 0: as fast as possible; n: n times real time.
+    pub speed: f64,
+    pub statsd: Option<StatsdConfig>,
+}
+
+/// One replica's replay state.
+struct Replica<'a> {
+    cluster: &'a str,
+    replica: &'a str,
+    events: Vec<Event<'a>>,
+    health: Health,
+    next: usize,
+    changes: Vec<Change>,
+    /// Time spent out of the pool so far, µs, and when the current stay out began.
+    out_us: i64,
+    out_since: Option<i64>,
+}
+
+pub fn run(opts: &Options) -> Result<(), CmdError> {
+    let th = &opts.thresholds;
+    super::analyze::check_thresholds(th.max_lag_us, th.recover_lag_us)?;
+    if !(opts.speed >= 0.0 && opts.speed.is_finite()) {
+        return Err(CmdError::BadInput(
+            "--speed must be 0 (as fast as possible) or a positive factor".to_string(),
+        ));
+    }
+    if opts.statsd.is_some() && opts.speed == 0.0 {
+        return Err(CmdError::BadInput(
+            "--statsd needs --speed above 0 (otherwise every metric arrives at once)".to_string(),
+        ));
+    }
+    let statsd = opts
+        .statsd
+        .as_ref()
+        .map(Statsd::new)
+        .transpose()
+        .map_err(CmdError::BadInput)?;
+    let rec = super::load_recording(&opts.stores, &opts.filter)?;
+    let stale_us = opts.thresholds.stale_us;
+
+    let series: Vec<series::LagSeries> = rec
+        .replicas
+        .iter()
+        .map(|rs| {
+            let beats = rec.beats.get(&rs.cluster).map_or(&[][..], |b| b.as_slice());
+            series::lag_series(beats, &rs.observations)
+        })
+        .collect();
+    let mut replicas: Vec<Replica> = rec
+        .replicas
+        .iter()
+        .zip(&series)
+        .map(|(rs, s)| Replica {
+            cluster: &rs.cluster,
+            replica: &rs.replica,
+            events: health::events(&s.points, &s.failures, &rs.status),
+            health: Health::new(Thresholds { stale_us, ..*th }),
+            next: 0,
+            changes: Vec::new(),
+            out_us: 0,
+            out_since: None,
+        })
+        .collect();
+
+    // Every replica's events in one time order: a heap of (next time, replica).
+    let mut heap: BinaryHeap<std::cmp::Reverse<(i64, usize)>> = replicas
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| r.events.first().map(|e| std::cmp::Reverse((e.t_us(), i))))
+        .collect();
+    let t0 = heap.peek().map(|r| r.0.0);
+    let wall0 = Instant::now();
+    let paced = opts.speed > 0.0;
+    let mut out = String::new();
+    let mut fresh = Vec::new();
+    while let Some(std::cmp::Reverse((t, i))) = heap.pop() {
+        if let (true, Some(t0)) = (paced, t0) {
+            let due = Duration::from_secs_f64((t - t0) as f64 / 1e6 / opts.speed);
+            if let Some(wait) = due.checked_sub(wall0.elapsed()) {
+                std::thread::sleep(wait);
+            }
+        }
+        let r = &mut replicas[i];
+        let ev = r.events[r.next];
+        r.next += 1;
+        fresh.clear();
+        r.health.feed(&ev, &mut fresh);
+        if let Some(s) = &statsd {
+            match ev {
+                Event::Lag { lag_us, .. } => s.lag(
+                    r.cluster,
+                    r.replica,
+                    &LagBounds {
+                        lo_us: lag_us,
+                        hi_us: lag_us,
+                    },
+                ),
+                Event::Status(st) => {
+                    if let Some(ch) = st.main_channel() {
+                        s.status(r.cluster, r.replica, ch);
+                    }
+                }
+                Event::Failure { .. } => {}
+            }
+        }
+        for c in &fresh {
+            match (c.pool, r.out_since) {
+                (Pool::Out, None) => r.out_since = Some(c.t_us),
+                (Pool::In, Some(since)) => {
+                    r.out_us += c.t_us - since;
+                    r.out_since = None;
+                }
+                _ => {}
+            }
+            let line = change_line(r.cluster, r.replica, c, r.changes.is_empty());
+            if paced {
+                super::print_stdout(&line)?;
+                if let Some(s) = &statsd {
+                    s.flush();
+                }
+            } else {
+                out.push_str(&line);
+            }
+            r.changes.push(c.clone());
+        }
+        if let Some(e) = r.events.get(r.next) {
+            heap.push(std::cmp::Reverse((e.t_us(), i)));
+        }
+    }
+    if let Some(s) = &statsd {
+        s.flush();
+    }
+    out.push_str(&summary(&replicas, th));
+    super::print_stdout(&out)
+}
+
+fn change_line(cluster: &str, replica: &str, c: &Change, first: bool) -> String {
+    format!(
+        "{}  {cluster}/{replica}  {:<3}  {}{}\n",
+        format_utc_us(c.t_us),
+        match c.pool {
+            Pool::In => "in",
+            Pool::Out => "out",
+        },
+        c.reason,
+        if first { "  (first state)" } else { "" }
+    )
+}
+
+fn summary(replicas: &[Replica], th: &Thresholds) -> String {
+    let mut s = format!(
+        "\nwith max-lag {}, recover-lag {}, min-duration {}, stale after {}:\n",
+        human_us(th.max_lag_us),
+        human_us(th.recover_lag_us),
+        human_us(th.min_duration_us),
+        human_us(th.stale_us)
+    );
+    for r in replicas {
+        let first = r.events.first().map_or(0, |e| e.t_us());
+        let last = r.events.last().map_or(0, |e| e.t_us());
+        let outs = r
+            .changes
+            .iter()
+            .skip(1)
+            .filter(|c| c.pool == Pool::Out)
+            .count();
+        let out_us = r.out_us + r.out_since.map_or(0, |since| last - since);
+        let span = (last - first).max(1);
+        let _ = writeln!(
+            s,
+            "  {}/{}: left the pool {outs} time(s), out for {} of {} ({:.1} %){}",
+            r.cluster,
+            r.replica,
+            human_us(out_us),
+            human_us(last - first),
+            100.0 * out_us as f64 / span as f64,
+            if r.out_since.is_some() {
+                ", out at the end"
+            } else {
+                ""
+            }
+        );
+    }
+    s
+}

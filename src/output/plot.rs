@@ -1,0 +1,515 @@
+//! SVG charts of a recording (plotters, SVG backend only). Every series is first reduced
+//! to one column per horizontal pixel holding the column's extremes, so no spike is
+//! dropped and a chart's size depends on its width in pixels, never on the input size.
+
+use std::path::Path;
+
+use plotters::coord::Shift;
+use plotters::prelude::*;
+
+use crate::analysis::series::LagPoint;
+use crate::clock::format_utc_us;
+
+/// Chart width in pixels; also the number of columns a series is reduced to.
+pub const WIDTH_PX: u32 = 1200;
+/// Height of one chart (one row of the overview) in pixels.
+pub const ROW_HEIGHT_PX: u32 = 260;
+/// Smallest lag drawn on a log scale, s (lag 0 is drawn here).
+pub const LOG_FLOOR_S: f64 = 1e-5;
+
+/// What to draw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Lag,
+    Vector,
+    Cdf,
+    Overview,
+}
+
+/// One replica's data, as the analysis computed it.
+#[derive(Debug, Clone, Copy)]
+pub struct ReplicaPlot<'a> {
+    /// `cluster/replica`.
+    pub name: &'a str,
+    pub points: &'a [LagPoint],
+    /// Vector per point (NaN where unknown).
+    pub vector: &'a [f32],
+    /// Episodes as `(start_us, end_us)`.
+    pub episodes: &'a [(i64, i64)],
+}
+
+/// The extremes of one pixel column.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Column {
+    /// Lowest lower bound.
+    pub lo: f64,
+    /// Lowest and highest value.
+    pub min: f64,
+    pub max: f64,
+    /// Highest upper bound.
+    pub hi: f64,
+}
+
+/// Reduces `(t_us, lo, value, hi)` samples in time order over `[t0_us, t1_us]` to
+/// `columns` columns; `None` where a column holds no sample (a gap). NaN values are
+/// skipped.
+pub fn reduce(
+    samples: impl Iterator<Item = (i64, f64, f64, f64)>,
+    t0_us: i64,
+    t1_us: i64,
+    columns: usize,
+) -> Vec<Option<Column>> {
+    let mut out: Vec<Option<Column>> = vec![None; columns];
+    let span = (t1_us - t0_us).max(1) as f64;
+    for (t, lo, v, hi) in samples {
+        if v.is_nan() || t < t0_us || t > t1_us {
+            continue;
+        }
+        let c = (((t - t0_us) as f64 / span) * columns as f64) as usize;
+        let slot = &mut out[c.min(columns - 1)];
+        match slot {
+            None => {
+                *slot = Some(Column {
+                    lo,
+                    min: v,
+                    max: v,
+                    hi,
+                })
+            }
+            Some(col) => {
+                col.lo = col.lo.min(lo);
+                col.min = col.min.min(v);
+                col.max = col.max.max(v);
+                col.hi = col.hi.max(hi);
+            }
+        }
+    }
+    out
+}
+
+/// A plotting failure, as one line.
+fn err(e: impl std::fmt::Display) -> String {
+    format!("cannot draw the chart: {e}")
+}
+
+/// Time range of all replicas, µs.
+fn time_range(replicas: &[ReplicaPlot]) -> Option<(i64, i64)> {
+    let first = replicas
+        .iter()
+        .filter_map(|r| r.points.first())
+        .map(|p| p.t_us)
+        .min()?;
+    let last = replicas
+        .iter()
+        .filter_map(|r| r.points.last())
+        .map(|p| p.t_us)
+        .max()?;
+    Some((first, last.max(first + 1)))
+}
+
+/// `HH:MM:SS` UTC (or with the date when the chart spans days) for axis labels.
+fn time_label(t_us: i64, with_date: bool) -> String {
+    let full = format_utc_us(t_us);
+    // 2026-11-22T03:44:00.123456Z
+    if with_date {
+        format!("{} {}", &full[5..10], &full[11..16])
+    } else {
+        full[11..19].to_string()
+    }
+}
+
+fn color(i: usize) -> RGBColor {
+    const PALETTE: [RGBColor; 6] = [
+        RGBColor(31, 119, 180),
+        RGBColor(255, 127, 14),
+        RGBColor(44, 160, 44),
+        RGBColor(148, 103, 189),
+        RGBColor(140, 86, 75),
+        RGBColor(23, 190, 207),
+    ];
+    PALETTE[i % PALETTE.len()]
+}
+
+/// Draws `kind` for `replicas` into an SVG file.
+pub fn draw(path: &Path, kind: Kind, replicas: &[ReplicaPlot], log: bool) -> Result<(), String> {
+    let rows = match kind {
+        Kind::Overview => replicas.len().max(1) as u32 * 2,
+        _ => 2,
+    };
+    let root = SVGBackend::new(path, (WIDTH_PX, rows * ROW_HEIGHT_PX)).into_drawing_area();
+    root.fill(&WHITE).map_err(err)?;
+    let Some(range) = time_range(replicas) else {
+        root.titled("no lag data in this recording", ("sans-serif", 20))
+            .map_err(err)?;
+        return root.present().map_err(err);
+    };
+    match kind {
+        Kind::Lag => lag_chart(&root, replicas, range, log, "Replication lag")?,
+        Kind::Vector => vector_chart(&root, replicas, range, "Replication vector")?,
+        Kind::Cdf => cdf_chart(&root, replicas)?,
+        Kind::Overview => {
+            let areas = root.split_evenly((replicas.len(), 1));
+            for (area, r) in areas.iter().zip(replicas) {
+                let (top, bottom) = area.split_vertically(ROW_HEIGHT_PX);
+                let one = [*r];
+                lag_chart(&top, &one, range, log, &format!("{}: lag", r.name))?;
+                vector_chart(&bottom, &one, range, &format!("{}: vector", r.name))?;
+            }
+        }
+    }
+    root.present().map_err(err)
+}
+
+fn lag_chart(
+    area: &DrawingArea<SVGBackend, Shift>,
+    replicas: &[ReplicaPlot],
+    (t0, t1): (i64, i64),
+    log: bool,
+    title: &str,
+) -> Result<(), String> {
+    let columns = WIDTH_PX as usize;
+    let reduced: Vec<Vec<Option<Column>>> = replicas
+        .iter()
+        .map(|r| {
+            let s = |us: i64| us as f64 / 1e6;
+            reduce(
+                r.points
+                    .iter()
+                    .map(|p| (p.t_us, s(p.lo_us), s(p.lag_us()), s(p.hi_us))),
+                t0,
+                t1,
+                columns,
+            )
+        })
+        .collect();
+    let top = reduced
+        .iter()
+        .flatten()
+        .flatten()
+        .map(|c| c.hi)
+        .fold(0.0f64, f64::max)
+        .max(0.001)
+        * 1.05;
+    let with_date = t1 - t0 > 86_400_000_000;
+    let x_of = |c: usize| c as f64 / columns as f64 * (t1 - t0) as f64 / 1e6;
+    let x_max = (t1 - t0) as f64 / 1e6;
+    let label = |x: &f64| time_label(t0 + (x * 1e6) as i64, with_date);
+    let floor = |v: f64| if log { v.max(LOG_FLOOR_S) } else { v };
+    let mut builder = ChartBuilder::on(area);
+    builder
+        .caption(title, ("sans-serif", 18))
+        .margin(8)
+        .x_label_area_size(32)
+        .y_label_area_size(64);
+    // Two coordinate types (linear, log) need two code paths in plotters; the drawing
+    // is the same, so it lives in a macro.
+    macro_rules! draw_lag {
+        ($chart:expr) => {{
+            let mut chart = $chart;
+            chart
+                .configure_mesh()
+                .x_desc("time (UTC)")
+                .y_desc("lag (s)")
+                .x_label_formatter(&label)
+                .x_labels(8)
+                .draw()
+                .map_err(err)?;
+            let y_lo = if log { LOG_FLOOR_S } else { 0.0 };
+            for (i, r) in replicas.iter().enumerate() {
+                for &(s, e) in r.episodes {
+                    let x0 = (s - t0) as f64 / 1e6;
+                    let x1 = (e - t0) as f64 / 1e6;
+                    chart
+                        .draw_series(std::iter::once(Rectangle::new(
+                            [(x0, y_lo), (x1, top)],
+                            RGBColor(214, 39, 40).mix(0.08).filled(),
+                        )))
+                        .map_err(err)?;
+                }
+                let cols = &reduced[i];
+                let c = color(i);
+                for run in runs(cols) {
+                    let mut band: Vec<(f64, f64)> = run
+                        .iter()
+                        .map(|&(x, col)| (x_of(x), floor(col.hi)))
+                        .collect();
+                    band.extend(run.iter().rev().map(|&(x, col)| (x_of(x), floor(col.lo))));
+                    chart
+                        .draw_series(std::iter::once(Polygon::new(band, c.mix(0.2).filled())))
+                        .map_err(err)?;
+                }
+                let mut first = true;
+                for run in runs(cols) {
+                    let line = run.iter().flat_map(|&(x, col)| {
+                        [(x_of(x), floor(col.min)), (x_of(x), floor(col.max))]
+                    });
+                    let series = chart
+                        .draw_series(LineSeries::new(line, c.stroke_width(1)))
+                        .map_err(err)?;
+                    if first {
+                        series
+                            .label(format!("{} (band: lower..upper bound)", r.name))
+                            .legend(move |(x, y)| {
+                                PathElement::new(vec![(x, y), (x + 16, y)], c.stroke_width(2))
+                            });
+                        first = false;
+                    }
+                }
+            }
+            chart
+                .configure_series_labels()
+                .position(SeriesLabelPosition::UpperLeft)
+                .background_style(WHITE.mix(0.8))
+                .border_style(BLACK)
+                .draw()
+                .map_err(err)?;
+        }};
+    }
+    if log {
+        draw_lag!(
+            builder
+                .build_cartesian_2d(0f64..x_max, (LOG_FLOOR_S..top).log_scale())
+                .map_err(err)?
+        );
+    } else {
+        draw_lag!(
+            builder
+                .build_cartesian_2d(0f64..x_max, 0f64..top)
+                .map_err(err)?
+        );
+    }
+    Ok(())
+}
+
+/// Contiguous runs of non-empty columns, as `(column, extremes)`.
+fn runs(cols: &[Option<Column>]) -> Vec<Vec<(usize, Column)>> {
+    let mut out: Vec<Vec<(usize, Column)>> = Vec::new();
+    let mut current = Vec::new();
+    for (x, c) in cols.iter().enumerate() {
+        match c {
+            Some(c) => current.push((x, *c)),
+            None if !current.is_empty() => out.push(std::mem::take(&mut current)),
+            None => {}
+        }
+    }
+    if !current.is_empty() {
+        out.push(current);
+    }
+    out
+}
+
+/// The vector's fixed scale: values beyond ±1 are clipped to it.
+pub const VECTOR_LIMIT: f64 = 1.0;
+/// Clipped values further out than this get a marker on the edge (a stopped applier
+/// fits at -1 give or take fit noise, which is not worth a marker).
+pub const VECTOR_MARK: f64 = 1.02;
+
+fn vector_chart(
+    area: &DrawingArea<SVGBackend, Shift>,
+    replicas: &[ReplicaPlot],
+    (t0, t1): (i64, i64),
+    title: &str,
+) -> Result<(), String> {
+    let columns = WIDTH_PX as usize;
+    let with_date = t1 - t0 > 86_400_000_000;
+    let x_of = |c: usize| c as f64 / columns as f64 * (t1 - t0) as f64 / 1e6;
+    let x_max = (t1 - t0) as f64 / 1e6;
+    let label = |x: &f64| time_label(t0 + (x * 1e6) as i64, with_date);
+    let lim = VECTOR_LIMIT * 1.1;
+    let mut chart = ChartBuilder::on(area)
+        .caption(title, ("sans-serif", 18))
+        .margin(8)
+        .x_label_area_size(32)
+        .y_label_area_size(64)
+        .build_cartesian_2d(0f64..x_max, -lim..lim)
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_desc("time (UTC)")
+        .y_desc("vector (s/s)")
+        .x_label_formatter(&label)
+        .x_labels(8)
+        .y_labels(9)
+        .draw()
+        .map_err(err)?;
+    chart
+        .draw_series(LineSeries::new(
+            [(0.0, 0.0), (x_max, 0.0)],
+            BLACK.stroke_width(1),
+        ))
+        .map_err(err)?;
+    for (i, r) in replicas.iter().enumerate() {
+        let cols = reduce(
+            r.points.iter().zip(r.vector).map(|(p, &v)| {
+                let v = v as f64;
+                (p.t_us, v, v, v)
+            }),
+            t0,
+            t1,
+            columns,
+        );
+        let c = color(i);
+        let clip = |v: f64| v.clamp(-VECTOR_LIMIT, VECTOR_LIMIT);
+        let mut first = true;
+        for run in runs(&cols) {
+            let line = run
+                .iter()
+                .flat_map(|&(x, col)| [(x_of(x), clip(col.min)), (x_of(x), clip(col.max))]);
+            let series = chart
+                .draw_series(LineSeries::new(line, c.stroke_width(1)))
+                .map_err(err)?;
+            if first {
+                series.label(r.name.to_string()).legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 16, y)], c.stroke_width(2))
+                });
+                first = false;
+            }
+        }
+        // Clipped values: a marker on the edge they left through.
+        let marks = cols.iter().enumerate().filter_map(|(x, col)| {
+            let col = col.as_ref()?;
+            if col.max > VECTOR_MARK {
+                Some((x_of(x), VECTOR_LIMIT))
+            } else if col.min < -VECTOR_MARK {
+                Some((x_of(x), -VECTOR_LIMIT))
+            } else {
+                None
+            }
+        });
+        chart
+            .draw_series(marks.map(|p| TriangleMarker::new(p, 3, c.filled())))
+            .map_err(err)?;
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::LowerLeft)
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()
+        .map_err(err)?;
+    Ok(())
+}
+
+/// Points of a cumulative distribution of `values_s`: at most `n` quantiles.
+pub fn cdf_points(values_s: &mut [f64], n: usize) -> Vec<(f64, f64)> {
+    values_s.sort_unstable_by(f64::total_cmp);
+    let len = values_s.len();
+    if len == 0 {
+        return Vec::new();
+    }
+    let n = n.min(len).max(1);
+    (0..=n)
+        .map(|k| {
+            let i = (k * (len - 1)) / n;
+            (values_s[i], (i + 1) as f64 / len as f64)
+        })
+        .collect()
+}
+
+fn cdf_chart(
+    area: &DrawingArea<SVGBackend, Shift>,
+    replicas: &[ReplicaPlot],
+) -> Result<(), String> {
+    let curves: Vec<Vec<(f64, f64)>> = replicas
+        .iter()
+        .map(|r| {
+            let mut v: Vec<f64> = r
+                .points
+                .iter()
+                .map(|p| (p.lag_us() as f64 / 1e6).max(LOG_FLOOR_S))
+                .collect();
+            cdf_points(&mut v, WIDTH_PX as usize)
+        })
+        .collect();
+    let (lo, hi) = curves
+        .iter()
+        .flatten()
+        .fold((f64::MAX, 0.0f64), |(lo, hi), &(x, _)| {
+            (lo.min(x), hi.max(x))
+        });
+    let (lo, hi) = (
+        lo.min(hi / 10.0).max(LOG_FLOOR_S),
+        hi.max(LOG_FLOOR_S * 10.0) * 1.2,
+    );
+    let mut chart = ChartBuilder::on(area)
+        .caption("Lag distribution (cumulative)", ("sans-serif", 18))
+        .margin(8)
+        .x_label_area_size(32)
+        .y_label_area_size(64)
+        .build_cartesian_2d((lo..hi).log_scale(), 0f64..1.0)
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_desc("lag (s, log scale)")
+        .y_desc("share of probe rounds at or below")
+        .draw()
+        .map_err(err)?;
+    for (i, (r, curve)) in replicas.iter().zip(curves).enumerate() {
+        let c = color(i);
+        chart
+            .draw_series(LineSeries::new(curve, c.stroke_width(2)))
+            .map_err(err)?
+            .label(r.name.to_string())
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], c.stroke_width(2)));
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::LowerRight)
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()
+        .map_err(err)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reduction_keeps_every_extreme() {
+        // A million samples with one spike up and one down hidden among them.
+        let n = 1_000_000i64;
+        let samples = (0..n).map(|i| {
+            let v = match i {
+                123_457 => 99.0,
+                876_543 => -42.0,
+                _ => (i % 100) as f64 / 100.0,
+            };
+            (i, v - 0.5, v, v + 0.5)
+        });
+        let cols = reduce(samples, 0, n - 1, 1000);
+        assert_eq!(cols.len(), 1000);
+        let all: Vec<Column> = cols.iter().map(|c| c.unwrap()).collect();
+        let max = all.iter().map(|c| c.max).fold(f64::MIN, f64::max);
+        let min = all.iter().map(|c| c.min).fold(f64::MAX, f64::min);
+        let hi = all.iter().map(|c| c.hi).fold(f64::MIN, f64::max);
+        assert_eq!((max, min, hi), (99.0, -42.0, 99.5));
+        assert_eq!(all[123].max, 99.0);
+        assert_eq!(all[876].min, -42.0);
+        // Every column still spans the ordinary values.
+        assert!(all.iter().all(|c| c.min <= 0.0 && c.max >= 0.99));
+    }
+
+    #[test]
+    fn reduction_leaves_gaps_empty_and_skips_nan() {
+        let samples = [
+            (0, 0.0, 1.0, 2.0),
+            (5, 0.0, f64::NAN, 0.0),
+            (9, 0.0, 3.0, 4.0),
+        ];
+        let cols = reduce(samples.into_iter(), 0, 9, 10);
+        assert!(cols[0].is_some() && cols[9].is_some());
+        assert!(cols[1..9].iter().all(Option::is_none));
+        assert_eq!(runs(&cols).len(), 2);
+    }
+
+    #[test]
+    fn cdf_ends_at_one() {
+        let mut v: Vec<f64> = (1..=10_000).map(|i| i as f64).collect();
+        let c = cdf_points(&mut v, 100);
+        assert_eq!(c.first().unwrap().0, 1.0);
+        assert_eq!(*c.last().unwrap(), (10_000.0, 1.0));
+        assert!(c.windows(2).all(|w| w[0].0 <= w[1].0 && w[0].1 <= w[1].1));
+    }
+}

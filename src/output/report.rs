@@ -1,0 +1,382 @@
+//! The `analyze` report as a readable text table or as JSON (schema in the README).
+//! Takes the analysis' figures as they are; only formats them.
+
+use std::fmt::Write as _;
+
+use serde_json::{Value, json};
+
+use crate::analysis::capacity::{BusyFraction, ReplayRate};
+use crate::analysis::episodes::Episode;
+use crate::analysis::report::{Gap, ReplicaReport, Settings};
+use crate::analysis::stats::Percentiles;
+use crate::clock::format_utc_us;
+
+/// Version of the JSON document; bumped when a field changes meaning or goes away.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// How many gaps and episodes the text lists per replica (the longest / first ones);
+/// JSON lists them all.
+pub const TEXT_LIST_LIMIT: usize = 10;
+
+/// A duration for people: `0.84 ms`, `12.3 ms`, `4.21 s`, `3 m 05 s`, `2 h 10 m`, `3 d 04 h`.
+pub fn human_us(us: i64) -> String {
+    let sign = if us < 0 { "-" } else { "" };
+    let us = us.unsigned_abs();
+    let body = if us < 10_000 {
+        format!("{:.2} ms", us as f64 / 1e3)
+    } else if us < 1_000_000 {
+        format!("{:.1} ms", us as f64 / 1e3)
+    } else if us < 60_000_000 {
+        format!("{:.2} s", us as f64 / 1e6)
+    } else {
+        let s = us / 1_000_000;
+        if s < 3600 {
+            format!("{} m {:02} s", s / 60, s % 60)
+        } else if s < 86_400 {
+            format!("{} h {:02} m", s / 3600, s % 3600 / 60)
+        } else {
+            format!("{} d {:02} h", s / 86_400, s % 86_400 / 3600)
+        }
+    };
+    format!("{sign}{body}")
+}
+
+/// A vector as `+0.42`; values that round to zero print as `+0.00`, never `-0.00`.
+fn signed(v: f64) -> String {
+    let v = if v.abs() < 0.005 { 0.0 } else { v };
+    format!("{v:+.2}")
+}
+
+fn opt_vector(v: Option<f64>) -> String {
+    v.map_or_else(|| "-".to_string(), signed)
+}
+
+/// The text report of every replica.
+pub fn text(reports: &[ReplicaReport], settings: &Settings) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "lag episodes: over {} until under {}; vector fit over {}",
+        human_us(settings.max_lag_us),
+        human_us(settings.recover_lag_us),
+        human_us(settings.window_us)
+    );
+    for r in reports {
+        out.push('\n');
+        replica_text(&mut out, r, settings);
+    }
+    if reports.is_empty() {
+        out.push_str("\nno replica in this recording (with these filters)\n");
+    }
+    out
+}
+
+fn replica_text(out: &mut String, r: &ReplicaReport, settings: &Settings) {
+    let c = &r.coverage;
+    let _ = match (c.first_us, c.last_us) {
+        (Some(f), Some(l)) => writeln!(
+            out,
+            "{}/{}  {} .. {} ({})",
+            r.cluster,
+            r.replica,
+            format_utc_us(f),
+            format_utc_us(l),
+            human_us(l - f)
+        ),
+        _ => writeln!(out, "{}/{}  no reads recorded", r.cluster, r.replica),
+    };
+    let _ = writeln!(
+        out,
+        "  coverage    {} reads, {} probe rounds with a lag, {} failed, {} of unknown beats",
+        c.reads, c.rounds, c.failed_reads, c.unbounded_reads
+    );
+    if c.gaps.is_empty() {
+        let _ = writeln!(out, "  gaps        none over {}", human_us(settings.gap_us));
+    } else {
+        let total: i64 = c.gaps.iter().map(|g| g.end_us - g.start_us).sum();
+        let _ = writeln!(
+            out,
+            "  gaps        {} totalling {}{}",
+            c.gaps.len(),
+            human_us(total),
+            if c.gaps.len() > TEXT_LIST_LIMIT {
+                format!(" (the {TEXT_LIST_LIMIT} longest below)")
+            } else {
+                String::new()
+            }
+        );
+        let mut longest: Vec<&Gap> = c.gaps.iter().collect();
+        longest.sort_by_key(|g| std::cmp::Reverse(g.end_us - g.start_us));
+        longest.truncate(TEXT_LIST_LIMIT);
+        longest.sort_by_key(|g| g.start_us);
+        for g in longest {
+            let _ = writeln!(
+                out,
+                "              {}  {:>10}  {}",
+                format_utc_us(g.start_us),
+                human_us(g.end_us - g.start_us),
+                g.outcome.map_or("no data".to_string(), |o| format!(
+                    "unreachable ({})",
+                    o.name()
+                ))
+            );
+        }
+    }
+    match &r.lag {
+        Some(l) => {
+            let p = &l.lag;
+            let _ = writeln!(
+                out,
+                "  lag         p50 {}  p90 {}  p99 {}  p99.9 {}  max {}  mean {}",
+                human_us(p.p50),
+                human_us(p.p90),
+                human_us(p.p99),
+                human_us(p.p999),
+                human_us(p.max),
+                human_us(p.mean as i64)
+            );
+            let _ = writeln!(
+                out,
+                "              bounds width p50 {}, p99 {}; above {} for {}",
+                human_us(l.width.p50),
+                human_us(l.width.p99),
+                human_us(settings.max_lag_us),
+                human_us(l.above_max_us)
+            );
+        }
+        None => {
+            let _ = writeln!(out, "  lag         not enough data (no successful read)");
+        }
+    }
+    if let Some(d) = r.intended_delay.filter(|d| d.max_s > 0) {
+        let _ = writeln!(
+            out,
+            "  intended    SQL_Delay {} s now, up to {} s (part of the lag above, by design)",
+            d.last_s, d.max_s
+        );
+    }
+    episodes_text(out, &r.episodes);
+    let v = &r.vector;
+    let _ = writeln!(
+        out,
+        "  vector      now {}  min {}  max {}",
+        opt_vector(v.now),
+        opt_vector(v.min),
+        opt_vector(v.max)
+    );
+    let lag_now = v.lag_now_us.map_or("-".to_string(), human_us);
+    let _ = if !v.lagging_now {
+        writeln!(out, "  now         caught up (lag {lag_now})")
+    } else if let Some(eta) = v.eta_s {
+        writeln!(
+            out,
+            "  now         lagging {lag_now}, catching up at {}: caught up in about {}",
+            opt_vector(v.eta_fit.map(|f| f.vector())),
+            human_us((eta * 1e6) as i64)
+        )
+    } else {
+        writeln!(out, "  now         lagging {lag_now}, not catching up")
+    };
+    capacity_text(out, r.replay.as_ref(), r.busy.as_ref(), r.status_samples);
+}
+
+fn episodes_text(out: &mut String, episodes: &[Episode]) {
+    if episodes.is_empty() {
+        let _ = writeln!(out, "  episodes    none");
+        return;
+    }
+    let _ = writeln!(out, "  episodes    {}", episodes.len());
+    let _ = writeln!(
+        out,
+        "      {:<28}  {:>10}  {:>10}  {:>10}  {:>6}  {:>8}  causes",
+        "start", "duration", "peak", "to peak", "fall", "catch-up"
+    );
+    for e in episodes.iter().take(TEXT_LIST_LIMIT) {
+        let duration = e
+            .end_us
+            .map_or("ongoing".to_string(), |end| human_us(end - e.start_us));
+        let causes: Vec<String> = e.causes.iter().map(|c| c.to_string()).collect();
+        let _ = writeln!(
+            out,
+            "      {:<28}  {:>10}  {:>10}  {:>10}  {:>6}  {:>8}  {}",
+            format_utc_us(e.start_us),
+            duration,
+            human_us(e.peak_lag_us),
+            human_us(e.time_to_peak_us()),
+            opt_vector(e.fall.map(|f| f.vector())),
+            opt_vector(e.catch_up.map(|f| f.vector())),
+            if causes.is_empty() {
+                "-".to_string()
+            } else {
+                causes.join("; ")
+            }
+        );
+    }
+    if episodes.len() > TEXT_LIST_LIMIT {
+        let _ = writeln!(
+            out,
+            "      ... {} more (--format json lists them all)",
+            episodes.len() - TEXT_LIST_LIMIT
+        );
+    }
+}
+
+fn capacity_text(
+    out: &mut String,
+    replay: Option<&ReplayRate>,
+    busy: Option<&BusyFraction>,
+    status_samples: usize,
+) {
+    let _ = match replay {
+        Some(r) => writeln!(
+            out,
+            "  capacity    from catch-ups:  C = {:.2} (best of {} catch-up(s), {} points): \
+             saturation {:.0} %, a day of primary writes replays in {}, headroom {:+.2}",
+            r.capacity,
+            r.catch_ups,
+            r.points,
+            100.0 / r.capacity,
+            human_us((86_400e6 / r.capacity) as i64),
+            r.capacity - 1.0
+        ),
+        None => writeln!(
+            out,
+            "  capacity    from catch-ups:  not enough data (no sustained catch-up of 1 s or more)"
+        ),
+    };
+    let _ = match busy {
+        Some(b) => match b.capacity() {
+            Some(c) => writeln!(
+                out,
+                "              from busy time:  C = {:.2} (SQL thread applying in {:.1} % of {} samples)",
+                c,
+                100.0 * b.fraction,
+                b.samples
+            ),
+            None => writeln!(
+                out,
+                "              from busy time:  never seen applying in {} samples (C too high to tell)",
+                b.samples
+            ),
+        },
+        None => writeln!(
+            out,
+            "              from busy time:  not enough data ({status_samples} status samples; \
+             needs {} outside episodes with the SQL thread running)",
+            crate::analysis::capacity::MIN_BUSY_SAMPLES
+        ),
+    };
+}
+
+fn ms(us: i64) -> f64 {
+    us as f64 / 1e3
+}
+
+fn s(us: i64) -> f64 {
+    us as f64 / 1e6
+}
+
+fn percentiles_json(p: &Percentiles) -> Value {
+    json!({
+        "p50_ms": ms(p.p50), "p90_ms": ms(p.p90), "p99_ms": ms(p.p99),
+        "p999_ms": ms(p.p999), "max_ms": ms(p.max), "mean_ms": p.mean / 1e3,
+    })
+}
+
+/// The JSON report (one document).
+pub fn json(reports: &[ReplicaReport], settings: &Settings) -> Value {
+    json!({
+        "schema_version": SCHEMA_VERSION,
+        "settings": {
+            "max_lag_ms": ms(settings.max_lag_us),
+            "recover_lag_ms": ms(settings.recover_lag_us),
+            "window_ms": ms(settings.window_us),
+            "gap_ms": ms(settings.gap_us),
+        },
+        "replicas": reports.iter().map(replica_json).collect::<Vec<_>>(),
+    })
+}
+
+fn replica_json(r: &ReplicaReport) -> Value {
+    let c = &r.coverage;
+    let utc = |t: Option<i64>| t.map(format_utc_us);
+    json!({
+        "cluster": r.cluster,
+        "replica": r.replica,
+        "coverage": {
+            "first_utc": utc(c.first_us),
+            "last_utc": utc(c.last_us),
+            "duration_s": c.first_us.zip(c.last_us).map(|(f, l)| s(l - f)),
+            "reads": c.reads,
+            "rounds": c.rounds,
+            "failed_reads": c.failed_reads,
+            "unbounded_reads": c.unbounded_reads,
+            "gaps": c.gaps.iter().map(|g| json!({
+                "start_utc": format_utc_us(g.start_us),
+                "end_utc": format_utc_us(g.end_us),
+                "duration_s": s(g.end_us - g.start_us),
+                "kind": if g.outcome.is_some() { "unreachable" } else { "no_data" },
+                "outcome": g.outcome.map(|o| o.name()),
+            })).collect::<Vec<_>>(),
+        },
+        "lag": r.lag.map(|l| json!({
+            "count": l.lag.count,
+            "percentiles": percentiles_json(&l.lag),
+            "bound_width": percentiles_json(&l.width),
+            "above_max_lag_s": s(l.above_max_us),
+        })),
+        "intended_delay": r.intended_delay.map(|d| json!({"max_s": d.max_s, "last_s": d.last_s})),
+        "episodes": r.episodes.iter().map(|e| json!({
+            "start_utc": format_utc_us(e.start_us),
+            "end_utc": e.end_us.map(format_utc_us),
+            "duration_s": e.end_us.map(|end| s(end - e.start_us)),
+            "peak_ms": ms(e.peak_lag_us),
+            "peak_utc": format_utc_us(e.peak_at_us),
+            "time_to_peak_s": s(e.time_to_peak_us()),
+            "fall_vector": e.fall.map(|f| f.vector()),
+            "catch_up_vector": e.catch_up.map(|f| f.vector()),
+            "causes": e.causes.iter().map(|c| json!({"code": c.code(), "text": c.to_string()})).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+        "vector": {
+            "now": r.vector.now,
+            "min": r.vector.min,
+            "max": r.vector.max,
+            "lagging_now": r.vector.lagging_now,
+            "lag_now_ms": r.vector.lag_now_us.map(ms),
+            "catch_up_vector": r.vector.eta_fit.map(|f| f.vector()),
+            "eta_s": r.vector.eta_s,
+        },
+        "capacity": {
+            "replay": r.replay.map(|p| json!({
+                "capacity": p.capacity,
+                "saturation": 1.0 / p.capacity,
+                "day_replays_in_h": 24.0 / p.capacity,
+                "headroom": p.capacity - 1.0,
+                "catch_ups": p.catch_ups,
+                "points": p.points,
+            })),
+            "busy": r.busy.map(|b| json!({
+                "fraction": b.fraction,
+                "capacity": b.capacity(),
+                "samples": b.samples,
+            })),
+            "status_samples": r.status_samples,
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_well() {
+        assert_eq!(human_us(840), "0.84 ms");
+        assert_eq!(human_us(12_345), "12.3 ms");
+        assert_eq!(human_us(4_210_000), "4.21 s");
+        assert_eq!(human_us(185_000_000), "3 m 05 s");
+        assert_eq!(human_us(7_800_000_000), "2 h 10 m");
+        assert_eq!(human_us(273_600_000_000), "3 d 04 h");
+        assert_eq!(human_us(-1_500_000), "-1.50 s");
+    }
+}
