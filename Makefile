@@ -12,7 +12,7 @@ APPLY_MS ?= 0
 .PHONY: demo test bench up down status start-lag stop-lag slave-lag replica-lag stuff stall resume block \
         break repair load build release ci-deps
 
-## demo: start the lab and initialize lagtrace's heartbeat schema on it
+## demo: start the lab, record 40 s under load with a 10 s stall, analyze, plot demo/*.svg
 demo: release up
 	scripts/demo.sh
 

@@ -66,6 +66,9 @@ enum Command {
         /// How often the store commits (overrides record.flush)
         #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
         flush: Option<Duration>,
+        /// Mean time between replication status polls (overrides record.status_every)
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        status_every: Option<Duration>,
         /// Stop after this long
         #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
         duration: Option<Duration>,
@@ -274,6 +277,7 @@ fn main() -> ExitCode {
             store,
             interval,
             flush,
+            status_every,
             duration,
             quiet,
         } => cmd::record::run(&cmd::record::Options {
@@ -281,6 +285,7 @@ fn main() -> ExitCode {
             store,
             interval,
             flush,
+            status_every,
             duration,
             quiet,
         }),

@@ -31,6 +31,7 @@ pub struct Options {
     pub store: Option<PathBuf>,
     pub interval: Option<Duration>,
     pub flush: Option<Duration>,
+    pub status_every: Option<Duration>,
     pub duration: Option<Duration>,
     pub quiet: bool,
 }
@@ -57,6 +58,14 @@ pub fn run(opts: &Options) -> Result<(), CmdError> {
     }
     if let Some(flush) = opts.flush {
         config.record.flush = flush;
+    }
+    if let Some(every) = opts.status_every {
+        if every < Duration::from_millis(100) || every > Duration::from_secs(3600) {
+            return Err(CmdError::BadInput(
+                "--status-every is out of range: use 100ms to 1h".into(),
+            ));
+        }
+        config.record.status_every = every;
     }
     let statsd = config
         .statsd
