@@ -7,7 +7,7 @@ use super::health::LagGate;
 use super::series::{self, LagPoint, LagSeries};
 use super::stats::{self, Percentiles};
 use super::vector::{self, Fit};
-use crate::samples::{Beat, Outcome};
+use crate::samples::{Beat, Observation, Outcome};
 use crate::store::scan::ReplicaSeries;
 
 /// Catch-up ETAs fit at most this much of the current catch-up, µs.
@@ -93,24 +93,38 @@ pub struct ReplicaReport {
     pub status_samples: usize,
 }
 
-/// The report of one replica. `beats` are its cluster's, ordered by seq.
+/// The report of one replica. `beats` are its cluster's, ordered by seq. The
+/// distribution figures and the time-series figures are computed on two threads.
 pub fn replica_report(beats: &[Beat], rs: &ReplicaSeries, settings: &Settings) -> ReplicaReport {
     let series = series::lag_series(beats, &rs.observations);
     let points = &series.points;
-    let eps = episodes::episodes(
-        points,
-        &rs.status,
-        settings.max_lag_us,
-        settings.recover_lag_us,
-    );
-    let vectors = vector::vector_series(points, settings.window_us);
+    let ((coverage, lag), (eps, vector)) = std::thread::scope(|scope| {
+        let distribution = scope.spawn(|| {
+            (
+                coverage(&rs.observations, &series, settings.gap_us),
+                lag_summary(points, settings),
+            )
+        });
+        let eps = episodes::episodes(
+            points,
+            &rs.status,
+            settings.max_lag_us,
+            settings.recover_lag_us,
+        );
+        let vectors = vector::vector_series(points, settings.window_us);
+        let vector = vector_summary(points, &vectors, &eps, settings);
+        let distribution = distribution
+            .join()
+            .unwrap_or_else(|e| std::panic::resume_unwind(e));
+        (distribution, (eps, vector))
+    });
     ReplicaReport {
         cluster: rs.cluster.clone(),
         replica: rs.replica.clone(),
-        coverage: coverage(&series, settings.gap_us),
-        lag: lag_summary(points, settings),
+        coverage,
+        lag,
         intended_delay: intended_delay(rs),
-        vector: vector_summary(points, &vectors, &eps, settings),
+        vector,
         replay: capacity::replay_rate(&eps),
         busy: capacity::busy_fraction(&rs.status, &eps),
         status_samples: rs.status.len(),
@@ -118,20 +132,21 @@ pub fn replica_report(beats: &[Beat], rs: &ReplicaSeries, settings: &Settings) -
     }
 }
 
-fn coverage(series: &LagSeries, gap_us: i64) -> Coverage {
-    let reads = &series.read_times;
+fn coverage(observations: &[Observation], series: &LagSeries, gap_us: i64) -> Coverage {
     let mut gaps = Vec::new();
     let mut failing: Option<(i64, Outcome)> = None;
-    let mut failures = series.failures.iter();
-    for (i, &(t, ok)) in reads.iter().enumerate() {
-        if i > 0 && t - reads[i - 1].0 > gap_us {
+    let mut prev: Option<i64> = None;
+    for o in observations {
+        let t = o.r_start_us;
+        if let Some(p) = prev.filter(|&p| t - p > gap_us) {
             gaps.push(Gap {
-                start_us: reads[i - 1].0,
+                start_us: p,
                 end_us: t,
                 outcome: None,
             });
         }
-        if ok {
+        prev = Some(t);
+        if o.outcome == Outcome::Ok {
             if let Some((start, outcome)) = failing.take() {
                 gaps.push(Gap {
                     start_us: start,
@@ -140,11 +155,10 @@ fn coverage(series: &LagSeries, gap_us: i64) -> Coverage {
                 });
             }
         } else {
-            let outcome = failures.next().map_or(Outcome::Driver, |f| f.outcome);
-            failing.get_or_insert((t, outcome));
+            failing.get_or_insert((t, o.outcome));
         }
     }
-    if let (Some((start, outcome)), Some(&(last, _))) = (failing, reads.last()) {
+    if let (Some((start, outcome)), Some(last)) = (failing, prev) {
         gaps.push(Gap {
             start_us: start,
             end_us: last,
@@ -153,9 +167,9 @@ fn coverage(series: &LagSeries, gap_us: i64) -> Coverage {
     }
     gaps.sort_by_key(|g| g.start_us);
     Coverage {
-        first_us: reads.first().map(|r| r.0),
-        last_us: reads.last().map(|r| r.0),
-        reads: reads.len(),
+        first_us: observations.first().map(|o| o.r_start_us),
+        last_us: prev,
+        reads: series.reads,
         rounds: series.points.len(),
         failed_reads: series.failures.len(),
         unbounded_reads: series.unbounded,
@@ -164,10 +178,13 @@ fn coverage(series: &LagSeries, gap_us: i64) -> Coverage {
 }
 
 fn lag_summary(points: &[LagPoint], settings: &Settings) -> Option<LagSummary> {
-    let mut lags: Vec<i64> = points.iter().map(LagPoint::lag_us).collect();
-    let lag = stats::percentiles(&mut lags)?;
-    let mut widths: Vec<i64> = points.iter().map(LagPoint::width_us).collect();
-    let width = stats::percentiles(&mut widths)?;
+    // One buffer for both distributions.
+    let mut values: Vec<i64> = points.iter().map(LagPoint::lag_us).collect();
+    let lag = stats::percentiles(&mut values)?;
+    for (v, p) in values.iter_mut().zip(points) {
+        *v = p.width_us();
+    }
+    let width = stats::percentiles(&mut values)?;
     Some(LagSummary {
         lag,
         width,

@@ -44,18 +44,11 @@ pub struct LagSeries {
     pub points: Vec<LagPoint>,
     /// In time order.
     pub failures: Vec<FailedRead>,
-    /// Every read, failed or not, in time order: `(r_start_us, ok)`. Kept compact for
-    /// the coverage (gaps) computation.
-    pub read_times: Vec<(i64, bool)>,
+    /// Reads, failed or not.
+    pub reads: usize,
     /// Successful reads whose beat the recording does not hold (or seq 0 before the first
     /// beat): they show the replica was reachable but bound nothing.
     pub unbounded: u64,
-}
-
-impl LagSeries {
-    pub fn reads(&self) -> usize {
-        self.read_times.len()
-    }
 }
 
 /// Lag points of one replica from its cluster's beats (ordered by seq) and its
@@ -64,15 +57,13 @@ pub fn lag_series(beats: &[Beat], observations: &[Observation]) -> LagSeries {
     let mut cursor = BeatCursor::new(beats);
     let mut out = LagSeries {
         points: Vec::with_capacity(observations.len()),
-        read_times: Vec::with_capacity(observations.len()),
+        reads: observations.len(),
         ..Default::default()
     };
     // End of the previous read, when it produced the last point.
     let mut prev_end: Option<i64> = None;
     for obs in observations {
-        let ok = obs.outcome == Outcome::Ok;
-        out.read_times.push((obs.r_start_us, ok));
-        if !ok {
+        if obs.outcome != Outcome::Ok {
             out.failures.push(FailedRead {
                 t_us: obs.r_start_us,
                 outcome: obs.outcome,
@@ -144,7 +135,7 @@ mod tests {
             read(Some(7), 50_000, 50_100),
         ];
         let s = lag_series(&beats, &obs);
-        assert_eq!(s.reads(), 5);
+        assert_eq!(s.reads, 5);
         assert_eq!(s.failures.len(), 1);
         assert_eq!(s.unbounded, 1);
         assert_eq!(s.points.len(), 2);

@@ -282,9 +282,21 @@ pub fn encode_spans(spans: &[Span]) -> SpanChunk {
 
 /// Decodes a chunk back into spans.
 pub fn decode_spans(chunk: &SpanChunk) -> Result<Vec<Span>, DecodeError> {
+    let mut out = Vec::with_capacity(chunk.count as usize);
+    decode_spans_into(chunk, &mut out, |s| s)?;
+    Ok(out)
+}
+
+/// Decodes a chunk's spans, appending `convert(span)` for each to `out` (so a reader
+/// builds its own type without an intermediate vector).
+pub fn decode_spans_into<T>(
+    chunk: &SpanChunk,
+    out: &mut Vec<T>,
+    convert: impl Fn(Span) -> T,
+) -> Result<(), DecodeError> {
     let n = chunk.count as usize;
     if n == 0 {
-        return Ok(Vec::new());
+        return Ok(());
     }
     let runs = chunk.runs as usize;
     if chunk.k.iter().any(|&k| k > 63) {
@@ -324,7 +336,8 @@ pub fn decode_spans(chunk: &SpanChunk) -> Result<Vec<Span>, DecodeError> {
     }
 
     let mut notes = chunk.notes.iter().peekable();
-    let mut out: Vec<Span> = Vec::with_capacity(n);
+    out.reserve(n);
+    let mut prev_end: Option<i64> = None;
     let (mut slot, mut seq) = (0i64, chunk.seq0);
     let (mut offsets, mut gaps) = (col_offset.iter(), col_gap.iter());
     for i in 0..n {
@@ -337,10 +350,10 @@ pub fn decode_spans(chunk: &SpanChunk) -> Result<Vec<Span>, DecodeError> {
                 .wrapping_add(1)
                 .wrapping_add(unzigzag(col_seq[i - 1]) as u64);
         }
-        let start = match out.last() {
-            Some(prev) if follow_up => {
+        let start = match prev_end {
+            Some(prev_end) if follow_up => {
                 let gap = gaps.next().ok_or_else(|| corrupt("follow-up column"))?;
-                prev.end_us.wrapping_add(unzigzag(*gap))
+                prev_end.wrapping_add(unzigzag(*gap))
             }
             _ => {
                 let off = offsets.next().ok_or_else(|| corrupt("offset column"))?;
@@ -353,17 +366,19 @@ pub fn decode_spans(chunk: &SpanChunk) -> Result<Vec<Span>, DecodeError> {
             Some((idx, _)) if *idx as usize == i => notes.next().map(|(_, r)| r.clone()),
             _ => None,
         };
-        out.push(Span {
+        let end_us = start
+            .wrapping_add(chunk.dur_us)
+            .wrapping_add(unzigzag(col_dur[i]));
+        prev_end = Some(end_us);
+        out.push(convert(Span {
             start_us: start,
-            end_us: start
-                .wrapping_add(chunk.dur_us)
-                .wrapping_add(unzigzag(col_dur[i])),
+            end_us,
             seq,
             outcome: outcomes[i],
             reason,
-        });
+        }));
     }
-    Ok(out)
+    Ok(())
 }
 
 /// The value at fraction `num / den` of the sorted values (0 for none).
@@ -491,7 +506,36 @@ impl<'a> BitReader<'a> {
         Some(b as u64)
     }
 
+    /// The next 64 bits from the current position, zero past the end (at least 57 of
+    /// them are real bits when that many remain).
+    #[inline]
+    fn peek64(&self) -> u64 {
+        let at = self.pos / 8;
+        if let Some(word) = self.bytes.get(at..at + 8) {
+            let word: [u8; 8] = word.try_into().expect("8 bytes");
+            return u64::from_be_bytes(word) << (self.pos % 8);
+        }
+        let mut buf = [0u8; 8];
+        let tail = self.bytes.get(at..).unwrap_or_default();
+        let n = tail.len().min(8);
+        buf[..n].copy_from_slice(&tail[..n]);
+        u64::from_be_bytes(buf) << (self.pos % 8)
+    }
+
+    /// Moves `n` bits on, if the stream holds them.
+    fn advance(&mut self, n: usize) -> Option<()> {
+        (self.pos + n <= self.bytes.len() * 8).then(|| self.pos += n)
+    }
+
     fn bits(&mut self, n: u32) -> Option<u64> {
+        if n == 0 {
+            return Some(0);
+        }
+        if n <= 56 {
+            let v = self.peek64() >> (64 - n);
+            self.advance(n as usize)?;
+            return Some(v);
+        }
         let mut v = 0u64;
         for _ in 0..n {
             v = (v << 1) | self.bit()?;
@@ -499,7 +543,20 @@ impl<'a> BitReader<'a> {
         Some(v)
     }
 
+    #[inline]
     fn rice(&mut self, k: u8) -> Option<u64> {
+        // Fast path: the unary quotient and the k low bits lie within the next 57 bits.
+        let w = self.peek64();
+        let q = (!w).leading_zeros() as u64;
+        if q < RICE_ESCAPE && q + 1 + k as u64 <= 57 {
+            let low = if k == 0 {
+                0
+            } else {
+                (w << (q + 1)) >> (64 - k as u32)
+            };
+            self.advance((q + 1 + k as u64) as usize)?;
+            return Some((q << k) | low);
+        }
         let mut q = 0u64;
         while q < RICE_ESCAPE {
             if self.bit()? == 0 {

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata};
+use redb::{ReadableDatabase, ReadableTable};
 
 use super::codec::{self, SpanChunk, StatusChunk};
 use super::writer::MAX_CHUNK_SPAN_US;
@@ -83,46 +83,230 @@ pub fn load(paths: &[PathBuf], filter: &Filter) -> Result<Recording, StoreError>
     load_with_progress(paths, filter, &mut |_| {})
 }
 
-/// How far a load has come: chunks decoded so far, of `total` in the stores (a
-/// filtered load reads fewer).
+/// How far a load has come: chunks decoded so far, of `total` selected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Progress {
     pub done: u64,
     pub total: u64,
 }
 
-/// [`load`], calling `progress` as chunks are decoded.
+/// One series of one store: its raw chunks, read in the first (serial) phase and
+/// decoded in the second (parallel) one.
+struct Task {
+    path: PathBuf,
+    kind: u8,
+    key: String,
+    cluster: String,
+    replica: Option<String>,
+    /// `(first_us, session, postcard bytes)` in key order.
+    chunks: Vec<(i64, u32, Vec<u8>)>,
+}
+
+/// A decoded series.
+enum Decoded {
+    Beats(Vec<Beat>),
+    Observations(Vec<Observation>),
+    Status(Vec<StatusSample>),
+}
+
+/// [`load`], calling `progress` (on the calling thread) as chunks are decoded. Chunks
+/// are read from the files first, then every series is decoded on its own, on as many
+/// threads as there are cores.
 pub fn load_with_progress(
     paths: &[PathBuf],
     filter: &Filter,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<Recording, StoreError> {
     let mut rec = Recording::default();
-    let mut replicas: BTreeMap<(String, String), ReplicaSeries> = BTreeMap::new();
-    let mut count = Progress { done: 0, total: 0 };
+    let mut tasks = Vec::new();
     for path in paths {
-        load_one(path, filter, &mut rec, &mut replicas, &mut count, progress)?;
+        read_chunks(path, filter, &mut rec, &mut tasks)?;
     }
+    let total: u64 = tasks.iter().map(|t| t.chunks.len() as u64).sum();
+    tracing::debug!(chunks = total, "chunks read");
+    progress(Progress { done: 0, total });
+    let decoded = decode_all(&tasks, filter, total, progress)?;
+    tracing::debug!("chunks decoded");
+
+    let mut replicas: BTreeMap<(String, String), ReplicaSeries> = BTreeMap::new();
+    for (task, d) in tasks.iter().zip(decoded) {
+        match d {
+            Decoded::Beats(b) => {
+                let all = rec.beats.entry(task.cluster.clone()).or_default();
+                if all.is_empty() {
+                    *all = b;
+                } else {
+                    all.extend(b);
+                }
+            }
+            Decoded::Observations(o) => {
+                let series = replica_series(&mut replicas, &task.cluster, task.replica.as_deref());
+                if series.observations.is_empty() {
+                    series.observations = o;
+                } else {
+                    series.observations.extend(o);
+                }
+            }
+            Decoded::Status(st) => {
+                replica_series(&mut replicas, &task.cluster, task.replica.as_deref())
+                    .status
+                    .extend(st);
+            }
+        }
+    }
+    // One store's series come out ordered; merged stores (or overlapping sessions) need
+    // a sort, which is cheap on data that is already nearly in order.
     for beats in rec.beats.values_mut() {
-        beats.sort_by_key(|b| b.seq);
+        if !beats.is_sorted_by_key(|b| b.seq) {
+            beats.sort_by_key(|b| b.seq);
+        }
         beats.dedup_by_key(|b| b.seq);
     }
     for series in replicas.values_mut() {
-        series.observations.sort_by_key(|o| o.r_start_us);
-        series.status.sort_by_key(|s| s.t_us);
+        if !series.observations.is_sorted_by_key(|o| o.r_start_us) {
+            series.observations.sort_by_key(|o| o.r_start_us);
+        }
+        if !series.status.is_sorted_by_key(|s| s.t_us) {
+            series.status.sort_by_key(|s| s.t_us);
+        }
     }
     rec.replicas = replicas.into_values().collect();
     rec.sessions.sort_by_key(|s| s.started_us);
     Ok(rec)
 }
 
-fn load_one(
+/// Decodes every task, largest first, on up to `available_parallelism` threads (the
+/// calling thread among them, reporting progress). Results come back in task order.
+fn decode_all(
+    tasks: &[Task],
+    filter: &Filter,
+    total: u64,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<Vec<Decoded>, StoreError> {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+    let mut order: Vec<usize> = (0..tasks.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(tasks[i].chunks.len()));
+    let next = AtomicUsize::new(0);
+    let done = AtomicU64::new(0);
+    let results: Mutex<Vec<Option<Result<Decoded, StoreError>>>> =
+        Mutex::new((0..tasks.len()).map(|_| None).collect());
+    let work = |report: &mut dyn FnMut(u64)| {
+        loop {
+            let k = next.fetch_add(1, Ordering::Relaxed);
+            let Some(&i) = order.get(k) else { break };
+            let r = decode_task(&tasks[i], filter, &mut |n| {
+                report(done.fetch_add(n, Ordering::Relaxed) + n)
+            });
+            results.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(r);
+        }
+    };
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(tasks.len())
+        .max(1);
+    std::thread::scope(|scope| {
+        for _ in 1..threads {
+            scope.spawn(|| work(&mut |_| {}));
+        }
+        work(&mut |d| progress(Progress { done: d, total }));
+    });
+    results
+        .into_inner()
+        .unwrap_or_else(|e| e.into_inner())
+        .into_iter()
+        .map(|r| r.expect("every task decoded"))
+        .collect()
+}
+
+fn decode_task(
+    task: &Task,
+    filter: &Filter,
+    report: &mut dyn FnMut(u64),
+) -> Result<Decoded, StoreError> {
+    let corrupt = |first_us: i64, session: u32, e: &dyn std::fmt::Display| StoreError::Corrupt {
+        path: task.path.clone(),
+        detail: format!(
+            "chunk {}/{}@{first_us} (session {session}): {e}",
+            task.kind, task.key
+        ),
+    };
+    let count = |bytes: &[u8]| -> u64 {
+        postcard::take_from_bytes::<u32>(bytes).map_or(0, |(n, _)| u64::from(n))
+    };
+    let mut since_report = 0;
+    let mut tick = |report: &mut dyn FnMut(u64)| {
+        since_report += 1;
+        if since_report == 64 {
+            report(since_report);
+            since_report = 0;
+        }
+    };
+    let decoded = match task.kind {
+        KIND_STATUS => {
+            let mut out = Vec::new();
+            for (first_us, session, bytes) in &task.chunks {
+                let chunk: StatusChunk =
+                    postcard::from_bytes(bytes).map_err(|e| corrupt(*first_us, *session, &e))?;
+                let samples =
+                    codec::decode_status(&chunk).map_err(|e| corrupt(*first_us, *session, &e))?;
+                out.extend(samples.into_iter().filter(|s| filter.in_window(s.t_us)));
+                tick(report);
+            }
+            Decoded::Status(out)
+        }
+        kind => {
+            // Chunks start with their span count: reserve once, decode in place.
+            let n: u64 = task.chunks.iter().map(|c| count(&c.2)).sum();
+            let beats = kind == KIND_BEATS;
+            let from = if beats {
+                filter.from_us.map(|f| f.saturating_sub(BEAT_LOOKBACK_US))
+            } else {
+                filter.from_us
+            };
+            let wanted =
+                |t: i64| from.is_none_or(|f| t >= f) && filter.to_us.is_none_or(|e| t <= e);
+            let (mut bs, mut os): (Vec<Beat>, Vec<Observation>) = if beats {
+                (Vec::with_capacity(n as usize), Vec::new())
+            } else {
+                (Vec::new(), Vec::with_capacity(n as usize))
+            };
+            for (first_us, session, bytes) in &task.chunks {
+                let chunk: SpanChunk =
+                    postcard::from_bytes(bytes).map_err(|e| corrupt(*first_us, *session, &e))?;
+                let result = if beats {
+                    codec::decode_spans_into(&chunk, &mut bs, Beat::from)
+                } else {
+                    codec::decode_spans_into(&chunk, &mut os, Observation::from)
+                };
+                result.map_err(|e| corrupt(*first_us, *session, &e))?;
+                tick(report);
+            }
+            // Only chunks at the window's edges hold spans outside it.
+            if beats {
+                if from.is_some() || filter.to_us.is_some() {
+                    bs.retain(|b| wanted(b.t_send_us));
+                }
+                Decoded::Beats(bs)
+            } else {
+                if from.is_some() || filter.to_us.is_some() {
+                    os.retain(|o| wanted(o.r_start_us));
+                }
+                Decoded::Observations(os)
+            }
+        }
+    };
+    report(since_report);
+    Ok(decoded)
+}
+
+/// Reads the chunks the filter selects from one store (and its sessions) into tasks.
+fn read_chunks(
     path: &Path,
     filter: &Filter,
     rec: &mut Recording,
-    replicas: &mut BTreeMap<(String, String), ReplicaSeries>,
-    count: &mut Progress,
-    progress: &mut dyn FnMut(Progress),
+    tasks: &mut Vec<Task>,
 ) -> Result<(), StoreError> {
     let db = open_read(path)?;
     let tx = db.begin_read().map_err(|e| db_err(path, e))?;
@@ -141,8 +325,6 @@ fn load_one(
 
     let names = tx.open_table(NAME_IDS).map_err(|e| db_err(path, e))?;
     let chunks = tx.open_table(CHUNKS).map_err(|e| db_err(path, e))?;
-    count.total += chunks.len().map_err(|e| db_err(path, e))?;
-    progress(*count);
     for entry in names.iter().map_err(|e| db_err(path, e))? {
         let (id, key) = entry.map_err(|e| db_err(path, e))?;
         let (id, key) = (id.value(), key.value().to_string());
@@ -170,50 +352,21 @@ fn load_one(
             let range = chunks
                 .range((kind, id, lo, 0u32)..=(kind, id, hi, u32::MAX))
                 .map_err(|e| db_err(path, e))?;
+            let mut task = Task {
+                path: path.to_path_buf(),
+                kind,
+                key: key.clone(),
+                cluster: cluster.clone(),
+                replica: replica.clone(),
+                chunks: Vec::new(),
+            };
             for item in range {
                 let (k, v) = item.map_err(|e| db_err(path, e))?;
                 let (_, _, first_us, session) = k.value();
-                let what = || format!("chunk {kind}/{key}@{first_us} (session {session})");
-                count.done += 1;
-                if count.done.is_multiple_of(64) {
-                    progress(*count);
-                }
-                match kind {
-                    KIND_STATUS => {
-                        let chunk: StatusChunk = postcard::from_bytes(v.value())
-                            .map_err(|e| corrupt(format!("{}: {e}", what())))?;
-                        let samples = codec::decode_status(&chunk)
-                            .map_err(|e| corrupt(format!("{}: {e}", what())))?;
-                        let series = replica_series(replicas, &cluster, replica.as_deref());
-                        series
-                            .status
-                            .extend(samples.into_iter().filter(|s| filter.in_window(s.t_us)));
-                    }
-                    _ => {
-                        let chunk: SpanChunk = postcard::from_bytes(v.value())
-                            .map_err(|e| corrupt(format!("{}: {e}", what())))?;
-                        let spans = codec::decode_spans(&chunk)
-                            .map_err(|e| corrupt(format!("{}: {e}", what())))?;
-                        if kind == KIND_BEATS {
-                            let from = filter.from_us.map(|f| f.saturating_sub(BEAT_LOOKBACK_US));
-                            rec.beats.entry(cluster.clone()).or_default().extend(
-                                spans
-                                    .into_iter()
-                                    .filter(|s| from.is_none_or(|f| s.start_us >= f))
-                                    .filter(|s| filter.to_us.is_none_or(|t| s.start_us <= t))
-                                    .map(Beat::from),
-                            );
-                        } else {
-                            let series = replica_series(replicas, &cluster, replica.as_deref());
-                            series.observations.extend(
-                                spans
-                                    .into_iter()
-                                    .filter(|s| filter.in_window(s.start_us))
-                                    .map(Observation::from),
-                            );
-                        }
-                    }
-                }
+                task.chunks.push((first_us, session, v.value().to_vec()));
+            }
+            if !task.chunks.is_empty() {
+                tasks.push(task);
             }
         }
     }

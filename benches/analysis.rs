@@ -1,0 +1,224 @@
+//! Analysis benchmark: a synthetic store holding one day at 100 Hz for one replica
+//! (8.64 M observations, as many beats, a status sample per second, and a 60 s stall
+//! every two hours caught up at capacity 3), then `lagtrace analyze` and
+//! `lagtrace plot --kind overview` on it, timed as a user runs them. Prints figures;
+//! asserts nothing (the machines are shared and noisy).
+//!
+//!     cargo bench --bench analysis
+//!
+//! The store is built once and kept in the system temp directory
+//! (`lagtrace-bench-analysis/`); delete it to rebuild.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use lagtrace::samples::{Beat, ChannelStatus, IoState, Observation, Outcome, Sample, StatusSample};
+use lagtrace::store::writer::Appender;
+use lagtrace::store::{SessionInfo, Store, cluster_key, replica_key};
+
+const HZ: i64 = 100;
+const SECONDS: i64 = 86_400;
+const T0_US: i64 = 1_795_000_000_000_000;
+const STALL_EVERY_S: i64 = 7_200;
+const STALL_S: i64 = 60;
+const CAPACITY: f64 = 3.0;
+
+/// Deterministic jitter (xorshift), so runs are comparable.
+struct Jitter(u64);
+
+impl Jitter {
+    fn next(&mut self, max: i64) -> i64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 % max as u64) as i64
+    }
+}
+
+/// Primary time (µs since T0) the replica reflects at `t` (µs since T0): it keeps up,
+/// except for a stall of STALL_S every STALL_EVERY_S and the catch-up after it.
+fn reflected(t: i64) -> i64 {
+    let period = STALL_EVERY_S * 1_000_000;
+    let start = (t / period) * period + period / 2;
+    let stall = STALL_S * 1_000_000;
+    if t < start {
+        return t;
+    }
+    if t < start + stall {
+        return start;
+    }
+    // Catching up: h grows at CAPACITY until it meets t.
+    let h = start + ((t - start - stall) as f64 * CAPACITY) as i64;
+    h.min(t)
+}
+
+fn build(path: &Path) {
+    let _ = std::fs::remove_file(path);
+    let store = Store::open_or_create(path).unwrap();
+    let ids = store
+        .intern(&[cluster_key("bench"), replica_key("bench", "r1")])
+        .unwrap();
+    let session = store
+        .begin_session(&SessionInfo {
+            started_us: T0_US,
+            interval_us: (1_000_000 / HZ) as u64,
+            version: "bench".into(),
+            host: "bench".into(),
+        })
+        .unwrap();
+    let step = 1_000_000 / HZ;
+    let mut j = Jitter(0x9e37_79b9_7f4a_7c15);
+    let mut appender = Appender::new(store, session);
+    for second in 0..SECONDS {
+        for k in 0..HZ {
+            let i = second * HZ + k;
+            let send = T0_US + i * step + j.next(100);
+            let ack = send + 200 + j.next(400);
+            let seq = T0_US as u64 + i as u64;
+            appender.add(Sample::Beat {
+                cluster: ids[0],
+                beat: Beat {
+                    seq,
+                    t_send_us: send,
+                    t_done_us: ack,
+                    outcome: Outcome::Ok,
+                    reason: None,
+                },
+            });
+            let r_start = ack + 20 + j.next(60);
+            let visible = (reflected(r_start - T0_US) / step).min(i);
+            appender.add(Sample::Observation {
+                replica: ids[1],
+                observation: Observation {
+                    r_start_us: r_start,
+                    r_end_us: r_start + 150 + j.next(300),
+                    seq: Some(T0_US as u64 + visible as u64),
+                    outcome: Outcome::Ok,
+                    reason: None,
+                },
+            });
+        }
+        let t_us = T0_US + second * 1_000_000 + 5_000;
+        let lagging = reflected(t_us - T0_US) < t_us - T0_US;
+        appender.add(Sample::Status {
+            replica: ids[1],
+            status: StatusSample {
+                t_us,
+                duration_us: 400,
+                outcome: Outcome::Ok,
+                reason: None,
+                channels: vec![ChannelStatus {
+                    channel: String::new(),
+                    source: "10.0.0.1:3306".into(),
+                    io: IoState::Yes,
+                    sql_running: true,
+                    seconds_behind_master: Some(0),
+                    sql_delay_s: 0,
+                    last_io_errno: 0,
+                    last_io_error: String::new(),
+                    last_sql_errno: 0,
+                    last_sql_error: String::new(),
+                    gtid_io_pos: format!("0-1-{}", second * 20),
+                    gtid_applied_pos: format!("0-1-{}", second * 20),
+                    relay_log_space: 4096,
+                    sql_applying: Some(lagging || j.next(3) == 0),
+                }],
+            },
+        });
+        appender.flush().unwrap();
+    }
+    appender.finish().unwrap();
+}
+
+/// Wall times of `runs` runs of lagtrace with `args`, sorted, and the last stdout.
+fn time_runs(args: &[&str], runs: usize) -> (Vec<f64>, String) {
+    let mut times = Vec::new();
+    let mut stdout = String::new();
+    for _ in 0..runs {
+        let started = Instant::now();
+        let out = Command::new(env!("CARGO_BIN_EXE_lagtrace"))
+            .args(args)
+            .output()
+            .expect("run lagtrace");
+        times.push(started.elapsed().as_secs_f64());
+        assert!(
+            out.status.success(),
+            "lagtrace {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    }
+    times.sort_by(f64::total_cmp);
+    (times, stdout)
+}
+
+/// Peak RSS of one run in MB, when /usr/bin/time is there.
+fn peak_rss_mb(args: &[&str]) -> Option<f64> {
+    let out = Command::new("/usr/bin/time")
+        .arg("-f")
+        .arg("%M")
+        .arg(env!("CARGO_BIN_EXE_lagtrace"))
+        .args(args)
+        .output()
+        .ok()?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    let kb: f64 = err.lines().last()?.trim().parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+fn main() {
+    let dir: PathBuf = std::env::temp_dir().join("lagtrace-bench-analysis");
+    std::fs::create_dir_all(&dir).unwrap();
+    let store = dir.join(format!("day-{HZ}hz-v1.redb"));
+    if !store.exists() {
+        let started = Instant::now();
+        let partial = dir.join("building.redb");
+        build(&partial);
+        std::fs::rename(&partial, &store).unwrap();
+        println!(
+            "built {} in {:.1} s",
+            store.display(),
+            started.elapsed().as_secs_f64()
+        );
+    }
+    let observations = SECONDS * HZ;
+    let size = std::fs::metadata(&store).unwrap().len();
+    println!(
+        "store: one day at {HZ} Hz, one replica: {observations} observations + as many beats, \
+         {size} bytes"
+    );
+    let s = store.to_str().unwrap();
+
+    let analyze = ["analyze", "--store", s];
+    let (times, text) = time_runs(&analyze, 3);
+    println!(
+        "analyze: {:.3} s best, {:.3} s median of 3 = {:.1} M observations/s (target < 1 s)",
+        times[0],
+        times[1],
+        observations as f64 / times[1] / 1e6
+    );
+    if let Some(mb) = peak_rss_mb(&analyze) {
+        println!("  peak RSS {mb:.0} MB");
+    }
+    if std::env::var_os("LAGTRACE_BENCH_VERBOSE").is_some() {
+        println!("{text}");
+    }
+
+    let svg = dir.join("overview.svg");
+    let plot = [
+        "plot",
+        "--kind",
+        "overview",
+        "--store",
+        s,
+        "--out",
+        svg.to_str().unwrap(),
+    ];
+    let (times, _) = time_runs(&plot, 3);
+    let svg_bytes = std::fs::metadata(&svg).unwrap().len();
+    println!(
+        "plot --kind overview: {:.3} s best, {:.3} s median of 3 (target < 2 s); {svg_bytes} bytes of SVG",
+        times[0], times[1]
+    );
+}
