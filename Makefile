@@ -53,7 +53,8 @@ repair:
 load:
 	RATE=$(RATE) ROWS=$(ROWS) APPLY_MS=$(APPLY_MS) LOAD_SECONDS=$(SECONDS) $(LAB_SH) load
 
-## bench: store codec/append/scan figures, then the recorder's CPU and memory on the lab
+## bench: store codec/append/scan figures, analyze/plot on a synthetic day, then the recorder's CPU and memory on the lab
 bench:
 	$(CARGO) bench --bench store
+	$(CARGO) bench --bench analysis
 	scripts/bench-record.sh
