@@ -159,6 +159,34 @@ impl fmt::Display for Address {
     }
 }
 
+/// A statsd `host:port` (there is no default port: 8125 is only the usual one).
+pub fn statsd_address(text: &str) -> Result<Address, String> {
+    if !text.contains(':') {
+        return Err(format!(
+            "bad address {text:?}: give host:port (statsd has no default port here)"
+        ));
+    }
+    Address::parse(text)
+}
+
+/// A statsd metric prefix: letters, digits, `_`, `-` and inner dots.
+pub fn check_statsd_prefix(prefix: &str) -> Result<(), String> {
+    let valid = !prefix.is_empty()
+        && !prefix.starts_with('.')
+        && !prefix.ends_with('.')
+        && !prefix.contains("..")
+        && prefix
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+    if valid {
+        Ok(())
+    } else {
+        Err(format!(
+            "{prefix:?} is not a statsd prefix (letters, digits, _ - and inner dots)"
+        ))
+    }
+}
+
 impl Address {
     /// Parses `host:port`, `host` (port 3306) or `[v6]:port`.
     pub fn parse(text: &str) -> Result<Address, String> {
@@ -597,32 +625,10 @@ impl Validator<'_> {
                 host: "127.0.0.1".into(),
                 port: 8125,
             },
-            Some(s) => {
-                if !s.contains(':') {
-                    return Err(self.err(
-                        &key("address"),
-                        format!(
-                            "bad address {s:?}: give host:port (statsd has no default port here)"
-                        ),
-                    ));
-                }
-                Address::parse(&s).map_err(|m| self.err(&key("address"), m))?
-            }
+            Some(s) => statsd_address(&s).map_err(|m| self.err(&key("address"), m))?,
         };
         let prefix = raw.prefix.unwrap_or_else(|| "lagtrace".to_string());
-        let valid = !prefix.is_empty()
-            && !prefix.starts_with('.')
-            && !prefix.ends_with('.')
-            && !prefix.contains("..")
-            && prefix
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
-        if !valid {
-            return Err(self.err(
-                &key("prefix"),
-                format!("{prefix:?} is not a statsd prefix (letters, digits, _ - and inner dots)"),
-            ));
-        }
+        check_statsd_prefix(&prefix).map_err(|m| self.err(&key("prefix"), m))?;
         Ok(StatsdConfig { address, prefix })
     }
 

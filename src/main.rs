@@ -357,12 +357,14 @@ fn main() -> ExitCode {
         } => select.filter().and_then(|filter| {
             let statsd = statsd
                 .map(|a| {
-                    lagtrace::config::Address::parse(&a)
-                        .map(|address| lagtrace::config::StatsdConfig {
-                            address,
-                            prefix: statsd_prefix.clone(),
-                        })
-                        .map_err(|e| CmdError::BadInput(format!("--statsd: {e}")))
+                    let address = lagtrace::config::statsd_address(&a)
+                        .map_err(|e| CmdError::BadInput(format!("--statsd: {e}")))?;
+                    lagtrace::config::check_statsd_prefix(&statsd_prefix)
+                        .map_err(|e| CmdError::BadInput(format!("--statsd-prefix: {e}")))?;
+                    Ok::<_, CmdError>(lagtrace::config::StatsdConfig {
+                        address,
+                        prefix: statsd_prefix.clone(),
+                    })
                 })
                 .transpose()?;
             cmd::replay::run(&cmd::replay::Options {

@@ -75,3 +75,105 @@ fn export_rejects_bad_times() {
         "{stderr}"
     );
 }
+
+/// Runs lagtrace; returns (exit code, stdout, stderr).
+fn run(args: &[&str]) -> (Option<i32>, String, String) {
+    let out = lagtrace().args(args).output().unwrap();
+    let (stdout, stderr) = texts(&out);
+    (out.status.code(), stdout, stderr)
+}
+
+#[test]
+fn offline_commands_on_a_recording_of_unreachable_hosts_and_bad_arguments() {
+    let dir = TempDir::new("store-offline");
+    let config = dir.write("lagtrace.toml", CONFIG);
+    let store = dir.path().join("s.redb");
+    let out = lagtrace()
+        .args([
+            "record",
+            "--quiet",
+            "--duration",
+            "1s",
+            "--interval",
+            "100ms",
+            "-c",
+        ])
+        .arg(&config)
+        .arg("--store")
+        .arg(&store)
+        .env("LAGTRACE_IT_PASSWORD", "x")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{:?}", texts(&out));
+    let s = store.to_str().unwrap();
+
+    // Nothing but failures: every command answers, saying what it cannot know.
+    let (code, text, err) = run(&["analyze", "--store", s]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(text.contains("x/y"), "{text}");
+    assert!(text.contains("unreachable (refused)"), "{text}");
+    assert!(text.contains("not enough data"), "{text}");
+    let (code, json, _) = run(&["analyze", "--store", s, "--format", "json"]);
+    assert_eq!(code, Some(0));
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert!(v["replicas"][0]["lag"].is_null());
+    assert_eq!(
+        v["replicas"][0]["coverage"]["gaps"][0]["kind"],
+        "unreachable"
+    );
+    for kind in ["lag", "vector", "cdf", "overview"] {
+        let svg = dir.path().join(format!("{kind}.svg"));
+        let (code, _, err) = run(&[
+            "plot",
+            "--store",
+            s,
+            "--kind",
+            kind,
+            "--out",
+            svg.to_str().unwrap(),
+        ]);
+        assert_eq!(code, Some(0), "{kind}: {err}");
+        roxmltree::Document::parse(&std::fs::read_to_string(&svg).unwrap()).unwrap();
+    }
+    let (code, text, _) = run(&["replay", "--store", s]);
+    assert_eq!(code, Some(0));
+    assert!(text.contains("x/y  out  unreachable (refused)"), "{text}");
+
+    // Bad arguments: one line on stderr, exit 2.
+    let png = dir.path().join("chart.png");
+    let foreign = dir.write("notes.redb", "not a store\n");
+    for args in [
+        vec![
+            "analyze",
+            "--store",
+            s,
+            "--max-lag",
+            "1s",
+            "--recover-lag",
+            "2s",
+        ],
+        vec!["analyze", "--store", s, "--replica", "nope"],
+        vec!["analyze", "--store", s, "--cluster", "nope"],
+        vec!["analyze", "--store", s, "--max-lag", "soon"],
+        vec!["analyze", "--store", foreign.to_str().unwrap()],
+        vec!["plot", "--store", s, "--out", png.to_str().unwrap()],
+        vec!["plot", "--store", s, "--out", "x.svg", "--kind", "pie"],
+        vec!["replay", "--store", s, "--statsd", "127.0.0.1:8125"],
+        vec!["replay", "--store", s, "--speed", "-1"],
+        vec![
+            "replay",
+            "--store",
+            s,
+            "--speed",
+            "2",
+            "--statsd",
+            "127.0.0.1",
+        ],
+    ] {
+        let (code, _, err) = run(&args);
+        assert_eq!(code, Some(2), "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(err.starts_with("lagtrace: "), "{args:?}: {err}");
+    }
+    assert!(!png.exists());
+}
