@@ -158,6 +158,7 @@ fn offline_commands_on_a_recording_of_unreachable_hosts_and_bad_arguments() {
         vec!["analyze", "--store", foreign.to_str().unwrap()],
         vec!["plot", "--store", s, "--out", png.to_str().unwrap()],
         vec!["plot", "--store", s, "--out", "x.svg", "--kind", "pie"],
+        vec!["plot", "--store", s, "--out", "x.svg", "--window", "1ms"],
         vec!["replay", "--store", s, "--statsd", "127.0.0.1:8125"],
         vec!["replay", "--store", s, "--speed", "-1"],
         vec![

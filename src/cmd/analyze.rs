@@ -30,11 +30,7 @@ pub const MIN_GAP_US: i64 = 1_000_000;
 
 pub fn run(opts: &Options) -> Result<(), CmdError> {
     check_thresholds(opts.max_lag_us, opts.recover_lag_us)?;
-    if opts.window_us < 10_000 {
-        return Err(CmdError::BadInput(
-            "--window must be at least 10ms".to_string(),
-        ));
-    }
+    check_window(opts.window_us)?;
     let started = std::time::Instant::now();
     let rec = super::load_recording(&opts.stores, &opts.filter)?;
     tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "loaded");
@@ -97,6 +93,16 @@ pub fn check_thresholds(max_lag_us: i64, recover_lag_us: i64) -> Result<(), CmdE
             recover_lag_us / 1000,
             max_lag_us / 1000
         )));
+    }
+    Ok(())
+}
+
+/// The vector's fit window: at least 10 ms.
+pub fn check_window(window_us: i64) -> Result<(), CmdError> {
+    if window_us < 10_000 {
+        return Err(CmdError::BadInput(
+            "--window must be at least 10ms".to_string(),
+        ));
     }
     Ok(())
 }

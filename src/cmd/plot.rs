@@ -22,6 +22,7 @@ pub struct Options {
 
 pub fn run(opts: &Options) -> Result<(), CmdError> {
     super::analyze::check_thresholds(opts.max_lag_us, opts.recover_lag_us)?;
+    super::analyze::check_window(opts.window_us)?;
     if opts.out.extension().is_none_or(|e| e != "svg") {
         return Err(CmdError::BadInput(format!(
             "--out {}: charts are SVG; name the file *.svg",
