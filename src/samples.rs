@@ -134,6 +134,30 @@ pub struct ChannelStatus {
     pub sql_applying: Option<bool>,
 }
 
+#[cfg(test)]
+impl ChannelStatus {
+    /// A default channel from the lab's primary with both threads running and the SQL
+    /// thread idle, for tests to adjust with struct update syntax.
+    pub(crate) fn running() -> ChannelStatus {
+        ChannelStatus {
+            channel: String::new(),
+            source: "127.0.0.1:13306".into(),
+            io: IoState::Yes,
+            sql_running: true,
+            seconds_behind_master: Some(0),
+            sql_delay_s: 0,
+            last_io_errno: 0,
+            last_io_error: String::new(),
+            last_sql_errno: 0,
+            last_sql_error: String::new(),
+            gtid_io_pos: String::new(),
+            gtid_applied_pos: String::new(),
+            relay_log_space: 0,
+            sql_applying: Some(false),
+        }
+    }
+}
+
 /// One replication status poll of a replica, at `t_us` (the poll's start).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StatusSample {

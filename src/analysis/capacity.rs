@@ -95,7 +95,7 @@ mod tests {
     use super::*;
     use crate::analysis::episodes::episodes;
     use crate::analysis::series::LagPoint;
-    use crate::samples::{ChannelStatus, IoState, Outcome};
+    use crate::samples::{ChannelStatus, Outcome};
 
     const S: i64 = 1_000_000;
 
@@ -106,20 +106,9 @@ mod tests {
             outcome: Outcome::Ok,
             reason: None,
             channels: vec![ChannelStatus {
-                channel: String::new(),
-                source: String::new(),
-                io: IoState::Yes,
                 sql_running: applying.is_some(),
-                seconds_behind_master: None,
-                sql_delay_s: 0,
-                last_io_errno: 0,
-                last_io_error: String::new(),
-                last_sql_errno: 0,
-                last_sql_error: String::new(),
-                gtid_io_pos: String::new(),
-                gtid_applied_pos: String::new(),
-                relay_log_space: 0,
                 sql_applying: applying,
+                ..ChannelStatus::running()
             }],
         }
     }

@@ -408,20 +408,11 @@ mod tests {
             outcome: Outcome::Ok,
             reason: None,
             channels: vec![ChannelStatus {
-                channel: String::new(),
-                source: "127.0.0.1:13306".into(),
-                io: IoState::Yes,
                 sql_running: false,
-                seconds_behind_master: None,
-                sql_delay_s: 0,
-                last_io_errno: 0,
-                last_io_error: String::new(),
                 last_sql_errno: 1062,
                 last_sql_error: "Duplicate entry".into(),
-                gtid_io_pos: String::new(),
-                gtid_applied_pos: String::new(),
-                relay_log_space: 0,
                 sql_applying: None,
+                ..ChannelStatus::running()
             }],
         };
         let c = h.on_status(&status).unwrap();
@@ -450,20 +441,9 @@ mod tests {
         // No channel at all: not replicating.
         assert_eq!(h.on_status(&status).unwrap().pool, Pool::Out);
         status.channels.push(ChannelStatus {
-            channel: String::new(),
-            source: String::new(),
-            io: IoState::Yes,
-            sql_running: true,
             seconds_behind_master: Some(2),
             sql_delay_s: 2,
-            last_io_errno: 0,
-            last_io_error: String::new(),
-            last_sql_errno: 0,
-            last_sql_error: String::new(),
-            gtid_io_pos: String::new(),
-            gtid_applied_pos: String::new(),
-            relay_log_space: 0,
-            sql_applying: Some(false),
+            ..ChannelStatus::running()
         });
         status.t_us = 1;
         assert_eq!(h.on_status(&status).unwrap().pool, Pool::In);
