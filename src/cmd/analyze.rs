@@ -65,7 +65,7 @@ pub fn reports(rec: &Recording, settings: &Settings) -> Vec<ReplicaReport> {
     rec.replicas
         .iter()
         .map(|rs| {
-            let beats = rec.beats.get(&rs.cluster).map_or(&[][..], |b| b.as_slice());
+            let beats = rec.beats_of(&rs.cluster);
             report::replica_report(beats, rs, settings)
         })
         .collect()

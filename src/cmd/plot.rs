@@ -40,7 +40,7 @@ pub fn run(opts: &Options) -> Result<(), CmdError> {
         .replicas
         .iter()
         .map(|rs| {
-            let beats = rec.beats.get(&rs.cluster).map_or(&[][..], |b| b.as_slice());
+            let beats = rec.beats_of(&rs.cluster);
             let s = series::lag_series(beats, &rs.observations);
             let vector = vector::vector_series(&s.points, opts.window_us);
             let eps =

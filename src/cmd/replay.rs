@@ -67,7 +67,7 @@ pub fn run(opts: &Options) -> Result<(), CmdError> {
         .replicas
         .iter()
         .map(|rs| {
-            let beats = rec.beats.get(&rs.cluster).map_or(&[][..], |b| b.as_slice());
+            let beats = rec.beats_of(&rs.cluster);
             series::lag_series(beats, &rs.observations)
         })
         .collect();

@@ -132,20 +132,11 @@ mod tests {
             ],
         );
         let channel = ChannelStatus {
-            channel: String::new(),
-            source: "127.0.0.1:13306".into(),
-            io: IoState::Yes,
             sql_running: false,
             seconds_behind_master: None,
             sql_delay_s: 2,
-            last_io_errno: 0,
-            last_io_error: String::new(),
-            last_sql_errno: 0,
-            last_sql_error: String::new(),
-            gtid_io_pos: String::new(),
-            gtid_applied_pos: String::new(),
-            relay_log_space: 0,
             sql_applying: None,
+            ..ChannelStatus::running()
         };
         rec.replicas.push(ReplicaSeries {
             cluster: "lab".into(),

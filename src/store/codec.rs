@@ -966,20 +966,12 @@ mod tests {
 
     fn channel(pos: u64, sbm: Option<u32>) -> ChannelStatus {
         ChannelStatus {
-            channel: String::new(),
-            source: "127.0.0.1:13306".into(),
-            io: IoState::Yes,
             sql_running: sbm.is_some(),
             seconds_behind_master: sbm,
-            sql_delay_s: 0,
-            last_io_errno: 0,
-            last_io_error: String::new(),
-            last_sql_errno: 0,
-            last_sql_error: String::new(),
             gtid_io_pos: format!("0-1-{pos}"),
             gtid_applied_pos: format!("0-1-{}", pos - 1),
             relay_log_space: 1000 + pos,
-            sql_applying: Some(false),
+            ..ChannelStatus::running()
         }
     }
 

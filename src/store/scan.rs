@@ -63,6 +63,13 @@ pub struct Recording {
     pub sessions: Vec<SessionInfo>,
 }
 
+impl Recording {
+    /// The beats of `cluster`, ordered by seq (empty when the recording holds none).
+    pub fn beats_of(&self, cluster: &str) -> &[Beat] {
+        self.beats.get(cluster).map_or(&[], Vec::as_slice)
+    }
+}
+
 /// What an interned name is.
 enum Named {
     Cluster(String),
