@@ -6,23 +6,11 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
 use std::thread::sleep;
 use std::time::{Duration, UNIX_EPOCH};
 
 use common::*;
 use serde_json::Value;
-
-const PRIMARY: &str = "127.0.0.1:13306";
-const REPLICAS: [(&str, &str); 2] = [("r1", "127.0.0.1:13307"), ("r2", "127.0.0.1:13308")];
-
-static LAB_LOCK: Mutex<()> = Mutex::new(());
-
-fn take_lab() -> std::sync::MutexGuard<'static, ()> {
-    let guard = LAB_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    ensure_lab();
-    guard
-}
 
 /// Restarts replica 1's SQL thread even when the test fails half-way.
 struct Resume;

@@ -2,10 +2,7 @@
 
 mod common;
 
-use common::{LAB_PASSWORD, TempDir, ensure_lab, lab_config, lagtrace, texts};
-
-const PRIMARY: &str = "127.0.0.1:13306";
-const REPLICAS: [(&str, &str); 2] = [("r1", "127.0.0.1:13307"), ("r2", "127.0.0.1:13308")];
+use common::{LAB_PASSWORD, PRIMARY, REPLICAS, TempDir, ensure_lab, lab_config, lagtrace, texts};
 
 fn init(dir: &TempDir, config: &str, password: &str) -> std::process::Output {
     let path = dir.write("lagtrace.toml", config);

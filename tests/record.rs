@@ -7,23 +7,10 @@ mod common;
 use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Output};
-use std::sync::Mutex;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use common::*;
-
-const PRIMARY: &str = "127.0.0.1:13306";
-const REPLICAS: [(&str, &str); 2] = [("r1", "127.0.0.1:13307"), ("r2", "127.0.0.1:13308")];
-
-static LAB_LOCK: Mutex<()> = Mutex::new(());
-
-/// Takes the lab for one test (a failed test must not poison the others).
-fn take_lab() -> std::sync::MutexGuard<'static, ()> {
-    let guard = LAB_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    ensure_lab();
-    guard
-}
 
 /// A config for one test's cluster, initialized on the lab.
 fn setup(dir: &TempDir, cluster: &str, extra: &str) -> PathBuf {

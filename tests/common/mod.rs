@@ -216,3 +216,17 @@ pub fn median(values: &mut [f64]) -> f64 {
     values.sort_by(|a, b| a.total_cmp(b));
     values[values.len() / 2]
 }
+
+/// The lab's primary and replicas, as the tests name them.
+pub const PRIMARY: &str = "127.0.0.1:13306";
+pub const REPLICAS: [(&str, &str); 2] = [("r1", "127.0.0.1:13307"), ("r2", "127.0.0.1:13308")];
+
+static LAB_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Takes the lab for one test of this test binary (tests that stall or kill servers take
+/// turns; a failed test must not poison the others), starting it if needed.
+pub fn take_lab() -> std::sync::MutexGuard<'static, ()> {
+    let guard = LAB_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    ensure_lab();
+    guard
+}
