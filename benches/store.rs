@@ -106,13 +106,9 @@ fn run(hours: i64, hz: i64) {
 
     let started = Instant::now();
     let rec = scan::load(std::slice::from_ref(&path), &Filter::default()).unwrap();
+    // Observations are decoded as they are walked: walk them all.
+    let decoded: usize = rec.beats.values().map(Vec::len).sum::<usize>() + observations_in(&rec);
     let scan_s = started.elapsed().as_secs_f64();
-    let decoded: usize = rec.beats.values().map(Vec::len).sum::<usize>()
-        + rec
-            .replicas
-            .iter()
-            .map(|r| r.observations.len())
-            .sum::<usize>();
     assert_eq!(decoded, count, "every sample read back");
 
     println!(
@@ -147,12 +143,21 @@ fn chunk_bytes(path: &std::path::Path) -> u64 {
         .sum()
 }
 
+/// Decodes every observation of a recording; how many there are.
+fn observations_in(rec: &scan::Recording) -> usize {
+    let mut n = 0;
+    for r in &rec.replicas {
+        r.observations.for_each(|_| n += 1).unwrap();
+    }
+    n
+}
+
 /// Bytes per sample of each series kind in an existing store (`LAGTRACE_BENCH_STORE`).
 fn report_store(path: &std::path::Path) {
     use redb::{ReadableDatabase, ReadableTable};
     let rec = scan::load(&[path.to_path_buf()], &Filter::default()).unwrap();
     let beats: usize = rec.beats.values().map(Vec::len).sum();
-    let obs: usize = rec.replicas.iter().map(|r| r.observations.len()).sum();
+    let obs = observations_in(&rec);
     let status: usize = rec.replicas.iter().map(|r| r.status.len()).sum();
     let db = lagtrace::store::open_read(path).unwrap();
     let tx = db.begin_read().unwrap();

@@ -7,7 +7,7 @@
 //! `lag_lo = r_start - t_ack(j)` (taking the earliest such `j`, and 0 when there is none
 //! yet). The true lag lies in `[lag_lo, lag_hi]`; the point estimate is the middle.
 
-use crate::samples::{Beat, Observation};
+use crate::samples::{Beat, BeatTimes, Observation};
 
 /// Lag at the moment of one read, in µs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,11 +48,11 @@ pub fn bounds(
 /// order: the first one known to have committed before the read gives the lower bound.
 fn observation_bounds<'a>(
     obs: &Observation,
-    seen: &Beat,
-    later: impl Iterator<Item = &'a Beat>,
+    seen: &BeatTimes,
+    later: impl Iterator<Item = &'a BeatTimes>,
 ) -> LagBounds {
     let next_ack = later
-        .filter_map(Beat::t_ack_us)
+        .filter_map(BeatTimes::t_ack_us)
         .next()
         .filter(|&ack| ack <= obs.r_start_us);
     bounds(obs.r_start_us, obs.r_end_us, seen.t_send_us, next_ack)
@@ -61,12 +61,12 @@ fn observation_bounds<'a>(
 /// Beats of one cluster ordered by `seq`, for looking up what an observation saw.
 #[derive(Debug, Clone, Copy)]
 pub struct BeatIndex<'a> {
-    beats: &'a [Beat],
+    beats: &'a [BeatTimes],
 }
 
 impl<'a> BeatIndex<'a> {
     /// `beats` must be ordered by `seq` (as the store's scan returns them).
-    pub fn new(beats: &'a [Beat]) -> Self {
+    pub fn new(beats: &'a [BeatTimes]) -> Self {
         debug_assert!(beats.windows(2).all(|w| w[0].seq < w[1].seq));
         BeatIndex { beats }
     }
@@ -88,7 +88,7 @@ impl<'a> BeatIndex<'a> {
 /// a binary search per observation. Gives the same answers as [`BeatIndex::lag`].
 #[derive(Debug, Clone)]
 pub struct BeatCursor<'a> {
-    beats: &'a [Beat],
+    beats: &'a [BeatTimes],
     /// Index of the beat the previous observation saw.
     at: usize,
     /// Index of the first acknowledged beat after `at` (`beats.len()` when none).
@@ -97,7 +97,7 @@ pub struct BeatCursor<'a> {
 
 impl<'a> BeatCursor<'a> {
     /// `beats` must be ordered by `seq` (as the store's scan returns them).
-    pub fn new(beats: &'a [Beat]) -> Self {
+    pub fn new(beats: &'a [BeatTimes]) -> Self {
         debug_assert!(beats.windows(2).all(|w| w[0].seq < w[1].seq));
         let mut c = BeatCursor {
             beats,
@@ -110,7 +110,7 @@ impl<'a> BeatCursor<'a> {
 
     fn first_ok_after(&self, i: usize) -> usize {
         let mut j = i + 1;
-        while j < self.beats.len() && self.beats[j].outcome != crate::samples::Outcome::Ok {
+        while j < self.beats.len() && self.beats[j].t_ack_us().is_none() {
             j += 1;
         }
         j.min(self.beats.len())
@@ -138,7 +138,7 @@ impl<'a> BeatCursor<'a> {
         }
         let next_ack = beats
             .get(self.next_ok)
-            .and_then(Beat::t_ack_us)
+            .and_then(BeatTimes::t_ack_us)
             .filter(|&ack| ack <= obs.r_start_us);
         Some(bounds(
             obs.r_start_us,
@@ -154,7 +154,7 @@ impl<'a> BeatCursor<'a> {
 /// analysis, which has every beat, still computes it).
 #[derive(Debug, Clone)]
 pub struct RecentBeats {
-    beats: std::collections::VecDeque<Beat>,
+    beats: std::collections::VecDeque<BeatTimes>,
     capacity: usize,
 }
 
@@ -174,10 +174,7 @@ impl RecentBeats {
         if self.beats.len() == self.capacity {
             self.beats.pop_front();
         }
-        self.beats.push_back(Beat {
-            reason: None,
-            ..beat
-        });
+        self.beats.push_back(BeatTimes::from(&beat));
     }
 
     /// Same as [`BeatIndex::lag`], over the beats held.
@@ -196,7 +193,7 @@ mod tests {
     use super::*;
     use crate::samples::Outcome;
 
-    fn beat(seq: u64, send: i64, ack: Option<i64>) -> Beat {
+    fn full_beat(seq: u64, send: i64, ack: Option<i64>) -> Beat {
         Beat {
             seq,
             t_send_us: send,
@@ -208,6 +205,10 @@ mod tests {
             },
             reason: None,
         }
+    }
+
+    fn beat(seq: u64, send: i64, ack: Option<i64>) -> BeatTimes {
+        BeatTimes::from(&full_beat(seq, send, ack))
     }
 
     fn obs(seq: Option<u64>, start: i64, end: i64) -> Observation {
@@ -244,7 +245,7 @@ mod tests {
     #[test]
     fn lagging_replica_has_both_bounds() {
         // Every 100 ms a beat; the replica shows beat 3 at t = 1.0 s.
-        let beats: Vec<Beat> = (1..=10)
+        let beats: Vec<BeatTimes> = (1..=10)
             .map(|k| beat(k, k as i64 * 100_000, Some(k as i64 * 100_000 + 500)))
             .collect();
         let b = BeatIndex::new(&beats)
@@ -282,12 +283,12 @@ mod tests {
 
     #[test]
     fn recent_beats_agree_with_the_index_and_forget_old_beats() {
-        let beats: Vec<Beat> = (1..=10)
+        let beats: Vec<BeatTimes> = (1..=10)
             .map(|k| beat(k, k as i64 * 100, Some(k as i64 * 100 + 5)))
             .collect();
         let mut recent = RecentBeats::new(4);
-        for b in &beats {
-            recent.push(b.clone());
+        for k in 1..=10 {
+            recent.push(full_beat(k, k as i64 * 100, Some(k as i64 * 100 + 5)));
         }
         let o = obs(Some(8), 1000, 1010);
         assert_eq!(recent.lag(&o), BeatIndex::new(&beats).lag(&o));
@@ -312,7 +313,7 @@ mod tests {
     #[test]
     fn the_cursor_agrees_with_the_index_in_any_order() {
         // Beats 1..=40 every 100 µs; every third one failed.
-        let beats: Vec<Beat> = (1..=40)
+        let beats: Vec<BeatTimes> = (1..=40)
             .map(|k| {
                 let ack = (k % 3 != 0).then_some(k as i64 * 100 + 7);
                 beat(k, k as i64 * 100, ack)

@@ -3,12 +3,10 @@
 
 use super::capacity::{self, BusyFraction, ReplayRate};
 use super::episodes::{self, Episode};
-use super::health::LagGate;
-use super::series::{self, LagPoint, LagSeries};
+use super::series::{LagPoint, LagSeries};
 use super::stats::{self, Percentiles};
 use super::vector::{self, Fit};
-use crate::samples::{Beat, Observation, Outcome};
-use crate::store::scan::ReplicaSeries;
+use crate::samples::{Outcome, StatusSample};
 
 /// Catch-up ETAs fit at most this much of the current catch-up, µs.
 pub const ETA_WINDOW_US: i64 = 10_000_000;
@@ -93,82 +91,66 @@ pub struct ReplicaReport {
     pub status_samples: usize,
 }
 
-/// The report of one replica. `beats` are its cluster's, ordered by seq. The
-/// distribution figures and the time-series figures are computed on two threads.
-pub fn replica_report(beats: &[Beat], rs: &ReplicaSeries, settings: &Settings) -> ReplicaReport {
-    let series = series::lag_series(beats, &rs.observations);
+/// The report of one replica from its lag series and status samples (in time order).
+/// The distribution figures and the time-series figures are computed on two threads.
+pub fn replica_report(
+    cluster: &str,
+    replica: &str,
+    series: &LagSeries,
+    status: &[StatusSample],
+    settings: &Settings,
+) -> ReplicaReport {
     let points = &series.points;
     let ((coverage, lag), (eps, vector)) = std::thread::scope(|scope| {
         let distribution = scope.spawn(|| {
             (
-                coverage(&rs.observations, &series, settings.gap_us),
+                coverage(series, settings.gap_us),
                 lag_summary(points, settings),
             )
         });
-        let eps = episodes::episodes(
-            points,
-            &rs.status,
-            settings.max_lag_us,
-            settings.recover_lag_us,
-        );
+        let eps = episodes::episodes(points, status, settings.max_lag_us, settings.recover_lag_us);
         let vectors = vector::vector_series(points, settings.window_us);
-        let vector = vector_summary(points, &vectors, &eps, settings);
+        let vector = vector_summary(points, &vectors, &eps);
         let distribution = distribution
             .join()
             .unwrap_or_else(|e| std::panic::resume_unwind(e));
         (distribution, (eps, vector))
     });
     ReplicaReport {
-        cluster: rs.cluster.clone(),
-        replica: rs.replica.clone(),
+        cluster: cluster.to_string(),
+        replica: replica.to_string(),
         coverage,
         lag,
-        intended_delay: intended_delay(rs),
+        intended_delay: intended_delay(status),
         vector,
         replay: capacity::replay_rate(&eps),
-        busy: capacity::busy_fraction(&rs.status, &eps),
-        status_samples: rs.status.len(),
+        busy: capacity::busy_fraction(status, &eps),
+        status_samples: status.len(),
         episodes: eps,
     }
 }
 
-fn coverage(observations: &[Observation], series: &LagSeries, gap_us: i64) -> Coverage {
-    let mut gaps = Vec::new();
-    let mut failing: Option<(i64, Outcome)> = None;
-    let mut prev: Option<i64> = None;
-    for o in observations {
-        let t = o.r_start_us;
-        if let Some(p) = prev.filter(|&p| t - p > gap_us) {
-            gaps.push(Gap {
-                start_us: p,
-                end_us: t,
-                outcome: None,
-            });
-        }
-        prev = Some(t);
-        if o.outcome == Outcome::Ok {
-            if let Some((start, outcome)) = failing.take() {
-                gaps.push(Gap {
-                    start_us: start,
-                    end_us: t,
-                    outcome: Some(outcome),
-                });
-            }
-        } else {
-            failing.get_or_insert((t, o.outcome));
-        }
-    }
-    if let (Some((start, outcome)), Some(last)) = (failing, prev) {
-        gaps.push(Gap {
-            start_us: start,
-            end_us: last,
-            outcome: Some(outcome),
+/// Gaps are silences longer than `gap_us` and runs of failed reads.
+fn coverage(series: &LagSeries, gap_us: i64) -> Coverage {
+    let silences = series
+        .silences
+        .iter()
+        .filter(|(start, end)| end - start > gap_us)
+        .map(|&(start_us, end_us)| Gap {
+            start_us,
+            end_us,
+            outcome: None,
         });
-    }
+    let outages = series.outages.iter().map(|o| Gap {
+        start_us: o.start_us,
+        end_us: o.end_us,
+        outcome: Some(o.outcome),
+    });
+    let mut gaps: Vec<Gap> = silences.chain(outages).collect();
     gaps.sort_by_key(|g| g.start_us);
     Coverage {
-        first_us: observations.first().map(|o| o.r_start_us),
-        last_us: prev,
+        first_us: series.first_read_us,
+        last_us: series.last_read_us,
         reads: series.reads,
         rounds: series.points.len(),
         failed_reads: series.failures.len(),
@@ -192,9 +174,8 @@ fn lag_summary(points: &[LagPoint], settings: &Settings) -> Option<LagSummary> {
     })
 }
 
-fn intended_delay(rs: &ReplicaSeries) -> Option<IntendedDelay> {
-    let delays: Vec<u32> = rs
-        .status
+fn intended_delay(status: &[StatusSample]) -> Option<IntendedDelay> {
+    let delays: Vec<u32> = status
         .iter()
         .filter_map(|s| s.main_channel().map(|c| c.sql_delay_s))
         .collect();
@@ -205,16 +186,18 @@ fn intended_delay(rs: &ReplicaSeries) -> Option<IntendedDelay> {
     })
 }
 
-fn vector_summary(
-    points: &[LagPoint],
-    vectors: &[f32],
-    eps: &[Episode],
-    settings: &Settings,
-) -> VectorSummary {
-    let finite = || vectors.iter().filter(|v| v.is_finite()).map(|&v| v as f64);
-    let mut gate = LagGate::new(settings.max_lag_us, settings.recover_lag_us);
-    let lagging_now = points.iter().fold(false, |_, p| gate.update(p.lag_us()));
-    let open = eps.last().filter(|e| e.end_us.is_none() && lagging_now);
+fn vector_summary(points: &[LagPoint], vectors: &[f32], eps: &[Episode]) -> VectorSummary {
+    let (min, max) = vectors
+        .iter()
+        .filter(|v| v.is_finite())
+        .fold(None, |acc: Option<(f32, f32)>, &v| {
+            Some(acc.map_or((v, v), |(lo, hi)| (lo.min(v), hi.max(v))))
+        })
+        .unzip();
+    // Episodes use the same hysteresis: the last one is open exactly when the replica
+    // is over the threshold now.
+    let open = eps.last().filter(|e| e.end_us.is_none());
+    let lagging_now = open.is_some();
     // The catch-up so far: from the open episode's peak, at most ETA_WINDOW_US back.
     let eta_fit = open.and_then(|e| {
         let catch_up = &points[e.peak_index..];
@@ -233,8 +216,8 @@ fn vector_summary(
             .rev()
             .find(|v| v.is_finite())
             .map(|&v| v as f64),
-        min: finite().reduce(f64::min),
-        max: finite().reduce(f64::max),
+        min: min.map(f64::from),
+        max: max.map(f64::from),
         lagging_now,
         lag_now_us,
         eta_s,
@@ -245,25 +228,20 @@ fn vector_summary(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::samples::Observation;
+    use crate::analysis::series;
+    use crate::samples::{BeatTimes, Observation};
 
     const S: i64 = 1_000_000;
 
     /// A cluster beating every 10 ms and a replica that stalls at t = 5 s and catches
     /// up at vector +1 from t = 10 s; the recording stops at `until_s`.
-    fn recording(until_s: f64) -> (Vec<Beat>, ReplicaSeries) {
+    fn recording(until_s: f64) -> LagSeries {
         let step = 10_000;
         let n = (until_s * 100.0) as i64;
-        let beats: Vec<Beat> = (1..=n)
-            .map(|k| Beat {
-                seq: k as u64,
-                t_send_us: k * step,
-                t_done_us: k * step + 200,
-                outcome: Outcome::Ok,
-                reason: None,
-            })
+        let beats: Vec<BeatTimes> = (1..=n)
+            .map(|k| BeatTimes::new(k as u64, k * step, Some(k * step + 200)))
             .collect();
-        let observations = (1..=n)
+        let observations: Vec<Observation> = (1..=n)
             .map(|k| {
                 let t = (k * step) as f64 / 1e6;
                 // Primary time the replica reflects.
@@ -284,13 +262,11 @@ mod tests {
                 }
             })
             .collect();
-        let rs = ReplicaSeries {
-            cluster: "c".into(),
-            replica: "r".into(),
-            observations,
-            status: vec![],
-        };
-        (beats, rs)
+        series::lag_series(&beats, &observations)
+    }
+
+    fn report(series: &LagSeries) -> ReplicaReport {
+        replica_report("c", "r", series, &[], &settings())
     }
 
     fn settings() -> Settings {
@@ -305,15 +281,13 @@ mod tests {
     #[test]
     fn eta_at_half_catch_up_predicts_the_rest() {
         // Caught up at t = 15 s (lag 5 s shrinking 1 s per second from t = 10 s).
-        let (beats, rs) = recording(12.5);
-        let r = replica_report(&beats, &rs, &settings());
+        let r = report(&recording(12.5));
         assert!(r.vector.lagging_now);
         let eta = r.vector.eta_s.expect("catching up");
         assert!((eta - 2.5).abs() < 0.1, "eta {eta}");
         assert!((r.vector.min.unwrap() + 1.0).abs() < 0.02);
 
-        let (beats, rs) = recording(20.0);
-        let r = replica_report(&beats, &rs, &settings());
+        let r = report(&recording(20.0));
         assert!(!r.vector.lagging_now);
         assert_eq!(r.vector.eta_s, None);
         assert_eq!(r.episodes.len(), 1);
@@ -344,20 +318,9 @@ mod tests {
             outcome: Outcome::Refused,
             ..ok(t)
         };
-        let beats = [Beat {
-            seq: 1,
-            t_send_us: 0,
-            t_done_us: 10,
-            outcome: Outcome::Ok,
-            reason: None,
-        }];
-        let rs = ReplicaSeries {
-            cluster: "c".into(),
-            replica: "r".into(),
-            observations: vec![ok(100), failed(200), failed(300), ok(400), ok(5 * S)],
-            status: vec![],
-        };
-        let r = replica_report(&beats, &rs, &settings());
+        let beats = [BeatTimes::new(1, 0, Some(10))];
+        let observations = [ok(100), failed(200), failed(300), ok(400), ok(5 * S)];
+        let r = report(&series::lag_series(&beats, &observations));
         assert_eq!(
             r.coverage.gaps,
             vec![

@@ -32,7 +32,7 @@ pub fn run(opts: &Options) -> Result<(), CmdError> {
     check_thresholds(opts.max_lag_us, opts.recover_lag_us)?;
     check_window(opts.window_us)?;
     let started = std::time::Instant::now();
-    let rec = super::load_recording(&opts.stores, &opts.filter)?;
+    let (rec, bar) = super::load_recording(&opts.stores, &opts.filter)?;
     tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "loaded");
     let settings = Settings {
         max_lag_us: opts.max_lag_us,
@@ -40,7 +40,8 @@ pub fn run(opts: &Options) -> Result<(), CmdError> {
         window_us: opts.window_us,
         gap_us: gap_us(&rec),
     };
-    let reports = reports(&rec, &settings);
+    let reports = reports(&rec, &settings)?;
+    drop(bar);
     tracing::info!(
         elapsed_ms = started.elapsed().as_millis() as u64,
         "analyzed"
@@ -61,12 +62,18 @@ pub fn run(opts: &Options) -> Result<(), CmdError> {
 }
 
 /// Reports of every replica in the recording, in (cluster, replica) order.
-pub fn reports(rec: &Recording, settings: &Settings) -> Vec<ReplicaReport> {
+pub fn reports(rec: &Recording, settings: &Settings) -> Result<Vec<ReplicaReport>, CmdError> {
     rec.replicas
         .iter()
         .map(|rs| {
-            let beats = rec.beats_of(&rs.cluster);
-            report::replica_report(beats, rs, settings)
+            let series = super::lag_series(rec, rs)?;
+            Ok(report::replica_report(
+                &rs.cluster,
+                &rs.replica,
+                &series,
+                &rs.status,
+                settings,
+            ))
         })
         .collect()
 }

@@ -1,19 +1,14 @@
 //! `lagtrace export`: one row per observation, as CSV or JSON lines, from one or more
 //! stores (merged by time).
 
-use std::io::Write;
+use std::io::{BufWriter, IsTerminal, Write};
 use std::path::PathBuf;
 
 use super::CmdError;
 use crate::output::export;
-use crate::store::scan::Filter;
+use crate::store::scan::{Filter, Recording};
 
-/// Output formats.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
-    Csv,
-    Jsonl,
-}
+pub use crate::output::export::Format;
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -25,35 +20,44 @@ pub struct Options {
 }
 
 pub fn run(opts: &Options) -> Result<(), CmdError> {
-    let rec = super::load_recording(&opts.stores, &opts.filter)?;
-    let rows = export::rows(&rec);
-    let result = match &opts.out {
+    let (rec, bar) = super::load_recording(&opts.stores, &opts.filter)?;
+    // Rows on a terminal and a bar on it would mix.
+    let _bar = bar.filter(|_| opts.out.is_some() || !std::io::stdout().is_terminal());
+    match &opts.out {
         Some(path) => {
             let file = std::fs::File::create(path)
                 .map_err(|e| CmdError::Runtime(format!("cannot create {}: {e}", path.display())))?;
-            write(opts.format, rows, std::io::BufWriter::new(file))
+            write(&rec, export::Writer::new(opts.format, BufWriter::new(file)))
         }
         None => write(
-            opts.format,
-            rows,
-            std::io::BufWriter::new(std::io::stdout().lock()),
+            &rec,
+            export::Writer::new(opts.format, BufWriter::new(std::io::stdout().lock())),
         ),
-    };
-    match result {
+    }
+}
+
+/// Writes every replica's rows, replica by replica, each in time order.
+fn write(rec: &Recording, mut out: export::Writer<impl Write>) -> Result<(), CmdError> {
+    let mut failed: Option<std::io::Error> = None;
+    for rs in &rec.replicas {
+        let mut rows = export::Rows::new(
+            &rs.cluster,
+            &rs.replica,
+            rec.beats_of(&rs.cluster),
+            &rs.status,
+        );
+        rs.observations
+            .for_each(|obs| {
+                if failed.is_none() {
+                    failed = out.write(&rows.row(obs)).err();
+                }
+            })
+            .map_err(super::store_error)?;
+    }
+    match failed.map_or_else(|| out.finish(), Err) {
         Ok(()) => Ok(()),
         // `lagtrace export | head` is fine.
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         Err(e) => Err(CmdError::Runtime(format!("cannot write the export: {e}"))),
-    }
-}
-
-fn write(
-    format: Format,
-    rows: impl Iterator<Item = export::Row>,
-    out: impl Write,
-) -> std::io::Result<()> {
-    match format {
-        Format::Csv => export::write_csv(rows, out),
-        Format::Jsonl => export::write_jsonl(rows, out),
     }
 }

@@ -102,35 +102,124 @@ pub fn check_names(
     Ok(())
 }
 
-/// Loads a recording for an offline command, with a progress bar on a terminal.
-pub fn load_recording(
-    stores: &[std::path::PathBuf],
-    filter: &crate::store::scan::Filter,
-) -> Result<crate::store::scan::Recording, CmdError> {
-    use std::io::IsTerminal;
-    let bar = std::io::stderr().is_terminal().then(|| {
+/// A progress bar on stderr (on a terminal only) over the chunks of a recording, kept
+/// up to date by a thread while the command decodes; cleared when dropped.
+pub struct LoadBar {
+    bar: indicatif::ProgressBar,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl LoadBar {
+    fn new() -> Option<LoadBar> {
+        use std::io::IsTerminal;
+        if !std::io::stderr().is_terminal() {
+            return None;
+        }
         let bar = indicatif::ProgressBar::new(0);
         bar.set_style(
             indicatif::ProgressStyle::with_template(
-                "loading {bar:30} {pos}/{len} chunks ({elapsed})",
+                "decoding {bar:30} {pos}/{len} chunks ({elapsed})",
             )
             .expect("a valid template"),
         );
-        bar
-    });
+        Some(LoadBar {
+            bar,
+            stop: Default::default(),
+            thread: None,
+        })
+    }
+
+    fn show(&self, p: crate::store::scan::Progress) {
+        self.bar.set_length(p.total);
+        self.bar.set_position(p.done);
+    }
+
+    /// Follows the decoding of observations that happens after loading.
+    fn follow(&mut self, handle: crate::store::scan::ProgressHandle) {
+        let (bar, stop) = (self.bar.clone(), std::sync::Arc::clone(&self.stop));
+        self.thread = Some(std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let p = handle.get();
+                bar.set_length(p.total);
+                bar.set_position(p.done);
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+        }));
+    }
+}
+
+impl Drop for LoadBar {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        self.bar.finish_and_clear();
+    }
+}
+
+/// Loads a recording for an offline command, with a progress bar on a terminal that
+/// keeps going while the command walks the observations; drop the bar before printing.
+pub fn load_recording(
+    stores: &[std::path::PathBuf],
+    filter: &crate::store::scan::Filter,
+) -> Result<(crate::store::scan::Recording, Option<LoadBar>), CmdError> {
+    let mut bar = LoadBar::new();
     let rec = crate::store::scan::load_with_progress(stores, filter, &mut |p| {
         if let Some(bar) = &bar {
-            bar.set_length(p.total);
-            bar.set_position(p.done);
+            bar.show(p);
         }
     })
-    .map_err(store_error);
-    if let Some(bar) = bar {
-        bar.finish_and_clear();
-    }
-    let rec = rec?;
+    .map_err(store_error)?;
     check_names(&rec, filter, stores)?;
-    Ok(rec)
+    if let Some(bar) = &mut bar {
+        bar.follow(rec.progress());
+    }
+    Ok((rec, bar))
+}
+
+/// The lag series of one replica of a loaded recording. Its observations are decoded
+/// as they are walked, never all held at once, in consecutive parts on all cores.
+pub fn lag_series(
+    rec: &crate::store::scan::Recording,
+    rs: &crate::store::scan::ReplicaSeries,
+) -> Result<crate::analysis::series::LagSeries, CmdError> {
+    use crate::analysis::series::SeriesBuilder;
+    let beats = rec.beats_of(&rs.cluster);
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let walk = |part: &crate::store::scan::Observations| {
+        let mut builder = SeriesBuilder::new(beats, part.len_hint());
+        part.for_each(|o| builder.push(o)).map(|()| builder)
+    };
+    let parts = rs.observations.parts(threads);
+    let builders = std::thread::scope(|scope| {
+        let others: Vec<_> = parts[1..]
+            .iter()
+            .map(|part| scope.spawn(move || walk(part)))
+            .collect();
+        let first = walk(&parts[0]);
+        std::iter::once(first)
+            .chain(
+                others
+                    .into_iter()
+                    .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))),
+            )
+            .collect::<Result<Vec<_>, _>>()
+    })
+    .map_err(store_error)?;
+    let whole = builders
+        .into_iter()
+        .reduce(SeriesBuilder::append)
+        .expect("at least one part");
+    let series = whole.finish();
+    tracing::debug!(
+        replica = %rs.replica,
+        reads = series.reads,
+        rounds = series.points.len(),
+        "lag series built"
+    );
+    Ok(series)
 }
 
 /// Writes to stdout; a closed pipe (`lagtrace analyze | head`) is not an error.

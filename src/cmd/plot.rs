@@ -29,7 +29,7 @@ pub fn run(opts: &Options) -> Result<(), CmdError> {
             opts.out.display()
         )));
     }
-    let rec = super::load_recording(&opts.stores, &opts.filter)?;
+    let (rec, bar) = super::load_recording(&opts.stores, &opts.filter)?;
     struct Data {
         name: String,
         points: Vec<series::LagPoint>,
@@ -40,22 +40,22 @@ pub fn run(opts: &Options) -> Result<(), CmdError> {
         .replicas
         .iter()
         .map(|rs| {
-            let beats = rec.beats_of(&rs.cluster);
-            let s = series::lag_series(beats, &rs.observations);
+            let s = super::lag_series(&rec, rs)?;
             let vector = vector::vector_series(&s.points, opts.window_us);
             let eps =
                 episodes::episodes(&s.points, &rs.status, opts.max_lag_us, opts.recover_lag_us)
                     .iter()
                     .map(|e| (e.start_us, e.end_us.unwrap_or(s.points[e.end_index].t_us)))
                     .collect();
-            Data {
+            Ok(Data {
                 name: format!("{}/{}", rs.cluster, rs.replica),
                 points: s.points,
                 vector,
                 episodes: eps,
-            }
+            })
         })
-        .collect();
+        .collect::<Result<_, CmdError>>()?;
+    drop(bar);
     let replicas: Vec<ReplicaPlot> = data
         .iter()
         .map(|d| ReplicaPlot {

@@ -60,17 +60,15 @@ pub fn run(opts: &Options) -> Result<(), CmdError> {
         .map(Statsd::new)
         .transpose()
         .map_err(CmdError::BadInput)?;
-    let rec = super::load_recording(&opts.stores, &opts.filter)?;
+    let (rec, bar) = super::load_recording(&opts.stores, &opts.filter)?;
     let stale_us = opts.thresholds.stale_us;
 
     let series: Vec<series::LagSeries> = rec
         .replicas
         .iter()
-        .map(|rs| {
-            let beats = rec.beats_of(&rs.cluster);
-            series::lag_series(beats, &rs.observations)
-        })
-        .collect();
+        .map(|rs| super::lag_series(&rec, rs))
+        .collect::<Result<_, _>>()?;
+    drop(bar);
     let mut replicas: Vec<Replica> = rec
         .replicas
         .iter()

@@ -12,8 +12,7 @@ use serde::Serialize;
 
 use crate::analysis::lag::BeatIndex;
 use crate::clock::format_utc_us;
-use crate::samples::{IoState, StatusSample};
-use crate::store::scan::Recording;
+use crate::samples::{BeatTimes, IoState, Observation, StatusSample};
 
 /// One exported observation.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -38,63 +37,106 @@ fn ms(us: i64) -> f64 {
     us as f64 / 1000.0
 }
 
-/// The rows of a recording, replica by replica, each in time order.
-pub fn rows(rec: &Recording) -> impl Iterator<Item = Row> + '_ {
-    rec.replicas.iter().flat_map(move |series| {
-        let beats = rec
-            .beats
-            .get(&series.cluster)
-            .map_or(&[][..], |b| b.as_slice());
-        let index = BeatIndex::new(beats);
-        let mut status_at = 0usize;
-        series.observations.iter().map(move |obs| {
-            while status_at < series.status.len() && series.status[status_at].t_us <= obs.r_start_us
-            {
-                status_at += 1;
-            }
-            let status: Option<&StatusSample> = status_at.checked_sub(1).map(|i| &series.status[i]);
-            let channel = status.and_then(|s| s.main_channel());
-            let lag = index.lag(obs);
-            Row {
-                time_utc: format_utc_us(obs.r_start_us),
-                cluster: series.cluster.clone(),
-                replica: series.replica.clone(),
-                seq: obs.seq,
-                lag_ms: lag.map(|b| ms(b.point_us())),
-                lag_lo_ms: lag.map(|b| ms(b.lo_us)),
-                lag_hi_ms: lag.map(|b| ms(b.hi_us)),
-                rtt_ms: ms(obs.r_end_us - obs.r_start_us),
-                outcome: obs.outcome.name(),
-                reason: obs.reason.clone(),
-                io_running: channel.map(|c| match c.io {
-                    IoState::Yes => "Yes",
-                    IoState::No => "No",
-                    IoState::Connecting => "Connecting",
-                }),
-                sql_running: channel.map(|c| if c.sql_running { "Yes" } else { "No" }),
-                seconds_behind_master: channel.and_then(|c| c.seconds_behind_master),
-                sql_delay_s: channel.map(|c| c.sql_delay_s),
-            }
-        })
-    })
+/// Turns one replica's observations, fed in time order, into rows: lag from the beats,
+/// status from the latest sample at or before each read.
+pub struct Rows<'a> {
+    cluster: &'a str,
+    replica: &'a str,
+    index: BeatIndex<'a>,
+    status: &'a [StatusSample],
+    /// Status samples at or before the last read.
+    status_at: usize,
 }
 
-/// Writes rows as CSV with a header.
-pub fn write_csv(rows: impl Iterator<Item = Row>, out: impl Write) -> std::io::Result<()> {
-    let mut w = csv::Writer::from_writer(out);
-    for row in rows {
-        w.serialize(row).map_err(csv_io)?;
+impl<'a> Rows<'a> {
+    /// `beats` ordered by seq, `status` in time order.
+    pub fn new(
+        cluster: &'a str,
+        replica: &'a str,
+        beats: &'a [BeatTimes],
+        status: &'a [StatusSample],
+    ) -> Self {
+        Rows {
+            cluster,
+            replica,
+            index: BeatIndex::new(beats),
+            status,
+            status_at: 0,
+        }
     }
-    w.flush()
+
+    /// The row of the next observation.
+    pub fn row(&mut self, obs: &Observation) -> Row {
+        while self.status_at < self.status.len()
+            && self.status[self.status_at].t_us <= obs.r_start_us
+        {
+            self.status_at += 1;
+        }
+        let status = self.status_at.checked_sub(1).map(|i| &self.status[i]);
+        let channel = status.and_then(|s| s.main_channel());
+        let lag = self.index.lag(obs);
+        Row {
+            time_utc: format_utc_us(obs.r_start_us),
+            cluster: self.cluster.to_string(),
+            replica: self.replica.to_string(),
+            seq: obs.seq,
+            lag_ms: lag.map(|b| ms(b.point_us())),
+            lag_lo_ms: lag.map(|b| ms(b.lo_us)),
+            lag_hi_ms: lag.map(|b| ms(b.hi_us)),
+            rtt_ms: ms(obs.r_end_us - obs.r_start_us),
+            outcome: obs.outcome.name(),
+            reason: obs.reason.clone(),
+            io_running: channel.map(|c| match c.io {
+                IoState::Yes => "Yes",
+                IoState::No => "No",
+                IoState::Connecting => "Connecting",
+            }),
+            sql_running: channel.map(|c| if c.sql_running { "Yes" } else { "No" }),
+            seconds_behind_master: channel.and_then(|c| c.seconds_behind_master),
+            sql_delay_s: channel.map(|c| c.sql_delay_s),
+        }
+    }
 }
 
-/// Writes rows as JSON lines.
-pub fn write_jsonl(rows: impl Iterator<Item = Row>, mut out: impl Write) -> std::io::Result<()> {
-    for row in rows {
-        serde_json::to_writer(&mut out, &row)?;
-        out.write_all(b"\n")?;
+/// Output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// With a header line.
+    Csv,
+    /// One JSON object per line.
+    Jsonl,
+}
+
+/// Writes rows one by one in a format.
+pub enum Writer<W: Write> {
+    Csv(Box<csv::Writer<W>>),
+    Jsonl(W),
+}
+
+impl<W: Write> Writer<W> {
+    pub fn new(format: Format, out: W) -> Self {
+        match format {
+            Format::Csv => Writer::Csv(Box::new(csv::Writer::from_writer(out))),
+            Format::Jsonl => Writer::Jsonl(out),
+        }
     }
-    out.flush()
+
+    pub fn write(&mut self, row: &Row) -> std::io::Result<()> {
+        match self {
+            Writer::Csv(w) => w.serialize(row).map_err(csv_io),
+            Writer::Jsonl(out) => {
+                serde_json::to_writer(&mut *out, row)?;
+                out.write_all(b"\n")
+            }
+        }
+    }
+
+    pub fn finish(self) -> std::io::Result<()> {
+        match self {
+            Writer::Csv(mut w) => w.flush(),
+            Writer::Jsonl(mut out) => out.flush(),
+        }
+    }
 }
 
 fn csv_io(e: csv::Error) -> std::io::Error {
@@ -107,30 +149,13 @@ fn csv_io(e: csv::Error) -> std::io::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::samples::{Beat, ChannelStatus, Observation, Outcome};
-    use crate::store::scan::ReplicaSeries;
+    use crate::samples::{ChannelStatus, Outcome};
 
-    fn recording() -> Recording {
-        let mut rec = Recording::default();
-        rec.beats.insert(
-            "lab".into(),
-            vec![
-                Beat {
-                    seq: 1,
-                    t_send_us: 1_000_000,
-                    t_done_us: 1_000_400,
-                    outcome: Outcome::Ok,
-                    reason: None,
-                },
-                Beat {
-                    seq: 2,
-                    t_send_us: 1_100_000,
-                    t_done_us: 1_100_400,
-                    outcome: Outcome::Ok,
-                    reason: None,
-                },
-            ],
-        );
+    fn rows() -> Vec<Row> {
+        let beats = [
+            BeatTimes::new(1, 1_000_000, Some(1_000_400)),
+            BeatTimes::new(2, 1_100_000, Some(1_100_400)),
+        ];
         let channel = ChannelStatus {
             sql_running: false,
             seconds_behind_master: None,
@@ -138,47 +163,53 @@ mod tests {
             sql_applying: None,
             ..ChannelStatus::running()
         };
-        rec.replicas.push(ReplicaSeries {
-            cluster: "lab".into(),
-            replica: "r1".into(),
-            observations: vec![
-                Observation {
-                    r_start_us: 1_000_500,
-                    r_end_us: 1_000_700,
-                    seq: Some(1),
-                    outcome: Outcome::Ok,
-                    reason: None,
-                },
-                Observation {
-                    r_start_us: 1_100_500,
-                    r_end_us: 1_100_900,
-                    seq: Some(1),
-                    outcome: Outcome::Ok,
-                    reason: None,
-                },
-                Observation {
-                    r_start_us: 1_200_500,
-                    r_end_us: 1_201_500,
-                    seq: None,
-                    outcome: Outcome::Refused,
-                    reason: Some("connection refused".into()),
-                },
-            ],
-            status: vec![StatusSample {
-                t_us: 1_050_000,
-                duration_us: 100,
+        let status = [StatusSample {
+            t_us: 1_050_000,
+            duration_us: 100,
+            outcome: Outcome::Ok,
+            reason: None,
+            channels: vec![channel],
+        }];
+        let observations = [
+            Observation {
+                r_start_us: 1_000_500,
+                r_end_us: 1_000_700,
+                seq: Some(1),
                 outcome: Outcome::Ok,
                 reason: None,
-                channels: vec![channel],
-            }],
-        });
-        rec
+            },
+            Observation {
+                r_start_us: 1_100_500,
+                r_end_us: 1_100_900,
+                seq: Some(1),
+                outcome: Outcome::Ok,
+                reason: None,
+            },
+            Observation {
+                r_start_us: 1_200_500,
+                r_end_us: 1_201_500,
+                seq: None,
+                outcome: Outcome::Refused,
+                reason: Some("connection refused".into()),
+            },
+        ];
+        let mut rows = Rows::new("lab", "r1", &beats, &status);
+        observations.iter().map(|o| rows.row(o)).collect()
+    }
+
+    fn written(format: Format) -> String {
+        let mut out = Vec::new();
+        let mut w = Writer::new(format, &mut out);
+        for row in rows() {
+            w.write(&row).unwrap();
+        }
+        w.finish().unwrap();
+        String::from_utf8(out).unwrap()
     }
 
     #[test]
     fn rows_join_lag_and_latest_status() {
-        let rec = recording();
-        let rows: Vec<Row> = rows(&rec).collect();
+        let rows = rows();
         assert_eq!(rows.len(), 3);
         assert_eq!(rows[0].io_running, None, "no status before the first poll");
         assert_eq!(rows[0].lag_hi_ms, Some(0.7));
@@ -193,10 +224,7 @@ mod tests {
 
     #[test]
     fn csv_and_jsonl_formats() {
-        let rec = recording();
-        let mut csv_out = Vec::new();
-        write_csv(rows(&rec), &mut csv_out).unwrap();
-        let text = String::from_utf8(csv_out).unwrap();
+        let text = written(Format::Csv);
         let mut lines = text.lines();
         assert_eq!(
             lines.next().unwrap(),
@@ -206,11 +234,8 @@ mod tests {
             text.contains(",refused,connection refused,Yes,No,,2"),
             "{text}"
         );
-        let mut json_out = Vec::new();
-        write_jsonl(rows(&rec), &mut json_out).unwrap();
-        let first: serde_json::Value =
-            serde_json::from_str(String::from_utf8(json_out).unwrap().lines().nth(1).unwrap())
-                .unwrap();
+        let json = written(Format::Jsonl);
+        let first: serde_json::Value = serde_json::from_str(json.lines().nth(1).unwrap()).unwrap();
         assert_eq!(first["seconds_behind_master"], serde_json::Value::Null);
         assert_eq!(first["sql_delay_s"], 2);
     }
