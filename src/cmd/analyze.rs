@@ -55,9 +55,6 @@ pub fn run(opts: &Options) -> Result<(), CmdError> {
             s
         }
     };
-    // Freeing millions of decoded samples one by one takes a noticeable share of the
-    // run; the process ends right after this, so leave that to the OS.
-    std::mem::forget(rec);
     super::print_stdout(&text)
 }
 

@@ -65,8 +65,6 @@ pub fn run(opts: &Options) -> Result<(), CmdError> {
             episodes: &d.episodes,
         })
         .collect();
-    // The process ends after drawing: leave freeing the decoded samples to the OS.
-    std::mem::forget(rec);
     plot::draw(&opts.out, opts.kind, &replicas, opts.log)
         .map_err(|e| CmdError::Runtime(format!("{}: {e}", opts.out.display())))
 }
