@@ -64,8 +64,12 @@ socket_of() {
 }
 
 pid_alive() {
-  local pidfile="$LAB_DIR/$1/mysqld.pid"
-  [ -s "$pidfile" ] && kill -0 "$(cat "$pidfile" 2>/dev/null)" 2>/dev/null
+  local pidfile="$LAB_DIR/$1/mysqld.pid" pid
+  [ -s "$pidfile" ] || return 1
+  pid=$(cat "$pidfile" 2>/dev/null)
+  kill -0 "$pid" 2>/dev/null || return 1
+  # A killed server that its parent has not reaped yet is a zombie: not alive.
+  [ "$(sed -E 's/^[0-9]+ \(.*\) (.).*/\1/' "/proc/$pid/stat" 2>/dev/null)" != Z ]
 }
 
 ping_node() {

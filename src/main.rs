@@ -76,6 +76,32 @@ enum Command {
         #[arg(short, long)]
         quiet: bool,
     },
+    /// One probe round without a store: a Nagios/Icinga plugin
+    #[command(after_help = "Examples:\n  \
+        lagtrace check -c lagtrace.toml                          # every replica\n  \
+        lagtrace check -c lagtrace.toml --replica db2 --warn 500ms --crit 2s\n\n\
+        Writes one beat per cluster, reads each replica until it shows the beat or --timeout\n\
+        passes, adds its replication status, and prints one line per replica, worst first:\n  \
+        OK - main/db2: lag 0.003 s (between 0.000 and 0.006 s) | lag=0.003s;1;5;0\n\
+        Exit status (the worst replica): 0 OK, 1 WARNING (lag >= --warn), 2 CRITICAL\n\
+        (lag >= --crit), 3 UNKNOWN (unreachable, not replicating, bad config or arguments).")]
+    Check {
+        /// The config file
+        #[arg(short, long, value_name = "FILE", default_value = "lagtrace.toml")]
+        config: PathBuf,
+        /// Check only this replica (repeatable)
+        #[arg(long, value_name = "NAME")]
+        replica: Vec<String>,
+        /// WARNING at or above this lag
+        #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
+        warn: Duration,
+        /// CRITICAL at or above this lag
+        #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+        crit: Duration,
+        /// How long to wait for each replica to show the beat
+        #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+        timeout: Duration,
+    },
     /// Write one row per observation as CSV or JSON lines
     #[command(after_help = "Examples:\n  \
         lagtrace export --store lagtrace.redb > lag.csv\n  \
@@ -263,6 +289,29 @@ fn main() -> ExitCode {
     };
     init_logging(cli.verbose);
     let result = match cli.command {
+        Command::Check {
+            config,
+            replica,
+            warn,
+            crit,
+            timeout,
+        } => {
+            // A monitoring plugin: every failure to check is UNKNOWN (3), never 1 or 2.
+            return match cmd::check::run(&cmd::check::Options {
+                config,
+                replicas: replica,
+                warn,
+                crit,
+                timeout,
+            }) {
+                Ok(state) => ExitCode::from(state.exit_code()),
+                Err(e) => {
+                    eprintln!("lagtrace: {e}");
+                    println!("UNKNOWN - {e}");
+                    ExitCode::from(3)
+                }
+            };
+        }
         Command::Init {
             config,
             dry_run,
@@ -417,6 +466,10 @@ fn usage_error(e: clap::Error) -> ExitCode {
     let first = text.lines().next().unwrap_or("bad arguments");
     let first = first.strip_prefix("error: ").unwrap_or(first);
     eprintln!("lagtrace: {first} (see --help)");
+    // `check` is a monitoring plugin, where 2 would mean CRITICAL: bad arguments are 3.
+    if std::env::args().nth(1).as_deref() == Some("check") {
+        return ExitCode::from(3);
+    }
     ExitCode::from(2)
 }
 

@@ -12,18 +12,6 @@ use std::time::{Duration, UNIX_EPOCH};
 use common::*;
 use serde_json::Value;
 
-/// Restarts replica 1's SQL thread even when the test fails half-way.
-struct Resume;
-
-impl Drop for Resume {
-    fn drop(&mut self) {
-        let _ = Command::new(repo_root().join("scripts/lab.sh"))
-            .arg("resume")
-            .env("REPLICA", "1")
-            .output();
-    }
-}
-
 fn setup(dir: &TempDir, cluster: &str) -> PathBuf {
     let config = format!(
         "[record]\ninterval = \"10ms\"\nstatus_every = \"100ms\"\n\n{}",
@@ -100,7 +88,7 @@ fn stall_under_load_has_the_expected_episode_vector_eta_and_capacity() {
     sleep(Duration::from_secs(1));
     let recorder = record(&config, &store, 45);
     sleep(Duration::from_secs(12));
-    let guard = Resume;
+    let guard = Restore(vec!["resume"], &[("REPLICA", "1")]);
     lab(&["stall"], &[("REPLICA", "1")]);
     sleep(Duration::from_secs(10));
     drop(guard);

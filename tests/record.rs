@@ -50,18 +50,6 @@ fn of<'a>(rows: &'a [Row], replica: &str) -> Vec<&'a Row> {
     rows.iter().filter(|r| r.replica == replica).collect()
 }
 
-/// Undoes a lab change when the test ends, even by panic.
-struct Restore(Vec<&'static str>, &'static [(&'static str, &'static str)]);
-
-impl Drop for Restore {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new(repo_root().join("scripts/lab.sh"))
-            .args(&self.0)
-            .envs(self.1.iter().copied())
-            .output();
-    }
-}
-
 #[test]
 fn steady_10ms_lag_is_small_and_inside_its_bounds() {
     let _lab = take_lab();

@@ -3,6 +3,7 @@
 //! arguments and maps a [`CmdError`] to an exit code.
 
 pub mod analyze;
+pub mod check;
 pub mod export;
 pub mod init;
 pub mod plot;

@@ -230,3 +230,19 @@ pub fn take_lab() -> std::sync::MutexGuard<'static, ()> {
     ensure_lab();
     guard
 }
+
+/// Undoes a lab change when the test ends, even by panic: runs `scripts/lab.sh ARGS`
+/// with the environment given.
+pub struct Restore(
+    pub Vec<&'static str>,
+    pub &'static [(&'static str, &'static str)],
+);
+
+impl Drop for Restore {
+    fn drop(&mut self) {
+        let _ = Command::new(repo_root().join("scripts/lab.sh"))
+            .args(&self.0)
+            .envs(self.1.iter().copied())
+            .output();
+    }
+}
