@@ -220,13 +220,6 @@ impl Observations {
         parts
     }
 
-    /// Every observation, in time order.
-    pub fn to_vec(&self) -> Result<Vec<Observation>, StoreError> {
-        let mut out = Vec::with_capacity(self.len_hint());
-        self.for_each(|o| out.push(o.clone()))?;
-        Ok(out)
-    }
-
     /// Decodes the cursor's next non-empty chunk into its buffer; false at the end.
     fn refill(&self, c: &mut Cursor) -> Result<bool, StoreError> {
         while c.next_chunk < c.stream.range.end {
