@@ -423,15 +423,8 @@ async fn replication_status(
     c: &mut Conn,
     settings: &ConnectionConfig,
 ) -> Result<Vec<ChannelStatus>, DbError> {
-    let version: Option<String> = timed(
-        "query",
-        settings.query_timeout,
-        c.query_first("SELECT @@version"),
-    )
-    .await?;
-    let sql = conn::replication_status_sql(&version.unwrap_or_default());
-    let rows: Vec<mysql_async::Row> = timed("status", settings.query_timeout, c.query(sql)).await?;
-    Ok(rows.iter().map(status::parse_channel).collect())
+    let sql = status::status_sql(c, settings.query_timeout).await?;
+    status::channels(c, sql, settings.query_timeout).await
 }
 
 #[cfg(test)]

@@ -90,18 +90,28 @@ async fn poll(
 ) -> Result<Vec<ChannelStatus>, DbError> {
     if conn.is_none() {
         let mut c = conn::connect(&p.address, &p.settings, &p.password).await?;
-        let version: Option<String> = timed(
-            "query",
-            p.settings.query_timeout,
-            c.query_first("SELECT @@version"),
-        )
-        .await?;
-        let sql = conn::replication_status_sql(&version.unwrap_or_default());
+        let sql = status_sql(&mut c, p.settings.query_timeout).await?;
         *conn = Some((c, sql));
     }
     let (c, sql) = conn.as_mut().expect("connected above");
-    let rows: Vec<mysql_async::Row> =
-        timed("status poll", p.settings.query_timeout, c.query(*sql)).await?;
+    channels(c, sql, p.settings.query_timeout).await
+}
+
+/// The statement that shows this server's replication channels (it depends on the
+/// server: MariaDB or MySQL).
+pub async fn status_sql(c: &mut Conn, timeout: Duration) -> Result<&'static str, DbError> {
+    let version: Option<String> =
+        timed("query", timeout, c.query_first("SELECT @@version")).await?;
+    Ok(conn::replication_status_sql(&version.unwrap_or_default()))
+}
+
+/// The replication channels as `sql` (from [`status_sql`]) shows them.
+pub async fn channels(
+    c: &mut Conn,
+    sql: &str,
+    timeout: Duration,
+) -> Result<Vec<ChannelStatus>, DbError> {
+    let rows: Vec<mysql_async::Row> = timed("status poll", timeout, c.query(sql)).await?;
     Ok(rows.iter().map(parse_channel).collect())
 }
 
