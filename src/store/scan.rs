@@ -108,6 +108,20 @@ struct RawChunk {
     bytes: Vec<u8>,
 }
 
+impl RawChunk {
+    /// The error for this chunk, of series `kind`/`key` in the store at `path`, when it
+    /// does not decode.
+    fn corrupt(&self, path: &Path, kind: u8, key: &str, e: &dyn std::fmt::Display) -> StoreError {
+        StoreError::Corrupt {
+            path: path.to_path_buf(),
+            detail: format!(
+                "chunk {kind}/{key}@{} (session {}): {e}",
+                self.first_us, self.session
+            ),
+        }
+    }
+}
+
 /// The observation chunks of one replica from one store, in time order: those of
 /// `chunks[range]` (a walk may be split into parts, each walked on its own thread).
 #[derive(Debug, Clone)]
@@ -242,12 +256,8 @@ impl Observations {
         raw: &RawChunk,
         mut each: impl FnMut(&Observation),
     ) -> Result<(), StoreError> {
-        let corrupt = |e: &dyn std::fmt::Display| StoreError::Corrupt {
-            path: stream.path.clone(),
-            detail: format!(
-                "chunk {KIND_OBSERVATIONS}/{}@{} (session {}): {e}",
-                stream.key, raw.first_us, raw.session
-            ),
+        let corrupt = |e: &dyn std::fmt::Display| {
+            raw.corrupt(&stream.path, KIND_OBSERVATIONS, &stream.key, e)
         };
         let chunk: SpanChunk = postcard::from_bytes(&raw.bytes).map_err(|e| corrupt(&e))?;
         let (from, to) = (self.from_us, self.to_us);
@@ -457,13 +467,7 @@ fn decode_all(
 
 /// The error for a chunk of `task` that does not decode.
 fn corrupt_chunk(task: &Task, c: &RawChunk, e: &dyn std::fmt::Display) -> StoreError {
-    StoreError::Corrupt {
-        path: task.path.clone(),
-        detail: format!(
-            "chunk {}/{}@{} (session {}): {e}",
-            task.kind, task.key, c.first_us, c.session
-        ),
-    }
+    c.corrupt(&task.path, task.kind, &task.key, e)
 }
 
 /// Calls `report` every 64 calls of `tick` with the count since the last report.
