@@ -154,7 +154,22 @@ impl Health {
         }
     }
 
-    /// A successful read measured this lag (point estimate, µs).
+    /// A successful read bounded the lag to `[lo_us, hi_us]`. The gate judges the point
+    /// estimate, unless the bounds are wider than `max_lag`: then the primary has
+    /// acknowledged no beat for a while (it may be down, and the replica may well hold
+    /// all it wrote), the point estimate only grows with the silence, and the gate judges
+    /// what is known, the lower bound. Without this every replica would leave the pool
+    /// when the primary stops, as with pt-heartbeat.
+    pub fn on_bounds(&mut self, t_us: i64, lo_us: i64, hi_us: i64) -> Option<Change> {
+        let judged_us = if hi_us - lo_us > self.th.max_lag_us {
+            lo_us
+        } else {
+            lo_us + (hi_us - lo_us) / 2
+        };
+        self.on_lag(t_us, judged_us)
+    }
+
+    /// A successful read measured this lag exactly (µs).
     pub fn on_lag(&mut self, t_us: i64, lag_us: i64) -> Option<Change> {
         self.failed = None;
         self.last_read_us = Some(t_us);
@@ -210,12 +225,18 @@ impl Health {
         self.state.as_ref().map(|(p, t, r)| (*p, *t, r))
     }
 
-    /// The last lag measured, µs.
+    /// The last lag judged (see [`Health::on_bounds`]), µs.
     pub fn lag_us(&self) -> i64 {
         self.lag_us
     }
 
-    fn verdict(&self, now_us: i64) -> (Pool, Reason) {
+    /// The thresholds this machine judges with.
+    pub fn thresholds(&self) -> &Thresholds {
+        &self.th
+    }
+
+    /// The verdict the facts give at `now_us`, before `min_duration` is applied.
+    pub fn verdict(&self, now_us: i64) -> (Pool, Reason) {
         let last = self.last_read_us.unwrap_or(now_us);
         let reason = if let Some(outcome) = self.failed {
             Reason::Unreachable { outcome }
@@ -275,7 +296,8 @@ impl Health {
 /// One recorded input of the state machine.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Event<'a> {
-    Lag { t_us: i64, lag_us: i64 },
+    /// A read's lag bounds, µs.
+    Lag { t_us: i64, lo_us: i64, hi_us: i64 },
     Failure { t_us: i64, outcome: Outcome },
     Status(&'a StatusSample),
 }
@@ -299,7 +321,8 @@ pub fn events<'a>(
     let mut out: Vec<Event<'a>> = Vec::with_capacity(points.len() + failures.len() + status.len());
     out.extend(points.iter().map(|p| Event::Lag {
         t_us: p.t_us,
-        lag_us: p.lag_us(),
+        lo_us: p.lo_us,
+        hi_us: p.hi_us,
     }));
     out.extend(failures.iter().map(|f| Event::Failure {
         t_us: f.t_us,
@@ -321,7 +344,7 @@ impl Health {
             changes.extend(self.on_time(stale_at + 1));
         }
         changes.extend(match *ev {
-            Event::Lag { t_us, lag_us } => self.on_lag(t_us, lag_us),
+            Event::Lag { t_us, lo_us, hi_us } => self.on_bounds(t_us, lo_us, hi_us),
             Event::Failure { t_us, outcome } => self.on_failure(t_us, outcome),
             Event::Status(s) => self.on_status(s),
         });
@@ -451,6 +474,22 @@ mod tests {
         assert_eq!(h.on_lag(2, 2_300_000), None);
         assert_eq!(h.state().unwrap().0, Pool::In);
         assert_eq!(h.on_lag(3, 3_100_000).unwrap().pool, Pool::Out);
+    }
+
+    #[test]
+    fn wide_bounds_are_judged_by_their_lower_bound() {
+        let mut h = Health::new(th(0));
+        h.on_bounds(0, 0, 2_000);
+        // The primary stopped acknowledging: [0, 5 s] says nothing about lag being high.
+        assert_eq!(h.on_bounds(S, 0, 5 * S), None);
+        assert_eq!((h.state().unwrap().0, h.lag_us()), (Pool::In, 0));
+        // Known to be over 1.2 s although the bounds are wide: out.
+        let c = h.on_bounds(2 * S, 1_200_000, 5 * S).unwrap();
+        assert_eq!((c.pool, c.reason.code()), (Pool::Out, "lagging"));
+        // Narrow bounds are judged by their middle: [1.0, 1.1] s is 1.05 s, still out.
+        assert_eq!(h.on_bounds(3 * S, S, 1_100_000), None);
+        assert_eq!(h.lag_us(), 1_050_000);
+        assert_eq!(h.on_bounds(4 * S, 0, 200_000).unwrap().pool, Pool::In);
     }
 
     #[test]

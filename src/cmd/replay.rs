@@ -110,14 +110,9 @@ pub fn run(opts: &Options) -> Result<(), CmdError> {
         r.health.feed(&ev, &mut fresh);
         if let Some(s) = &statsd {
             match ev {
-                Event::Lag { lag_us, .. } => s.lag(
-                    r.cluster,
-                    r.replica,
-                    &LagBounds {
-                        lo_us: lag_us,
-                        hi_us: lag_us,
-                    },
-                ),
+                Event::Lag { lo_us, hi_us, .. } => {
+                    s.lag(r.cluster, r.replica, &LagBounds { lo_us, hi_us })
+                }
                 Event::Status(st) => {
                     if let Some(ch) = st.main_channel() {
                         s.status(r.cluster, r.replica, ch);
