@@ -37,6 +37,7 @@ pub struct Config {
     pub clusters: Vec<ClusterConfig>,
     pub statsd: Option<StatsdConfig>,
     pub http: Option<HttpConfig>,
+    pub agent: Option<AgentConfig>,
     pub triggers: TriggersConfig,
 }
 
@@ -107,11 +108,34 @@ pub struct StatsdConfig {
     pub prefix: String,
 }
 
-/// `[http]`: the health-check and metrics listener.
+/// `[http]`: the health-check and metrics listener, and the thresholds of the live
+/// pool state machine (which the `[agent]` listener shares).
 #[derive(Debug, Clone, PartialEq)]
 pub struct HttpConfig {
     pub listen: SocketAddr,
+    /// Out of the pool when lag exceeds this.
     pub max_lag: Duration,
+    /// Back in once lag falls under this (not above `max_lag`; default half of it).
+    pub recover_lag: Duration,
+    /// Out when no read came for this long.
+    pub stale: Duration,
+    /// A new pool state must hold this long before checks report it.
+    pub min_duration: Duration,
+    /// A file named after a replica in this directory puts it in maintenance.
+    pub maintenance_dir: Option<PathBuf>,
+    /// Replicas whose intended delay (SQL_Delay) is subtracted from their lag before
+    /// it is compared with the thresholds; sorted.
+    pub ignore_intended_delay: Vec<String>,
+}
+
+/// Default `[http] stale`.
+pub const DEFAULT_STALE: Duration = Duration::from_secs(3);
+
+/// `[agent]`: HAProxy's agent-check protocol (one line in: a replica name; one line
+/// out: its state), answered with the thresholds of `[http]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentConfig {
+    pub listen: SocketAddr,
 }
 
 /// `[triggers]`: a command (argv, no shell) per topology event; empty when unset.
@@ -257,6 +281,7 @@ struct RawConfig {
     cluster: Vec<RawCluster>,
     statsd: Option<RawStatsd>,
     http: Option<RawHttp>,
+    agent: Option<RawAgent>,
     #[serde(default)]
     triggers: RawTriggers,
 }
@@ -305,6 +330,17 @@ struct RawStatsd {
 struct RawHttp {
     listen: Option<String>,
     max_lag: Option<String>,
+    recover_lag: Option<String>,
+    stale: Option<String>,
+    min_duration: Option<String>,
+    maintenance_dir: Option<String>,
+    ignore_intended_delay: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAgent {
+    listen: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -382,7 +418,14 @@ impl Validator<'_> {
             clusters.push(c);
         }
         let statsd = raw.statsd.map(|s| self.statsd(s)).transpose()?;
-        let http = raw.http.map(|h| self.http(h)).transpose()?;
+        let http = raw
+            .http
+            .map(|h| self.http(h, &record, &clusters))
+            .transpose()?;
+        let agent = raw
+            .agent
+            .map(|a| self.agent(a, http.as_ref()))
+            .transpose()?;
         let triggers = self.triggers(raw.triggers)?;
         Ok(Config {
             record,
@@ -390,6 +433,7 @@ impl Validator<'_> {
             clusters,
             statsd,
             http,
+            agent,
             triggers,
         })
     }
@@ -632,28 +676,109 @@ impl Validator<'_> {
         Ok(StatsdConfig { address, prefix })
     }
 
-    fn http(&self, raw: RawHttp) -> Result<HttpConfig, ConfigError> {
+    fn http(
+        &self,
+        raw: RawHttp,
+        record: &RecordConfig,
+        clusters: &[ClusterConfig],
+    ) -> Result<HttpConfig, ConfigError> {
         let key = |k| [Seg::Key("http"), Seg::Key(k)];
         let listen = match raw.listen {
             None => SocketAddr::from(([127, 0, 0, 1], 9104)),
-            Some(s) => s.parse::<SocketAddr>().map_err(|_| {
-                self.err(
-                    &key("listen"),
-                    format!("bad listen address {s:?}: give ip:port, e.g. 127.0.0.1:9104"),
-                )
-            })?,
+            Some(s) => self.listen_address(&key("listen"), &s)?,
         };
-        let max_lag = match raw.max_lag {
-            None => Duration::from_secs(1),
-            Some(s) => {
-                let d = parse_duration(&s).map_err(|m| self.err(&key("max_lag"), m))?;
-                if d.is_zero() {
-                    return Err(self.err(&key("max_lag"), "must be more than 0"));
-                }
-                d
+        let long = (Duration::from_millis(1), Duration::from_secs(24 * 3600));
+        let max_lag =
+            self.bounded_duration(&key("max_lag"), raw.max_lag, Duration::from_secs(1), long)?;
+        let recover_lag =
+            self.bounded_duration(&key("recover_lag"), raw.recover_lag, max_lag / 2, long)?;
+        if recover_lag > max_lag {
+            return Err(self.err(
+                &key("recover_lag"),
+                format!(
+                    "recover_lag ({}) is above max_lag ({}): a replica could never come back",
+                    humantime::format_duration(recover_lag),
+                    humantime::format_duration(max_lag)
+                ),
+            ));
+        }
+        let stale = self.bounded_duration(&key("stale"), raw.stale, DEFAULT_STALE, long)?;
+        let read_period = record.interval * record.read_every;
+        if stale <= read_period {
+            return Err(self.err(
+                &key("stale"),
+                format!(
+                    "stale ({}) must be longer than the time between reads ({})",
+                    humantime::format_duration(stale),
+                    humantime::format_duration(read_period)
+                ),
+            ));
+        }
+        let min_duration = self.bounded_duration(
+            &key("min_duration"),
+            raw.min_duration,
+            Duration::ZERO,
+            (Duration::ZERO, Duration::from_secs(3600)),
+        )?;
+        let maintenance_dir = match raw.maintenance_dir {
+            Some(s) if s.trim().is_empty() => {
+                return Err(self.err(&key("maintenance_dir"), "is empty"));
             }
+            s => s.map(PathBuf::from),
         };
-        Ok(HttpConfig { listen, max_lag })
+        let mut ignore = raw.ignore_intended_delay.unwrap_or_default();
+        for name in &ignore {
+            if !clusters
+                .iter()
+                .any(|c| c.replicas.iter().any(|r| &r.name == name))
+            {
+                return Err(self.err(
+                    &key("ignore_intended_delay"),
+                    format!("{name:?} is not a replica of any [[cluster]]"),
+                ));
+            }
+        }
+        ignore.sort();
+        ignore.dedup();
+        Ok(HttpConfig {
+            listen,
+            max_lag,
+            recover_lag,
+            stale,
+            min_duration,
+            maintenance_dir,
+            ignore_intended_delay: ignore,
+        })
+    }
+
+    fn agent(&self, raw: RawAgent, http: Option<&HttpConfig>) -> Result<AgentConfig, ConfigError> {
+        let path = [Seg::Key("agent"), Seg::Key("listen")];
+        let Some(http) = http else {
+            return Err(self.err(
+                &[Seg::Key("agent")],
+                "[agent] answers with the thresholds of [http]: add an [http] section",
+            ));
+        };
+        let listen = match raw.listen {
+            None => SocketAddr::from(([127, 0, 0, 1], 9105)),
+            Some(s) => self.listen_address(&path, &s)?,
+        };
+        if listen == http.listen {
+            return Err(self.err(
+                &path,
+                format!("{listen} is already [http] listen: give the agent its own port"),
+            ));
+        }
+        Ok(AgentConfig { listen })
+    }
+
+    fn listen_address(&self, path: &[Seg<'_>], s: &str) -> Result<SocketAddr, ConfigError> {
+        s.parse::<SocketAddr>().map_err(|_| {
+            self.err(
+                path,
+                format!("bad listen address {s:?}: give ip:port, e.g. 127.0.0.1:9104"),
+            )
+        })
     }
 
     fn triggers(&self, raw: RawTriggers) -> Result<TriggersConfig, ConfigError> {
@@ -890,6 +1015,10 @@ address = "127.0.0.1:8125"
 [http]
 listen = "127.0.0.1:9104"
 max_lag = "2s"
+ignore_intended_delay = ["db3"]
+
+[agent]
+listen = "127.0.0.1:9105"
 
 [triggers]
 replica_down = ["/bin/true", "--x"]
@@ -920,7 +1049,12 @@ replica_down = ["/bin/true", "--x"]
         let names: Vec<_> = c.clusters[0].replicas.iter().map(|r| &r.name).collect();
         assert_eq!(names, ["db2", "db3"]);
         assert_eq!(c.clusters[0].primary.port, 13306);
-        assert_eq!(c.http.unwrap().max_lag, Duration::from_secs(2));
+        let http = c.http.unwrap();
+        assert_eq!(http.max_lag, Duration::from_secs(2));
+        assert_eq!(http.recover_lag, Duration::from_secs(1), "half of max_lag");
+        assert_eq!(http.stale, DEFAULT_STALE);
+        assert_eq!(http.ignore_intended_delay, ["db3"]);
+        assert_eq!(c.agent.unwrap().listen.port(), 9105);
         assert_eq!(c.statsd.unwrap().prefix, "lagtrace");
         assert_eq!(c.triggers.replica_down.unwrap()[0], "/bin/true");
     }
@@ -1024,7 +1158,7 @@ replica_down = ["/bin/true", "--x"]
         );
         let e = err_of(&text);
         assert_eq!(e.key, "cluster[1].name");
-        assert_eq!(e.line, Some(27));
+        assert_eq!(e.line, Some(31));
     }
 
     #[test]
@@ -1125,6 +1259,23 @@ replica_down = ["/bin/true", "--x"]
         assert_eq!(e.key, "http.listen");
         let e = err_of(&good_with("max_lag = \"2s\"", "max_lag = \"0s\""));
         assert_eq!(e.key, "http.max_lag");
+        let e = err_of(&good_with(
+            "max_lag = \"2s\"",
+            "max_lag = \"2s\"\nrecover_lag = \"3s\"",
+        ));
+        assert_eq!(e.key, "http.recover_lag");
+        let e = err_of(&good_with("max_lag = \"2s\"", "stale = \"10ms\""));
+        assert_eq!(e.key, "http.stale");
+        assert!(e.message.contains("between reads"), "{e}");
+        let e = err_of(&good_with("[\"db3\"]", "[\"db9\"]"));
+        assert_eq!(e.key, "http.ignore_intended_delay");
+        let e = err_of(&good_with("127.0.0.1:9105", "127.0.0.1:9104"));
+        assert_eq!(e.key, "agent.listen");
+        let e = err_of(&good_with(
+            "[http]\nlisten = \"127.0.0.1:9104\"\nmax_lag = \"2s\"\nignore_intended_delay = [\"db3\"]\n",
+            "",
+        ));
+        assert_eq!(e.key, "agent");
         let e = err_of(&good_with(
             "address = \"127.0.0.1:8125\"",
             "address = \"host\"",

@@ -297,8 +297,15 @@ impl Health {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Event<'a> {
     /// A read's lag bounds, µs.
-    Lag { t_us: i64, lo_us: i64, hi_us: i64 },
-    Failure { t_us: i64, outcome: Outcome },
+    Lag {
+        t_us: i64,
+        lo_us: i64,
+        hi_us: i64,
+    },
+    Failure {
+        t_us: i64,
+        outcome: Outcome,
+    },
     Status(&'a StatusSample),
 }
 

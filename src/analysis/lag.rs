@@ -186,6 +186,24 @@ impl RecentBeats {
             self.beats.range(i + 1..),
         ))
     }
+
+    /// The lower bound of lag (µs) for a read that shows a beat older than every beat
+    /// held (written before the recorder started, or long ago): the replica lacks the
+    /// first held beat that had committed when the read started. `None` when the read
+    /// shows a held or newer beat, or no held beat had committed by then.
+    pub fn floor_us(&self, obs: &Observation) -> Option<i64> {
+        let first = self.beats.front()?;
+        if obs.seq? >= first.seq {
+            return None;
+        }
+        let ack = self
+            .beats
+            .iter()
+            .filter_map(BeatTimes::t_ack_us)
+            .next()
+            .filter(|&ack| ack <= obs.r_start_us)?;
+        Some((obs.r_start_us - ack).max(0))
+    }
 }
 
 #[cfg(test)]
@@ -293,6 +311,22 @@ mod tests {
         let o = obs(Some(8), 1000, 1010);
         assert_eq!(recent.lag(&o), BeatIndex::new(&beats).lag(&o));
         assert_eq!(recent.lag(&obs(Some(3), 1000, 1010)), None);
+    }
+
+    #[test]
+    fn a_read_older_than_every_held_beat_has_a_floor() {
+        let mut recent = RecentBeats::new(4);
+        assert_eq!(recent.floor_us(&obs(Some(1), 1000, 1010)), None, "no beats");
+        recent.push(full_beat(10, 100, None));
+        recent.push(full_beat(11, 200, Some(250)));
+        recent.push(full_beat(12, 300, Some(310)));
+        // Lacks beat 11, acknowledged at 250 (beat 10 failed).
+        assert_eq!(recent.floor_us(&obs(Some(3), 1000, 1010)), Some(750));
+        // Before the first acknowledgement nothing is known.
+        assert_eq!(recent.floor_us(&obs(Some(3), 240, 245)), None);
+        // A held beat has bounds instead.
+        assert_eq!(recent.floor_us(&obs(Some(11), 1000, 1010)), None);
+        assert_eq!(recent.floor_us(&obs(None, 1000, 1010)), None);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 pub mod console;
 pub mod export;
+pub mod live;
 pub mod nagios;
 pub mod plot;
 pub mod report;

@@ -1,0 +1,596 @@
+//! Live outputs of `record`, the shared part: the recorder's in-memory picture of each
+//! replica (pool state, lag bounds, vector, thread states) and of the probes' counters.
+//! The sample loop feeds it; the HTTP and agent listeners read it. A check is answered
+//! from this picture alone and never waits on a database.
+//!
+//! The pool state is [`Health`], the machine `replay` and `analyze` use, so a live
+//! answer and a replayed one are the same computation. Times are UTC µs of the
+//! recorder's clock.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use serde::Serialize;
+
+use crate::analysis::health::{Health, Pool, Reason, Thresholds};
+use crate::analysis::lag::LagBounds;
+use crate::analysis::series::LagPoint;
+use crate::analysis::vector;
+use crate::clock::format_utc_us;
+use crate::config::{Config, HttpConfig};
+use crate::samples::{Beat, IoState, Observation, Outcome, StatusSample};
+
+/// The live picture shared between the sample loop and the listeners.
+pub type Shared = Arc<Mutex<Live>>;
+
+/// Locks the shared picture. A listener that panicked while holding the lock leaves
+/// plain numbers behind, still worth answering with, so a poisoned lock is taken over.
+pub fn lock(shared: &Shared) -> MutexGuard<'_, Live> {
+    shared
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Which question a check asks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Check {
+    /// In the read pool: reachable, replicating, lag under the thresholds, fresh.
+    Pool,
+    /// Reachable and replicating, whatever the lag (for backup pools).
+    IgnoreLag,
+}
+
+/// A check's answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    In,
+    Out,
+    Maintenance,
+}
+
+/// Everything known about one replica, as `/check`, `/status` and `/metrics` show it.
+/// Absent facts are `None` (JSON null), never a sentinel number.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReplicaDoc {
+    pub replica: String,
+    pub cluster: String,
+    pub state: State,
+    /// Short code of the reason (`healthy`, `lagging`, `unreachable`, `io_stopped`,
+    /// `sql_stopped`, `stale`, `maintenance`, `starting`).
+    pub reason: String,
+    /// The reason in words.
+    pub detail: String,
+    /// When the replica entered its pool state (RFC 3339 UTC); null before any fact.
+    pub since: Option<String>,
+    /// Lag of the last successful read: point estimate and bounds, ms. The upper bound
+    /// is null when the read showed a beat older than every beat held.
+    pub lag_ms: Option<f64>,
+    pub lag_lo_ms: Option<f64>,
+    pub lag_hi_ms: Option<f64>,
+    /// The replication vector over the last second (0 keeps up, -1 applies nothing).
+    pub vector: Option<f64>,
+    /// Time since the newest beat the replica showed was sent, ms (pt-heartbeat's lag).
+    pub heartbeat_age_ms: Option<f64>,
+    /// Thread states of the main channel; null before the first status poll.
+    pub io_running: Option<bool>,
+    pub sql_running: Option<bool>,
+    /// Seconds_Behind_Master as the server reports it; null when the server says NULL.
+    pub seconds_behind_master: Option<u32>,
+    pub sql_delay_s: Option<u32>,
+    /// Whether SQL_Delay is subtracted from the lag before the thresholds.
+    pub ignore_intended_delay: bool,
+    pub reads_ok: u64,
+    pub reads_failed: u64,
+    /// Time of the last read, successful or not (RFC 3339 UTC).
+    pub last_read: Option<String>,
+}
+
+/// The whole picture at one moment, for `/status` and `/metrics`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Snapshot {
+    pub version: &'static str,
+    pub started: String,
+    pub now: String,
+    pub max_lag_ms: f64,
+    pub recover_lag_ms: f64,
+    pub clusters: Vec<ClusterDoc>,
+    /// Failed probe steps by probe (`beat`, `read`, `status`) and outcome name.
+    pub probe_errors: BTreeMap<String, BTreeMap<String, u64>>,
+    /// Samples the store could not keep up with.
+    pub dropped_samples: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ClusterDoc {
+    pub cluster: String,
+    pub beats_ok: u64,
+    pub beats_failed: u64,
+    pub replicas: Vec<ReplicaDoc>,
+}
+
+/// The live picture.
+#[derive(Debug)]
+pub struct Live {
+    started_us: i64,
+    thresholds: Thresholds,
+    maintenance_dir: Option<PathBuf>,
+    clusters: Vec<ClusterLive>,
+    replicas: Vec<ReplicaLive>,
+    probe_errors: BTreeMap<(&'static str, &'static str), u64>,
+    dropped_samples: u64,
+}
+
+#[derive(Debug)]
+struct ClusterLive {
+    name: String,
+    beats_ok: u64,
+    beats_failed: u64,
+}
+
+#[derive(Debug)]
+struct ReplicaLive {
+    cluster: usize,
+    name: String,
+    health: Health,
+    /// Bounds of the last successful read; `hi_us` is `None` when only a floor is known.
+    lag: Option<(i64, Option<i64>)>,
+    /// Send time of the newest beat shown.
+    seen_send_us: Option<i64>,
+    /// Lag points of the last [`vector::WINDOW_US`], for the vector.
+    window: Vec<LagPoint>,
+    vector: Option<f64>,
+    io_running: Option<bool>,
+    sql_running: Option<bool>,
+    seconds_behind_master: Option<u32>,
+    sql_delay_s: Option<u32>,
+    reads_ok: u64,
+    reads_failed: u64,
+    last_read_us: Option<i64>,
+}
+
+impl Live {
+    /// One entry per cluster and replica of `config`, in config order (the order the
+    /// record loop's indexes use), judged with the thresholds of `http`.
+    pub fn new(config: &Config, http: &HttpConfig, started_us: i64) -> Live {
+        let us = |d: std::time::Duration| d.as_micros().min(i64::MAX as u128) as i64;
+        let base = Thresholds {
+            max_lag_us: us(http.max_lag),
+            recover_lag_us: us(http.recover_lag),
+            min_duration_us: us(http.min_duration),
+            stale_us: us(http.stale),
+            ignore_intended_delay: false,
+        };
+        let mut clusters = Vec::new();
+        let mut replicas = Vec::new();
+        for (ci, c) in config.clusters.iter().enumerate() {
+            clusters.push(ClusterLive {
+                name: c.name.clone(),
+                beats_ok: 0,
+                beats_failed: 0,
+            });
+            for r in &c.replicas {
+                let th = Thresholds {
+                    ignore_intended_delay: http.ignore_intended_delay.contains(&r.name),
+                    ..base
+                };
+                replicas.push(ReplicaLive {
+                    cluster: ci,
+                    name: r.name.clone(),
+                    health: Health::new(th),
+                    lag: None,
+                    seen_send_us: None,
+                    window: Vec::new(),
+                    vector: None,
+                    io_running: None,
+                    sql_running: None,
+                    seconds_behind_master: None,
+                    sql_delay_s: None,
+                    reads_ok: 0,
+                    reads_failed: 0,
+                    last_read_us: None,
+                });
+            }
+        }
+        Live {
+            started_us,
+            thresholds: base,
+            maintenance_dir: http.maintenance_dir.clone(),
+            clusters,
+            replicas,
+            probe_errors: BTreeMap::new(),
+            dropped_samples: 0,
+        }
+    }
+
+    /// A beat written (or not) on cluster number `cluster`.
+    pub fn on_beat(&mut self, cluster: usize, beat: &Beat) {
+        if let Some(c) = self.clusters.get_mut(cluster) {
+            if beat.outcome == Outcome::Ok {
+                c.beats_ok += 1;
+            } else {
+                c.beats_failed += 1;
+                *self
+                    .probe_errors
+                    .entry(("beat", beat.outcome.name()))
+                    .or_default() += 1;
+            }
+        }
+    }
+
+    /// A read of replica number `replica`; `lag` as the recent beats bound it, or
+    /// `floor_us` when it showed a beat older than every beat held.
+    pub fn on_read(
+        &mut self,
+        replica: usize,
+        obs: &Observation,
+        lag: Option<LagBounds>,
+        floor_us: Option<i64>,
+    ) {
+        let Some(r) = self.replicas.get_mut(replica) else {
+            return;
+        };
+        r.last_read_us = Some(obs.r_start_us);
+        if obs.outcome != Outcome::Ok {
+            r.reads_failed += 1;
+            r.health.on_failure(obs.r_start_us, obs.outcome);
+            *self
+                .probe_errors
+                .entry(("read", obs.outcome.name()))
+                .or_default() += 1;
+            return;
+        }
+        r.reads_ok += 1;
+        let t_us = obs.r_start_us + (obs.r_end_us - obs.r_start_us) / 2;
+        match (lag, floor_us) {
+            (Some(b), _) => {
+                r.lag = Some((b.lo_us, Some(b.hi_us)));
+                r.seen_send_us = Some(obs.r_end_us - b.hi_us);
+                r.health.on_bounds(t_us, b.lo_us, b.hi_us);
+                r.push_point(LagPoint {
+                    t_us,
+                    lo_us: b.lo_us,
+                    hi_us: b.hi_us,
+                });
+            }
+            (None, Some(lo_us)) => {
+                r.lag = Some((lo_us, None));
+                r.seen_send_us = None;
+                r.health.on_bounds(t_us, lo_us, i64::MAX);
+            }
+            // A beat newer than the ones held (its sample is still on its way) or
+            // nothing known yet: the read proves the replica answers, nothing more.
+            (None, None) => {}
+        }
+    }
+
+    /// A replication status poll of replica number `replica`.
+    pub fn on_status(&mut self, replica: usize, status: &StatusSample) {
+        let Some(r) = self.replicas.get_mut(replica) else {
+            return;
+        };
+        if status.outcome != Outcome::Ok {
+            *self
+                .probe_errors
+                .entry(("status", status.outcome.name()))
+                .or_default() += 1;
+        } else {
+            match status.main_channel() {
+                Some(c) => {
+                    r.io_running = Some(c.io == IoState::Yes);
+                    r.sql_running = Some(c.sql_running);
+                    r.seconds_behind_master = c.seconds_behind_master;
+                    r.sql_delay_s = Some(c.sql_delay_s);
+                }
+                None => {
+                    r.io_running = Some(false);
+                    r.sql_running = Some(false);
+                    r.seconds_behind_master = None;
+                    r.sql_delay_s = None;
+                }
+            }
+        }
+        r.health.on_status(status);
+    }
+
+    /// Samples dropped so far because the store fell behind.
+    pub fn set_dropped(&mut self, dropped: u64) {
+        self.dropped_samples = dropped;
+    }
+
+    /// The answer to `check` for the replica named `name` at `now_us`; `None` when no
+    /// replica has that name.
+    pub fn check(&mut self, name: &str, check: Check, now_us: i64) -> Option<ReplicaDoc> {
+        let i = self.replicas.iter().position(|r| r.name == name)?;
+        Some(self.doc(i, check, now_us))
+    }
+
+    /// Every cluster and replica at `now_us`, with pool checks.
+    pub fn snapshot(&mut self, now_us: i64) -> Snapshot {
+        let mut clusters: Vec<ClusterDoc> = self
+            .clusters
+            .iter()
+            .map(|c| ClusterDoc {
+                cluster: c.name.clone(),
+                beats_ok: c.beats_ok,
+                beats_failed: c.beats_failed,
+                replicas: Vec::new(),
+            })
+            .collect();
+        for i in 0..self.replicas.len() {
+            let doc = self.doc(i, Check::Pool, now_us);
+            clusters[self.replicas[i].cluster].replicas.push(doc);
+        }
+        let mut probe_errors: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
+        for ((probe, kind), n) in &self.probe_errors {
+            probe_errors
+                .entry(probe.to_string())
+                .or_default()
+                .insert(kind.to_string(), *n);
+        }
+        Snapshot {
+            version: env!("CARGO_PKG_VERSION"),
+            started: format_utc_us(self.started_us),
+            now: format_utc_us(now_us),
+            max_lag_ms: ms(self.thresholds.max_lag_us),
+            recover_lag_ms: ms(self.thresholds.recover_lag_us),
+            clusters,
+            probe_errors,
+            dropped_samples: self.dropped_samples,
+        }
+    }
+
+    fn in_maintenance(&self, name: &str) -> bool {
+        // Names are plain ([A-Za-z0-9_-], checked by the config): safe as a file name.
+        self.maintenance_dir
+            .as_ref()
+            .is_some_and(|dir| dir.join(name).exists())
+    }
+
+    fn doc(&mut self, i: usize, check: Check, now_us: i64) -> ReplicaDoc {
+        let maintenance = self.in_maintenance(&self.replicas[i].name);
+        let cluster = self.clusters[self.replicas[i].cluster].name.clone();
+        let r = &mut self.replicas[i];
+        if r.health.state().is_some() {
+            r.health.on_time(now_us);
+        }
+        let (state, reason, detail, since) = if maintenance {
+            (
+                State::Maintenance,
+                "maintenance".to_string(),
+                "maintenance file present".to_string(),
+                None,
+            )
+        } else {
+            let (pool, why, since) = match (check, r.health.state()) {
+                (Check::Pool, Some((pool, since_us, why))) => {
+                    (pool, why.clone(), Some(format_utc_us(since_us)))
+                }
+                (Check::IgnoreLag, Some(_)) => match r.health.verdict(now_us) {
+                    (_, why @ (Reason::Healthy { .. } | Reason::Lagging { .. })) => {
+                        (Pool::In, why, None)
+                    }
+                    (pool, why) => (pool, why, None),
+                },
+                (_, None) => (Pool::In, Reason::Healthy { lag_us: 0 }, None),
+            };
+            // In needs facts, not their absence: a lag measured (or, ignoring lag, a
+            // successful read) and the threads' state from a status poll.
+            let measured = match check {
+                Check::Pool => r.lag.is_some(),
+                Check::IgnoreLag => r.reads_ok > 0,
+            };
+            if pool == Pool::In && !(measured && r.io_running.is_some()) {
+                (
+                    State::Out,
+                    "starting".to_string(),
+                    "no lag measured or no status polled yet".to_string(),
+                    None,
+                )
+            } else {
+                let state = if pool == Pool::In {
+                    State::In
+                } else {
+                    State::Out
+                };
+                (state, why.code().to_string(), why.to_string(), since)
+            }
+        };
+        let (lo_us, hi_us) = match r.lag {
+            Some((lo, hi)) => (Some(lo), hi),
+            None => (None, None),
+        };
+        ReplicaDoc {
+            replica: r.name.clone(),
+            cluster,
+            state,
+            reason,
+            detail,
+            since,
+            lag_ms: lo_us.zip(hi_us).map(|(lo, hi)| ms(lo + (hi - lo) / 2)),
+            lag_lo_ms: lo_us.map(ms),
+            lag_hi_ms: hi_us.map(ms),
+            vector: r.vector,
+            heartbeat_age_ms: r.seen_send_us.map(|t| ms(now_us - t)),
+            io_running: r.io_running,
+            sql_running: r.sql_running,
+            seconds_behind_master: r.seconds_behind_master,
+            sql_delay_s: r.sql_delay_s,
+            ignore_intended_delay: r.health.thresholds().ignore_intended_delay,
+            reads_ok: r.reads_ok,
+            reads_failed: r.reads_failed,
+            last_read: r.last_read_us.map(format_utc_us),
+        }
+    }
+}
+
+impl ReplicaLive {
+    /// Keeps the points of the last vector window and refits the vector.
+    fn push_point(&mut self, p: LagPoint) {
+        let from_us = p.t_us - vector::WINDOW_US;
+        let old = self.window.partition_point(|q| q.t_us <= from_us);
+        self.window.drain(..old);
+        self.window.push(p);
+        let covered = self.window[self.window.len() - 1].t_us - self.window[0].t_us;
+        self.vector = (covered * 2 >= vector::WINDOW_US)
+            .then(|| vector::fit(&self.window))
+            .flatten()
+            .map(|f| f.vector());
+    }
+}
+
+fn ms(us: i64) -> f64 {
+    us as f64 / 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::samples::ChannelStatus;
+
+    const S: i64 = 1_000_000;
+
+    fn live(maintenance_dir: Option<PathBuf>) -> Live {
+        let config = crate::config::parse(
+            "t.toml",
+            "[[cluster]]\nname = \"c\"\nprimary = \"h1\"\n\
+             replicas = { r1 = \"h2\", r2 = \"h3\" }\n[http]\n",
+        )
+        .unwrap();
+        let mut http = config.http.clone().unwrap();
+        http.maintenance_dir = maintenance_dir;
+        Live::new(&config, &http, 0)
+    }
+
+    fn read(t_us: i64) -> Observation {
+        Observation {
+            r_start_us: t_us,
+            r_end_us: t_us + 1000,
+            seq: Some(1),
+            outcome: Outcome::Ok,
+            reason: None,
+        }
+    }
+
+    fn running(t_us: i64, sql_running: bool) -> StatusSample {
+        StatusSample {
+            t_us,
+            duration_us: 100,
+            outcome: Outcome::Ok,
+            reason: None,
+            channels: vec![ChannelStatus {
+                sql_running,
+                seconds_behind_master: sql_running.then_some(0),
+                ..ChannelStatus::running()
+            }],
+        }
+    }
+
+    fn bounds(lo_us: i64, hi_us: i64) -> Option<LagBounds> {
+        Some(LagBounds { lo_us, hi_us })
+    }
+
+    #[test]
+    fn unknown_replica_and_nothing_known_yet() {
+        let mut l = live(None);
+        assert_eq!(l.check("r9", Check::Pool, 0), None);
+        let d = l.check("r1", Check::Pool, 0).unwrap();
+        assert_eq!((d.state, d.reason.as_str()), (State::Out, "starting"));
+        assert_eq!((d.lag_ms, d.io_running, d.since), (None, None, None));
+    }
+
+    #[test]
+    fn lag_takes_a_replica_out_and_ignore_lag_keeps_it() {
+        let mut l = live(None);
+        l.on_status(0, &running(0, true));
+        for k in 0..20 {
+            l.on_read(0, &read(k * S / 10), bounds(1000, 3000), None);
+        }
+        let d = l.check("r1", Check::Pool, 2 * S).unwrap();
+        assert_eq!((d.state, d.reason.as_str()), (State::In, "healthy"));
+        assert_eq!(
+            (d.lag_ms, d.lag_lo_ms, d.lag_hi_ms),
+            (Some(2.0), Some(1.0), Some(3.0))
+        );
+        assert!(d.vector.unwrap().abs() < 1e-9, "{:?}", d.vector);
+        assert_eq!(d.seconds_behind_master, Some(0));
+        // Falling behind one second per second from 2 s on.
+        for k in 20..40 {
+            let lag = (k - 20) * S / 10;
+            l.on_read(0, &read(k * S / 10), bounds(lag, lag + 2000), None);
+        }
+        let d = l.check("r1", Check::Pool, 4 * S).unwrap();
+        assert_eq!((d.state, d.reason.as_str()), (State::Out, "lagging"));
+        assert!((d.vector.unwrap() + 1.0).abs() < 1e-6, "{:?}", d.vector);
+        let d = l.check("r1", Check::IgnoreLag, 4 * S).unwrap();
+        assert_eq!(d.state, State::In);
+        // A stopped SQL thread is out for both checks.
+        l.on_status(1, &running(4 * S, false));
+        l.on_status(0, &running(4 * S, false));
+        let d = l.check("r1", Check::IgnoreLag, 4 * S).unwrap();
+        assert_eq!((d.state, d.reason.as_str()), (State::Out, "sql_stopped"));
+        assert_eq!(d.seconds_behind_master, None);
+    }
+
+    #[test]
+    fn a_failed_read_is_unreachable_and_silence_goes_stale() {
+        let mut l = live(None);
+        l.on_status(0, &running(0, true));
+        l.on_read(0, &read(0), bounds(0, 1000), None);
+        let mut failed = read(S);
+        failed.outcome = Outcome::Refused;
+        failed.seq = None;
+        l.on_read(0, &failed, None, None);
+        let d = l.check("r1", Check::Pool, S).unwrap();
+        assert_eq!((d.state, d.reason.as_str()), (State::Out, "unreachable"));
+        assert_eq!(d.reads_failed, 1);
+        l.on_read(0, &read(2 * S), bounds(0, 1000), None);
+        assert_eq!(l.check("r1", Check::Pool, 2 * S).unwrap().state, State::In);
+        let d = l.check("r1", Check::Pool, 6 * S).unwrap();
+        assert_eq!((d.state, d.reason.as_str()), (State::Out, "stale"));
+        let snap = l.snapshot(6 * S);
+        assert_eq!(snap.probe_errors["read"]["refused"], 1);
+        assert_eq!(snap.clusters[0].replicas.len(), 2);
+    }
+
+    #[test]
+    fn a_floor_above_max_lag_is_lagging_with_no_upper_bound() {
+        let mut l = live(None);
+        l.on_status(0, &running(0, true));
+        l.on_read(0, &read(0), None, Some(5 * S));
+        let d = l.check("r1", Check::Pool, S / 10).unwrap();
+        assert_eq!((d.state, d.reason.as_str()), (State::Out, "lagging"));
+        assert_eq!(
+            (d.lag_ms, d.lag_lo_ms, d.lag_hi_ms),
+            (None, Some(5000.0), None)
+        );
+    }
+
+    #[test]
+    fn a_maintenance_file_wins_over_everything() {
+        let dir = std::env::temp_dir().join(format!("lagtrace-live-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut l = live(Some(dir.clone()));
+        l.on_status(0, &running(0, true));
+        l.on_read(0, &read(0), bounds(0, 1000), None);
+        assert_eq!(l.check("r1", Check::Pool, S / 10).unwrap().state, State::In);
+        std::fs::write(dir.join("r1"), "").unwrap();
+        let d = l.check("r1", Check::Pool, S / 10).unwrap();
+        assert_eq!(
+            (d.state, d.reason.as_str()),
+            (State::Maintenance, "maintenance")
+        );
+        assert_eq!(
+            l.check("r1", Check::IgnoreLag, S / 10).unwrap().state,
+            State::Maintenance
+        );
+        assert_eq!(
+            l.check("r2", Check::Pool, S / 10).unwrap().reason,
+            "starting"
+        );
+        std::fs::remove_file(dir.join("r1")).unwrap();
+        assert_eq!(l.check("r1", Check::Pool, S / 10).unwrap().state, State::In);
+        std::fs::remove_dir(&dir).unwrap();
+    }
+}
