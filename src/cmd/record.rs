@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
@@ -18,6 +19,8 @@ use crate::analysis::lag::RecentBeats;
 use crate::clock::Clock;
 use crate::config::{Config, Secret};
 use crate::output::console::{self, ReplicaView, Totals};
+use crate::output::http::{self, Server};
+use crate::output::live::{self, Live, Shared};
 use crate::output::statsd::Statsd;
 use crate::probe::{beat, reader, status};
 use crate::samples::{Outcome, Sample};
@@ -74,7 +77,19 @@ pub fn run(opts: &Options) -> Result<(), CmdError> {
         .transpose()
         .map_err(CmdError::Runtime)?;
 
+    // Bound first: a port in use fails the start before a store session is opened.
+    let listeners = config
+        .http
+        .as_ref()
+        .map(|h| http::bind(h, config.agent.as_ref()))
+        .transpose()
+        .map_err(CmdError::Runtime)?;
+
     let clock = Clock::start();
+    let live: Option<Shared> = config
+        .http
+        .as_ref()
+        .map(|h| Arc::new(Mutex::new(Live::new(&config, h, clock.now_us()))));
     let store = Store::open_or_create(&config.record.store).map_err(store_error)?;
     let mut keys: Vec<String> = config
         .clusters
@@ -107,17 +122,38 @@ pub fn run(opts: &Options) -> Result<(), CmdError> {
         .enable_all()
         .build()
         .map_err(|e| CmdError::Runtime(format!("cannot start the async runtime: {e}")))?;
+    if let (Some(h), false) = (&config.http, opts.quiet) {
+        let agent = config
+            .agent
+            .as_ref()
+            .map(|a| format!(", HAProxy agent-check on {}", a.listen))
+            .unwrap_or_default();
+        println!(
+            "lagtrace: checks on http://{}/check/<replica> (/ignore-lag, /status, /metrics){agent}",
+            h.listen
+        );
+    }
+    let server = match (listeners, &live) {
+        (Some(l), Some(live)) => {
+            Some(Server::start(l, live.clone(), clock).map_err(CmdError::Runtime)?)
+        }
+        _ => None,
+    };
     let ctx = Context {
         config: &config,
         password: &password,
         ids: &ids,
         clock,
         statsd: statsd.as_ref(),
+        live: live.as_ref(),
         quiet: opts.quiet,
         duration: opts.duration,
     };
     let loop_result = runtime.block_on(record_loop(ctx, sender));
     runtime.shutdown_timeout(Duration::from_secs(2));
+    if let Some(server) = server {
+        server.stop();
+    }
 
     let stats: WriterStats = match writer_thread.join() {
         Ok(Ok(stats)) => stats,
@@ -159,11 +195,14 @@ struct Context<'a> {
     ids: &'a [u32],
     clock: Clock,
     statsd: Option<&'a Statsd>,
+    /// The picture the HTTP and agent listeners answer from, when `[http]` is set.
+    live: Option<&'a Shared>,
     quiet: bool,
     duration: Option<Duration>,
 }
 
-/// Per replica id: the cluster id and the index of its view.
+/// Per replica id: the cluster id and the index of its view (which is also its index
+/// in the live picture).
 struct Route {
     cluster_id: u32,
     view: usize,
@@ -175,6 +214,8 @@ async fn record_loop(ctx: Context<'_>, store: SampleSender) -> Result<Totals, Cm
     let (sample_tx, mut samples) = mpsc::channel::<Sample>(SAMPLE_QUEUE);
 
     let mut recent: HashMap<u32, RecentBeats> = HashMap::new();
+    // Cluster id -> index in config order (the live picture's cluster index).
+    let mut cluster_index: HashMap<u32, usize> = HashMap::new();
     let mut routes: HashMap<u32, Route> = HashMap::new();
     let mut views: Vec<ReplicaView> = Vec::new();
     let mut next_replica_id = ctx.ids[config.clusters.len()..].iter();
@@ -182,6 +223,7 @@ async fn record_loop(ctx: Context<'_>, store: SampleSender) -> Result<Totals, Cm
     for (ci, cluster) in config.clusters.iter().enumerate() {
         let cluster_id = ctx.ids[ci];
         recent.insert(cluster_id, RecentBeats::new(RECENT_BEATS));
+        cluster_index.insert(cluster_id, ci);
         let (notice_tx, notice_rx) = watch::channel(beat::BeatNotice::default());
         tokio::spawn(beat::run(
             beat::BeatWriter {
@@ -270,6 +312,9 @@ async fn record_loop(ctx: Context<'_>, store: SampleSender) -> Result<Totals, Cm
                         } else {
                             totals.beats_failed += 1;
                         }
+                        if let (Some(live), Some(&ci)) = (ctx.live, cluster_index.get(cluster)) {
+                            live::lock(live).on_beat(ci, beat);
+                        }
                         if let Some(r) = recent.get_mut(cluster) {
                             r.push(beat.clone());
                         }
@@ -277,7 +322,12 @@ async fn record_loop(ctx: Context<'_>, store: SampleSender) -> Result<Totals, Cm
                     Sample::Observation { replica, observation } => {
                         if let Some(route) = routes.get(replica) {
                             let view = &mut views[route.view];
-                            let lag = recent.get(&route.cluster_id).and_then(|r| r.lag(observation));
+                            let beats = recent.get(&route.cluster_id);
+                            let lag = beats.and_then(|r| r.lag(observation));
+                            if let Some(live) = ctx.live {
+                                let floor = beats.and_then(|r| r.floor_us(observation));
+                                live::lock(live).on_read(route.view, observation, lag, floor);
+                            }
                             if observation.outcome == Outcome::Ok {
                                 view.reads_ok += 1;
                             } else {
@@ -296,6 +346,9 @@ async fn record_loop(ctx: Context<'_>, store: SampleSender) -> Result<Totals, Cm
                             if let (Some(statsd), Some(ch)) = (ctx.statsd, status.main_channel()) {
                                 statsd.status(&view.cluster, &view.replica, ch);
                             }
+                            if let Some(live) = ctx.live {
+                                live::lock(live).on_status(route.view, status);
+                            }
                             view.status = Some(status.clone());
                         }
                     }
@@ -312,6 +365,9 @@ async fn record_loop(ctx: Context<'_>, store: SampleSender) -> Result<Totals, Cm
             _ = tick.tick() => {
                 ticks += 1;
                 totals.dropped = store.dropped();
+                if let Some(live) = ctx.live {
+                    live::lock(live).set_dropped(totals.dropped);
+                }
                 if let Some(statsd) = ctx.statsd {
                     statsd.flush();
                     totals.statsd_errors = statsd.errors();
