@@ -246,3 +246,127 @@ impl Drop for Restore {
             .output();
     }
 }
+
+/// A free loopback port (bound, then released: another process could take it in
+/// between, which the lab machine does not do).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind a loopback port")
+        .port()
+}
+
+/// A running `lagtrace record`, stopped with SIGINT (then killed) when dropped.
+pub struct Recorder(pub std::process::Child);
+
+impl Recorder {
+    /// Starts `lagtrace record -c CONFIG --quiet` with the lab password.
+    pub fn start(config: &Path) -> Recorder {
+        let child = lagtrace()
+            .args(["record", "--quiet", "-c"])
+            .arg(config)
+            .env("LAGTRACE_IT_PASSWORD", LAB_PASSWORD)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start lagtrace record");
+        Recorder(child)
+    }
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        if let Ok(Some(_)) = self.0.try_wait() {
+            return;
+        }
+        let _ = Command::new("kill")
+            .args(["-INT", &self.0.id().to_string()])
+            .stderr(std::process::Stdio::null())
+            .status();
+        for _ in 0..100 {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// One HTTP/1.1 response: status code, header lines (lower-cased names), body.
+#[derive(Debug)]
+pub struct Response {
+    pub code: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The body as JSON, failing the test when it is not.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {:?}", self.body))
+    }
+}
+
+/// Sends `raw` (a whole request) to `port` on loopback and parses the answer; `None`
+/// when nothing answers.
+pub fn http_raw(port: u16, raw: &str) -> Option<Response> {
+    use std::io::{Read, Write};
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let mut s =
+        std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(2)).ok()?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .ok()?;
+    s.write_all(raw.as_bytes()).ok()?;
+    let mut bytes = Vec::new();
+    s.read_to_end(&mut bytes).ok()?;
+    let text = String::from_utf8_lossy(&bytes);
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    let mut lines = head.lines();
+    let code = lines.next()?.split(' ').nth(1)?.parse().ok()?;
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    Some(Response {
+        code,
+        headers,
+        body: body.to_string(),
+    })
+}
+
+/// `METHOD PATH` to the recorder's HTTP port, with extra header lines.
+pub fn http(port: u16, method: &str, path: &str, headers: &[&str]) -> Option<Response> {
+    let extra: String = headers.iter().map(|h| format!("{h}\r\n")).collect();
+    http_raw(
+        port,
+        &format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n{extra}\r\n"),
+    )
+}
+
+/// Polls `GET path` every 20 ms until `done` accepts the response; the time it took,
+/// or `None` after `limit`.
+pub fn wait_http(
+    port: u16,
+    path: &str,
+    limit: std::time::Duration,
+    done: impl Fn(&Response) -> bool,
+) -> Option<std::time::Duration> {
+    let start = std::time::Instant::now();
+    while start.elapsed() < limit {
+        if http(port, "GET", path, &[]).is_some_and(|r| done(&r)) {
+            return Some(start.elapsed());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    None
+}
