@@ -13,6 +13,28 @@ for component in rustfmt clippy; do
   fi
 done
 
+# The real clients the live tests drive: HAProxy and promtool (Debian's prometheus).
+missing=()
+command -v haproxy >/dev/null || missing+=(haproxy)
+command -v promtool >/dev/null || missing+=(prometheus)
+if [ ${#missing[@]} -gt 0 ]; then
+  [ "$(id -u)" = 0 ] || { echo "test: ${missing[*]} missing; run as root or: sudo apt-get install -y ${missing[*]}" >&2; exit 1; }
+  echo "test: installing ${missing[*]} (apt-get)"
+  # Install the programs without starting their services (a Prometheus server would
+  # listen on every interface): policy-rc.d refuses service starts during the install.
+  policy=/usr/sbin/policy-rc.d
+  own_policy=false
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' > "$policy" && chmod +x "$policy" && own_policy=true
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  status=0
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null || status=$?
+  if $own_policy; then rm -f "$policy"; fi
+  [ "$status" = 0 ] || { echo "test: apt-get install ${missing[*]} failed" >&2; exit 1; }
+fi
+
 if scripts/lab.sh is-up 2>/dev/null; then
   echo "test: using the running lab (left running afterwards)"
 else
