@@ -9,7 +9,7 @@ SECONDS ?= 30
 ROWS ?= 1
 APPLY_MS ?= 0
 
-.PHONY: demo test bench up down status start-lag stop-lag slave-lag replica-lag stuff stall resume block \
+.PHONY: demo test bench bench-live up down status start-lag stop-lag slave-lag replica-lag stuff stall resume block \
         break repair load build release ci-deps
 
 ## demo: start the lab, record 40 s under load with a 10 s stall, analyze, plot demo/*.svg
@@ -53,8 +53,13 @@ repair:
 load:
 	RATE=$(RATE) ROWS=$(ROWS) APPLY_MS=$(APPLY_MS) LOAD_SECONDS=$(SECONDS) $(LAB_SH) load
 
-## bench: store codec/append/scan figures, analyze/plot on a synthetic day, then the recorder's CPU and memory on the lab
+## bench: store codec/append/scan figures, analyze/plot on a synthetic day, then the recorder's CPU and memory on the lab, and its live checks under load
 bench:
 	$(CARGO) bench --bench store
 	$(CARGO) bench --bench analysis
 	scripts/bench-record.sh
+	scripts/bench-live.sh
+
+## bench-live: /check at 1000 requests/s (wrk): latency and recorder CPU; stall -> 503 detection latency
+bench-live:
+	scripts/bench-live.sh
