@@ -40,7 +40,7 @@ printf '%s\n' defaults '    mode http' '    timeout connect 1s' '    timeout cli
   sed 's/^frontend_static$/frontend static/' >"$work/static.cfg"
 haproxy -db -f "$work/static.cfg" >/dev/null 2>&1 &
 base=$!
-trap 'st=$?; kill -INT $rec 2>/dev/null; kill $base 2>/dev/null; wait $rec $base 2>/dev/null; scripts/lab.sh resume >/dev/null 2>&1; rm -rf "$work"; exit $st' EXIT
+trap 'st=$?; kill -INT $rec 2>/dev/null; kill $base 2>/dev/null; wait $rec $base 2>/dev/null || true; scripts/lab.sh resume >/dev/null 2>&1 || true; rm -rf "$work"; exit $st' EXIT
 
 # The status code of GET /check/replica1, with bash's /dev/tcp (no curl needed).
 code() {

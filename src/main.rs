@@ -52,6 +52,10 @@ enum Command {
         lagtrace record -c lagtrace.toml --interval 10ms --duration 30s --store run.redb\n\n\
         On a terminal it shows a table refreshed each second; otherwise a log line per replica\n\
         every 10 s. SIGINT/SIGTERM stop the probes, flush the store and exit 0.\n\
+        With [http] in the config it answers load balancers and Prometheus while it records:\n  \
+        curl -i http://127.0.0.1:9104/check/replica1     # 200 in pool, 503 out, 404 maintenance\n  \
+        curl http://127.0.0.1:9104/status                # every replica as JSON\n  \
+        curl http://127.0.0.1:9104/metrics               # Prometheus text\n\
         Exit status: 0 stopped cleanly, 1 store or runtime failure, 2 bad config or arguments.")]
     Record {
         /// The config file
