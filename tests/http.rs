@@ -224,7 +224,13 @@ fn lag_stall_and_maintenance_change_the_answers() {
     let r = http(port, "GET", "/check/r1", &[]).unwrap();
     assert!(took.is_some(), "r1 stayed in the pool while lagging: {r:?}");
     assert_eq!(r.json()["reason"], "lagging", "{r:?}");
-    assert!(r.json()["lag_lo_ms"].as_f64().unwrap() > 1000.0, "{r:?}");
+    // Judged by the point estimate (the bounds are one beat wide, narrower than max_lag).
+    let doc = r.json();
+    let (lo, lag) = (
+        doc["lag_lo_ms"].as_f64().unwrap(),
+        doc["lag_ms"].as_f64().unwrap(),
+    );
+    assert!(lag > 1000.0 && lo <= lag, "{r:?}");
     let r = http(port, "GET", "/ignore-lag/r1", &[]).unwrap();
     assert_eq!(
         r.code, 200,
