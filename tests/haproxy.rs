@@ -129,20 +129,6 @@ impl Haproxy {
     }
 }
 
-fn setup(dir: &TempDir, port: u16) -> PathBuf {
-    let maint = dir.path().join("maintenance");
-    std::fs::create_dir_all(&maint).unwrap();
-    let config = format!(
-        "{}\n[record]\nstore = \"{}\"\n\n[http]\nlisten = \"127.0.0.1:{port}\"\nmax_lag = \"1s\"\n\
-         maintenance_dir = \"{}\"\n\n[agent]\nlisten = \"127.0.0.1:{}\"\n",
-        lab_config("it_haproxy", PRIMARY, &REPLICAS, "LAGTRACE_IT_PASSWORD"),
-        dir.path().join("live.redb").display(),
-        maint.display(),
-        port + 1,
-    );
-    init_config(dir, &config)
-}
-
 fn up(s: &str) -> bool {
     s == "UP"
 }
@@ -155,14 +141,10 @@ fn down(s: &str) -> bool {
 fn haproxy_takes_a_stalled_replica_out_and_back_and_honours_maintenance() {
     let _lab = take_lab();
     let dir = TempDir::new("haproxy");
-    // Two consecutive free ports: http and agent.
-    let port = (0..50)
-        .map(|_| free_port())
-        .find(|&p| p < u16::MAX && std::net::TcpListener::bind(("127.0.0.1", p + 1)).is_ok())
-        .expect("two free ports");
-    let config = setup(&dir, port);
+    let (port, agent_port) = (free_port(), free_port());
+    let config = live_config(&dir, "it_haproxy", port, agent_port);
     let _rec = Recorder::start(&config);
-    let h = Haproxy::start(&dir, port, port + 1);
+    let h = Haproxy::start(&dir, port, agent_port);
     let limit = Duration::from_secs(15);
     for (name, _) in REPLICAS {
         h.wait("be_agent", name, limit, up);

@@ -6,7 +6,7 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -28,21 +28,6 @@ const FIELDS: [&str; 13] = [
     "seconds_behind_master",
     "sql_delay_s",
 ];
-
-/// The lab config with `[http]` on `port`, `[agent]` on `agent_port`, max_lag 1 s and a
-/// maintenance directory; init has run.
-fn setup(dir: &TempDir, port: u16, agent_port: u16) -> PathBuf {
-    let maint = dir.path().join("maintenance");
-    std::fs::create_dir_all(&maint).unwrap();
-    let config = format!(
-        "{}\n[record]\nstore = \"{}\"\n\n[http]\nlisten = \"127.0.0.1:{port}\"\nmax_lag = \"1s\"\n\
-         maintenance_dir = \"{}\"\n\n[agent]\nlisten = \"127.0.0.1:{agent_port}\"\n",
-        lab_config("it_http", PRIMARY, &REPLICAS, "LAGTRACE_IT_PASSWORD"),
-        dir.path().join("live.redb").display(),
-        maint.display(),
-    );
-    init_config(dir, &config)
-}
 
 /// Waits until both replicas are in the pool (the recorder has measured lag and
 /// polled status), failing the test after 15 s.
@@ -72,7 +57,7 @@ fn checks_status_metrics_and_agent_answer_from_the_recorder() {
     let _lab = take_lab();
     let dir = TempDir::new("http");
     let (port, agent_port) = (free_port(), free_port());
-    let config = setup(&dir, port, agent_port);
+    let config = live_config(&dir, "it_http", port, agent_port);
     let _rec = Recorder::start(&config);
     wait_in_pool(port);
 
@@ -212,7 +197,7 @@ fn lag_stall_and_maintenance_change_the_answers() {
     let _lab = take_lab();
     let dir = TempDir::new("http-stall");
     let (port, agent_port) = (free_port(), free_port());
-    let config = setup(&dir, port, agent_port);
+    let config = live_config(&dir, "it_http", port, agent_port);
     let _rec = Recorder::start(&config);
     wait_in_pool(port);
 
@@ -293,7 +278,7 @@ fn listen_problems_are_one_clear_line_before_any_store() {
     let _lab = take_lab();
     let dir = TempDir::new("http-bind");
     let (port, agent_port) = (free_port(), free_port());
-    let config = setup(&dir, port, agent_port);
+    let config = live_config(&dir, "it_http", port, agent_port);
     let store = dir.path().join("live.redb");
 
     // The port is taken.

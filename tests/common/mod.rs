@@ -370,3 +370,18 @@ pub fn wait_http(
     }
     None
 }
+
+/// The lab config for cluster `cluster` with `[http]` on `port` (max_lag 1s, maintenance
+/// directory `dir/maintenance`) and `[agent]` on `agent_port`; init has run.
+pub fn live_config(dir: &TempDir, cluster: &str, port: u16, agent_port: u16) -> PathBuf {
+    let maint = dir.path().join("maintenance");
+    std::fs::create_dir_all(&maint).unwrap();
+    let config = format!(
+        "{}\n[record]\nstore = \"{}\"\n\n[http]\nlisten = \"127.0.0.1:{port}\"\nmax_lag = \"1s\"\n\
+         maintenance_dir = \"{}\"\n\n[agent]\nlisten = \"127.0.0.1:{agent_port}\"\n",
+        lab_config(cluster, PRIMARY, &REPLICAS, "LAGTRACE_IT_PASSWORD"),
+        dir.path().join("live.redb").display(),
+        maint.display(),
+    );
+    init_config(dir, &config)
+}
