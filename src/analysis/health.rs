@@ -10,6 +10,7 @@
 
 use std::fmt;
 
+use super::lag::LagBounds;
 use super::series::{FailedRead, LagPoint};
 use crate::samples::{IoState, Outcome, StatusSample};
 
@@ -164,7 +165,7 @@ impl Health {
         let judged_us = if hi_us - lo_us > self.th.max_lag_us {
             lo_us
         } else {
-            lo_us + (hi_us - lo_us) / 2
+            LagBounds { lo_us, hi_us }.point_us()
         };
         self.on_lag(t_us, judged_us)
     }

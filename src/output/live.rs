@@ -408,7 +408,9 @@ impl Live {
             reason,
             detail,
             since,
-            lag_ms: lo_us.zip(hi_us).map(|(lo, hi)| ms(lo + (hi - lo) / 2)),
+            lag_ms: lo_us
+                .zip(hi_us)
+                .map(|(lo_us, hi_us)| ms(LagBounds { lo_us, hi_us }.point_us())),
             lag_lo_ms: lo_us.map(ms),
             lag_hi_ms: hi_us.map(ms),
             vector: r.vector,
