@@ -65,6 +65,7 @@ fn build(path: &Path) {
             interval_us: (1_000_000 / HZ) as u64,
             version: "bench".into(),
             host: "bench".into(),
+            read_every: 1,
         })
         .unwrap();
     let step = 1_000_000 / HZ;
@@ -96,6 +97,7 @@ fn build(path: &Path) {
                     seq: Some(T0_US as u64 + visible as u64),
                     outcome: Outcome::Ok,
                     reason: None,
+                    follow_up: false,
                 },
             });
         }

@@ -56,6 +56,7 @@ fn synthetic_hours(hours: i64, hz: i64, cluster: u32, replica: u32) -> Vec<Sampl
                 seq: Some(seq),
                 outcome: Outcome::Ok,
                 reason: None,
+                follow_up: false,
             },
         });
     }
@@ -82,6 +83,7 @@ fn run(hours: i64, hz: i64) {
             interval_us: (1_000_000 / hz) as u64,
             version: "bench".into(),
             host: "bench".into(),
+            read_every: 1,
         })
         .unwrap();
     let samples = synthetic_hours(hours, hz, ids[0], ids[1]);
@@ -133,7 +135,7 @@ fn run(hours: i64, hz: i64) {
 /// Sum of the stored chunk values: what the codec costs, without redb's page overhead.
 fn chunk_bytes(path: &std::path::Path) -> u64 {
     use redb::{ReadableDatabase, ReadableTable};
-    let db = lagtrace::store::open_read(path).unwrap();
+    let (db, _) = lagtrace::store::open_read(path).unwrap();
     let tx = db.begin_read().unwrap();
     let table = tx.open_table(lagtrace::store::CHUNKS).unwrap();
     table
@@ -147,7 +149,7 @@ fn chunk_bytes(path: &std::path::Path) -> u64 {
 fn observations_in(rec: &scan::Recording) -> usize {
     let mut n = 0;
     for r in &rec.replicas {
-        r.observations.for_each(|_| n += 1).unwrap();
+        r.observations.for_each(|_, _| n += 1).unwrap();
     }
     n
 }
@@ -159,7 +161,7 @@ fn report_store(path: &std::path::Path) {
     let beats: usize = rec.beats.values().map(Vec::len).sum();
     let obs = observations_in(&rec);
     let status: usize = rec.replicas.iter().map(|r| r.status.len()).sum();
-    let db = lagtrace::store::open_read(path).unwrap();
+    let (db, _) = lagtrace::store::open_read(path).unwrap();
     let tx = db.begin_read().unwrap();
     let table = tx.open_table(lagtrace::store::CHUNKS).unwrap();
     let mut bytes = [0u64; 4];
@@ -167,7 +169,7 @@ fn report_store(path: &std::path::Path) {
         let (k, v) = e.unwrap();
         bytes[k.value().0 as usize] += v.value().len() as u64;
         if k.value().0 != 3 && std::env::var_os("LAGTRACE_BENCH_VERBOSE").is_some() {
-            let c: lagtrace::store::codec::SpanChunk = postcard::from_bytes(v.value()).unwrap();
+            let c = lagtrace::store::codec::SpanChunk::from_bytes(v.value()).unwrap();
             println!(
                 "  kind {} n {} step_ns {} dur {} k {:?} bits {} notes {}",
                 k.value().0,

@@ -28,6 +28,9 @@ pub const DEFAULT_QUERY_TIMEOUT: Duration = Duration::from_secs(1);
 pub const DEFAULT_MYSQL_PORT: u16 = 3306;
 /// Longest name (cluster, replica) accepted; names travel into metric names and URLs.
 pub const MAX_NAME_LEN: usize = 64;
+/// Longest cluster name: its `check` row, `<name>#check`, must fit the heartbeat
+/// table's 64-character key.
+pub const MAX_CLUSTER_NAME_LEN: usize = 58;
 
 /// A validated configuration.
 #[derive(Debug, Clone, PartialEq)]
@@ -599,6 +602,15 @@ impl Validator<'_> {
         let base = [Seg::Key("cluster"), Seg::Index(i)];
         let at = |k| [Seg::Key("cluster"), Seg::Index(i), Seg::Key(k)];
         check_name(&raw.name).map_err(|m| self.err(&at("name"), m))?;
+        if raw.name.len() > MAX_CLUSTER_NAME_LEN {
+            return Err(self.err(
+                &at("name"),
+                format!(
+                    "cluster name {:?} is longer than {MAX_CLUSTER_NAME_LEN} characters (the heartbeat row of `lagtrace check` adds \"#check\" to it)",
+                    raw.name
+                ),
+            ));
+        }
         if let Some(prev) = names.insert(raw.name.clone(), "a cluster".into()) {
             return Err(self.err(
                 &at("name"),

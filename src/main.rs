@@ -106,12 +106,14 @@ enum Command {
         #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
         timeout: Duration,
     },
-    /// Write one row per observation as CSV or JSON lines
+    /// Write one row per probe round (or per read) as CSV or JSON lines
     #[command(after_help = "Examples:\n  \
         lagtrace export --store lagtrace.redb > lag.csv\n  \
-        lagtrace export --store a.redb --store b.redb --format jsonl --replica db2 --from -2h\n\n\
-        Columns: time_utc, cluster, replica, seq, lag_ms, lag_lo_ms, lag_hi_ms, rtt_ms, outcome,\n\
-        reason, io_running, sql_running, seconds_behind_master, sql_delay_s (see README).")]
+        lagtrace export --store a.redb --store b.redb --format jsonl --replica db2 --from -2h\n  \
+        lagtrace export --store lagtrace.redb --reads > reads.csv     # every read, follow-ups too\n\n\
+        Columns: time_utc, cluster, replica, seq, lag_kind, lag_ms, lag_lo_ms, lag_hi_ms, reads,\n\
+        rtt_ms, outcome, reason, io_running, sql_running, seconds_behind_master, sql_delay_s\n\
+        (see README). lag_kind at_least: no upper bound, lag_ms is the lower bound.")]
     Export {
         #[command(flatten)]
         select: Selection,
@@ -121,6 +123,9 @@ enum Command {
         /// Write to this file instead of stdout
         #[arg(short, long, value_name = "FILE")]
         out: Option<PathBuf>,
+        /// One row per read (follow-up reads too) instead of one per probe round
+        #[arg(long)]
+        reads: bool,
     },
     /// Per replica: coverage, lag percentiles, episodes, vector, catch-up time, capacity
     #[command(after_help = "Examples:\n  \
@@ -128,7 +133,7 @@ enum Command {
         lagtrace analyze --store a.redb --store b.redb --replica db2 --from -6h --max-lag 2s\n  \
         lagtrace analyze --store lagtrace.redb --format json | jq '.replicas[].capacity'\n\n\
         An episode starts when lag exceeds --max-lag and ends when it falls under --recover-lag.\n\
-        The JSON document is described in the README (schema_version 1).")]
+        The JSON document is described in the README (schema_version 2).")]
     Analyze {
         #[command(flatten)]
         select: Selection,
@@ -346,6 +351,7 @@ fn main() -> ExitCode {
             select,
             format,
             out,
+            reads,
         } => select.filter().and_then(|filter| {
             cmd::export::run(&cmd::export::Options {
                 stores: select.store.clone(),
@@ -355,6 +361,7 @@ fn main() -> ExitCode {
                 },
                 filter,
                 out,
+                per_read: reads,
             })
         }),
         Command::Analyze {

@@ -28,10 +28,13 @@ pub enum Outcome {
     UnknownHost = 8,
     /// The driver failed.
     Driver = 9,
+    /// The beat did not move the row's seq: a newer seq was already there (another
+    /// writer's beat). Nothing was committed.
+    Stale = 10,
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 10] = [
+    pub const ALL: [Outcome; 11] = [
         Outcome::Ok,
         Outcome::Timeout,
         Outcome::Refused,
@@ -42,6 +45,7 @@ impl Outcome {
         Outcome::Io,
         Outcome::UnknownHost,
         Outcome::Driver,
+        Outcome::Stale,
     ];
 
     pub fn code(self) -> u8 {
@@ -65,6 +69,7 @@ impl Outcome {
             Outcome::Io => "io_error",
             Outcome::UnknownHost => "unknown_host",
             Outcome::Driver => "driver_error",
+            Outcome::Stale => "stale",
         }
     }
 }
@@ -88,36 +93,41 @@ impl Beat {
     }
 }
 
-/// A beat reduced to what lag bounds need: 24 bytes instead of a [`Beat`]'s 56 with its
-/// reason, which matters when offline analysis holds a day of beats at 100 Hz.
+/// A beat reduced to what lag bounds need, with the recorder session that wrote it:
+/// 24 bytes instead of a [`Beat`]'s 56 with its reason, which matters when offline
+/// analysis holds a day of beats at 100 Hz.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BeatTimes {
     pub seq: u64,
     pub t_send_us: i64,
-    /// From the send to the acknowledgement, when the write is known to have committed.
-    ack_after_us: Option<u32>,
+    /// From the send to the acknowledgement; [`BeatTimes::NO_ACK`] when the write is
+    /// not known to have committed (read it through [`BeatTimes::t_ack_us`]).
+    ack_after_us: u32,
+    /// The session that wrote it: an index into the loaded recording's sessions
+    /// offline, 0 live.
+    pub session: u32,
 }
 
 impl BeatTimes {
+    const NO_ACK: u32 = u32::MAX;
+
     /// An acknowledgement more than 71 minutes after the send (beyond any write
     /// timeout) is dropped, which only loosens the bounds that would use it.
-    pub fn new(seq: u64, t_send_us: i64, t_ack_us: Option<i64>) -> BeatTimes {
+    pub fn new(seq: u64, t_send_us: i64, t_ack_us: Option<i64>, session: u32) -> BeatTimes {
         BeatTimes {
             seq,
             t_send_us,
-            ack_after_us: t_ack_us.and_then(|ack| u32::try_from(ack.checked_sub(t_send_us)?).ok()),
+            ack_after_us: t_ack_us
+                .and_then(|ack| u32::try_from(ack.checked_sub(t_send_us)?).ok())
+                .filter(|&d| d != Self::NO_ACK)
+                .unwrap_or(Self::NO_ACK),
+            session,
         }
     }
 
     /// The acknowledgement time, when the write is known to have committed.
     pub fn t_ack_us(&self) -> Option<i64> {
-        self.ack_after_us.map(|d| self.t_send_us + i64::from(d))
-    }
-}
-
-impl From<&Beat> for BeatTimes {
-    fn from(b: &Beat) -> BeatTimes {
-        BeatTimes::new(b.seq, b.t_send_us, b.t_ack_us())
+        (self.ack_after_us != Self::NO_ACK).then(|| self.t_send_us + i64::from(self.ack_after_us))
     }
 }
 
@@ -130,6 +140,10 @@ pub struct Observation {
     pub seq: Option<u64>,
     pub outcome: Outcome,
     pub reason: Option<String>,
+    /// A follow-up: an immediate re-read after a read that raced the newest beat, part
+    /// of the same probe round as the read before it. The reader marks it when it takes
+    /// it; rounds are never guessed from timing.
+    pub follow_up: bool,
 }
 
 /// State of a replica's IO thread as the server reports it.

@@ -178,3 +178,53 @@ fn offline_commands_on_a_recording_of_unreachable_hosts_and_bad_arguments() {
     }
     assert!(!png.exists());
 }
+
+/// testdata/stores/v1.redb: 3 s of the lab at 10 ms, recorded by the last build that wrote
+/// store format 1 (its `analyze` then said 300 probe rounds per replica, lag p50 0.46 and
+/// 0.47 ms). This build reads it with the same figures and never writes to it.
+#[test]
+fn a_format_1_store_reads_as_before_and_is_never_appended_to() {
+    let dir = TempDir::new("store-v1");
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/stores/v1.redb");
+    let copy = dir.path().join("v1.redb");
+    std::fs::copy(&fixture, &copy).unwrap();
+    let before = std::fs::read(&copy).unwrap();
+    let out = lagtrace()
+        .args(["analyze", "--format", "json", "--store"])
+        .arg(&copy)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let doc: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let replicas = doc["replicas"].as_array().unwrap();
+    assert_eq!(replicas.len(), 2);
+    for r in replicas {
+        assert_eq!(r["coverage"]["rounds"], 300, "{r}");
+        assert_eq!(r["coverage"]["at_least_rounds"], 0, "{r}");
+        let p50 = r["lag"]["percentiles"]["p50_ms"].as_f64().unwrap();
+        assert!((0.4..0.5).contains(&p50), "{p50}");
+    }
+
+    let config = dir.write("lagtrace.toml", CONFIG);
+    let out = lagtrace()
+        .args(["record", "--duration", "1s", "-c"])
+        .arg(&config)
+        .arg("--store")
+        .arg(&copy)
+        .env("LAGTRACE_IT_PASSWORD", "x")
+        .output()
+        .unwrap();
+    let (_, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("store format version 1 is read-only"),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read(&copy).unwrap(),
+        before,
+        "the v1 store was modified"
+    );
+}

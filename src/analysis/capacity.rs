@@ -129,11 +129,7 @@ mod tests {
                     0.001
                 };
                 let lag_us = (lag * 1e6) as i64;
-                LagPoint {
-                    t_us: i * step,
-                    lo_us: lag_us,
-                    hi_us: lag_us + 1000,
-                }
+                LagPoint::bounded(i * step, lag_us, lag_us + 1000)
             })
             .collect();
         // Status every 100 ms: applying one sample in four, stopped during the stall,

@@ -100,12 +100,14 @@ pub fn episodes(
     let mut out = Vec::new();
     let mut open: Option<(usize, usize)> = None; // (start, peak)
     for (i, p) in points.iter().enumerate() {
-        let lag = p.lag_us();
+        let Some(lag) = p.lag.judged_us() else {
+            continue;
+        };
         let over = gate.update(lag);
         match (&mut open, over) {
             (None, true) => open = Some((i, i)),
             (Some((_, peak)), true) => {
-                if lag > points[*peak].lag_us() {
+                if Some(lag) > points[*peak].lag.judged_us() {
                     *peak = i;
                 }
             }
@@ -135,7 +137,7 @@ fn build(
     Episode {
         start_us,
         end_us: ended.then_some(end_us),
-        peak_lag_us: points[peak].lag_us(),
+        peak_lag_us: points[peak].lag.judged_us().unwrap_or(0),
         peak_at_us: points[peak].t_us,
         start_index: start,
         peak_index: peak,
@@ -230,11 +232,7 @@ mod tests {
                     0.0005
                 };
                 let lag_us = (lag * 1e6) as i64;
-                LagPoint {
-                    t_us: i * 10_000,
-                    lo_us: (lag_us - 300).max(0),
-                    hi_us: lag_us + 300,
-                }
+                LagPoint::bounded(i * 10_000, (lag_us - 300).max(0), lag_us + 300)
             })
             .collect()
     }
@@ -269,11 +267,7 @@ mod tests {
         let points: Vec<LagPoint> = lags
             .iter()
             .enumerate()
-            .map(|(i, &l)| LagPoint {
-                t_us: i as i64 * S,
-                lo_us: (l * 1e6) as i64,
-                hi_us: (l * 1e6) as i64,
-            })
+            .map(|(i, &l)| LagPoint::bounded(i as i64 * S, (l * 1e6) as i64, (l * 1e6) as i64))
             .collect();
         let eps = episodes(&points, &[], S, S / 2);
         assert_eq!(eps.len(), 1);

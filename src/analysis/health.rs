@@ -10,7 +10,7 @@
 
 use std::fmt;
 
-use super::lag::LagBounds;
+use super::lag::Lag;
 use super::series::{FailedRead, LagPoint};
 use crate::samples::{IoState, Outcome, StatusSample};
 
@@ -155,19 +155,20 @@ impl Health {
         }
     }
 
-    /// A successful read bounded the lag to `[lo_us, hi_us]`. The gate judges the point
-    /// estimate, unless the bounds are wider than `max_lag`: then the primary has
-    /// acknowledged no beat for a while (it may be down, and the replica may well hold
-    /// all it wrote), the point estimate only grows with the silence, and the gate judges
-    /// what is known, the lower bound. Without this every replica would leave the pool
-    /// when the primary stops, as with pt-heartbeat.
-    pub fn on_bounds(&mut self, t_us: i64, lo_us: i64, hi_us: i64) -> Option<Change> {
-        let judged_us = if hi_us - lo_us > self.th.max_lag_us {
-            lo_us
-        } else {
-            LagBounds { lo_us, hi_us }.point_us()
-        };
-        self.on_lag(t_us, judged_us)
+    /// A successful read's lag (see [`Lag`]): the gate judges [`Lag::judged_us`], so
+    /// "at least" lag (the primary acknowledged no beat for a while; it may be down and
+    /// the replica may hold all it wrote) is judged by what is known, its lower bound.
+    /// Without this every replica would leave the pool when the primary stops, as with
+    /// pt-heartbeat. An unknown lag (a foreign beat) refreshes the read, not the lag.
+    pub fn on_read(&mut self, t_us: i64, lag: Lag) -> Option<Change> {
+        match lag.judged_us() {
+            Some(judged_us) => self.on_lag(t_us, judged_us),
+            None => {
+                self.failed = None;
+                self.last_read_us = Some(t_us);
+                self.settle(t_us)
+            }
+        }
     }
 
     /// A successful read measured this lag exactly (µs).
@@ -226,7 +227,7 @@ impl Health {
         self.state.as_ref().map(|(p, t, r)| (*p, *t, r))
     }
 
-    /// The last lag judged (see [`Health::on_bounds`]), µs.
+    /// The last lag judged (see [`Health::on_read`]), µs.
     pub fn lag_us(&self) -> i64 {
         self.lag_us
     }
@@ -297,11 +298,10 @@ impl Health {
 /// One recorded input of the state machine.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Event<'a> {
-    /// A read's lag bounds, µs.
+    /// A probe round's lag.
     Lag {
         t_us: i64,
-        lo_us: i64,
-        hi_us: i64,
+        lag: Lag,
     },
     Failure {
         t_us: i64,
@@ -329,8 +329,7 @@ pub fn events<'a>(
     let mut out: Vec<Event<'a>> = Vec::with_capacity(points.len() + failures.len() + status.len());
     out.extend(points.iter().map(|p| Event::Lag {
         t_us: p.t_us,
-        lo_us: p.lo_us,
-        hi_us: p.hi_us,
+        lag: p.lag,
     }));
     out.extend(failures.iter().map(|f| Event::Failure {
         t_us: f.t_us,
@@ -352,7 +351,7 @@ impl Health {
             changes.extend(self.on_time(stale_at + 1));
         }
         changes.extend(match *ev {
-            Event::Lag { t_us, lo_us, hi_us } => self.on_bounds(t_us, lo_us, hi_us),
+            Event::Lag { t_us, lag } => self.on_read(t_us, lag),
             Event::Failure { t_us, outcome } => self.on_failure(t_us, outcome),
             Event::Status(s) => self.on_status(s),
         });
@@ -485,27 +484,39 @@ mod tests {
     }
 
     #[test]
-    fn wide_bounds_are_judged_by_their_lower_bound() {
+    fn at_least_lag_is_judged_by_its_lower_bound() {
         let mut h = Health::new(th(0));
-        h.on_bounds(0, 0, 2_000);
-        // The primary stopped acknowledging: [0, 5 s] says nothing about lag being high.
-        assert_eq!(h.on_bounds(S, 0, 5 * S), None);
+        let b = |lo_us, hi_us| Lag::Bounded { lo_us, hi_us };
+        h.on_read(0, b(0, 2_000));
+        // The primary stopped acknowledging: at least 0 says nothing about lag being high.
+        assert_eq!(h.on_read(S, Lag::AtLeast { lo_us: 0 }), None);
         assert_eq!((h.state().unwrap().0, h.lag_us()), (Pool::In, 0));
-        // Known to be over 1.2 s although the bounds are wide: out.
-        let c = h.on_bounds(2 * S, 1_200_000, 5 * S).unwrap();
+        // Known to be over 1.2 s: out.
+        let c = h.on_read(2 * S, Lag::AtLeast { lo_us: 1_200_000 }).unwrap();
         assert_eq!((c.pool, c.reason.code()), (Pool::Out, "lagging"));
-        // Narrow bounds are judged by their middle: [1.0, 1.1] s is 1.05 s, still out.
-        assert_eq!(h.on_bounds(3 * S, S, 1_100_000), None);
+        // Bounded lag is judged by its middle: [1.0, 1.1] s is 1.05 s, still out.
+        assert_eq!(h.on_read(3 * S, b(S, 1_100_000)), None);
         assert_eq!(h.lag_us(), 1_050_000);
-        assert_eq!(h.on_bounds(4 * S, 0, 200_000).unwrap().pool, Pool::In);
+        // A foreign beat keeps the read fresh and the lag as it was.
+        assert_eq!(
+            h.on_read(
+                3 * S + 1,
+                Lag::Unknown(crate::analysis::lag::Unknown::ForeignBeat { seq: 9 })
+            ),
+            None
+        );
+        assert_eq!(h.lag_us(), 1_050_000);
+        assert_eq!(h.on_read(4 * S, b(0, 200_000)).unwrap().pool, Pool::In);
     }
 
     #[test]
     fn a_recorded_gap_goes_stale_then_back() {
         let p = |t_us| LagPoint {
             t_us,
-            lo_us: 0,
-            hi_us: 1000,
+            lag: Lag::Bounded {
+                lo_us: 0,
+                hi_us: 1000,
+            },
         };
         let points = [p(0), p(S), p(10 * S), p(11 * S)];
         let evs = events(&points, &[], &[]);

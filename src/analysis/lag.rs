@@ -1,123 +1,252 @@
-//! Lag with error bounds, from beats and one observation (DESIGN.md section 2).
+//! The Lag model (DESIGN.md section 2): what one read, or one probe round, says about a
+//! replica's lag. Every consumer (analyze, plot, replay, export, the live checks, statsd,
+//! `check`) takes its lag from here and judges it with [`Lag::judged_us`].
 //!
 //! If a replica shows beat `k` during a read in `[r_start, r_end]`, it has the primary's
 //! state as of `t_send(k)` (the commit happened after the send), so
 //! `lag_hi = r_end - t_send(k)`. If a later beat `j > k` is known to have committed by
 //! `t_ack(j)` and the replica does not show it, it lacks the state as of `t_ack(j)`, so
-//! `lag_lo = r_start - t_ack(j)` (taking the earliest such `j`, and 0 when there is none
-//! yet). The true lag lies in `[lag_lo, lag_hi]`; the point estimate is the middle.
+//! `lag_lo = r_start - t_ack(j)` (the earliest such `j`, and 0 when there is none).
+//!
+//! The upper bound means something only while the writer kept beating after `k`: when
+//! no beat after `k` was acknowledged within [`Continuity::limit_us`] of `t_send(k)` (the
+//! primary was down, frozen or refusing writes), `lag_hi` is just the time since the last
+//! good beat and says nothing about the replica. Such a read is [`Lag::AtLeast`] its
+//! lower bound, never a midpoint. A read is matched only to beats of its own recorder
+//! session: a seq written by anything else (`check`, a second recorder) is a foreign beat.
 
-use crate::samples::{Beat, BeatTimes, Observation};
+use crate::samples::{BeatTimes, Observation};
 
-/// Lag at the moment of one read, in µs.
+/// A read's or a probe round's lag, µs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LagBounds {
-    pub lo_us: i64,
-    pub hi_us: i64,
+pub enum Lag {
+    /// The true lag lies in `[lo_us, hi_us]`; the point estimate is the middle.
+    Bounded { lo_us: i64, hi_us: i64 },
+    /// The lag is at least `lo_us`; the upper bound is unknown because the writer
+    /// acknowledged no beat soon after the one the replica showed.
+    AtLeast { lo_us: i64 },
+    /// The read says nothing about the lag.
+    Unknown(Unknown),
 }
 
-impl LagBounds {
-    /// The point estimate: the middle of the bounds.
-    pub fn point_us(&self) -> i64 {
-        self.lo_us + (self.hi_us - self.lo_us) / 2
+/// Why a successful read has no lag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unknown {
+    /// It showed a seq older than this session's first beat (another session's, or 0
+    /// after `init`) before any beat of this session was acknowledged.
+    BeforeFirstBeat,
+    /// It showed a seq this session never wrote: another writer's (a `check`, a second
+    /// recorder) or a number from the future.
+    ForeignBeat { seq: u64 },
+}
+
+impl Lag {
+    /// The lower bound, when anything is known.
+    pub fn lo_us(&self) -> Option<i64> {
+        match *self {
+            Lag::Bounded { lo_us, .. } | Lag::AtLeast { lo_us } => Some(lo_us),
+            Lag::Unknown(_) => None,
+        }
     }
 
-    /// Width of the bounds.
-    pub fn width_us(&self) -> i64 {
-        self.hi_us - self.lo_us
+    /// The upper bound, when known.
+    pub fn hi_us(&self) -> Option<i64> {
+        match *self {
+            Lag::Bounded { hi_us, .. } => Some(hi_us),
+            _ => None,
+        }
+    }
+
+    /// The point estimate: the middle of bounded lag only.
+    pub fn point_us(&self) -> Option<i64> {
+        match *self {
+            Lag::Bounded { lo_us, hi_us } => Some(lo_us + (hi_us - lo_us) / 2),
+            _ => None,
+        }
+    }
+
+    /// The value every judgement uses (thresholds, episodes, pool state, alerts): the
+    /// point estimate of bounded lag, the lower bound of "at least" lag.
+    pub fn judged_us(&self) -> Option<i64> {
+        match *self {
+            Lag::Bounded { .. } => self.point_us(),
+            Lag::AtLeast { lo_us } => Some(lo_us),
+            Lag::Unknown(_) => None,
+        }
+    }
+
+    /// Width of bounded lag.
+    pub fn width_us(&self) -> Option<i64> {
+        match *self {
+            Lag::Bounded { lo_us, hi_us } => Some(hi_us - lo_us),
+            _ => None,
+        }
+    }
+
+    pub fn is_bounded(&self) -> bool {
+        matches!(self, Lag::Bounded { .. })
+    }
+
+    /// The better of two measurements of the same moment (a read and its follow-up):
+    /// bounded beats "at least" beats unknown; narrower bounds, or a higher floor, win.
+    /// Ties keep `self`.
+    pub fn tighter(self, other: Lag) -> Lag {
+        match (self, other) {
+            (Lag::Bounded { .. }, Lag::Bounded { .. }) => {
+                if other.width_us() < self.width_us() {
+                    other
+                } else {
+                    self
+                }
+            }
+            (Lag::Bounded { .. }, _) => self,
+            (_, Lag::Bounded { .. }) => other,
+            (Lag::AtLeast { lo_us: a }, Lag::AtLeast { lo_us: b }) => {
+                if b > a {
+                    other
+                } else {
+                    self
+                }
+            }
+            (Lag::AtLeast { .. }, _) => self,
+            (_, Lag::AtLeast { .. }) => other,
+            (Lag::Unknown(_), Lag::Unknown(_)) => self,
+        }
     }
 }
 
 /// The bounds for a read in `[r_start_us, r_end_us]` that showed a beat sent at
 /// `t_send_k_us`, given the acknowledgement of the first later beat known to have
-/// committed (`None` when no later beat has committed).
+/// committed before the read (`None` when there is none).
 pub fn bounds(
     r_start_us: i64,
     r_end_us: i64,
     t_send_k_us: i64,
     next_ack_us: Option<i64>,
-) -> LagBounds {
+) -> (i64, i64) {
     let hi_us = (r_end_us - t_send_k_us).max(0);
     let lo_us = next_ack_us
         .map_or(0, |ack| (r_start_us - ack).max(0))
         .min(hi_us);
-    LagBounds { lo_us, hi_us }
+    (lo_us, hi_us)
 }
 
-/// The bounds of an observation that showed `seen`, given the beats after it in `seq`
-/// order: the first one known to have committed before the read gives the lower bound.
-fn observation_bounds<'a>(
+/// How long the writer may go from sending a beat to acknowledging a later one before
+/// the upper bound of a read of that beat stops meaning anything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Continuity {
+    pub limit_us: i64,
+}
+
+impl Continuity {
+    /// Slack over two intervals: a commit slower than this is the primary struggling.
+    pub const SLACK_US: i64 = 10_000;
+
+    /// Two beat intervals plus [`Continuity::SLACK_US`]: one beat may fail or come
+    /// late without losing the upper bound.
+    pub fn for_interval(interval_us: i64) -> Continuity {
+        Continuity {
+            limit_us: 2 * interval_us.max(1) + Self::SLACK_US,
+        }
+    }
+}
+
+/// The continuity limit of each session of a recording, by session index.
+pub fn continuity_of(sessions: &[crate::store::SessionInfo]) -> Vec<Continuity> {
+    sessions
+        .iter()
+        .map(|s| Continuity::for_interval(s.interval_us as i64))
+        .collect()
+}
+
+/// The lag a read shows, given the beats of its cluster ordered by seq. Only beats of
+/// `session` are matched; `continuity` is that session's. Failed reads are not asked
+/// here (they have an outcome, not a lag); a successful read always gets a [`Lag`].
+pub fn lag_of(
+    beats: &[BeatTimes],
+    session: u32,
+    continuity: Continuity,
     obs: &Observation,
-    seen: &BeatTimes,
-    later: impl Iterator<Item = &'a BeatTimes>,
-) -> LagBounds {
-    let next_ack = later
+) -> Option<Lag> {
+    let seq = obs.seq?;
+    let found = beats
+        .binary_search_by_key(&seq, |b| b.seq)
+        .ok()
+        .filter(|&i| beats[i].session == session);
+    Some(match found {
+        Some(i) => lag_at(beats, i, continuity, obs),
+        None => unmatched(beats, session, seq, obs),
+    })
+}
+
+/// The lag of a read that showed `beats[i]`, a beat of its own session.
+pub fn lag_at(beats: &[BeatTimes], i: usize, continuity: Continuity, obs: &Observation) -> Lag {
+    let k = &beats[i];
+    let mine = |b: &&BeatTimes| b.session == k.session;
+    let later = || beats[i + 1..].iter().filter(mine);
+    // The first later beat acknowledged before the read began: beats sent after the
+    // read began cannot have been, which ends the search.
+    let next_ack = later()
+        .take_while(|b| b.t_send_us <= obs.r_start_us)
         .filter_map(BeatTimes::t_ack_us)
-        .next()
-        .filter(|&ack| ack <= obs.r_start_us);
-    bounds(obs.r_start_us, obs.r_end_us, seen.t_send_us, next_ack)
-}
-
-/// Beats of one cluster ordered by `seq`, for looking up what an observation saw.
-#[derive(Debug, Clone, Copy)]
-pub struct BeatIndex<'a> {
-    beats: &'a [BeatTimes],
-}
-
-impl<'a> BeatIndex<'a> {
-    /// `beats` must be ordered by `seq` (as the store's scan returns them).
-    pub fn new(beats: &'a [BeatTimes]) -> Self {
-        debug_assert!(beats.windows(2).all(|w| w[0].seq < w[1].seq));
-        BeatIndex { beats }
-    }
-
-    /// Lag bounds of an observation; `None` when it saw nothing (failed read), saw no
-    /// beat yet (`seq` 0 after `init`), or saw a beat this recording does not hold.
-    pub fn lag(&self, obs: &Observation) -> Option<LagBounds> {
-        let i = self.beats.binary_search_by_key(&obs.seq?, |b| b.seq).ok()?;
-        Some(observation_bounds(
-            obs,
-            &self.beats[i],
-            self.beats[i + 1..].iter(),
-        ))
+        .find(|&ack| ack <= obs.r_start_us);
+    let (lo_us, hi_us) = bounds(obs.r_start_us, obs.r_end_us, k.t_send_us, next_ack);
+    let deadline = k.t_send_us + continuity.limit_us;
+    let continuous = obs.r_start_us <= deadline
+        || later()
+            .take_while(|b| b.t_send_us <= deadline)
+            .filter_map(BeatTimes::t_ack_us)
+            .any(|ack| ack <= deadline);
+    if continuous {
+        Lag::Bounded { lo_us, hi_us }
+    } else {
+        Lag::AtLeast { lo_us }
     }
 }
 
-/// [`BeatIndex::lag`] for observations taken in time order: it remembers where the
-/// previous lookup landed, so a whole replica costs one pass over the beats instead of
-/// a binary search per observation. Gives the same answers as [`BeatIndex::lag`].
+/// The lag of a read whose seq is not a beat of its session: older than the session's
+/// first beat (a restart's first read racing its first beat), or foreign.
+fn unmatched(beats: &[BeatTimes], session: u32, seq: u64, obs: &Observation) -> Lag {
+    let mut mine = beats.iter().filter(|b| b.session == session);
+    let Some(first) = mine.next() else {
+        return Lag::Unknown(Unknown::BeforeFirstBeat);
+    };
+    if seq > first.seq {
+        return Lag::Unknown(Unknown::ForeignBeat { seq });
+    }
+    // It lacks every beat of this session acknowledged before the read.
+    let first_ack = std::iter::once(first)
+        .chain(mine)
+        .take_while(|b| b.t_send_us <= obs.r_start_us)
+        .filter_map(BeatTimes::t_ack_us)
+        .find(|&ack| ack <= obs.r_start_us);
+    match first_ack {
+        Some(ack) => Lag::AtLeast {
+            lo_us: (obs.r_start_us - ack).max(0),
+        },
+        None => Lag::Unknown(Unknown::BeforeFirstBeat),
+    }
+}
+
+/// [`lag_of`] for observations taken in time order: it remembers where the previous
+/// lookup landed, so a whole replica costs about one pass over the beats instead of a
+/// binary search per observation. Gives the same answers as [`lag_of`].
 #[derive(Debug, Clone)]
 pub struct BeatCursor<'a> {
     beats: &'a [BeatTimes],
     /// Index of the beat the previous observation saw.
     at: usize,
-    /// Index of the first acknowledged beat after `at` (`beats.len()` when none).
-    next_ok: usize,
 }
 
 impl<'a> BeatCursor<'a> {
     /// `beats` must be ordered by `seq` (as the store's scan returns them).
     pub fn new(beats: &'a [BeatTimes]) -> Self {
         debug_assert!(beats.windows(2).all(|w| w[0].seq < w[1].seq));
-        let mut c = BeatCursor {
-            beats,
-            at: 0,
-            next_ok: 0,
-        };
-        c.next_ok = c.first_ok_after(0);
-        c
+        BeatCursor { beats, at: 0 }
     }
 
-    fn first_ok_after(&self, i: usize) -> usize {
-        let mut j = i + 1;
-        while j < self.beats.len() && self.beats[j].t_ack_us().is_none() {
-            j += 1;
-        }
-        j.min(self.beats.len())
-    }
-
-    /// Lag bounds of an observation, as [`BeatIndex::lag`].
-    pub fn lag(&mut self, obs: &Observation) -> Option<LagBounds> {
+    /// The lag of a read of `session`, as [`lag_of`].
+    pub fn lag(&mut self, session: u32, continuity: Continuity, obs: &Observation) -> Option<Lag> {
         let seq = obs.seq?;
         let beats = self.beats;
         if beats.get(self.at).is_none_or(|b| b.seq != seq) {
@@ -129,87 +258,99 @@ impl<'a> BeatCursor<'a> {
                 steps += 1;
             }
             if beats.get(i).is_none_or(|b| b.seq != seq) {
-                i = beats.binary_search_by_key(&seq, |b| b.seq).ok()?;
-            }
-            if i < self.at || self.next_ok <= i {
-                self.next_ok = self.first_ok_after(i);
+                match beats.binary_search_by_key(&seq, |b| b.seq) {
+                    Ok(found) => i = found,
+                    Err(_) => return lag_of(beats, session, continuity, obs),
+                }
             }
             self.at = i;
         }
-        let next_ack = beats
-            .get(self.next_ok)
-            .and_then(BeatTimes::t_ack_us)
-            .filter(|&ack| ack <= obs.r_start_us);
-        Some(bounds(
-            obs.r_start_us,
-            obs.r_end_us,
-            beats[self.at].t_send_us,
-            next_ack,
-        ))
+        if beats[self.at].session != session {
+            return lag_of(beats, session, continuity, obs);
+        }
+        Some(lag_at(beats, self.at, continuity, obs))
     }
 }
 
-/// The last beats of a cluster, for computing lag live as observations arrive. Holds at
-/// most `capacity` beats; an observation of an older beat has no live lag (the offline
-/// analysis, which has every beat, still computes it).
+/// The last beats of the recorder's own session, for computing lag live as reads
+/// arrive. Holds the most recent `capacity` to `2 * capacity` beats; a read of an older
+/// beat than those has only a floor (the offline analysis, which has every beat, still
+/// bounds it).
 #[derive(Debug, Clone)]
 pub struct RecentBeats {
-    beats: std::collections::VecDeque<BeatTimes>,
+    beats: Vec<BeatTimes>,
     capacity: usize,
+    continuity: Continuity,
 }
 
+/// The session number live beats carry (one recorder, one session).
+const LIVE_SESSION: u32 = 0;
+
 impl RecentBeats {
-    pub fn new(capacity: usize) -> Self {
+    pub fn new(capacity: usize, interval_us: i64) -> Self {
+        let capacity = capacity.max(1);
         RecentBeats {
-            beats: std::collections::VecDeque::with_capacity(capacity.min(4096)),
-            capacity: capacity.max(1),
+            beats: Vec::with_capacity((2 * capacity).min(8192)),
+            capacity,
+            continuity: Continuity::for_interval(interval_us),
         }
     }
 
-    /// Adds a beat; beats arrive in `seq` order from one writer.
-    pub fn push(&mut self, beat: Beat) {
-        if self.beats.back().is_some_and(|b| b.seq >= beat.seq) {
+    /// Adds a beat (any outcome); beats arrive in `seq` order from one writer.
+    pub fn push(&mut self, beat: &crate::samples::Beat) {
+        if self.beats.last().is_some_and(|b| b.seq >= beat.seq) {
             return;
         }
-        if self.beats.len() == self.capacity {
-            self.beats.pop_front();
+        if self.beats.len() >= 2 * self.capacity {
+            self.beats.drain(..self.capacity);
         }
-        self.beats.push_back(BeatTimes::from(&beat));
+        self.beats.push(BeatTimes::new(
+            beat.seq,
+            beat.t_send_us,
+            beat.t_ack_us(),
+            LIVE_SESSION,
+        ));
     }
 
-    /// Same as [`BeatIndex::lag`], over the beats held.
-    pub fn lag(&self, obs: &Observation) -> Option<LagBounds> {
-        let i = self.beats.binary_search_by_key(&obs.seq?, |b| b.seq).ok()?;
-        Some(observation_bounds(
-            obs,
-            &self.beats[i],
-            self.beats.range(i + 1..),
-        ))
-    }
-
-    /// The lower bound of lag (µs) for a read that shows a beat older than every beat
-    /// held (written before the recorder started, or long ago): the replica lacks the
-    /// first held beat that had committed when the read started. `None` when the read
-    /// shows a held or newer beat, or no held beat had committed by then.
-    pub fn floor_us(&self, obs: &Observation) -> Option<i64> {
-        let first = self.beats.front()?;
-        if obs.seq? >= first.seq {
+    /// The lag a read shows. A read of a seq older than every beat held is "at least"
+    /// the time since the first held beat it lacks (it stalled before the recorder
+    /// started, or long ago), or unknown before any acknowledgement. `None` for a failed
+    /// read, and for a seq just past the newest beat held (within
+    /// [`RecentBeats::AHEAD`]: that beat's sample is still on its way), which is ours,
+    /// not foreign.
+    pub fn lag(&self, obs: &Observation) -> Option<Lag> {
+        let seq = obs.seq?;
+        let (Some(first), Some(last)) = (self.beats.first(), self.beats.last()) else {
+            return Some(unmatched(&self.beats, LIVE_SESSION, seq, obs));
+        };
+        if seq < first.seq {
+            return Some(unmatched(&self.beats, LIVE_SESSION, seq, obs));
+        }
+        if seq > last.seq && seq - last.seq <= Self::AHEAD {
             return None;
         }
-        let ack = self
-            .beats
-            .iter()
-            .filter_map(BeatTimes::t_ack_us)
-            .next()
-            .filter(|&ack| ack <= obs.r_start_us)?;
-        Some((obs.r_start_us - ack).max(0))
+        lag_of(&self.beats, LIVE_SESSION, self.continuity, obs)
     }
+
+    /// How far past the newest beat held a seq may be and still be this writer's
+    /// next beat (beat numbers count intervals, skipped ones included).
+    pub const AHEAD: u64 = 1_000;
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::samples::Outcome;
+    use crate::samples::{Beat, Outcome};
+
+    const INTERVAL: i64 = 10_000;
+
+    fn cont() -> Continuity {
+        Continuity::for_interval(INTERVAL)
+    }
+
+    fn beat(seq: u64, send: i64, ack: Option<i64>) -> BeatTimes {
+        BeatTimes::new(seq, send, ack, 1)
+    }
 
     fn full_beat(seq: u64, send: i64, ack: Option<i64>) -> Beat {
         Beat {
@@ -225,10 +366,6 @@ mod tests {
         }
     }
 
-    fn beat(seq: u64, send: i64, ack: Option<i64>) -> BeatTimes {
-        BeatTimes::from(&full_beat(seq, send, ack))
-    }
-
     fn obs(seq: Option<u64>, start: i64, end: i64) -> Observation {
         Observation {
             r_start_us: start,
@@ -240,126 +377,236 @@ mod tests {
                 Outcome::Refused
             },
             reason: None,
+            follow_up: false,
         }
+    }
+
+    fn lag(beats: &[BeatTimes], o: &Observation) -> Option<Lag> {
+        lag_of(beats, 1, cont(), o)
+    }
+
+    /// Beats every 10 ms from `from` to `to` (seq = k), acknowledged 300 µs later.
+    fn steady(from: u64, to: u64) -> Vec<BeatTimes> {
+        (from..=to)
+            .map(|k| beat(k, k as i64 * INTERVAL, Some(k as i64 * INTERVAL + 300)))
+            .collect()
     }
 
     #[test]
     fn caught_up_replica_reads_under_a_millisecond() {
-        // Beat 2 sent at 1000, acked at 1300; the replica read at 1310..1450 and saw 2.
-        let beats = [beat(1, 0, Some(300)), beat(2, 1000, Some(1300))];
-        let b = BeatIndex::new(&beats)
-            .lag(&obs(Some(2), 1310, 1450))
-            .unwrap();
+        // Beat 2 sent at 20_000, acked at 20_300; the replica read at 20_310..20_450.
+        let beats = steady(1, 2);
+        let l = lag(&beats, &obs(Some(2), 20_310, 20_450)).unwrap();
         assert_eq!(
-            b,
-            LagBounds {
+            l,
+            Lag::Bounded {
                 lo_us: 0,
                 hi_us: 450
             }
         );
-        assert_eq!(b.point_us(), 225);
+        assert_eq!(l.point_us(), Some(225));
+        assert_eq!(l.judged_us(), Some(225));
     }
 
     #[test]
     fn lagging_replica_has_both_bounds() {
-        // Every 100 ms a beat; the replica shows beat 3 at t = 1.0 s.
-        let beats: Vec<BeatTimes> = (1..=10)
-            .map(|k| beat(k, k as i64 * 100_000, Some(k as i64 * 100_000 + 500)))
-            .collect();
-        let b = BeatIndex::new(&beats)
-            .lag(&obs(Some(3), 1_000_600, 1_000_900))
-            .unwrap();
-        assert_eq!(b.hi_us, 1_000_900 - 300_000);
-        assert_eq!(b.lo_us, 1_000_600 - 400_500);
-        assert!(b.lo_us <= b.point_us() && b.point_us() <= b.hi_us);
-    }
-
-    #[test]
-    fn failed_beats_do_not_tighten_the_lower_bound() {
-        // The primary is unreachable after beat 2: later beats time out.
-        let beats = [
-            beat(1, 0, Some(300)),
-            beat(2, 100_000, Some(100_300)),
-            beat(3, 200_000, None),
-            beat(4, 300_000, None),
-        ];
-        let b = BeatIndex::new(&beats)
-            .lag(&obs(Some(2), 5_000_000, 5_000_200))
-            .unwrap();
-        assert_eq!(b.lo_us, 0);
-        assert_eq!(b.hi_us, 4_900_200);
-    }
-
-    #[test]
-    fn unknown_beats_and_failed_reads_have_no_lag() {
-        let beats = [beat(5, 0, Some(10))];
-        let idx = BeatIndex::new(&beats);
-        assert_eq!(idx.lag(&obs(None, 1, 2)), None);
-        assert_eq!(idx.lag(&obs(Some(0), 1, 2)), None);
-        assert_eq!(idx.lag(&obs(Some(4), 1, 2)), None);
-    }
-
-    #[test]
-    fn recent_beats_agree_with_the_index_and_forget_old_beats() {
-        let beats: Vec<BeatTimes> = (1..=10)
-            .map(|k| beat(k, k as i64 * 100, Some(k as i64 * 100 + 5)))
-            .collect();
-        let mut recent = RecentBeats::new(4);
-        for k in 1..=10 {
-            recent.push(full_beat(k, k as i64 * 100, Some(k as i64 * 100 + 5)));
-        }
-        let o = obs(Some(8), 1000, 1010);
-        assert_eq!(recent.lag(&o), BeatIndex::new(&beats).lag(&o));
-        assert_eq!(recent.lag(&obs(Some(3), 1000, 1010)), None);
-    }
-
-    #[test]
-    fn a_read_older_than_every_held_beat_has_a_floor() {
-        let mut recent = RecentBeats::new(4);
-        assert_eq!(recent.floor_us(&obs(Some(1), 1000, 1010)), None, "no beats");
-        recent.push(full_beat(10, 100, None));
-        recent.push(full_beat(11, 200, Some(250)));
-        recent.push(full_beat(12, 300, Some(310)));
-        // Lacks beat 11, acknowledged at 250 (beat 10 failed).
-        assert_eq!(recent.floor_us(&obs(Some(3), 1000, 1010)), Some(750));
-        // Before the first acknowledgement nothing is known.
-        assert_eq!(recent.floor_us(&obs(Some(3), 240, 245)), None);
-        // A held beat has bounds instead.
-        assert_eq!(recent.floor_us(&obs(Some(11), 1000, 1010)), None);
-        assert_eq!(recent.floor_us(&obs(None, 1000, 1010)), None);
-    }
-
-    #[test]
-    fn a_later_ack_after_the_read_is_ignored() {
-        let beats = [beat(1, 0, Some(100)), beat(2, 1000, Some(5000))];
-        let b = BeatIndex::new(&beats)
-            .lag(&obs(Some(1), 1200, 1300))
-            .unwrap();
+        let beats = steady(1, 100);
+        // Shows beat 3 at t = 1.0 s.
+        let l = lag(&beats, &obs(Some(3), 1_000_600, 1_000_900)).unwrap();
         assert_eq!(
-            b,
-            LagBounds {
-                lo_us: 0,
-                hi_us: 1300
+            l,
+            Lag::Bounded {
+                lo_us: 1_000_600 - 40_300,
+                hi_us: 1_000_900 - 30_000
             }
         );
     }
 
     #[test]
-    fn the_cursor_agrees_with_the_index_in_any_order() {
-        // Beats 1..=40 every 100 µs; every third one failed.
+    fn a_frozen_primary_gives_no_upper_bound_and_no_invented_lag() {
+        // Beats until 100 (t = 1 s), then the primary freezes: beats time out.
+        let mut beats = steady(1, 100);
+        beats.extend((101..=105).map(|k| beat(k, 1_000_000 + (k as i64 - 100) * 200_000, None)));
+        // 5 s later the replica still shows 100: nothing is known but lag >= 0.
+        let l = lag(&beats, &obs(Some(100), 6_000_000, 6_000_200)).unwrap();
+        assert_eq!(l, Lag::AtLeast { lo_us: 0 });
+        assert_eq!(l.point_us(), None);
+        assert_eq!(l.judged_us(), Some(0));
+        // The primary is back at 8 s; the replica has not applied beat 200 yet.
+        beats.push(beat(200, 8_000_000, Some(8_000_300)));
+        beats.push(beat(201, 8_010_000, Some(8_010_300)));
+        let l = lag(&beats, &obs(Some(100), 8_000_400, 8_000_600)).unwrap();
+        assert_eq!(l, Lag::AtLeast { lo_us: 100 }, "lo only: 100 µs, not 3.5 s");
+        // Once it shows a beat after the outage, the bounds are back.
+        let l = lag(&beats, &obs(Some(200), 8_000_400, 8_000_600)).unwrap();
+        assert_eq!(
+            l,
+            Lag::Bounded {
+                lo_us: 0,
+                hi_us: 600
+            }
+        );
+    }
+
+    #[test]
+    fn a_replica_still_behind_after_an_outage_shows_its_real_lag() {
+        // The replica stalled at beat 50 (0.5 s); the primary was down from 1 s to 3 s.
+        let mut beats = steady(1, 100);
+        beats.extend(
+            (300..=400).map(|k| beat(k, k as i64 * INTERVAL, Some(k as i64 * INTERVAL + 300))),
+        );
+        // At 3.5 s it still shows 50: it lacks beat 51, acked at 0.51 s.
+        let l = lag(&beats, &obs(Some(50), 3_500_000, 3_500_200)).unwrap();
+        assert_eq!(
+            l,
+            Lag::Bounded {
+                lo_us: 3_500_000 - 510_300,
+                hi_us: 3_500_200 - 500_000
+            },
+            "the writer went on after beat 50, so both bounds hold"
+        );
+    }
+
+    #[test]
+    fn one_failed_beat_keeps_the_upper_bound() {
+        let mut beats = steady(1, 10);
+        beats[5] = beat(6, 60_000, None);
+        let l = lag(&beats, &obs(Some(5), 75_000, 75_200)).unwrap();
+        assert_eq!(
+            l,
+            Lag::Bounded {
+                lo_us: 75_000 - 70_300,
+                hi_us: 75_200 - 50_000
+            }
+        );
+    }
+
+    #[test]
+    fn reads_of_other_sessions_and_foreign_seqs_are_never_matched() {
+        // Session 1 wrote 1..=10; session 2 writes 1000.. after a 30 s downtime.
+        let mut beats = steady(1, 10);
+        beats.extend((1000..=1005).map(|k| {
+            BeatTimes::new(
+                k,
+                30_000_000 + k as i64 * INTERVAL,
+                Some(30_000_300 + k as i64 * INTERVAL),
+                2,
+            )
+        }));
+        let first_ack = 30_000_300 + 1000 * INTERVAL;
+        // Session 2's first read races its first beat and shows session 1's last seq.
+        let before = obs(Some(10), first_ack - 100, first_ack);
+        assert_eq!(
+            lag_of(&beats, 2, cont(), &before),
+            Some(Lag::Unknown(Unknown::BeforeFirstBeat))
+        );
+        let after = obs(Some(10), first_ack + 100, first_ack + 300);
+        assert_eq!(
+            lag_of(&beats, 2, cont(), &after),
+            Some(Lag::AtLeast { lo_us: 100 }),
+            "bounded by this session's beats, never by the downtime"
+        );
+        // A check's seq (UTC µs) and a seq between beats are foreign.
+        let foreign = obs(
+            Some(1_790_000_000_000_000),
+            first_ack + 100,
+            first_ack + 300,
+        );
+        assert_eq!(
+            lag_of(&beats, 2, cont(), &foreign),
+            Some(Lag::Unknown(Unknown::ForeignBeat {
+                seq: 1_790_000_000_000_000
+            }))
+        );
+        assert_eq!(
+            lag_of(&beats, 1, cont(), &obs(Some(500), 1, 2)),
+            Some(Lag::Unknown(Unknown::ForeignBeat { seq: 500 }))
+        );
+        // Seq 0 (a fresh row) before any beat.
+        assert_eq!(
+            lag_of(&beats, 1, cont(), &obs(Some(0), 5, 6)),
+            Some(Lag::Unknown(Unknown::BeforeFirstBeat))
+        );
+        assert_eq!(lag_of(&beats, 1, cont(), &obs(None, 5, 6)), None);
+    }
+
+    #[test]
+    fn a_later_ack_after_the_read_is_ignored() {
+        let beats = [beat(1, 0, Some(100)), beat(2, 10_000, Some(15_000))];
+        let l = lag(&beats, &obs(Some(1), 12_000, 12_300)).unwrap();
+        assert_eq!(
+            l,
+            Lag::Bounded {
+                lo_us: 0,
+                hi_us: 12_300
+            }
+        );
+    }
+
+    #[test]
+    fn tighter_prefers_bounded_then_narrow_then_high_floor() {
+        let b = |lo, hi| Lag::Bounded {
+            lo_us: lo,
+            hi_us: hi,
+        };
+        let a = |lo| Lag::AtLeast { lo_us: lo };
+        let u = Lag::Unknown(Unknown::BeforeFirstBeat);
+        assert_eq!(b(0, 10_000).tighter(b(0, 300)), b(0, 300));
+        assert_eq!(b(0, 300).tighter(b(0, 10_000)), b(0, 300));
+        assert_eq!(a(5).tighter(b(0, 9)), b(0, 9));
+        assert_eq!(a(5).tighter(a(7)), a(7));
+        assert_eq!(u.tighter(a(1)), a(1));
+        assert_eq!(a(1).tighter(u), a(1));
+    }
+
+    #[test]
+    fn recent_beats_agree_with_the_offline_lookup() {
+        let beats = steady(1, 50);
+        let mut recent = RecentBeats::new(8, INTERVAL);
+        for b in &beats {
+            recent.push(&full_beat(b.seq, b.t_send_us, b.t_ack_us()));
+        }
+        let held = obs(Some(48), 485_000, 485_200);
+        assert_eq!(recent.lag(&held), lag(&beats, &held));
+        // Older than every beat held: at least the time since the first held ack.
+        let old = obs(Some(3), 505_000, 505_100);
+        let first_held = recent.beats[0];
+        assert_eq!(
+            recent.lag(&old),
+            Some(Lag::AtLeast {
+                lo_us: 505_000 - first_held.t_ack_us().unwrap()
+            })
+        );
+        // No beats yet.
+        let empty = RecentBeats::new(8, INTERVAL);
+        assert_eq!(
+            empty.lag(&old),
+            Some(Lag::Unknown(Unknown::BeforeFirstBeat))
+        );
+    }
+
+    #[test]
+    fn the_cursor_agrees_with_the_lookup_in_any_order() {
+        // Beats 1..=40 every 100 µs; every third one failed; two sessions.
         let beats: Vec<BeatTimes> = (1..=40)
             .map(|k| {
                 let ack = (k % 3 != 0).then_some(k as i64 * 100 + 7);
-                beat(k, k as i64 * 100, ack)
+                BeatTimes::new(k, k as i64 * 100, ack, if k <= 20 { 1 } else { 2 })
             })
             .collect();
-        let index = BeatIndex::new(&beats);
+        let c = Continuity::for_interval(100);
         let mut cursor = BeatCursor::new(&beats);
-        let seen = [1, 1, 2, 5, 5, 9, 30, 31, 3, 40, 41, 0, 39, 39, 12];
-        for (n, &seq) in seen.iter().enumerate() {
-            let o = obs(Some(seq), 3000 + n as i64 * 50, 3010 + n as i64 * 50);
-            assert_eq!(cursor.lag(&o), index.lag(&o), "seq {seq}");
+        let seen = [1, 1, 2, 5, 5, 9, 30, 31, 3, 40, 41, 0, 39, 39, 12, 22];
+        for session in [1, 2] {
+            for (n, &seq) in seen.iter().enumerate() {
+                let o = obs(Some(seq), 3000 + n as i64 * 50, 3010 + n as i64 * 50);
+                assert_eq!(
+                    cursor.lag(session, c, &o),
+                    lag_of(&beats, session, c, &o),
+                    "seq {seq} session {session}"
+                );
+            }
         }
-        assert_eq!(cursor.lag(&obs(None, 1, 2)), None);
+        assert_eq!(cursor.lag(1, c, &obs(None, 1, 2)), None);
     }
 }

@@ -3,6 +3,7 @@
 
 use super::capacity::{self, BusyFraction, ReplayRate};
 use super::episodes::{self, Episode};
+use super::lag::Lag;
 use super::series::{LagPoint, LagSeries};
 use super::stats::{self, Percentiles};
 use super::vector::{self, Fit};
@@ -37,19 +38,31 @@ pub struct Coverage {
     pub first_us: Option<i64>,
     pub last_us: Option<i64>,
     pub reads: usize,
-    /// Probe rounds with a lag (bursts of follow-up reads count once).
+    /// Probe rounds with a lag, bounded or "at least" (follow-up reads count once).
     pub rounds: usize,
+    /// Of those, rounds with only a lower bound (the primary acknowledged no beat soon
+    /// after the one seen).
+    pub at_least_rounds: usize,
     pub failed_reads: usize,
-    /// Successful reads of a beat the recording does not hold.
-    pub unbounded_reads: u64,
+    /// Rounds that showed an older session's beat before this session's first beat
+    /// was acknowledged.
+    pub before_first_beat: u64,
+    /// Rounds that showed a beat this recorder never wrote, and some of those seqs.
+    pub foreign_rounds: u64,
+    pub foreign_seqs: Vec<u64>,
     pub gaps: Vec<Gap>,
 }
 
-/// Lag distribution, with the width of the bounds, µs.
+/// Lag distribution over the bounded rounds, with the width of their bounds, µs.
+/// "At least" rounds have no point estimate: they count apart, by their lower bounds.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct LagSummary {
-    pub lag: Percentiles,
-    pub width: Percentiles,
+    /// `None` when no round was bounded.
+    pub lag: Option<Percentiles>,
+    pub width: Option<Percentiles>,
+    /// The highest lower bound of the "at least" rounds.
+    pub at_least_max_us: Option<i64>,
+    /// Time the judged lag was over `max_lag`.
     pub above_max_us: i64,
 }
 
@@ -61,7 +74,8 @@ pub struct VectorSummary {
     pub max: Option<f64>,
     /// Lagging (inside an episode) at the end of the recording.
     pub lagging_now: bool,
-    pub lag_now_us: Option<i64>,
+    /// The last round's lag.
+    pub lag_now: Option<Lag>,
     /// Seconds until caught up, when catching up with a confident fit.
     pub eta_s: Option<f64>,
     /// The fit behind the ETA (also present when not confident).
@@ -153,23 +167,34 @@ fn coverage(series: &LagSeries, gap_us: i64) -> Coverage {
         last_us: series.last_read_us,
         reads: series.reads,
         rounds: series.points.len(),
+        at_least_rounds: series.points.len() - series.bounded().count(),
         failed_reads: series.failures.len(),
-        unbounded_reads: series.unbounded,
+        before_first_beat: series.before_first_beat,
+        foreign_rounds: series.foreign,
+        foreign_seqs: series.foreign_seqs.clone(),
         gaps,
     }
 }
 
 fn lag_summary(points: &[LagPoint], settings: &Settings) -> Option<LagSummary> {
-    // One buffer for both distributions.
-    let mut values: Vec<i64> = points.iter().map(LagPoint::lag_us).collect();
-    let lag = stats::percentiles(&mut values)?;
-    for (v, p) in values.iter_mut().zip(points) {
-        *v = p.width_us();
+    if points.is_empty() {
+        return None;
     }
-    let width = stats::percentiles(&mut values)?;
+    // One buffer for both distributions.
+    let mut values: Vec<i64> = points.iter().filter_map(|p| p.lag.point_us()).collect();
+    let lag = stats::percentiles(&mut values);
+    values.clear();
+    values.extend(points.iter().filter_map(|p| p.lag.width_us()));
+    let width = stats::percentiles(&mut values);
+    let at_least_max_us = points
+        .iter()
+        .filter(|p| matches!(p.lag, Lag::AtLeast { .. }))
+        .filter_map(|p| p.lag.lo_us())
+        .max();
     Some(LagSummary {
         lag,
         width,
+        at_least_max_us,
         above_max_us: stats::time_above(points, settings.max_lag_us, settings.gap_us),
     })
 }
@@ -205,10 +230,10 @@ fn vector_summary(points: &[LagPoint], vectors: &[f32], eps: &[Episode]) -> Vect
         let from = catch_up.partition_point(|p| p.t_us < last - ETA_WINDOW_US);
         vector::fit(&catch_up[from..])
     });
-    let lag_now_us = points.last().map(LagPoint::lag_us);
+    let lag_now = points.last().map(|p| p.lag);
     let eta_s = eta_fit
         .filter(|f| f.confident() && f.vector() > 0.0)
-        .zip(lag_now_us)
+        .zip(lag_now.and_then(|l| l.point_us()))
         .map(|(f, lag)| lag as f64 / 1e6 / f.vector());
     VectorSummary {
         now: vectors
@@ -219,7 +244,7 @@ fn vector_summary(points: &[LagPoint], vectors: &[f32], eps: &[Episode]) -> Vect
         min: min.map(f64::from),
         max: max.map(f64::from),
         lagging_now,
-        lag_now_us,
+        lag_now,
         eta_s,
         eta_fit,
     }
@@ -232,6 +257,8 @@ mod tests {
     use crate::samples::{BeatTimes, Observation};
 
     const S: i64 = 1_000_000;
+    const CONT: [crate::analysis::lag::Continuity; 1] =
+        [crate::analysis::lag::Continuity { limit_us: 30_000 }];
 
     /// A cluster beating every 10 ms and a replica that stalls at t = 5 s and catches
     /// up at vector +1 from t = 10 s; the recording stops at `until_s`.
@@ -239,7 +266,7 @@ mod tests {
         let step = 10_000;
         let n = (until_s * 100.0) as i64;
         let beats: Vec<BeatTimes> = (1..=n)
-            .map(|k| BeatTimes::new(k as u64, k * step, Some(k * step + 200)))
+            .map(|k| BeatTimes::new(k as u64, k * step, Some(k * step + 200), 0))
             .collect();
         let observations: Vec<Observation> = (1..=n)
             .map(|k| {
@@ -259,10 +286,11 @@ mod tests {
                     seq: Some(seq.min(k as u64)),
                     outcome: Outcome::Ok,
                     reason: None,
+                    follow_up: false,
                 }
             })
             .collect();
-        series::lag_series(&beats, &observations)
+        series::lag_series(&beats, &CONT, &observations, 0)
     }
 
     fn report(series: &LagSeries) -> ReplicaReport {
@@ -294,7 +322,7 @@ mod tests {
         let peak = r.episodes[0].peak_lag_us;
         assert!((peak - 5 * S).abs() < 30_000, "peak {peak}");
         let lag = r.lag.unwrap();
-        assert_eq!(lag.lag.count, r.coverage.rounds);
+        assert_eq!(lag.lag.unwrap().count, r.coverage.rounds);
         // About 8 s above 1 s: 4 s falling behind, 4 s catching up.
         assert!(
             (lag.above_max_us - 8 * S).abs() < 100_000,
@@ -312,15 +340,16 @@ mod tests {
             seq: Some(1),
             outcome: Outcome::Ok,
             reason: None,
+            follow_up: false,
         };
         let failed = |t: i64| Observation {
             seq: None,
             outcome: Outcome::Refused,
             ..ok(t)
         };
-        let beats = [BeatTimes::new(1, 0, Some(10))];
+        let beats = [BeatTimes::new(1, 0, Some(10), 0)];
         let observations = [ok(100), failed(200), failed(300), ok(400), ok(5 * S)];
-        let r = report(&series::lag_series(&beats, &observations));
+        let r = report(&series::lag_series(&beats, &CONT, &observations, 0));
         assert_eq!(
             r.coverage.gaps,
             vec![

@@ -1,32 +1,29 @@
 //! Analysis step 1: a replica's observations become lag points, one per probe round.
 //!
-//! The reader re-reads at once when a read raced the newest beat (up to three times), so
-//! a round can hold a burst of reads a few hundred microseconds apart. They measure the
-//! same moment; the round keeps the read with the tightest bounds, so percentiles count
-//! each round once and use its best measurement.
+//! The reader re-reads at once when a read raced the newest beat (up to three times) and
+//! marks those re-reads as follow-ups ([`Observation::follow_up`]). A round is a first
+//! read and its follow-ups; it keeps the tightest [`Lag`] of its reads, so percentiles
+//! count each round once and use its best measurement. Rounds whose reads say nothing
+//! (before the session's first beat, a foreign beat) are counted, never plotted.
 
-use super::lag::BeatCursor;
+use super::lag::{BeatCursor, Continuity, Lag, Unknown};
 use crate::samples::{BeatTimes, Observation, Outcome};
 
-/// Reads that start less than this after the previous read ended belong to its round.
-pub const BURST_GAP_US: i64 = 1_000;
-
-/// The lag of one probe round, in µs, at `t_us` (the middle of the kept read).
+/// The lag of one probe round at `t_us` (the middle of the read it keeps). Never
+/// [`Lag::Unknown`] in a finished [`LagSeries`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LagPoint {
     pub t_us: i64,
-    pub lo_us: i64,
-    pub hi_us: i64,
+    pub lag: Lag,
 }
 
 impl LagPoint {
-    /// The point estimate: the middle of the bounds.
-    pub fn lag_us(&self) -> i64 {
-        self.lo_us + (self.hi_us - self.lo_us) / 2
-    }
-
-    pub fn width_us(&self) -> i64 {
-        self.hi_us - self.lo_us
+    /// A round with bounded lag.
+    pub fn bounded(t_us: i64, lo_us: i64, hi_us: i64) -> LagPoint {
+        LagPoint {
+            t_us,
+            lag: Lag::Bounded { lo_us, hi_us },
+        }
     }
 }
 
@@ -50,18 +47,26 @@ pub struct Outage {
 /// Silences between reads shorter than this are not kept (the report's gaps start at 1 s).
 pub const MIN_SILENCE_US: i64 = 1_000_000;
 
+/// How many distinct foreign seqs a series keeps as examples.
+pub const FOREIGN_EXAMPLES: usize = 5;
+
 /// A replica's recording, reduced to what the analysis uses.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct LagSeries {
-    /// In time order.
+    /// One per probe round with a known lag (bounded or "at least"), in time order.
     pub points: Vec<LagPoint>,
     /// In time order.
     pub failures: Vec<FailedRead>,
     /// Reads, failed or not.
     pub reads: usize,
-    /// Successful reads whose beat the recording does not hold (or seq 0 before the first
-    /// beat): they show the replica was reachable but bound nothing.
-    pub unbounded: u64,
+    /// Rounds whose reads showed a seq older than their session's first beat before
+    /// that beat was acknowledged (a restart's first read, seq 0 after `init`).
+    pub before_first_beat: u64,
+    /// Rounds whose reads showed a seq their session never wrote (a `check`, another
+    /// recorder): counted, never matched.
+    pub foreign: u64,
+    /// Up to [`FOREIGN_EXAMPLES`] of the foreign seqs seen.
+    pub foreign_seqs: Vec<u64>,
     /// Start of the first and of the last read.
     pub first_read_us: Option<i64>,
     pub last_read_us: Option<i64>,
@@ -71,38 +76,48 @@ pub struct LagSeries {
     pub outages: Vec<Outage>,
 }
 
+impl LagSeries {
+    /// Rounds with bounded lag.
+    pub fn bounded(&self) -> impl Iterator<Item = &LagPoint> {
+        self.points.iter().filter(|p| p.lag.is_bounded())
+    }
+}
+
 /// Builds a [`LagSeries`] from observations fed one by one in time order, so a recording
 /// never has to hold its observations all at once.
 #[derive(Debug)]
 pub struct SeriesBuilder<'a> {
     cursor: BeatCursor<'a>,
+    /// Per session (the index reads and beats carry).
+    continuity: &'a [Continuity],
     out: LagSeries,
-    /// End of the previous read, when it produced the last point.
-    prev_end: Option<i64>,
+    /// Rounds in progress or done, unknown ones included until [`SeriesBuilder::finish`].
+    rounds: Vec<LagPoint>,
+    /// The session of the last round, while a follow-up may still join it.
+    open_round: Option<u32>,
+    /// The first read was a follow-up (its round began before this builder's reads).
+    first_follows: bool,
     /// The failure run in progress.
     failing: Option<(i64, Outcome)>,
-    /// The first read gave the first point (a round that may have begun before).
-    first_pointed: bool,
 }
 
 impl<'a> SeriesBuilder<'a> {
-    /// `beats` are the cluster's, ordered by seq; `capacity` is a hint of how many reads
-    /// will come.
-    pub fn new(beats: &'a [BeatTimes], capacity: usize) -> Self {
+    /// `beats` are the cluster's, ordered by seq; `continuity` is indexed by session;
+    /// `capacity` is a hint of how many reads will come.
+    pub fn new(beats: &'a [BeatTimes], continuity: &'a [Continuity], capacity: usize) -> Self {
         SeriesBuilder {
             cursor: BeatCursor::new(beats),
-            out: LagSeries {
-                points: Vec::with_capacity(capacity),
-                ..Default::default()
-            },
-            prev_end: None,
+            continuity,
+            out: LagSeries::default(),
+            rounds: Vec::with_capacity(capacity),
+            open_round: None,
+            first_follows: false,
             failing: None,
-            first_pointed: false,
         }
     }
 
-    /// Adds the next read (in time order).
-    pub fn push(&mut self, obs: &Observation) {
+    /// Adds the next read (in time order), taken by recorder session `session`.
+    pub fn push(&mut self, obs: &Observation, session: u32) {
         let out = &mut self.out;
         out.reads += 1;
         let t = obs.r_start_us;
@@ -117,7 +132,7 @@ impl<'a> SeriesBuilder<'a> {
                 outcome: obs.outcome,
             });
             self.failing.get_or_insert((t, obs.outcome));
-            self.prev_end = None;
+            self.open_round = None;
             return;
         }
         if let Some((start_us, outcome)) = self.failing.take() {
@@ -127,27 +142,30 @@ impl<'a> SeriesBuilder<'a> {
                 outcome,
             });
         }
-        let Some(b) = self.cursor.lag(obs) else {
-            out.unbounded += 1;
-            self.prev_end = None;
+        let continuity = self
+            .continuity
+            .get(session as usize)
+            .copied()
+            .unwrap_or(Continuity::for_interval(0));
+        let Some(lag) = self.cursor.lag(session, continuity, obs) else {
             return;
         };
         let point = LagPoint {
             t_us: t + (obs.r_end_us - t) / 2,
-            lo_us: b.lo_us,
-            hi_us: b.hi_us,
+            lag,
         };
-        self.first_pointed |= out.reads == 1;
-        let same_round = self.prev_end.is_some_and(|end| t - end < BURST_GAP_US);
-        self.prev_end = Some(obs.r_end_us);
-        match out.points.last_mut() {
-            Some(last) if same_round => {
-                if point.width_us() < last.width_us() {
+        if out.reads == 1 {
+            self.first_follows = obs.follow_up;
+        }
+        match self.rounds.last_mut() {
+            Some(last) if obs.follow_up && self.open_round == Some(session) => {
+                if lag.tighter(last.lag) != last.lag {
                     *last = point;
                 }
             }
-            _ => out.points.push(point),
+            _ => self.rounds.push(point),
         }
+        self.open_round = Some(session);
     }
 
     /// This builder followed by `later`, which was fed the reads right after this one's
@@ -182,25 +200,20 @@ impl<'a> SeriesBuilder<'a> {
         }
         out.outages.append(&mut b.outages);
 
-        // The first read of `later` may belong to the round of this one's last point.
-        let mut points = b.points.into_iter();
-        let joins = later.first_pointed
-            && self
-                .prev_end
-                .is_some_and(|end| next_us - end < BURST_GAP_US);
-        // Taken from `points` either way: it is the same round as `last`.
+        // The first read of `later` may be a follow-up of this one's last round.
+        let mut rounds = later.rounds.into_iter();
+        let joins = later.first_follows && self.open_round.is_some();
         if joins
-            && let (Some(last), Some(first)) = (out.points.last_mut(), points.next())
-            && first.width_us() < last.width_us()
+            && let (Some(last), Some(first)) = (self.rounds.last_mut(), rounds.next())
+            && first.lag.tighter(last.lag) != last.lag
         {
             *last = first;
         }
-        out.points.extend(points);
+        self.rounds.extend(rounds);
         out.failures.append(&mut b.failures);
         out.reads += b.reads;
-        out.unbounded += b.unbounded;
         out.last_read_us = b.last_read_us;
-        self.prev_end = later.prev_end;
+        self.open_round = later.open_round;
         self.failing = failing;
         self
     }
@@ -213,16 +226,37 @@ impl<'a> SeriesBuilder<'a> {
                 outcome,
             });
         }
-        self.out
+        let mut out = self.out;
+        for p in &self.rounds {
+            match p.lag {
+                Lag::Unknown(Unknown::BeforeFirstBeat) => out.before_first_beat += 1,
+                Lag::Unknown(Unknown::ForeignBeat { seq }) => {
+                    out.foreign += 1;
+                    if out.foreign_seqs.len() < FOREIGN_EXAMPLES && !out.foreign_seqs.contains(&seq)
+                    {
+                        out.foreign_seqs.push(seq);
+                    }
+                }
+                _ => {}
+            }
+        }
+        self.rounds.retain(|p| !matches!(p.lag, Lag::Unknown(_)));
+        out.points = self.rounds;
+        out
     }
 }
 
 /// Lag points of one replica from its cluster's beats (ordered by seq) and its
-/// observations (in time order).
-pub fn lag_series(beats: &[BeatTimes], observations: &[Observation]) -> LagSeries {
-    let mut b = SeriesBuilder::new(beats, observations.len());
+/// observations (in time order), all taken by recorder session `session`.
+pub fn lag_series(
+    beats: &[BeatTimes],
+    continuity: &[Continuity],
+    observations: &[Observation],
+    session: u32,
+) -> LagSeries {
+    let mut b = SeriesBuilder::new(beats, continuity, observations.len());
     for obs in observations {
-        b.push(obs);
+        b.push(obs, session);
     }
     b.finish()
 }
@@ -231,8 +265,13 @@ pub fn lag_series(beats: &[BeatTimes], observations: &[Observation]) -> LagSerie
 mod tests {
     use super::*;
 
+    const CONT: [Continuity; 2] = [
+        Continuity { limit_us: 30_000 },
+        Continuity { limit_us: 30_000 },
+    ];
+
     fn beat(seq: u64, send: i64) -> BeatTimes {
-        BeatTimes::new(seq, send, Some(send + 300))
+        BeatTimes::new(seq, send, Some(send + 300), 1)
     }
 
     fn read(seq: Option<u64>, start: i64, end: i64) -> Observation {
@@ -246,24 +285,36 @@ mod tests {
                 Outcome::Timeout
             },
             reason: None,
+            follow_up: false,
         }
     }
 
+    fn follow(seq: u64, start: i64, end: i64) -> Observation {
+        Observation {
+            follow_up: true,
+            ..read(Some(seq), start, end)
+        }
+    }
+
+    fn series(beats: &[BeatTimes], obs: &[Observation]) -> LagSeries {
+        lag_series(beats, &CONT, obs, 1)
+    }
+
     #[test]
-    fn a_burst_of_follow_up_reads_keeps_the_tightest_bounds() {
-        let beats: Vec<BeatTimes> = (1..=3).map(|k| beat(k, k as i64 * 10_000)).collect();
-        // Beat 2 acked at 20_300; the first read raced it and saw 1, the follow-up saw 2.
+    fn a_round_of_follow_up_reads_keeps_the_tightest_bounds() {
+        let beats: Vec<BeatTimes> = (1..=5).map(|k| beat(k, k as i64 * 10_000)).collect();
         let obs = [
             read(Some(2), 20_310, 20_500),
             read(Some(2), 30_310, 30_500),
-            read(Some(2), 30_520, 30_700),
+            follow(2, 30_520, 30_700),
             read(None, 40_000, 41_000),
             read(Some(7), 50_000, 50_100),
         ];
-        let s = lag_series(&beats, &obs);
+        let s = series(&beats, &obs);
         assert_eq!(s.reads, 5);
         assert_eq!(s.failures.len(), 1);
-        assert_eq!(s.unbounded, 1);
+        assert_eq!(s.foreign, 1);
+        assert_eq!(s.foreign_seqs, [7]);
         assert_eq!(s.points.len(), 2);
         // The second round's reads both saw 2 while 3 (acked 30_300) existed; the
         // follow-up's bounds are 10 µs narrower (its read took less time), so it wins.
@@ -271,32 +322,59 @@ mod tests {
             s.points[1],
             LagPoint {
                 t_us: 30_610,
-                lo_us: 30_520 - 30_300,
-                hi_us: 30_700 - 20_000
+                lag: Lag::Bounded {
+                    lo_us: 30_520 - 30_300,
+                    hi_us: 30_700 - 20_000
+                }
             }
         );
     }
 
     #[test]
-    fn follow_ups_replace_a_wide_read() {
-        let beats: Vec<BeatTimes> = (1..=2).map(|k| beat(k, k as i64 * 10_000)).collect();
-        // Beat 2 acked at 20_300. A read at 20_310 saw 1 (wide: 1 interval), the
-        // follow-up at 20_420 saw 2 (narrow).
-        let obs = [read(Some(1), 20_310, 20_400), read(Some(2), 20_420, 20_500)];
-        let s = lag_series(&beats, &obs);
-        assert_eq!(s.points.len(), 1);
+    fn rounds_come_from_the_marks_never_from_timing() {
+        let beats: Vec<BeatTimes> = (1..=400).map(|k| beat(k, k as i64 * 10_000)).collect();
+        // Reads of 30 ms through a slow link, each starting as the previous one ends:
+        // every one is a first read, so every one is a round.
+        let obs: Vec<Observation> = (0..100)
+            .map(|i| {
+                let start = 1_000_000 + i * 30_000;
+                read(Some((start / 10_000) as u64), start, start + 30_000)
+            })
+            .collect();
+        let s = series(&beats, &obs);
+        assert_eq!(s.points.len(), 100);
+        // A follow-up replaces a wide read of its round.
+        let obs = [read(Some(1), 20_310, 20_400), follow(2, 20_420, 20_500)];
+        let s = series(&beats, &obs);
         assert_eq!(
-            s.points[0],
-            LagPoint {
+            s.points,
+            [LagPoint {
                 t_us: 20_460,
-                lo_us: 0,
-                hi_us: 500
-            }
+                lag: Lag::Bounded {
+                    lo_us: 0,
+                    hi_us: 500
+                }
+            }]
         );
     }
 
-    /// Reads with every case at a split point: bursts, failures (runs of them at the
-    /// ends too), unknown beats and silences.
+    #[test]
+    fn unknown_rounds_are_counted_and_a_follow_up_can_resolve_them() {
+        let beats: Vec<BeatTimes> = (10..=12).map(|k| beat(k, k as i64 * 10_000)).collect();
+        // Seq 0 before the first ack; then a read of seq 0 resolved by its follow-up.
+        let obs = [
+            read(Some(0), 50_000, 50_100),
+            read(Some(0), 100_100, 100_200),
+            follow(10, 100_250, 100_400),
+        ];
+        let s = series(&beats, &obs);
+        assert_eq!(s.before_first_beat, 1);
+        assert_eq!(s.points.len(), 1);
+        assert!(s.points[0].lag.is_bounded());
+    }
+
+    /// Reads with every case at a split point: rounds, failures (runs of them at the
+    /// ends too), foreign beats and silences.
     fn mixed_reads(seed: u64, n: usize) -> Vec<Observation> {
         let mut x = seed | 1;
         let mut next = move || {
@@ -306,44 +384,48 @@ mod tests {
             x
         };
         let mut t = 10_000;
+        let mut prev_ok = false;
         (0..n)
             .map(|_| {
                 let r = next();
+                let follow_up = r % 10 == 0 && prev_ok;
                 t += match r % 10 {
                     0 => 200,       // a follow-up read
                     1 => 3_000_000, // a silence
                     _ => 10_000,
                 };
                 let duration = 100 + (r >> 8) as i64 % 400;
-                match (r >> 16) % 8 {
+                let o = match (r >> 16) % 8 {
                     0 => read(None, t, t + duration),
                     1 => Observation {
                         outcome: Outcome::Refused,
                         ..read(None, t, t + duration)
                     },
-                    2 => read(Some(500), t, t + duration),
+                    2 => read(Some(5_000), t, t + duration),
                     _ => read(
                         Some((t / 10_000 - 1 - (r >> 24) as i64 % 3).max(1) as u64),
                         t,
                         t + duration,
                     ),
-                }
+                };
+                prev_ok = o.outcome == Outcome::Ok;
+                Observation { follow_up, ..o }
             })
             .collect()
     }
 
     #[test]
     fn builders_appended_agree_with_one_builder_at_every_split() {
-        let beats: Vec<BeatTimes> = (1..=400).map(|k| beat(k, k as i64 * 10_000)).collect();
+        let beats: Vec<BeatTimes> = (1..=4000).map(|k| beat(k, k as i64 * 10_000)).collect();
         for seed in [1, 7, 42, 1234] {
             let obs = mixed_reads(seed, 120);
-            let whole = lag_series(&beats, &obs);
+            let whole = series(&beats, &obs);
             assert!(!whole.outages.is_empty() && !whole.silences.is_empty());
             for at in 0..=obs.len() {
-                let mut a = SeriesBuilder::new(&beats, 0);
-                let mut b = SeriesBuilder::new(&beats, 0);
-                obs[..at].iter().for_each(|o| a.push(o));
-                obs[at..].iter().for_each(|o| b.push(o));
+                let mut a = SeriesBuilder::new(&beats, &CONT, 0);
+                let mut b = SeriesBuilder::new(&beats, &CONT, 0);
+                obs[..at].iter().for_each(|o| a.push(o, 1));
+                obs[at..].iter().for_each(|o| b.push(o, 1));
                 assert_eq!(a.append(b).finish(), whole, "seed {seed}, split at {at}");
             }
         }

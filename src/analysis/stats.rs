@@ -47,13 +47,13 @@ pub fn percentiles(values: &mut [i64]) -> Option<Percentiles> {
     })
 }
 
-/// Time during which the point estimate was above `threshold_us`, in µs: each point
-/// stands for the time until the next one, but never more than `max_step_us` (a gap in
-/// the data counts for nothing).
+/// Time during which the judged lag ([`crate::analysis::lag::Lag::judged_us`]) was
+/// above `threshold_us`, in µs: each point stands for the time until the next one, but
+/// never more than `max_step_us` (a gap in the data counts for nothing).
 pub fn time_above(points: &[LagPoint], threshold_us: i64, max_step_us: i64) -> i64 {
     points
         .windows(2)
-        .filter(|w| w[0].lag_us() > threshold_us)
+        .filter(|w| w[0].lag.judged_us().is_some_and(|l| l > threshold_us))
         .map(|w| (w[1].t_us - w[0].t_us).min(max_step_us))
         .sum()
 }
@@ -95,11 +95,7 @@ mod tests {
 
     #[test]
     fn time_above_counts_steps_and_caps_gaps() {
-        let p = |t_us, lag_us| LagPoint {
-            t_us,
-            lo_us: lag_us,
-            hi_us: lag_us,
-        };
+        let p = |t_us, lag_us| LagPoint::bounded(t_us, lag_us, lag_us);
         let points = [p(0, 0), p(100, 5), p(200, 5), p(10_000, 5), p(10_100, 0)];
         // Above 1 from 100 to 200 (100), from 200 over a gap capped at 300, then 100.
         assert_eq!(time_above(&points, 1, 300), 100 + 300 + 100);

@@ -35,16 +35,26 @@ impl Fit {
     }
 }
 
-/// Least-squares fit of the point estimates over time. `None` with fewer than
-/// [`MIN_POINTS`] points or when they all share one time.
+/// Least-squares fit of the point estimates of the bounded rounds over time ("at least"
+/// rounds have no point estimate). `None` with fewer than [`MIN_POINTS`] of them or
+/// when they all share one time.
 pub fn fit(points: &[LagPoint]) -> Option<Fit> {
+    let known: Vec<(i64, i64)> = points
+        .iter()
+        .filter_map(|p| Some((p.t_us, p.lag.point_us()?)))
+        .collect();
+    fit_known(&known)
+}
+
+/// [`fit`] over (time, point estimate) pairs, µs.
+fn fit_known(points: &[(i64, i64)]) -> Option<Fit> {
     let n = points.len();
     if n < MIN_POINTS {
         return None;
     }
-    let t0 = points[0].t_us;
-    let xs = || points.iter().map(|p| (p.t_us - t0) as f64 / 1e6);
-    let ys = || points.iter().map(|p| p.lag_us() as f64 / 1e6);
+    let t0 = points[0].0;
+    let xs = || points.iter().map(|p| (p.0 - t0) as f64 / 1e6);
+    let ys = || points.iter().map(|p| p.1 as f64 / 1e6);
     let nf = n as f64;
     let mx = xs().sum::<f64>() / nf;
     let my = ys().sum::<f64>() / nf;
@@ -73,21 +83,37 @@ pub fn fit(points: &[LagPoint]) -> Option<Fit> {
         slope,
         stderr,
         points: n,
-        span_us: points[n - 1].t_us - t0,
+        span_us: points[n - 1].0 - t0,
     })
 }
 
-/// The vector at every point, fitted over the points in `(t - window_us, t]`; NaN where
-/// that window holds fewer than [`MIN_POINTS`] points or covers less than half of
-/// `window_us` (after a gap, at the start). One pass with running sums.
+/// The vector at every point, fitted over the bounded points in `(t - window_us, t]`;
+/// NaN at "at least" points and where that window holds fewer than [`MIN_POINTS`]
+/// bounded points or covers less than half of `window_us` (after a gap, at the start).
 pub fn vector_series(points: &[LagPoint], window_us: i64) -> Vec<f32> {
+    let known: Vec<(i64, i64)> = points
+        .iter()
+        .filter_map(|p| Some((p.t_us, p.lag.point_us()?)))
+        .collect();
+    let mut vectors = known_vector_series(&known, window_us).into_iter();
+    points
+        .iter()
+        .map(|p| match p.lag {
+            super::lag::Lag::Bounded { .. } => vectors.next().unwrap_or(f32::NAN),
+            _ => f32::NAN,
+        })
+        .collect()
+}
+
+/// [`vector_series`] over (time, point estimate) pairs, µs. One pass with running sums.
+fn known_vector_series(points: &[(i64, i64)], window_us: i64) -> Vec<f32> {
     // Running sums over the window of x = seconds since `base_us`, y = lag seconds.
     // Times are re-based now and then so the sums keep their precision over long runs.
     const REBASE_US: i64 = 600_000_000;
     let mut out = Vec::with_capacity(points.len());
-    let mut base_us = points.first().map_or(0, |p| p.t_us);
+    let mut base_us = points.first().map_or(0, |p| p.0);
     let (mut sx, mut sy, mut sxx, mut sxy) = (0.0f64, 0.0f64, 0.0f64, 0.0f64);
-    let xy = |p: &LagPoint, base: i64| ((p.t_us - base) as f64 / 1e6, p.lag_us() as f64 / 1e6);
+    let xy = |p: &(i64, i64), base: i64| ((p.0 - base) as f64 / 1e6, p.1 as f64 / 1e6);
     let mut first = 0;
     for (i, p) in points.iter().enumerate() {
         let (x, y) = xy(p, base_us);
@@ -95,7 +121,7 @@ pub fn vector_series(points: &[LagPoint], window_us: i64) -> Vec<f32> {
         sy += y;
         sxx += x * x;
         sxy += x * y;
-        while points[first].t_us <= p.t_us - window_us {
+        while points[first].0 <= p.0 - window_us {
             let (x, y) = xy(&points[first], base_us);
             sx -= x;
             sy -= y;
@@ -103,8 +129,8 @@ pub fn vector_series(points: &[LagPoint], window_us: i64) -> Vec<f32> {
             sxy -= x * y;
             first += 1;
         }
-        if points[first].t_us - base_us > REBASE_US {
-            base_us = points[first].t_us;
+        if points[first].0 - base_us > REBASE_US {
+            base_us = points[first].0;
             (sx, sy, sxx, sxy) = (0.0, 0.0, 0.0, 0.0);
             for q in &points[first..=i] {
                 let (x, y) = xy(q, base_us);
@@ -115,7 +141,7 @@ pub fn vector_series(points: &[LagPoint], window_us: i64) -> Vec<f32> {
             }
         }
         let n = (i + 1 - first) as f64;
-        let span = p.t_us - points[first].t_us;
+        let span = p.0 - points[first].0;
         let den = n * sxx - sx * sx;
         let v = if i + 1 - first >= MIN_POINTS && span * 2 >= window_us && den > 0.0 {
             -((n * sxy - sx * sy) / den) as f32
@@ -139,8 +165,10 @@ mod tests {
                 let lag = (f(t as f64 / 1e6) * 1e6) as i64;
                 LagPoint {
                     t_us: t,
-                    lo_us: lag - 500,
-                    hi_us: lag + 500,
+                    lag: crate::analysis::lag::Lag::Bounded {
+                        lo_us: lag - 500,
+                        hi_us: lag + 500,
+                    },
                 }
             })
             .collect()
@@ -188,6 +216,20 @@ mod tests {
         }));
         let v = vector_series(&long, WINDOW_US);
         assert!(close(*v.last().unwrap() as f64, -0.5, 1e-3));
+    }
+
+    #[test]
+    fn at_least_rounds_have_no_vector_and_do_not_enter_fits() {
+        let mut pts = series(0, 3_000_000, 10_000, |t| 0.5 * t);
+        // A primary outage in the middle: "at least 0" says nothing about the slope.
+        for p in &mut pts[100..150] {
+            p.lag = crate::analysis::lag::Lag::AtLeast { lo_us: 0 };
+        }
+        let v = vector_series(&pts, WINDOW_US);
+        assert!(v[100..150].iter().all(|x| x.is_nan()));
+        assert!(close(v[299] as f64, -0.5, 1e-3));
+        assert!(close(fit(&pts).unwrap().vector(), -0.5, 1e-4));
+        assert_eq!(fit(&pts).unwrap().points, 250);
     }
 
     #[test]

@@ -4,24 +4,27 @@
 //! (output::nagios). The exit code is the worst state: 0 OK, 1 WARNING, 2 CRITICAL,
 //! 3 UNKNOWN (unreachable, not replicating, bad config or arguments).
 //!
-//! The beat is numbered with the current UTC microsecond, above any beat a recorder
-//! wrote before; a recorder running at the same time sees its readers show a beat it
-//! did not write for one interval, which it records as a read without bounds.
+//! The beat goes to the cluster's own `check` row (`<cluster>#check`, created by
+//! `init`), never to the row a recorder writes, so a check and a recorder never race.
+//! It is numbered with the current UTC microsecond. Each replica is read until it shows
+//! the beat or until a read that starts `max(--timeout, --crit)` after the
+//! acknowledgement has missed it: a replica that never shows the beat is then known to
+//! lag by more than `--crit`, whatever the timing of the polls. States are "above the
+//! threshold" (a lag equal to `--crit` is WARNING).
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use mysql_async::Conn;
-use mysql_async::prelude::Queryable;
 use tokio::task::JoinSet;
 
 use super::CmdError;
-use crate::analysis::lag::{LagBounds, bounds};
+use crate::analysis::lag::{Lag, bounds};
 use crate::clock::Clock;
 use crate::config::{ClusterConfig, ConnectionConfig, ReplicaConfig, Secret};
 use crate::output::nagios::{self, Line, State};
-use crate::probe::conn::{self, DbError, timed};
-use crate::probe::{schema, status};
+use crate::probe::conn::{self, DbError};
+use crate::probe::{beat, schema, status};
 use crate::samples::{ChannelStatus, IoState, StatusSample};
 
 /// What the user asked for.
@@ -50,6 +53,13 @@ pub fn run(opts: &Options) -> Result<State, CmdError> {
     }
     if opts.timeout.is_zero() {
         return Err(CmdError::BadInput("--timeout must be above 0".into()));
+    }
+    if opts.timeout < opts.crit {
+        return Err(CmdError::BadInput(format!(
+            "--timeout ({}) must not be shorter than --crit ({}): a replica that does not show the beat in time could not be told CRITICAL",
+            humantime::format_duration(opts.timeout),
+            humantime::format_duration(opts.crit)
+        )));
     }
     let (config, password) = super::load_config(&opts.config)?;
     for name in &opts.replicas {
@@ -88,7 +98,7 @@ pub fn run(opts: &Options) -> Result<State, CmdError> {
                 config.connection.clone(),
                 password.clone(),
                 clock,
-                opts.timeout,
+                opts.timeout.max(opts.crit),
             ));
         }
         while let Some(done) = tasks.join_next().await {
@@ -127,36 +137,28 @@ pub struct Found {
     pub error: Option<String>,
     /// The replica's replication channels (empty: it does not replicate).
     pub channels: Vec<ChannelStatus>,
-    pub seen: Seen,
+    /// Bounded when the replica showed the beat, "at least" when it did not by the
+    /// deadline; `None` when no beat was written or the replica could not be read.
+    pub lag: Option<Lag>,
 }
 
-/// Whether the replica showed the beat.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Seen {
-    /// Shown: the lag at that read.
-    Yes(LagBounds),
-    /// Not shown by the timeout: the lag is at least this, µs.
-    No { lag_lo_us: i64 },
-    /// No beat was written, or the replica could not be read.
-    Unknown,
-}
-
-/// The state and line of one replica.
+/// The state and line of one replica. A state holds when the lag is above its
+/// threshold; "at least" lag is judged by its lower bound.
 pub fn classify(name: String, found: &Found, warn: Duration, crit: Duration) -> Line {
     let (warn_us, crit_us) = (warn.as_micros() as i64, crit.as_micros() as i64);
     let threads = threads_note(&found.channels);
-    let (state, text, lag_s) = match (&found.error, found.seen) {
+    let (state, text, lag_s) = match (&found.error, found.lag) {
         (Some(e), _) => (State::Unknown, e.clone(), None),
         (None, _) if found.channels.is_empty() => (
             State::Unknown,
             "not replicating: no replication channel is configured".to_string(),
             None,
         ),
-        (None, Seen::Yes(b)) => {
-            let lag = b.point_us();
-            let state = if lag >= crit_us {
+        (None, Some(Lag::Bounded { lo_us, hi_us })) => {
+            let lag = lo_us + (hi_us - lo_us) / 2;
+            let state = if lag > crit_us {
                 State::Critical
-            } else if lag >= warn_us {
+            } else if lag > warn_us {
                 State::Warning
             } else {
                 State::Ok
@@ -164,25 +166,25 @@ pub fn classify(name: String, found: &Found, warn: Duration, crit: Duration) -> 
             let text = format!(
                 "lag {} s (between {} and {} s){threads}",
                 s3(lag),
-                s3(b.lo_us),
-                s3(b.hi_us)
+                s3(lo_us),
+                s3(hi_us)
             );
             (state, text, Some(lag as f64 / 1e6))
         }
-        (None, Seen::No { lag_lo_us }) => {
-            let (state, what) = if lag_lo_us >= crit_us {
+        (None, Some(Lag::AtLeast { lo_us })) => {
+            let (state, what) = if lo_us > crit_us {
                 (State::Critical, "lag")
-            } else if lag_lo_us >= warn_us {
+            } else if lo_us > warn_us {
                 (State::Warning, "lag")
             } else if threads.is_empty() {
                 (State::Unknown, "beat not shown yet, lag")
             } else {
                 (State::Unknown, "not replicating, lag")
             };
-            let text = format!("{what} above {} s{threads}", s3(lag_lo_us));
-            (state, text, Some(lag_lo_us as f64 / 1e6))
+            let text = format!("{what} above {} s{threads}", s3(lo_us));
+            (state, text, Some(lo_us as f64 / 1e6))
         }
-        (None, Seen::Unknown) => (State::Unknown, format!("lag unknown{threads}"), None),
+        (None, _) => (State::Unknown, format!("lag unknown{threads}"), None),
     };
     Line {
         state,
@@ -249,7 +251,7 @@ async fn check_cluster(
     settings: ConnectionConfig,
     password: Secret,
     clock: Clock,
-    timeout: Duration,
+    wait: Duration,
 ) -> Vec<(String, Found)> {
     // Replicas connected first, so their reads start right after the write.
     let mut conns = Vec::new();
@@ -271,12 +273,11 @@ async fn check_cluster(
                 Err(e) => Found {
                     error: Some(format!("replica {address} unreachable: {e}")),
                     channels: Vec::new(),
-                    seen: Seen::Unknown,
+                    lag: None,
                 },
                 Ok(mut c) => {
                     let found =
-                        check_replica(&mut c, &settings, &cluster_name, written, clock, timeout)
-                            .await;
+                        check_replica(&mut c, &settings, &cluster_name, written, clock, wait).await;
                     let _ = tokio::time::timeout(Duration::from_millis(200), c.disconnect()).await;
                     found
                 }
@@ -294,7 +295,7 @@ async fn check_cluster(
     out
 }
 
-/// Writes one beat on the cluster's primary.
+/// Writes one beat into the cluster's `check` row on its primary.
 async fn write_beat(
     cluster: &ClusterConfig,
     settings: &ConnectionConfig,
@@ -306,33 +307,34 @@ async fn write_beat(
     let mut c = conn::connect(primary, settings, password)
         .await
         .map_err(|e| fail(&e))?;
-    let sql = format!(
-        "UPDATE `{}`.heartbeat SET seq = ?, t_send_us = ?, server_id = @@server_id WHERE cluster = ?",
-        settings.database
-    );
+    let row = schema::check_row(&cluster.name);
     let t_send_us = clock.now_us();
     let seq = t_send_us as u64;
-    let result = timed(
-        "beat",
+    let result = beat::write_row(
+        &mut c,
+        beat::update_sql(&settings.database),
+        &settings.database,
+        &row,
+        seq,
+        t_send_us,
         settings.query_timeout,
-        c.exec_drop(sql, (seq, t_send_us, &cluster.name)),
     )
     .await;
     let t_ack_us = clock.now_us();
-    let rows = c.affected_rows();
     let _ = tokio::time::timeout(Duration::from_millis(200), c.disconnect()).await;
-    result.map_err(|e| fail(&e))?;
-    if rows == 0 {
-        return Err(fail(&format!(
-            "no heartbeat row for cluster {} (run lagtrace init)",
-            cluster.name
-        )));
+    match result.map_err(|e| fail(&e))? {
+        beat::RowWrite::Written => Ok(Written {
+            seq,
+            t_send_us,
+            t_ack_us,
+        }),
+        beat::RowWrite::NoRow => Err(fail(&format!(
+            "no heartbeat row {row:?} for the check (run lagtrace init)"
+        ))),
+        beat::RowWrite::Stale { row_seq } => Err(fail(&format!(
+            "row {row:?} holds seq {row_seq}, newer than this check's clock ({seq}): is another check running with a clock ahead of this host's?"
+        ))),
     }
-    Ok(Written {
-        seq,
-        t_send_us,
-        t_ack_us,
-    })
 }
 
 /// Reads the replica until it shows beat `seq` or `timeout` after the acknowledgement,
@@ -348,10 +350,8 @@ async fn check_replica(
     let seen = match written {
         Err(e) => Err(e),
         Ok((seq, t_send_us, t_ack_us)) => {
-            wait_for(
-                c, settings, cluster, seq, t_send_us, t_ack_us, clock, timeout,
-            )
-            .await
+            let row = schema::check_row(cluster);
+            wait_for(c, settings, &row, seq, t_send_us, t_ack_us, clock, timeout).await
         }
     };
     let channels = replication_status(c, settings).await;
@@ -359,17 +359,17 @@ async fn check_replica(
         (Err(e), channels) => Found {
             error: Some(e),
             channels: channels.unwrap_or_default(),
-            seen: Seen::Unknown,
+            lag: None,
         },
-        (Ok(seen), Ok(channels)) => Found {
+        (Ok(lag), Ok(channels)) => Found {
             error: None,
             channels,
-            seen,
+            lag: Some(lag),
         },
         (Ok(_), Err(e)) => Found {
             error: Some(format!("replication status unreadable: {e}")),
             channels: Vec::new(),
-            seen: Seen::Unknown,
+            lag: None,
         },
     }
 }
@@ -383,9 +383,10 @@ async fn wait_for(
     t_send_us: i64,
     t_ack_us: i64,
     clock: Clock,
-    timeout: Duration,
-) -> Result<Seen, String> {
-    let deadline_us = t_ack_us + timeout.as_micros() as i64;
+    wait: Duration,
+) -> Result<Lag, String> {
+    // Read until a read that starts after this has missed the beat.
+    let deadline_us = t_ack_us + wait.as_micros() as i64;
     // Start of the last read that did not show the beat although it was acknowledged.
     let mut missed_after_ack: Option<i64> = None;
     loop {
@@ -397,20 +398,21 @@ async fn wait_for(
             Err(e) => return Err(format!("heartbeat unreadable: {e}")),
             Ok(Some(v)) if v >= seq => {
                 // Shown: at most since the send; at least as late as the last miss.
-                return Ok(Seen::Yes(bounds(
+                let (lo_us, hi_us) = bounds(
                     missed_after_ack.unwrap_or(r_start_us),
                     r_end_us,
                     t_send_us,
                     missed_after_ack.map(|_| t_ack_us),
-                )));
+                );
+                return Ok(Lag::Bounded { lo_us, hi_us });
             }
             Ok(_) => {
                 if r_start_us >= t_ack_us {
                     missed_after_ack = Some(r_start_us);
                 }
-                if r_end_us >= deadline_us {
-                    return Ok(Seen::No {
-                        lag_lo_us: missed_after_ack.map_or(0, |m| m - t_ack_us),
+                if r_start_us > deadline_us {
+                    return Ok(Lag::AtLeast {
+                        lo_us: missed_after_ack.map_or(0, |m| m - t_ack_us),
                     });
                 }
             }
@@ -433,11 +435,11 @@ mod tests {
 
     const S: i64 = 1_000_000;
 
-    fn found(seen: Seen, channel: Option<ChannelStatus>) -> Found {
+    fn found(lag: Lag, channel: Option<ChannelStatus>) -> Found {
         Found {
             error: None,
             channels: channel.into_iter().collect(),
-            seen,
+            lag: Some(lag),
         }
     }
 
@@ -454,12 +456,7 @@ mod tests {
     #[test]
     fn states_follow_the_lag_and_the_threads() {
         let running = Some(ChannelStatus::running());
-        let seen = |lo, hi| {
-            Seen::Yes(LagBounds {
-                lo_us: lo,
-                hi_us: hi,
-            })
-        };
+        let seen = |lo_us, hi_us| Lag::Bounded { lo_us, hi_us };
         let (s, line) = state(&found(seen(0, 6_000), running.clone()));
         assert_eq!(s, State::Ok);
         assert_eq!(
@@ -480,22 +477,22 @@ mod tests {
             last_sql_errno: 1062,
             ..ChannelStatus::running()
         });
-        let (s, line) = state(&found(
-            Seen::No {
-                lag_lo_us: 5 * S + 3,
-            },
-            stopped.clone(),
-        ));
+        let (s, line) = state(&found(Lag::AtLeast { lo_us: 5 * S + 3 }, stopped.clone()));
         assert_eq!(s, State::Critical, "{line}");
         assert!(
             line.contains("lag above 5.000 s; SQL thread stopped (error 1062)"),
             "{line}"
         );
-        let (s, line) = state(&found(Seen::No { lag_lo_us: S / 2 }, stopped));
+        let (s, line) = state(&found(Lag::AtLeast { lo_us: S / 2 }, stopped));
         assert_eq!(s, State::Unknown, "{line}");
         assert!(line.contains("not replicating"), "{line}");
         assert_eq!(
-            state(&found(Seen::No { lag_lo_us: 2 * S }, running)).0,
+            state(&found(Lag::AtLeast { lo_us: 2 * S }, running.clone())).0,
+            State::Warning
+        );
+        // Above the threshold, not at it: exactly --crit is WARNING.
+        assert_eq!(
+            state(&found(Lag::AtLeast { lo_us: 5 * S }, running)).0,
             State::Warning
         );
 
@@ -505,7 +502,7 @@ mod tests {
         let unreachable = Found {
             error: Some("replica 127.0.0.1:13307 unreachable: connection refused".into()),
             channels: vec![],
-            seen: Seen::Unknown,
+            lag: None,
         };
         let (s, line) = state(&unreachable);
         assert_eq!(s, State::Unknown);

@@ -55,10 +55,12 @@ fn print_dry_run(config: &Config) {
         for stmt in schema::plan(database, 0) {
             println!("{stmt};");
         }
-        println!(
-            "{};",
-            schema::ENSURE_ROW_SQL.replacen('?', &format!("'{}'", cluster.name), 1)
-        );
+        for row in [cluster.name.clone(), schema::check_row(&cluster.name)] {
+            println!(
+                "{};",
+                schema::ENSURE_ROW_SQL.replacen('?', &format!("'{row}'"), 1)
+            );
+        }
         println!();
     }
 }
@@ -159,7 +161,7 @@ async fn init_primary(
         )
     };
     Ok(format!(
-        "{what}, heartbeat row for cluster {cluster} ready (server_id {})",
+        "{what}, heartbeat rows for cluster {cluster} and its check ready (server_id {})",
         facts.server_id
     ))
 }

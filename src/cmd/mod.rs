@@ -52,6 +52,7 @@ pub fn store_error(e: crate::store::StoreError) -> CmdError {
     match e {
         StoreError::NotAStore { .. }
         | StoreError::NewerFormat { .. }
+        | StoreError::OlderFormat { .. }
         | StoreError::Missing { .. } => CmdError::BadInput(e.to_string()),
         other => CmdError::Runtime(other.to_string()),
     }
@@ -188,10 +189,12 @@ pub fn lag_series(
 ) -> Result<crate::analysis::series::LagSeries, CmdError> {
     use crate::analysis::series::SeriesBuilder;
     let beats = rec.beats_of(&rs.cluster);
+    let continuity = crate::analysis::lag::continuity_of(&rec.sessions);
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let walk = |part: &crate::store::scan::Observations| {
-        let mut builder = SeriesBuilder::new(beats, part.len_hint());
-        part.for_each(|o| builder.push(o)).map(|()| builder)
+        let mut builder = SeriesBuilder::new(beats, &continuity, part.len_hint());
+        part.for_each(|o, session| builder.push(o, session))
+            .map(|()| builder)
     };
     let parts = rs.observations.parts(threads);
     let builders = std::thread::scope(|scope| {

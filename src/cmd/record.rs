@@ -15,7 +15,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
 use super::{CmdError, store_error};
-use crate::analysis::lag::RecentBeats;
+use crate::analysis::lag::{Lag, RecentBeats, Unknown};
 use crate::clock::Clock;
 use crate::config::{Config, Secret};
 use crate::output::console::{self, ReplicaView, Totals};
@@ -106,6 +106,7 @@ pub fn run(opts: &Options) -> Result<(), CmdError> {
             interval_us: config.record.interval.as_micros() as u64,
             version: env!("CARGO_PKG_VERSION").to_string(),
             host: hostname(),
+            read_every: config.record.read_every,
         })
         .map_err(store_error)?;
     let store_path = config.record.store.clone();
@@ -216,13 +217,18 @@ async fn record_loop(ctx: Context<'_>, store: SampleSender) -> Result<Totals, Cm
     let mut recent: HashMap<u32, RecentBeats> = HashMap::new();
     // Cluster id -> index in config order (the live picture's cluster index).
     let mut cluster_index: HashMap<u32, usize> = HashMap::new();
+    // Per cluster (config order): a second writer was reported (once).
+    let mut second_writer = vec![false; config.clusters.len()];
     let mut routes: HashMap<u32, Route> = HashMap::new();
     let mut views: Vec<ReplicaView> = Vec::new();
     let mut next_replica_id = ctx.ids[config.clusters.len()..].iter();
 
     for (ci, cluster) in config.clusters.iter().enumerate() {
         let cluster_id = ctx.ids[ci];
-        recent.insert(cluster_id, RecentBeats::new(RECENT_BEATS));
+        recent.insert(
+            cluster_id,
+            RecentBeats::new(RECENT_BEATS, config.record.interval.as_micros() as i64),
+        );
         cluster_index.insert(cluster_id, ci);
         let (notice_tx, notice_rx) = watch::channel(beat::BeatNotice::default());
         tokio::spawn(beat::run(
@@ -316,17 +322,38 @@ async fn record_loop(ctx: Context<'_>, store: SampleSender) -> Result<Totals, Cm
                             live::lock(live).on_beat(ci, beat);
                         }
                         if let Some(r) = recent.get_mut(cluster) {
-                            r.push(beat.clone());
+                            r.push(beat);
+                        }
+                        if beat.outcome == Outcome::Stale
+                            && let Some(&ci) = cluster_index.get(cluster)
+                            && !std::mem::replace(&mut second_writer[ci], true)
+                        {
+                            tracing::warn!(
+                                cluster = %config.clusters[ci].name,
+                                reason = beat.reason.as_deref().unwrap_or(""),
+                                "another writer moves this cluster's heartbeat row (a newer seq was already there); its reads are not matched to this recorder's beats"
+                            );
                         }
                     }
                     Sample::Observation { replica, observation } => {
                         if let Some(route) = routes.get(replica) {
                             let view = &mut views[route.view];
-                            let beats = recent.get(&route.cluster_id);
-                            let lag = beats.and_then(|r| r.lag(observation));
+                            let lag = recent
+                                .get(&route.cluster_id)
+                                .and_then(|r| r.lag(observation));
                             if let Some(live) = ctx.live {
-                                let floor = beats.and_then(|r| r.floor_us(observation));
-                                live::lock(live).on_read(route.view, observation, lag, floor);
+                                live::lock(live).on_read(route.view, observation, lag);
+                            }
+                            if let (Some(Lag::Unknown(Unknown::ForeignBeat { seq })), Some(&ci)) =
+                                (lag, cluster_index.get(&route.cluster_id))
+                                && !std::mem::replace(&mut second_writer[ci], true)
+                            {
+                                tracing::warn!(
+                                    cluster = %view.cluster,
+                                    replica = %view.replica,
+                                    seq,
+                                    "read a beat this recorder never wrote: another writer (a second recorder?) moves this cluster's heartbeat row; such reads are counted, never matched"
+                                );
                             }
                             if observation.outcome == Outcome::Ok {
                                 view.reads_ok += 1;

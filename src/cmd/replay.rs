@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 
 use super::CmdError;
 use crate::analysis::health::{self, Change, Event, Health, Pool, Thresholds};
-use crate::analysis::lag::LagBounds;
 use crate::analysis::series;
 use crate::clock::format_utc_us;
 use crate::config::StatsdConfig;
@@ -110,9 +109,7 @@ pub fn run(opts: &Options) -> Result<(), CmdError> {
         r.health.feed(&ev, &mut fresh);
         if let Some(s) = &statsd {
             match ev {
-                Event::Lag { lo_us, hi_us, .. } => {
-                    s.lag(r.cluster, r.replica, &LagBounds { lo_us, hi_us })
-                }
+                Event::Lag { lag, .. } => s.lag(r.cluster, r.replica, &lag),
                 Event::Status(st) => {
                     if let Some(ch) = st.main_channel() {
                         s.status(r.cluster, r.replica, ch);

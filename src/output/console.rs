@@ -4,7 +4,7 @@
 
 use std::fmt::Write as _;
 
-use crate::analysis::lag::LagBounds;
+use crate::analysis::lag::{Lag, Unknown};
 use crate::clock::format_utc_us;
 use crate::samples::{IoState, Observation, Outcome, StatusSample};
 
@@ -14,7 +14,8 @@ pub struct ReplicaView {
     pub cluster: String,
     pub replica: String,
     pub last: Option<Observation>,
-    pub lag: Option<LagBounds>,
+    /// The lag of the last successful read (`None` for a read of a beat not held yet).
+    pub lag: Option<Lag>,
     pub status: Option<StatusSample>,
     pub reads_ok: u64,
     pub reads_failed: u64,
@@ -42,10 +43,19 @@ fn ms(us: i64) -> String {
 
 fn lag_cells(v: &ReplicaView) -> (String, String) {
     match (&v.last, &v.lag) {
-        (Some(_), Some(b)) => (
-            format!("{} ms", ms(b.point_us())),
-            format!("[{}, {}]", ms(b.lo_us), ms(b.hi_us)),
+        (Some(_), Some(Lag::Bounded { lo_us, hi_us })) => (
+            format!("{} ms", ms(lo_us + (hi_us - lo_us) / 2)),
+            format!("[{}, {}]", ms(*lo_us), ms(*hi_us)),
         ),
+        (Some(_), Some(Lag::AtLeast { lo_us })) => {
+            (format!(">= {} ms", ms(*lo_us)), "no upper bound".into())
+        }
+        (Some(_), Some(Lag::Unknown(Unknown::ForeignBeat { seq }))) => {
+            ("?".into(), format!("foreign beat {seq}"))
+        }
+        (Some(_), Some(Lag::Unknown(Unknown::BeforeFirstBeat))) => {
+            ("?".into(), "before first beat".into())
+        }
         (Some(o), None) if o.outcome == Outcome::Ok => ("?".into(), "beat not held".into()),
         (Some(o), None) => (o.outcome.name().into(), String::new()),
         (None, _) => ("-".into(), String::new()),
@@ -140,8 +150,9 @@ mod tests {
                 seq: Some(1),
                 outcome: Outcome::Ok,
                 reason: None,
+                follow_up: false,
             }),
-            lag: Some(LagBounds {
+            lag: Some(Lag::Bounded {
                 lo_us: 100,
                 hi_us: 900,
             }),

@@ -1,29 +1,37 @@
-//! `export` rows: one per observation, with lag bounds and the replica's latest
-//! replication status at that time, written as CSV or JSON lines.
+//! `export` rows, written as CSV or JSON lines: by default one per probe round (a first
+//! read and its follow-ups, keeping the read with the tightest lag), with `--reads` one
+//! per read; each with its lag and the replica's latest replication status at that time.
 //!
-//! Columns (README, "export"): `time_utc, cluster, replica, seq, lag_ms, lag_lo_ms,
-//! lag_hi_ms, rtt_ms, outcome, reason, io_running, sql_running, seconds_behind_master,
-//! sql_delay_s`. Empty (CSV) or null (JSON) means unknown: no lag for a failed read, no
-//! status before the first poll, and Seconds_Behind_Master when the server said NULL.
+//! Columns (README, "export"): `time_utc, cluster, replica, seq, lag_kind, lag_ms,
+//! lag_lo_ms, lag_hi_ms, reads, rtt_ms, outcome, reason, io_running, sql_running,
+//! seconds_behind_master, sql_delay_s`. `lag_kind` is `bounded`, `at_least` (no upper
+//! bound: `lag_ms` is the lower bound), `before_first_beat` or `foreign_beat`. Empty
+//! (CSV) or null (JSON) means unknown: no lag for a failed read, no upper bound for
+//! "at least" lag, no status before the first poll, and Seconds_Behind_Master when the
+//! server said NULL.
 
 use std::io::Write;
 
 use serde::Serialize;
 
-use crate::analysis::lag::BeatIndex;
+use crate::analysis::lag::{BeatCursor, Continuity, Lag, Unknown};
 use crate::clock::format_utc_us;
-use crate::samples::{BeatTimes, IoState, Observation, StatusSample};
+use crate::samples::{BeatTimes, IoState, Observation, Outcome, StatusSample};
 
-/// One exported observation.
+/// One exported round (or read).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Row {
     pub time_utc: String,
     pub cluster: String,
     pub replica: String,
     pub seq: Option<u64>,
+    pub lag_kind: Option<&'static str>,
+    /// The judged lag: the point estimate of bounded lag, the lower bound otherwise.
     pub lag_ms: Option<f64>,
     pub lag_lo_ms: Option<f64>,
     pub lag_hi_ms: Option<f64>,
+    /// Reads in the round (1 with `--reads`).
+    pub reads: u32,
     pub rtt_ms: f64,
     pub outcome: &'static str,
     pub reason: Option<String>,
@@ -37,36 +45,96 @@ fn ms(us: i64) -> f64 {
     us as f64 / 1000.0
 }
 
-/// Turns one replica's observations, fed in time order, into rows: lag from the beats,
-/// status from the latest sample at or before each read.
+/// A round being gathered: the read kept so far, its lag, and the reads in it.
+struct Round {
+    obs: Observation,
+    lag: Option<Lag>,
+    session: u32,
+    reads: u32,
+}
+
+/// Turns one replica's observations, fed in time order, into rows: lag from the beats
+/// of each read's session, status from the latest sample at or before the row's read.
 pub struct Rows<'a> {
     cluster: &'a str,
     replica: &'a str,
-    index: BeatIndex<'a>,
+    cursor: BeatCursor<'a>,
+    continuity: &'a [Continuity],
     status: &'a [StatusSample],
     /// Status samples at or before the last read.
     status_at: usize,
+    /// One row per read instead of per round.
+    per_read: bool,
+    round: Option<Round>,
 }
 
 impl<'a> Rows<'a> {
-    /// `beats` ordered by seq, `status` in time order.
+    /// `beats` ordered by seq, `continuity` by session, `status` in time order.
     pub fn new(
         cluster: &'a str,
         replica: &'a str,
         beats: &'a [BeatTimes],
+        continuity: &'a [Continuity],
         status: &'a [StatusSample],
+        per_read: bool,
     ) -> Self {
         Rows {
             cluster,
             replica,
-            index: BeatIndex::new(beats),
+            cursor: BeatCursor::new(beats),
+            continuity,
             status,
             status_at: 0,
+            per_read,
+            round: None,
         }
     }
 
-    /// The row of the next observation.
-    pub fn row(&mut self, obs: &Observation) -> Row {
+    /// Adds the next read (of `session`); returns the row of the round it closed, if any.
+    pub fn push(&mut self, obs: &Observation, session: u32) -> Option<Row> {
+        let continuity = self
+            .continuity
+            .get(session as usize)
+            .copied()
+            .unwrap_or(Continuity::for_interval(0));
+        let lag = self.cursor.lag(session, continuity, obs);
+        let joins = !self.per_read
+            && obs.follow_up
+            && obs.outcome == Outcome::Ok
+            && self
+                .round
+                .as_ref()
+                .is_some_and(|r| r.session == session && r.obs.outcome == Outcome::Ok);
+        if joins {
+            let round = self.round.as_mut().expect("checked above");
+            round.reads += 1;
+            let better = match (round.lag, lag) {
+                (Some(kept), Some(new)) => new.tighter(kept) != kept,
+                (None, Some(_)) => true,
+                _ => false,
+            };
+            if better {
+                (round.obs, round.lag) = (obs.clone(), lag);
+            }
+            return None;
+        }
+        let done = self.round.take().map(|r| self.row(r));
+        self.round = Some(Round {
+            obs: obs.clone(),
+            lag,
+            session,
+            reads: 1,
+        });
+        done
+    }
+
+    /// The row of the last round.
+    pub fn finish(&mut self) -> Option<Row> {
+        self.round.take().map(|r| self.row(r))
+    }
+
+    fn row(&mut self, round: Round) -> Row {
+        let obs = &round.obs;
         while self.status_at < self.status.len()
             && self.status[self.status_at].t_us <= obs.r_start_us
         {
@@ -74,15 +142,22 @@ impl<'a> Rows<'a> {
         }
         let status = self.status_at.checked_sub(1).map(|i| &self.status[i]);
         let channel = status.and_then(|s| s.main_channel());
-        let lag = self.index.lag(obs);
+        let lag = round.lag;
         Row {
             time_utc: format_utc_us(obs.r_start_us),
             cluster: self.cluster.to_string(),
             replica: self.replica.to_string(),
             seq: obs.seq,
-            lag_ms: lag.map(|b| ms(b.point_us())),
-            lag_lo_ms: lag.map(|b| ms(b.lo_us)),
-            lag_hi_ms: lag.map(|b| ms(b.hi_us)),
+            lag_kind: lag.map(|l| match l {
+                Lag::Bounded { .. } => "bounded",
+                Lag::AtLeast { .. } => "at_least",
+                Lag::Unknown(Unknown::BeforeFirstBeat) => "before_first_beat",
+                Lag::Unknown(Unknown::ForeignBeat { .. }) => "foreign_beat",
+            }),
+            lag_ms: lag.and_then(|l| l.judged_us()).map(ms),
+            lag_lo_ms: lag.and_then(|l| l.lo_us()).map(ms),
+            lag_hi_ms: lag.and_then(|l| l.hi_us()).map(ms),
+            reads: round.reads,
             rtt_ms: ms(obs.r_end_us - obs.r_start_us),
             outcome: obs.outcome.name(),
             reason: obs.reason.clone(),
@@ -151,11 +226,12 @@ mod tests {
     use super::*;
     use crate::samples::{ChannelStatus, Outcome};
 
-    fn rows() -> Vec<Row> {
+    fn make_rows(per_read: bool) -> Vec<Row> {
         let beats = [
-            BeatTimes::new(1, 1_000_000, Some(1_000_400)),
-            BeatTimes::new(2, 1_100_000, Some(1_100_400)),
+            BeatTimes::new(1, 1_000_000, Some(1_000_400), 0),
+            BeatTimes::new(2, 1_100_000, Some(1_100_400), 0),
         ];
+        let continuity = [Continuity::for_interval(100_000)];
         let channel = ChannelStatus {
             sql_running: false,
             seconds_behind_master: None,
@@ -170,56 +246,71 @@ mod tests {
             reason: None,
             channels: vec![channel],
         }];
+        let read = |start, end, seq: Option<u64>, follow_up| Observation {
+            r_start_us: start,
+            r_end_us: end,
+            seq,
+            outcome: if seq.is_some() {
+                Outcome::Ok
+            } else {
+                Outcome::Refused
+            },
+            reason: seq.is_none().then(|| "connection refused".into()),
+            follow_up,
+        };
         let observations = [
-            Observation {
-                r_start_us: 1_000_500,
-                r_end_us: 1_000_700,
-                seq: Some(1),
-                outcome: Outcome::Ok,
-                reason: None,
-            },
-            Observation {
-                r_start_us: 1_100_500,
-                r_end_us: 1_100_900,
-                seq: Some(1),
-                outcome: Outcome::Ok,
-                reason: None,
-            },
-            Observation {
-                r_start_us: 1_200_500,
-                r_end_us: 1_201_500,
-                seq: None,
-                outcome: Outcome::Refused,
-                reason: Some("connection refused".into()),
-            },
+            read(1_000_500, 1_000_700, Some(1), false),
+            read(1_100_500, 1_100_900, Some(1), false),
+            // Its follow-up: narrower (it shows beat 2).
+            read(1_101_000, 1_101_200, Some(2), true),
+            read(1_200_500, 1_201_500, None, false),
         ];
-        let mut rows = Rows::new("lab", "r1", &beats, &status);
-        observations.iter().map(|o| rows.row(o)).collect()
+        let mut rows = Rows::new("lab", "r1", &beats, &continuity, &status, per_read);
+        let mut out: Vec<Row> = observations
+            .iter()
+            .filter_map(|o| rows.push(o, 0))
+            .collect();
+        out.extend(rows.finish());
+        out
+    }
+
+    #[test]
+    fn rows_join_lag_and_latest_status_one_per_round() {
+        let rows = make_rows(false);
+        assert_eq!(rows.len(), 3);
+        assert_eq!(rows[0].io_running, None, "no status before the first poll");
+        assert_eq!(rows[0].lag_hi_ms, Some(0.7));
+        assert_eq!((rows[0].lag_kind, rows[0].reads), (Some("bounded"), 1));
+        // The round of two reads keeps the follow-up's tighter bounds.
+        assert_eq!(rows[1].reads, 2);
+        assert_eq!(rows[1].seq, Some(2));
+        assert_eq!(
+            (rows[1].lag_lo_ms, rows[1].lag_hi_ms),
+            (Some(0.0), Some(1.2))
+        );
+        assert_eq!(rows[1].sql_running, Some("No"));
+        assert_eq!(rows[1].seconds_behind_master, None);
+        assert_eq!(rows[1].sql_delay_s, Some(2));
+        assert_eq!((rows[2].lag_ms, rows[2].lag_kind), (None, None));
+        assert_eq!(rows[2].outcome, "refused");
+        // One per read: the first read of the round has its own, wider, bounds.
+        let reads = make_rows(true);
+        assert_eq!(reads.len(), 4);
+        assert_eq!(
+            (reads[1].lag_lo_ms, reads[1].lag_hi_ms),
+            (Some(0.1), Some(100.9))
+        );
+        assert!(reads.iter().all(|r| r.reads == 1));
     }
 
     fn written(format: Format) -> String {
         let mut out = Vec::new();
         let mut w = Writer::new(format, &mut out);
-        for row in rows() {
+        for row in make_rows(false) {
             w.write(&row).unwrap();
         }
         w.finish().unwrap();
         String::from_utf8(out).unwrap()
-    }
-
-    #[test]
-    fn rows_join_lag_and_latest_status() {
-        let rows = rows();
-        assert_eq!(rows.len(), 3);
-        assert_eq!(rows[0].io_running, None, "no status before the first poll");
-        assert_eq!(rows[0].lag_hi_ms, Some(0.7));
-        assert_eq!(rows[1].lag_lo_ms, Some(0.1));
-        assert_eq!(rows[1].lag_hi_ms, Some(100.9));
-        assert_eq!(rows[1].sql_running, Some("No"));
-        assert_eq!(rows[1].seconds_behind_master, None);
-        assert_eq!(rows[1].sql_delay_s, Some(2));
-        assert_eq!(rows[2].lag_ms, None);
-        assert_eq!(rows[2].outcome, "refused");
     }
 
     #[test]
@@ -228,7 +319,7 @@ mod tests {
         let mut lines = text.lines();
         assert_eq!(
             lines.next().unwrap(),
-            "time_utc,cluster,replica,seq,lag_ms,lag_lo_ms,lag_hi_ms,rtt_ms,outcome,reason,io_running,sql_running,seconds_behind_master,sql_delay_s"
+            "time_utc,cluster,replica,seq,lag_kind,lag_ms,lag_lo_ms,lag_hi_ms,reads,rtt_ms,outcome,reason,io_running,sql_running,seconds_behind_master,sql_delay_s"
         );
         assert!(
             text.contains(",refused,connection refused,Yes,No,,2"),

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use serde::Serialize;
 
 use crate::analysis::health::{Health, Pool, Reason, Thresholds};
-use crate::analysis::lag::LagBounds;
+use crate::analysis::lag::{Lag, Unknown};
 use crate::analysis::series::LagPoint;
 use crate::analysis::vector;
 use crate::clock::format_utc_us;
@@ -64,9 +64,12 @@ pub struct ReplicaDoc {
     pub detail: String,
     /// When the replica entered its pool state (RFC 3339 UTC); null before any fact.
     pub since: Option<String>,
-    /// Lag of the last successful read: point estimate and bounds, ms. The upper bound
-    /// is null when the read showed a beat older than every beat held.
+    /// Lag of the last round that measured one: the judged lag (point estimate of
+    /// bounded lag, the lower bound of "at least" lag) and the bounds, ms. The upper
+    /// bound is null when unknown (the primary acknowledged no beat after the one seen).
     pub lag_ms: Option<f64>,
+    /// `bounded` or `at_least`; null before any lag.
+    pub lag_kind: Option<&'static str>,
     pub lag_lo_ms: Option<f64>,
     pub lag_hi_ms: Option<f64>,
     /// The replication vector over the last second (0 keeps up, -1 applies nothing).
@@ -107,6 +110,13 @@ pub struct ClusterDoc {
     pub cluster: String,
     pub beats_ok: u64,
     pub beats_failed: u64,
+    /// Reads that showed a seq this recorder never wrote (a `check`, a second
+    /// recorder on the same heartbeat row), and the last such seq.
+    pub foreign_beats: u64,
+    pub last_foreign_seq: Option<u64>,
+    /// Another writer moves this cluster's heartbeat row: foreign beats were read, or a
+    /// beat found a newer seq already in the row.
+    pub second_writer: bool,
     pub replicas: Vec<ReplicaDoc>,
 }
 
@@ -127,6 +137,9 @@ struct ClusterLive {
     name: String,
     beats_ok: u64,
     beats_failed: u64,
+    foreign_beats: u64,
+    last_foreign_seq: Option<u64>,
+    stale_beats: u64,
 }
 
 #[derive(Debug)]
@@ -134,8 +147,8 @@ struct ReplicaLive {
     cluster: usize,
     name: String,
     health: Health,
-    /// Bounds of the last successful read; `hi_us` is `None` when only a floor is known.
-    lag: Option<(i64, Option<i64>)>,
+    /// Lag of the last round that measured one (never [`Lag::Unknown`]).
+    lag: Option<Lag>,
     /// Send time of the newest beat shown.
     seen_send_us: Option<i64>,
     /// Lag points of the last [`vector::WINDOW_US`], for the vector.
@@ -169,6 +182,9 @@ impl Live {
                 name: c.name.clone(),
                 beats_ok: 0,
                 beats_failed: 0,
+                foreign_beats: 0,
+                last_foreign_seq: None,
+                stale_beats: 0,
             });
             for r in &c.replicas {
                 let th = Thresholds {
@@ -211,6 +227,9 @@ impl Live {
                 c.beats_ok += 1;
             } else {
                 c.beats_failed += 1;
+                if beat.outcome == Outcome::Stale {
+                    c.stale_beats += 1;
+                }
                 *self
                     .probe_errors
                     .entry(("beat", beat.outcome.name()))
@@ -219,15 +238,9 @@ impl Live {
         }
     }
 
-    /// A read of replica number `replica`; `lag` as the recent beats bound it, or
-    /// `floor_us` when it showed a beat older than every beat held.
-    pub fn on_read(
-        &mut self,
-        replica: usize,
-        obs: &Observation,
-        lag: Option<LagBounds>,
-        floor_us: Option<i64>,
-    ) {
+    /// A read of replica number `replica`, with the lag the recent beats give it
+    /// (`None` for a failed read).
+    pub fn on_read(&mut self, replica: usize, obs: &Observation, lag: Option<Lag>) {
         let Some(r) = self.replicas.get_mut(replica) else {
             return;
         };
@@ -243,26 +256,35 @@ impl Live {
         }
         r.reads_ok += 1;
         let t_us = obs.r_start_us + (obs.r_end_us - obs.r_start_us) / 2;
-        match (lag, floor_us) {
-            (Some(b), _) => {
-                r.lag = Some((b.lo_us, Some(b.hi_us)));
-                r.seen_send_us = Some(obs.r_end_us - b.hi_us);
-                r.health.on_bounds(t_us, b.lo_us, b.hi_us);
-                r.push_point(LagPoint {
-                    t_us,
-                    lo_us: b.lo_us,
-                    hi_us: b.hi_us,
-                });
+        let Some(lag) = lag else {
+            return;
+        };
+        r.health.on_read(t_us, lag);
+        match lag {
+            Lag::Bounded { hi_us, .. } => {
+                r.lag = Some(lag);
+                r.seen_send_us = Some(obs.r_end_us - hi_us);
+                r.push_point(LagPoint { t_us, lag });
             }
-            (None, Some(lo_us)) => {
-                r.lag = Some((lo_us, None));
-                r.seen_send_us = None;
-                r.health.on_bounds(t_us, lo_us, i64::MAX);
+            Lag::AtLeast { .. } => {
+                r.lag = Some(lag);
+                r.push_point(LagPoint { t_us, lag });
             }
-            // A beat newer than the ones held (its sample is still on its way) or
-            // nothing known yet: the read proves the replica answers, nothing more.
-            (None, None) => {}
+            Lag::Unknown(Unknown::ForeignBeat { seq }) => {
+                let c = &mut self.clusters[r.cluster];
+                c.foreign_beats += 1;
+                c.last_foreign_seq = Some(seq);
+            }
+            // The read proves the replica answers, nothing more.
+            Lag::Unknown(Unknown::BeforeFirstBeat) => {}
         }
+    }
+
+    /// Whether cluster number `cluster` has another writer on its heartbeat row.
+    pub fn second_writer(&self, cluster: usize) -> bool {
+        self.clusters
+            .get(cluster)
+            .is_some_and(|c| c.foreign_beats > 0 || c.stale_beats > 0)
     }
 
     /// A replication status poll of replica number `replica`.
@@ -315,6 +337,9 @@ impl Live {
                 cluster: c.name.clone(),
                 beats_ok: c.beats_ok,
                 beats_failed: c.beats_failed,
+                foreign_beats: c.foreign_beats,
+                last_foreign_seq: c.last_foreign_seq,
+                second_writer: c.foreign_beats > 0 || c.stale_beats > 0,
                 replicas: Vec::new(),
             })
             .collect();
@@ -397,10 +422,6 @@ impl Live {
                 (state, why.code().to_string(), why.to_string(), since)
             }
         };
-        let (lo_us, hi_us) = match r.lag {
-            Some((lo, hi)) => (Some(lo), hi),
-            None => (None, None),
-        };
         ReplicaDoc {
             replica: r.name.clone(),
             cluster,
@@ -408,11 +429,13 @@ impl Live {
             reason,
             detail,
             since,
-            lag_ms: lo_us
-                .zip(hi_us)
-                .map(|(lo_us, hi_us)| ms(LagBounds { lo_us, hi_us }.point_us())),
-            lag_lo_ms: lo_us.map(ms),
-            lag_hi_ms: hi_us.map(ms),
+            lag_ms: r.lag.and_then(|l| l.judged_us()).map(ms),
+            lag_kind: r.lag.map(|l| match l {
+                Lag::Bounded { .. } => "bounded",
+                _ => "at_least",
+            }),
+            lag_lo_ms: r.lag.and_then(|l| l.lo_us()).map(ms),
+            lag_hi_ms: r.lag.and_then(|l| l.hi_us()).map(ms),
             vector: r.vector,
             heartbeat_age_ms: r.seen_send_us.map(|t| ms(now_us - t)),
             io_running: r.io_running,
@@ -472,6 +495,7 @@ mod tests {
             seq: Some(1),
             outcome: Outcome::Ok,
             reason: None,
+            follow_up: false,
         }
     }
 
@@ -489,8 +513,8 @@ mod tests {
         }
     }
 
-    fn bounds(lo_us: i64, hi_us: i64) -> Option<LagBounds> {
-        Some(LagBounds { lo_us, hi_us })
+    fn bounds(lo_us: i64, hi_us: i64) -> Option<Lag> {
+        Some(Lag::Bounded { lo_us, hi_us })
     }
 
     #[test]
@@ -507,7 +531,7 @@ mod tests {
         let mut l = live(None);
         l.on_status(0, &running(0, true));
         for k in 0..20 {
-            l.on_read(0, &read(k * S / 10), bounds(1000, 3000), None);
+            l.on_read(0, &read(k * S / 10), bounds(1000, 3000));
         }
         let d = l.check("r1", Check::Pool, 2 * S).unwrap();
         assert_eq!((d.state, d.reason.as_str()), (State::In, "healthy"));
@@ -520,7 +544,7 @@ mod tests {
         // Falling behind one second per second from 2 s on.
         for k in 20..40 {
             let lag = (k - 20) * S / 10;
-            l.on_read(0, &read(k * S / 10), bounds(lag, lag + 2000), None);
+            l.on_read(0, &read(k * S / 10), bounds(lag, lag + 2000));
         }
         let d = l.check("r1", Check::Pool, 4 * S).unwrap();
         assert_eq!((d.state, d.reason.as_str()), (State::Out, "lagging"));
@@ -539,15 +563,15 @@ mod tests {
     fn a_failed_read_is_unreachable_and_silence_goes_stale() {
         let mut l = live(None);
         l.on_status(0, &running(0, true));
-        l.on_read(0, &read(0), bounds(0, 1000), None);
+        l.on_read(0, &read(0), bounds(0, 1000));
         let mut failed = read(S);
         failed.outcome = Outcome::Refused;
         failed.seq = None;
-        l.on_read(0, &failed, None, None);
+        l.on_read(0, &failed, None);
         let d = l.check("r1", Check::Pool, S).unwrap();
         assert_eq!((d.state, d.reason.as_str()), (State::Out, "unreachable"));
         assert_eq!(d.reads_failed, 1);
-        l.on_read(0, &read(2 * S), bounds(0, 1000), None);
+        l.on_read(0, &read(2 * S), bounds(0, 1000));
         assert_eq!(l.check("r1", Check::Pool, 2 * S).unwrap().state, State::In);
         let d = l.check("r1", Check::Pool, 6 * S).unwrap();
         assert_eq!((d.state, d.reason.as_str()), (State::Out, "stale"));
@@ -557,15 +581,45 @@ mod tests {
     }
 
     #[test]
-    fn a_floor_above_max_lag_is_lagging_with_no_upper_bound() {
+    fn at_least_above_max_lag_is_lagging_with_no_upper_bound() {
         let mut l = live(None);
         l.on_status(0, &running(0, true));
-        l.on_read(0, &read(0), None, Some(5 * S));
+        l.on_read(0, &read(0), Some(Lag::AtLeast { lo_us: 5 * S }));
         let d = l.check("r1", Check::Pool, S / 10).unwrap();
         assert_eq!((d.state, d.reason.as_str()), (State::Out, "lagging"));
         assert_eq!(
-            (d.lag_ms, d.lag_lo_ms, d.lag_hi_ms),
-            (None, Some(5000.0), None)
+            (d.lag_ms, d.lag_kind, d.lag_lo_ms, d.lag_hi_ms),
+            (Some(5000.0), Some("at_least"), Some(5000.0), None)
+        );
+    }
+
+    #[test]
+    fn a_frozen_primary_keeps_replicas_in_and_foreign_beats_are_counted() {
+        let mut l = live(None);
+        l.on_status(0, &running(0, true));
+        l.on_read(0, &read(0), bounds(0, 1000));
+        for k in 1..=80 {
+            l.on_read(0, &read(k * S / 10), Some(Lag::AtLeast { lo_us: 0 }));
+        }
+        let d = l.check("r1", Check::Pool, 8 * S).unwrap();
+        assert_eq!(
+            (d.state, d.lag_ms, d.lag_hi_ms),
+            (State::In, Some(0.0), None)
+        );
+        assert!(!l.second_writer(0));
+        l.on_read(
+            0,
+            &read(9 * S),
+            Some(Lag::Unknown(Unknown::ForeignBeat { seq: 77 })),
+        );
+        assert!(l.second_writer(0));
+        let snap = l.snapshot(9 * S);
+        assert_eq!(
+            (
+                snap.clusters[0].foreign_beats,
+                snap.clusters[0].last_foreign_seq
+            ),
+            (1, Some(77))
         );
     }
 
@@ -575,7 +629,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let mut l = live(Some(dir.clone()));
         l.on_status(0, &running(0, true));
-        l.on_read(0, &read(0), bounds(0, 1000), None);
+        l.on_read(0, &read(0), bounds(0, 1000));
         assert_eq!(l.check("r1", Check::Pool, S / 10).unwrap().state, State::In);
         std::fs::write(dir.join("r1"), "").unwrap();
         let d = l.check("r1", Check::Pool, S / 10).unwrap();

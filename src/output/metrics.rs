@@ -220,6 +220,7 @@ mod tests {
             detail: String::new(),
             since: None,
             lag_ms,
+            lag_kind: lag_ms.map(|_| "bounded"),
             lag_lo_ms: lag_ms,
             lag_hi_ms: lag_ms,
             vector: None,
@@ -245,6 +246,9 @@ mod tests {
             recover_lag_ms: 500.0,
             clusters: vec![ClusterDoc {
                 cluster: "lab".into(),
+                foreign_beats: 0,
+                last_foreign_seq: None,
+                second_writer: false,
                 beats_ok: 10,
                 beats_failed: 2,
                 replicas: vec![doc("r1", Some(1500.0), Some(1)), doc("r2", None, None)],

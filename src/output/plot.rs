@@ -173,9 +173,14 @@ fn lag_chart(
         .map(|r| {
             let s = |us: i64| us as f64 / 1e6;
             reduce(
-                r.points
-                    .iter()
-                    .map(|p| (p.t_us, s(p.lo_us), s(p.lag_us()), s(p.hi_us))),
+                // "At least" rounds have no upper bound: drawn at their lower bound,
+                // with no band.
+                r.points.iter().filter_map(|p| {
+                    let lo = p.lag.lo_us()?;
+                    let judged = p.lag.judged_us()?;
+                    let hi = p.lag.hi_us().unwrap_or(lo);
+                    Some((p.t_us, s(lo), s(judged), s(hi)))
+                }),
                 t0,
                 t1,
                 columns,
@@ -416,7 +421,8 @@ fn cdf_chart(
             let mut v: Vec<f64> = r
                 .points
                 .iter()
-                .map(|p| (p.lag_us() as f64 / 1e6).max(LOG_FLOOR_S))
+                .filter_map(|p| p.lag.point_us())
+                .map(|lag_us| (lag_us as f64 / 1e6).max(LOG_FLOOR_S))
                 .collect();
             cdf_points(&mut v, WIDTH_PX as usize)
         })

@@ -7,12 +7,13 @@ use serde_json::{Value, json};
 
 use crate::analysis::capacity::{BusyFraction, ReplayRate};
 use crate::analysis::episodes::Episode;
-use crate::analysis::report::{Gap, ReplicaReport, Settings};
+use crate::analysis::lag::Lag;
+use crate::analysis::report::{Gap, LagSummary, ReplicaReport, Settings};
 use crate::analysis::stats::Percentiles;
 use crate::clock::format_utc_us;
 
 /// Version of the JSON document; bumped when a field changes meaning or goes away.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// How many gaps and episodes the text lists per replica (the longest / first ones);
 /// JSON lists them all.
@@ -87,9 +88,25 @@ fn replica_text(out: &mut String, r: &ReplicaReport, settings: &Settings) {
     };
     let _ = writeln!(
         out,
-        "  coverage    {} reads, {} probe rounds with a lag, {} failed, {} of unknown beats",
-        c.reads, c.rounds, c.failed_reads, c.unbounded_reads
+        "  coverage    {} reads, {} probe rounds with a lag ({} of them only a lower bound), {} failed",
+        c.reads, c.rounds, c.at_least_rounds, c.failed_reads
     );
+    if c.before_first_beat > 0 {
+        let _ = writeln!(
+            out,
+            "              {} rounds before their session's first beat (after a restart), no lag",
+            c.before_first_beat
+        );
+    }
+    if c.foreign_rounds > 0 {
+        let seqs: Vec<String> = c.foreign_seqs.iter().map(u64::to_string).collect();
+        let _ = writeln!(
+            out,
+            "              {} rounds showed foreign beats (seq {}): another writer on this heartbeat row, never matched",
+            c.foreign_rounds,
+            seqs.join(", ")
+        );
+    }
     if c.gaps.is_empty() {
         let _ = writeln!(out, "  gaps        none over {}", human_us(settings.gap_us));
     } else {
@@ -123,8 +140,12 @@ fn replica_text(out: &mut String, r: &ReplicaReport, settings: &Settings) {
         }
     }
     match &r.lag {
-        Some(l) => {
-            let p = &l.lag;
+        Some(LagSummary {
+            lag: Some(p),
+            width: Some(width),
+            ..
+        }) => {
+            let l = r.lag.as_ref().expect("matched");
             let _ = writeln!(
                 out,
                 "  lag         p50 {}  p90 {}  p99 {}  p99.9 {}  max {}  mean {}",
@@ -138,15 +159,29 @@ fn replica_text(out: &mut String, r: &ReplicaReport, settings: &Settings) {
             let _ = writeln!(
                 out,
                 "              bounds width p50 {}, p99 {}; above {} for {}",
-                human_us(l.width.p50),
-                human_us(l.width.p99),
+                human_us(width.p50),
+                human_us(width.p99),
                 human_us(settings.max_lag_us),
                 human_us(l.above_max_us)
+            );
+        }
+        Some(_) => {
+            let _ = writeln!(
+                out,
+                "  lag         no bounded round (see the lower bounds below)"
             );
         }
         None => {
             let _ = writeln!(out, "  lag         not enough data (no successful read)");
         }
+    }
+    if let Some(max) = r.lag.and_then(|l| l.at_least_max_us) {
+        let _ = writeln!(
+            out,
+            "  at least    {} rounds had only a lower bound (no beat acknowledged after the one seen); highest {}",
+            c.at_least_rounds,
+            human_us(max)
+        );
     }
     if let Some(d) = r.intended_delay.filter(|d| d.max_s > 0) {
         let _ = writeln!(
@@ -164,7 +199,7 @@ fn replica_text(out: &mut String, r: &ReplicaReport, settings: &Settings) {
         opt_vector(v.min),
         opt_vector(v.max)
     );
-    let lag_now = v.lag_now_us.map_or("-".to_string(), human_us);
+    let lag_now = v.lag_now.map_or("-".to_string(), lag_text);
     let _ = if !v.lagging_now {
         writeln!(out, "  now         caught up (lag {lag_now})")
     } else if let Some(eta) = v.eta_s {
@@ -178,6 +213,16 @@ fn replica_text(out: &mut String, r: &ReplicaReport, settings: &Settings) {
         writeln!(out, "  now         lagging {lag_now}, not catching up")
     };
     capacity_text(out, r.replay.as_ref(), r.busy.as_ref(), r.status_samples);
+}
+
+/// A lag as the text shows it: the point estimate, "at least" its lower bound, or
+/// "unknown".
+pub fn lag_text(lag: Lag) -> String {
+    match lag {
+        Lag::Bounded { .. } => lag.point_us().map_or("-".into(), human_us),
+        Lag::AtLeast { lo_us } => format!("at least {}", human_us(lo_us)),
+        Lag::Unknown(_) => "unknown".into(),
+    }
 }
 
 fn episodes_text(out: &mut String, episodes: &[Episode]) {
@@ -309,8 +354,11 @@ fn replica_json(r: &ReplicaReport) -> Value {
             "duration_s": c.first_us.zip(c.last_us).map(|(f, l)| s(l - f)),
             "reads": c.reads,
             "rounds": c.rounds,
+            "at_least_rounds": c.at_least_rounds,
             "failed_reads": c.failed_reads,
-            "unbounded_reads": c.unbounded_reads,
+            "before_first_beat_rounds": c.before_first_beat,
+            "foreign_rounds": c.foreign_rounds,
+            "foreign_seqs": c.foreign_seqs,
             "gaps": c.gaps.iter().map(|g| json!({
                 "start_utc": format_utc_us(g.start_us),
                 "end_utc": format_utc_us(g.end_us),
@@ -320,9 +368,10 @@ fn replica_json(r: &ReplicaReport) -> Value {
             })).collect::<Vec<_>>(),
         },
         "lag": r.lag.map(|l| json!({
-            "count": l.lag.count,
-            "percentiles": percentiles_json(&l.lag),
-            "bound_width": percentiles_json(&l.width),
+            "count": l.lag.map_or(0, |p| p.count),
+            "percentiles": l.lag.as_ref().map(percentiles_json),
+            "bound_width": l.width.as_ref().map(percentiles_json),
+            "at_least_max_ms": l.at_least_max_us.map(ms),
             "above_max_lag_s": s(l.above_max_us),
         })),
         "intended_delay": r.intended_delay.map(|d| json!({"max_s": d.max_s, "last_s": d.last_s})),
@@ -342,7 +391,12 @@ fn replica_json(r: &ReplicaReport) -> Value {
             "min": r.vector.min,
             "max": r.vector.max,
             "lagging_now": r.vector.lagging_now,
-            "lag_now_ms": r.vector.lag_now_us.map(ms),
+            "lag_now_ms": r.vector.lag_now.and_then(|l| l.judged_us()).map(ms),
+            "lag_now_kind": r.vector.lag_now.map(|l| match l {
+                Lag::Bounded { .. } => "bounded",
+                Lag::AtLeast { .. } => "at_least",
+                Lag::Unknown(_) => "unknown",
+            }),
             "catch_up_vector": r.vector.eta_fit.map(|f| f.vector()),
             "eta_s": r.vector.eta_s,
         },

@@ -3,8 +3,9 @@
 //! counted, never fatal.
 //!
 //! Per replica, names `<prefix>.<cluster>.<replica>.<metric>`: `lag_ms` (a timer, whole
-//! milliseconds as statsd timers are, and a gauge with microsecond precision),
-//! `lag_hi_ms` (gauge), `io_running` and `sql_running` (gauges, 0/1) and
+//! milliseconds as statsd timers are, and a gauge with microsecond precision; the lower
+//! bound when only that is known), `lag_lo_ms` and `lag_hi_ms` (gauges; no `lag_hi_ms`
+//! while the upper bound is unknown), `io_running` and `sql_running` (gauges, 0/1) and
 //! `seconds_behind_master` (gauge, only when the server does not say NULL).
 
 use std::net::UdpSocket;
@@ -15,7 +16,7 @@ use std::time::Duration;
 use cadence::prelude::*;
 use cadence::{BufferedUdpMetricSink, QueuingMetricSink, StatsdClient};
 
-use crate::analysis::lag::LagBounds;
+use crate::analysis::lag::Lag;
 use crate::config::StatsdConfig;
 use crate::samples::{ChannelStatus, IoState};
 
@@ -58,16 +59,25 @@ impl Statsd {
         Ok(Statsd { client, errors })
     }
 
-    /// Lag of one observation.
-    pub fn lag(&self, cluster: &str, replica: &str, lag: &LagBounds) {
-        let point_ms = lag.point_us() as f64 / 1000.0;
-        let point = Duration::from_micros(lag.point_us().max(0) as u64);
+    /// Lag of one read: `lag_ms` (timer and gauge) is the judged lag (the lower bound
+    /// when the upper one is unknown), `lag_lo_ms` always, `lag_hi_ms` only when known.
+    /// An unknown lag sends nothing.
+    pub fn lag(&self, cluster: &str, replica: &str, lag: &Lag) {
+        let Some(judged_us) = lag.judged_us() else {
+            return;
+        };
         let key = |m: &str| format!("{cluster}.{replica}.{m}");
-        let _ = self.client.time(&key("lag_ms"), point);
-        let _ = self.client.gauge(&key("lag_ms"), point_ms);
-        let _ = self
-            .client
-            .gauge(&key("lag_hi_ms"), lag.hi_us as f64 / 1000.0);
+        let _ = self.client.time(
+            &key("lag_ms"),
+            Duration::from_micros(judged_us.max(0) as u64),
+        );
+        let _ = self.client.gauge(&key("lag_ms"), judged_us as f64 / 1000.0);
+        if let Some(lo_us) = lag.lo_us() {
+            let _ = self.client.gauge(&key("lag_lo_ms"), lo_us as f64 / 1000.0);
+        }
+        if let Some(hi_us) = lag.hi_us() {
+            let _ = self.client.gauge(&key("lag_hi_ms"), hi_us as f64 / 1000.0);
+        }
     }
 
     /// Thread states and Seconds_Behind_Master of a replica's main channel.

@@ -1,16 +1,21 @@
 //! The beat writer: one task per cluster, writing the heartbeat row on the primary on
 //! absolute deadlines and publishing each acknowledged beat to the cluster's readers.
 //!
-//! Beat numbers need no state from the server: beat `n` of a session is
-//! `session_start_us + n`, where `n` counts intervals since the session started. They
-//! increase across sessions (a session starts more microseconds after the previous one
-//! than that one had beats), skipped deadlines leave gaps, and a failed write still
-//! consumes its number, because the commit may have happened even if the
+//! Beat numbers: beat `n` of a session is `base + n`, where `n` counts intervals since
+//! the session started and `base` is the session's start in UTC µs, or one more than
+//! the seq already in the row when that is higher (a clock stepped back since the last
+//! session). They increase across sessions, skipped deadlines leave gaps, and a failed
+//! write still consumes its number, because the commit may have happened even if the
 //! acknowledgement was lost.
+//!
+//! The UPDATE never moves `seq` backwards (`... AND seq < ?`): a timed-out beat whose
+//! statement still commits after a later one changes nothing, and a beat that finds a
+//! newer seq in the row (another writer's) is recorded as [`Outcome::Stale`], not
+//! written.
 
 use std::time::Duration;
 
-use mysql_async::prelude::Queryable;
+use mysql_async::prelude::{Queryable, StatementLike};
 use mysql_async::{Conn, Statement};
 use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, MissedTickBehavior};
@@ -51,17 +56,16 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let start = Instant::now();
-    let base_seq = w.clock.at_us(start.into_std()) as u64;
+    let mut base_seq = w.clock.at_us(start.into_std()) as u64;
+    // Whether the first connection has checked the row's seq yet.
+    let mut rebased = false;
     let interval_us = w.interval.as_micros().max(1) as u64;
     let mut ticker = tokio::time::interval_at(start, w.interval);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
     let mut conn: Option<(Conn, Statement)> = None;
     let mut backoff = Backoff::new(w.interval.max(Duration::from_millis(50)), MAX_BACKOFF);
     let mut retry_at = start;
-    let sql = format!(
-        "UPDATE `{}`.heartbeat SET seq = ?, t_send_us = ?, server_id = @@server_id WHERE cluster = ?",
-        w.settings.database
-    );
+    let sql = update_sql(&w.settings.database);
 
     loop {
         let deadline = tokio::select! {
@@ -75,6 +79,20 @@ pub async fn run(
             continue;
         }
         let n = (deadline - start).as_micros() as u64 / interval_us;
+        if !rebased && conn.is_none() {
+            // The first connection of the session: start above whatever is in the row.
+            if let Ok(Some(row_seq)) = row_seq_on_new_conn(&w, &mut conn).await {
+                if row_seq >= base_seq + n {
+                    tracing::info!(
+                        cluster = %w.cluster,
+                        row_seq,
+                        "the heartbeat row holds a higher seq than this session's clock gives (clock stepped back?); numbering beats above it"
+                    );
+                    base_seq = row_seq + 1;
+                }
+                rebased = true;
+            }
+        }
         let seq = base_seq + n;
         let t_send_us = w.clock.now_us();
         let result = write_beat(&w, &mut conn, &sql, seq, t_send_us).await;
@@ -88,6 +106,16 @@ pub async fn run(
                 });
                 (Outcome::Ok, None)
             }
+            Err(BeatError::Stale { row_seq }) => {
+                // Nothing wrong with the connection: another writer is ahead.
+                tracing::debug!(cluster = %w.cluster, row_seq, "stale beat");
+                (
+                    Outcome::Stale,
+                    Some(format!(
+                        "the row already holds seq {row_seq}, newer than {seq}: another writer"
+                    )),
+                )
+            }
             Err(e) => {
                 // Drop the connection on any failure: a timed-out statement may still be
                 // running on it, and the next beat must not queue behind it.
@@ -97,6 +125,7 @@ pub async fn run(
                 let outcome = match &e {
                     BeatError::Db(e) => e.outcome(),
                     BeatError::NoRow => Outcome::MissingRow,
+                    BeatError::Stale { .. } => Outcome::Stale,
                 };
                 (outcome, Some(e.to_string()))
             }
@@ -125,6 +154,10 @@ pub async fn run(
 enum BeatError {
     Db(DbError),
     NoRow,
+    /// The row holds a newer seq (another writer's): nothing was written.
+    Stale {
+        row_seq: u64,
+    },
 }
 
 impl std::fmt::Display for BeatError {
@@ -132,8 +165,83 @@ impl std::fmt::Display for BeatError {
         match self {
             BeatError::Db(e) => e.fmt(f),
             BeatError::NoRow => f.write_str("the heartbeat row is missing; run lagtrace init"),
+            BeatError::Stale { row_seq } => {
+                write!(f, "the row already holds a newer seq ({row_seq})")
+            }
         }
     }
+}
+
+/// The guarded heartbeat UPDATE: parameters `(seq, t_send_us, row, seq)`.
+pub fn update_sql(database: &str) -> String {
+    format!(
+        "UPDATE `{database}`.heartbeat SET seq = ?, t_send_us = ?, server_id = @@server_id \
+         WHERE cluster = ? AND seq < ?"
+    )
+}
+
+/// What one guarded heartbeat UPDATE did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RowWrite {
+    /// The row now holds the beat.
+    Written,
+    /// The row already held this seq or a newer one: nothing changed.
+    Stale { row_seq: u64 },
+    /// The row does not exist.
+    NoRow,
+}
+
+/// Writes beat `seq` into heartbeat row `row` with the guarded UPDATE `stmt` (see
+/// [`update_sql`]); when no row changed, reads the row to tell a missing row from a
+/// newer seq. Shared by the beat writer and `check`.
+pub async fn write_row<S: StatementLike>(
+    c: &mut Conn,
+    stmt: S,
+    database: &str,
+    row: &str,
+    seq: u64,
+    t_send_us: i64,
+    timeout: Duration,
+) -> Result<RowWrite, DbError> {
+    timed(
+        "heartbeat write",
+        timeout,
+        c.exec_drop(stmt, (seq, t_send_us, row, seq)),
+    )
+    .await?;
+    if c.affected_rows() > 0 {
+        return Ok(RowWrite::Written);
+    }
+    Ok(
+        match super::schema::visible_seq(c, database, row, timeout).await? {
+            Some(row_seq) => RowWrite::Stale { row_seq },
+            None => RowWrite::NoRow,
+        },
+    )
+}
+
+/// Connects (filling `conn`) and reads the cluster row's seq.
+async fn row_seq_on_new_conn(
+    w: &BeatWriter,
+    conn: &mut Option<(Conn, Statement)>,
+) -> Result<Option<u64>, DbError> {
+    let mut c = conn::connect(&w.primary, &w.settings, &w.password).await?;
+    let sql = update_sql(&w.settings.database);
+    let stmt = timed(
+        "heartbeat write prepare",
+        w.settings.query_timeout,
+        c.prep(sql),
+    )
+    .await?;
+    let seq = super::schema::visible_seq(
+        &mut c,
+        &w.settings.database,
+        &w.cluster,
+        w.settings.query_timeout,
+    )
+    .await?;
+    *conn = Some((c, stmt));
+    Ok(seq)
 }
 
 /// Writes one beat, connecting (and preparing the update once per connection) when
@@ -159,15 +267,20 @@ async fn write_beat(
         *conn = Some((c, stmt));
     }
     let (c, stmt) = conn.as_mut().expect("connected above");
-    timed(
-        "heartbeat write",
+    let written = write_row(
+        c,
+        &*stmt,
+        &w.settings.database,
+        &w.cluster,
+        seq,
+        t_send_us,
         w.settings.query_timeout,
-        c.exec_drop(&*stmt, (seq, t_send_us, w.cluster.as_str())),
     )
     .await
     .map_err(BeatError::Db)?;
-    if c.affected_rows() == 0 {
-        return Err(BeatError::NoRow);
+    match written {
+        RowWrite::Written => Ok(()),
+        RowWrite::Stale { row_seq } => Err(BeatError::Stale { row_seq }),
+        RowWrite::NoRow => Err(BeatError::NoRow),
     }
-    Ok(())
 }

@@ -43,6 +43,7 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let period = r.interval * r.read_every;
+    let interval_us = r.interval.as_micros() as i64;
     // Without beats, read once per period (plus a margin so a beat normally wins).
     let fallback = period + period / 2;
     let mut conn: Option<(Conn, Statement)> = None;
@@ -89,11 +90,16 @@ pub async fn run(
         let r_start_us = r.clock.now_us();
         let result = read_seq(&r, &mut conn, &sql).await;
         let r_end_us = r.clock.now_us();
-        follow_up = false;
+        // This read is a follow-up when the previous one asked for it; it is marked so,
+        // and the analysis takes rounds from the marks.
+        let this_is_follow_up = std::mem::take(&mut follow_up);
         let observation = match result {
             Ok(Some(seq)) => {
                 backoff.reset();
-                if follow_ups_left > 0 && seq + 1 == notices.borrow().seq {
+                // A read slower than the interval is not followed up: the next beat's
+                // read starts at once anyway, and each such read is its own round.
+                let fast = r_end_us - r_start_us < interval_us;
+                if follow_ups_left > 0 && fast && seq + 1 == notices.borrow().seq {
                     follow_up = true;
                     follow_ups_left -= 1;
                 }
@@ -103,6 +109,7 @@ pub async fn run(
                     seq: Some(seq),
                     outcome: Outcome::Ok,
                     reason: None,
+                    follow_up: this_is_follow_up,
                 }
             }
             Ok(None) => Observation {
@@ -114,6 +121,7 @@ pub async fn run(
                     "no heartbeat row for cluster {}; run lagtrace init",
                     r.cluster
                 )),
+                follow_up: this_is_follow_up,
             },
             Err(e) => {
                 conn = None;
@@ -125,6 +133,7 @@ pub async fn run(
                     seq: None,
                     outcome: e.outcome(),
                     reason: Some(e.to_string()),
+                    follow_up: this_is_follow_up,
                 }
             }
         };

@@ -131,7 +131,14 @@ pub async fn current_version(
     }
 }
 
-/// Applies missing migrations and ensures the cluster's heartbeat row, on a primary.
+/// The heartbeat row `lagtrace check` writes for `cluster`: its own, so that it never
+/// races a recorder on the cluster's row. `#` cannot appear in a configured name.
+pub fn check_row(cluster: &str) -> String {
+    format!("{cluster}#check")
+}
+
+/// Applies missing migrations and ensures the cluster's heartbeat row and its `check`
+/// row ([`check_row`]), on a primary.
 pub async fn apply(
     conn: &mut Conn,
     database: &str,
@@ -150,7 +157,9 @@ pub async fn apply(
     for stmt in plan(database, from) {
         timed("query", timeout, conn.query_drop(stmt)).await?;
     }
-    timed("query", timeout, conn.exec_drop(ENSURE_ROW_SQL, (cluster,))).await?;
+    for row in [cluster.to_string(), check_row(cluster)] {
+        timed("query", timeout, conn.exec_drop(ENSURE_ROW_SQL, (row,))).await?;
+    }
     Ok(Applied {
         from,
         to: latest_version(),

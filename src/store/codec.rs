@@ -35,6 +35,8 @@ pub struct Span {
     pub seq: u64,
     pub outcome: Outcome,
     pub reason: Option<String>,
+    /// An observation's follow-up mark (always false for beats).
+    pub follow_up: bool,
 }
 
 impl From<&Beat> for Span {
@@ -45,6 +47,7 @@ impl From<&Beat> for Span {
             seq: b.seq,
             outcome: b.outcome,
             reason: b.reason.clone(),
+            follow_up: false,
         }
     }
 }
@@ -71,6 +74,7 @@ impl Span {
             seq: o.seq.unwrap_or(prev_seq),
             outcome: o.outcome,
             reason: o.reason.clone(),
+            follow_up: o.follow_up,
         }
     }
 }
@@ -83,6 +87,7 @@ impl From<Span> for Observation {
             seq: (s.outcome == Outcome::Ok).then_some(s.seq),
             outcome: s.outcome,
             reason: s.reason,
+            follow_up: s.follow_up,
         }
     }
 }
@@ -111,6 +116,34 @@ pub struct SpanChunk {
     pub bits: Vec<u8>,
     /// Failure reasons by span index (only spans whose outcome is not Ok).
     pub notes: Vec<(u32, String)>,
+    /// Format 2: runs of equal follow-up marks, alternating from "first read" (0 in
+    /// format 1 chunks, which carry no marks). Stored after the fields above, see
+    /// [`SpanChunk::to_bytes`].
+    #[serde(skip)]
+    pub mark_runs: u32,
+    /// Format 2: Rice parameter of the mark-run column, the eighth in `bits`.
+    #[serde(skip)]
+    pub k_mark: u8,
+}
+
+impl SpanChunk {
+    /// The stored bytes: the format 1 layout (postcard) followed by the format 2 mark
+    /// fields `(mark_runs, k_mark)` (postcard), so both formats share one reader.
+    pub fn to_bytes(&self) -> Result<Vec<u8>, postcard::Error> {
+        let mut bytes = postcard::to_stdvec(self)?;
+        bytes.extend(postcard::to_stdvec(&(self.mark_runs, self.k_mark))?);
+        Ok(bytes)
+    }
+
+    /// Reads a chunk of either format: a format 1 chunk ends after `notes`.
+    pub fn from_bytes(bytes: &[u8]) -> Result<SpanChunk, postcard::Error> {
+        let (mut chunk, rest): (SpanChunk, &[u8]) = postcard::take_from_bytes(bytes)?;
+        if !rest.is_empty() {
+            let ((runs, k), _): ((u32, u8), _) = postcard::take_from_bytes(rest)?;
+            (chunk.mark_runs, chunk.k_mark) = (runs, k);
+        }
+        Ok(chunk)
+    }
 }
 
 /// A byte vector as serde "bytes" rather than a sequence of u8. Postcard writes both as
@@ -223,6 +256,8 @@ pub fn encode_spans(spans: &[Span]) -> SpanChunk {
             k: [0; 7],
             bits: Vec::new(),
             notes: Vec::new(),
+            mark_runs: 0,
+            k_mark: 0,
         };
     };
     let t0_us = first.start_us;
@@ -306,6 +341,11 @@ pub fn encode_spans(spans: &[Span]) -> SpanChunk {
             w.rice(v, k[i]);
         }
     }
+    let col_mark = mark_runs(spans);
+    let k_mark = best_rice_k(&col_mark);
+    for &v in &col_mark {
+        w.rice(v, k_mark);
+    }
     let notes = spans
         .iter()
         .enumerate()
@@ -323,7 +363,29 @@ pub fn encode_spans(spans: &[Span]) -> SpanChunk {
         k,
         bits: w.finish(),
         notes,
+        mark_runs: col_mark.len() as u32,
+        k_mark,
     }
+}
+
+/// The follow-up marks as run lengths, alternating from "first read": the first run
+/// as its length (0 when the chunk starts with a follow-up), the others as length - 1.
+fn mark_runs(spans: &[Span]) -> Vec<u64> {
+    let mut runs = Vec::new();
+    let (mut current, mut len) = (false, 0u64);
+    for s in spans {
+        if s.follow_up == current {
+            len += 1;
+        } else {
+            runs.push(len);
+            (current, len) = (s.follow_up, 1);
+        }
+    }
+    runs.push(len);
+    for r in runs.iter_mut().skip(1) {
+        *r -= 1;
+    }
+    runs
 }
 
 /// Decodes a chunk back into spans.
@@ -373,6 +435,25 @@ pub fn decode_spans_each(chunk: &SpanChunk, mut each: impl FnMut(Span)) -> Resul
     let col_seq = read_col(n - 1, chunk.k[4])?;
     let col_run_code = read_col(runs, chunk.k[5])?;
     let col_run_len = read_col(runs, chunk.k[6])?;
+    let mut marks = Vec::new();
+    if chunk.mark_runs > 0 {
+        if chunk.mark_runs as usize > n + 1 || chunk.k_mark > 63 {
+            return Err(corrupt("mark runs do not match the chunk"));
+        }
+        let col_mark = read_col(chunk.mark_runs as usize, chunk.k_mark)?;
+        marks.reserve(n);
+        for (i, &len) in col_mark.iter().enumerate() {
+            let len = usize::try_from(len)
+                .ok()
+                .and_then(|l| l.checked_add(usize::from(i > 0)))
+                .filter(|l| marks.len() + l <= n)
+                .ok_or_else(|| corrupt("mark runs longer than the chunk"))?;
+            marks.extend(std::iter::repeat_n(i % 2 == 1, len));
+        }
+        if marks.len() != n {
+            return Err(corrupt("mark runs shorter than the chunk"));
+        }
+    }
 
     let mut outcomes = Vec::with_capacity(n);
     for (&code, &len) in col_run_code.iter().zip(&col_run_len) {
@@ -429,6 +510,7 @@ pub fn decode_spans_each(chunk: &SpanChunk, mut each: impl FnMut(Span)) -> Resul
             seq,
             outcome: outcomes[i],
             reason,
+            follow_up: marks.get(i).copied().unwrap_or(false),
         });
     }
     Ok(())
@@ -877,6 +959,7 @@ mod tests {
                     seq: 1000 + i as u64,
                     outcome: Outcome::Ok,
                     reason: None,
+                    follow_up: false,
                 }
             })
             .collect()
@@ -961,13 +1044,14 @@ mod tests {
                             Outcome::Ok
                         },
                         reason: failed.then(|| "read timed out".to_string()),
+                        follow_up: false,
                     }
                 })
                 .collect();
             let chunk = encode_spans(&spans);
             assert_eq!(decode_spans(&chunk).unwrap(), spans, "seed {seed}");
-            let bytes = postcard::to_stdvec(&chunk).unwrap();
-            let back: SpanChunk = postcard::from_bytes(&bytes).unwrap();
+            let bytes = chunk.to_bytes().unwrap();
+            let back = SpanChunk::from_bytes(&bytes).unwrap();
             assert_eq!(back, chunk);
         }
     }
@@ -988,6 +1072,7 @@ mod tests {
                 seq: u64::MAX / 2,
                 outcome: Outcome::Driver,
                 reason: None,
+                follow_up: false,
             },
             Span {
                 start_us: i64::MAX / 2,
@@ -995,6 +1080,7 @@ mod tests {
                 seq: 0,
                 outcome: Outcome::Ok,
                 reason: None,
+                follow_up: false,
             },
         ];
         assert_eq!(decode_spans(&encode_spans(&spans)).unwrap(), spans);
@@ -1018,6 +1104,7 @@ mod tests {
                 seq: Some(5),
                 outcome: Outcome::Ok,
                 reason: None,
+                follow_up: false,
             },
             Observation {
                 r_start_us: 3,
@@ -1025,6 +1112,7 @@ mod tests {
                 seq: None,
                 outcome: Outcome::Timeout,
                 reason: Some("read timed out".into()),
+                follow_up: false,
             },
         ];
         let spans = vec![
@@ -1100,6 +1188,7 @@ mod tests {
                     Outcome::Ok
                 },
                 reason: (i % 50 == 3).then(|| "timed out".to_string()),
+                follow_up: false,
             })
             .collect();
         let now = encode_spans(&spans);
@@ -1119,10 +1208,31 @@ mod tests {
         assert_eq!(
             postcard::to_allocvec(&now).unwrap(),
             old_bytes,
-            "same bytes on disk"
+            "the format 1 fields keep their bytes; format 2 appends the marks"
         );
-        let back: SpanChunk = postcard::from_bytes(&old_bytes).unwrap();
-        assert_eq!(back, now);
+        let back = SpanChunk::from_bytes(&old_bytes).unwrap();
+        assert_eq!((back.mark_runs, back.k_mark), (0, 0), "format 1: no marks");
         assert_eq!(decode_spans(&back).unwrap(), spans);
+        assert_eq!(
+            SpanChunk::from_bytes(&now.to_bytes().unwrap()).unwrap(),
+            now
+        );
+    }
+
+    #[test]
+    fn follow_up_marks_round_trip() {
+        let mut spans = steady(600, 10_000, 11);
+        // Rounds of one to four reads, a chunk that starts with a follow-up too.
+        for (i, s) in spans.iter_mut().enumerate() {
+            s.follow_up = i == 0 || (i % 7) % 3 != 0;
+        }
+        let chunk = encode_spans(&spans);
+        let back = SpanChunk::from_bytes(&chunk.to_bytes().unwrap()).unwrap();
+        assert_eq!(decode_spans(&back).unwrap(), spans);
+        // Beats carry no marks and pay a few bits for that.
+        let beats = steady(600, 10_000, 11);
+        let c = encode_spans(&beats);
+        assert_eq!(c.mark_runs, 1);
+        assert_eq!(decode_spans(&c).unwrap(), beats);
     }
 }

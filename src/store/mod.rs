@@ -33,8 +33,11 @@ pub const CHUNKS: TableDefinition<(u8, u32, i64, u32), &[u8]> = TableDefinition:
 
 /// The `magic` value that marks a lagtrace store.
 pub const MAGIC: &[u8] = b"lagtrace store";
-/// The store format this build writes; it reads this version only.
-pub const FORMAT_VERSION: u32 = 1;
+/// The store format this build writes. Version 2 added the readers' follow-up marks
+/// and the sessions' `read_every`; this build reads versions 1 and 2 and appends to 2.
+pub const FORMAT_VERSION: u32 = 2;
+/// The oldest format this build reads.
+pub const OLDEST_READABLE_VERSION: u32 = 1;
 
 /// Series kinds, the first part of a chunk key.
 pub const KIND_BEATS: u8 = 1;
@@ -52,6 +55,34 @@ pub struct SessionInfo {
     pub version: String,
     /// Host name of the recorder.
     pub host: String,
+    /// Format 2: each replica read after every `read_every`-th beat (0 in format 1
+    /// sessions, which did not record it: read it through [`SessionInfo::read_period_us`]).
+    #[serde(skip)]
+    pub read_every: u32,
+}
+
+impl SessionInfo {
+    /// The stored bytes: the format 1 fields (postcard) then `read_every` (postcard).
+    pub fn to_bytes(&self) -> Result<Vec<u8>, postcard::Error> {
+        let mut bytes = postcard::to_stdvec(self)?;
+        bytes.extend(postcard::to_stdvec(&self.read_every)?);
+        Ok(bytes)
+    }
+
+    /// Reads a session of either format.
+    pub fn from_bytes(bytes: &[u8]) -> Result<SessionInfo, postcard::Error> {
+        let (mut info, rest): (SessionInfo, &[u8]) = postcard::take_from_bytes(bytes)?;
+        if !rest.is_empty() {
+            info.read_every = postcard::take_from_bytes::<u32>(rest)?.0;
+        }
+        Ok(info)
+    }
+
+    /// Time between a replica's regular reads, µs: `interval * read_every` (format 1
+    /// sessions count as reading every beat).
+    pub fn read_period_us(&self) -> i64 {
+        self.interval_us as i64 * i64::from(self.read_every.max(1))
+    }
 }
 
 /// What went wrong with a store file. Messages name the file.
@@ -65,6 +96,8 @@ pub enum StoreError {
         found: u32,
         supported: u32,
     },
+    /// The store is of an older format that this lagtrace reads but does not append to.
+    OlderFormat { path: PathBuf, found: u32 },
     /// Another recorder has the store open for writing.
     Locked { path: PathBuf },
     /// The file does not exist (when reading).
@@ -88,6 +121,11 @@ impl fmt::Display for StoreError {
             } => write!(
                 f,
                 "{}: store format version {found} is newer than this lagtrace reads ({supported}); upgrade lagtrace",
+                path.display()
+            ),
+            StoreError::OlderFormat { path, found } => write!(
+                f,
+                "{}: store format version {found} is read-only for this lagtrace (it appends to version {FORMAT_VERSION}); record to a new store file, the offline commands read both",
                 path.display()
             ),
             StoreError::Locked { path } => write!(
@@ -156,6 +194,18 @@ impl Store {
             && std::fs::metadata(path)
                 .map(|m| m.len() > 0)
                 .unwrap_or(false);
+        if existed {
+            // Refuse foreign, newer and older files before opening for writing: opening
+            // a redb file for writing rewrites its header.
+            let (db, version) = open_read(path)?;
+            drop(db);
+            if version < FORMAT_VERSION {
+                return Err(StoreError::OlderFormat {
+                    path: path.to_path_buf(),
+                    found: version,
+                });
+            }
+        }
         let db = Database::builder()
             .set_concurrency_mode(ConcurrencyMode::SingleWriter)
             .create(path)
@@ -165,7 +215,13 @@ impl Store {
             path: path.to_path_buf(),
         };
         if existed {
-            check_meta(path, &store.db.begin_read().map_err(|e| db_err(path, e))?)?;
+            let version = check_meta(path, &store.db.begin_read().map_err(|e| db_err(path, e))?)?;
+            if version < FORMAT_VERSION {
+                return Err(StoreError::OlderFormat {
+                    path: path.to_path_buf(),
+                    found: version,
+                });
+            }
         } else {
             store.init_tables()?;
         }
@@ -247,7 +303,7 @@ impl Store {
                 .last()
                 .map_err(|e| db_err(p, e))?
                 .map_or(1, |(k, _)| k.value() + 1);
-            let bytes = postcard::to_stdvec(info).map_err(|e| StoreError::Db {
+            let bytes = info.to_bytes().map_err(|e| StoreError::Db {
                 path: p.clone(),
                 detail: e.to_string(),
             })?;
@@ -260,8 +316,9 @@ impl Store {
     }
 }
 
-/// Checks that a read transaction sees a lagtrace store of a version this build reads.
-fn check_meta(path: &Path, tx: &redb::ReadTransaction) -> Result<(), StoreError> {
+/// Checks that a read transaction sees a lagtrace store of a version this build reads,
+/// and returns that version.
+fn check_meta(path: &Path, tx: &redb::ReadTransaction) -> Result<u32, StoreError> {
     let meta = match tx.open_table(META) {
         Ok(t) => t,
         Err(redb::TableError::TableDoesNotExist(_)) => {
@@ -295,17 +352,18 @@ fn check_meta(path: &Path, tx: &redb::ReadTransaction) -> Result<(), StoreError>
             supported: FORMAT_VERSION,
         });
     }
-    if version < FORMAT_VERSION {
+    if version < OLDEST_READABLE_VERSION {
         return Err(StoreError::Corrupt {
             path: path.to_path_buf(),
             detail: format!("unknown old format version {version}"),
         });
     }
-    Ok(())
+    Ok(version)
 }
 
-/// Opens a store for reading; works while a recorder appends to it.
-pub fn open_read(path: &Path) -> Result<ReadOnlyDatabase, StoreError> {
+/// Opens a store for reading; works while a recorder appends to it. Returns the
+/// database and its format version.
+pub fn open_read(path: &Path) -> Result<(ReadOnlyDatabase, u32), StoreError> {
     if !path.exists() {
         return Err(StoreError::Missing {
             path: path.to_path_buf(),
@@ -333,8 +391,8 @@ pub fn open_read(path: &Path) -> Result<ReadOnlyDatabase, StoreError> {
         }
         Err(e) => return Err(db_err(path, e)),
     };
-    check_meta(path, &db.begin_read().map_err(|e| db_err(path, e))?)?;
-    Ok(db)
+    let version = check_meta(path, &db.begin_read().map_err(|e| db_err(path, e))?)?;
+    Ok((db, version))
 }
 
 #[cfg(test)]
@@ -363,6 +421,7 @@ mod tests {
                 interval_us: 100_000,
                 version: "t".into(),
                 host: "h".into(),
+                read_every: 1,
             })
             .unwrap();
         drop(store);
@@ -377,6 +436,7 @@ mod tests {
                 interval_us: 100_000,
                 version: "t".into(),
                 host: "h".into(),
+                read_every: 1,
             })
             .unwrap();
         assert_eq!((s1, s2), (1, 2));
@@ -429,6 +489,20 @@ mod tests {
         assert!(e.to_string().contains("format version 99 is newer"), "{e}");
         let e = open_read(&path).err().expect("refused");
         assert!(matches!(e, StoreError::NewerFormat { found: 99, .. }));
+    }
+
+    #[test]
+    fn a_format_1_store_is_read_and_never_appended_to() {
+        let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/stores/v1.redb");
+        let path = temp("v1");
+        std::fs::copy(&fixture, &path).unwrap();
+        let before = std::fs::read(&path).unwrap();
+        let (_, version) = open_read(&path).unwrap();
+        assert_eq!(version, 1);
+        let e = Store::open_or_create(&path).err().expect("refused");
+        assert!(matches!(e, StoreError::OlderFormat { found: 1, .. }), "{e}");
+        assert!(e.to_string().contains("record to a new store file"), "{e}");
+        assert_eq!(std::fs::read(&path).unwrap(), before, "file was modified");
     }
 
     #[test]

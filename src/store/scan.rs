@@ -62,6 +62,8 @@ pub struct Recording {
     pub beats: BTreeMap<String, Vec<BeatTimes>>,
     /// Replicas, ordered by (cluster, replica).
     pub replicas: Vec<ReplicaSeries>,
+    /// Every recorder session of the stores, store by store in the order given; beats
+    /// and observations name theirs by index into this.
     pub sessions: Vec<SessionInfo>,
     /// Chunks decoded so far, of `chunks` selected.
     decoded: Arc<AtomicU64>,
@@ -104,6 +106,9 @@ impl ProgressHandle {
 #[derive(Debug, Clone)]
 struct RawChunk {
     first_us: i64,
+    /// The session as the store numbers it (for messages).
+    store_session: u32,
+    /// The session as an index into [`Recording::sessions`].
     session: u32,
     bytes: Vec<u8>,
 }
@@ -116,7 +121,7 @@ impl RawChunk {
             path: path.to_path_buf(),
             detail: format!(
                 "chunk {kind}/{key}@{} (session {}): {e}",
-                self.first_us, self.session
+                self.first_us, self.store_session
             ),
         }
     }
@@ -127,6 +132,8 @@ impl RawChunk {
 #[derive(Debug, Clone)]
 struct ChunkStream {
     path: PathBuf,
+    /// The store's format version: format 1 chunks carry no follow-up marks.
+    version: u32,
     key: String,
     chunks: Arc<[RawChunk]>,
     range: std::ops::Range<usize>,
@@ -149,7 +156,7 @@ pub struct Observations {
 struct Cursor<'a> {
     stream: &'a ChunkStream,
     next_chunk: usize,
-    buf: Vec<Observation>,
+    buf: Vec<(Observation, u32)>,
     pos: usize,
 }
 
@@ -159,12 +166,13 @@ impl Observations {
         self.spans as usize
     }
 
-    /// Calls `f` with every observation in time order; stops at the first corrupt chunk.
-    pub fn for_each(&self, mut f: impl FnMut(&Observation)) -> Result<(), StoreError> {
+    /// Calls `f` with every observation in time order and the session that took it (an
+    /// index into [`Recording::sessions`]); stops at the first corrupt chunk.
+    pub fn for_each(&self, mut f: impl FnMut(&Observation, u32)) -> Result<(), StoreError> {
         if let [stream] = self.streams.as_slice() {
             // One store: straight from the decoder, no buffer.
             for raw in &stream.chunks[stream.range.clone()] {
-                self.decode(stream, raw, |o| f(o))?;
+                self.decode(stream, raw, |o| f(o, raw.session))?;
             }
             return Ok(());
         }
@@ -185,10 +193,11 @@ impl Observations {
             let (i, _) = cursors
                 .iter()
                 .enumerate()
-                .min_by_key(|(_, c)| c.buf[c.pos].r_start_us)
+                .min_by_key(|(_, c)| c.buf[c.pos].0.r_start_us)
                 .expect("not empty");
             let c = &mut cursors[i];
-            f(&c.buf[c.pos]);
+            let (o, session) = &c.buf[c.pos];
+            f(o, *session);
             c.pos += 1;
             if c.pos == c.buf.len() && !self.refill(c)? {
                 cursors.swap_remove(i);
@@ -241,7 +250,7 @@ impl Observations {
             c.next_chunk += 1;
             c.buf.clear();
             c.pos = 0;
-            self.decode(c.stream, raw, |o| c.buf.push(o.clone()))?;
+            self.decode(c.stream, raw, |o| c.buf.push((o.clone(), raw.session)))?;
             if !c.buf.is_empty() {
                 return Ok(true);
             }
@@ -259,10 +268,19 @@ impl Observations {
         let corrupt = |e: &dyn std::fmt::Display| {
             raw.corrupt(&stream.path, KIND_OBSERVATIONS, &stream.key, e)
         };
-        let chunk: SpanChunk = postcard::from_bytes(&raw.bytes).map_err(|e| corrupt(&e))?;
+        let chunk = SpanChunk::from_bytes(&raw.bytes).map_err(|e| corrupt(&e))?;
         let (from, to) = (self.from_us, self.to_us);
+        // Format 1 did not record follow-ups: they are inferred as that version's
+        // analysis did, from a read starting within 1 ms of the previous one's end.
+        let infer = stream.version < 2;
+        let mut prev_end: Option<i64> = None;
         codec::decode_spans_each(&chunk, |s| {
-            let o = Observation::from(s);
+            let mut o = Observation::from(s);
+            if infer {
+                o.follow_up = o.outcome == Outcome::Ok
+                    && prev_end.is_some_and(|end| o.r_start_us - end < V1_FOLLOW_UP_GAP_US);
+                prev_end = (o.outcome == Outcome::Ok).then_some(o.r_end_us);
+            }
             if from.is_none_or(|f| o.r_start_us >= f) && to.is_none_or(|t| o.r_start_us <= t) {
                 each(&o);
             }
@@ -272,6 +290,10 @@ impl Observations {
         Ok(())
     }
 }
+
+/// Format 1 stores: a read starting less than this after the previous one ended was
+/// taken as its follow-up.
+pub const V1_FOLLOW_UP_GAP_US: i64 = 1_000;
 
 /// What an interned name is.
 enum Named {
@@ -404,7 +426,6 @@ pub fn load_with_progress(
         obs.decoded = Arc::clone(&rec.decoded);
     }
     rec.replicas = replicas.into_values().collect();
-    rec.sessions.sort_by_key(|s| s.started_us);
     Ok(rec)
 }
 
@@ -541,44 +562,45 @@ fn decode_beats(
             (start, filled, len) = (i + 1, filled + len, 0);
         }
     }
-    let fill =
-        |chunks: &[RawChunk], slots: &mut [MaybeUninit<BeatTimes>], report: &mut dyn FnMut(u64)| {
-            let mut i = 0;
-            let mut ticker = Ticker {
-                since: 0,
-                report: &mut |k| report(done.fetch_add(k, Ordering::Relaxed) + k),
-            };
-            for c in chunks {
-                let chunk: SpanChunk =
-                    postcard::from_bytes(&c.bytes).map_err(|e| corrupt_chunk(task, c, &e))?;
-                if chunk.count as usize > slots.len() - i {
-                    return Err(corrupt_chunk(
-                        task,
-                        c,
-                        &"span count does not match its header",
-                    ));
-                }
-                codec::decode_spans_each(&chunk, |s| {
-                    slots[i].write(BeatTimes::new(
-                        s.seq,
-                        s.start_us,
-                        (s.outcome == Outcome::Ok).then_some(s.end_us),
-                    ));
-                    i += 1;
-                })
-                .map_err(|e| corrupt_chunk(task, c, &e))?;
-                ticker.tick();
-            }
-            ticker.flush();
-            if i != slots.len() {
+    let fill = |chunks: &[RawChunk],
+                slots: &mut [MaybeUninit<BeatTimes>],
+                report: &mut dyn FnMut(u64)| {
+        let mut i = 0;
+        let mut ticker = Ticker {
+            since: 0,
+            report: &mut |k| report(done.fetch_add(k, Ordering::Relaxed) + k),
+        };
+        for c in chunks {
+            let chunk = SpanChunk::from_bytes(&c.bytes).map_err(|e| corrupt_chunk(task, c, &e))?;
+            if chunk.count as usize > slots.len() - i {
                 return Err(corrupt_chunk(
                     task,
-                    &chunks[0],
-                    &"span counts do not match the headers",
+                    c,
+                    &"span count does not match its header",
                 ));
             }
-            Ok(())
-        };
+            codec::decode_spans_each(&chunk, |s| {
+                slots[i].write(BeatTimes::new(
+                    s.seq,
+                    s.start_us,
+                    (s.outcome == Outcome::Ok).then_some(s.end_us),
+                    c.session,
+                ));
+                i += 1;
+            })
+            .map_err(|e| corrupt_chunk(task, c, &e))?;
+            ticker.tick();
+        }
+        ticker.flush();
+        if i != slots.len() {
+            return Err(corrupt_chunk(
+                task,
+                &chunks[0],
+                &"span counts do not match the headers",
+            ));
+        }
+        Ok(())
+    };
     let result: Result<(), StoreError> = std::thread::scope(|scope| {
         let mut parts = parts.into_iter();
         let first = parts.next();
@@ -612,18 +634,21 @@ fn read_chunks(
     rec: &mut Recording,
     found: &mut Found,
 ) -> Result<(), StoreError> {
-    let db = open_read(path)?;
+    let (db, version) = open_read(path)?;
     let tx = db.begin_read().map_err(|e| db_err(path, e))?;
     let corrupt = |detail: String| StoreError::Corrupt {
         path: path.to_path_buf(),
         detail,
     };
 
+    // The store's session ids to indices into `rec.sessions`.
+    let mut session_index = std::collections::HashMap::new();
     let sessions = tx.open_table(SESSIONS).map_err(|e| db_err(path, e))?;
     for entry in sessions.iter().map_err(|e| db_err(path, e))? {
         let (id, bytes) = entry.map_err(|e| db_err(path, e))?;
-        let info: SessionInfo = postcard::from_bytes(bytes.value())
+        let info = SessionInfo::from_bytes(bytes.value())
             .map_err(|e| corrupt(format!("session {}: {e}", id.value())))?;
+        session_index.insert(id.value(), rec.sessions.len() as u32);
         rec.sessions.push(info);
     }
 
@@ -659,9 +684,15 @@ fn read_chunks(
             let mut raw = Vec::new();
             for item in range {
                 let (k, v) = item.map_err(|e| db_err(path, e))?;
-                let (_, _, first_us, session) = k.value();
+                let (_, _, first_us, store_session) = k.value();
+                let session = *session_index.get(&store_session).ok_or_else(|| {
+                    corrupt(format!(
+                        "chunk {kind}/{key}@{first_us} names session {store_session}, which the store does not hold"
+                    ))
+                })?;
                 raw.push(RawChunk {
                     first_us,
+                    store_session,
                     session,
                     bytes: v.value().to_vec(),
                 });
@@ -675,6 +706,7 @@ fn read_chunks(
                     r.clone(),
                     ChunkStream {
                         path: path.to_path_buf(),
+                        version,
                         key: key.clone(),
                         range: 0..raw.len(),
                         chunks: raw.into(),
@@ -732,6 +764,7 @@ mod tests {
                 interval_us: 10_000,
                 version: "t".into(),
                 host: "h".into(),
+                read_every: 1,
             })
             .unwrap();
         let mut appender = Appender::new(store, session);
@@ -756,6 +789,7 @@ mod tests {
                     seq: Some((t / 10_000) as u64 + 1),
                     outcome: Outcome::Ok,
                     reason: None,
+                    follow_up: false,
                 },
             });
             // The recorder commits every second.
@@ -769,7 +803,7 @@ mod tests {
 
     fn starts(obs: &Observations) -> Vec<i64> {
         let mut out = Vec::new();
-        obs.for_each(|o| out.push(o.r_start_us)).unwrap();
+        obs.for_each(|o, _| out.push(o.r_start_us)).unwrap();
         out
     }
 

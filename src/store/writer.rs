@@ -113,7 +113,7 @@ impl Pending {
 
     fn encode(&self) -> Result<Vec<u8>, postcard::Error> {
         match self {
-            Pending::Spans(v) => postcard::to_stdvec(&codec::encode_spans(v)),
+            Pending::Spans(v) => codec::encode_spans(v).to_bytes(),
             Pending::Status(v) => postcard::to_stdvec(&codec::encode_status(v)),
         }
     }
