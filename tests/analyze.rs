@@ -61,7 +61,7 @@ fn analyze_json(store: &Path, extra: &[&str]) -> Value {
     ];
     args.extend_from_slice(extra);
     let v: Value = serde_json::from_str(&run_ok(&args)).expect("analyze JSON");
-    assert_eq!(v["schema_version"], 1);
+    assert_eq!(v["schema_version"], 2);
     assert_eq!(v["replicas"].as_array().unwrap().len(), 1);
     v["replicas"][0].clone()
 }

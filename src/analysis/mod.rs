@@ -8,6 +8,7 @@
 //! - `health`: the hysteresis gate and the pool state machine (shared with `replay` and
 //!   the live checks);
 //! - `episodes`: lag episodes, their rates and cause hints;
+//! - `outages`: primary outages (runs of failed beats), a cluster fact, never lag;
 //! - `capacity`: replay rate during catch-up and busy fraction;
 //! - `report`: everything above for one replica.
 
@@ -15,6 +16,7 @@ pub mod capacity;
 pub mod episodes;
 pub mod health;
 pub mod lag;
+pub mod outages;
 pub mod report;
 pub mod series;
 pub mod stats;

@@ -89,6 +89,13 @@ pub struct IntendedDelay {
     pub last_s: u32,
 }
 
+/// One cluster's facts: its primary outages, in time order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClusterReport {
+    pub cluster: String,
+    pub outages: Vec<super::outages::PrimaryOutage>,
+}
+
 /// Everything about one replica.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReplicaReport {

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use super::CmdError;
-use crate::analysis::report::{self, ReplicaReport, Settings};
+use crate::analysis::report::{self, ClusterReport, ReplicaReport, Settings};
 use crate::output;
 use crate::store::scan::{Filter, Recording};
 
@@ -41,15 +41,17 @@ pub fn run(opts: &Options) -> Result<(), CmdError> {
         gap_us: gap_us(&rec),
     };
     let reports = reports(&rec, &settings)?;
+    let clusters = clusters(&rec);
     drop(bar);
     tracing::info!(
         elapsed_ms = started.elapsed().as_millis() as u64,
         "analyzed"
     );
     let text = match opts.format {
-        Format::Text => output::report::text(&reports, &settings),
+        Format::Text => output::report::text(&clusters, &reports, &settings),
         Format::Json => {
-            let mut s = serde_json::to_string_pretty(&output::report::json(&reports, &settings))
+            let doc = output::report::json(&clusters, &reports, &settings);
+            let mut s = serde_json::to_string_pretty(&doc)
                 .map_err(|e| CmdError::Runtime(format!("cannot encode the report: {e}")))?;
             s.push('\n');
             s
@@ -71,6 +73,20 @@ pub fn reports(rec: &Recording, settings: &Settings) -> Result<Vec<ReplicaReport
                 &rs.status,
                 settings,
             ))
+        })
+        .collect()
+}
+
+/// Every cluster with its primary outages, in name order.
+pub fn clusters(rec: &Recording) -> Vec<ClusterReport> {
+    rec.beats
+        .iter()
+        .map(|(cluster, beats)| ClusterReport {
+            cluster: cluster.clone(),
+            outages: crate::analysis::outages::primary_outages(
+                beats,
+                rec.failed_beats.get(cluster).map_or(&[], Vec::as_slice),
+            ),
         })
         .collect()
 }

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use crate::analysis::capacity::{BusyFraction, ReplayRate};
 use crate::analysis::episodes::Episode;
 use crate::analysis::lag::Lag;
-use crate::analysis::report::{Gap, LagSummary, ReplicaReport, Settings};
+use crate::analysis::report::{ClusterReport, Gap, LagSummary, ReplicaReport, Settings};
 use crate::analysis::stats::Percentiles;
 use crate::clock::format_utc_us;
 
@@ -52,8 +52,8 @@ fn opt_vector(v: Option<f64>) -> String {
     v.map_or_else(|| "-".to_string(), signed)
 }
 
-/// The text report of every replica.
-pub fn text(reports: &[ReplicaReport], settings: &Settings) -> String {
+/// The text report of every cluster and replica.
+pub fn text(clusters: &[ClusterReport], reports: &[ReplicaReport], settings: &Settings) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -62,6 +62,9 @@ pub fn text(reports: &[ReplicaReport], settings: &Settings) -> String {
         human_us(settings.recover_lag_us),
         human_us(settings.window_us)
     );
+    for c in clusters {
+        cluster_text(&mut out, c);
+    }
     for r in reports {
         out.push('\n');
         replica_text(&mut out, r, settings);
@@ -70,6 +73,42 @@ pub fn text(reports: &[ReplicaReport], settings: &Settings) -> String {
         out.push_str("\nno replica in this recording (with these filters)\n");
     }
     out
+}
+
+fn cluster_text(out: &mut String, c: &ClusterReport) {
+    out.push('\n');
+    if c.outages.is_empty() {
+        let _ = writeln!(out, "{}  primary acknowledged every beat", c.cluster);
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "{}  primary unreachable {} time{} (no beat acknowledged; replicas are judged by their lower bounds meanwhile){}",
+        c.cluster,
+        c.outages.len(),
+        if c.outages.len() == 1 { "" } else { "s" },
+        if c.outages.len() > TEXT_LIST_LIMIT {
+            format!("; the first {TEXT_LIST_LIMIT}:")
+        } else {
+            String::new()
+        }
+    );
+    for o in c.outages.iter().take(TEXT_LIST_LIMIT) {
+        let _ = writeln!(
+            out,
+            "              from {} to {}  {:>10}  ({} beat{} failed: {}{})",
+            format_utc_us(o.start_us),
+            o.end_us
+                .map_or("the end of the recording".to_string(), format_utc_us),
+            human_us(o.duration_us()),
+            o.failed_beats,
+            if o.failed_beats == 1 { "" } else { "s" },
+            o.outcome.name(),
+            o.reason
+                .as_ref()
+                .map_or(String::new(), |r| format!(", {r}"))
+        );
+    }
 }
 
 fn replica_text(out: &mut String, r: &ReplicaReport, settings: &Settings) {
@@ -329,9 +368,20 @@ fn percentiles_json(p: &Percentiles) -> Value {
 }
 
 /// The JSON report (one document).
-pub fn json(reports: &[ReplicaReport], settings: &Settings) -> Value {
+pub fn json(clusters: &[ClusterReport], reports: &[ReplicaReport], settings: &Settings) -> Value {
     json!({
         "schema_version": SCHEMA_VERSION,
+        "clusters": clusters.iter().map(|c| json!({
+            "cluster": c.cluster,
+            "primary_outages": c.outages.iter().map(|o| json!({
+                "start_utc": format_utc_us(o.start_us),
+                "end_utc": o.end_us.map(format_utc_us),
+                "duration_s": s(o.duration_us()),
+                "failed_beats": o.failed_beats,
+                "outcome": o.outcome.name(),
+                "reason": o.reason,
+            })).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
         "settings": {
             "max_lag_ms": ms(settings.max_lag_us),
             "recover_lag_ms": ms(settings.recover_lag_us),

@@ -14,7 +14,7 @@ use super::{
     CHUNKS, KIND_BEATS, KIND_OBSERVATIONS, KIND_STATUS, NAME_IDS, SESSIONS, SessionInfo,
     StoreError, db_err, open_read,
 };
-use crate::samples::{BeatTimes, Observation, Outcome, StatusSample};
+use crate::samples::{Beat, BeatTimes, Observation, Outcome, StatusSample};
 
 /// Which part of a recording to load. Times are UTC µs; `None` is unbounded.
 #[derive(Debug, Clone, Default)]
@@ -60,6 +60,9 @@ pub struct ReplicaSeries {
 pub struct Recording {
     /// Beats per cluster, ordered by `seq` (one per seq), reduced to their times.
     pub beats: BTreeMap<String, Vec<BeatTimes>>,
+    /// The beats that failed (with their outcome and reason), per cluster, ordered by
+    /// `seq`: few, and what primary outages are told from.
+    pub failed_beats: BTreeMap<String, Vec<Beat>>,
     /// Replicas, ordered by (cluster, replica).
     pub replicas: Vec<ReplicaSeries>,
     /// Every recorder session of the stores, store by store in the order given; beats
@@ -344,7 +347,8 @@ struct Found {
 
 /// A decoded series.
 enum Decoded {
-    Beats(Vec<BeatTimes>),
+    /// Every beat's times, and the failed beats whole.
+    Beats(Vec<BeatTimes>, Vec<Beat>),
     Status(Vec<StatusSample>),
 }
 
@@ -382,13 +386,17 @@ pub fn load_with_progress(
     let mut replicas: BTreeMap<(String, String), ReplicaSeries> = BTreeMap::new();
     for (task, d) in tasks.iter().zip(decoded) {
         match d {
-            Decoded::Beats(b) => {
+            Decoded::Beats(b, failed) => {
                 let all = rec.beats.entry(task.cluster.clone()).or_default();
                 if all.is_empty() {
                     *all = b;
                 } else {
                     all.extend(b);
                 }
+                rec.failed_beats
+                    .entry(task.cluster.clone())
+                    .or_default()
+                    .extend(failed);
             }
             Decoded::Status(st) => {
                 replica_series(&mut replicas, &task.cluster, task.replica.as_deref())
@@ -414,6 +422,12 @@ pub fn load_with_progress(
         if !beats.is_sorted_by(|a, b| a.seq < b.seq) {
             beats.sort_by_key(|b| b.seq);
             beats.dedup_by_key(|b| b.seq);
+        }
+    }
+    for failed in rec.failed_beats.values_mut() {
+        if !failed.is_sorted_by(|a, b| a.seq < b.seq) {
+            failed.sort_by_key(|b| b.seq);
+            failed.dedup_by_key(|b| b.seq);
         }
     }
     for series in replicas.values_mut() {
@@ -467,7 +481,7 @@ fn decode_all(
             let r = decode_beats(task, filter, threads, &done, &mut |d| {
                 progress(Progress { done: d, total })
             });
-            results[i] = Some(r.map(Decoded::Beats));
+            results[i] = Some(r.map(|(beats, failed)| Decoded::Beats(beats, failed)));
         }
         statuses
             .join()
@@ -530,15 +544,16 @@ fn decode_status(
 }
 
 /// Decodes a cluster's beats on `threads` threads, each filling its own consecutive
-/// part of one vector sized from the chunks' span counts (no copy, no merge).
-/// `done` counts decoded chunks; `report` is called on this thread with its value.
+/// part of one vector sized from the chunks' span counts (no copy, no merge), and
+/// keeping the failed beats whole. `done` counts decoded chunks; `report` is called on
+/// this thread with its value.
 fn decode_beats(
     task: &Task,
     filter: &Filter,
     threads: usize,
     done: &AtomicU64,
     report: &mut dyn FnMut(u64),
-) -> Result<Vec<BeatTimes>, StoreError> {
+) -> Result<(Vec<BeatTimes>, Vec<Beat>), StoreError> {
     use std::mem::MaybeUninit;
 
     let counts: Vec<usize> = task
@@ -566,6 +581,7 @@ fn decode_beats(
                 slots: &mut [MaybeUninit<BeatTimes>],
                 report: &mut dyn FnMut(u64)| {
         let mut i = 0;
+        let mut failed = Vec::new();
         let mut ticker = Ticker {
             since: 0,
             report: &mut |k| report(done.fetch_add(k, Ordering::Relaxed) + k),
@@ -587,6 +603,9 @@ fn decode_beats(
                     c.session,
                 ));
                 i += 1;
+                if s.outcome != Outcome::Ok {
+                    failed.push(Beat::from(s));
+                }
             })
             .map_err(|e| corrupt_chunk(task, c, &e))?;
             ticker.tick();
@@ -599,32 +618,39 @@ fn decode_beats(
                 &"span counts do not match the headers",
             ));
         }
-        Ok(())
+        Ok(failed)
     };
-    let result: Result<(), StoreError> = std::thread::scope(|scope| {
+    let result: Result<Vec<Beat>, StoreError> = std::thread::scope(|scope| {
         let mut parts = parts.into_iter();
         let first = parts.next();
         let others: Vec<_> = parts
             .map(|(chunks, slots)| scope.spawn(move || fill(chunks, slots, &mut |_| {})))
             .collect();
-        let mine = first.map_or(Ok(()), |(chunks, slots)| fill(chunks, slots, report));
+        let mine = first.map_or(Ok(Vec::new()), |(chunks, slots)| {
+            fill(chunks, slots, report)
+        });
         others
             .into_iter()
             .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
-            .fold(mine, Result::and)
+            .try_fold(mine?, |mut all, part| {
+                all.extend(part?);
+                Ok(all)
+            })
     });
-    result?;
+    let mut failed = result?;
     // SAFETY: the parts cover the first `n` slots exactly, and every `fill` returned Ok
     // only after writing each slot of its part (it checks that it wrote `slots.len()`).
     unsafe { beats.set_len(n) };
     // Only chunks at the window's edges hold beats outside it.
     let from = filter.from_us.map(|f| f.saturating_sub(BEAT_LOOKBACK_US));
     if from.is_some() || filter.to_us.is_some() {
-        beats.retain(|b| {
-            from.is_none_or(|f| b.t_send_us >= f) && filter.to_us.is_none_or(|e| b.t_send_us <= e)
-        });
+        let keep = |t_send_us: i64| {
+            from.is_none_or(|f| t_send_us >= f) && filter.to_us.is_none_or(|e| t_send_us <= e)
+        };
+        beats.retain(|b| keep(b.t_send_us));
+        failed.retain(|b| keep(b.t_send_us));
     }
-    Ok(beats)
+    Ok((beats, failed))
 }
 
 /// Reads the chunks the filter selects from one store (and its sessions).

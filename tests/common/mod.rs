@@ -166,6 +166,10 @@ pub struct Row {
     pub t_us: i64,
     pub replica: String,
     pub seq: Option<u64>,
+    /// `bounded`, `at_least`, `before_first_beat`, `foreign_beat`; None for a failed read.
+    pub lag_kind: Option<String>,
+    /// Reads in the round.
+    pub reads: u64,
     pub lag_ms: Option<f64>,
     pub lo_ms: Option<f64>,
     pub hi_ms: Option<f64>,
@@ -198,6 +202,8 @@ pub fn export_rows(store: &Path) -> Vec<Row> {
                 t_us,
                 replica: v["replica"].as_str().unwrap().to_string(),
                 seq: v["seq"].as_u64(),
+                lag_kind: v["lag_kind"].as_str().map(String::from),
+                reads: v["reads"].as_u64().unwrap(),
                 lag_ms: v["lag_ms"].as_f64(),
                 lo_ms: v["lag_lo_ms"].as_f64(),
                 hi_ms: v["lag_hi_ms"].as_f64(),
