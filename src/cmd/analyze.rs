@@ -37,7 +37,7 @@ pub fn run(opts: &Options) -> Result<(), CmdError> {
     let settings = Settings {
         max_lag_us: opts.max_lag_us,
         recover_lag_us: opts.recover_lag_us,
-        window_us: opts.window_us,
+        window_us: fit_window_us(&rec, opts.window_us),
         gap_us: gap_us(&rec),
     };
     let reports = reports(&rec, &settings)?;
@@ -91,15 +91,25 @@ pub fn clusters(rec: &Recording) -> Vec<ClusterReport> {
         .collect()
 }
 
-/// Reads further apart than five beat intervals (at least [`MIN_GAP_US`]) leave a gap.
-pub fn gap_us(rec: &Recording) -> i64 {
-    let interval = rec
-        .sessions
+/// The longest time between a replica's regular reads over the recording's sessions
+/// (`interval * read_every`), µs.
+fn read_period_us(rec: &Recording) -> i64 {
+    rec.sessions
         .iter()
-        .map(|s| s.interval_us as i64)
+        .map(|s| s.read_period_us())
         .max()
-        .unwrap_or(0);
-    (5 * interval).max(MIN_GAP_US)
+        .unwrap_or(0)
+}
+
+/// Reads further apart than five read periods (at least [`MIN_GAP_US`]) leave a gap.
+pub fn gap_us(rec: &Recording) -> i64 {
+    (5 * read_period_us(rec)).max(MIN_GAP_US)
+}
+
+/// The vector's fit window: the one asked for, widened to four read periods when reads
+/// are sparser than that (a fit needs three points over half its window).
+pub fn fit_window_us(rec: &Recording, asked_us: i64) -> i64 {
+    asked_us.max(4 * read_period_us(rec))
 }
 
 /// `max_lag` positive and `recover_lag` not above it.

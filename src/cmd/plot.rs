@@ -30,6 +30,7 @@ pub fn run(opts: &Options) -> Result<(), CmdError> {
         )));
     }
     let (rec, bar) = super::load_recording(&opts.stores, &opts.filter)?;
+    let window_us = super::analyze::fit_window_us(&rec, opts.window_us);
     struct Data {
         name: String,
         points: Vec<series::LagPoint>,
@@ -41,7 +42,7 @@ pub fn run(opts: &Options) -> Result<(), CmdError> {
         .iter()
         .map(|rs| {
             let s = super::lag_series(&rec, rs)?;
-            let vector = vector::vector_series(&s.points, opts.window_us);
+            let vector = vector::vector_series(&s.points, window_us);
             let eps =
                 episodes::episodes(&s.points, &rs.status, opts.max_lag_us, opts.recover_lag_us)
                     .iter()

@@ -1,0 +1,384 @@
+//! The numbers during incidents, against the lab's real servers (issue: "lag is never
+//! invented"): a frozen primary, `check` beside a running recorder, a recorder restarted
+//! on its store, sparse reads (`read_every`), and a replica behind a slow link. Each test
+//! asserts what was recorded and what analyze, replay, export and the live checks say.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::Value;
+
+fn record(config: &Path, store: &Path, args: &[&str]) -> Child {
+    lagtrace()
+        .args(["record", "--quiet", "-c"])
+        .arg(config)
+        .arg("--store")
+        .arg(store)
+        .args(args)
+        .env("LAGTRACE_IT_PASSWORD", LAB_PASSWORD)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start lagtrace record")
+}
+
+/// Waits for a recorder; returns its stderr.
+fn finish(child: Child) -> String {
+    let out = child.wait_with_output().unwrap();
+    let (stdout, stderr) = texts(&out);
+    assert!(
+        out.status.success(),
+        "record failed ({}): {stdout}{stderr}",
+        out.status
+    );
+    stderr
+}
+
+fn run_ok(args: &[&str]) -> String {
+    let out = lagtrace().args(args).output().unwrap();
+    let (stdout, stderr) = texts(&out);
+    assert!(out.status.success(), "lagtrace {args:?} failed: {stderr}");
+    stdout
+}
+
+fn analyze(store: &Path) -> Value {
+    let text = run_ok(&[
+        "analyze",
+        "--format",
+        "json",
+        "--store",
+        store.to_str().unwrap(),
+    ]);
+    serde_json::from_str(&text).expect("analyze JSON")
+}
+
+fn replicas(doc: &Value) -> &Vec<Value> {
+    doc["replicas"].as_array().unwrap()
+}
+
+fn episodes(r: &Value) -> usize {
+    r["episodes"].as_array().unwrap().len()
+}
+
+/// SIGCONT on drop, so a failed test never leaves the primary frozen.
+struct Thaw(u32);
+
+impl Drop for Thaw {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-CONT", &self.0.to_string()])
+            .status();
+    }
+}
+
+#[test]
+fn a_frozen_primary_is_an_outage_not_lag_for_analyze_replay_and_the_live_check() {
+    let _lab = take_lab();
+    let dir = TempDir::new("inc-frozen");
+    let port = free_port();
+    let store = dir.path().join("s.redb");
+    let config = init_config(
+        &dir,
+        &format!(
+            "{}\n[record]\ninterval = \"10ms\"\nstore = \"{}\"\n\n[http]\nlisten = \"127.0.0.1:{port}\"\nmax_lag = \"1s\"\n",
+            lab_config("it_frozen", PRIMARY, &REPLICAS, "LAGTRACE_IT_PASSWORD"),
+            store.display()
+        ),
+    );
+    let recorder = Recorder::start(&config);
+    assert!(
+        wait_http(port, "/check/r1", Duration::from_secs(10), |r| r.code
+            == 200)
+        .is_some(),
+        "r1 never entered the pool"
+    );
+    sleep(Duration::from_secs(2));
+    let pid = lab_pid("primary");
+    signal(pid, "STOP");
+    let thaw = Thaw(pid);
+    // The live check keeps both replicas in the pool for the whole 8 s freeze.
+    let frozen_at = Instant::now();
+    let mut answers = Vec::new();
+    while frozen_at.elapsed() < Duration::from_secs(8) {
+        for r in ["r1", "r2"] {
+            let resp = http(port, "GET", &format!("/check/{r}"), &[]).expect("check answers");
+            let doc = resp.json();
+            answers.push((r, resp.code, doc["lag_kind"].clone(), doc["detail"].clone()));
+        }
+        sleep(Duration::from_millis(400));
+    }
+    drop(thaw);
+    sleep(Duration::from_secs(4));
+    drop(recorder);
+    assert!(
+        answers.iter().all(|(_, code, _, _)| *code == 200),
+        "a replica left the pool while only the primary was frozen: {answers:?}"
+    );
+    assert!(
+        answers
+            .iter()
+            .any(|(_, _, kind, _)| kind.as_str() == Some("at_least")),
+        "the live lag never lost its upper bound: {answers:?}"
+    );
+
+    let doc = analyze(&store);
+    let outages = doc["clusters"][0]["primary_outages"].as_array().unwrap();
+    assert_eq!(outages.len(), 1, "{:#}", doc["clusters"]);
+    let secs = outages[0]["duration_s"].as_f64().unwrap();
+    assert!(
+        (7.0..10.0).contains(&secs),
+        "an 8 s freeze reads as {secs} s"
+    );
+    for r in replicas(&doc) {
+        assert_eq!(episodes(r), 0, "{}: {:#}", r["replica"], r["episodes"]);
+        assert!(
+            r["coverage"]["at_least_rounds"].as_u64().unwrap() > 100,
+            "{r}"
+        );
+        let max_ms = r["lag"]["percentiles"]["max_ms"].as_f64().unwrap();
+        assert!(max_ms < 100.0, "bounded lag up to {max_ms} ms");
+    }
+    let text = run_ok(&["analyze", "--store", store.to_str().unwrap()]);
+    assert!(text.contains("primary unreachable 1 time"), "{text}");
+
+    let replay = run_ok(&["replay", "--store", store.to_str().unwrap()]);
+    for r in ["r1", "r2"] {
+        assert!(
+            replay.contains(&format!("it_frozen/{r}: left the pool 0 time(s)")),
+            "{replay}"
+        );
+    }
+}
+
+#[test]
+fn check_beside_a_recorder_is_ok_every_time_and_invisible_to_it() {
+    let _lab = take_lab();
+    let dir = TempDir::new("inc-check");
+    let config = init_config(
+        &dir,
+        &lab_config("it_check_rec", PRIMARY, &REPLICAS, "LAGTRACE_IT_PASSWORD"),
+    );
+    let store = dir.path().join("s.redb");
+    let child = record(
+        &config,
+        &store,
+        &["--interval", "10ms", "--duration", "25s"],
+    );
+    sleep(Duration::from_secs(2));
+    let mut lines = Vec::new();
+    for _ in 0..12 {
+        let out = lagtrace()
+            .args(["check", "-c"])
+            .arg(&config)
+            .env("LAGTRACE_IT_PASSWORD", LAB_PASSWORD)
+            .output()
+            .unwrap();
+        let (stdout, stderr) = texts(&out);
+        lines.push((out.status.code(), stdout.trim().to_string(), stderr));
+        sleep(Duration::from_millis(300));
+    }
+    let stderr = finish(child);
+    assert!(
+        lines
+            .iter()
+            .all(|(code, out, _)| *code == Some(0) && out.starts_with("OK")),
+        "check beside record: {lines:#?}"
+    );
+    assert!(!stderr.contains("another writer"), "{stderr}");
+    let doc = analyze(&store);
+    for r in replicas(&doc) {
+        assert_eq!(episodes(r), 0, "{r}");
+        assert_eq!(r["coverage"]["foreign_rounds"], 0, "{r}");
+    }
+}
+
+#[test]
+fn a_second_writer_is_counted_and_warned_about_never_matched() {
+    let _lab = take_lab();
+    let dir = TempDir::new("inc-second");
+    let config = init_config(
+        &dir,
+        &lab_config("it_second", PRIMARY, &REPLICAS, "LAGTRACE_IT_PASSWORD"),
+    );
+    let (a, b) = (dir.path().join("a.redb"), dir.path().join("b.redb"));
+    let first = record(&config, &a, &["--interval", "10ms", "--duration", "8s"]);
+    sleep(Duration::from_secs(3));
+    // A second recorder on the same row: its seqs are higher (it started later).
+    let second = record(&config, &b, &["--interval", "10ms", "--duration", "3s"]);
+    let stderr_b = finish(second);
+    let stderr_a = finish(first);
+    assert!(
+        stderr_a.contains("another writer"),
+        "the first recorder did not warn: {stderr_a}"
+    );
+    let _ = stderr_b;
+    let doc = analyze(&a);
+    for r in replicas(&doc) {
+        assert!(
+            r["coverage"]["foreign_rounds"].as_u64().unwrap() > 10,
+            "{r}"
+        );
+        assert_eq!(episodes(r), 0, "{r}");
+        let max_ms = r["lag"]["percentiles"]["max_ms"].as_f64().unwrap();
+        assert!(max_ms < 100.0, "{max_ms} ms");
+    }
+}
+
+#[test]
+fn a_recorder_restarted_after_30_s_invents_no_lag_from_the_downtime() {
+    let _lab = take_lab();
+    let dir = TempDir::new("inc-restart");
+    let config = init_config(
+        &dir,
+        &lab_config("it_restart", PRIMARY, &REPLICAS, "LAGTRACE_IT_PASSWORD"),
+    );
+    let store = dir.path().join("s.redb");
+    finish(record(
+        &config,
+        &store,
+        &["--interval", "10ms", "--duration", "4s"],
+    ));
+    sleep(Duration::from_secs(30));
+    finish(record(
+        &config,
+        &store,
+        &["--interval", "10ms", "--duration", "4s"],
+    ));
+    let doc = analyze(&store);
+    for r in replicas(&doc) {
+        assert_eq!(episodes(r), 0, "{r}");
+        let max_ms = r["lag"]["percentiles"]["max_ms"].as_f64().unwrap();
+        assert!(max_ms < 100.0, "{}: lag up to {max_ms} ms", r["replica"]);
+        let at_least = r["lag"]["at_least_max_ms"].as_f64().unwrap_or(0.0);
+        assert!(at_least < 100.0, "{}: at least {at_least} ms", r["replica"]);
+    }
+    for row in export_rows(&store) {
+        if let Some(lag) = row.lag_ms {
+            assert!(lag < 100.0, "{row:?}");
+        }
+    }
+}
+
+#[test]
+fn sparse_reads_leave_no_gaps_and_keep_the_vector() {
+    let _lab = take_lab();
+    let dir = TempDir::new("inc-sparse");
+    let config = init_config(
+        &dir,
+        &format!(
+            "{}\n[record]\ninterval = \"300ms\"\nread_every = 5\n",
+            lab_config("it_sparse", PRIMARY, &REPLICAS, "LAGTRACE_IT_PASSWORD")
+        ),
+    );
+    let store = dir.path().join("s.redb");
+    finish(record(&config, &store, &["--duration", "20s"]));
+    let doc = analyze(&store);
+    for r in replicas(&doc) {
+        assert_eq!(r["coverage"]["gaps"].as_array().unwrap().len(), 0, "{r}");
+        assert!(r["vector"]["now"].is_number(), "no vector: {r}");
+        assert_eq!(r["lag"]["above_max_lag_s"], 0.0, "{r}");
+    }
+}
+
+/// A TCP proxy on loopback that holds every client-to-server packet for `delay`.
+fn delaying_proxy(upstream: &'static str, delay: Duration) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(client) = client else { return };
+            let Ok(server) = TcpStream::connect(upstream) else {
+                continue;
+            };
+            let _ = client.set_nodelay(true);
+            let _ = server.set_nodelay(true);
+            let pipe = |mut from: TcpStream, mut to: TcpStream, delay: Duration| {
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 16 * 1024];
+                    loop {
+                        match from.read(&mut buf) {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => {
+                                sleep(delay);
+                                if to.write_all(&buf[..n]).is_err() {
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                    let _ = to.shutdown(std::net::Shutdown::Both);
+                });
+            };
+            pipe(
+                client.try_clone().unwrap(),
+                server.try_clone().unwrap(),
+                delay,
+            );
+            pipe(server, client, Duration::ZERO);
+        }
+    });
+    port
+}
+
+#[test]
+fn a_replica_slower_than_the_interval_gives_one_round_per_read_with_true_bounds() {
+    let _lab = take_lab();
+    let dir = TempDir::new("inc-slow");
+    let port = delaying_proxy("127.0.0.1:13307", Duration::from_millis(30));
+    let slow = format!("127.0.0.1:{port}");
+    let config: PathBuf = init_config(
+        &dir,
+        &lab_config(
+            "it_slow",
+            PRIMARY,
+            &[("r1", slow.as_str()), ("r2", "127.0.0.1:13308")],
+            "LAGTRACE_IT_PASSWORD",
+        ),
+    );
+    let store = dir.path().join("s.redb");
+    finish(record(
+        &config,
+        &store,
+        &["--interval", "10ms", "--duration", "10s"],
+    ));
+    let rows = export_rows(&store);
+    let r1: Vec<&Row> = rows.iter().filter(|r| r.replica == "r1").collect();
+    let ok: Vec<&&Row> = r1.iter().filter(|r| r.outcome == "ok").collect();
+    // Each read takes 30 ms or more: about one per 30 ms, every one its own round.
+    assert!(
+        (150..=400).contains(&ok.len()),
+        "{} rounds in 10 s of 30 ms reads",
+        ok.len()
+    );
+    assert!(
+        ok.iter().all(|r| r.reads == 1),
+        "a slow read was followed up"
+    );
+    // The replica itself keeps up: every lower bound stays near 0 and every upper
+    // bound covers the read's own delay.
+    for r in &ok {
+        if let Some(lo) = r.lo_ms {
+            assert!(lo < 5.0, "{r:?}");
+        }
+        if let (Some(lag), Some(lo), Some(hi)) = (r.lag_ms, r.lo_ms, r.hi_ms) {
+            assert!(lo <= lag && lag <= hi, "{r:?}");
+        }
+    }
+    let doc = analyze(&store);
+    let r1 = replicas(&doc)
+        .iter()
+        .find(|r| r["replica"] == "r1")
+        .unwrap();
+    assert_eq!(
+        r1["coverage"]["rounds"].as_u64().unwrap() as usize,
+        ok.len()
+    );
+    assert_eq!(episodes(r1), 0, "{r1}");
+}
