@@ -256,9 +256,9 @@ impl Live {
         }
         r.reads_ok += 1;
         let t_us = obs.r_start_us + (obs.r_end_us - obs.r_start_us) / 2;
-        let Some(lag) = lag else {
-            return;
-        };
+        // A read with no lag (its beat's sample is still on its way) still proves the
+        // replica answers: it keeps the replica fresh, and leaves the lag as it was.
+        let lag = lag.unwrap_or(Lag::Unknown(Unknown::BeforeFirstBeat));
         r.health.on_read(t_us, lag);
         match lag {
             Lag::Bounded { hi_us, .. } => {
