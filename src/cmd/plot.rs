@@ -36,7 +36,17 @@ pub fn run(opts: &Options) -> Result<(), CmdError> {
         points: Vec<series::LagPoint>,
         vector: Vec<f32>,
         episodes: Vec<(i64, i64)>,
+        outages: Vec<(i64, i64)>,
     }
+    let outages_of = |cluster: &str| -> Vec<(i64, i64)> {
+        crate::analysis::outages::primary_outages(
+            rec.beats_of(cluster),
+            rec.failed_beats.get(cluster).map_or(&[], Vec::as_slice),
+        )
+        .iter()
+        .map(|o| (o.start_us, o.start_us + o.duration_us()))
+        .collect()
+    };
     let data: Vec<Data> = rec
         .replicas
         .iter()
@@ -53,6 +63,7 @@ pub fn run(opts: &Options) -> Result<(), CmdError> {
                 points: s.points,
                 vector,
                 episodes: eps,
+                outages: outages_of(&rs.cluster),
             })
         })
         .collect::<Result<_, CmdError>>()?;
@@ -64,6 +75,7 @@ pub fn run(opts: &Options) -> Result<(), CmdError> {
             points: &d.points,
             vector: &d.vector,
             episodes: &d.episodes,
+            outages: &d.outages,
         })
         .collect();
     plot::draw(&opts.out, opts.kind, &replicas, opts.log)

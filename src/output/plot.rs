@@ -36,6 +36,9 @@ pub struct ReplicaPlot<'a> {
     pub vector: &'a [f32],
     /// Episodes as `(start_us, end_us)`.
     pub episodes: &'a [(i64, i64)],
+    /// Outages of the replica's primary as `(start_us, end_us)`: no beat acknowledged,
+    /// so the lag drawn meanwhile is only a lower bound.
+    pub outages: &'a [(i64, i64)],
 }
 
 /// The extremes of one pixel column.
@@ -221,6 +224,30 @@ fn lag_chart(
                 .map_err(err)?;
             let y_lo = if log { LOG_FLOOR_S } else { 0.0 };
             for (i, r) in replicas.iter().enumerate() {
+                for (n, &(s, e)) in r.outages.iter().enumerate() {
+                    let x0 = ((s.max(t0) - t0) as f64 / 1e6).min(x_max);
+                    let x1 = ((e.min(t1) - t0) as f64 / 1e6).max(x0);
+                    let shade = RGBColor(90, 90, 90);
+                    let drawn = chart
+                        .draw_series(std::iter::once(Rectangle::new(
+                            [(x0, y_lo), (x1, top)],
+                            shade.mix(0.15).filled(),
+                        )))
+                        .map_err(err)?;
+                    if n == 0 {
+                        drawn
+                            .label(format!(
+                                "{}: primary unreachable (lower bound only)",
+                                r.name
+                            ))
+                            .legend(move |(x, y)| {
+                                Rectangle::new(
+                                    [(x, y - 5), (x + 16, y + 5)],
+                                    shade.mix(0.3).filled(),
+                                )
+                            });
+                    }
+                }
                 for &(s, e) in r.episodes {
                     let x0 = (s - t0) as f64 / 1e6;
                     let x1 = (e - t0) as f64 / 1e6;
