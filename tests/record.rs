@@ -457,6 +457,7 @@ fn statsd_receives_well_formed_lines_for_each_replica() {
         assert!(
             [
                 "lag_ms",
+                "lag_lo_ms",
                 "lag_hi_ms",
                 "io_running",
                 "sql_running",
