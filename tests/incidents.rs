@@ -8,37 +8,15 @@ mod common;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::Value;
 
-fn record(config: &Path, store: &Path, args: &[&str]) -> Child {
-    lagtrace()
-        .args(["record", "--quiet", "-c"])
-        .arg(config)
-        .arg("--store")
-        .arg(store)
-        .args(args)
-        .env("LAGTRACE_IT_PASSWORD", LAB_PASSWORD)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start lagtrace record")
-}
-
 /// Waits for a recorder; returns its stderr.
-fn finish(child: Child) -> String {
-    let out = child.wait_with_output().unwrap();
-    let (stdout, stderr) = texts(&out);
-    assert!(
-        out.status.success(),
-        "record failed ({}): {stdout}{stderr}",
-        out.status
-    );
-    stderr
+fn finish(child: std::process::Child) -> String {
+    texts(&finish_record(child)).1
 }
 
 fn run_ok(args: &[&str]) -> String {
@@ -166,7 +144,7 @@ fn check_beside_a_recorder_is_ok_every_time_and_invisible_to_it() {
         &lab_config("it_check_rec", PRIMARY, &REPLICAS, "LAGTRACE_IT_PASSWORD"),
     );
     let store = dir.path().join("s.redb");
-    let child = record(
+    let child = start_record(
         &config,
         &store,
         &["--interval", "10ms", "--duration", "25s"],
@@ -208,10 +186,10 @@ fn a_second_writer_is_counted_and_warned_about_never_matched() {
         &lab_config("it_second", PRIMARY, &REPLICAS, "LAGTRACE_IT_PASSWORD"),
     );
     let (a, b) = (dir.path().join("a.redb"), dir.path().join("b.redb"));
-    let first = record(&config, &a, &["--interval", "10ms", "--duration", "8s"]);
+    let first = start_record(&config, &a, &["--interval", "10ms", "--duration", "8s"]);
     sleep(Duration::from_secs(3));
     // A second recorder on the same row: its seqs are higher (it started later).
-    let second = record(&config, &b, &["--interval", "10ms", "--duration", "3s"]);
+    let second = start_record(&config, &b, &["--interval", "10ms", "--duration", "3s"]);
     let stderr_b = finish(second);
     let stderr_a = finish(first);
     assert!(
@@ -240,13 +218,13 @@ fn a_recorder_restarted_after_30_s_invents_no_lag_from_the_downtime() {
         &lab_config("it_restart", PRIMARY, &REPLICAS, "LAGTRACE_IT_PASSWORD"),
     );
     let store = dir.path().join("s.redb");
-    finish(record(
+    finish(start_record(
         &config,
         &store,
         &["--interval", "10ms", "--duration", "4s"],
     ));
     sleep(Duration::from_secs(30));
-    finish(record(
+    finish(start_record(
         &config,
         &store,
         &["--interval", "10ms", "--duration", "4s"],
@@ -278,7 +256,7 @@ fn sparse_reads_leave_no_gaps_and_keep_the_vector() {
         ),
     );
     let store = dir.path().join("s.redb");
-    finish(record(&config, &store, &["--duration", "20s"]));
+    finish(start_record(&config, &store, &["--duration", "20s"]));
     let doc = analyze(&store);
     for r in replicas(&doc) {
         assert_eq!(r["coverage"]["gaps"].as_array().unwrap().len(), 0, "{r}");
@@ -343,7 +321,7 @@ fn a_replica_slower_than_the_interval_gives_one_round_per_read_with_true_bounds(
         ),
     );
     let store = dir.path().join("s.redb");
-    finish(record(
+    finish(start_record(
         &config,
         &store,
         &["--interval", "10ms", "--duration", "10s"],

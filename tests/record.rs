@@ -5,8 +5,7 @@
 mod common;
 
 use std::net::UdpSocket;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Output};
+use std::path::PathBuf;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
@@ -21,31 +20,6 @@ fn setup(dir: &TempDir, cluster: &str, extra: &str) -> PathBuf {
     init_config(dir, &config)
 }
 
-fn record(config: &Path, store: &Path, args: &[&str]) -> Child {
-    lagtrace()
-        .args(["record", "--quiet", "-c"])
-        .arg(config)
-        .arg("--store")
-        .arg(store)
-        .args(args)
-        .env("LAGTRACE_IT_PASSWORD", LAB_PASSWORD)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("start lagtrace record")
-}
-
-fn finish(child: Child) -> Output {
-    let out = child.wait_with_output().unwrap();
-    let (stdout, stderr) = texts(&out);
-    assert!(
-        out.status.success(),
-        "record failed ({}): {stdout}{stderr}",
-        out.status
-    );
-    out
-}
-
 fn of<'a>(rows: &'a [Row], replica: &str) -> Vec<&'a Row> {
     rows.iter().filter(|r| r.replica == replica).collect()
 }
@@ -56,7 +30,7 @@ fn steady_10ms_lag_is_small_and_inside_its_bounds() {
     let dir = TempDir::new("rec-steady");
     let config = setup(&dir, "it_steady", "");
     let store = dir.path().join("s.redb");
-    finish(record(
+    finish_record(start_record(
         &config,
         &store,
         &["--interval", "10ms", "--duration", "10s"],
@@ -103,7 +77,7 @@ fn stalled_sql_thread_lag_rises_linearly_and_returns() {
     let dir = TempDir::new("rec-stall");
     let config = setup(&dir, "it_stall", "");
     let store = dir.path().join("s.redb");
-    let child = record(
+    let child = start_record(
         &config,
         &store,
         &["--interval", "10ms", "--duration", "13s"],
@@ -114,7 +88,7 @@ fn stalled_sql_thread_lag_rises_linearly_and_returns() {
     sleep(Duration::from_secs(5));
     lab(&["resume"], &[("REPLICA", "1")]);
     let t1 = now_us();
-    finish(child);
+    finish_record(child);
     let stall_ms = (t1 - t0) as f64 / 1000.0;
 
     let rows = export_rows(&store);
@@ -173,7 +147,7 @@ fn master_delay_is_measured_as_lag_and_reported_as_sql_delay() {
     lab(&["start-lag"], &[("REPLICA", "1"), ("LAG", "2")]);
     let store = dir.path().join("s.redb");
     let start = now_us();
-    finish(record(
+    finish_record(start_record(
         &config,
         &store,
         &["--interval", "10ms", "--duration", "9s"],
@@ -218,7 +192,7 @@ fn killed_replica_is_unreachable_then_recovers_and_the_other_has_no_gap() {
     let dir = TempDir::new("rec-kill");
     let config = setup(&dir, "it_kill", "");
     let store = dir.path().join("s.redb");
-    let child = record(
+    let child = start_record(
         &config,
         &store,
         &["--interval", "100ms", "--duration", "16s"],
@@ -229,7 +203,7 @@ fn killed_replica_is_unreachable_then_recovers_and_the_other_has_no_gap() {
     sleep(Duration::from_secs(5));
     lab(&["up"], &[]);
     let t_up = now_us();
-    finish(child);
+    finish_record(child);
 
     let rows = export_rows(&store);
     let r2 = of(&rows, "r2");
@@ -266,7 +240,7 @@ fn stopped_primary_fails_beats_leaves_no_upper_bound_and_recording_resumes() {
     let dir = TempDir::new("rec-primary");
     let config = setup(&dir, "it_primary", "");
     let store = dir.path().join("s.redb");
-    let child = record(
+    let child = start_record(
         &config,
         &store,
         &["--interval", "100ms", "--duration", "16s"],
@@ -282,7 +256,7 @@ fn stopped_primary_fails_beats_leaves_no_upper_bound_and_recording_resumes() {
     sleep(Duration::from_secs(5).saturating_sub(Duration::from_micros((now_us() - t_stop) as u64)));
     lab(&["up"], &[]);
     let t_up = now_us();
-    finish(child);
+    finish_record(child);
 
     let rows = export_rows(&store);
     for replica in ["r1", "r2"] {
@@ -351,7 +325,7 @@ fn recorder_killed_keeps_the_last_flush_and_a_new_session_appends() {
     let dir = TempDir::new("rec-sigkill");
     let config = setup(&dir, "it_sigkill", "");
     let store = dir.path().join("s.redb");
-    let child = record(&config, &store, &["--interval", "10ms", "--flush", "1s"]);
+    let child = start_record(&config, &store, &["--interval", "10ms", "--flush", "1s"]);
     let started = now_us();
     sleep(Duration::from_millis(4500));
     let killed = now_us();
@@ -372,7 +346,7 @@ fn recorder_killed_keeps_the_last_flush_and_a_new_session_appends() {
     );
     assert!(last - started > 2_000_000);
 
-    finish(record(
+    finish_record(start_record(
         &config,
         &store,
         &["--interval", "10ms", "--duration", "3s"],
@@ -396,11 +370,11 @@ fn sigint_exits_0_after_the_last_flush() {
     let dir = TempDir::new("rec-sigint");
     let config = setup(&dir, "it_sigint", "");
     let store = dir.path().join("s.redb");
-    let child = record(&config, &store, &["--interval", "10ms", "--flush", "5s"]);
+    let child = start_record(&config, &store, &["--interval", "10ms", "--flush", "5s"]);
     sleep(Duration::from_secs(3));
     let interrupted = now_us();
     signal(child.id(), "INT");
-    finish(child);
+    finish_record(child);
     let rows = export_rows(&store);
     let last = rows.iter().map(|r| r.t_us).max().expect("rows");
     // The flush period is 5 s: everything up to the signal is there only if the final
@@ -427,7 +401,7 @@ fn statsd_receives_well_formed_lines_for_each_replica() {
         &format!("[statsd]\naddress = \"127.0.0.1:{port}\"\nprefix = \"lt\"\n"),
     );
     let store = dir.path().join("s.redb");
-    let child = record(
+    let child = start_record(
         &config,
         &store,
         &["--interval", "100ms", "--duration", "3s"],
@@ -441,7 +415,7 @@ fn statsd_receives_well_formed_lines_for_each_replica() {
             lines.extend(text.lines().map(String::from));
         }
     }
-    finish(child);
+    finish_record(child);
     assert!(!lines.is_empty(), "no statsd datagrams");
     for line in &lines {
         let (name, rest) = line

@@ -391,3 +391,32 @@ pub fn live_config(dir: &TempDir, cluster: &str, port: u16, agent_port: u16) -> 
     );
     init_config(dir, &config)
 }
+
+/// Starts `lagtrace record --quiet -c CONFIG --store STORE ARGS` with the lab password,
+/// stdout and stderr piped.
+pub fn start_record(config: &Path, store: &Path, args: &[&str]) -> std::process::Child {
+    lagtrace()
+        .args(["record", "--quiet", "-c"])
+        .arg(config)
+        .arg("--store")
+        .arg(store)
+        .args(args)
+        .env("LAGTRACE_IT_PASSWORD", LAB_PASSWORD)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start lagtrace record")
+}
+
+/// Waits for a recorder started by [`start_record`], failing the test unless it exited
+/// 0; returns its output.
+pub fn finish_record(child: std::process::Child) -> Output {
+    let out = child.wait_with_output().unwrap();
+    let (stdout, stderr) = texts(&out);
+    assert!(
+        out.status.success(),
+        "record failed ({}): {stdout}{stderr}",
+        out.status
+    );
+    out
+}
