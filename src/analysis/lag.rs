@@ -234,19 +234,32 @@ fn unmatched(beats: &[BeatTimes], session: u32, seq: u64, obs: &Observation) -> 
 #[derive(Debug, Clone)]
 pub struct BeatCursor<'a> {
     beats: &'a [BeatTimes],
+    /// Each session's continuity limit, by session index.
+    continuity: &'a [Continuity],
     /// Index of the beat the previous observation saw.
     at: usize,
 }
 
 impl<'a> BeatCursor<'a> {
-    /// `beats` must be ordered by `seq` (as the store's scan returns them).
-    pub fn new(beats: &'a [BeatTimes]) -> Self {
+    /// `beats` must be ordered by `seq` (as the store's scan returns them);
+    /// `continuity` is indexed by session (see [`continuity_of`]).
+    pub fn new(beats: &'a [BeatTimes], continuity: &'a [Continuity]) -> Self {
         debug_assert!(beats.windows(2).all(|w| w[0].seq < w[1].seq));
-        BeatCursor { beats, at: 0 }
+        BeatCursor {
+            beats,
+            continuity,
+            at: 0,
+        }
     }
 
-    /// The lag of a read of `session`, as [`lag_of`].
-    pub fn lag(&mut self, session: u32, continuity: Continuity, obs: &Observation) -> Option<Lag> {
+    /// The lag of a read of `session`, as [`lag_of`] with that session's continuity
+    /// (`Continuity::for_interval(0)` for a session the recording does not describe).
+    pub fn lag(&mut self, session: u32, obs: &Observation) -> Option<Lag> {
+        let continuity = self
+            .continuity
+            .get(session as usize)
+            .copied()
+            .unwrap_or(Continuity::for_interval(0));
         let seq = obs.seq?;
         let beats = self.beats;
         if beats.get(self.at).is_none_or(|b| b.seq != seq) {
@@ -595,18 +608,19 @@ mod tests {
             })
             .collect();
         let c = Continuity::for_interval(100);
-        let mut cursor = BeatCursor::new(&beats);
+        let cs = [c, c, c];
+        let mut cursor = BeatCursor::new(&beats, &cs);
         let seen = [1, 1, 2, 5, 5, 9, 30, 31, 3, 40, 41, 0, 39, 39, 12, 22];
         for session in [1, 2] {
             for (n, &seq) in seen.iter().enumerate() {
                 let o = obs(Some(seq), 3000 + n as i64 * 50, 3010 + n as i64 * 50);
                 assert_eq!(
-                    cursor.lag(session, c, &o),
+                    cursor.lag(session, &o),
                     lag_of(&beats, session, c, &o),
                     "seq {seq} session {session}"
                 );
             }
         }
-        assert_eq!(cursor.lag(1, c, &obs(None, 1, 2)), None);
+        assert_eq!(cursor.lag(1, &obs(None, 1, 2)), None);
     }
 }

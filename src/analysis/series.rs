@@ -88,8 +88,6 @@ impl LagSeries {
 #[derive(Debug)]
 pub struct SeriesBuilder<'a> {
     cursor: BeatCursor<'a>,
-    /// Per session (the index reads and beats carry).
-    continuity: &'a [Continuity],
     out: LagSeries,
     /// Rounds in progress or done, unknown ones included until [`SeriesBuilder::finish`].
     rounds: Vec<LagPoint>,
@@ -106,8 +104,7 @@ impl<'a> SeriesBuilder<'a> {
     /// `capacity` is a hint of how many reads will come.
     pub fn new(beats: &'a [BeatTimes], continuity: &'a [Continuity], capacity: usize) -> Self {
         SeriesBuilder {
-            cursor: BeatCursor::new(beats),
-            continuity,
+            cursor: BeatCursor::new(beats, continuity),
             out: LagSeries::default(),
             rounds: Vec::with_capacity(capacity),
             open_round: None,
@@ -142,12 +139,7 @@ impl<'a> SeriesBuilder<'a> {
                 outcome,
             });
         }
-        let continuity = self
-            .continuity
-            .get(session as usize)
-            .copied()
-            .unwrap_or(Continuity::for_interval(0));
-        let Some(lag) = self.cursor.lag(session, continuity, obs) else {
+        let Some(lag) = self.cursor.lag(session, obs) else {
             return;
         };
         let point = LagPoint {

@@ -59,7 +59,6 @@ pub struct Rows<'a> {
     cluster: &'a str,
     replica: &'a str,
     cursor: BeatCursor<'a>,
-    continuity: &'a [Continuity],
     status: &'a [StatusSample],
     /// Status samples at or before the last read.
     status_at: usize,
@@ -81,8 +80,7 @@ impl<'a> Rows<'a> {
         Rows {
             cluster,
             replica,
-            cursor: BeatCursor::new(beats),
-            continuity,
+            cursor: BeatCursor::new(beats, continuity),
             status,
             status_at: 0,
             per_read,
@@ -92,12 +90,7 @@ impl<'a> Rows<'a> {
 
     /// Adds the next read (of `session`); returns the row of the round it closed, if any.
     pub fn push(&mut self, obs: &Observation, session: u32) -> Option<Row> {
-        let continuity = self
-            .continuity
-            .get(session as usize)
-            .copied()
-            .unwrap_or(Continuity::for_interval(0));
-        let lag = self.cursor.lag(session, continuity, obs);
+        let lag = self.cursor.lag(session, obs);
         let joins = !self.per_read
             && obs.follow_up
             && obs.outcome == Outcome::Ok
