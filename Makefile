@@ -8,9 +8,10 @@ RATE ?= 200
 SECONDS ?= 30
 ROWS ?= 1
 APPLY_MS ?= 0
+THREADS ?= 4
 
 .PHONY: demo test bench bench-live up down status start-lag stop-lag slave-lag replica-lag stuff stall resume block \
-        break repair load build release ci-deps
+        break repair load oltp build release ci-deps
 
 ## demo: start the lab, record 40 s under load with a 10 s stall, analyze, plot demo/*.svg
 demo: release up
@@ -52,6 +53,8 @@ repair:
 	$(LAB_SH) repair
 load:
 	RATE=$(RATE) ROWS=$(ROWS) APPLY_MS=$(APPLY_MS) LOAD_SECONDS=$(SECONDS) $(LAB_SH) load
+oltp:
+	RATE=$(RATE) THREADS=$(THREADS) LOAD_SECONDS=$(SECONDS) $(LAB_SH) oltp
 
 ## bench: store codec/append/scan figures, analyze/plot on a synthetic day, then the recorder's CPU and memory on the lab, and its live checks under load
 bench:

@@ -376,6 +376,36 @@ cmd_load() {
   say "load: done"
 }
 
+# oltp: sysbench's oltp_write_only on the primary at RATE transactions per second (0 =
+# as fast as THREADS clients go) for LOAD_SECONDS, on TABLES tables of TABLE_SIZE rows
+# in schema sbtest: many small row-based transactions, a real OLTP write load. Installs
+# sysbench when missing; prepares the tables once.
+cmd_oltp() {
+  [ "$LAB" = docker ] && die "oltp runs on the native lab only"
+  local rate=${RATE:-200} seconds=${LOAD_SECONDS:-30} threads=${THREADS:-4}
+  local tables=${TABLES:-4} size=${TABLE_SIZE:-10000}
+  for v in rate seconds threads tables size; do
+    [[ "${!v}" =~ ^[0-9]+$ ]] || die "${v^^} must be a whole number, not '${!v}'"
+  done
+  [ "$seconds" -gt 0 ] && [ "$threads" -gt 0 ] || die "LOAD_SECONDS and THREADS must be positive"
+  if ! command -v sysbench >/dev/null 2>&1; then
+    say "installing sysbench (apt-get)"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq sysbench >/dev/null ||
+      die "could not install sysbench"
+  fi
+  local sb=(sysbench oltp_write_only --db-driver=mysql --mysql-user=root
+    --mysql-socket="$(socket_of primary)" --mysql-db=sbtest
+    --tables="$tables" --table-size="$size")
+  if [ "$(sql primary "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = 'sbtest'")" != "$tables" ]; then
+    sql primary "DROP DATABASE IF EXISTS sbtest; CREATE DATABASE sbtest"
+    "${sb[@]}" prepare >/dev/null || die "sysbench prepare failed"
+  fi
+  say "oltp: oltp_write_only at ${rate} tx/s (0 = unthrottled), $threads threads, ${seconds}s on the primary"
+  "${sb[@]}" --threads="$threads" --rate="$rate" --time="$seconds" --report-interval=0 \
+    run >"$LAB_DIR/oltp.log" 2>&1 || die "sysbench run failed (see $LAB_DIR/oltp.log)"
+  say "oltp: done ($(grep -m1 'transactions:' "$LAB_DIR/oltp.log" | tr -s ' '))"
+}
+
 case "${1:-}" in
   up) cmd_up ;;
   down) cmd_down ;;
@@ -391,5 +421,6 @@ case "${1:-}" in
   break) cmd_break ;;
   repair) cmd_repair ;;
   load) cmd_load ;;
-  *) die "usage: $0 up|down|status|is-up|start-lag|stop-lag|slave-lag|stuff|stall|resume|block|break|repair|load" ;;
+  oltp) cmd_oltp ;;
+  *) die "usage: $0 up|down|status|is-up|start-lag|stop-lag|slave-lag|stuff|stall|resume|block|break|repair|load|oltp" ;;
 esac

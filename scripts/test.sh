@@ -13,10 +13,12 @@ for component in rustfmt clippy; do
   fi
 done
 
-# The real clients the live tests drive: HAProxy and promtool (Debian's prometheus).
+# The real clients the tests drive: HAProxy, promtool (Debian's prometheus) and
+# sysbench (the OLTP load the capacity test measures).
 missing=()
 command -v haproxy >/dev/null || missing+=(haproxy)
 command -v promtool >/dev/null || missing+=(prometheus)
+command -v sysbench >/dev/null || missing+=(sysbench)
 if [ ${#missing[@]} -gt 0 ]; then
   [ "$(id -u)" = 0 ] || { echo "test: ${missing[*]} missing; run as root or: sudo apt-get install -y ${missing[*]}" >&2; exit 1; }
   echo "test: installing ${missing[*]} (apt-get)"

@@ -181,6 +181,73 @@ pub struct ChannelStatus {
     pub sql_applying: Option<bool>,
 }
 
+/// The smallest backlog (transactions received but not applied) that counts as one:
+/// status polls come faster while a replica has one, and analysis measures the apply
+/// rate only in backlogs at least this large.
+pub const BACKLOG_MIN_TX: u64 = 20;
+
+impl ChannelStatus {
+    /// Transactions applied, counted from `gtid_applied_pos` (see [`transactions_in`]).
+    pub fn applied_tx(&self) -> Option<u64> {
+        transactions_in(&self.gtid_applied_pos)
+    }
+
+    /// Transactions received by the IO thread, counted from `gtid_io_pos`.
+    pub fn received_tx(&self) -> Option<u64> {
+        transactions_in(&self.gtid_io_pos)
+    }
+
+    /// Transactions received but not yet applied; `None` when a position is unknown.
+    pub fn backlog_tx(&self) -> Option<u64> {
+        Some(self.received_tx()?.saturating_sub(self.applied_tx()?))
+    }
+}
+
+/// The number of transactions a GTID position stands for: for MariaDB (`0-1-120,1-5-7`)
+/// the sum over domains of the highest sequence number, for MySQL
+/// (`3E11FA47-...:1-5:11-18,...`) the sum of the interval lengths. `None` when empty or
+/// not a position.
+pub fn transactions_in(pos: &str) -> Option<u64> {
+    let pos = pos.trim();
+    if pos.is_empty() {
+        return None;
+    }
+    if pos.contains(':') {
+        return mysql_gtid_count(pos);
+    }
+    let mut domains: Vec<(u32, u64)> = Vec::new();
+    for gtid in pos.split(',') {
+        let mut parts = gtid.trim().splitn(3, '-');
+        let domain = parts.next()?.parse::<u32>().ok()?;
+        let _server = parts.next()?.parse::<u32>().ok()?;
+        let seq = parts.next()?.parse::<u64>().ok()?;
+        match domains.iter_mut().find(|(d, _)| *d == domain) {
+            Some((_, best)) => *best = (*best).max(seq),
+            None => domains.push((domain, seq)),
+        }
+    }
+    Some(domains.iter().map(|(_, seq)| seq).sum())
+}
+
+fn mysql_gtid_count(set: &str) -> Option<u64> {
+    let mut total = 0u64;
+    for source in set.split(',') {
+        let mut parts = source.trim().split(':');
+        let _uuid = parts.next()?;
+        for interval in parts {
+            let (lo, hi) = match interval.split_once('-') {
+                Some((lo, hi)) => (lo.parse::<u64>().ok()?, hi.parse::<u64>().ok()?),
+                None => {
+                    let n = interval.parse::<u64>().ok()?;
+                    (n, n)
+                }
+            };
+            total += hi.checked_sub(lo)? + 1;
+        }
+    }
+    Some(total)
+}
+
 #[cfg(test)]
 impl ChannelStatus {
     /// A default channel from the lab's primary with both threads running and the SQL
@@ -243,4 +310,25 @@ pub enum Sample {
         replica: u32,
         status: StatusSample,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gtid_positions_count_transactions() {
+        assert_eq!(transactions_in("0-1-120"), Some(120));
+        assert_eq!(transactions_in("0-1-120,1-5-7"), Some(127));
+        // Gtid_IO_Pos may list a domain once per server: the highest counts.
+        assert_eq!(transactions_in("0-1-120,0-2-125"), Some(125));
+        assert_eq!(
+            transactions_in("3E11FA47-71CA-11E1-9E33-C80AA9429562:1-5:11-18,\n ab:7"),
+            Some(14)
+        );
+        assert_eq!(transactions_in(""), None);
+        assert_eq!(transactions_in("0-1"), None);
+        assert_eq!(transactions_in("uuid:9-3"), None);
+        assert_eq!(transactions_in("x-1-2"), None);
+    }
 }

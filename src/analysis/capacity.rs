@@ -1,14 +1,21 @@
-//! Saturation and capacity (DESIGN.md section 2), from two independent estimators:
+//! Saturation and capacity (DESIGN.md section 2). Capacity `C` is how many times faster
+//! than the primary's usual write rate a replica can apply. Three estimators, from
+//! independent inputs:
 //!
-//! - replay rate: while a replica has a backlog it applies `r = 1 + vector` seconds of
-//!   primary writes per second; the highest rate sustained through a catch-up is the
-//!   capacity `C`;
-//! - busy fraction: the share of status samples in which the SQL thread was applying
-//!   rather than waiting for the relay log, outside episodes. At a steady load the
-//!   applier is busy about `1/C` of the time, so `1/busy` estimates `C` too.
+//! - replay rate (lag series): while a replica has a backlog it applies `r = 1 + vector`
+//!   seconds of primary writes per second; the highest average rate through a catch-up
+//!   is `C`;
+//! - throughput (status samples' GTID positions): `C = μ/λ`, the transactions applied
+//!   per second while the replica works off a backlog (μ) over the transactions arriving
+//!   per second outside episodes (λ);
+//! - busy fraction (the SQL thread's state string): the share of samples in which it
+//!   was applying, outside episodes; at a steady load `1/busy` estimates `C`. It is only
+//!   indicative: a state sampled once per poll misses short transactions, and on real
+//!   OLTP load it was 79 % off (DESIGN.md section 2).
 
 use super::episodes::Episode;
-use crate::samples::StatusSample;
+use super::series::LagPoint;
+use crate::samples::{BACKLOG_MIN_TX, StatusSample};
 
 /// Fewest status samples a busy fraction needs.
 pub const MIN_BUSY_SAMPLES: usize = 30;
@@ -46,20 +53,173 @@ impl BusyFraction {
     }
 }
 
-/// The best sustained replay rate over the episodes' catch-ups; `None` without one.
-pub fn replay_rate(episodes: &[Episode]) -> Option<ReplayRate> {
-    let fits: Vec<_> = episodes
+/// Capacity from applied-transaction throughput, `C = μ/λ`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Throughput {
+    /// `apply_tx_per_s / arrival_tx_per_s`.
+    pub capacity: f64,
+    /// μ: transactions applied per second while working off a backlog.
+    pub apply_tx_per_s: f64,
+    /// λ: transactions arriving per second outside episodes.
+    pub arrival_tx_per_s: f64,
+    /// Backlog drains that qualified, the transactions applied in them and their total
+    /// length, µs.
+    pub drains: usize,
+    pub drain_tx: u64,
+    pub drain_us: i64,
+    /// Transactions that arrived outside episodes, over this long, µs.
+    pub arrival_tx: u64,
+    pub arrival_us: i64,
+}
+
+/// Fewest status intervals a drain must span.
+pub const MIN_DRAIN_STEPS: usize = 3;
+
+/// Shortest time outside episodes that gives an arrival rate, µs.
+pub const MIN_ARRIVAL_US: i64 = 5_000_000;
+
+/// Two status samples further apart than this, µs, are not one step (the recorder was
+/// down, or polls failed in between).
+pub const MAX_STEP_US: i64 = 5_000_000;
+
+/// One status sample's transaction counts, at the middle of its poll.
+#[derive(Debug, Clone, Copy)]
+struct Counts {
+    t_us: i64,
+    applied: u64,
+    /// Received by the IO thread; `applied` when the server does not say.
+    received: u64,
+    sql_running: bool,
+    io_running: bool,
+}
+
+impl Counts {
+    fn of(s: &StatusSample) -> Option<Counts> {
+        let c = s.main_channel()?;
+        let applied = c.applied_tx()?;
+        Some(Counts {
+            t_us: s.t_us + i64::from(s.duration_us) / 2,
+            applied,
+            received: c.received_tx().map_or(applied, |r| r.max(applied)),
+            sql_running: c.sql_running,
+            io_running: c.io == crate::samples::IoState::Yes,
+        })
+    }
+
+    fn backlog(&self) -> u64 {
+        self.received - self.applied
+    }
+}
+
+/// Throughput capacity from status samples (in time order) and the episodes found in the
+/// same replica's lag series; `None` without a qualifying drain or without
+/// [`MIN_ARRIVAL_US`] outside episodes.
+///
+/// A drain runs from the peak of a backlog (transactions received but not applied) to the
+/// last sample that still had [`BACKLOG_MIN_TX`] or more, with the SQL thread running
+/// throughout: the applier cannot have idled in it, so its rate is μ. (A smaller
+/// backlog does not count: under a busy load a few transactions are always in flight,
+/// and the samples after a catch-up would stretch the drain with idle time.)
+pub fn throughput(status: &[StatusSample], episodes: &[Episode]) -> Option<Throughput> {
+    let counts: Vec<Counts> = status.iter().filter_map(Counts::of).collect();
+    let (mut drains, mut drain_tx, mut drain_us) = (0usize, 0u64, 0i64);
+    let mut run_start = 0;
+    while run_start < counts.len() {
+        let mut end = run_start;
+        let in_run = |c: &Counts| c.sql_running && c.backlog() >= BACKLOG_MIN_TX;
+        if in_run(&counts[run_start]) {
+            while end + 1 < counts.len()
+                && in_run(&counts[end + 1])
+                && counts[end + 1].t_us - counts[end].t_us <= MAX_STEP_US
+            {
+                end += 1;
+            }
+            let run = &counts[run_start..=end];
+            let peak = run
+                .iter()
+                .enumerate()
+                .max_by_key(|(i, c)| (c.backlog(), std::cmp::Reverse(*i)))
+                .map_or(0, |(i, _)| i);
+            let (first, last) = (&run[peak], &run[run.len() - 1]);
+            let span = last.t_us - first.t_us;
+            if run.len() - 1 - peak >= MIN_DRAIN_STEPS
+                && span >= MIN_CATCH_UP_US
+                && last.applied > first.applied
+            {
+                drains += 1;
+                drain_tx += last.applied - first.applied;
+                drain_us += span;
+            }
+        }
+        run_start = end + 1;
+    }
+
+    let mut ep = episodes.iter().peekable();
+    let (mut arrival_tx, mut arrival_us) = (0u64, 0i64);
+    for pair in counts.windows(2) {
+        let (a, b) = (&pair[0], &pair[1]);
+        while ep
+            .peek()
+            .is_some_and(|e| e.end_us.is_some_and(|end| end + SETTLE_US < a.t_us))
+        {
+            ep.next();
+        }
+        let inside = ep.peek().is_some_and(|e| e.start_us <= b.t_us);
+        let step = b.t_us - a.t_us;
+        if inside || !(a.io_running && b.io_running) || step <= 0 || step > MAX_STEP_US {
+            continue;
+        }
+        // A position that went backwards (a replica reset) is not an arrival.
+        let Some(arrived) = b.received.checked_sub(a.received) else {
+            continue;
+        };
+        arrival_tx += arrived;
+        arrival_us += step;
+    }
+
+    if drains == 0 || arrival_us < MIN_ARRIVAL_US || arrival_tx == 0 {
+        return None;
+    }
+    let apply_tx_per_s = drain_tx as f64 * 1e6 / drain_us as f64;
+    let arrival_tx_per_s = arrival_tx as f64 * 1e6 / arrival_us as f64;
+    Some(Throughput {
+        capacity: apply_tx_per_s / arrival_tx_per_s,
+        apply_tx_per_s,
+        arrival_tx_per_s,
+        drains,
+        drain_tx,
+        drain_us,
+        arrival_tx,
+        arrival_us,
+    })
+}
+
+/// The best sustained replay rate over the episodes' catch-ups (`points` is the lag
+/// series the episodes index); `None` without one.
+///
+/// A catch-up's rate is its chord, `1 + (lag at the peak - lag at the end) / its
+/// length`: the average rate through the whole catch-up, which is what capacity means.
+/// The catch-up fit only decides which catch-ups count (a confident fit of a falling lag
+/// over [`MIN_CATCH_UP_US`] or more): on real load the lag falls faster at first (the
+/// applier starts on a relay log already in memory) and a straight line fitted to the
+/// curve underestimates the average by 10-20 %.
+pub fn replay_rate(episodes: &[Episode], points: &[LagPoint]) -> Option<ReplayRate> {
+    let rates: Vec<(f64, usize)> = episodes
         .iter()
-        .filter_map(|e| e.catch_up)
-        .filter(|f| f.confident() && f.span_us >= MIN_CATCH_UP_US && f.vector() > 0.0)
+        .filter_map(|e| {
+            let fit = e.catch_up.filter(|f| f.confident() && f.vector() > 0.0)?;
+            let end = points.get(e.end_index)?;
+            let span_us = end.t_us - e.peak_at_us;
+            let fallen_us = e.peak_lag_us - end.lag.judged_us()?;
+            (span_us >= MIN_CATCH_UP_US && fallen_us > 0)
+                .then(|| (1.0 + fallen_us as f64 / span_us as f64, fit.points))
+        })
         .collect();
-    let best = fits
-        .iter()
-        .max_by(|a, b| a.vector().total_cmp(&b.vector()))?;
+    let &(capacity, points) = rates.iter().max_by(|a, b| a.0.total_cmp(&b.0))?;
     Some(ReplayRate {
-        capacity: 1.0 + best.vector(),
-        catch_ups: fits.len(),
-        points: best.points,
+        capacity,
+        catch_ups: rates.len(),
+        points,
     })
 }
 
@@ -94,12 +254,22 @@ pub fn busy_fraction(status: &[StatusSample], episodes: &[Episode]) -> Option<Bu
 mod tests {
     use super::*;
     use crate::analysis::episodes::episodes;
-    use crate::analysis::series::LagPoint;
     use crate::samples::{ChannelStatus, Outcome};
 
     const S: i64 = 1_000_000;
 
     fn status(t_us: i64, applying: Option<bool>) -> StatusSample {
+        with_positions(t_us, applying, 0, 0)
+    }
+
+    /// A sample whose IO thread has received `received` and SQL thread applied `applied`
+    /// transactions from MariaDB domain 0.
+    fn with_positions(
+        t_us: i64,
+        applying: Option<bool>,
+        received: u64,
+        applied: u64,
+    ) -> StatusSample {
         StatusSample {
             t_us,
             duration_us: 1,
@@ -108,13 +278,15 @@ mod tests {
             channels: vec![ChannelStatus {
                 sql_running: applying.is_some(),
                 sql_applying: applying,
+                gtid_io_pos: format!("0-1-{received}"),
+                gtid_applied_pos: format!("0-1-{applied}"),
                 ..ChannelStatus::running()
             }],
         }
     }
 
-    /// A replica busy 25 % of the time at steady load, stalled 10 s at t = 60 s, then
-    /// catching up at capacity 4 (vector +3): both estimators say 4.
+    /// A replica busy 25 % of the time at steady load (100 tx/s), stalled 10 s at t = 60 s,
+    /// then catching up at capacity 4 (vector +3, 400 tx/s): all three estimators say 4.
     #[test]
     fn catch_up_and_busy_fraction_agree_on_a_saturated_replica() {
         let step = 10_000;
@@ -133,7 +305,8 @@ mod tests {
             })
             .collect();
         // Status every 100 ms: applying one sample in four, stopped during the stall,
-        // applying throughout the catch-up.
+        // applying throughout the catch-up. 100 transactions arrive per second; the
+        // applier works the backlog off at 400 per second.
         let status: Vec<StatusSample> = (0..1000)
             .map(|i| {
                 let t_us = i * S / 10;
@@ -145,20 +318,50 @@ mod tests {
                 } else {
                     Some(i % 4 == 0)
                 };
-                status(t_us, applying)
+                let received = (100.0 * t) as u64;
+                let applied = if (60.0..70.0).contains(&t) {
+                    6000
+                } else if t >= 70.0 {
+                    received.min((6000.0 + 400.0 * (t - 70.0)) as u64)
+                } else {
+                    received
+                };
+                with_positions(t_us, applying, received, applied)
             })
             .collect();
         let eps = episodes(&points, &status, S, S / 2);
         assert_eq!(eps.len(), 1);
-        let replay = replay_rate(&eps).unwrap();
+        let replay = replay_rate(&eps, &points).unwrap();
         assert!((replay.capacity - 4.0).abs() < 0.01, "{replay:?}");
         assert_eq!(replay.catch_ups, 1);
         let busy = busy_fraction(&status, &eps).unwrap();
         assert!((busy.fraction - 0.25).abs() < 0.01, "{busy:?}");
         assert!((busy.capacity().unwrap() - 4.0).abs() < 0.2);
+        let tp = throughput(&status, &eps).unwrap();
+        assert!((tp.capacity - 4.0).abs() < 0.1, "{tp:?}");
+        assert!((tp.apply_tx_per_s - 400.0).abs() < 5.0, "{tp:?}");
+        assert!((tp.arrival_tx_per_s - 100.0).abs() < 1.0, "{tp:?}");
+        assert_eq!(tp.drains, 1);
         // Derived figures: saturation 1/C, a day replays in 6 h, headroom 3.
         assert!((1.0 / replay.capacity - 0.25).abs() < 0.001);
         assert!((24.0 / replay.capacity - 6.0).abs() < 0.02);
+    }
+
+    /// A replica blocked with a backlog (the SQL thread running, nothing applied) and
+    /// one whose backlog never drains give no throughput; neither does a replica that is
+    /// never behind.
+    #[test]
+    fn throughput_needs_a_drain_and_an_arrival_rate() {
+        let steady: Vec<StatusSample> = (0..200)
+            .map(|i| with_positions(i * S / 10, Some(false), 10 * i as u64, 10 * i as u64))
+            .collect();
+        assert_eq!(throughput(&steady, &[]), None);
+        let growing: Vec<StatusSample> = (0..200)
+            .map(|i| with_positions(i * S / 10, Some(true), 10 * i as u64, 5 * i as u64))
+            .collect();
+        assert_eq!(throughput(&growing, &[]), None);
+        let unknown: Vec<StatusSample> = (0..200).map(|i| status(i * S / 10, Some(true))).collect();
+        assert_eq!(throughput(&unknown, &[]), None);
     }
 
     #[test]
@@ -167,7 +370,7 @@ mod tests {
         assert_eq!(busy_fraction(&few, &[]), None);
         let stopped: Vec<StatusSample> = (0..100).map(|i| status(i * S, None)).collect();
         assert_eq!(busy_fraction(&stopped, &[]), None);
-        assert_eq!(replay_rate(&[]), None);
+        assert_eq!(replay_rate(&[], &[]), None);
         let idle: Vec<StatusSample> = (0..100).map(|i| status(i * S, Some(false))).collect();
         let b = busy_fraction(&idle, &[]).unwrap();
         assert_eq!((b.fraction, b.capacity()), (0.0, None));

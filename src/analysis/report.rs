@@ -1,7 +1,7 @@
 //! Everything `analyze` says about one replica, computed from its recorded series and
 //! its cluster's beats. Times and lags in µs; rates are vectors (seconds per second).
 
-use super::capacity::{self, BusyFraction, ReplayRate};
+use super::capacity::{self, BusyFraction, ReplayRate, Throughput};
 use super::episodes::{self, Episode};
 use super::lag::Lag;
 use super::series::{LagPoint, LagSeries};
@@ -107,6 +107,7 @@ pub struct ReplicaReport {
     pub episodes: Vec<Episode>,
     pub vector: VectorSummary,
     pub replay: Option<ReplayRate>,
+    pub throughput: Option<Throughput>,
     pub busy: Option<BusyFraction>,
     /// Status samples seen (any outcome).
     pub status_samples: usize,
@@ -144,7 +145,8 @@ pub fn replica_report(
         lag,
         intended_delay: intended_delay(status),
         vector,
-        replay: capacity::replay_rate(&eps),
+        replay: capacity::replay_rate(&eps, points),
+        throughput: capacity::throughput(status, &eps),
         busy: capacity::busy_fraction(status, &eps),
         status_samples: status.len(),
         episodes: eps,

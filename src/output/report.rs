@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use serde_json::{Value, json};
 
-use crate::analysis::capacity::{BusyFraction, ReplayRate};
+use crate::analysis::capacity::{BusyFraction, ReplayRate, Throughput};
 use crate::analysis::episodes::Episode;
 use crate::analysis::lag::Lag;
 use crate::analysis::report::{ClusterReport, Gap, LagSummary, ReplicaReport, Settings};
@@ -251,7 +251,13 @@ fn replica_text(out: &mut String, r: &ReplicaReport, settings: &Settings) {
     } else {
         writeln!(out, "  now         lagging {lag_now}, not catching up")
     };
-    capacity_text(out, r.replay.as_ref(), r.busy.as_ref(), r.status_samples);
+    capacity_text(
+        out,
+        r.replay.as_ref(),
+        r.throughput.as_ref(),
+        r.busy.as_ref(),
+        r.status_samples,
+    );
 }
 
 /// A lag as the text shows it: the point estimate, "at least" its lower bound, or
@@ -308,6 +314,7 @@ fn episodes_text(out: &mut String, episodes: &[Episode]) {
 fn capacity_text(
     out: &mut String,
     replay: Option<&ReplayRate>,
+    throughput: Option<&Throughput>,
     busy: Option<&BusyFraction>,
     status_samples: usize,
 ) {
@@ -328,11 +335,31 @@ fn capacity_text(
             "  capacity    from catch-ups:  not enough data (no sustained catch-up of 1 s or more)"
         ),
     };
+    let _ = match throughput {
+        Some(t) => writeln!(
+            out,
+            "              from throughput: C = {:.2} (applied {:.1} tx/s over {} backlog drain(s), {}; \
+             arrivals {:.1} tx/s over {} outside episodes)",
+            t.capacity,
+            t.apply_tx_per_s,
+            t.drains,
+            human_us(t.drain_us),
+            t.arrival_tx_per_s,
+            human_us(t.arrival_us),
+        ),
+        None => writeln!(
+            out,
+            "              from throughput: not enough data (needs GTID positions, a backlog \
+             drain of 1 s or more and {} s outside episodes)",
+            crate::analysis::capacity::MIN_ARRIVAL_US / 1_000_000
+        ),
+    };
     let _ = match busy {
         Some(b) => match b.capacity() {
             Some(c) => writeln!(
                 out,
-                "              from busy time:  C = {:.2} (SQL thread applying in {:.1} % of {} samples)",
+                "              from busy time:  C = {:.2} (SQL thread applying in {:.1} % of {} samples; \
+                 indicative only)",
                 c,
                 100.0 * b.fraction,
                 b.samples
@@ -458,6 +485,16 @@ fn replica_json(r: &ReplicaReport) -> Value {
                 "headroom": p.capacity - 1.0,
                 "catch_ups": p.catch_ups,
                 "points": p.points,
+            })),
+            "throughput": r.throughput.map(|t| json!({
+                "capacity": t.capacity,
+                "apply_tx_per_s": t.apply_tx_per_s,
+                "arrival_tx_per_s": t.arrival_tx_per_s,
+                "drains": t.drains,
+                "drain_tx": t.drain_tx,
+                "drain_s": s(t.drain_us),
+                "arrival_tx": t.arrival_tx,
+                "arrival_s": s(t.arrival_us),
             })),
             "busy": r.busy.map(|b| json!({
                 "fraction": b.fraction,

@@ -1,5 +1,5 @@
 //! The status poller: one task per replica, sampling the replication status about once
-//! a second on its own connection (so a slow status query never delays a heartbeat read).
+//! a second (ten times a second during a backlog) on its own connection (so a slow status query never delays a heartbeat read).
 //! `SHOW ALL SLAVES STATUS` on MariaDB keeps multi-source channels apart;
 //! `SHOW REPLICA STATUS` on MySQL 8.
 
@@ -14,7 +14,10 @@ use super::beat::MAX_BACKOFF;
 use super::conn::{self, Backoff, DbError, column_string, timed};
 use crate::clock::Clock;
 use crate::config::{Address, ConnectionConfig, Secret};
-use crate::samples::{ChannelStatus, IoState, Outcome, Sample, StatusSample};
+use crate::samples::{BACKLOG_MIN_TX, ChannelStatus, IoState, Outcome, Sample, StatusSample};
+
+/// The status period while a replica works off a backlog.
+pub const BACKLOG_EVERY: Duration = Duration::from_millis(100);
 
 /// Everything a status poller needs.
 #[derive(Debug, Clone)]
@@ -32,14 +35,18 @@ pub struct Poller {
 /// uniformly over [0.5, 1.5) x `every`: the busy fraction is estimated from what the
 /// polls see, and a poll on a fixed period aliases with periodic work on the primary
 /// (batches every second, a load paced in 100 ms ticks) and sees one phase of it only.
+/// While the last poll showed a backlog of at least [`BACKLOG_MIN_TX`] transactions,
+/// polls come every [`BACKLOG_EVERY`] at most: the apply rate while a backlog drains is
+/// what capacity is measured from, and a drain often lasts only seconds.
 pub async fn run(p: Poller, out: mpsc::Sender<Sample>, mut shutdown: watch::Receiver<bool>) {
     let mut jitter = Jitter::new(p.clock.now_us() as u64 ^ u64::from(p.replica_id) << 32);
     let mut conn: Option<(Conn, &'static str)> = None;
     let mut backoff = Backoff::new(Duration::from_millis(100), MAX_BACKOFF.max(p.every));
     let mut retry_at = Instant::now();
+    let mut every = p.every;
     loop {
         tokio::select! {
-            _ = tokio::time::sleep(jitter.around(p.every)) => {}
+            _ = tokio::time::sleep(jitter.around(every)) => {}
             _ = shutdown.changed() => break,
         }
         if *shutdown.borrow() {
@@ -73,6 +80,12 @@ pub async fn run(p: Poller, out: mpsc::Sender<Sample>, mut shutdown: watch::Rece
                     channels: Vec::new(),
                 }
             }
+        };
+        let backlog = status.main_channel().and_then(|c| c.backlog_tx());
+        every = if backlog.is_some_and(|b| b >= BACKLOG_MIN_TX) {
+            p.every.min(BACKLOG_EVERY)
+        } else {
+            p.every
         };
         let sample = Sample::Status {
             replica: p.replica_id,

@@ -420,3 +420,62 @@ pub fn finish_record(child: std::process::Child) -> Output {
     );
     out
 }
+
+/// A `mariadb` client kept open on one lab server (as the lagtrace user), for tests that
+/// read a server's own state many times a second.
+pub struct Sql {
+    child: std::process::Child,
+    stdin: std::process::ChildStdin,
+    out: std::io::BufReader<std::process::ChildStdout>,
+}
+
+impl Sql {
+    pub fn open(address: &str) -> Sql {
+        let (host, port) = address.split_once(':').expect("host:port");
+        let mut child = Command::new("mariadb")
+            .args([
+                "--no-defaults",
+                "--batch",
+                "--skip-column-names",
+                "--unbuffered",
+            ])
+            .args(["-h", host, "-P", port, "-u", "lagtrace"])
+            .env("MYSQL_PWD", LAB_PASSWORD)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("start the mariadb client");
+        let stdin = child.stdin.take().unwrap();
+        let out = std::io::BufReader::new(child.stdout.take().unwrap());
+        Sql { child, stdin, out }
+    }
+
+    /// The one value `query` returns (one row, one column).
+    pub fn value(&mut self, query: &str) -> String {
+        use std::io::{BufRead, Write};
+        writeln!(self.stdin, "{query};").expect("send a query to mariadb");
+        let mut line = String::new();
+        self.out
+            .read_line(&mut line)
+            .expect("read mariadb's answer");
+        assert!(!line.is_empty(), "mariadb closed its output on {query}");
+        line.trim_end().to_string()
+    }
+
+    /// The transactions a MariaDB GTID position variable stands for (the sum over
+    /// domains of their sequence numbers; the lab replicates one domain).
+    pub fn transactions(&mut self, variable: &str) -> u64 {
+        let pos = self.value(&format!("SELECT @@{variable}"));
+        pos.split(',')
+            .filter(|g| !g.is_empty())
+            .map(|g| g.rsplit('-').next().unwrap().parse::<u64>().unwrap())
+            .sum()
+    }
+}
+
+impl Drop for Sql {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
