@@ -223,8 +223,17 @@ fn lag_chart(
                 .draw()
                 .map_err(err)?;
             let y_lo = if log { LOG_FLOOR_S } else { 0.0 };
+            // Outages belong to a cluster: shade and name them once per cluster.
+            let mut shaded: Vec<&str> = Vec::new();
             for (i, r) in replicas.iter().enumerate() {
-                for (n, &(s, e)) in r.outages.iter().enumerate() {
+                let cluster = r.name.split_once('/').map_or(r.name, |(c, _)| c);
+                let outages = if shaded.contains(&cluster) {
+                    &[][..]
+                } else {
+                    shaded.push(cluster);
+                    r.outages
+                };
+                for (n, &(s, e)) in outages.iter().enumerate() {
                     let x0 = ((s.max(t0) - t0) as f64 / 1e6).min(x_max);
                     let x1 = ((e.min(t1) - t0) as f64 / 1e6).max(x0);
                     let shade = RGBColor(90, 90, 90);
@@ -237,8 +246,7 @@ fn lag_chart(
                     if n == 0 {
                         drawn
                             .label(format!(
-                                "{}: primary unreachable (lower bound only)",
-                                r.name
+                                "{cluster}: primary unreachable (lower bounds only)"
                             ))
                             .legend(move |(x, y)| {
                                 Rectangle::new(
