@@ -17,7 +17,8 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 /usr/bin/time -v target/release/lagtrace record -c lagtrace.example.toml --store "$work/b.redb" \
   --interval 10ms --duration "${duration}s" >"$work/out" 2>"$work/time"
-target/release/lagtrace export --store "$work/b.redb" >"$work/rows.csv"
+# One row per read (the default is one per probe round): every read is a probe.
+target/release/lagtrace export --reads --store "$work/b.redb" >"$work/rows.csv"
 observations=$(($(wc -l <"$work/rows.csv") - 1))
 beats=$(sed -n 's/.*recorded \([0-9]*\) beats.*/\1/p' "$work/out")
 user=$(sed -n 's/.*User time (seconds): //p' "$work/time")
