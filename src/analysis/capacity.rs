@@ -198,7 +198,8 @@ pub fn throughput(status: &[StatusSample], episodes: &[Episode]) -> Option<Throu
 /// series the episodes index); `None` without one.
 ///
 /// A catch-up's rate is its chord, `1 + (lag at the peak - lag at the end) / its
-/// length`: the average rate through the whole catch-up, which is what capacity means.
+/// length`, to where the lag is back under [`CAUGHT_UP_US`]: the average rate through
+/// the whole catch-up, which is what capacity means.
 /// The catch-up fit only decides which catch-ups count (a confident fit of a falling lag
 /// over [`MIN_CATCH_UP_US`] or more): on real load the lag falls faster at first (the
 /// applier starts on a relay log already in memory) and a straight line fitted to the
@@ -208,7 +209,7 @@ pub fn replay_rate(episodes: &[Episode], points: &[LagPoint]) -> Option<ReplayRa
         .iter()
         .filter_map(|e| {
             let fit = e.catch_up.filter(|f| f.confident() && f.vector() > 0.0)?;
-            let end = points.get(e.end_index)?;
+            let end = caught_up(points, e.end_index)?;
             let span_us = end.t_us - e.peak_at_us;
             let fallen_us = e.peak_lag_us - end.lag.judged_us()?;
             (span_us >= MIN_CATCH_UP_US && fallen_us > 0)
@@ -221,6 +222,29 @@ pub fn replay_rate(episodes: &[Episode], points: &[LagPoint]) -> Option<ReplayRa
         catch_ups: rates.len(),
         points,
     })
+}
+
+/// Lag at or under this counts as caught up, µs.
+pub const CAUGHT_UP_US: i64 = 50_000;
+
+/// How far past an episode's end the catch-up may go on, µs.
+pub const CAUGHT_UP_SEARCH_US: i64 = 10_000_000;
+
+/// Where a catch-up really ends: an episode ends when the lag falls under `recover_lag`
+/// (500 ms by default), but the applier works on until the lag is down to its usual
+/// level, and on real load that last stretch is the slowest. The first point from
+/// `end_index` at or under [`CAUGHT_UP_US`], within [`CAUGHT_UP_SEARCH_US`] and before
+/// the lag rises over its value at `end_index`; else the point at `end_index`.
+fn caught_up(points: &[LagPoint], end_index: usize) -> Option<&LagPoint> {
+    let end = points.get(end_index)?;
+    let end_lag = end.lag.judged_us()?;
+    let found = points[end_index..]
+        .iter()
+        .take_while(|p| p.t_us - end.t_us <= CAUGHT_UP_SEARCH_US)
+        .filter_map(|p| Some((p, p.lag.judged_us()?)))
+        .take_while(|&(_, lag)| lag <= end_lag)
+        .find(|&(_, lag)| lag <= CAUGHT_UP_US);
+    Some(found.map_or(end, |(p, _)| p))
 }
 
 /// The busy fraction over status samples outside episodes (and [`SETTLE_US`] after
@@ -362,6 +386,34 @@ mod tests {
         assert_eq!(throughput(&growing, &[]), None);
         let unknown: Vec<StatusSample> = (0..200).map(|i| status(i * S / 10, Some(true))).collect();
         assert_eq!(throughput(&unknown, &[]), None);
+    }
+
+    /// On real load the lag falls fastest right after a stall: here 10 s of lag goes at
+    /// +4 for 2 s, then at +1 for 2 s. The capacity is the average, 1 + 10 s / 4 s = 3.5,
+    /// not the slope of a line fitted to the curve (3.8), nor the chord to the episode's
+    /// end at 500 ms (3.7).
+    #[test]
+    fn catch_up_capacity_is_the_average_rate_until_caught_up() {
+        let step = 10_000;
+        let points: Vec<LagPoint> = (0..40 * S / step)
+            .map(|i| {
+                let t = (i * step) as f64 / 1e6;
+                let lag = match t {
+                    t if (10.0..20.0).contains(&t) => t - 10.0,
+                    t if (20.0..22.0).contains(&t) => 10.0 - 4.0 * (t - 20.0),
+                    t if (22.0..24.0).contains(&t) => 2.0 - (t - 22.0),
+                    _ => 0.001,
+                };
+                let lag_us = (lag * 1e6) as i64;
+                LagPoint::bounded(i * step, lag_us, lag_us + 1000)
+            })
+            .collect();
+        let eps = episodes(&points, &[], S, S / 2);
+        assert_eq!(eps.len(), 1);
+        let replay = replay_rate(&eps, &points).unwrap();
+        assert!((replay.capacity - 3.5).abs() < 0.05, "{replay:?}");
+        let fit = 1.0 + eps[0].catch_up.unwrap().vector();
+        assert!((fit - 3.5).abs() > 0.2, "the fitted slope: {fit}");
     }
 
     #[test]
