@@ -359,8 +359,28 @@ struct RawTriggers {
 // ---------------------------------------------------------------------------
 // Loading and validation
 
+/// Command-line values that replace `[record]` keys before validation, so that they
+/// pass the same checks as the file's values; an error about one names its flag
+/// (`--flush: ...`).
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `--store` for `record.store`.
+    pub store: Option<PathBuf>,
+    /// `--interval` for `record.interval`.
+    pub interval: Option<Duration>,
+    /// `--flush` for `record.flush`.
+    pub flush: Option<Duration>,
+    /// `--status-every` for `record.status_every`.
+    pub status_every: Option<Duration>,
+}
+
 /// Reads and validates a config file.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    load_with(path, &Overrides::default())
+}
+
+/// Reads a config file, applies `overrides` and validates the result once.
+pub fn load_with(path: &Path, overrides: &Overrides) -> Result<Config, ConfigError> {
     let file = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
         file: file.clone(),
@@ -368,18 +388,27 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
         key: String::new(),
         message: format!("cannot read config: {}", io_reason(&e)),
     })?;
-    parse(&file, &text)
+    parse_with(&file, &text, overrides)
 }
 
 /// Parses and validates config text; `file` is only used in error messages.
 pub fn parse(file: &str, text: &str) -> Result<Config, ConfigError> {
+    parse_with(file, text, &Overrides::default())
+}
+
+/// [`parse`] with command-line overrides applied before validation.
+pub fn parse_with(file: &str, text: &str, overrides: &Overrides) -> Result<Config, ConfigError> {
     let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError {
         file: file.to_string(),
         line: e.span().map(|s| line_at(text, s.start)),
         key: String::new(),
         message: e.message().trim().replace('\n', " "),
     })?;
-    let v = Validator { file, text };
+    let v = Validator {
+        file,
+        text,
+        overrides,
+    };
     v.config(raw)
 }
 
@@ -387,6 +416,7 @@ pub fn parse(file: &str, text: &str) -> Result<Config, ConfigError> {
 struct Validator<'a> {
     file: &'a str,
     text: &'a str,
+    overrides: &'a Overrides,
 }
 
 /// One step of a key path: a table key or an array index.
@@ -396,6 +426,48 @@ enum Seg<'a> {
 }
 
 impl Validator<'_> {
+    /// An error about a command-line flag that overrides a key.
+    fn flag_err(flag: &str, message: impl Into<String>) -> ConfigError {
+        ConfigError {
+            file: flag.to_string(),
+            line: None,
+            key: String::new(),
+            message: message.into(),
+        }
+    }
+
+    /// A `[record]` duration: the flag's value when given, else the key's, else
+    /// `default`; in `range` either way.
+    fn record_duration(
+        &self,
+        key: &str,
+        (flag, given): (&str, Option<Duration>),
+        raw: Option<String>,
+        default: Duration,
+        (min, max): (Duration, Duration),
+    ) -> Result<Duration, ConfigError> {
+        let Some(d) = given else {
+            return self.bounded_duration(
+                &[Seg::Key("record"), Seg::Key(key)],
+                raw,
+                default,
+                (min, max),
+            );
+        };
+        if d < min || d > max {
+            return Err(Self::flag_err(
+                flag,
+                format!(
+                    "{} is out of range: use {} to {}",
+                    humantime::format_duration(d),
+                    humantime::format_duration(min),
+                    humantime::format_duration(max)
+                ),
+            ));
+        }
+        Ok(d)
+    }
+
     fn err(&self, path: &[Seg<'_>], message: impl Into<String>) -> ConfigError {
         ConfigError {
             file: self.file.to_string(),
@@ -442,9 +514,20 @@ impl Validator<'_> {
     }
 
     fn record(&self, raw: RawRecord) -> Result<RecordConfig, ConfigError> {
-        let interval = match raw.interval {
-            None => DEFAULT_INTERVAL,
-            Some(s) => {
+        let o = self.overrides;
+        let interval = match (o.interval, raw.interval) {
+            (Some(d), _) if !(MIN_INTERVAL..=MAX_INTERVAL).contains(&d) => {
+                return Err(Self::flag_err(
+                    "--interval",
+                    format!(
+                        "{} is out of range: use 1ms to 60s",
+                        humantime::format_duration(d)
+                    ),
+                ));
+            }
+            (Some(d), _) => d,
+            (None, None) => DEFAULT_INTERVAL,
+            (None, Some(s)) => {
                 let path = [Seg::Key("record"), Seg::Key("interval")];
                 let d = parse_duration(&s).map_err(|m| self.err(&path, m))?;
                 if d < MIN_INTERVAL || d > MAX_INTERVAL {
@@ -456,15 +539,20 @@ impl Validator<'_> {
                 d
             }
         };
-        let store = match raw.store {
-            None => PathBuf::from("lagtrace.redb"),
-            Some(s) if s.trim().is_empty() => {
+        let store = match (&o.store, raw.store) {
+            (Some(p), _) if p.as_os_str().is_empty() => {
+                return Err(Self::flag_err("--store", "is empty"));
+            }
+            (Some(p), _) => p.clone(),
+            (None, None) => PathBuf::from("lagtrace.redb"),
+            (None, Some(s)) if s.trim().is_empty() => {
                 return Err(self.err(&[Seg::Key("record"), Seg::Key("store")], "is empty"));
             }
-            Some(s) => PathBuf::from(s),
+            (None, Some(s)) => PathBuf::from(s),
         };
-        let flush = self.bounded_duration(
-            &[Seg::Key("record"), Seg::Key("flush")],
+        let flush = self.record_duration(
+            "flush",
+            ("--flush", o.flush),
             raw.flush,
             Duration::from_secs(1),
             (Duration::from_millis(10), Duration::from_secs(60)),
@@ -476,8 +564,9 @@ impl Validator<'_> {
                 format!("{read_every} is out of range: use 1 to 1000"),
             ));
         }
-        let status_every = self.bounded_duration(
-            &[Seg::Key("record"), Seg::Key("status_every")],
+        let status_every = self.record_duration(
+            "status_every",
+            ("--status-every", o.status_every),
             raw.status_every,
             Duration::from_secs(1),
             (Duration::from_millis(100), Duration::from_secs(3600)),

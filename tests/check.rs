@@ -142,6 +142,12 @@ fn bad_config_and_arguments_are_unknown_not_critical() {
         assert_eq!(code, 3, "{args:?}: {lines:?} {stderr}");
         assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
     }
+    // A global flag before the subcommand does not make bad arguments CRITICAL.
+    let out = lagtrace()
+        .args(["-v", "check", "--bogus"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{:?}", texts(&out));
     // Without a password the check cannot run either.
     let out = lagtrace()
         .args(["check", "-c"])

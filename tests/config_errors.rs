@@ -88,6 +88,53 @@ fn bad_command_line_is_one_line_and_exit_2() {
     assert!(stderr.contains("bad duration \"soon\""), "{stderr}");
 }
 
+/// `record`'s flags replace config keys before validation: they meet the same ranges
+/// and the same cross-checks, and the error names the flag. Each fails before any
+/// server is contacted.
+#[test]
+fn record_overrides_are_validated_like_the_config() {
+    let dir = TempDir::new("overrides");
+    let config = dir.write(
+        "lagtrace.toml",
+        "[connection]\npassword_env = \"LAGTRACE_IT_PASSWORD\"\n\
+         [http]\nlisten = \"127.0.0.1:0\"\n\
+         [[cluster]]\nname = \"lab\"\nprimary = \"127.0.0.1:13306\"\n\
+         replicas = { r1 = \"127.0.0.1:13307\" }\n",
+    );
+    let cases: [(&[&str], &str); 4] = [
+        (
+            &["--flush", "0s"],
+            "--flush: 0s is out of range: use 10ms to 1m",
+        ),
+        (
+            &["--interval", "5m"],
+            "--interval: 5m is out of range: use 1ms to 60s",
+        ),
+        (
+            &["--status-every", "10ms"],
+            "--status-every: 10ms is out of range: use 100ms to 1h",
+        ),
+        // The default [http] stale (3 s) is not longer than a 5 s read period.
+        (
+            &["--interval", "5s"],
+            "http.stale: stale (3s) must be longer",
+        ),
+    ];
+    for (args, expect) in cases {
+        let out = lagtrace()
+            .args(["record", "-c"])
+            .arg(&config)
+            .args(args)
+            .env("LAGTRACE_IT_PASSWORD", "x")
+            .output()
+            .unwrap();
+        let (_, stderr) = texts(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+        assert!(stderr.contains(expect), "{args:?}: {stderr}");
+    }
+}
+
 #[test]
 fn help_has_examples() {
     let out = lagtrace().args(["init", "--help"]).output().unwrap();

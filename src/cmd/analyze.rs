@@ -1,43 +1,43 @@
 //! `lagtrace analyze`: load one or more stores, compute each replica's report
 //! (analysis::report) and print it as text or JSON (output::report).
 
-use std::path::PathBuf;
-
-use super::CmdError;
+use super::{CmdError, EpisodeArgs, Selection};
 use crate::analysis::report::{self, ClusterReport, ReplicaReport, Settings};
 use crate::output;
-use crate::store::scan::{Filter, Recording};
+use crate::output::report::Format;
+use crate::store::scan::Recording;
 
-/// Output formats.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
-    Text,
-    Json,
-}
-
-#[derive(Debug, Clone)]
-pub struct Options {
-    pub stores: Vec<PathBuf>,
-    pub filter: Filter,
-    pub max_lag_us: i64,
-    pub recover_lag_us: i64,
-    pub window_us: i64,
+/// `lagtrace analyze`'s command line.
+#[derive(Debug, Clone, clap::Args)]
+#[command(after_help = "Examples:\n  \
+    lagtrace analyze --store lagtrace.redb\n  \
+    lagtrace analyze --store a.redb --store b.redb --replica db2 --from -6h --max-lag 2s\n  \
+    lagtrace analyze --store lagtrace.redb --format json | jq '.replicas[].capacity'\n\n\
+    An episode starts when lag exceeds --max-lag and ends when it falls under --recover-lag.\n\
+    The JSON document is described in the README (schema_version 2).")]
+pub struct Args {
+    #[command(flatten)]
+    pub select: Selection,
+    #[command(flatten)]
+    pub episodes: EpisodeArgs,
+    /// Output format
+    #[arg(long, value_enum, default_value = "text")]
     pub format: Format,
 }
 
 /// The smallest gap between reads reported as "no data", µs.
 pub const MIN_GAP_US: i64 = 1_000_000;
 
-pub fn run(opts: &Options) -> Result<(), CmdError> {
-    check_thresholds(opts.max_lag_us, opts.recover_lag_us)?;
-    check_window(opts.window_us)?;
+pub fn run(args: &Args) -> Result<(), CmdError> {
+    let (max_lag_us, recover_lag_us, window_us) = args.episodes.checked_us()?;
+    let filter = args.select.filter()?;
     let started = std::time::Instant::now();
-    let (rec, bar) = super::load_recording(&opts.stores, &opts.filter)?;
+    let (rec, bar) = super::load_recording(&args.select.store, &filter)?;
     tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "loaded");
     let settings = Settings {
-        max_lag_us: opts.max_lag_us,
-        recover_lag_us: opts.recover_lag_us,
-        window_us: fit_window_us(&rec, opts.window_us),
+        max_lag_us,
+        recover_lag_us,
+        window_us: fit_window_us(&rec, window_us),
         gap_us: gap_us(&rec),
     };
     let reports = reports(&rec, &settings)?;
@@ -47,7 +47,7 @@ pub fn run(opts: &Options) -> Result<(), CmdError> {
         elapsed_ms = started.elapsed().as_millis() as u64,
         "analyzed"
     );
-    let text = match opts.format {
+    let text = match args.format {
         Format::Text => output::report::text(&clusters, &reports, &settings),
         Format::Json => {
             let doc = output::report::json(&clusters, &reports, &settings);

@@ -27,15 +27,31 @@ use crate::probe::conn::{self, DbError};
 use crate::probe::{beat, schema, status};
 use crate::samples::{ChannelStatus, IoState, StatusSample};
 
-/// What the user asked for.
-#[derive(Debug, Clone)]
-pub struct Options {
+/// `lagtrace check`'s command line.
+#[derive(Debug, Clone, clap::Args)]
+#[command(after_help = "Examples:\n  \
+    lagtrace check -c lagtrace.toml                          # every replica\n  \
+    lagtrace check -c lagtrace.toml --replica db2 --warn 500ms --crit 2s\n\n\
+    Writes one beat per cluster, reads each replica until it shows the beat or --timeout\n\
+    passes, adds its replication status, and prints one line per replica, worst first:\n  \
+    OK - main/db2: lag 0.003 s (between 0.000 and 0.006 s) | lag=0.003s;1;5;0\n\
+    Exit status (the worst replica): 0 OK, 1 WARNING (lag above --warn), 2 CRITICAL\n\
+    (lag above --crit), 3 UNKNOWN (unreachable, not replicating, bad config or arguments).")]
+pub struct Args {
+    /// The config file
+    #[arg(short, long, value_name = "FILE", default_value = "lagtrace.toml")]
     pub config: PathBuf,
-    /// Only these replicas (all when empty).
+    /// Check only this replica (repeatable)
+    #[arg(long = "replica", value_name = "NAME")]
     pub replicas: Vec<String>,
+    /// WARNING above this lag
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = crate::config::parse_duration)]
     pub warn: Duration,
+    /// CRITICAL above this lag
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = crate::config::parse_duration)]
     pub crit: Duration,
-    /// How long to wait for each replica to show the beat.
+    /// How long to wait for each replica to show the beat (at least --crit)
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = crate::config::parse_duration)]
     pub timeout: Duration,
 }
 
@@ -43,7 +59,7 @@ pub struct Options {
 const READ_EVERY: Duration = Duration::from_millis(10);
 
 /// The check's outcome; the exit code is `state.exit_code()`.
-pub fn run(opts: &Options) -> Result<State, CmdError> {
+pub fn run(opts: &Args) -> Result<State, CmdError> {
     if opts.warn > opts.crit {
         return Err(CmdError::BadInput(format!(
             "--warn ({}) must not be above --crit ({})",
@@ -61,7 +77,7 @@ pub fn run(opts: &Options) -> Result<State, CmdError> {
             humantime::format_duration(opts.crit)
         )));
     }
-    let (config, password) = super::load_config(&opts.config)?;
+    let (config, password) = super::load_config(&opts.config, &Default::default())?;
     for name in &opts.replicas {
         if !config
             .clusters

@@ -4,41 +4,52 @@
 use std::io::{BufWriter, IsTerminal, Write};
 use std::path::PathBuf;
 
-use super::CmdError;
-use crate::output::export;
-use crate::store::scan::{Filter, Recording};
+use super::{CmdError, Selection};
+use crate::output::export::{self, Format};
+use crate::store::scan::Recording;
 
-pub use crate::output::export::Format;
-
-#[derive(Debug, Clone)]
-pub struct Options {
-    pub stores: Vec<PathBuf>,
+/// `lagtrace export`'s command line.
+#[derive(Debug, Clone, clap::Args)]
+#[command(after_help = "Examples:\n  \
+    lagtrace export --store lagtrace.redb > lag.csv\n  \
+    lagtrace export --store a.redb --store b.redb --format jsonl --replica db2 --from -2h\n  \
+    lagtrace export --store lagtrace.redb --reads > reads.csv     # every read, follow-ups too\n\n\
+    Columns: time_utc, cluster, replica, seq, lag_kind, lag_ms, lag_lo_ms, lag_hi_ms, reads,\n\
+    rtt_ms, outcome, reason, io_running, sql_running, seconds_behind_master, sql_delay_s\n\
+    (see README). lag_kind at_least: no upper bound, lag_ms is the lower bound.")]
+pub struct Args {
+    #[command(flatten)]
+    pub select: Selection,
+    /// Output format
+    #[arg(long, value_enum, default_value = "csv")]
     pub format: Format,
-    pub filter: Filter,
-    /// Write here instead of stdout.
+    /// Write to this file instead of stdout
+    #[arg(short, long, value_name = "FILE")]
     pub out: Option<PathBuf>,
-    /// One row per read instead of per probe round.
-    pub per_read: bool,
+    /// One row per read (follow-up reads too) instead of one per probe round
+    #[arg(long)]
+    pub reads: bool,
 }
 
-pub fn run(opts: &Options) -> Result<(), CmdError> {
-    let (rec, bar) = super::load_recording(&opts.stores, &opts.filter)?;
+pub fn run(args: &Args) -> Result<(), CmdError> {
+    let filter = args.select.filter()?;
+    let (rec, bar) = super::load_recording(&args.select.store, &filter)?;
     // Rows on a terminal and a bar on it would mix.
-    let _bar = bar.filter(|_| opts.out.is_some() || !std::io::stdout().is_terminal());
-    match &opts.out {
+    let _bar = bar.filter(|_| args.out.is_some() || !std::io::stdout().is_terminal());
+    match &args.out {
         Some(path) => {
             let file = std::fs::File::create(path)
                 .map_err(|e| CmdError::Runtime(format!("cannot create {}: {e}", path.display())))?;
             write(
                 &rec,
-                opts.per_read,
-                export::Writer::new(opts.format, BufWriter::new(file)),
+                args.reads,
+                export::Writer::new(args.format, BufWriter::new(file)),
             )
         }
         None => write(
             &rec,
-            opts.per_read,
-            export::Writer::new(opts.format, BufWriter::new(std::io::stdout().lock())),
+            args.reads,
+            export::Writer::new(args.format, BufWriter::new(std::io::stdout().lock())),
         ),
     }
 }

@@ -11,26 +11,34 @@ use crate::config::{Address, Config, ConnectionConfig, Secret};
 use crate::probe::conn::{self, DbError};
 use crate::probe::schema;
 
-/// What the user asked for.
-#[derive(Debug, Clone)]
-pub struct Options {
+/// `lagtrace init`'s command line.
+#[derive(Debug, Clone, clap::Args)]
+#[command(after_help = "Examples:\n  \
+    lagtrace init -c lagtrace.toml            # create or upgrade, then check replicas\n  \
+    lagtrace init -c lagtrace.toml --dry-run  # print the SQL, touch nothing\n\n\
+    Exit status: 0 all hosts OK, 1 a host failed, 2 bad config or arguments.")]
+pub struct Args {
+    /// The config file
+    #[arg(short, long, value_name = "FILE", default_value = "lagtrace.toml")]
     pub config: PathBuf,
-    /// Print the SQL instead of running it.
+    /// Print the SQL that would run on each primary instead of running it
+    #[arg(long)]
     pub dry_run: bool,
-    /// How long to wait for the heartbeat row to reach each replica.
+    /// How long to wait for the heartbeat row to reach each replica
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = crate::config::parse_duration)]
     pub wait: Duration,
 }
 
 /// Poll period while waiting for a replica to show the heartbeat row.
 const VISIBILITY_POLL: Duration = Duration::from_millis(100);
 
-pub fn run(opts: &Options) -> Result<(), CmdError> {
+pub fn run(opts: &Args) -> Result<(), CmdError> {
     if opts.dry_run {
         let config = crate::config::load(&opts.config)?;
         print_dry_run(&config);
         return Ok(());
     }
-    let (config, password) = super::load_config(&opts.config)?;
+    let (config, password) = super::load_config(&opts.config, &Default::default())?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

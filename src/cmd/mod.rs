@@ -1,6 +1,7 @@
-//! One file per subcommand, each with a `run()` that loads what it needs, calls the
-//! step modules (probe, store, analysis, output) and prints. `main.rs` only parses
-//! arguments and maps a [`CmdError`] to an exit code.
+//! One file per subcommand, each with its `Args` (the command line it takes, parsed by
+//! clap) and a `run()` that loads what it needs, calls the step modules (probe, store,
+//! analysis, output) and prints. `main.rs` only dispatches and maps a [`CmdError`] to an
+//! exit code.
 
 pub mod analyze;
 pub mod check;
@@ -11,6 +12,77 @@ pub mod record;
 pub mod replay;
 
 use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Which stores and which part of them an offline command reads.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Selection {
+    /// Store file(s) to read; several are merged by time
+    #[arg(long, value_name = "FILE", required = true)]
+    pub store: Vec<PathBuf>,
+    /// Only this replica (repeatable)
+    #[arg(long, value_name = "NAME")]
+    pub replica: Vec<String>,
+    /// Only this cluster (repeatable)
+    #[arg(long, value_name = "NAME")]
+    pub cluster: Vec<String>,
+    /// Start time: RFC 3339 (2026-11-22T02:00:00Z) or relative (-2h)
+    #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
+    pub from: Option<String>,
+    /// End time, same forms as --from
+    #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
+    pub to: Option<String>,
+}
+
+impl Selection {
+    /// The scan filter, with `--from`/`--to` resolved against the clock now.
+    pub fn filter(&self) -> Result<crate::store::scan::Filter, CmdError> {
+        let now = crate::clock::Clock::start().now_us();
+        let parse = |flag: &str, v: &Option<String>| {
+            v.as_deref()
+                .map(|t| crate::clock::parse_time(t, now))
+                .transpose()
+                .map_err(|e| CmdError::BadInput(format!("{flag}: {e}")))
+        };
+        Ok(crate::store::scan::Filter {
+            clusters: self.cluster.clone(),
+            replicas: self.replica.clone(),
+            from_us: parse("--from", &self.from)?,
+            to_us: parse("--to", &self.to)?,
+        })
+    }
+}
+
+/// Episode thresholds and the vector window, for `analyze` and `plot`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct EpisodeArgs {
+    /// An episode starts when lag exceeds this
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = crate::config::parse_duration)]
+    pub max_lag: Duration,
+    /// ... and ends when lag falls under this
+    #[arg(long, value_name = "DURATION", default_value = "500ms", value_parser = crate::config::parse_duration)]
+    pub recover_lag: Duration,
+    /// Least-squares window of the vector
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = crate::config::parse_duration)]
+    pub window: Duration,
+}
+
+impl EpisodeArgs {
+    /// `(max_lag_us, recover_lag_us, window_us)`, checked: recover under max, a
+    /// window of at least 10 ms.
+    pub fn checked_us(&self) -> Result<(i64, i64, i64), CmdError> {
+        let (max, recover, window) = (us(self.max_lag), us(self.recover_lag), us(self.window));
+        analyze::check_thresholds(max, recover)?;
+        analyze::check_window(window)?;
+        Ok((max, recover, window))
+    }
+}
+
+/// A duration in whole microseconds, saturating.
+pub fn us(d: Duration) -> i64 {
+    d.as_micros().min(i64::MAX as u128) as i64
+}
 
 /// How a command failed; decides the exit code.
 #[derive(Debug)]
@@ -61,8 +133,9 @@ pub fn store_error(e: crate::store::StoreError) -> CmdError {
 /// Loads the config and resolves the password from the real environment.
 pub fn load_config(
     path: &std::path::Path,
+    overrides: &crate::config::Overrides,
 ) -> Result<(crate::config::Config, crate::config::Secret), CmdError> {
-    let config = crate::config::load(path)?;
+    let config = crate::config::load_with(path, overrides)?;
     let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
     let password = crate::config::resolve_password(&config.connection, home.as_deref(), |v| {
         std::env::var(v).ok()

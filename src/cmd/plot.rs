@@ -3,34 +3,44 @@
 
 use std::path::PathBuf;
 
-use super::CmdError;
+use super::{CmdError, EpisodeArgs, Selection};
 use crate::analysis::{episodes, series, vector};
 use crate::output::plot::{self, Kind, ReplicaPlot};
-use crate::store::scan::Filter;
 
-#[derive(Debug, Clone)]
-pub struct Options {
-    pub stores: Vec<PathBuf>,
-    pub filter: Filter,
+/// `lagtrace plot`'s command line.
+#[derive(Debug, Clone, clap::Args)]
+#[command(after_help = "Examples:\n  \
+    lagtrace plot --store lagtrace.redb --out lag.svg\n  \
+    lagtrace plot --store lagtrace.redb --out lag.svg --kind lag --log --from -1h\n  \
+    lagtrace plot --store lagtrace.redb --out overview.svg --kind overview\n\n\
+    Long series are reduced to their extremes per pixel.")]
+pub struct Args {
+    #[command(flatten)]
+    pub select: Selection,
+    #[command(flatten)]
+    pub episodes: EpisodeArgs,
+    /// The SVG file to write
+    #[arg(long, value_name = "FILE.svg")]
     pub out: PathBuf,
+    /// What to draw
+    #[arg(long, value_enum, default_value = "lag")]
     pub kind: Kind,
+    /// Logarithmic lag axis (kind lag and overview)
+    #[arg(long)]
     pub log: bool,
-    pub max_lag_us: i64,
-    pub recover_lag_us: i64,
-    pub window_us: i64,
 }
 
-pub fn run(opts: &Options) -> Result<(), CmdError> {
-    super::analyze::check_thresholds(opts.max_lag_us, opts.recover_lag_us)?;
-    super::analyze::check_window(opts.window_us)?;
-    if opts.out.extension().is_none_or(|e| e != "svg") {
+pub fn run(args: &Args) -> Result<(), CmdError> {
+    let (max_lag_us, recover_lag_us, window_us) = args.episodes.checked_us()?;
+    let filter = args.select.filter()?;
+    if args.out.extension().is_none_or(|e| e != "svg") {
         return Err(CmdError::BadInput(format!(
             "--out {}: charts are SVG; name the file *.svg",
-            opts.out.display()
+            args.out.display()
         )));
     }
-    let (rec, bar) = super::load_recording(&opts.stores, &opts.filter)?;
-    let window_us = super::analyze::fit_window_us(&rec, opts.window_us);
+    let (rec, bar) = super::load_recording(&args.select.store, &filter)?;
+    let window_us = super::analyze::fit_window_us(&rec, window_us);
     struct Data {
         name: String,
         points: Vec<series::LagPoint>,
@@ -53,11 +63,10 @@ pub fn run(opts: &Options) -> Result<(), CmdError> {
         .map(|rs| {
             let s = super::lag_series(&rec, rs)?;
             let vector = vector::vector_series(&s.points, window_us);
-            let eps =
-                episodes::episodes(&s.points, &rs.status, opts.max_lag_us, opts.recover_lag_us)
-                    .iter()
-                    .map(|e| (e.start_us, e.end_us.unwrap_or(s.points[e.end_index].t_us)))
-                    .collect();
+            let eps = episodes::episodes(&s.points, &rs.status, max_lag_us, recover_lag_us)
+                .iter()
+                .map(|e| (e.start_us, e.end_us.unwrap_or(s.points[e.end_index].t_us)))
+                .collect();
             Ok(Data {
                 name: format!("{}/{}", rs.cluster, rs.replica),
                 points: s.points,
@@ -78,6 +87,6 @@ pub fn run(opts: &Options) -> Result<(), CmdError> {
             outages: &d.outages,
         })
         .collect();
-    plot::draw(&opts.out, opts.kind, &replicas, opts.log)
-        .map_err(|e| CmdError::Runtime(format!("{}: {e}", opts.out.display())))
+    plot::draw(&args.out, args.kind, &replicas, args.log)
+        .map_err(|e| CmdError::Runtime(format!("{}: {e}", args.out.display())))
 }

@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, watch};
 use super::{CmdError, store_error};
 use crate::analysis::lag::{Lag, RecentBeats, Unknown};
 use crate::clock::Clock;
-use crate::config::{Config, Secret};
+use crate::config::{Config, Secret, parse_duration};
 use crate::output::console::{self, ReplicaView, Totals};
 use crate::output::http::{self, Server};
 use crate::output::live::{self, Live, Shared};
@@ -27,15 +27,39 @@ use crate::samples::{Outcome, Sample};
 use crate::store::writer::{self, SampleSender, WriterStats};
 use crate::store::{SessionInfo, Store, cluster_key, replica_key};
 
-/// What the user asked for; `None` keeps the config's value.
-#[derive(Debug, Clone, Default)]
-pub struct Options {
+/// `lagtrace record`'s command line; `None` keeps the config's value.
+#[derive(Debug, Clone, Default, clap::Args)]
+#[command(after_help = "Examples:\n  \
+    lagtrace record -c lagtrace.toml                       # until Ctrl-C or SIGTERM\n  \
+    lagtrace record -c lagtrace.toml --interval 10ms --duration 30s --store run.redb\n\n\
+    On a terminal it shows a table refreshed each second; otherwise a log line per replica\n\
+    every 10 s. SIGINT/SIGTERM stop the probes, flush the store and exit 0.\n\
+    With [http] in the config it answers load balancers and Prometheus while it records:\n  \
+    curl -i http://127.0.0.1:9104/check/replica1     # 200 in pool, 503 out, 404 maintenance\n  \
+    curl http://127.0.0.1:9104/status                # every replica as JSON\n  \
+    curl http://127.0.0.1:9104/metrics               # Prometheus text\n\
+    Exit status: 0 stopped cleanly, 1 store or runtime failure, 2 bad config or arguments.")]
+pub struct Args {
+    /// The config file
+    #[arg(short, long, value_name = "FILE", default_value = "lagtrace.toml")]
     pub config: PathBuf,
+    /// Store file (overrides record.store)
+    #[arg(long, value_name = "FILE")]
     pub store: Option<PathBuf>,
+    /// Beat interval (overrides record.interval), 1ms to 60s
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub interval: Option<Duration>,
+    /// How often the store commits (overrides record.flush), 10ms to 60s
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub flush: Option<Duration>,
+    /// Mean time between replication status polls (overrides record.status_every), 100ms to 1h
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub status_every: Option<Duration>,
+    /// Stop after this long
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub duration: Option<Duration>,
+    /// No console output
+    #[arg(short, long)]
     pub quiet: bool,
 }
 
@@ -46,30 +70,14 @@ const RECENT_BEATS: usize = 1 << 17;
 /// Seconds between log lines when stdout is not a terminal.
 const LOG_EVERY_S: u64 = 10;
 
-pub fn run(opts: &Options) -> Result<(), CmdError> {
-    let (mut config, password) = super::load_config(&opts.config)?;
-    if let Some(store) = &opts.store {
-        config.record.store = store.clone();
-    }
-    if let Some(interval) = opts.interval {
-        if interval < crate::config::MIN_INTERVAL || interval > crate::config::MAX_INTERVAL {
-            return Err(CmdError::BadInput(
-                "--interval is out of range: use 1ms to 60s".into(),
-            ));
-        }
-        config.record.interval = interval;
-    }
-    if let Some(flush) = opts.flush {
-        config.record.flush = flush;
-    }
-    if let Some(every) = opts.status_every {
-        if every < Duration::from_millis(100) || every > Duration::from_secs(3600) {
-            return Err(CmdError::BadInput(
-                "--status-every is out of range: use 100ms to 1h".into(),
-            ));
-        }
-        config.record.status_every = every;
-    }
+pub fn run(opts: &Args) -> Result<(), CmdError> {
+    let overrides = crate::config::Overrides {
+        store: opts.store.clone(),
+        interval: opts.interval,
+        flush: opts.flush,
+        status_every: opts.status_every,
+    };
+    let (config, password) = super::load_config(&opts.config, &overrides)?;
     let statsd = config
         .statsd
         .as_ref()

@@ -5,26 +5,78 @@
 
 use std::collections::BinaryHeap;
 use std::fmt::Write as _;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use super::CmdError;
+use super::{CmdError, Selection, us};
 use crate::analysis::health::{self, Change, Event, Health, Pool, Thresholds};
 use crate::analysis::series;
 use crate::clock::format_utc_us;
-use crate::config::StatsdConfig;
+use crate::config::{StatsdConfig, parse_duration};
 use crate::output::report::human_us;
 use crate::output::statsd::Statsd;
-use crate::store::scan::Filter;
 
-#[derive(Debug, Clone)]
-pub struct Options {
-    pub stores: Vec<PathBuf>,
-    pub filter: Filter,
-    pub thresholds: Thresholds,
-    /// 0: as fast as possible; n: n times real time.
+/// `lagtrace replay`'s command line.
+#[derive(Debug, Clone, clap::Args)]
+#[command(after_help = "Examples:\n  \
+    lagtrace replay --store lagtrace.redb --max-lag 1s --recover-lag 500ms\n  \
+    lagtrace replay --store lagtrace.redb --max-lag 5s --min-duration 10s --replica db2\n  \
+    lagtrace replay --store lagtrace.redb --speed 60 --statsd 127.0.0.1:8125\n\n\
+    Prints every change in/out of the pool and why, then per replica how often and how\n\
+    long it was out: \"with these thresholds, how often would it have left the pool?\"")]
+pub struct Args {
+    #[command(flatten)]
+    pub select: Selection,
+    /// Out of the pool when lag exceeds this
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
+    pub max_lag: Duration,
+    /// ... back in when lag falls under this
+    #[arg(long, value_name = "DURATION", default_value = "500ms", value_parser = parse_duration)]
+    pub recover_lag: Duration,
+    /// A new state must hold this long before it is taken
+    #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_duration)]
+    pub min_duration: Duration,
+    /// Out when no read came for this long
+    #[arg(long, value_name = "DURATION", default_value = "3s", value_parser = parse_duration)]
+    pub stale: Duration,
+    /// Compare lag minus the intended delay (SQL_Delay) with the thresholds
+    #[arg(long)]
+    pub ignore_intended_delay: bool,
+    /// 0: as fast as possible; N: N times real time
+    #[arg(long, value_name = "N", default_value = "0")]
     pub speed: f64,
-    pub statsd: Option<StatsdConfig>,
+    /// Re-emit statsd metrics to HOST:PORT while replaying (needs --speed above 0)
+    #[arg(long, value_name = "HOST:PORT")]
+    pub statsd: Option<String>,
+    /// Prefix of the re-emitted statsd metrics
+    #[arg(long, value_name = "PREFIX", default_value = "lagtrace")]
+    pub statsd_prefix: String,
+}
+
+impl Args {
+    fn thresholds(&self) -> Thresholds {
+        Thresholds {
+            max_lag_us: us(self.max_lag),
+            recover_lag_us: us(self.recover_lag),
+            min_duration_us: us(self.min_duration),
+            stale_us: us(self.stale),
+            ignore_intended_delay: self.ignore_intended_delay,
+        }
+    }
+
+    /// `--statsd` and `--statsd-prefix`, checked.
+    fn statsd(&self) -> Result<Option<StatsdConfig>, CmdError> {
+        let Some(a) = &self.statsd else {
+            return Ok(None);
+        };
+        let address = crate::config::statsd_address(a)
+            .map_err(|e| CmdError::BadInput(format!("--statsd: {e}")))?;
+        crate::config::check_statsd_prefix(&self.statsd_prefix)
+            .map_err(|e| CmdError::BadInput(format!("--statsd-prefix: {e}")))?;
+        Ok(Some(StatsdConfig {
+            address,
+            prefix: self.statsd_prefix.clone(),
+        }))
+    }
 }
 
 /// One replica's replay state.
@@ -40,27 +92,29 @@ struct Replica<'a> {
     out_since: Option<i64>,
 }
 
-pub fn run(opts: &Options) -> Result<(), CmdError> {
-    let th = &opts.thresholds;
+pub fn run(args: &Args) -> Result<(), CmdError> {
+    let filter = args.select.filter()?;
+    let statsd_config = args.statsd()?;
+    let thresholds = args.thresholds();
+    let th = &thresholds;
     super::analyze::check_thresholds(th.max_lag_us, th.recover_lag_us)?;
-    if !(opts.speed >= 0.0 && opts.speed.is_finite()) {
+    if !(args.speed >= 0.0 && args.speed.is_finite()) {
         return Err(CmdError::BadInput(
             "--speed must be 0 (as fast as possible) or a positive factor".to_string(),
         ));
     }
-    if opts.statsd.is_some() && opts.speed == 0.0 {
+    if statsd_config.is_some() && args.speed == 0.0 {
         return Err(CmdError::BadInput(
             "--statsd needs --speed above 0 (otherwise every metric arrives at once)".to_string(),
         ));
     }
-    let statsd = opts
-        .statsd
+    let statsd = statsd_config
         .as_ref()
         .map(Statsd::new)
         .transpose()
         .map_err(CmdError::BadInput)?;
-    let (rec, bar) = super::load_recording(&opts.stores, &opts.filter)?;
-    let stale_us = opts.thresholds.stale_us;
+    let (rec, bar) = super::load_recording(&args.select.store, &filter)?;
+    let stale_us = th.stale_us;
 
     let series: Vec<series::LagSeries> = rec
         .replicas
@@ -92,12 +146,12 @@ pub fn run(opts: &Options) -> Result<(), CmdError> {
         .collect();
     let t0 = heap.peek().map(|r| r.0.0);
     let wall0 = Instant::now();
-    let paced = opts.speed > 0.0;
+    let paced = args.speed > 0.0;
     let mut out = String::new();
     let mut fresh = Vec::new();
     while let Some(std::cmp::Reverse((t, i))) = heap.pop() {
         if let (true, Some(t0)) = (paced, t0) {
-            let due = Duration::from_secs_f64((t - t0) as f64 / 1e6 / opts.speed);
+            let due = Duration::from_secs_f64((t - t0) as f64 / 1e6 / args.speed);
             if let Some(wait) = due.checked_sub(wall0.elapsed()) {
                 std::thread::sleep(wait);
             }

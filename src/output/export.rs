@@ -167,11 +167,11 @@ impl<'a> Rows<'a> {
 }
 
 /// Output formats.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
-    /// With a header line.
+    /// Comma-separated, with a header line
     Csv,
-    /// One JSON object per line.
+    /// One JSON object per line
     Jsonl,
 }
 

@@ -18,11 +18,15 @@ pub const ROW_HEIGHT_PX: u32 = 260;
 pub const LOG_FLOOR_S: f64 = 1e-5;
 
 /// What to draw.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Kind {
+    /// Lag over time with its [lower, upper] band, episodes and outages shaded
     Lag,
+    /// The vector on a fixed -1..+1 scale, clipped values marked
     Vector,
+    /// The lag distribution per replica
     Cdf,
+    /// Lag and vector, one row per replica
     Overview,
 }
 

@@ -12,6 +12,15 @@ use crate::analysis::report::{ClusterReport, Gap, LagSummary, ReplicaReport, Set
 use crate::analysis::stats::Percentiles;
 use crate::clock::format_utc_us;
 
+/// How `analyze` prints its report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// A readable table per replica
+    Text,
+    /// One JSON document (schema in the README)
+    Json,
+}
+
 /// Version of the JSON document; bumped when a field changes meaning or goes away.
 pub const SCHEMA_VERSION: u32 = 2;
 
