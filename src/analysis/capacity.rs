@@ -17,6 +17,52 @@ use super::episodes::Episode;
 use super::series::LagPoint;
 use crate::samples::{BACKLOG_MIN_TX, StatusSample};
 
+/// Which estimator a [`Planning`] figure comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Estimator {
+    Throughput,
+    CatchUp,
+}
+
+impl Estimator {
+    pub fn name(self) -> &'static str {
+        match self {
+            Estimator::Throughput => "throughput",
+            Estimator::CatchUp => "catch_up",
+        }
+    }
+}
+
+/// What a capacity `C` means for planning.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Planning {
+    pub capacity: f64,
+    pub source: Estimator,
+    /// `1 / C`: the share of the applier's time the usual load takes, 0..
+    pub saturation: f64,
+    /// `24 h / C`: how long a day of primary writes takes to replay, µs.
+    pub day_replay_us: i64,
+    /// `C - 1`: how much more load the replica could take, as a share of today's.
+    pub headroom: f64,
+}
+
+/// The figure to plan with: the throughput estimate when there is one (it counts what
+/// the applier did), else the catch-up's. The busy fraction never is.
+pub fn planning(throughput: Option<&Throughput>, replay: Option<&ReplayRate>) -> Option<Planning> {
+    let (capacity, source) = match (throughput, replay) {
+        (Some(t), _) => (t.capacity, Estimator::Throughput),
+        (None, Some(r)) => (r.capacity, Estimator::CatchUp),
+        (None, None) => return None,
+    };
+    Some(Planning {
+        capacity,
+        source,
+        saturation: 1.0 / capacity,
+        day_replay_us: (86_400e6 / capacity) as i64,
+        headroom: capacity - 1.0,
+    })
+}
+
 /// Fewest status samples a busy fraction needs.
 pub const MIN_BUSY_SAMPLES: usize = 30;
 
@@ -366,9 +412,22 @@ mod tests {
         assert!((tp.apply_tx_per_s - 400.0).abs() < 5.0, "{tp:?}");
         assert!((tp.arrival_tx_per_s - 100.0).abs() < 1.0, "{tp:?}");
         assert_eq!(tp.drains, 1);
-        // Derived figures: saturation 1/C, a day replays in 6 h, headroom 3.
-        assert!((1.0 / replay.capacity - 0.25).abs() < 0.001);
-        assert!((24.0 / replay.capacity - 6.0).abs() < 0.02);
+        // Planning takes the throughput figure: saturation 1/C, a day replays in 6 h,
+        // headroom 3; the catch-up's when there is no throughput figure.
+        let plan = planning(Some(&tp), Some(&replay)).unwrap();
+        assert_eq!(plan.source, Estimator::Throughput);
+        assert!((plan.saturation - 0.25).abs() < 0.01, "{plan:?}");
+        assert!(
+            (plan.day_replay_us as f64 / 3.6e9 - 6.0).abs() < 0.2,
+            "{plan:?}"
+        );
+        assert!((plan.headroom - 3.0).abs() < 0.1, "{plan:?}");
+        let plan = planning(None, Some(&replay)).unwrap();
+        assert_eq!(
+            (plan.source, plan.capacity),
+            (Estimator::CatchUp, replay.capacity)
+        );
+        assert_eq!(planning(None, None), None);
     }
 
     /// A replica blocked with a backlog (the SQL thread running, nothing applied) and

@@ -1,16 +1,21 @@
 //! Everything `analyze` says about one replica, computed from its recorded series and
 //! its cluster's beats. Times and lags in µs; rates are vectors (seconds per second).
 
-use super::capacity::{self, BusyFraction, ReplayRate, Throughput};
+use super::capacity::{self, BusyFraction, Planning, ReplayRate, Throughput};
 use super::episodes::{self, Episode};
 use super::lag::Lag;
 use super::series::{LagPoint, LagSeries};
 use super::stats::{self, Percentiles};
 use super::vector::{self, Fit};
 use crate::samples::{Outcome, StatusSample};
+use crate::store::StoreError;
+use crate::store::scan::Recording;
 
 /// Catch-up ETAs fit at most this much of the current catch-up, µs.
 pub const ETA_WINDOW_US: i64 = 10_000_000;
+
+/// The smallest gap between reads reported as "no data", µs.
+pub const MIN_GAP_US: i64 = 1_000_000;
 
 /// What the analysis is asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,6 +26,79 @@ pub struct Settings {
     pub window_us: i64,
     /// Reads further apart than this leave a "no data" gap.
     pub gap_us: i64,
+}
+
+impl Settings {
+    /// The settings for `rec`: the thresholds asked for, the fit window widened to
+    /// [`fit_window_us`] and the gap rule of [`gap_us`], both from its read period.
+    pub fn for_recording(
+        rec: &Recording,
+        max_lag_us: i64,
+        recover_lag_us: i64,
+        asked_window_us: i64,
+    ) -> Settings {
+        Settings {
+            max_lag_us,
+            recover_lag_us,
+            window_us: fit_window_us(rec, asked_window_us),
+            gap_us: gap_us(rec),
+        }
+    }
+}
+
+/// The longest time between a replica's regular reads over the recording's sessions
+/// (`interval * read_every`), µs.
+fn read_period_us(rec: &Recording) -> i64 {
+    rec.sessions
+        .iter()
+        .map(|s| s.read_period_us())
+        .max()
+        .unwrap_or(0)
+}
+
+/// Reads further apart than five read periods (at least [`MIN_GAP_US`]) leave a gap.
+pub fn gap_us(rec: &Recording) -> i64 {
+    (5 * read_period_us(rec)).max(MIN_GAP_US)
+}
+
+/// The vector's fit window: the one asked for, widened to four read periods when reads
+/// are sparser than that (a fit needs three points over half its window).
+pub fn fit_window_us(rec: &Recording, asked_us: i64) -> i64 {
+    asked_us.max(4 * read_period_us(rec))
+}
+
+/// Reports of every replica in the recording, in (cluster, replica) order.
+pub fn replica_reports(
+    rec: &Recording,
+    settings: &Settings,
+) -> Result<Vec<ReplicaReport>, StoreError> {
+    rec.replicas
+        .iter()
+        .map(|rs| {
+            let series = super::series::replica_series(rec, rs)?;
+            Ok(replica_report(
+                &rs.cluster,
+                &rs.replica,
+                &series,
+                &rs.status,
+                settings,
+            ))
+        })
+        .collect()
+}
+
+/// Every cluster with its primary outages, in name order.
+pub fn cluster_reports(rec: &Recording) -> Vec<ClusterReport> {
+    rec.beats
+        .iter()
+        .map(|(cluster, beats)| ClusterReport {
+            cluster: cluster.clone(),
+            outages: super::outages::primary_outages(
+                beats,
+                rec.failed_beats.get(cluster).map_or(&[], Vec::as_slice),
+            ),
+        })
+        .collect()
 }
 
 /// A stretch without a lag measurement.
@@ -109,6 +187,8 @@ pub struct ReplicaReport {
     pub replay: Option<ReplayRate>,
     pub throughput: Option<Throughput>,
     pub busy: Option<BusyFraction>,
+    /// The capacity to plan with, from `throughput` or else `replay`.
+    pub planning: Option<Planning>,
     /// Status samples seen (any outcome).
     pub status_samples: usize,
 }
@@ -138,6 +218,8 @@ pub fn replica_report(
             .unwrap_or_else(|e| std::panic::resume_unwind(e));
         (distribution, (eps, vector))
     });
+    let replay = capacity::replay_rate(&eps, points);
+    let throughput = capacity::throughput(status, &eps);
     ReplicaReport {
         cluster: cluster.to_string(),
         replica: replica.to_string(),
@@ -145,8 +227,9 @@ pub fn replica_report(
         lag,
         intended_delay: intended_delay(status),
         vector,
-        replay: capacity::replay_rate(&eps, points),
-        throughput: capacity::throughput(status, &eps),
+        replay,
+        throughput,
+        planning: capacity::planning(throughput.as_ref(), replay.as_ref()),
         busy: capacity::busy_fraction(status, &eps),
         status_samples: status.len(),
         episodes: eps,

@@ -253,6 +253,49 @@ pub fn lag_series(
     b.finish()
 }
 
+/// The lag series of one replica of a loaded recording. Its observations are decoded
+/// as they are walked, never all held at once, in consecutive parts on all cores.
+pub fn replica_series(
+    rec: &crate::store::scan::Recording,
+    rs: &crate::store::scan::ReplicaSeries,
+) -> Result<LagSeries, crate::store::StoreError> {
+    let beats = rec.beats_of(&rs.cluster);
+    let continuity = super::lag::continuity_of(&rec.sessions);
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let walk = |part: &crate::store::scan::Observations| {
+        let mut builder = SeriesBuilder::new(beats, &continuity, part.len_hint());
+        part.for_each(|o, session| builder.push(o, session))
+            .map(|()| builder)
+    };
+    let parts = rs.observations.parts(threads);
+    let builders = std::thread::scope(|scope| {
+        let others: Vec<_> = parts[1..]
+            .iter()
+            .map(|part| scope.spawn(move || walk(part)))
+            .collect();
+        let first = walk(&parts[0]);
+        std::iter::once(first)
+            .chain(
+                others
+                    .into_iter()
+                    .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))),
+            )
+            .collect::<Result<Vec<_>, _>>()
+    })?;
+    let whole = builders
+        .into_iter()
+        .reduce(SeriesBuilder::append)
+        .expect("at least one part");
+    let series = whole.finish();
+    tracing::debug!(
+        replica = %rs.replica,
+        reads = series.reads,
+        rounds = series.points.len(),
+        "lag series built"
+    );
+    Ok(series)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

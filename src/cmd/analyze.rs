@@ -2,10 +2,9 @@
 //! (analysis::report) and print it as text or JSON (output::report).
 
 use super::{CmdError, EpisodeArgs, Selection};
-use crate::analysis::report::{self, ClusterReport, ReplicaReport, Settings};
+use crate::analysis::report::{self, Settings};
 use crate::output;
 use crate::output::report::Format;
-use crate::store::scan::Recording;
 
 /// `lagtrace analyze`'s command line.
 #[derive(Debug, Clone, clap::Args)]
@@ -25,23 +24,15 @@ pub struct Args {
     pub format: Format,
 }
 
-/// The smallest gap between reads reported as "no data", µs.
-pub const MIN_GAP_US: i64 = 1_000_000;
-
 pub fn run(args: &Args) -> Result<(), CmdError> {
     let (max_lag_us, recover_lag_us, window_us) = args.episodes.checked_us()?;
     let filter = args.select.filter()?;
     let started = std::time::Instant::now();
     let (rec, bar) = super::load_recording(&args.select.store, &filter)?;
     tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "loaded");
-    let settings = Settings {
-        max_lag_us,
-        recover_lag_us,
-        window_us: fit_window_us(&rec, window_us),
-        gap_us: gap_us(&rec),
-    };
-    let reports = reports(&rec, &settings)?;
-    let clusters = clusters(&rec);
+    let settings = Settings::for_recording(&rec, max_lag_us, recover_lag_us, window_us);
+    let reports = report::replica_reports(&rec, &settings).map_err(super::store_error)?;
+    let clusters = report::cluster_reports(&rec);
     drop(bar);
     tracing::info!(
         elapsed_ms = started.elapsed().as_millis() as u64,
@@ -58,58 +49,6 @@ pub fn run(args: &Args) -> Result<(), CmdError> {
         }
     };
     super::print_stdout(&text)
-}
-
-/// Reports of every replica in the recording, in (cluster, replica) order.
-pub fn reports(rec: &Recording, settings: &Settings) -> Result<Vec<ReplicaReport>, CmdError> {
-    rec.replicas
-        .iter()
-        .map(|rs| {
-            let series = super::lag_series(rec, rs)?;
-            Ok(report::replica_report(
-                &rs.cluster,
-                &rs.replica,
-                &series,
-                &rs.status,
-                settings,
-            ))
-        })
-        .collect()
-}
-
-/// Every cluster with its primary outages, in name order.
-pub fn clusters(rec: &Recording) -> Vec<ClusterReport> {
-    rec.beats
-        .iter()
-        .map(|(cluster, beats)| ClusterReport {
-            cluster: cluster.clone(),
-            outages: crate::analysis::outages::primary_outages(
-                beats,
-                rec.failed_beats.get(cluster).map_or(&[], Vec::as_slice),
-            ),
-        })
-        .collect()
-}
-
-/// The longest time between a replica's regular reads over the recording's sessions
-/// (`interval * read_every`), µs.
-fn read_period_us(rec: &Recording) -> i64 {
-    rec.sessions
-        .iter()
-        .map(|s| s.read_period_us())
-        .max()
-        .unwrap_or(0)
-}
-
-/// Reads further apart than five read periods (at least [`MIN_GAP_US`]) leave a gap.
-pub fn gap_us(rec: &Recording) -> i64 {
-    (5 * read_period_us(rec)).max(MIN_GAP_US)
-}
-
-/// The vector's fit window: the one asked for, widened to four read periods when reads
-/// are sparser than that (a fit needs three points over half its window).
-pub fn fit_window_us(rec: &Recording, asked_us: i64) -> i64 {
-    asked_us.max(4 * read_period_us(rec))
 }
 
 /// `max_lag` positive and `recover_lag` not above it.

@@ -40,7 +40,7 @@ pub fn run(args: &Args) -> Result<(), CmdError> {
         )));
     }
     let (rec, bar) = super::load_recording(&args.select.store, &filter)?;
-    let window_us = super::analyze::fit_window_us(&rec, window_us);
+    let window_us = crate::analysis::report::fit_window_us(&rec, window_us);
     struct Data {
         name: String,
         points: Vec<series::LagPoint>,

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use serde_json::{Value, json};
 
-use crate::analysis::capacity::{BusyFraction, ReplayRate, Throughput};
+use crate::analysis::capacity::Estimator;
 use crate::analysis::episodes::Episode;
 use crate::analysis::lag::Lag;
 use crate::analysis::report::{ClusterReport, Gap, LagSummary, ReplicaReport, Settings};
@@ -260,13 +260,7 @@ fn replica_text(out: &mut String, r: &ReplicaReport, settings: &Settings) {
     } else {
         writeln!(out, "  now         lagging {lag_now}, not catching up")
     };
-    capacity_text(
-        out,
-        r.replay.as_ref(),
-        r.throughput.as_ref(),
-        r.busy.as_ref(),
-        r.status_samples,
-    );
+    capacity_text(out, r);
 }
 
 /// A lag as the text shows it: the point estimate, "at least" its lower bound, or
@@ -320,31 +314,38 @@ fn episodes_text(out: &mut String, episodes: &[Episode]) {
     }
 }
 
-fn capacity_text(
-    out: &mut String,
-    replay: Option<&ReplayRate>,
-    throughput: Option<&Throughput>,
-    busy: Option<&BusyFraction>,
-    status_samples: usize,
-) {
-    let _ = match replay {
-        Some(r) => writeln!(
+fn capacity_text(out: &mut String, r: &ReplicaReport) {
+    let _ = match &r.planning {
+        Some(p) => writeln!(
             out,
-            "  capacity    from catch-ups:  C = {:.2} (best of {} catch-up(s), {} points): \
-             saturation {:.0} %, a day of primary writes replays in {}, headroom {:+.2}",
-            r.capacity,
-            r.catch_ups,
-            r.points,
-            100.0 / r.capacity,
-            human_us((86_400e6 / r.capacity) as i64),
-            r.capacity - 1.0
+            "  capacity    C = {:.2} (from {}): saturation {:.0} %, a day of primary writes \
+             replays in {}, headroom {:+.2}",
+            p.capacity,
+            match p.source {
+                Estimator::Throughput => "throughput",
+                Estimator::CatchUp => "catch-ups",
+            },
+            100.0 * p.saturation,
+            human_us(p.day_replay_us),
+            p.headroom
         ),
         None => writeln!(
             out,
-            "  capacity    from catch-ups:  not enough data (no sustained catch-up of 1 s or more)"
+            "  capacity    not enough data for any estimator to plan with"
         ),
     };
-    let _ = match throughput {
+    let _ = match &r.replay {
+        Some(r) => writeln!(
+            out,
+            "              from catch-ups:  C = {:.2} (best of {} catch-up(s), {} points)",
+            r.capacity, r.catch_ups, r.points,
+        ),
+        None => writeln!(
+            out,
+            "              from catch-ups:  not enough data (no sustained catch-up of 1 s or more)"
+        ),
+    };
+    let _ = match &r.throughput {
         Some(t) => writeln!(
             out,
             "              from throughput: C = {:.2} (applied {:.1} tx/s over {} backlog drain(s), {}; \
@@ -363,7 +364,7 @@ fn capacity_text(
             crate::analysis::capacity::MIN_ARRIVAL_US / 1_000_000
         ),
     };
-    let _ = match busy {
+    let _ = match &r.busy {
         Some(b) => match b.capacity() {
             Some(c) => writeln!(
                 out,
@@ -381,8 +382,9 @@ fn capacity_text(
         },
         None => writeln!(
             out,
-            "              from busy time:  not enough data ({status_samples} status samples; \
+            "              from busy time:  not enough data ({} status samples; \
              needs {} outside episodes with the SQL thread running)",
+            r.status_samples,
             crate::analysis::capacity::MIN_BUSY_SAMPLES
         ),
     };
@@ -487,11 +489,15 @@ fn replica_json(r: &ReplicaReport) -> Value {
             "eta_s": r.vector.eta_s,
         },
         "capacity": {
+            "planning": r.planning.map(|p| json!({
+                "capacity": p.capacity,
+                "source": p.source.name(),
+                "saturation": p.saturation,
+                "day_replays_in_h": p.day_replay_us as f64 / 3.6e9,
+                "headroom": p.headroom,
+            })),
             "replay": r.replay.map(|p| json!({
                 "capacity": p.capacity,
-                "saturation": 1.0 / p.capacity,
-                "day_replays_in_h": 24.0 / p.capacity,
-                "headroom": p.capacity - 1.0,
                 "catch_ups": p.catch_ups,
                 "points": p.points,
             })),
