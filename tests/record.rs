@@ -465,3 +465,58 @@ fn statsd_receives_well_formed_lines_for_each_replica() {
         );
     }
 }
+
+/// A terminal that stops taking output (Ctrl-S, sent here through the pseudo-terminal
+/// `script` gives the recorder) does not stall probing: the console is printed on its
+/// own thread. Before, the probes, which share the console's thread, stopped until
+/// Ctrl-Q, leaving an 8 s hole in the recording.
+#[test]
+fn a_paused_terminal_does_not_stall_probing() {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let _lab = take_lab();
+    let dir = TempDir::new("rec-xoff");
+    let config = setup(&dir, "it_xoff", "");
+    let store = dir.path().join("x.redb");
+    let program = lagtrace().get_program().to_owned();
+    let line = format!(
+        "'{}' record -c '{}' --store '{}' --interval 10ms --duration 14s",
+        program.to_str().unwrap(),
+        config.display(),
+        store.display()
+    );
+    let mut script = Command::new("script")
+        .args(["-qfec", &line, "/dev/null"])
+        .env("LAGTRACE_IT_PASSWORD", LAB_PASSWORD)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start script (util-linux)");
+    let mut keys = script.stdin.take().unwrap();
+    sleep(Duration::from_secs(3));
+    keys.write_all(b"\x13").unwrap(); // Ctrl-S: the terminal stops taking output
+    keys.flush().unwrap();
+    sleep(Duration::from_secs(8));
+    keys.write_all(b"\x11").unwrap(); // Ctrl-Q
+    keys.flush().unwrap();
+    let out = script.wait_with_output().unwrap();
+    let (stdout, stderr) = texts(&out);
+    assert!(
+        out.status.success(),
+        "record under script: {stdout}{stderr}"
+    );
+
+    let rows = export_rows(&store);
+    for (name, _) in REPLICAS {
+        let mut times: Vec<i64> = of(&rows, name).iter().map(|r| r.t_us).collect();
+        times.sort_unstable();
+        let widest = times.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0);
+        assert!(
+            times.len() > 1000 && widest < 500_000,
+            "{name}: {} rounds in 14 s, widest gap {} ms",
+            times.len(),
+            widest / 1000
+        );
+    }
+}

@@ -7,7 +7,7 @@
 //! flush and returns.
 
 use std::collections::HashMap;
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -155,10 +155,13 @@ pub fn run(opts: &Args) -> Result<(), CmdError> {
         clock,
         statsd: statsd.as_ref(),
         live: live.as_ref(),
-        quiet: opts.quiet,
-        duration: opts.duration,
     };
-    let loop_result = runtime.block_on(record_loop(ctx, sender));
+    let printer = (!opts.quiet).then(console::Printer::start);
+    let duration = opts.duration;
+    let loop_result = runtime.block_on(async {
+        let stop = stop_signal(duration)?;
+        record_loop(ctx, sender, printer.as_ref(), stop).await
+    });
     runtime.shutdown_timeout(Duration::from_secs(2));
     if let Some(server) = server {
         server.stop();
@@ -169,7 +172,10 @@ pub fn run(opts: &Args) -> Result<(), CmdError> {
         Ok(Err(e)) => return Err(store_error(e)),
         Err(_) => return Err(CmdError::Runtime("the store writer thread crashed".into())),
     };
-    let totals = loop_result?;
+    let (totals, last_lines) = loop_result?;
+    if let Some(printer) = printer {
+        printer.finish(last_lines);
+    }
     if !opts.quiet {
         println!(
             "lagtrace: recorded {} beats ({} failed) and {} samples in all to {} (session {session}, {} flushes){}",
@@ -206,8 +212,6 @@ struct Context<'a> {
     statsd: Option<&'a Statsd>,
     /// The picture the HTTP and agent listeners answer from, when `[http]` is set.
     live: Option<&'a Shared>,
-    quiet: bool,
-    duration: Option<Duration>,
 }
 
 /// Per replica id: the cluster id and the index of its view (which is also its index
@@ -217,7 +221,35 @@ struct Route {
     view: usize,
 }
 
-async fn record_loop(ctx: Context<'_>, store: SampleSender) -> Result<Totals, CmdError> {
+/// Resolves at SIGINT, SIGTERM or after `duration`: when the recorder should stop.
+fn stop_signal(
+    duration: Option<Duration>,
+) -> Result<impl std::future::Future<Output = ()>, CmdError> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let listen = |kind: SignalKind, name: &str| {
+        signal(kind).map_err(|e| CmdError::Runtime(format!("cannot listen for {name}: {e}")))
+    };
+    let mut sigint = listen(SignalKind::interrupt(), "SIGINT")?;
+    let mut sigterm = listen(SignalKind::terminate(), "SIGTERM")?;
+    let stop_at = duration.map(|d| tokio::time::Instant::now() + d);
+    Ok(async move {
+        tokio::select! {
+            _ = sigint.recv() => {}
+            _ = sigterm.recv() => {}
+            _ = sleep_until(stop_at) => {}
+        }
+    })
+}
+
+/// Runs the probes and routes their samples to the store, the live picture, statsd and
+/// the console (through `printer`, never waiting on it) until `stop` resolves or the
+/// store fails. Returns the totals and, off a terminal, the last log lines to print.
+async fn record_loop(
+    ctx: Context<'_>,
+    store: SampleSender,
+    printer: Option<&console::Printer>,
+    stop: impl std::future::Future<Output = ()>,
+) -> Result<(Totals, Option<String>), CmdError> {
     let config = ctx.config;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (sample_tx, mut samples) = mpsc::channel::<Sample>(SAMPLE_QUEUE);
@@ -304,14 +336,8 @@ async fn record_loop(ctx: Context<'_>, store: SampleSender) -> Result<Totals, Cm
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut ticks: u64 = 0;
-    use tokio::signal::unix::{SignalKind, signal};
-    let listen = |kind: SignalKind, name: &str| {
-        signal(kind).map_err(|e| CmdError::Runtime(format!("cannot listen for {name}: {e}")))
-    };
-    let mut sigint = listen(SignalKind::interrupt(), "SIGINT")?;
-    let mut sigterm = listen(SignalKind::terminate(), "SIGTERM")?;
-    let stop_at = ctx.duration.map(|d| tokio::time::Instant::now() + d);
     let mut stopping = false;
+    tokio::pin!(stop);
     let mut totals = Totals::default();
     let mut store_gone = false;
 
@@ -407,26 +433,16 @@ async fn record_loop(ctx: Context<'_>, store: SampleSender) -> Result<Totals, Cm
                     statsd.flush();
                     totals.statsd_errors = statsd.errors();
                 }
-                if !ctx.quiet {
+                if let Some(printer) = printer {
                     let now = ctx.clock.now_us();
-                    let mut out = std::io::stdout().lock();
                     if terminal {
-                        let _ = write!(out, "\x1b[H\x1b[2J{}", console::table(&views, &totals, now));
+                        printer.offer(format!("\x1b[H\x1b[2J{}", console::table(&views, &totals, now)));
                     } else if ticks.is_multiple_of(LOG_EVERY_S) {
-                        let _ = write!(out, "{}", console::log_lines(&views, now));
+                        printer.offer(console::log_lines(&views, now));
                     }
-                    let _ = out.flush();
                 }
             }
-            _ = sigint.recv(), if !stopping => {
-                stopping = true;
-                let _ = shutdown_tx.send(true);
-            }
-            _ = sigterm.recv(), if !stopping => {
-                stopping = true;
-                let _ = shutdown_tx.send(true);
-            }
-            _ = sleep_until(stop_at), if !stopping && stop_at.is_some() => {
+            _ = &mut stop, if !stopping => {
                 stopping = true;
                 let _ = shutdown_tx.send(true);
             }
@@ -434,10 +450,9 @@ async fn record_loop(ctx: Context<'_>, store: SampleSender) -> Result<Totals, Cm
     }
     totals.dropped = store.dropped();
     drop(store);
-    if !ctx.quiet && !terminal {
-        print!("{}", console::log_lines(&views, ctx.clock.now_us()));
-    }
-    Ok(totals)
+    let last_lines =
+        (printer.is_some() && !terminal).then(|| console::log_lines(&views, ctx.clock.now_us()));
+    Ok((totals, last_lines))
 }
 
 async fn sleep_until(at: Option<tokio::time::Instant>) {

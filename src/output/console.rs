@@ -175,3 +175,51 @@ mod tests {
         );
     }
 }
+
+/// Prints console frames on its own thread, so that a terminal that does not take
+/// output (paused with Ctrl-S, a stalled pipe) never stalls the probes, which share the
+/// sample loop's thread. A frame offered while the last one is still being written is
+/// dropped: only the newest picture matters.
+pub struct Printer {
+    frames: Option<std::sync::mpsc::SyncSender<String>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Printer {
+    pub fn start() -> Printer {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<String>(1);
+        let thread = std::thread::Builder::new()
+            .name("console".into())
+            .spawn(move || {
+                use std::io::Write;
+                for frame in rx {
+                    let mut out = std::io::stdout().lock();
+                    let _ = out.write_all(frame.as_bytes());
+                    let _ = out.flush();
+                }
+            })
+            .ok();
+        Printer {
+            frames: thread.is_some().then_some(tx),
+            thread,
+        }
+    }
+
+    /// Hands `frame` over without waiting; `false` when it was dropped.
+    pub fn offer(&self, frame: String) -> bool {
+        self.frames
+            .as_ref()
+            .is_some_and(|tx| tx.try_send(frame).is_ok())
+    }
+
+    /// Prints `last` after what is pending and waits until it is written. Call it only
+    /// when nothing else waits on this thread (the store is already flushed).
+    pub fn finish(mut self, last: Option<String>) {
+        if let (Some(tx), Some(last)) = (self.frames.take(), last) {
+            let _ = tx.send(last);
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
