@@ -135,47 +135,6 @@ pub fn log_lines(views: &[ReplicaView], now_us: i64) -> String {
     out
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn table_shows_lag_bounds_and_null() {
-        let v = ReplicaView {
-            cluster: "lab".into(),
-            replica: "r1".into(),
-            last: Some(Observation {
-                r_start_us: 0,
-                r_end_us: 1,
-                seq: Some(1),
-                outcome: Outcome::Ok,
-                reason: None,
-                follow_up: false,
-            }),
-            lag: Some(Lag::Bounded {
-                lo_us: 100,
-                hi_us: 900,
-            }),
-            status: Some(StatusSample {
-                t_us: 0,
-                duration_us: 1,
-                outcome: Outcome::Ok,
-                reason: None,
-                channels: vec![],
-            }),
-            reads_ok: 3,
-            reads_failed: 0,
-        };
-        let t = table(std::slice::from_ref(&v), &Totals::default(), 0);
-        assert!(t.contains("0.50 ms") && t.contains("[0.10, 0.90]"), "{t}");
-        let l = log_lines(&[v], 0);
-        assert!(
-            l.contains("lab/r1 lag=0.50ms bounds=[0.10,0.90] io=none"),
-            "{l}"
-        );
-    }
-}
-
 /// Prints console frames on its own thread, so that a terminal that does not take
 /// output (paused with Ctrl-S, a stalled pipe) never stalls the probes, which share the
 /// sample loop's thread. A frame offered while the last one is still being written is
@@ -221,5 +180,46 @@ impl Printer {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_shows_lag_bounds_and_null() {
+        let v = ReplicaView {
+            cluster: "lab".into(),
+            replica: "r1".into(),
+            last: Some(Observation {
+                r_start_us: 0,
+                r_end_us: 1,
+                seq: Some(1),
+                outcome: Outcome::Ok,
+                reason: None,
+                follow_up: false,
+            }),
+            lag: Some(Lag::Bounded {
+                lo_us: 100,
+                hi_us: 900,
+            }),
+            status: Some(StatusSample {
+                t_us: 0,
+                duration_us: 1,
+                outcome: Outcome::Ok,
+                reason: None,
+                channels: vec![],
+            }),
+            reads_ok: 3,
+            reads_failed: 0,
+        };
+        let t = table(std::slice::from_ref(&v), &Totals::default(), 0);
+        assert!(t.contains("0.50 ms") && t.contains("[0.10, 0.90]"), "{t}");
+        let l = log_lines(&[v], 0);
+        assert!(
+            l.contains("lab/r1 lag=0.50ms bounds=[0.10,0.90] io=none"),
+            "{l}"
+        );
     }
 }
