@@ -295,6 +295,19 @@ impl StatusSample {
     }
 }
 
+/// What `check`'s reads of one replica saw of the beat it wrote, µs on the recorder's
+/// clock (its lag is `analysis::lag::sighting_lag`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CheckSighting {
+    pub t_send_us: i64,
+    pub t_ack_us: i64,
+    /// Start of the last read that began after the acknowledgement and missed the beat.
+    pub missed_after_ack_us: Option<i64>,
+    /// `(r_start_us, r_end_us)` of the read that showed the beat; `None` when no read
+    /// did by the deadline.
+    pub shown: Option<(i64, i64)>,
+}
+
 /// One sample on its way from a probe to the store.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Sample {

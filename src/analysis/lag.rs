@@ -131,6 +131,26 @@ pub fn bounds(
     (lo_us, hi_us)
 }
 
+/// The lag `check` measured: bounded when a read showed its beat (at most since the
+/// send; at least as late as the last read that missed it after the acknowledgement),
+/// else at least the time from the acknowledgement to the last miss.
+pub fn sighting_lag(s: &crate::samples::CheckSighting) -> Lag {
+    match s.shown {
+        Some((r_start_us, r_end_us)) => {
+            let (lo_us, hi_us) = bounds(
+                s.missed_after_ack_us.unwrap_or(r_start_us),
+                r_end_us,
+                s.t_send_us,
+                s.missed_after_ack_us.map(|_| s.t_ack_us),
+            );
+            Lag::Bounded { lo_us, hi_us }
+        }
+        None => Lag::AtLeast {
+            lo_us: s.missed_after_ack_us.map_or(0, |m| m - s.t_ack_us),
+        },
+    }
+}
+
 /// How long the writer may go from sending a beat to acknowledging a later one before
 /// the upper bound of a read of that beat stops meaning anything.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -353,6 +373,39 @@ impl RecentBeats {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// check's beat sent at 0, acknowledged at 2 ms: shown at once (lag at most the
+    /// read's end), shown after a miss at 5 ms (at least 3 ms), never shown (at least
+    /// the time from the ack to the last miss).
+    #[test]
+    fn a_check_sighting_bounds_its_lag() {
+        use crate::samples::CheckSighting;
+        let s = |missed, shown| CheckSighting {
+            t_send_us: 0,
+            t_ack_us: 2_000,
+            missed_after_ack_us: missed,
+            shown,
+        };
+        assert_eq!(
+            sighting_lag(&s(None, Some((2_100, 2_400)))),
+            Lag::Bounded {
+                lo_us: 0,
+                hi_us: 2_400
+            }
+        );
+        assert_eq!(
+            sighting_lag(&s(Some(5_000), Some((15_000, 15_300)))),
+            Lag::Bounded {
+                lo_us: 3_000,
+                hi_us: 15_300
+            }
+        );
+        assert_eq!(
+            sighting_lag(&s(Some(6_002_000), None)),
+            Lag::AtLeast { lo_us: 6_000_000 }
+        );
+        assert_eq!(sighting_lag(&s(None, None)), Lag::AtLeast { lo_us: 0 });
+    }
     use crate::samples::{Beat, Outcome};
 
     const INTERVAL: i64 = 10_000;

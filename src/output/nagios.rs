@@ -1,5 +1,11 @@
 //! `check` output in the Nagios plugin format: one line per replica,
-//! `STATE - text | lag=0.003s;1;5;0`, and the exit code of the worst state.
+//! `STATE - text | lag=0.003s;1;5;0`, and the exit code of the worst state; and the
+//! state of a replica from what the check round found.
+
+use std::time::Duration;
+
+use crate::analysis::lag::Lag;
+use crate::samples::{ChannelStatus, IoState, StatusSample};
 
 /// A Nagios service state; the value is the plugin's exit code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,6 +94,109 @@ pub fn report(mut lines: Vec<Line>) -> (String, State) {
     (text, worst)
 }
 
+/// The state and line of one replica, from why the round could not measure (`error`),
+/// its replication channels and the lag measured. A state holds when the lag is above
+/// its threshold; "at least" lag is judged by its lower bound.
+pub fn classify(
+    name: String,
+    error: Option<&str>,
+    channels: &[ChannelStatus],
+    lag: Option<Lag>,
+    warn: Duration,
+    crit: Duration,
+) -> Line {
+    let (warn_us, crit_us) = (warn.as_micros() as i64, crit.as_micros() as i64);
+    let threads = threads_note(channels);
+    let (state, text, lag_s) = match (error, lag) {
+        (Some(e), _) => (State::Unknown, e.to_string(), None),
+        (None, _) if channels.is_empty() => (
+            State::Unknown,
+            "not replicating: no replication channel is configured".to_string(),
+            None,
+        ),
+        (None, Some(Lag::Bounded { lo_us, hi_us })) => {
+            let lag = lo_us + (hi_us - lo_us) / 2;
+            let state = if lag > crit_us {
+                State::Critical
+            } else if lag > warn_us {
+                State::Warning
+            } else {
+                State::Ok
+            };
+            let text = format!(
+                "lag {} s (between {} and {} s){threads}",
+                s3(lag),
+                s3(lo_us),
+                s3(hi_us)
+            );
+            (state, text, Some(lag as f64 / 1e6))
+        }
+        (None, Some(Lag::AtLeast { lo_us })) => {
+            let (state, what) = if lo_us > crit_us {
+                (State::Critical, "lag")
+            } else if lo_us > warn_us {
+                (State::Warning, "lag")
+            } else if threads.is_empty() {
+                (State::Unknown, "beat not shown yet, lag")
+            } else {
+                (State::Unknown, "not replicating, lag")
+            };
+            let text = format!("{what} above {} s{threads}", s3(lo_us));
+            (state, text, Some(lo_us as f64 / 1e6))
+        }
+        (None, _) => (State::Unknown, format!("lag unknown{threads}"), None),
+    };
+    Line {
+        state,
+        name,
+        text,
+        lag_s,
+        warn_s: warn.as_secs_f64(),
+        crit_s: crit.as_secs_f64(),
+    }
+}
+
+/// Microseconds as seconds with three decimals.
+fn s3(us: i64) -> String {
+    format!("{:.3}", us as f64 / 1e6)
+}
+
+/// "; IO thread Connecting, SQL thread stopped (error 1062)" or "" when both run.
+fn threads_note(channels: &[ChannelStatus]) -> String {
+    let main = StatusSample {
+        t_us: 0,
+        duration_us: 0,
+        outcome: crate::samples::Outcome::Ok,
+        reason: None,
+        channels: channels.to_vec(),
+    };
+    let Some(c) = main.main_channel() else {
+        return String::new();
+    };
+    let mut notes = Vec::new();
+    match c.io {
+        IoState::Yes => {}
+        IoState::No => notes.push(errno("IO thread stopped", c.last_io_errno)),
+        IoState::Connecting => notes.push(errno("IO thread connecting", c.last_io_errno)),
+    }
+    if !c.sql_running {
+        notes.push(errno("SQL thread stopped", c.last_sql_errno));
+    }
+    if notes.is_empty() {
+        String::new()
+    } else {
+        format!("; {}", notes.join(", "))
+    }
+}
+
+fn errno(what: &str, errno: u32) -> String {
+    if errno == 0 {
+        what.to_string()
+    } else {
+        format!("{what} (error {errno})")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -135,5 +244,95 @@ mod tests {
             line(State::Unknown, "d", None),
         ]);
         assert_eq!(worst.exit_code(), 3);
+    }
+}
+
+#[cfg(test)]
+mod classify_tests {
+    use super::*;
+
+    const S: i64 = 1_000_000;
+
+    /// What a round found: an error, the replica's channels, the lag.
+    struct Found {
+        error: Option<String>,
+        channels: Vec<ChannelStatus>,
+        lag: Option<Lag>,
+    }
+
+    fn found(lag: Lag, channel: Option<ChannelStatus>) -> Found {
+        Found {
+            error: None,
+            channels: channel.into_iter().collect(),
+            lag: Some(lag),
+        }
+    }
+
+    fn state(f: &Found) -> (State, String) {
+        let l = classify(
+            "lab/r1".into(),
+            f.error.as_deref(),
+            &f.channels,
+            f.lag,
+            Duration::from_secs(1),
+            Duration::from_secs(5),
+        );
+        (l.state, format_line(&l))
+    }
+
+    #[test]
+    fn states_follow_the_lag_and_the_threads() {
+        let running = Some(ChannelStatus::running());
+        let seen = |lo_us, hi_us| Lag::Bounded { lo_us, hi_us };
+        let (s, line) = state(&found(seen(0, 6_000), running.clone()));
+        assert_eq!(s, State::Ok);
+        assert_eq!(
+            line,
+            "OK - lab/r1: lag 0.003 s (between 0.000 and 0.006 s) | lag=0.003s;1;5;0"
+        );
+        assert_eq!(
+            state(&found(seen(2 * S, 2 * S + 10), running.clone())).0,
+            State::Warning
+        );
+        assert_eq!(
+            state(&found(seen(6 * S, 6 * S), running.clone())).0,
+            State::Critical
+        );
+
+        let stopped = Some(ChannelStatus {
+            sql_running: false,
+            last_sql_errno: 1062,
+            ..ChannelStatus::running()
+        });
+        let (s, line) = state(&found(Lag::AtLeast { lo_us: 5 * S + 3 }, stopped.clone()));
+        assert_eq!(s, State::Critical, "{line}");
+        assert!(
+            line.contains("lag above 5.000 s; SQL thread stopped (error 1062)"),
+            "{line}"
+        );
+        let (s, line) = state(&found(Lag::AtLeast { lo_us: S / 2 }, stopped));
+        assert_eq!(s, State::Unknown, "{line}");
+        assert!(line.contains("not replicating"), "{line}");
+        assert_eq!(
+            state(&found(Lag::AtLeast { lo_us: 2 * S }, running.clone())).0,
+            State::Warning
+        );
+        // Above the threshold, not at it: exactly --crit is WARNING.
+        assert_eq!(
+            state(&found(Lag::AtLeast { lo_us: 5 * S }, running)).0,
+            State::Warning
+        );
+
+        let (s, line) = state(&found(seen(0, 10), None));
+        assert_eq!(s, State::Unknown);
+        assert!(line.contains("no replication channel"), "{line}");
+        let unreachable = Found {
+            error: Some("replica 127.0.0.1:13307 unreachable: connection refused".into()),
+            channels: vec![],
+            lag: None,
+        };
+        let (s, line) = state(&unreachable);
+        assert_eq!(s, State::Unknown);
+        assert!(line.ends_with("| lag=U;1;5;0"), "{line}");
     }
 }

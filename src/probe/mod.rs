@@ -4,6 +4,7 @@
 //! the status poller per replica (`status`). Probe tasks only produce samples.
 
 pub mod beat;
+pub mod check;
 pub mod conn;
 pub mod reader;
 pub mod schema;

@@ -1,0 +1,221 @@
+//! `check`'s probe round: one beat into a cluster's own `check` row (`<cluster>#check`,
+//! created by `init`, never the row a recorder writes, so a check and a recorder never
+//! race), numbered with the current UTC microsecond; then each replica read until it
+//! shows the beat or until a read that starts after the deadline has missed it; then
+//! its replication status. The beat statements are the beat writer's (`beat::write_row`).
+
+use std::time::Duration;
+
+use mysql_async::Conn;
+use tokio::task::JoinSet;
+
+use super::conn::{self, DbError};
+use super::{beat, schema, status};
+use crate::clock::Clock;
+use crate::config::{ClusterConfig, ConnectionConfig, ReplicaConfig, Secret};
+use crate::samples::{ChannelStatus, CheckSighting};
+
+/// Pause between reads of a replica that does not show the beat yet.
+const READ_EVERY: Duration = Duration::from_millis(10);
+
+/// What one round found about one replica.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Found {
+    /// Why the round could not measure: the primary or the replica failed.
+    pub error: Option<String>,
+    /// The replica's replication channels (empty: it does not replicate).
+    pub channels: Vec<ChannelStatus>,
+    /// What the reads saw of the beat; `None` when no beat was written or the replica
+    /// could not be read.
+    pub sighting: Option<CheckSighting>,
+}
+
+/// The beat written on a primary: the send time and the acknowledgement, µs.
+struct Written {
+    seq: u64,
+    t_send_us: i64,
+    t_ack_us: i64,
+}
+
+/// One round on one cluster: `(cluster/replica, found)` per wanted replica. Replicas
+/// are read until they show the beat or until a read that starts `wait` after the
+/// acknowledgement has missed it.
+pub async fn check_cluster(
+    cluster: ClusterConfig,
+    replicas: Vec<ReplicaConfig>,
+    settings: ConnectionConfig,
+    password: Secret,
+    clock: Clock,
+    wait: Duration,
+) -> Vec<(String, Found)> {
+    // Replicas connected first, so their reads start right after the write.
+    let mut conns = Vec::new();
+    for r in &replicas {
+        conns.push(conn::connect(&r.address, &settings, &password).await);
+    }
+    let written = write_beat(&cluster, &settings, &password, &clock).await;
+    let mut tasks = JoinSet::new();
+    for (r, c) in replicas.iter().zip(conns) {
+        let name = format!("{}/{}", cluster.name, r.name);
+        let (settings, cluster_name) = (settings.clone(), cluster.name.clone());
+        let written = match &written {
+            Ok(w) => Ok((w.seq, w.t_send_us, w.t_ack_us)),
+            Err(e) => Err(e.clone()),
+        };
+        let address = r.address.to_string();
+        tasks.spawn(async move {
+            let found = match c {
+                Err(e) => Found {
+                    error: Some(format!("replica {address} unreachable: {e}")),
+                    channels: Vec::new(),
+                    sighting: None,
+                },
+                Ok(mut c) => {
+                    let found =
+                        check_replica(&mut c, &settings, &cluster_name, written, clock, wait).await;
+                    let _ = tokio::time::timeout(Duration::from_millis(200), c.disconnect()).await;
+                    found
+                }
+            };
+            (name, found)
+        });
+    }
+    let mut out = Vec::new();
+    while let Some(done) = tasks.join_next().await {
+        match done {
+            Ok(found) => out.push(found),
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        }
+    }
+    out
+}
+
+/// Writes one beat into the cluster's `check` row on its primary.
+async fn write_beat(
+    cluster: &ClusterConfig,
+    settings: &ConnectionConfig,
+    password: &Secret,
+    clock: &Clock,
+) -> Result<Written, String> {
+    let primary = &cluster.primary;
+    let fail = |e: &dyn std::fmt::Display| format!("no beat written on primary {primary}: {e}");
+    let mut c = conn::connect(primary, settings, password)
+        .await
+        .map_err(|e| fail(&e))?;
+    let row = schema::check_row(&cluster.name);
+    let t_send_us = clock.now_us();
+    let seq = t_send_us as u64;
+    let result = beat::write_row(
+        &mut c,
+        beat::update_sql(&settings.database),
+        &settings.database,
+        &row,
+        seq,
+        t_send_us,
+        settings.query_timeout,
+    )
+    .await;
+    let t_ack_us = clock.now_us();
+    let _ = tokio::time::timeout(Duration::from_millis(200), c.disconnect()).await;
+    match result.map_err(|e| fail(&e))? {
+        beat::RowWrite::Written => Ok(Written {
+            seq,
+            t_send_us,
+            t_ack_us,
+        }),
+        beat::RowWrite::NoRow => Err(fail(&format!(
+            "no heartbeat row {row:?} for the check (run lagtrace init)"
+        ))),
+        beat::RowWrite::Stale { row_seq } => Err(fail(&format!(
+            "row {row:?} holds seq {row_seq}, newer than this check's clock ({seq}): is another check running with a clock ahead of this host's?"
+        ))),
+    }
+}
+
+/// Reads the replica until it shows beat `seq` or `timeout` after the acknowledgement,
+/// then its replication status.
+async fn check_replica(
+    c: &mut Conn,
+    settings: &ConnectionConfig,
+    cluster: &str,
+    written: Result<(u64, i64, i64), String>,
+    clock: Clock,
+    timeout: Duration,
+) -> Found {
+    let seen = match written {
+        Err(e) => Err(e),
+        Ok((seq, t_send_us, t_ack_us)) => {
+            let row = schema::check_row(cluster);
+            wait_for(c, settings, &row, seq, t_send_us, t_ack_us, clock, timeout).await
+        }
+    };
+    let channels = replication_status(c, settings).await;
+    match (seen, channels) {
+        (Err(e), channels) => Found {
+            error: Some(e),
+            channels: channels.unwrap_or_default(),
+            sighting: None,
+        },
+        (Ok(sighting), Ok(channels)) => Found {
+            error: None,
+            channels,
+            sighting: Some(sighting),
+        },
+        (Ok(_), Err(e)) => Found {
+            error: Some(format!("replication status unreadable: {e}")),
+            channels: Vec::new(),
+            sighting: None,
+        },
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn wait_for(
+    c: &mut Conn,
+    settings: &ConnectionConfig,
+    cluster: &str,
+    seq: u64,
+    t_send_us: i64,
+    t_ack_us: i64,
+    clock: Clock,
+    wait: Duration,
+) -> Result<CheckSighting, String> {
+    // Read until a read that starts after this has missed the beat.
+    let deadline_us = t_ack_us + wait.as_micros() as i64;
+    let mut sighting = CheckSighting {
+        t_send_us,
+        t_ack_us,
+        missed_after_ack_us: None,
+        shown: None,
+    };
+    loop {
+        let r_start_us = clock.now_us();
+        let visible =
+            schema::visible_seq(c, &settings.database, cluster, settings.query_timeout).await;
+        let r_end_us = clock.now_us();
+        match visible {
+            Err(e) => return Err(format!("heartbeat unreadable: {e}")),
+            Ok(Some(v)) if v >= seq => {
+                sighting.shown = Some((r_start_us, r_end_us));
+                return Ok(sighting);
+            }
+            Ok(_) => {
+                if r_start_us >= t_ack_us {
+                    sighting.missed_after_ack_us = Some(r_start_us);
+                }
+                if r_start_us > deadline_us {
+                    return Ok(sighting);
+                }
+            }
+        }
+        tokio::time::sleep(READ_EVERY).await;
+    }
+}
+
+async fn replication_status(
+    c: &mut Conn,
+    settings: &ConnectionConfig,
+) -> Result<Vec<ChannelStatus>, DbError> {
+    let sql = status::status_sql(c, settings.query_timeout).await?;
+    status::channels(c, sql, settings.query_timeout).await
+}
