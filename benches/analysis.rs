@@ -24,15 +24,12 @@ const STALL_EVERY_S: i64 = 7_200;
 const STALL_S: i64 = 60;
 const CAPACITY: f64 = 3.0;
 
-/// Deterministic jitter (xorshift), so runs are comparable.
-struct Jitter(u64);
+/// Deterministic jitter, so runs are comparable.
+struct Jitter(lagtrace::xorshift::XorShift);
 
 impl Jitter {
     fn next(&mut self, max: i64) -> i64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        (self.0 % max as u64) as i64
+        self.0.below(max as u64) as i64
     }
 }
 
@@ -69,7 +66,7 @@ fn build(path: &Path) {
         })
         .unwrap();
     let step = 1_000_000 / HZ;
-    let mut j = Jitter(0x9e37_79b9_7f4a_7c15);
+    let mut j = Jitter(lagtrace::xorshift::XorShift::new(0x9e37_79b9_7f4a_7c15));
     let mut appender = Appender::new(store, session);
     for second in 0..SECONDS {
         for k in 0..HZ {

@@ -12,15 +12,12 @@ use lagtrace::store::scan::{self, Filter};
 use lagtrace::store::writer::Appender;
 use lagtrace::store::{SessionInfo, Store, cluster_key, replica_key};
 
-/// Deterministic jitter (xorshift), so runs are comparable.
-struct Jitter(u64);
+/// Deterministic jitter, so runs are comparable.
+struct Jitter(lagtrace::xorshift::XorShift);
 
 impl Jitter {
     fn next(&mut self, max: i64) -> i64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        (self.0 % max as u64) as i64
+        self.0.below(max as u64) as i64
     }
 }
 
@@ -31,7 +28,7 @@ fn synthetic_hours(hours: i64, hz: i64, cluster: u32, replica: u32) -> Vec<Sampl
     let step = 1_000_000 / hz;
     let n = hours * 3600 * hz;
     let t0 = 1_795_000_000_000_000i64;
-    let mut j = Jitter(0x9e37_79b9_7f4a_7c15);
+    let mut j = Jitter(lagtrace::xorshift::XorShift::new(0x9e37_79b9_7f4a_7c15));
     let mut out = Vec::with_capacity(2 * n as usize);
     for i in 0..n {
         let send = t0 + i * step + j.next(100);

@@ -4,7 +4,17 @@
 //! hosts cannot enter a lag value; and a wall-clock step (NTP) during a session cannot
 //! either, because only the anchor reads the wall clock.
 
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// A duration in whole microseconds, saturating at `i64::MAX`.
+pub fn duration_us(d: Duration) -> i64 {
+    d.as_micros().min(i64::MAX as u128) as i64
+}
+
+/// Microseconds as fractional milliseconds, as reports and exports show lags.
+pub fn ms(us: i64) -> f64 {
+    us as f64 / 1e3
+}
 
 /// Monotonic time mapped to UTC microseconds since the Unix epoch.
 #[derive(Debug, Clone, Copy)]

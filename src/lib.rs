@@ -20,3 +20,4 @@ pub mod output;
 pub mod probe;
 pub mod samples;
 pub mod store;
+pub mod xorshift;

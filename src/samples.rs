@@ -154,6 +154,17 @@ pub enum IoState {
     Connecting,
 }
 
+impl IoState {
+    /// As `SHOW SLAVE STATUS` spells it: Yes, No, Connecting.
+    pub fn label(self) -> &'static str {
+        match self {
+            IoState::Yes => "Yes",
+            IoState::No => "No",
+            IoState::Connecting => "Connecting",
+        }
+    }
+}
+
 /// One replication channel as `SHOW ALL SLAVES STATUS` / `SHOW REPLICA STATUS` shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChannelStatus {

@@ -411,13 +411,8 @@ mod tests {
     /// Reads with every case at a split point: rounds, failures (runs of them at the
     /// ends too), foreign beats and silences.
     fn mixed_reads(seed: u64, n: usize) -> Vec<Observation> {
-        let mut x = seed | 1;
-        let mut next = move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut x = crate::xorshift::XorShift::new(seed);
+        let mut next = move || x.next_u64();
         let mut t = 10_000;
         let mut prev_ok = false;
         (0..n)

@@ -65,14 +65,12 @@ mod tests {
     #[test]
     fn percentiles_match_an_exact_sort() {
         // A skewed, shuffled series with duplicates.
-        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut x = crate::xorshift::XorShift::new(0x9E37_79B9_7F4A_7C15);
         let mut values: Vec<i64> = (0..10_007)
             .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                let u = (x % 1_000_000) as i64;
-                u * u / 1_000_000 + (x % 7) as i64
+                let r = x.next_u64();
+                let u = (r % 1_000_000) as i64;
+                u * u / 1_000_000 + (r % 7) as i64
             })
             .collect();
         let mut sorted = values.clone();

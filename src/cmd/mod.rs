@@ -79,10 +79,7 @@ impl EpisodeArgs {
     }
 }
 
-/// A duration in whole microseconds, saturating.
-pub fn us(d: Duration) -> i64 {
-    d.as_micros().min(i64::MAX as u128) as i64
-}
+pub use crate::clock::duration_us as us;
 
 /// How a command failed; decides the exit code.
 #[derive(Debug)]

@@ -267,7 +267,10 @@ async fn record_loop(
         let cluster_id = ctx.ids[ci];
         recent.insert(
             cluster_id,
-            RecentBeats::new(RECENT_BEATS, config.record.interval.as_micros() as i64),
+            RecentBeats::new(
+                RECENT_BEATS,
+                crate::clock::duration_us(config.record.interval),
+            ),
         );
         cluster_index.insert(cluster_id, ci);
         let (notice_tx, notice_rx) = watch::channel(beat::BeatNotice::default());

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 use crate::analysis::lag::{Lag, Unknown};
 use crate::clock::format_utc_us;
-use crate::samples::{IoState, Observation, Outcome, StatusSample};
+use crate::samples::{Observation, Outcome, StatusSample};
 
 /// What the recorder last saw of one replica.
 #[derive(Debug, Clone, Default)]
@@ -73,11 +73,7 @@ fn status_cells(v: &ReplicaView) -> (String, String, String) {
         });
         return (why.into(), why.into(), "-".into());
     };
-    let io = match ch.io {
-        IoState::Yes => "Yes",
-        IoState::No => "No",
-        IoState::Connecting => "Connecting",
-    };
+    let io = ch.io.label();
     let sql = if ch.sql_running { "Yes" } else { "No" };
     let sbm = ch
         .seconds_behind_master

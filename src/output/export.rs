@@ -16,7 +16,8 @@ use serde::Serialize;
 
 use crate::analysis::lag::{BeatCursor, Continuity, Lag, Unknown};
 use crate::clock::format_utc_us;
-use crate::samples::{BeatTimes, IoState, Observation, Outcome, StatusSample};
+use crate::clock::ms;
+use crate::samples::{BeatTimes, Observation, Outcome, StatusSample};
 
 /// One exported round (or read).
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -39,10 +40,6 @@ pub struct Row {
     pub sql_running: Option<&'static str>,
     pub seconds_behind_master: Option<u32>,
     pub sql_delay_s: Option<u32>,
-}
-
-fn ms(us: i64) -> f64 {
-    us as f64 / 1000.0
 }
 
 /// A round being gathered: the read kept so far, its lag, and the reads in it.
@@ -154,11 +151,7 @@ impl<'a> Rows<'a> {
             rtt_ms: ms(obs.r_end_us - obs.r_start_us),
             outcome: obs.outcome.name(),
             reason: obs.reason.clone(),
-            io_running: channel.map(|c| match c.io {
-                IoState::Yes => "Yes",
-                IoState::No => "No",
-                IoState::Connecting => "Connecting",
-            }),
+            io_running: channel.map(|c| c.io.label()),
             sql_running: channel.map(|c| if c.sql_running { "Yes" } else { "No" }),
             seconds_behind_master: channel.and_then(|c| c.seconds_behind_master),
             sql_delay_s: channel.map(|c| c.sql_delay_s),

@@ -18,6 +18,7 @@ use crate::analysis::lag::{Lag, Unknown};
 use crate::analysis::series::LagPoint;
 use crate::analysis::vector;
 use crate::clock::format_utc_us;
+use crate::clock::ms;
 use crate::config::{Config, HttpConfig};
 use crate::samples::{Beat, IoState, Observation, Outcome, StatusSample};
 
@@ -167,7 +168,7 @@ impl Live {
     /// One entry per cluster and replica of `config`, in config order (the order the
     /// record loop's indexes use), judged with the thresholds of `http`.
     pub fn new(config: &Config, http: &HttpConfig, started_us: i64) -> Live {
-        let us = |d: std::time::Duration| d.as_micros().min(i64::MAX as u128) as i64;
+        let us = crate::clock::duration_us;
         let base = Thresholds {
             max_lag_us: us(http.max_lag),
             recover_lag_us: us(http.recover_lag),
@@ -463,10 +464,6 @@ impl ReplicaLive {
             .flatten()
             .map(|f| f.vector());
     }
-}
-
-fn ms(us: i64) -> f64 {
-    us as f64 / 1000.0
 }
 
 #[cfg(test)]

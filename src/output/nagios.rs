@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use crate::analysis::lag::Lag;
+use crate::clock::duration_us;
 use crate::samples::{ChannelStatus, IoState, StatusSample};
 
 /// A Nagios service state; the value is the plugin's exit code.
@@ -105,7 +106,7 @@ pub fn classify(
     warn: Duration,
     crit: Duration,
 ) -> Line {
-    let (warn_us, crit_us) = (warn.as_micros() as i64, crit.as_micros() as i64);
+    let (warn_us, crit_us) = (duration_us(warn), duration_us(crit));
     let threads = threads_note(channels);
     let (state, text, lag_s) = match (error, lag) {
         (Some(e), _) => (State::Unknown, e.to_string(), None),

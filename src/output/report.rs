@@ -11,6 +11,7 @@ use crate::analysis::lag::Lag;
 use crate::analysis::report::{ClusterReport, Gap, LagSummary, ReplicaReport, Settings};
 use crate::analysis::stats::Percentiles;
 use crate::clock::format_utc_us;
+use crate::clock::ms;
 
 /// How `analyze` prints its report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -388,10 +389,6 @@ fn capacity_text(out: &mut String, r: &ReplicaReport) {
             crate::analysis::capacity::MIN_BUSY_SAMPLES
         ),
     };
-}
-
-fn ms(us: i64) -> f64 {
-    us as f64 / 1e3
 }
 
 fn s(us: i64) -> f64 {

@@ -181,7 +181,7 @@ async fn wait_for(
     wait: Duration,
 ) -> Result<CheckSighting, String> {
     // Read until a read that starts after this has missed the beat.
-    let deadline_us = t_ack_us + wait.as_micros() as i64;
+    let deadline_us = t_ack_us + crate::clock::duration_us(wait);
     let mut sighting = CheckSighting {
         t_send_us,
         t_ack_us,

@@ -43,7 +43,7 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let period = r.interval * r.read_every;
-    let interval_us = r.interval.as_micros() as i64;
+    let interval_us = crate::clock::duration_us(r.interval);
     // Without beats, read once per period (plus a margin so a beat normally wins).
     let fallback = period + period / 2;
     let mut conn: Option<(Conn, Statement)> = None;

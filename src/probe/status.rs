@@ -163,23 +163,18 @@ fn io_state(v: Option<&str>) -> IoState {
     }
 }
 
-/// A small xorshift generator for poll jitter (no need for a crate: the only
-/// requirement is that poll phases do not lock onto a period).
+/// Poll jitter: the only requirement is that poll phases do not lock onto a period.
 #[derive(Debug, Clone)]
-pub struct Jitter(u64);
+pub struct Jitter(crate::xorshift::XorShift);
 
 impl Jitter {
     pub fn new(seed: u64) -> Self {
-        Jitter(seed | 1)
+        Jitter(crate::xorshift::XorShift::new(seed))
     }
 
     /// A duration uniform in [0.5, 1.5) x `mean`.
     pub fn around(&mut self, mean: Duration) -> Duration {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        let u = (self.0 >> 11) as f64 / (1u64 << 53) as f64;
-        mean.mul_f64(0.5 + u)
+        mean.mul_f64(0.5 + self.0.unit())
     }
 }
 

@@ -942,14 +942,8 @@ mod tests {
     use super::*;
 
     fn steady(n: usize, step: i64, seed: u64) -> Vec<Span> {
-        // A small deterministic jitter generator (xorshift), so tests need no rand crate.
-        let mut x = seed | 1;
-        let mut next = move |m: i64| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x % m as u64) as i64
-        };
+        let mut x = crate::xorshift::XorShift::new(seed);
+        let mut next = move |m: i64| x.below(m as u64) as i64;
         (0..n)
             .map(|i| {
                 let start = 1_700_000_000_000_000 + i as i64 * step + next(80);
@@ -1015,13 +1009,8 @@ mod tests {
     fn random_series_round_trip() {
         // Follow-up reads (same grid slot), gaps, failures and seq jumps, many seeds.
         for seed in 1..200u64 {
-            let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-            let mut next = move |m: u64| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x % m
-            };
+            let mut x = crate::xorshift::XorShift::new(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+            let mut next = move |m: u64| x.below(m);
             let mut t = 1_700_000_000_000_000i64;
             let mut seq = 5u64;
             let n = 1 + next(300) as usize;
