@@ -1,0 +1,100 @@
+//! Host and port addresses: parsing `host:port` forms, and the statsd address and
+//! prefix checks shared by the config and `replay`'s flags.
+
+use std::fmt;
+
+use super::{Address, DEFAULT_MYSQL_PORT};
+
+impl fmt::Display for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// A statsd `host:port` (there is no default port: 8125 is only the usual one).
+pub fn statsd_address(text: &str) -> Result<Address, String> {
+    if !text.contains(':') {
+        return Err(format!(
+            "bad address {text:?}: give host:port (statsd has no default port here)"
+        ));
+    }
+    Address::parse(text)
+}
+
+/// A statsd metric prefix: letters, digits, `_`, `-` and inner dots.
+pub fn check_statsd_prefix(prefix: &str) -> Result<(), String> {
+    let valid = !prefix.is_empty()
+        && !prefix.starts_with('.')
+        && !prefix.ends_with('.')
+        && !prefix.contains("..")
+        && prefix
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+    if valid {
+        Ok(())
+    } else {
+        Err(format!(
+            "{prefix:?} is not a statsd prefix (letters, digits, _ - and inner dots)"
+        ))
+    }
+}
+
+impl Address {
+    /// Parses `host:port`, `host` (port 3306) or `[v6]:port`.
+    pub fn parse(text: &str) -> Result<Address, String> {
+        let text_q = format!("{text:?}");
+        if text.is_empty() {
+            return Err("address is empty".into());
+        }
+        if text.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(format!("bad address {text_q}: contains whitespace"));
+        }
+        let (host, port) = if let Some(rest) = text.strip_prefix('[') {
+            let (host, after) = rest
+                .split_once(']')
+                .ok_or_else(|| format!("bad address {text_q}: missing ']'"))?;
+            match after {
+                "" => (host, None),
+                p => match p.strip_prefix(':') {
+                    Some(p) => (host, Some(p)),
+                    None => return Err(format!("bad address {text_q}: expected ':' after ']'")),
+                },
+            }
+        } else {
+            match text.rsplit_once(':') {
+                Some((h, _)) if h.contains(':') => {
+                    return Err(format!(
+                        "bad address {text_q}: write IPv6 addresses as [addr]:port"
+                    ));
+                }
+                Some((h, p)) => (h, Some(p)),
+                None => (text, None),
+            }
+        };
+        if host.is_empty() {
+            return Err(format!("bad address {text_q}: host is empty"));
+        }
+        let valid_host = host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':' | '%'));
+        if !valid_host {
+            return Err(format!("bad address {text_q}: host has invalid characters"));
+        }
+        let port = match port {
+            None => DEFAULT_MYSQL_PORT,
+            Some(p) => match p.parse::<u32>() {
+                Ok(n) if (1..=65535).contains(&n) => n as u16,
+                Ok(_) => return Err(format!("bad address {text_q}: port must be 1-65535")),
+                Err(_) => return Err(format!("bad address {text_q}: port is not a number")),
+            },
+        };
+        Ok(Address {
+            host: host.to_string(),
+            port,
+        })
+    }
+}

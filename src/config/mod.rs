@@ -1,0 +1,228 @@
+//! The TOML configuration: parsing, validation and defaults (DESIGN.md section 4).
+//!
+//! This module is pure: it reads text and returns either a validated [`Config`] or
+//! one [`ConfigError`] that names the file, line and key at fault. Raw serde structs
+//! (`Raw*`) mirror the file; each section is then validated into a typed struct with
+//! defaults applied. Passwords are never part of the file: [`PasswordSource`] says
+//! where to find one and [`resolve_password`] fetches it when a command needs it.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+mod address;
+mod raw;
+mod secret;
+mod validate;
+
+pub use address::{check_statsd_prefix, statsd_address};
+pub use secret::{Secret, resolve_password};
+pub use validate::parse_duration;
+
+/// Default beat interval.
+pub const DEFAULT_INTERVAL: Duration = Duration::from_millis(100);
+/// Shortest beat interval accepted.
+pub const MIN_INTERVAL: Duration = Duration::from_millis(1);
+/// Longest beat interval accepted: beyond this a heartbeat says little about lag.
+pub const MAX_INTERVAL: Duration = Duration::from_secs(60);
+/// Default TCP connect timeout for every host.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Default timeout of each query.
+pub const DEFAULT_QUERY_TIMEOUT: Duration = Duration::from_secs(1);
+/// Default port when an address gives none.
+pub const DEFAULT_MYSQL_PORT: u16 = 3306;
+/// Longest name (cluster, replica) accepted; names travel into metric names and URLs.
+pub const MAX_NAME_LEN: usize = 64;
+/// Longest cluster name: its `check` row, `<name>#check`, must fit the heartbeat
+/// table's 64-character key.
+pub const MAX_CLUSTER_NAME_LEN: usize = 58;
+
+/// A validated configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub record: RecordConfig,
+    pub connection: ConnectionConfig,
+    pub clusters: Vec<ClusterConfig>,
+    pub statsd: Option<StatsdConfig>,
+    pub http: Option<HttpConfig>,
+    pub agent: Option<AgentConfig>,
+    pub triggers: TriggersConfig,
+}
+
+/// `[record]`: how `lagtrace record` probes and where it stores.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordConfig {
+    /// Beat interval, between [`MIN_INTERVAL`] and [`MAX_INTERVAL`].
+    pub interval: Duration,
+    /// The redb store file.
+    pub store: PathBuf,
+    /// How often the store commits (a crash loses at most this much).
+    pub flush: Duration,
+    /// Each replica reads after every `read_every`-th beat (1 = every beat).
+    pub read_every: u32,
+    /// Period of the replication status poll.
+    pub status_every: Duration,
+}
+
+/// `[connection]`: settings shared by every host.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConnectionConfig {
+    pub user: String,
+    pub password: PasswordSource,
+    /// Schema holding the heartbeat table; a plain identifier.
+    pub database: String,
+    pub connect_timeout: Duration,
+    /// Timeout of every query after connecting.
+    pub query_timeout: Duration,
+}
+
+/// Where the password comes from. Never the config file itself, never argv.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PasswordSource {
+    /// An environment variable's name (`password_env`).
+    Env { var: String },
+    /// A file whose first line is the password (`password_file`).
+    File { path: PathBuf },
+    /// `password=` in the `[client]` section of `~/.my.cnf` (the default).
+    MyCnf,
+}
+
+/// One `[[cluster]]`: a primary and the replicas that follow it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClusterConfig {
+    pub name: String,
+    pub primary: Address,
+    /// Replicas by name, sorted by name.
+    pub replicas: Vec<ReplicaConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReplicaConfig {
+    pub name: String,
+    pub address: Address,
+}
+
+/// A MySQL server address: host name or IP, and TCP port.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Address {
+    pub host: String,
+    pub port: u16,
+}
+
+/// `[statsd]`: where live metrics go.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatsdConfig {
+    pub address: Address,
+    pub prefix: String,
+}
+
+/// `[http]`: the health-check and metrics listener, and the thresholds of the live
+/// pool state machine (which the `[agent]` listener shares).
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpConfig {
+    pub listen: SocketAddr,
+    /// Out of the pool when lag exceeds this.
+    pub max_lag: Duration,
+    /// Back in once lag falls under this (not above `max_lag`; default half of it).
+    pub recover_lag: Duration,
+    /// Out when no read came for this long.
+    pub stale: Duration,
+    /// A new pool state must hold this long before checks report it.
+    pub min_duration: Duration,
+    /// A file named after a replica in this directory puts it in maintenance.
+    pub maintenance_dir: Option<PathBuf>,
+    /// Replicas whose intended delay (SQL_Delay) is subtracted from their lag before
+    /// it is compared with the thresholds; sorted.
+    pub ignore_intended_delay: Vec<String>,
+}
+
+/// Default `[http] stale`.
+pub const DEFAULT_STALE: Duration = Duration::from_secs(3);
+
+/// `[agent]`: HAProxy's agent-check protocol (one line in: a replica name; one line
+/// out: its state), answered with the thresholds of `[http]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentConfig {
+    pub listen: SocketAddr,
+}
+
+/// `[triggers]`: a command (argv, no shell) per topology event; empty when unset.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct TriggersConfig {
+    pub recorder_up: Option<Vec<String>>,
+    pub primary_down: Option<Vec<String>>,
+    pub primary_up: Option<Vec<String>>,
+    pub replica_down: Option<Vec<String>>,
+    pub replica_up: Option<Vec<String>>,
+}
+
+/// A configuration problem: the file, the line when known, the key, and what is wrong.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigError {
+    pub file: String,
+    pub line: Option<usize>,
+    /// Dotted path of the key at fault (`cluster[0].primary`); empty for syntax errors.
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file)?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+        }
+        if !self.key.is_empty() {
+            write!(f, ": {}", self.key)?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Command-line values that replace `[record]` keys before validation, so that they
+/// pass the same checks as the file's values; an error about one names its flag
+/// (`--flush: ...`).
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `--store` for `record.store`.
+    pub store: Option<PathBuf>,
+    /// `--interval` for `record.interval`.
+    pub interval: Option<Duration>,
+    /// `--flush` for `record.flush`.
+    pub flush: Option<Duration>,
+    /// `--status-every` for `record.status_every`.
+    pub status_every: Option<Duration>,
+}
+
+/// Reads and validates a config file.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    load_with(path, &Overrides::default())
+}
+
+/// Reads a config file, applies `overrides` and validates the result once.
+pub fn load_with(path: &Path, overrides: &Overrides) -> Result<Config, ConfigError> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        file: file.clone(),
+        line: None,
+        key: String::new(),
+        message: format!("cannot read config: {}", validate::io_reason(&e)),
+    })?;
+    parse_with(&file, &text, overrides)
+}
+
+/// Parses and validates config text; `file` is only used in error messages.
+pub fn parse(file: &str, text: &str) -> Result<Config, ConfigError> {
+    parse_with(file, text, &Overrides::default())
+}
+
+/// [`parse`] with command-line overrides applied before validation.
+pub fn parse_with(file: &str, text: &str, overrides: &Overrides) -> Result<Config, ConfigError> {
+    validate::validate(file, text, overrides)
+}
+
+#[cfg(test)]
+mod tests;

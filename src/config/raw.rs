@@ -1,0 +1,89 @@
+//! The config file as it is written: serde structs that mirror its tables, before
+//! validation (`validate.rs`) turns them into the typed [`super::Config`].
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawConfig {
+    #[serde(default)]
+    pub(super) record: RawRecord,
+    #[serde(default)]
+    pub(super) connection: RawConnection,
+    #[serde(default)]
+    pub(super) cluster: Vec<RawCluster>,
+    pub(super) statsd: Option<RawStatsd>,
+    pub(super) http: Option<RawHttp>,
+    pub(super) agent: Option<RawAgent>,
+    #[serde(default)]
+    pub(super) triggers: RawTriggers,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRecord {
+    pub(super) interval: Option<String>,
+    pub(super) store: Option<String>,
+    pub(super) flush: Option<String>,
+    pub(super) read_every: Option<u32>,
+    pub(super) status_every: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawConnection {
+    pub(super) user: Option<String>,
+    /// Present only to reject it with a helpful message.
+    pub(super) password: Option<toml::Value>,
+    pub(super) password_env: Option<String>,
+    pub(super) password_file: Option<String>,
+    pub(super) database: Option<String>,
+    pub(super) connect_timeout: Option<String>,
+    pub(super) query_timeout: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCluster {
+    pub(super) name: String,
+    pub(super) primary: String,
+    #[serde(default)]
+    pub(super) replicas: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawStatsd {
+    pub(super) address: Option<String>,
+    pub(super) prefix: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawHttp {
+    pub(super) listen: Option<String>,
+    pub(super) max_lag: Option<String>,
+    pub(super) recover_lag: Option<String>,
+    pub(super) stale: Option<String>,
+    pub(super) min_duration: Option<String>,
+    pub(super) maintenance_dir: Option<String>,
+    pub(super) ignore_intended_delay: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAgent {
+    pub(super) listen: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTriggers {
+    pub(super) recorder_up: Option<Vec<String>>,
+    pub(super) primary_down: Option<Vec<String>>,
+    pub(super) primary_up: Option<Vec<String>>,
+    pub(super) replica_down: Option<Vec<String>>,
+    pub(super) replica_up: Option<Vec<String>>,
+}

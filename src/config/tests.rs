@@ -1,0 +1,349 @@
+//! Config parsing and validation, from text to `Config` or one error.
+use super::*;
+
+const GOOD: &str = r#"
+[record]
+interval = "10ms"
+store = "x.redb"
+
+[connection]
+user = "lagtrace"
+password_env = "LAGTRACE_PASSWORD"
+connect_timeout = "1s"
+
+[[cluster]]
+name = "main"
+primary = "127.0.0.1:13306"
+replicas = { db2 = "127.0.0.1:13307", db3 = "127.0.0.1:13308" }
+
+[statsd]
+address = "127.0.0.1:8125"
+
+[http]
+listen = "127.0.0.1:9104"
+max_lag = "2s"
+ignore_intended_delay = ["db3"]
+
+[agent]
+listen = "127.0.0.1:9105"
+
+[triggers]
+replica_down = ["/bin/true", "--x"]
+"#;
+
+fn err_of(text: &str) -> ConfigError {
+    parse("t.toml", text).expect_err("config should be rejected")
+}
+
+/// Replaces `from` in the good config; panics if `from` is not there.
+fn good_with(from: &str, to: &str) -> String {
+    assert!(GOOD.contains(from), "test fixture lacks {from:?}");
+    GOOD.replacen(from, to, 1)
+}
+
+#[test]
+fn good_config_parses_with_values() {
+    let c = parse("t.toml", GOOD).unwrap();
+    assert_eq!(c.record.interval, Duration::from_millis(10));
+    assert_eq!(c.record.store, PathBuf::from("x.redb"));
+    assert_eq!(
+        c.connection.password,
+        PasswordSource::Env {
+            var: "LAGTRACE_PASSWORD".into()
+        }
+    );
+    assert_eq!(c.clusters.len(), 1);
+    let names: Vec<_> = c.clusters[0].replicas.iter().map(|r| &r.name).collect();
+    assert_eq!(names, ["db2", "db3"]);
+    assert_eq!(c.clusters[0].primary.port, 13306);
+    let http = c.http.unwrap();
+    assert_eq!(http.max_lag, Duration::from_secs(2));
+    assert_eq!(http.recover_lag, Duration::from_secs(1), "half of max_lag");
+    assert_eq!(http.stale, DEFAULT_STALE);
+    assert_eq!(http.ignore_intended_delay, ["db3"]);
+    assert_eq!(c.agent.unwrap().listen.port(), 9105);
+    assert_eq!(c.statsd.unwrap().prefix, "lagtrace");
+    assert_eq!(c.triggers.replica_down.unwrap()[0], "/bin/true");
+}
+
+#[test]
+fn defaults_apply_to_a_minimal_config() {
+    let c = parse(
+        "t.toml",
+        "[[cluster]]\nname = \"a\"\nprimary = \"h1\"\nreplicas = { r = \"h2:3307\" }\n",
+    )
+    .unwrap();
+    assert_eq!(c.record.interval, DEFAULT_INTERVAL);
+    assert_eq!(c.record.store, PathBuf::from("lagtrace.redb"));
+    assert_eq!(c.connection.user, "lagtrace");
+    assert_eq!(c.connection.database, "lagtrace");
+    assert_eq!(c.connection.password, PasswordSource::MyCnf);
+    assert_eq!(c.connection.connect_timeout, DEFAULT_CONNECT_TIMEOUT);
+    assert_eq!(c.clusters[0].primary.port, 3306);
+    assert!(c.statsd.is_none() && c.http.is_none());
+}
+
+#[test]
+fn unknown_key_names_key_and_line() {
+    let e = err_of(&good_with("interval = \"10ms\"", "intervall = \"10ms\""));
+    assert_eq!(e.line, Some(3));
+    assert!(e.message.contains("intervall"), "{e}");
+}
+
+#[test]
+fn unknown_section_is_rejected() {
+    let e = err_of(&format!("{GOOD}\n[recorder]\nx = 1\n"));
+    assert!(e.message.contains("recorder"), "{e}");
+}
+
+#[test]
+fn bad_duration_names_key_and_line() {
+    let e = err_of(&good_with("\"10ms\"", "\"10 parsecs\""));
+    assert_eq!(e.key, "record.interval");
+    assert_eq!(e.line, Some(3));
+    assert!(e.message.contains("bad duration"), "{e}");
+}
+
+#[test]
+fn interval_out_of_range() {
+    let e = err_of(&good_with("\"10ms\"", "\"500us\""));
+    assert!(e.message.contains("out of range"), "{e}");
+    let e = err_of(&good_with("\"10ms\"", "\"2m\""));
+    assert!(e.message.contains("out of range"), "{e}");
+}
+
+#[test]
+fn bad_port_names_replica() {
+    let e = err_of(&good_with("127.0.0.1:13307", "127.0.0.1:99999"));
+    assert_eq!(e.key, "cluster[0].replicas.db2");
+    assert_eq!(e.line, Some(14));
+    assert!(e.message.contains("port must be 1-65535"), "{e}");
+}
+
+#[test]
+fn address_forms() {
+    assert_eq!(Address::parse("db1").unwrap().port, 3306);
+    assert_eq!(Address::parse("[::1]:3307").unwrap().host, "::1");
+    assert_eq!(
+        Address::parse("[::1]:3307").unwrap().to_string(),
+        "[::1]:3307"
+    );
+    assert!(Address::parse("::1:3306").unwrap_err().contains("IPv6"));
+    assert!(
+        Address::parse(":3306")
+            .unwrap_err()
+            .contains("host is empty")
+    );
+    assert!(
+        Address::parse("db1:abc")
+            .unwrap_err()
+            .contains("not a number")
+    );
+    assert!(Address::parse("db1:0").unwrap_err().contains("1-65535"));
+    assert!(
+        Address::parse("db 1:3306")
+            .unwrap_err()
+            .contains("whitespace")
+    );
+    assert!(Address::parse("").unwrap_err().contains("empty"));
+}
+
+#[test]
+fn duplicate_replica_name_across_clusters() {
+    let text = format!(
+        "{GOOD}\n[[cluster]]\nname = \"other\"\nprimary = \"h9\"\nreplicas = {{ db2 = \"h10\" }}\n"
+    );
+    let e = err_of(&text);
+    assert_eq!(e.key, "cluster[1].replicas.db2");
+    assert!(e.message.contains("duplicate name"), "{e}");
+}
+
+#[test]
+fn duplicate_cluster_name() {
+    let text = format!(
+        "{GOOD}\n[[cluster]]\nname = \"main\"\nprimary = \"h9\"\nreplicas = {{ x = \"h10\" }}\n"
+    );
+    let e = err_of(&text);
+    assert_eq!(e.key, "cluster[1].name");
+    assert_eq!(e.line, Some(31));
+}
+
+#[test]
+fn replica_sharing_primary_address() {
+    let e = err_of(&good_with("127.0.0.1:13307", "127.0.0.1:13306"));
+    assert!(e.message.contains("primary's address"), "{e}");
+}
+
+#[test]
+fn two_replicas_same_address() {
+    let e = err_of(&good_with("127.0.0.1:13308", "127.0.0.1:13307"));
+    assert!(e.message.contains("same address"), "{e}");
+}
+
+#[test]
+fn bad_names() {
+    let e = err_of(&good_with("name = \"main\"", "name = \"ma.in\""));
+    assert!(e.message.contains("may only use"), "{e}");
+    let e = err_of(&good_with("name = \"main\"", "name = \"\""));
+    assert!(e.message.contains("empty"), "{e}");
+    let long = "x".repeat(65);
+    let e = err_of(&good_with("name = \"main\"", &format!("name = \"{long}\"")));
+    assert!(e.message.contains("longer than"), "{e}");
+}
+
+#[test]
+fn no_cluster_and_no_replicas() {
+    let e = err_of("[record]\ninterval = \"1s\"\n");
+    assert!(e.message.contains("no [[cluster]]"), "{e}");
+    let e = err_of("[[cluster]]\nname = \"a\"\nprimary = \"h1\"\n");
+    assert!(e.message.contains("no replicas"), "{e}");
+    assert_eq!(e.line, Some(1));
+}
+
+#[test]
+fn password_in_config_is_refused() {
+    let e = err_of(&good_with(
+        "password_env = \"LAGTRACE_PASSWORD\"",
+        "password = \"hunter2\"",
+    ));
+    assert!(e.message.contains("not accepted"), "{e}");
+    assert!(!e.to_string().contains("hunter2"));
+}
+
+#[test]
+fn two_password_sources() {
+    let e = err_of(&good_with(
+        "password_env = \"LAGTRACE_PASSWORD\"",
+        "password_env = \"X\"\npassword_file = \"/p\"",
+    ));
+    assert!(e.message.contains("only one"), "{e}");
+}
+
+#[test]
+fn bad_env_var_name() {
+    let e = err_of(&good_with("\"LAGTRACE_PASSWORD\"", "\"1BAD-NAME\""));
+    assert_eq!(e.key, "connection.password_env");
+}
+
+#[test]
+fn bad_database_name() {
+    let e = err_of(&good_with(
+        "user = \"lagtrace\"",
+        "database = \"lag`trace\"",
+    ));
+    assert!(e.message.contains("plain schema name"), "{e}");
+}
+
+#[test]
+fn bad_connect_timeout() {
+    let e = err_of(&good_with(
+        "connect_timeout = \"1s\"",
+        "connect_timeout = \"0s\"",
+    ));
+    assert_eq!(e.key, "connection.connect_timeout");
+}
+
+#[test]
+fn wrong_type_is_a_syntax_error_with_line() {
+    let e = err_of(&good_with("interval = \"10ms\"", "interval = 10"));
+    assert_eq!(e.line, Some(3));
+    assert!(e.message.contains("string"), "{e}");
+}
+
+#[test]
+fn toml_syntax_error_has_line() {
+    let e = err_of("[record\ninterval = \"1s\"\n");
+    assert_eq!(e.line, Some(1));
+    assert!(!e.message.contains('\n'));
+}
+
+#[test]
+fn bad_http_and_statsd() {
+    let e = err_of(&good_with(
+        "listen = \"127.0.0.1:9104\"",
+        "listen = \"localhost\"",
+    ));
+    assert_eq!(e.key, "http.listen");
+    let e = err_of(&good_with("max_lag = \"2s\"", "max_lag = \"0s\""));
+    assert_eq!(e.key, "http.max_lag");
+    let e = err_of(&good_with(
+        "max_lag = \"2s\"",
+        "max_lag = \"2s\"\nrecover_lag = \"3s\"",
+    ));
+    assert_eq!(e.key, "http.recover_lag");
+    let e = err_of(&good_with("max_lag = \"2s\"", "stale = \"10ms\""));
+    assert_eq!(e.key, "http.stale");
+    assert!(e.message.contains("between reads"), "{e}");
+    let e = err_of(&good_with("[\"db3\"]", "[\"db9\"]"));
+    assert_eq!(e.key, "http.ignore_intended_delay");
+    let e = err_of(&good_with("127.0.0.1:9105", "127.0.0.1:9104"));
+    assert_eq!(e.key, "agent.listen");
+    let e = err_of(&good_with(
+        "[http]\nlisten = \"127.0.0.1:9104\"\nmax_lag = \"2s\"\nignore_intended_delay = [\"db3\"]\n",
+        "",
+    ));
+    assert_eq!(e.key, "agent");
+    let e = err_of(&good_with(
+        "address = \"127.0.0.1:8125\"",
+        "address = \"host\"",
+    ));
+    assert_eq!(e.key, "statsd.address");
+    let e = err_of(&good_with(
+        "address = \"127.0.0.1:8125\"",
+        "prefix = \"a..b\"",
+    ));
+    assert_eq!(e.key, "statsd.prefix");
+}
+
+#[test]
+fn empty_trigger_command() {
+    let e = err_of(&good_with("[\"/bin/true\", \"--x\"]", "[]"));
+    assert_eq!(e.key, "triggers.replica_down");
+}
+
+#[test]
+fn password_from_env() {
+    let c = parse("t.toml", GOOD).unwrap();
+    let p = resolve_password(&c.connection, None, |v| {
+        (v == "LAGTRACE_PASSWORD").then(|| "s3cret".to_string())
+    })
+    .unwrap();
+    assert_eq!(p.expose(), "s3cret");
+    assert_eq!(format!("{p:?}"), "Secret(***)");
+    let e = resolve_password(&c.connection, None, |_| None).unwrap_err();
+    assert!(e.contains("LAGTRACE_PASSWORD is not set"), "{e}");
+}
+
+#[test]
+fn password_from_file_and_my_cnf() {
+    let dir = std::env::temp_dir().join(format!("lagtrace-cfg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let pfile = dir.join("pw");
+    std::fs::write(&pfile, "from-file\n").unwrap();
+    let conn = ConnectionConfig {
+        user: "u".into(),
+        password: PasswordSource::File { path: pfile },
+        database: "lagtrace".into(),
+        connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+        query_timeout: DEFAULT_QUERY_TIMEOUT,
+    };
+    assert_eq!(
+        resolve_password(&conn, None, |_| None).unwrap().expose(),
+        "from-file"
+    );
+
+    let conn = ConnectionConfig {
+        password: PasswordSource::MyCnf,
+        ..conn
+    };
+    let e = resolve_password(&conn, Some(&dir), |_| None).unwrap_err();
+    assert!(e.contains("no password source"), "{e}");
+    std::fs::write(
+        dir.join(".my.cnf"),
+        "[mysqld]\npassword=nope\n[client]\nuser=x\npassword = \"from cnf\"\n",
+    )
+    .unwrap();
+    let p = resolve_password(&conn, Some(&dir), |_| None).unwrap();
+    assert_eq!(p.expose(), "from cnf");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

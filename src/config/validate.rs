@@ -1,0 +1,602 @@
+//! Validation: each raw table becomes its typed struct with defaults applied, or one
+//! [`ConfigError`] naming the file, line and key at fault (or the flag that overrode the
+//! key).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::raw::*;
+use super::*;
+
+/// Turns raw sections into validated ones; knows the text to find lines for keys.
+/// Parses config text and validates it with `overrides` applied.
+pub(super) fn validate(
+    file: &str,
+    text: &str,
+    overrides: &Overrides,
+) -> Result<Config, ConfigError> {
+    let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError {
+        file: file.to_string(),
+        line: e.span().map(|s| line_at(text, s.start)),
+        key: String::new(),
+        message: e.message().trim().replace('\n', " "),
+    })?;
+    let v = Validator {
+        file,
+        text,
+        overrides,
+    };
+    v.config(raw)
+}
+
+struct Validator<'a> {
+    file: &'a str,
+    text: &'a str,
+    overrides: &'a Overrides,
+}
+
+/// One step of a key path: a table key or an array index.
+enum Seg<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
+impl Validator<'_> {
+    /// An error about a command-line flag that overrides a key.
+    fn flag_err(flag: &str, message: impl Into<String>) -> ConfigError {
+        ConfigError {
+            file: flag.to_string(),
+            line: None,
+            key: String::new(),
+            message: message.into(),
+        }
+    }
+
+    /// A `[record]` duration: the flag's value when given, else the key's, else
+    /// `default`; in `range` either way.
+    fn record_duration(
+        &self,
+        key: &str,
+        (flag, given): (&str, Option<Duration>),
+        raw: Option<String>,
+        default: Duration,
+        (min, max): (Duration, Duration),
+    ) -> Result<Duration, ConfigError> {
+        let Some(d) = given else {
+            return self.bounded_duration(
+                &[Seg::Key("record"), Seg::Key(key)],
+                raw,
+                default,
+                (min, max),
+            );
+        };
+        if d < min || d > max {
+            return Err(Self::flag_err(
+                flag,
+                format!(
+                    "{} is out of range: use {} to {}",
+                    humantime::format_duration(d),
+                    humantime::format_duration(min),
+                    humantime::format_duration(max)
+                ),
+            ));
+        }
+        Ok(d)
+    }
+
+    fn err(&self, path: &[Seg<'_>], message: impl Into<String>) -> ConfigError {
+        ConfigError {
+            file: self.file.to_string(),
+            line: line_of_path(self.text, path),
+            key: path_string(path),
+            message: message.into(),
+        }
+    }
+
+    fn config(&self, raw: RawConfig) -> Result<Config, ConfigError> {
+        let record = self.record(raw.record)?;
+        let connection = self.connection(raw.connection)?;
+        if raw.cluster.is_empty() {
+            return Err(self.err(
+                &[Seg::Key("cluster")],
+                "no [[cluster]] defined; add one with a name, a primary and replicas",
+            ));
+        }
+        let mut clusters = Vec::new();
+        let mut names: HashMap<String, String> = HashMap::new();
+        for (i, rc) in raw.cluster.into_iter().enumerate() {
+            let c = self.cluster(i, rc, &mut names)?;
+            clusters.push(c);
+        }
+        let statsd = raw.statsd.map(|s| self.statsd(s)).transpose()?;
+        let http = raw
+            .http
+            .map(|h| self.http(h, &record, &clusters))
+            .transpose()?;
+        let agent = raw
+            .agent
+            .map(|a| self.agent(a, http.as_ref()))
+            .transpose()?;
+        let triggers = self.triggers(raw.triggers)?;
+        Ok(Config {
+            record,
+            connection,
+            clusters,
+            statsd,
+            http,
+            agent,
+            triggers,
+        })
+    }
+
+    fn record(&self, raw: RawRecord) -> Result<RecordConfig, ConfigError> {
+        let o = self.overrides;
+        let interval = match (o.interval, raw.interval) {
+            (Some(d), _) if !(MIN_INTERVAL..=MAX_INTERVAL).contains(&d) => {
+                return Err(Self::flag_err(
+                    "--interval",
+                    format!(
+                        "{} is out of range: use 1ms to 60s",
+                        humantime::format_duration(d)
+                    ),
+                ));
+            }
+            (Some(d), _) => d,
+            (None, None) => DEFAULT_INTERVAL,
+            (None, Some(s)) => {
+                let path = [Seg::Key("record"), Seg::Key("interval")];
+                let d = parse_duration(&s).map_err(|m| self.err(&path, m))?;
+                if d < MIN_INTERVAL || d > MAX_INTERVAL {
+                    return Err(self.err(
+                        &path,
+                        format!("interval {s:?} is out of range: use 1ms to 60s"),
+                    ));
+                }
+                d
+            }
+        };
+        let store = match (&o.store, raw.store) {
+            (Some(p), _) if p.as_os_str().is_empty() => {
+                return Err(Self::flag_err("--store", "is empty"));
+            }
+            (Some(p), _) => p.clone(),
+            (None, None) => PathBuf::from("lagtrace.redb"),
+            (None, Some(s)) if s.trim().is_empty() => {
+                return Err(self.err(&[Seg::Key("record"), Seg::Key("store")], "is empty"));
+            }
+            (None, Some(s)) => PathBuf::from(s),
+        };
+        let flush = self.record_duration(
+            "flush",
+            ("--flush", o.flush),
+            raw.flush,
+            Duration::from_secs(1),
+            (Duration::from_millis(10), Duration::from_secs(60)),
+        )?;
+        let read_every = raw.read_every.unwrap_or(1);
+        if !(1..=1000).contains(&read_every) {
+            return Err(self.err(
+                &[Seg::Key("record"), Seg::Key("read_every")],
+                format!("{read_every} is out of range: use 1 to 1000"),
+            ));
+        }
+        let status_every = self.record_duration(
+            "status_every",
+            ("--status-every", o.status_every),
+            raw.status_every,
+            Duration::from_secs(1),
+            (Duration::from_millis(100), Duration::from_secs(3600)),
+        )?;
+        Ok(RecordConfig {
+            interval,
+            store,
+            flush,
+            read_every,
+            status_every,
+        })
+    }
+
+    /// A duration key with a default and an inclusive range.
+    fn bounded_duration(
+        &self,
+        path: &[Seg<'_>],
+        raw: Option<String>,
+        default: Duration,
+        (min, max): (Duration, Duration),
+    ) -> Result<Duration, ConfigError> {
+        let Some(s) = raw else { return Ok(default) };
+        let d = parse_duration(&s).map_err(|m| self.err(path, m))?;
+        if d < min || d > max {
+            return Err(self.err(
+                path,
+                format!(
+                    "{s:?} is out of range: use {} to {}",
+                    humantime::format_duration(min),
+                    humantime::format_duration(max)
+                ),
+            ));
+        }
+        Ok(d)
+    }
+
+    fn connection(&self, raw: RawConnection) -> Result<ConnectionConfig, ConfigError> {
+        let key = |k| [Seg::Key("connection"), Seg::Key(k)];
+        if raw.password.is_some() {
+            return Err(self.err(
+                &key("password"),
+                "passwords are not accepted in the config file; use password_env or password_file",
+            ));
+        }
+        let user = raw.user.unwrap_or_else(|| "lagtrace".to_string());
+        if user.is_empty() || user.len() > 80 {
+            return Err(self.err(&key("user"), "must be 1 to 80 characters"));
+        }
+        let password = match (raw.password_env, raw.password_file) {
+            (Some(_), Some(_)) => {
+                return Err(self.err(
+                    &key("password_file"),
+                    "set only one of password_env and password_file",
+                ));
+            }
+            (Some(var), None) => {
+                let valid = !var.is_empty()
+                    && !var.starts_with(|c: char| c.is_ascii_digit())
+                    && var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+                if !valid {
+                    return Err(self.err(
+                        &key("password_env"),
+                        format!("{var:?} is not an environment variable name"),
+                    ));
+                }
+                PasswordSource::Env { var }
+            }
+            (None, Some(path)) => {
+                if path.trim().is_empty() {
+                    return Err(self.err(&key("password_file"), "is empty"));
+                }
+                PasswordSource::File {
+                    path: PathBuf::from(path),
+                }
+            }
+            (None, None) => PasswordSource::MyCnf,
+        };
+        let database = raw.database.unwrap_or_else(|| "lagtrace".to_string());
+        let valid_db = !database.is_empty()
+            && database.len() <= 64
+            && database
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$');
+        if !valid_db {
+            return Err(self.err(
+                &key("database"),
+                format!(
+                    "{database:?} is not a plain schema name (letters, digits, _ and $; at most 64)"
+                ),
+            ));
+        }
+        let timeout_range = (Duration::from_millis(1), Duration::from_secs(300));
+        let connect_timeout = self.bounded_duration(
+            &key("connect_timeout"),
+            raw.connect_timeout,
+            DEFAULT_CONNECT_TIMEOUT,
+            timeout_range,
+        )?;
+        let query_timeout = self.bounded_duration(
+            &key("query_timeout"),
+            raw.query_timeout,
+            DEFAULT_QUERY_TIMEOUT,
+            timeout_range,
+        )?;
+        Ok(ConnectionConfig {
+            user,
+            password,
+            database,
+            connect_timeout,
+            query_timeout,
+        })
+    }
+
+    /// Validates one cluster; `names` maps every name seen so far to what it named,
+    /// because cluster and replica names share one namespace (URLs, metric names).
+    fn cluster(
+        &self,
+        i: usize,
+        raw: RawCluster,
+        names: &mut HashMap<String, String>,
+    ) -> Result<ClusterConfig, ConfigError> {
+        let base = [Seg::Key("cluster"), Seg::Index(i)];
+        let at = |k| [Seg::Key("cluster"), Seg::Index(i), Seg::Key(k)];
+        check_name(&raw.name).map_err(|m| self.err(&at("name"), m))?;
+        if raw.name.len() > MAX_CLUSTER_NAME_LEN {
+            return Err(self.err(
+                &at("name"),
+                format!(
+                    "cluster name {:?} is longer than {MAX_CLUSTER_NAME_LEN} characters (the heartbeat row of `lagtrace check` adds \"#check\" to it)",
+                    raw.name
+                ),
+            ));
+        }
+        if let Some(prev) = names.insert(raw.name.clone(), "a cluster".into()) {
+            return Err(self.err(
+                &at("name"),
+                format!("duplicate name {:?}: already used by {prev}", raw.name),
+            ));
+        }
+        let primary = Address::parse(&raw.primary).map_err(|m| self.err(&at("primary"), m))?;
+        if raw.replicas.is_empty() {
+            return Err(self.err(
+                &base,
+                format!(
+                    "cluster {:?} has no replicas; add replicas = {{ name = \"host:port\" }}",
+                    raw.name
+                ),
+            ));
+        }
+        let mut replicas = Vec::new();
+        for (name, addr) in &raw.replicas {
+            let path = [
+                Seg::Key("cluster"),
+                Seg::Index(i),
+                Seg::Key("replicas"),
+                Seg::Key(name),
+            ];
+            check_name(name).map_err(|m| self.err(&path, m))?;
+            let owner = format!("a replica in cluster {:?}", raw.name);
+            if let Some(prev) = names.insert(name.clone(), owner) {
+                return Err(self.err(
+                    &path,
+                    format!("duplicate name {name:?}: already used by {prev}"),
+                ));
+            }
+            let address = Address::parse(addr).map_err(|m| self.err(&path, m))?;
+            if address == primary {
+                return Err(self.err(
+                    &path,
+                    format!("replica {name:?} has the primary's address {address}"),
+                ));
+            }
+            if let Some(other) = replicas
+                .iter()
+                .find(|r: &&ReplicaConfig| r.address == address)
+            {
+                return Err(self.err(
+                    &path,
+                    format!(
+                        "replica {name:?} has the same address as replica {:?} ({address})",
+                        other.name
+                    ),
+                ));
+            }
+            replicas.push(ReplicaConfig {
+                name: name.clone(),
+                address,
+            });
+        }
+        Ok(ClusterConfig {
+            name: raw.name,
+            primary,
+            replicas,
+        })
+    }
+
+    fn statsd(&self, raw: RawStatsd) -> Result<StatsdConfig, ConfigError> {
+        let key = |k| [Seg::Key("statsd"), Seg::Key(k)];
+        let address = match raw.address {
+            None => Address {
+                host: "127.0.0.1".into(),
+                port: 8125,
+            },
+            Some(s) => statsd_address(&s).map_err(|m| self.err(&key("address"), m))?,
+        };
+        let prefix = raw.prefix.unwrap_or_else(|| "lagtrace".to_string());
+        check_statsd_prefix(&prefix).map_err(|m| self.err(&key("prefix"), m))?;
+        Ok(StatsdConfig { address, prefix })
+    }
+
+    fn http(
+        &self,
+        raw: RawHttp,
+        record: &RecordConfig,
+        clusters: &[ClusterConfig],
+    ) -> Result<HttpConfig, ConfigError> {
+        let key = |k| [Seg::Key("http"), Seg::Key(k)];
+        let listen = match raw.listen {
+            None => SocketAddr::from(([127, 0, 0, 1], 9104)),
+            Some(s) => self.listen_address(&key("listen"), &s)?,
+        };
+        let long = (Duration::from_millis(1), Duration::from_secs(24 * 3600));
+        let max_lag =
+            self.bounded_duration(&key("max_lag"), raw.max_lag, Duration::from_secs(1), long)?;
+        let recover_lag =
+            self.bounded_duration(&key("recover_lag"), raw.recover_lag, max_lag / 2, long)?;
+        if recover_lag > max_lag {
+            return Err(self.err(
+                &key("recover_lag"),
+                format!(
+                    "recover_lag ({}) is above max_lag ({}): a replica could never come back",
+                    humantime::format_duration(recover_lag),
+                    humantime::format_duration(max_lag)
+                ),
+            ));
+        }
+        let stale = self.bounded_duration(&key("stale"), raw.stale, DEFAULT_STALE, long)?;
+        let read_period = record.interval * record.read_every;
+        if stale <= read_period {
+            return Err(self.err(
+                &key("stale"),
+                format!(
+                    "stale ({}) must be longer than the time between reads ({})",
+                    humantime::format_duration(stale),
+                    humantime::format_duration(read_period)
+                ),
+            ));
+        }
+        let min_duration = self.bounded_duration(
+            &key("min_duration"),
+            raw.min_duration,
+            Duration::ZERO,
+            (Duration::ZERO, Duration::from_secs(3600)),
+        )?;
+        let maintenance_dir = match raw.maintenance_dir {
+            Some(s) if s.trim().is_empty() => {
+                return Err(self.err(&key("maintenance_dir"), "is empty"));
+            }
+            s => s.map(PathBuf::from),
+        };
+        let mut ignore = raw.ignore_intended_delay.unwrap_or_default();
+        for name in &ignore {
+            if !clusters
+                .iter()
+                .any(|c| c.replicas.iter().any(|r| &r.name == name))
+            {
+                return Err(self.err(
+                    &key("ignore_intended_delay"),
+                    format!("{name:?} is not a replica of any [[cluster]]"),
+                ));
+            }
+        }
+        ignore.sort();
+        ignore.dedup();
+        Ok(HttpConfig {
+            listen,
+            max_lag,
+            recover_lag,
+            stale,
+            min_duration,
+            maintenance_dir,
+            ignore_intended_delay: ignore,
+        })
+    }
+
+    fn agent(&self, raw: RawAgent, http: Option<&HttpConfig>) -> Result<AgentConfig, ConfigError> {
+        let path = [Seg::Key("agent"), Seg::Key("listen")];
+        let Some(http) = http else {
+            return Err(self.err(
+                &[Seg::Key("agent")],
+                "[agent] answers with the thresholds of [http]: add an [http] section",
+            ));
+        };
+        let listen = match raw.listen {
+            None => SocketAddr::from(([127, 0, 0, 1], 9105)),
+            Some(s) => self.listen_address(&path, &s)?,
+        };
+        if listen == http.listen {
+            return Err(self.err(
+                &path,
+                format!("{listen} is already [http] listen: give the agent its own port"),
+            ));
+        }
+        Ok(AgentConfig { listen })
+    }
+
+    fn listen_address(&self, path: &[Seg<'_>], s: &str) -> Result<SocketAddr, ConfigError> {
+        s.parse::<SocketAddr>().map_err(|_| {
+            self.err(
+                path,
+                format!("bad listen address {s:?}: give ip:port, e.g. 127.0.0.1:9104"),
+            )
+        })
+    }
+
+    fn triggers(&self, raw: RawTriggers) -> Result<TriggersConfig, ConfigError> {
+        let check = |name: &'static str, v: Option<Vec<String>>| match v {
+            Some(argv) if argv.first().is_none_or(|c| c.trim().is_empty()) => Err(self.err(
+                &[Seg::Key("triggers"), Seg::Key(name)],
+                "needs a command: [\"/path/to/program\", \"arg\", ...]",
+            )),
+            v => Ok(v),
+        };
+        Ok(TriggersConfig {
+            recorder_up: check("recorder_up", raw.recorder_up)?,
+            primary_down: check("primary_down", raw.primary_down)?,
+            primary_up: check("primary_up", raw.primary_up)?,
+            replica_down: check("replica_down", raw.replica_down)?,
+            replica_up: check("replica_up", raw.replica_up)?,
+        })
+    }
+}
+
+/// Names of clusters and replicas end up in URLs and metric names: keep them plain.
+fn check_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("name is empty".into());
+    }
+    if name.len() > MAX_NAME_LEN {
+        return Err(format!(
+            "name {name:?} is longer than {MAX_NAME_LEN} characters"
+        ));
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        return Err(format!(
+            "name {name:?} may only use letters, digits, '_' and '-'"
+        ));
+    }
+    Ok(())
+}
+
+/// Parses a humantime duration (`10ms`, `1.5s`, `5m`), with a message naming the value.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text.trim())
+        .map_err(|e| format!("bad duration {text:?}: {e} (examples: 10ms, 1.5s, 5m)"))
+}
+
+fn path_string(path: &[Seg<'_>]) -> String {
+    let mut s = String::new();
+    for seg in path {
+        match seg {
+            Seg::Key(k) => {
+                if !s.is_empty() {
+                    s.push('.');
+                }
+                s.push_str(k);
+            }
+            Seg::Index(i) => s.push_str(&format!("[{i}]")),
+        }
+    }
+    s
+}
+
+/// 1-based line of a byte offset.
+fn line_at(text: &str, offset: usize) -> usize {
+    let end = offset.min(text.len());
+    text.as_bytes()[..end]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
+/// The line of the deepest part of `path` present in the document.
+fn line_of_path(text: &str, path: &[Seg<'_>]) -> Option<usize> {
+    use toml::de::{DeTable, DeValue};
+    let doc = DeTable::parse(text).ok()?;
+    let root = DeValue::Table(doc.into_inner());
+    let mut current = &root;
+    let mut span = None;
+    for seg in path {
+        let next = match seg {
+            Seg::Key(k) => current.get(*k),
+            Seg::Index(i) => current.get(*i),
+        };
+        match next {
+            Some(v) => {
+                span = Some(v.span());
+                current = v.get_ref();
+            }
+            None => break,
+        }
+    }
+    span.map(|s| line_at(text, s.start))
+}
+
+pub(super) fn io_reason(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => "no such file".into(),
+        std::io::ErrorKind::PermissionDenied => "permission denied".into(),
+        _ => e.to_string().to_lowercase(),
+    }
+}
