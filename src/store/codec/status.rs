@@ -1,0 +1,251 @@
+//! Status chunks: replication status samples, each stored as the changes from the
+//! sample before it (postcard).
+
+use serde::{Deserialize, Serialize};
+
+use super::{DecodeError, corrupt};
+use crate::samples::{ChannelStatus, IoState, Outcome, StatusSample};
+
+/// A status sample stored as the difference from the previous one in its chunk.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct StatusEntry {
+    dt_us: i64,
+    duration_us: u32,
+    outcome: u8,
+    reason: Option<String>,
+    /// `None`: the same channels as the previous sample; otherwise one diff per channel.
+    channels: Option<Vec<ChannelEntry>>,
+}
+
+/// A channel as the difference from the same-position channel of the previous sample;
+/// `None` fields are unchanged. Text positions (GTIDs) keep the unchanged prefix.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+struct ChannelEntry {
+    channel: Option<String>,
+    source: Option<String>,
+    io: Option<IoState>,
+    sql_running: Option<bool>,
+    seconds_behind_master: Option<Option<u32>>,
+    sql_delay_s: Option<u32>,
+    last_io_errno: Option<u32>,
+    last_io_error: Option<String>,
+    last_sql_errno: Option<u32>,
+    last_sql_error: Option<String>,
+    gtid_io_pos: Option<(u16, String)>,
+    gtid_applied_pos: Option<(u16, String)>,
+    relay_log_space: Option<i64>,
+    sql_applying: Option<Option<bool>>,
+}
+
+/// The stored form of a status chunk (postcard).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusChunk {
+    t0_us: i64,
+    entries: Vec<StatusEntry>,
+}
+
+fn changed<T: PartialEq + Clone>(new: &T, old: Option<&T>) -> Option<T> {
+    match old {
+        Some(o) if o == new => None,
+        _ => Some(new.clone()),
+    }
+}
+
+fn text_diff(new: &str, old: Option<&str>) -> Option<(u16, String)> {
+    let old = old.unwrap_or("");
+    if new == old {
+        return None;
+    }
+    let common = new
+        .char_indices()
+        .zip(old.chars())
+        .take_while(|((_, a), b)| a == b)
+        .last()
+        .map_or(0, |((i, c), _)| i + c.len_utf8())
+        .min(u16::MAX as usize);
+    Some((common as u16, new[common..].to_string()))
+}
+
+fn text_apply(diff: &Option<(u16, String)>, old: &str) -> Result<String, DecodeError> {
+    match diff {
+        None => Ok(old.to_string()),
+        Some((keep, suffix)) => {
+            let prefix = old
+                .get(..*keep as usize)
+                .ok_or_else(|| corrupt("text diff prefix"))?;
+            Ok(format!("{prefix}{suffix}"))
+        }
+    }
+}
+
+fn channel_entry(new: &ChannelStatus, old: Option<&ChannelStatus>) -> ChannelEntry {
+    ChannelEntry {
+        channel: changed(&new.channel, old.map(|o| &o.channel)),
+        source: changed(&new.source, old.map(|o| &o.source)),
+        io: changed(&new.io, old.map(|o| &o.io)),
+        sql_running: changed(&new.sql_running, old.map(|o| &o.sql_running)),
+        seconds_behind_master: changed(
+            &new.seconds_behind_master,
+            old.map(|o| &o.seconds_behind_master),
+        ),
+        sql_delay_s: changed(&new.sql_delay_s, old.map(|o| &o.sql_delay_s)),
+        last_io_errno: changed(&new.last_io_errno, old.map(|o| &o.last_io_errno)),
+        last_io_error: changed(&new.last_io_error, old.map(|o| &o.last_io_error)),
+        last_sql_errno: changed(&new.last_sql_errno, old.map(|o| &o.last_sql_errno)),
+        last_sql_error: changed(&new.last_sql_error, old.map(|o| &o.last_sql_error)),
+        gtid_io_pos: text_diff(&new.gtid_io_pos, old.map(|o| o.gtid_io_pos.as_str())),
+        gtid_applied_pos: text_diff(
+            &new.gtid_applied_pos,
+            old.map(|o| o.gtid_applied_pos.as_str()),
+        ),
+        relay_log_space: match old {
+            Some(o) if o.relay_log_space == new.relay_log_space => None,
+            o => Some(
+                (new.relay_log_space as i64)
+                    .wrapping_sub(o.map_or(0, |o| o.relay_log_space as i64)),
+            ),
+        },
+        sql_applying: changed(&new.sql_applying, old.map(|o| &o.sql_applying)),
+    }
+}
+
+fn channel_apply(
+    e: &ChannelEntry,
+    old: Option<&ChannelStatus>,
+) -> Result<ChannelStatus, DecodeError> {
+    fn pick<T: Clone>(new: &Option<T>, old: Option<&T>, what: &str) -> Result<T, DecodeError> {
+        match (new, old) {
+            (Some(v), _) => Ok(v.clone()),
+            (None, Some(o)) => Ok(o.clone()),
+            (None, None) => Err(corrupt(format!("status field {what} missing"))),
+        }
+    }
+    Ok(ChannelStatus {
+        channel: pick(&e.channel, old.map(|o| &o.channel), "channel")?,
+        source: pick(&e.source, old.map(|o| &o.source), "source")?,
+        io: pick(&e.io, old.map(|o| &o.io), "io")?,
+        sql_running: pick(&e.sql_running, old.map(|o| &o.sql_running), "sql_running")?,
+        seconds_behind_master: pick(
+            &e.seconds_behind_master,
+            old.map(|o| &o.seconds_behind_master),
+            "seconds_behind_master",
+        )?,
+        sql_delay_s: pick(&e.sql_delay_s, old.map(|o| &o.sql_delay_s), "sql_delay")?,
+        last_io_errno: pick(&e.last_io_errno, old.map(|o| &o.last_io_errno), "io_errno")?,
+        last_io_error: pick(&e.last_io_error, old.map(|o| &o.last_io_error), "io_error")?,
+        last_sql_errno: pick(
+            &e.last_sql_errno,
+            old.map(|o| &o.last_sql_errno),
+            "sql_errno",
+        )?,
+        last_sql_error: pick(
+            &e.last_sql_error,
+            old.map(|o| &o.last_sql_error),
+            "sql_error",
+        )?,
+        gtid_io_pos: text_apply(&e.gtid_io_pos, old.map_or("", |o| &o.gtid_io_pos))?,
+        gtid_applied_pos: text_apply(&e.gtid_applied_pos, old.map_or("", |o| &o.gtid_applied_pos))?,
+        relay_log_space: match (e.relay_log_space, old) {
+            (None, Some(o)) => o.relay_log_space,
+            (None, None) => return Err(corrupt("status field relay_log_space missing")),
+            (Some(d), o) => (o.map_or(0, |o| o.relay_log_space as i64)).wrapping_add(d) as u64,
+        },
+        sql_applying: pick(
+            &e.sql_applying,
+            old.map(|o| &o.sql_applying),
+            "sql_applying",
+        )?,
+    })
+}
+
+/// Encodes status samples (in time order) as a chunk.
+pub fn encode_status(samples: &[StatusSample]) -> StatusChunk {
+    let t0_us = samples.first().map_or(0, |s| s.t_us);
+    let mut prev: Option<&StatusSample> = None;
+    let mut entries = Vec::with_capacity(samples.len());
+    for s in samples {
+        let channels = match prev {
+            Some(p) if p.channels == s.channels => None,
+            p => Some(
+                s.channels
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| channel_entry(c, p.and_then(|p| p.channels.get(i))))
+                    .collect(),
+            ),
+        };
+        entries.push(StatusEntry {
+            dt_us: s.t_us.wrapping_sub(prev.map_or(t0_us, |p| p.t_us)),
+            duration_us: s.duration_us,
+            outcome: s.outcome.code(),
+            reason: s.reason.clone(),
+            channels,
+        });
+        prev = Some(s);
+    }
+    StatusChunk { t0_us, entries }
+}
+
+/// Decodes a status chunk.
+pub fn decode_status(chunk: &StatusChunk) -> Result<Vec<StatusSample>, DecodeError> {
+    let mut out: Vec<StatusSample> = Vec::with_capacity(chunk.entries.len());
+    let mut t = chunk.t0_us;
+    for e in &chunk.entries {
+        t = t.wrapping_add(e.dt_us);
+        let prev = out.last();
+        let channels = match &e.channels {
+            None => prev.map(|p| p.channels.clone()).unwrap_or_default(),
+            Some(list) => list
+                .iter()
+                .enumerate()
+                .map(|(i, c)| channel_apply(c, prev.and_then(|p| p.channels.get(i))))
+                .collect::<Result<_, _>>()?,
+        };
+        out.push(StatusSample {
+            t_us: t,
+            duration_us: e.duration_us,
+            outcome: Outcome::from_code(e.outcome).ok_or_else(|| corrupt("status outcome"))?,
+            reason: e.reason.clone(),
+            channels,
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn channel(pos: u64, sbm: Option<u32>) -> ChannelStatus {
+        ChannelStatus {
+            sql_running: sbm.is_some(),
+            seconds_behind_master: sbm,
+            gtid_io_pos: format!("0-1-{pos}"),
+            gtid_applied_pos: format!("0-1-{}", pos - 1),
+            relay_log_space: 1000 + pos,
+            ..ChannelStatus::running()
+        }
+    }
+
+    #[test]
+    fn status_round_trip_and_is_compact() {
+        let mut samples: Vec<StatusSample> = (0..100)
+            .map(|i| StatusSample {
+                t_us: 1_700_000_000_000_000 + i * 1_000_000,
+                duration_us: 300,
+                outcome: Outcome::Ok,
+                reason: None,
+                channels: vec![channel(12_000 + i as u64 * 10, Some(0))],
+            })
+            .collect();
+        samples[50].channels[0].seconds_behind_master = None;
+        samples[51].outcome = Outcome::Timeout;
+        samples[51].reason = Some("status poll timed out".into());
+        samples[51].channels.clear();
+        samples[52].channels.push(channel(5, Some(3)));
+        let chunk = encode_status(&samples);
+        assert_eq!(decode_status(&chunk).unwrap(), samples);
+        let bytes = postcard::to_stdvec(&chunk).unwrap().len();
+        assert!(bytes < 100 * 40, "{bytes} bytes for 100 samples");
+    }
+}
