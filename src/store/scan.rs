@@ -544,7 +544,7 @@ fn decode_status(
 }
 
 /// Decodes a cluster's beats on `threads` threads, each filling its own consecutive
-/// part of one vector sized from the chunks' span counts (no copy, no merge), and
+/// slice of one vector sized from the chunks' span counts (no copy, no merge), and
 /// keeping the failed beats whole. `done` counts decoded chunks; `report` is called on
 /// this thread with its value.
 fn decode_beats(
@@ -554,19 +554,19 @@ fn decode_beats(
     done: &AtomicU64,
     report: &mut dyn FnMut(u64),
 ) -> Result<(Vec<BeatTimes>, Vec<Beat>), StoreError> {
-    use std::mem::MaybeUninit;
-
     let counts: Vec<usize> = task
         .chunks
         .iter()
         .map(|c| span_count(&c.bytes) as usize)
         .collect();
     let n: usize = counts.iter().sum();
-    let mut beats: Vec<BeatTimes> = Vec::with_capacity(n);
-    // Consecutive groups of chunks holding about n / threads spans each, and the part
+    // Placeholders, each overwritten by the thread that decodes its chunk (checked
+    // below: a part that does not fill its slice exactly is a corrupt store).
+    let mut beats: Vec<BeatTimes> = vec![BeatTimes::new(0, 0, None, 0); n];
+    // Consecutive groups of chunks holding about n / threads spans each, and the slice
     // of the vector each one fills.
-    let mut parts: Vec<(&[RawChunk], &mut [MaybeUninit<BeatTimes>])> = Vec::new();
-    let mut slots = &mut beats.spare_capacity_mut()[..n];
+    let mut parts: Vec<(&[RawChunk], &mut [BeatTimes])> = Vec::new();
+    let mut slots = &mut beats[..];
     let (mut start, mut filled, mut len) = (0, 0, 0);
     for (i, &count) in counts.iter().enumerate() {
         len += count;
@@ -577,9 +577,7 @@ fn decode_beats(
             (start, filled, len) = (i + 1, filled + len, 0);
         }
     }
-    let fill = |chunks: &[RawChunk],
-                slots: &mut [MaybeUninit<BeatTimes>],
-                report: &mut dyn FnMut(u64)| {
+    let fill = |chunks: &[RawChunk], slots: &mut [BeatTimes], report: &mut dyn FnMut(u64)| {
         let mut i = 0;
         let mut failed = Vec::new();
         let mut ticker = Ticker {
@@ -596,12 +594,12 @@ fn decode_beats(
                 ));
             }
             codec::decode_spans_each(&chunk, |s| {
-                slots[i].write(BeatTimes::new(
+                slots[i] = BeatTimes::new(
                     s.seq,
                     s.start_us,
                     (s.outcome == Outcome::Ok).then_some(s.end_us),
                     c.session,
-                ));
+                );
                 i += 1;
                 if s.outcome != Outcome::Ok {
                     failed.push(Beat::from(s));
@@ -638,9 +636,6 @@ fn decode_beats(
             })
     });
     let mut failed = result?;
-    // SAFETY: the parts cover the first `n` slots exactly, and every `fill` returned Ok
-    // only after writing each slot of its part (it checks that it wrote `slots.len()`).
-    unsafe { beats.set_len(n) };
     // Only chunks at the window's edges hold beats outside it.
     let from = filter.from_us.map(|f| f.saturating_sub(BEAT_LOOKBACK_US));
     if from.is_some() || filter.to_us.is_some() {
