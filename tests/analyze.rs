@@ -25,25 +25,62 @@ fn setup_with(dir: &TempDir, cluster: &str, record_keys: &str) -> PathBuf {
     init_config(dir, &config)
 }
 
+/// A recording of `seconds` with `--duration`.
 fn record(config: &Path, store: &Path, seconds: u32) -> Child {
-    lagtrace()
-        .args(["record", "--quiet", "-c"])
-        .arg(config)
-        .arg("--store")
-        .arg(store)
-        .arg("--duration")
-        .arg(format!("{seconds}s"))
-        .env("LAGTRACE_IT_PASSWORD", LAB_PASSWORD)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start lagtrace record")
+    start_record(config, store, &["--duration", &format!("{seconds}s")])
 }
 
-fn finish(child: Child) {
-    let out = child.wait_with_output().unwrap();
-    let (stdout, stderr) = texts(&out);
-    assert!(out.status.success(), "record failed: {stdout}{stderr}");
+/// A lab script running in its own process group (a load: the script and the sysbench
+/// it starts), killed whole when dropped, so a failing test leaves no load behind.
+struct Background(Child);
+
+impl Background {
+    fn start(args: &[&str], env: &[(&str, &str)]) -> Background {
+        use std::os::unix::process::CommandExt;
+        let child = Command::new(repo_root().join("scripts/lab.sh"))
+            .args(args)
+            .envs(env.iter().copied())
+            .process_group(0)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start a lab load");
+        Background(child)
+    }
+
+    /// Waits for the script to end by itself, failing the test unless it exited 0.
+    fn wait_ok(mut self) {
+        let status = self.0.wait().unwrap();
+        assert!(status.success(), "the lab load failed: {}", self.stderr());
+    }
+
+    /// Fails the test if the script already ended (a load that died early), else stops
+    /// it (when dropped).
+    fn stop_running(mut self) {
+        if let Some(status) = self.0.try_wait().unwrap() {
+            panic!("the lab load ended early ({status}): {}", self.stderr());
+        }
+    }
+
+    /// What the script wrote on stderr, once it has ended.
+    fn stderr(&mut self) -> String {
+        let mut text = String::new();
+        if let Some(mut e) = self.0.stderr.take() {
+            let _ = std::io::Read::read_to_string(&mut e, &mut text);
+        }
+        text
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = Command::new("kill")
+                .args(["-TERM", "--", &format!("-{}", self.0.id())])
+                .status();
+        }
+        let _ = self.0.wait();
+    }
 }
 
 /// Runs lagtrace with `args`, expecting success; returns stdout.
@@ -170,19 +207,16 @@ fn stall_under_load_has_the_expected_episode_vector_eta_and_capacity() {
     let dir = TempDir::new("an-stall");
     let config = setup(&dir, "an_stall");
     let store = dir.path().join("s.redb");
-    let mut load = Command::new(repo_root().join("scripts/lab.sh"))
-        .arg("load")
-        .envs([("RATE", "20"), ("APPLY_MS", "20"), ("LOAD_SECONDS", "50")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start the lab load");
+    let load = Background::start(
+        &["load"],
+        &[("RATE", "20"), ("APPLY_MS", "20"), ("LOAD_SECONDS", "50")],
+    );
     sleep(Duration::from_secs(1));
     let recorder = record(&config, &store, 45);
     sleep(Duration::from_secs(6));
     let truth = stall_replica1_and_measure(Duration::from_secs(10));
-    finish(recorder);
-    assert!(load.wait().unwrap().success(), "the lab load failed");
+    finish_record(recorder);
+    load.wait_ok();
 
     let r = analyze_json(&store, &[]);
     let episodes = r["episodes"].as_array().unwrap();
@@ -264,12 +298,19 @@ fn stall_under_load_has_the_expected_episode_vector_eta_and_capacity() {
     }
 }
 
-/// A real OLTP write load (sysbench's oltp_write_only, 4 clients, paced at 2500
+/// A real OLTP write load (sysbench's oltp_write_only, 4 clients, paced at 1500
 /// transactions per second, row-based): the primary commits in parallel, replica 1
-/// applies on one thread, so its capacity is low (about 2.3 on the lab machine). Replica
-/// 1's SQL thread stops for 10 s; both capacity estimators land within 20 % of the
-/// capacity the test measures on the servers. Status polls at the default period (1 s;
-/// 100 ms while a backlog drains).
+/// applies on one thread, so its capacity is modest (3 to 6 on the lab machine, about
+/// 2.5 on a slower one). Replica 1's SQL thread stops for 12 s; both capacity
+/// estimators land within 20 % of the capacity the test measures on the servers. The
+/// recording and the load go on until replica 1 has caught up, so the whole catch-up is
+/// under load and in the recording whatever the machine's speed. Status polls at the
+/// default period (1 s; 100 ms while a backlog drains).
+///
+/// The pace leaves room on purpose: on a 2-core machine the primary, the replicas and
+/// sysbench share the CPU, so near saturation (C < 1.5) the primary slows while replica
+/// 1 drains, the lag falls faster than the backlog does, and the catch-up estimator
+/// reads up to 30 % high. Separate hosts do not couple so.
 #[test]
 fn capacity_holds_on_an_oltp_write_load() {
     let _lab = take_lab();
@@ -278,34 +319,31 @@ fn capacity_holds_on_an_oltp_write_load() {
     let store = dir.path().join("o.redb");
     // A one-second run creates the sysbench tables first (once per lab).
     lab(&["oltp"], &[("RATE", "100"), ("LOAD_SECONDS", "1")]);
-    let load = Command::new(repo_root().join("scripts/lab.sh"))
-        .arg("oltp")
-        .envs([("RATE", "2500"), ("THREADS", "4"), ("LOAD_SECONDS", "50")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start the OLTP load");
-    sleep(Duration::from_secs(1));
-    let recorder = record(&config, &store, 45);
-    sleep(Duration::from_secs(6));
-    let truth = stall_replica1_and_measure(Duration::from_secs(10));
-    finish(recorder);
-    let out = load.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "the OLTP load failed: {}",
-        texts(&out).1
+    let load = Background::start(
+        &["oltp"],
+        &[("RATE", "1500"), ("THREADS", "4"), ("LOAD_SECONDS", "600")],
     );
+    sleep(Duration::from_secs(1));
+    let recorder = record(&config, &store, 600);
+    sleep(Duration::from_secs(6));
+    let truth = stall_replica1_and_measure(Duration::from_secs(12));
+    // The recording goes on past the catch-up: the estimator looks for the end up to
+    // 10 s after the episode, and the arrival rate is measured outside it.
+    sleep(Duration::from_secs(8));
+    signal(recorder.id(), "INT");
+    finish_record(recorder);
+    load.stop_running();
 
     let r = analyze_json(&store, &[]);
     let episodes = r["episodes"].as_array().unwrap();
-    // The stall is the first episode. Once in nine runs a second, short one followed on
-    // this 2-core machine (the catch-up and the load compete for the CPU); it is shown,
-    // not failed on: this test is about capacity.
-    assert!(
-        !episodes.is_empty() && episodes[0]["causes"][0]["code"] == "sql_thread_stopped",
-        "{episodes:#?}"
-    );
+    // One episode is the stall. Others may come and go around it when the load is near
+    // the replica's capacity (an applier that falls a second behind for a moment, as
+    // real ones do); they are shown, not failed on: this test is about capacity.
+    let stalls = episodes
+        .iter()
+        .filter(|e| e["causes"][0]["code"] == "sql_thread_stopped")
+        .count();
+    assert_eq!(stalls, 1, "{episodes:#?}");
     eprintln!(
         "OLTP load: {}; {} episode(s): {}",
         check_capacity(&r, &truth),
@@ -327,7 +365,7 @@ fn replay_counts_three_stalls_at_1s_and_none_at_20s() {
         sleep(Duration::from_secs(3));
         lab(&["block"], &[("REPLICA", "1"), ("LOAD_SECONDS", "3")]);
     }
-    finish(recorder);
+    finish_record(recorder);
 
     let s = store.to_str().unwrap();
     let strict = run_ok(&[
