@@ -42,6 +42,8 @@ enum Command {
     Plot(cmd::plot::Args),
     /// Replay a recording through the pool state machine the live checks use
     Replay(cmd::replay::Args),
+    /// Drop a store's data older than a retention (record --retain does it live)
+    Prune(cmd::prune::Args),
 }
 
 fn init_logging(verbose: u8) {
@@ -82,6 +84,7 @@ fn main() -> ExitCode {
         Command::Analyze(args) => cmd::analyze::run(&args),
         Command::Plot(args) => cmd::plot::run(&args),
         Command::Replay(args) => cmd::replay::run(&args),
+        Command::Prune(args) => cmd::prune::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -101,7 +101,7 @@ fn record_overrides_are_validated_like_the_config() {
          [[cluster]]\nname = \"lab\"\nprimary = \"127.0.0.1:13306\"\n\
          replicas = { r1 = \"127.0.0.1:13307\" }\n",
     );
-    let cases: [(&[&str], &str); 4] = [
+    let cases: [(&[&str], &str); 5] = [
         (
             &["--flush", "0s"],
             "--flush: 0s is out of range: use 10ms to 1m",
@@ -113,6 +113,10 @@ fn record_overrides_are_validated_like_the_config() {
         (
             &["--status-every", "10ms"],
             "--status-every: 10ms is out of range: use 100ms to 1h",
+        ),
+        (
+            &["--retain", "5s"],
+            "--retain: 5s is out of range: use 10s to 10years",
         ),
         // The default [http] stale (3 s) is not longer than a 5 s read period.
         (

@@ -8,6 +8,7 @@ pub mod check;
 pub mod export;
 pub mod init;
 pub mod plot;
+pub mod prune;
 pub mod record;
 pub mod replay;
 

@@ -31,7 +31,8 @@ use crate::store::{SessionInfo, Store, cluster_key, replica_key};
 #[derive(Debug, Clone, Default, clap::Args)]
 #[command(after_help = "Examples:\n  \
     lagtrace record -c lagtrace.toml                       # until Ctrl-C or SIGTERM\n  \
-    lagtrace record -c lagtrace.toml --interval 10ms --duration 30s --store run.redb\n\n\
+    lagtrace record -c lagtrace.toml --interval 10ms --duration 30s --store run.redb\n  \
+    lagtrace record -c lagtrace.toml --retain 30d          # for weeks: disk use stays flat\n\n\
     On a terminal it shows a table refreshed each second; otherwise a log line per replica\n\
     every 10 s. SIGINT/SIGTERM stop the probes, flush the store and exit 0.\n\
     With [http] in the config it answers load balancers and Prometheus while it records:\n  \
@@ -55,6 +56,10 @@ pub struct Args {
     /// Mean time between replication status polls (overrides record.status_every), 100ms to 1h
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub status_every: Option<Duration>,
+    /// Drop what is older than this while recording (overrides record.retain), 10s to 10y;
+    /// e.g. 30d
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub retain: Option<Duration>,
     /// Stop after this long
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub duration: Option<Duration>,
@@ -76,6 +81,7 @@ pub fn run(opts: &Args) -> Result<(), CmdError> {
         interval: opts.interval,
         flush: opts.flush,
         status_every: opts.status_every,
+        retain: opts.retain,
     };
     let (config, password) = super::load_config(&opts.config, &overrides)?;
     let statsd = config
@@ -122,6 +128,8 @@ pub fn run(opts: &Args) -> Result<(), CmdError> {
         store,
         session,
         config.record.flush,
+        config.record.retain,
+        clock,
         writer::CHANNEL_CAPACITY,
     );
 
@@ -178,12 +186,20 @@ pub fn run(opts: &Args) -> Result<(), CmdError> {
     }
     if !opts.quiet {
         println!(
-            "lagtrace: recorded {} beats ({} failed) and {} samples in all to {} (session {session}, {} flushes){}",
+            "lagtrace: recorded {} beats ({} failed) and {} samples in all to {} (session {session}, {} flushes){}{}",
             totals.beats_ok + totals.beats_failed,
             totals.beats_failed,
             stats.samples,
             store_path.display(),
             stats.flushes,
+            if stats.chunks_pruned > 0 {
+                format!(
+                    "; {} chunks older than the retention dropped",
+                    stats.chunks_pruned
+                )
+            } else {
+                String::new()
+            },
             if totals.dropped > 0 {
                 format!(
                     "; {} samples dropped because the store fell behind",

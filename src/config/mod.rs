@@ -63,7 +63,15 @@ pub struct RecordConfig {
     pub read_every: u32,
     /// Period of the replication status poll.
     pub status_every: Duration,
+    /// Chunks older than this are dropped while recording (`None`: kept for ever),
+    /// between [`MIN_RETAIN`] and [`MAX_RETAIN`].
+    pub retain: Option<Duration>,
 }
+
+/// Shortest retention: long enough for every live check and a short test.
+pub const MIN_RETAIN: Duration = Duration::from_secs(10);
+/// Longest retention, ten years of 365.25 days (humantime's "10years").
+pub const MAX_RETAIN: Duration = Duration::from_secs(10 * 31_557_600);
 
 /// `[connection]`: settings shared by every host.
 #[derive(Debug, Clone, PartialEq)]
@@ -195,6 +203,8 @@ pub struct Overrides {
     pub flush: Option<Duration>,
     /// `--status-every` for `record.status_every`.
     pub status_every: Option<Duration>,
+    /// `--retain` for `record.retain`.
+    pub retain: Option<Duration>,
 }
 
 /// Reads and validates a config file.

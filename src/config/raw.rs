@@ -29,6 +29,7 @@ pub(super) struct RawRecord {
     pub(super) flush: Option<String>,
     pub(super) read_every: Option<u32>,
     pub(super) status_every: Option<String>,
+    pub(super) retain: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -81,6 +81,23 @@ fn defaults_apply_to_a_minimal_config() {
     assert_eq!(c.connection.connect_timeout, DEFAULT_CONNECT_TIMEOUT);
     assert_eq!(c.clusters[0].primary.port, 3306);
     assert!(c.statsd.is_none() && c.http.is_none());
+    assert_eq!(c.record.retain, None, "kept for ever unless asked");
+}
+
+#[test]
+fn retain_is_optional_and_bounded() {
+    let c = parse(
+        "t.toml",
+        &good_with("store = ", "retain = \"30d\"\nstore = "),
+    )
+    .unwrap();
+    assert_eq!(c.record.retain, Some(Duration::from_secs(30 * 86_400)));
+    let e = err_of(&good_with("store = ", "retain = \"1s\"\nstore = "));
+    assert_eq!(e.key, "record.retain");
+    assert!(
+        e.message.contains("out of range: use 10s to 10years"),
+        "{e}"
+    );
 }
 
 #[test]

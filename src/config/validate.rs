@@ -188,12 +188,23 @@ impl Validator<'_> {
             Duration::from_secs(1),
             (Duration::from_millis(100), Duration::from_secs(3600)),
         )?;
+        let retain = match (o.retain, &raw.retain) {
+            (None, None) => None,
+            _ => Some(self.record_duration(
+                "retain",
+                ("--retain", o.retain),
+                raw.retain,
+                MAX_RETAIN,
+                (MIN_RETAIN, MAX_RETAIN),
+            )?),
+        };
         Ok(RecordConfig {
             interval,
             store,
             flush,
             read_every,
             status_every,
+            retain,
         })
     }
 

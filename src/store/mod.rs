@@ -3,11 +3,13 @@
 //! - this file: the tables, opening and creating a store, names and sessions;
 //! - [`codec`]: how a chunk of samples becomes bytes;
 //! - [`writer`]: the one blocking thread that appends, one transaction per flush;
-//! - [`scan`]: reading series back for the offline commands.
+//! - [`scan`]: reading series back for the offline commands;
+//! - [`prune`]: dropping chunks older than a retention.
 //!
 //! The layout is documented in `docs/store-format.md`.
 
 pub mod codec;
+pub mod prune;
 pub mod scan;
 pub mod writer;
 

@@ -763,14 +763,15 @@ fn replica_series<'a>(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::samples::{Beat, Sample};
     use crate::store::writer::Appender;
     use crate::store::{Store, cluster_key, replica_key};
 
-    /// A store with `n` beats and `n` reads of replica "r", about 10 ms apart from `t0_us`.
-    fn store(name: &str, t0_us: i64, n: i64) -> PathBuf {
+    /// A store with `n` beats and `n` reads of replica "r", about 10 ms apart from `t0_us`,
+    /// committed every 100 (as the recorder does every second at 10 ms).
+    pub(in crate::store) fn store(name: &str, t0_us: i64, n: i64) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("lagtrace-scan-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();

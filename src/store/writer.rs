@@ -7,6 +7,9 @@
 //! commit returns). A crash therefore loses at most one flush period, and redb's
 //! copy-on-write commit never leaves a half-written file. A chunk is sealed once it holds
 //! [`MAX_SPANS`] spans (or [`MAX_STATUS`] status samples) or covers [`MAX_CHUNK_SPAN_US`].
+//! With a retention, the thread also drops chunks older than it (see [`super::prune`])
+//! every [`prune_every`]: a transaction of its own, between flushes, while the probes
+//! go on filling the channel.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -16,7 +19,9 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::codec::{self, Span};
+use super::prune::Cutoff;
 use super::{CHUNKS, KIND_BEATS, KIND_OBSERVATIONS, KIND_STATUS, Store, StoreError, db_err};
+use crate::clock::Clock;
 use crate::samples::{Sample, StatusSample};
 
 /// A chunk is sealed before its encoding would pass this size at the next flush, so
@@ -73,6 +78,14 @@ pub struct WriterStats {
     pub samples: u64,
     pub flushes: u64,
     pub chunks_written: u64,
+    /// Chunks dropped by the retention.
+    pub chunks_pruned: u64,
+}
+
+/// How often the writer applies a retention: a tenth of it, at most a minute (so that
+/// a month's retention keeps about a minute more than asked, and a 10 s one a second).
+pub fn prune_every(retain: Duration) -> Duration {
+    (retain / 10).min(Duration::from_secs(60))
 }
 
 /// One series' open chunk: its samples since the chunk began.
@@ -134,12 +147,15 @@ struct Chunks {
     sealed: Vec<((u8, u32), Pending)>,
 }
 
-/// Starts the writer thread for `session`. Returns the probes' sender and the handle
-/// that yields the writer's result once every sender is dropped.
+/// Starts the writer thread for `session`, dropping chunks older than `retain` (by the
+/// session's `clock`) if given. Returns the probes' sender and the handle that yields the writer's result once
+/// every sender is dropped.
 pub fn spawn(
     store: Store,
     session: u32,
     flush_every: Duration,
+    retain: Option<Duration>,
+    clock: Clock,
     capacity: usize,
 ) -> (SampleSender, JoinHandle<Result<WriterStats, StoreError>>) {
     let (tx, rx) = std::sync::mpsc::sync_channel(capacity);
@@ -149,7 +165,7 @@ pub fn spawn(
     };
     let handle = std::thread::Builder::new()
         .name("lagtrace-store".into())
-        .spawn(move || run(store, session, flush_every, rx))
+        .spawn(move || run(store, session, flush_every, (retain, clock), rx))
         .expect("spawning the store thread");
     (sender, handle)
 }
@@ -158,11 +174,14 @@ fn run(
     store: Store,
     session: u32,
     flush_every: Duration,
+    (retain, clock): (Option<Duration>, Clock),
     rx: Receiver<Sample>,
 ) -> Result<WriterStats, StoreError> {
     let mut appender = Appender::new(store, session);
     let mut next_flush = Instant::now() + flush_every;
     let mut next_compact = Instant::now() + COMPACT_EVERY;
+    // The first prune comes at once: a store may hold much that is already old.
+    let mut next_prune = Instant::now();
     loop {
         // Sleep until the flush is due, then take everything queued: one wake-up per
         // flush instead of one per sample. The queue is sized for many flush periods.
@@ -178,6 +197,10 @@ fn run(
         next_flush += flush_every;
         if next_flush < Instant::now() {
             next_flush = Instant::now() + flush_every;
+        }
+        if let Some(retain) = retain.filter(|_| Instant::now() >= next_prune) {
+            appender.prune(retain, clock.now_us())?;
+            next_prune = Instant::now() + prune_every(retain);
         }
         if Instant::now() >= next_compact {
             appender.compact();
@@ -214,6 +237,21 @@ impl Appender {
     /// Commits everything added since the last flush in one write transaction.
     pub fn flush(&mut self) -> Result<(), StoreError> {
         flush(&self.store, self.session, &mut self.chunks, &mut self.stats)
+    }
+
+    /// Drops the chunks older than `retain` before `now_us` (UTC µs); returns how many.
+    pub fn prune(&mut self, retain: Duration, now_us: i64) -> Result<u64, StoreError> {
+        let cutoff = Cutoff::keeping(now_us, crate::clock::duration_us(retain));
+        let pruned = self.store.prune(cutoff, false)?;
+        if pruned.chunks > 0 {
+            tracing::debug!(
+                chunks = pruned.chunks,
+                bytes = pruned.bytes,
+                "dropped chunks older than the retention"
+            );
+        }
+        self.stats.chunks_pruned += pruned.chunks;
+        Ok(pruned.chunks)
     }
 
     /// Gives freed pages back to the file system. Only an optimisation: a failure is
