@@ -364,26 +364,30 @@ fn recorder_killed_keeps_the_last_flush_and_a_new_session_appends() {
     assert!(second.iter().filter(|r| r.t_us <= last).count() == first.len());
 }
 
+/// SIGINT (Ctrl-C) and SIGTERM (what systemd and kill send) each stop the recorder with
+/// a final flush and exit 0.
 #[test]
-fn sigint_exits_0_after_the_last_flush() {
+fn sigint_and_sigterm_exit_0_after_the_last_flush() {
     let _lab = take_lab();
-    let dir = TempDir::new("rec-sigint");
-    let config = setup(&dir, "it_sigint", "");
-    let store = dir.path().join("s.redb");
-    let child = start_record(&config, &store, &["--interval", "10ms", "--flush", "5s"]);
-    sleep(Duration::from_secs(3));
-    let interrupted = now_us();
-    signal(child.id(), "INT");
-    finish_record(child);
-    let rows = export_rows(&store);
-    let last = rows.iter().map(|r| r.t_us).max().expect("rows");
-    // The flush period is 5 s: everything up to the signal is there only if the final
-    // flush ran.
-    assert!(
-        interrupted - last < 300_000,
-        "last row {} ms before SIGINT",
-        (interrupted - last) / 1000
-    );
+    for signal_name in ["INT", "TERM"] {
+        let dir = TempDir::new(&format!("rec-sig{signal_name}"));
+        let config = setup(&dir, "it_signal", "");
+        let store = dir.path().join("s.redb");
+        let child = start_record(&config, &store, &["--interval", "10ms", "--flush", "5s"]);
+        sleep(Duration::from_secs(3));
+        let signalled = now_us();
+        signal(child.id(), signal_name);
+        finish_record(child);
+        let rows = export_rows(&store);
+        let last = rows.iter().map(|r| r.t_us).max().expect("rows");
+        // The flush period is 5 s: everything up to the signal is there only if the
+        // final flush ran.
+        assert!(
+            signalled - last < 300_000,
+            "last row {} ms before SIG{signal_name}",
+            (signalled - last) / 1000
+        );
+    }
 }
 
 #[test]
