@@ -148,8 +148,8 @@ struct Chunks {
 }
 
 /// Starts the writer thread for `session`, dropping chunks older than `retain` (by the
-/// session's `clock`) if given. Returns the probes' sender and the handle that yields the writer's result once
-/// every sender is dropped.
+/// session's `clock`) if given. Returns the probes' sender and the handle that yields
+/// the writer's result once every sender is dropped.
 pub fn spawn(
     store: Store,
     session: u32,
@@ -199,7 +199,7 @@ fn run(
             next_flush = Instant::now() + flush_every;
         }
         if let Some(retain) = retain.filter(|_| Instant::now() >= next_prune) {
-            appender.prune(retain, clock.now_us())?;
+            appender.prune(retain, clock.now_us());
             next_prune = Instant::now() + prune_every(retain);
         }
         if Instant::now() >= next_compact {
@@ -239,19 +239,23 @@ impl Appender {
         flush(&self.store, self.session, &mut self.chunks, &mut self.stats)
     }
 
-    /// Drops the chunks older than `retain` before `now_us` (UTC µs); returns how many.
-    pub fn prune(&mut self, retain: Duration, now_us: i64) -> Result<u64, StoreError> {
+    /// Drops the chunks older than `retain` before `now_us` (UTC µs). Like compaction,
+    /// only housekeeping: a failure is logged and the recording goes on (the next prune
+    /// tries again), since losing new samples would be worse than keeping old ones.
+    pub fn prune(&mut self, retain: Duration, now_us: i64) {
         let cutoff = Cutoff::keeping(now_us, crate::clock::duration_us(retain));
-        let pruned = self.store.prune(cutoff, false)?;
-        if pruned.chunks > 0 {
-            tracing::debug!(
-                chunks = pruned.chunks,
-                bytes = pruned.bytes,
-                "dropped chunks older than the retention"
-            );
+        match self.store.prune(cutoff, false) {
+            Ok(pruned) if pruned.chunks > 0 => {
+                tracing::debug!(
+                    chunks = pruned.chunks,
+                    bytes = pruned.bytes,
+                    "dropped chunks older than the retention"
+                );
+                self.stats.chunks_pruned += pruned.chunks;
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "dropping old chunks failed; continuing"),
         }
-        self.stats.chunks_pruned += pruned.chunks;
-        Ok(pruned.chunks)
     }
 
     /// Gives freed pages back to the file system. Only an optimisation: a failure is
