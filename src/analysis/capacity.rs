@@ -258,28 +258,117 @@ pub fn throughput(status: &[StatusSample], episodes: &[Episode]) -> Option<Throu
 /// few transactions: the primary was slowed too); the fastest catch-up would be such a
 /// hiccup, and a capacity planned on it is wrong where it matters.
 pub fn replay_rate(episodes: &[Episode], points: &[LagPoint]) -> Option<ReplayRate> {
-    let (mut fallen_us, mut span_us, mut fit_points, mut catch_ups) = (0i64, 0i64, 0, 0);
-    for e in episodes {
-        let Some(fit) = e.catch_up.filter(|f| f.confident() && f.vector() > 0.0) else {
-            continue;
-        };
-        let Some(end) = caught_up(points, e.end_index) else {
-            continue;
-        };
-        let Some(end_lag_us) = end.lag.judged_us() else {
-            continue;
-        };
-        let (fall, span) = (e.peak_lag_us - end_lag_us, end.t_us - e.peak_at_us);
-        if span >= MIN_CATCH_UP_US && fall > 0 {
-            (fallen_us, span_us) = (fallen_us + fall, span_us + span);
-            (fit_points, catch_ups) = (fit_points + fit.points, catch_ups + 1);
+    let mut finder = ReplayFinder::default();
+    let mut eps = episodes.iter().filter(|e| e.end_us.is_some()).peekable();
+    for (i, p) in points.iter().enumerate() {
+        finder.push(p);
+        while let Some(e) = eps.next_if(|e| e.end_index == i) {
+            finder.episode_ended(e, p);
         }
     }
-    (catch_ups > 0).then(|| ReplayRate {
-        capacity: 1.0 + fallen_us as f64 / span_us as f64,
-        catch_ups,
-        points: fit_points,
-    })
+    finder.finish()
+}
+
+/// [`replay_rate`] over points fed one by one: each ended episode is told with its end
+/// point, and the points after it say where its catch-up really ended.
+#[derive(Debug, Clone, Default)]
+pub struct ReplayFinder {
+    /// The catch-up being followed past its episode's end.
+    following: Option<CatchUp>,
+    fallen_us: i64,
+    span_us: i64,
+    fit_points: usize,
+    catch_ups: usize,
+}
+
+/// A catch-up whose end is still being looked for.
+#[derive(Debug, Clone, Copy)]
+struct CatchUp {
+    peak_lag_us: i64,
+    peak_at_us: i64,
+    fit_points: usize,
+    /// The episode's end point and its lag.
+    end: LagPoint,
+    end_lag_us: i64,
+}
+
+impl ReplayFinder {
+    /// An episode ended at `end` (the point just fed); counts when its catch-up was a
+    /// confident fit of a falling lag.
+    pub fn episode_ended(&mut self, e: &Episode, end: &LagPoint) {
+        self.settle(None);
+        let Some(fit) = e.catch_up.filter(|f| f.confident() && f.vector() > 0.0) else {
+            return;
+        };
+        let Some(end_lag_us) = end.lag.judged_us() else {
+            return;
+        };
+        self.following = Some(CatchUp {
+            peak_lag_us: e.peak_lag_us,
+            peak_at_us: e.peak_at_us,
+            fit_points: fit.points,
+            end: *end,
+            end_lag_us,
+        });
+        // The end point itself may already be caught up.
+        self.look_at(end);
+    }
+
+    /// Feeds the next point (in time order).
+    pub fn push(&mut self, p: &LagPoint) {
+        if self.following.is_some() {
+            self.look_at(p);
+        }
+    }
+
+    /// Where a catch-up really ends: an episode ends when the lag falls under
+    /// `recover_lag` (500 ms by default), but the applier works on until the lag is
+    /// down to its usual level, and on real load that last stretch is the slowest. The
+    /// first point from the episode's end at or under [`CAUGHT_UP_US`], within
+    /// [`CAUGHT_UP_SEARCH_US`] and before the lag rises over its value at the end; else
+    /// the end point.
+    fn look_at(&mut self, p: &LagPoint) {
+        let Some(c) = self.following else {
+            return;
+        };
+        if p.t_us - c.end.t_us > CAUGHT_UP_SEARCH_US {
+            return self.settle(None);
+        }
+        let Some(lag) = p.lag.judged_us() else {
+            return;
+        };
+        if lag > c.end_lag_us {
+            self.settle(None);
+        } else if lag <= CAUGHT_UP_US {
+            self.settle(Some(*p));
+        }
+    }
+
+    /// Ends the catch-up followed (if any) at `found`, or else at its episode's end.
+    fn settle(&mut self, found: Option<LagPoint>) {
+        let Some(c) = self.following.take() else {
+            return;
+        };
+        let end = found.unwrap_or(c.end);
+        let Some(end_lag_us) = end.lag.judged_us() else {
+            return;
+        };
+        let (fall, span) = (c.peak_lag_us - end_lag_us, end.t_us - c.peak_at_us);
+        if span >= MIN_CATCH_UP_US && fall > 0 {
+            (self.fallen_us, self.span_us) = (self.fallen_us + fall, self.span_us + span);
+            (self.fit_points, self.catch_ups) = (self.fit_points + c.fit_points, self.catch_ups + 1);
+        }
+    }
+
+    /// The pooled replay rate; `None` without a catch-up that counts.
+    pub fn finish(mut self) -> Option<ReplayRate> {
+        self.settle(None);
+        (self.catch_ups > 0).then(|| ReplayRate {
+            capacity: 1.0 + self.fallen_us as f64 / self.span_us as f64,
+            catch_ups: self.catch_ups,
+            points: self.fit_points,
+        })
+    }
 }
 
 /// Lag at or under this counts as caught up, µs.
@@ -287,23 +376,6 @@ pub const CAUGHT_UP_US: i64 = 50_000;
 
 /// How far past an episode's end the catch-up may go on, µs.
 pub const CAUGHT_UP_SEARCH_US: i64 = 10_000_000;
-
-/// Where a catch-up really ends: an episode ends when the lag falls under `recover_lag`
-/// (500 ms by default), but the applier works on until the lag is down to its usual
-/// level, and on real load that last stretch is the slowest. The first point from
-/// `end_index` at or under [`CAUGHT_UP_US`], within [`CAUGHT_UP_SEARCH_US`] and before
-/// the lag rises over its value at `end_index`; else the point at `end_index`.
-fn caught_up(points: &[LagPoint], end_index: usize) -> Option<&LagPoint> {
-    let end = points.get(end_index)?;
-    let end_lag = end.lag.judged_us()?;
-    let found = points[end_index..]
-        .iter()
-        .take_while(|p| p.t_us - end.t_us <= CAUGHT_UP_SEARCH_US)
-        .filter_map(|p| Some((p, p.lag.judged_us()?)))
-        .take_while(|&(_, lag)| lag <= end_lag)
-        .find(|&(_, lag)| lag <= CAUGHT_UP_US);
-    Some(found.map_or(end, |(p, _)| p))
-}
 
 /// The busy fraction over status samples outside episodes (and [`SETTLE_US`] after
 /// them); `None` with fewer than [`MIN_BUSY_SAMPLES`] samples that know the state.

@@ -7,7 +7,7 @@ use std::fmt;
 
 use super::health::LagGate;
 use super::series::LagPoint;
-use super::vector::{self, Fit};
+use super::vector::{Fit, FitSums};
 use crate::samples::{IoState, StatusSample};
 
 /// Status samples this long before an episode's start count for its causes, µs.
@@ -96,59 +96,120 @@ pub fn episodes(
     max_lag_us: i64,
     recover_lag_us: i64,
 ) -> Vec<Episode> {
-    let mut gate = LagGate::new(max_lag_us, recover_lag_us);
-    let mut out = Vec::new();
-    let mut open: Option<(usize, usize)> = None; // (start, peak)
-    for (i, p) in points.iter().enumerate() {
-        let Some(lag) = p.lag.judged_us() else {
-            continue;
-        };
-        let over = gate.update(lag);
-        match (&mut open, over) {
-            (None, true) => open = Some((i, i)),
-            (Some((_, peak)), true) => {
-                if Some(lag) > points[*peak].lag.judged_us() {
-                    *peak = i;
-                }
-            }
-            (Some((start, peak)), false) => {
-                out.push(build(points, status, *start, *peak, i, true));
-                open = None;
-            }
-            (None, false) => {}
-        }
+    let mut finder = EpisodeFinder::new(max_lag_us, recover_lag_us);
+    for p in points {
+        finder.push(p, status);
     }
-    if let Some((start, peak)) = open {
-        out.push(build(points, status, start, peak, points.len() - 1, false));
-    }
-    out
+    finder.finish(status)
 }
 
-fn build(
-    points: &[LagPoint],
-    status: &[StatusSample],
-    start: usize,
-    peak: usize,
-    end: usize,
-    ended: bool,
-) -> Episode {
-    let start_us = points[start].t_us;
-    let end_us = points[end].t_us;
-    Episode {
-        start_us,
-        end_us: ended.then_some(end_us),
-        peak_lag_us: points[peak].lag.judged_us().unwrap_or(0),
-        peak_at_us: points[peak].t_us,
-        start_index: start,
-        peak_index: peak,
-        end_index: end,
-        fall: vector::fit(&points[start..=peak]),
-        catch_up: if ended {
-            vector::fit(&points[peak..=end])
-        } else {
-            None
-        },
-        causes: causes(status, start_us - CAUSE_LOOKBACK_US, end_us),
+/// Finds episodes in lag points fed one by one in time order, in constant memory: the
+/// fits are running sums ([`FitSums`]).
+#[derive(Debug, Clone)]
+pub struct EpisodeFinder {
+    gate: LagGate,
+    /// Index of the next point.
+    next: usize,
+    open: Option<Open>,
+    /// The last point fed and its index.
+    last: Option<(usize, LagPoint)>,
+    done: Vec<Episode>,
+}
+
+/// The episode in progress.
+#[derive(Debug, Clone)]
+struct Open {
+    start: (usize, LagPoint),
+    peak: (usize, LagPoint),
+    peak_lag_us: i64,
+    /// Points from the start, and their sums as they were at the peak.
+    since_start: FitSums,
+    at_peak: FitSums,
+    /// Points from the peak on.
+    since_peak: FitSums,
+}
+
+impl EpisodeFinder {
+    pub fn new(max_lag_us: i64, recover_lag_us: i64) -> Self {
+        EpisodeFinder {
+            gate: LagGate::new(max_lag_us, recover_lag_us),
+            next: 0,
+            open: None,
+            last: None,
+            done: Vec::new(),
+        }
+    }
+
+    /// Feeds the next point; returns the episode it ended, if any (also kept for
+    /// [`EpisodeFinder::finish`]). `status` is the replica's, in time order.
+    pub fn push(&mut self, p: &LagPoint, status: &[StatusSample]) -> Option<&Episode> {
+        let i = self.next;
+        self.next += 1;
+        self.last = Some((i, *p));
+        let lag = p.lag.judged_us()?;
+        let over = self.gate.update(lag);
+        match (&mut self.open, over) {
+            (None, true) => {
+                let mut sums = FitSums::default();
+                sums.add(p);
+                self.open = Some(Open {
+                    start: (i, *p),
+                    peak: (i, *p),
+                    peak_lag_us: lag,
+                    since_start: sums,
+                    at_peak: sums,
+                    since_peak: sums,
+                });
+                None
+            }
+            (Some(o), true) => {
+                o.since_start.add(p);
+                if lag > o.peak_lag_us {
+                    (o.peak, o.peak_lag_us, o.at_peak) = ((i, *p), lag, o.since_start);
+                    o.since_peak = FitSums::default();
+                }
+                o.since_peak.add(p);
+                None
+            }
+            (Some(_), false) => {
+                let mut o = self.open.take().expect("matched");
+                o.since_peak.add(p);
+                self.done.push(o.episode((i, *p), true, status));
+                self.done.last()
+            }
+            (None, false) => None,
+        }
+    }
+
+    /// The index and point of the open episode's peak, while one is open.
+    pub fn open_peak(&self) -> Option<(usize, LagPoint)> {
+        self.open.as_ref().map(|o| o.peak)
+    }
+
+    /// Every episode, the one still open at the last point included.
+    pub fn finish(mut self, status: &[StatusSample]) -> Vec<Episode> {
+        if let (Some(o), Some(last)) = (self.open.take(), self.last) {
+            self.done.push(o.episode(last, false, status));
+        }
+        self.done
+    }
+}
+
+impl Open {
+    fn episode(&self, end: (usize, LagPoint), ended: bool, status: &[StatusSample]) -> Episode {
+        let (start_us, end_us) = (self.start.1.t_us, end.1.t_us);
+        Episode {
+            start_us,
+            end_us: ended.then_some(end_us),
+            peak_lag_us: self.peak_lag_us,
+            peak_at_us: self.peak.1.t_us,
+            start_index: self.start.0,
+            peak_index: self.peak.0,
+            end_index: end.0,
+            fall: self.at_peak.fit(),
+            catch_up: if ended { self.since_peak.fit() } else { None },
+            causes: causes(status, start_us - CAUSE_LOOKBACK_US, end_us),
+        }
     }
 }
 

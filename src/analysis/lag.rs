@@ -16,6 +16,8 @@
 //! session: a seq written by anything else (`check`, a second recorder) is a foreign beat.
 
 use crate::samples::{BeatTimes, Observation};
+use crate::store::StoreError;
+use crate::store::scan::{BeatReader, Beats};
 
 /// A read's or a probe round's lag, µs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -302,6 +304,257 @@ impl<'a> BeatCursor<'a> {
             return lag_of(beats, session, continuity, obs);
         }
         Some(lag_at(beats, self.at, continuity, obs))
+    }
+}
+
+/// [`lag_of`] for reads walked in time order over a cluster's beats read from the store
+/// as the walk goes ([`BeatReader`]): it holds the beats from a little before the one
+/// the last read showed to a little after the last read, so its memory follows the
+/// replica's lag, never the recording's length. A read of an older beat than those held
+/// sends the reader back. Gives the same answers as [`lag_of`] over every beat, given
+/// what the writer and the clock guarantee: within a session, beats are sent in seq
+/// order, and no read shows a beat of its session sent after the read ended.
+pub struct BeatWindow<'a> {
+    reader: BeatReader<'a>,
+    continuity: &'a [Continuity],
+    /// A run of consecutive beats of the cluster, ordered by seq.
+    beats: Vec<BeatTimes>,
+    /// Failed beats the reader gives out, not used here.
+    failed: Vec<crate::samples::Beat>,
+    /// The reader has given its last beat.
+    exhausted: bool,
+    /// Beats before `beats[0]` exist: dropped, or skipped by going back.
+    trimmed: bool,
+    /// Index of the beat the last matched read showed.
+    at: usize,
+    /// What each session's first beats say, by session index.
+    sessions: Vec<SessionStart>,
+    /// Each session's lowest seq from the chunks' headers, for a session none of whose
+    /// beats has been read yet.
+    first_seqs: std::collections::BTreeMap<u32, u64>,
+    /// The lowest seq in the store: an older one is nowhere to go back to.
+    lowest_seq: Option<u64>,
+    /// The last seq gone back for and not found: not gone back for again.
+    missing: Option<u64>,
+    /// Finds the cluster's outages in the beats as they are first read, when asked to.
+    outages: Option<super::outages::OutageFinder>,
+    /// The highest seq handed to `outages`.
+    fed_seq: Option<u64>,
+    /// Times the reader was sent back.
+    went_back: u32,
+}
+
+/// The beats of a session that [`unmatched`] looks at, noted as they pass.
+#[derive(Debug, Clone, Default)]
+struct SessionStart {
+    first_seq: Option<u64>,
+    /// Acknowledgements lower than those of every earlier beat of the session, in seq
+    /// order: the first of these at or before a read is the first beat acknowledged
+    /// before it.
+    record_acks: Vec<i64>,
+    /// The last seq noted (beats read again after going back are noted once).
+    noted: Option<u64>,
+}
+
+impl<'a> BeatWindow<'a> {
+    /// Beats before the one the last read showed that stay held (a replica's seq can
+    /// step back a little, e.g. between two recorders' reads).
+    const KEEP: usize = 4_096;
+    /// After a read that matched no beat, beats sent this long before it are dropped
+    /// (the next read of an older beat goes back for it), µs.
+    const HORIZON_US: i64 = 3_600_000_000;
+
+    /// `beats` are the cluster's; `continuity` is indexed by session.
+    pub fn new(beats: &'a Beats, continuity: &'a [Continuity]) -> Self {
+        let first_seqs = beats.first_seqs();
+        BeatWindow {
+            reader: beats.reader(),
+            continuity,
+            beats: Vec::new(),
+            failed: Vec::new(),
+            exhausted: false,
+            trimmed: false,
+            at: 0,
+            lowest_seq: first_seqs.values().min().copied(),
+            sessions: vec![SessionStart::default(); continuity.len()],
+            first_seqs,
+            missing: None,
+            outages: None,
+            fed_seq: None,
+            went_back: 0,
+        }
+    }
+
+    /// Also finds the cluster's primary outages from the beats read (see
+    /// [`BeatWindow::outages`]): the beats are then read once for both.
+    pub fn with_outages(mut self) -> Self {
+        self.outages = Some(Default::default());
+        self
+    }
+
+    /// The cluster's primary outages, after reading the beats no read needed; `None`
+    /// unless made [`BeatWindow::with_outages`].
+    pub fn outages(mut self) -> Result<Option<Vec<super::outages::PrimaryOutage>>, StoreError> {
+        if self.outages.is_none() {
+            return Ok(None);
+        }
+        while !self.exhausted {
+            self.beats.clear();
+            self.at = 0;
+            self.read_more()?;
+        }
+        Ok(self.outages.map(super::outages::OutageFinder::finish))
+    }
+
+    /// The lag of a read by `session`, as [`lag_of`] with that session's continuity
+    /// (`Continuity::for_interval(0)` for a session the recording does not describe);
+    /// `None` for a failed read.
+    pub fn lag(&mut self, session: u32, obs: &Observation) -> Result<Option<Lag>, StoreError> {
+        let continuity = self
+            .continuity
+            .get(session as usize)
+            .copied()
+            .unwrap_or(Continuity::for_interval(0));
+        let Some(seq) = obs.seq else {
+            return Ok(None);
+        };
+        // Every beat sent before the read's end plus the continuity limit can matter.
+        let until_us = obs.r_end_us.max(obs.r_start_us) + continuity.limit_us;
+        self.load(until_us)?;
+        let older = self.beats.first().is_none_or(|b| seq < b.seq);
+        if older
+            && self.trimmed
+            && self.missing != Some(seq)
+            && self.lowest_seq.is_some_and(|l| seq >= l)
+        {
+            self.go_back(seq, until_us)?;
+        }
+        let Some(i) = self.find(seq) else {
+            if self.trimmed && self.beats.first().is_some_and(|b| seq < b.seq) {
+                self.missing = Some(seq);
+            }
+            self.unmatched_read(obs.r_start_us);
+            return Ok(Some(self.unmatched(session, seq, obs)));
+        };
+        self.at = i;
+        self.trim();
+        let i = self.at;
+        if self.beats[i].session != session {
+            self.unmatched_read(obs.r_start_us);
+            return Ok(Some(self.unmatched(session, seq, obs)));
+        }
+        Ok(Some(lag_at(&self.beats, i, continuity, obs)))
+    }
+
+    /// Reads beats until one sent after `until_us` is held (or there are no more).
+    fn load(&mut self, until_us: i64) -> Result<(), StoreError> {
+        while !self.exhausted && self.beats.last().is_none_or(|b| b.t_send_us <= until_us) {
+            self.read_more()?;
+        }
+        Ok(())
+    }
+
+    /// Reads the reader's next beats, noting what [`BeatWindow::unmatched`] and the
+    /// outages need of them.
+    fn read_more(&mut self) -> Result<(), StoreError> {
+        {
+            let from = self.beats.len();
+            self.exhausted = !self.reader.fill(&mut self.beats, &mut self.failed)?;
+            if let Some(finder) = &mut self.outages {
+                // Beats read again after going back were fed the first time.
+                let fed = self.fed_seq;
+                let new = &self.beats[from..];
+                let skip = new.partition_point(|b| fed.is_some_and(|f| b.seq <= f));
+                self.failed.retain(|b| fed.is_none_or(|f| b.seq > f));
+                finder.push(&new[skip..], &self.failed);
+                self.fed_seq = new.last().map(|b| b.seq).max(fed);
+            }
+            self.failed.clear();
+            for b in &self.beats[from..] {
+                let Some(s) = self.sessions.get_mut(b.session as usize) else {
+                    continue;
+                };
+                if s.noted.is_some_and(|n| b.seq <= n) {
+                    continue;
+                }
+                s.noted = Some(b.seq);
+                s.first_seq.get_or_insert(b.seq);
+                if let Some(ack) = b.t_ack_us()
+                    && s.record_acks.last().is_none_or(|&low| ack < low)
+                {
+                    s.record_acks.push(ack);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Goes back to the chunk holding `seq` and reads on to `until_us`.
+    fn go_back(&mut self, seq: u64, until_us: i64) -> Result<(), StoreError> {
+        self.reader.seek(seq);
+        self.went_back += 1;
+        self.beats.clear();
+        (self.at, self.exhausted) = (0, false);
+        self.load(until_us)?;
+        // Whether beats older than the first held exist is not known: assume so.
+        self.trimmed = true;
+        Ok(())
+    }
+
+    /// Index of beat `seq` among those held: usually a few beats on from the last.
+    fn find(&self, seq: u64) -> Option<usize> {
+        let beats = &self.beats;
+        let mut i = self.at.min(beats.len());
+        let mut steps = 0;
+        while i < beats.len() && beats[i].seq < seq && steps < 16 {
+            i += 1;
+            steps += 1;
+        }
+        if beats.get(i).is_some_and(|b| b.seq == seq) {
+            return Some(i);
+        }
+        beats.binary_search_by_key(&seq, |b| b.seq).ok()
+    }
+
+    /// After a read that matched nothing, beats sent long before it stop being kept.
+    fn unmatched_read(&mut self, r_start_us: i64) {
+        let old = self
+            .beats
+            .partition_point(|b| b.t_send_us < r_start_us - Self::HORIZON_US);
+        self.at = self.at.max(old);
+        self.trim();
+    }
+
+    /// Drops the beats more than [`Self::KEEP`] before `at`, once they are half of
+    /// those held (so the copy costs little per read).
+    fn trim(&mut self) {
+        let cut = self.at.saturating_sub(Self::KEEP);
+        if cut > Self::KEEP && cut * 2 > self.beats.len() {
+            self.beats.drain(..cut);
+            self.at -= cut;
+            self.trimmed = true;
+        }
+    }
+
+    /// [`unmatched`] from what the session's first beats said as they passed.
+    fn unmatched(&self, session: u32, seq: u64, obs: &Observation) -> Lag {
+        let start = self.sessions.get(session as usize);
+        let first = start
+            .and_then(|s| s.first_seq)
+            .or_else(|| self.first_seqs.get(&session).copied());
+        let Some(first) = first else {
+            return Lag::Unknown(Unknown::BeforeFirstBeat);
+        };
+        if seq > first {
+            return Lag::Unknown(Unknown::ForeignBeat { seq });
+        }
+        let first_ack = start.and_then(|s| s.record_acks.iter().find(|&&a| a <= obs.r_start_us));
+        match first_ack {
+            Some(&ack) => Lag::AtLeast {
+                lo_us: (obs.r_start_us - ack).max(0),
+            },
+            None => Lag::Unknown(Unknown::BeforeFirstBeat),
+        }
     }
 }
 
@@ -675,5 +928,96 @@ mod tests {
             }
         }
         assert_eq!(cursor.lag(1, &obs(None, 1, 2)), None);
+    }
+
+    /// Beats of two recorder sessions in a real store: 6_000 of the first (every 7th
+    /// failed) every 10 ms, then, after a 5 s gap, 6_000 of the second.
+    fn two_session_store(name: &str) -> std::path::PathBuf {
+        use crate::samples::{Outcome, Sample};
+        use crate::store::writer::Appender;
+        use crate::store::{SessionInfo, Store, cluster_key};
+        let dir = std::env::temp_dir().join(format!("lagtrace-window-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("s.redb");
+        for (session, t0_us) in [(0, 1_000_000i64), (1, 66_000_000)] {
+            let store = Store::open_or_create(&path).unwrap();
+            let ids = store.intern(&[cluster_key("c")]).unwrap();
+            let id = store
+                .begin_session(&SessionInfo {
+                    started_us: t0_us,
+                    interval_us: 10_000,
+                    version: "t".into(),
+                    host: "h".into(),
+                    read_every: 1,
+                })
+                .unwrap();
+            let mut appender = Appender::new(store, id);
+            for k in 0..6_000i64 {
+                let t = t0_us + k * 10_000;
+                let failed = session == 0 && k % 7 == 3;
+                appender.add(Sample::Beat {
+                    cluster: ids[0],
+                    beat: crate::samples::Beat {
+                        seq: t as u64 / 10_000,
+                        t_send_us: t,
+                        t_done_us: t + 300 + k % 5 * 100,
+                        outcome: if failed { Outcome::Timeout } else { Outcome::Ok },
+                        reason: failed.then(|| "timed out".to_string()),
+                    },
+                });
+                if k % 100 == 99 {
+                    appender.flush().unwrap();
+                }
+            }
+            appender.finish().unwrap();
+        }
+        path
+    }
+
+    #[test]
+    fn the_window_over_the_store_agrees_with_the_lookup_over_every_beat() {
+        let path = two_session_store("agree");
+        let rec = crate::store::scan::load(
+            std::slice::from_ref(&path),
+            &crate::store::scan::Filter::default(),
+        )
+        .unwrap();
+        let beats = rec.beats_of("c");
+        let (all, failed) = beats.collect().unwrap();
+        assert_eq!((all.len(), failed.len()), (12_000, 857));
+        let continuity = continuity_of(&rec.sessions);
+        let mut window = BeatWindow::new(beats, &continuity).with_outages();
+        let mut x = crate::xorshift::XorShift::new(0x5eed);
+        let mut t = 500_000i64;
+        let mut checked = 0;
+        while t < 130_000_000 {
+            t += 1_000 + x.below(20_000) as i64;
+            let session = u32::from(t > 66_000_000);
+            let newest = all.partition_point(|b| b.t_send_us < t).saturating_sub(1);
+            // Mostly a beat a little behind; sometimes far behind (the window goes
+            // back), the other session's, none of ours, or nothing yet.
+            let seq = match x.below(50) {
+                0 => all[x.below(newest as u64 + 1) as usize].seq,
+                1 => 0,
+                2 => all.last().unwrap().seq + 1_000,
+                3 => all[newest].seq + 1,
+                _ => all[newest.saturating_sub(x.below(300) as usize)].seq,
+            };
+            let o = obs(Some(seq), t, t + 100 + x.below(400) as i64);
+            let c = continuity[session as usize];
+            assert_eq!(
+                window.lag(session, &o).unwrap(),
+                lag_of(&all, session, c, &o),
+                "seq {seq} at {t} (session {session})"
+            );
+            checked += 1;
+        }
+        assert!(checked > 10_000);
+        assert!(window.went_back > 10, "went back {} times", window.went_back);
+        assert!(window.beats.len() < 8 * BeatWindow::KEEP, "{} held", window.beats.len());
+        let outages = window.outages().unwrap().unwrap();
+        assert_eq!(outages, crate::analysis::outages::primary_outages(&all, &failed));
+        assert_eq!(outages.len(), 857);
     }
 }

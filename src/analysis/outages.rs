@@ -28,49 +28,83 @@ impl PrimaryOutage {
     }
 }
 
-/// The outages of a cluster from its beats (ordered by seq) and its failed beats
-/// (ordered by seq, with their outcomes and reasons).
-pub fn primary_outages(beats: &[BeatTimes], failed: &[Beat]) -> Vec<PrimaryOutage> {
-    let mut out: Vec<PrimaryOutage> = Vec::new();
-    let mut open: Option<PrimaryOutage> = None;
-    let mut session = None;
-    for b in beats {
-        if session != Some(b.session)
-            && let Some(o) = open.take()
-        {
-            // A session that ended failing: its outage ends unknown.
-            out.push(o);
-        }
-        session = Some(b.session);
-        match (b.t_ack_us(), &mut open) {
-            (Some(ack), Some(_)) => {
-                let mut o = open.take().expect("open");
-                o.end_us = Some(ack);
-                out.push(o);
+/// Finds a cluster's outages in its beats fed in seq order, a batch at a time.
+#[derive(Debug, Default)]
+pub struct OutageFinder {
+    out: Vec<PrimaryOutage>,
+    open: Option<PrimaryOutage>,
+    session: Option<u32>,
+}
+
+impl OutageFinder {
+    /// Feeds the next beats (ordered by seq) and the failed ones among them, whole
+    /// (ordered by seq), for their outcomes and reasons.
+    pub fn push(&mut self, beats: &[BeatTimes], failed: &[Beat]) {
+        for b in beats {
+            if self.session != Some(b.session)
+                && let Some(o) = self.open.take()
+            {
+                // A session that ended failing: its outage ends unknown.
+                self.out.push(o);
             }
-            (Some(_), None) => {}
-            (None, Some(o)) => {
-                o.failed_beats += 1;
-                o.last_failed_us = b.t_send_us;
-            }
-            (None, None) => {
-                let first = failed
-                    .binary_search_by_key(&b.seq, |f| f.seq)
-                    .ok()
-                    .map(|i| &failed[i]);
-                open = Some(PrimaryOutage {
-                    start_us: b.t_send_us,
-                    end_us: None,
-                    last_failed_us: b.t_send_us,
-                    failed_beats: 1,
-                    outcome: first.map_or(Outcome::Timeout, |f| f.outcome),
-                    reason: first.and_then(|f| f.reason.clone()),
-                });
+            self.session = Some(b.session);
+            match (b.t_ack_us(), &mut self.open) {
+                (Some(ack), Some(_)) => {
+                    let mut o = self.open.take().expect("open");
+                    o.end_us = Some(ack);
+                    self.out.push(o);
+                }
+                (Some(_), None) => {}
+                (None, Some(o)) => {
+                    o.failed_beats += 1;
+                    o.last_failed_us = b.t_send_us;
+                }
+                (None, None) => {
+                    let first = failed
+                        .binary_search_by_key(&b.seq, |f| f.seq)
+                        .ok()
+                        .map(|i| &failed[i]);
+                    self.open = Some(PrimaryOutage {
+                        start_us: b.t_send_us,
+                        end_us: None,
+                        last_failed_us: b.t_send_us,
+                        failed_beats: 1,
+                        outcome: first.map_or(Outcome::Timeout, |f| f.outcome),
+                        reason: first.and_then(|f| f.reason.clone()),
+                    });
+                }
             }
         }
     }
-    out.extend(open);
-    out
+
+    /// The outages, in time order.
+    pub fn finish(mut self) -> Vec<PrimaryOutage> {
+        self.out.extend(self.open);
+        self.out
+    }
+}
+
+/// The outages of a cluster from its beats (ordered by seq) and its failed beats
+/// (ordered by seq, with their outcomes and reasons).
+pub fn primary_outages(beats: &[BeatTimes], failed: &[Beat]) -> Vec<PrimaryOutage> {
+    let mut finder = OutageFinder::default();
+    finder.push(beats, failed);
+    finder.finish()
+}
+
+/// The outages of a cluster whose beats are read from the store a chunk at a time.
+pub fn cluster_outages(
+    beats: &crate::store::scan::Beats,
+) -> Result<Vec<PrimaryOutage>, crate::store::StoreError> {
+    let mut finder = OutageFinder::default();
+    let mut reader = beats.reader();
+    let (mut batch, mut failed) = (Vec::new(), Vec::new());
+    while reader.fill(&mut batch, &mut failed)? {
+        finder.push(&batch, &failed);
+        batch.clear();
+        failed.clear();
+    }
+    Ok(finder.finish())
 }
 
 #[cfg(test)]

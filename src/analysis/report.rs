@@ -1,12 +1,15 @@
 //! Everything `analyze` says about one replica, computed from its recorded series and
 //! its cluster's beats. Times and lags in µs; rates are vectors (seconds per second).
 
-use super::capacity::{self, BusyFraction, Planning, ReplayRate, Throughput};
-use super::episodes::{self, Episode};
+use std::collections::{BTreeMap, VecDeque};
+
+use super::capacity::{self, BusyFraction, Planning, ReplayFinder, ReplayRate, Throughput};
+use super::episodes::{Episode, EpisodeFinder};
 use super::lag::Lag;
+use super::outages::PrimaryOutage;
 use super::series::{LagPoint, LagSeries};
-use super::stats::{self, Percentiles};
-use super::vector::{self, Fit};
+use super::stats::{Distribution, Percentiles, TimeAbove};
+use super::vector::{Fit, FitSums, VectorWindow};
 use crate::samples::{Outcome, StatusSample};
 use crate::store::StoreError;
 use crate::store::scan::Recording;
@@ -67,38 +70,40 @@ pub fn fit_window_us(rec: &Recording, asked_us: i64) -> i64 {
     asked_us.max(4 * read_period_us(rec))
 }
 
-/// Reports of every replica in the recording, in (cluster, replica) order.
-pub fn replica_reports(
+/// Reports of every cluster (in name order) and every replica (in (cluster, replica)
+/// order) of the recording. Each replica's rounds are walked once, never all held; a
+/// cluster's beats are read once for its first replica and its outages.
+pub fn reports(
     rec: &Recording,
     settings: &Settings,
-) -> Result<Vec<ReplicaReport>, StoreError> {
-    rec.replicas
+) -> Result<(Vec<ClusterReport>, Vec<ReplicaReport>), StoreError> {
+    let mut outages: BTreeMap<&str, Vec<PrimaryOutage>> = BTreeMap::new();
+    let mut replicas = Vec::with_capacity(rec.replicas.len());
+    for rs in &rec.replicas {
+        let first_of_cluster = !outages.contains_key(rs.cluster.as_str());
+        let mut builder = ReportBuilder::new(settings, &rs.status);
+        let (series, found) = super::series::walk_rounds(rec, rs, first_of_cluster, |batch| {
+            batch.rounds.iter().for_each(|p| builder.push(p));
+        })?;
+        if let Some(found) = found {
+            outages.insert(&rs.cluster, found);
+        }
+        replicas.push(builder.finish(&rs.cluster, &rs.replica, &series));
+    }
+    let clusters = rec
+        .beats
         .iter()
-        .map(|rs| {
-            let series = super::series::replica_series(rec, rs)?;
-            Ok(replica_report(
-                &rs.cluster,
-                &rs.replica,
-                &series,
-                &rs.status,
-                settings,
-            ))
+        .map(|(cluster, beats)| {
+            Ok(ClusterReport {
+                cluster: cluster.clone(),
+                outages: match outages.remove(cluster.as_str()) {
+                    Some(found) => found,
+                    None => super::outages::cluster_outages(beats)?,
+                },
+            })
         })
-        .collect()
-}
-
-/// Every cluster with its primary outages, in name order.
-pub fn cluster_reports(rec: &Recording) -> Vec<ClusterReport> {
-    rec.beats
-        .iter()
-        .map(|(cluster, beats)| ClusterReport {
-            cluster: cluster.clone(),
-            outages: super::outages::primary_outages(
-                beats,
-                rec.failed_beats.get(cluster).map_or(&[], Vec::as_slice),
-            ),
-        })
-        .collect()
+        .collect::<Result<_, StoreError>>()?;
+    Ok((clusters, replicas))
 }
 
 /// A stretch without a lag measurement.
@@ -193,8 +198,8 @@ pub struct ReplicaReport {
     pub status_samples: usize,
 }
 
-/// The report of one replica from its lag series and status samples (in time order).
-/// The distribution figures and the time-series figures are computed on two threads.
+/// The report of one replica from its lag series (its points held) and status samples
+/// (in time order).
 pub fn replica_report(
     cluster: &str,
     replica: &str,
@@ -202,42 +207,149 @@ pub fn replica_report(
     status: &[StatusSample],
     settings: &Settings,
 ) -> ReplicaReport {
-    let points = &series.points;
-    let ((coverage, lag), (eps, vector)) = std::thread::scope(|scope| {
-        let distribution = scope.spawn(|| {
-            (
-                coverage(series, settings.gap_us),
-                lag_summary(points, settings),
-            )
+    let mut builder = ReportBuilder::new(settings, status);
+    series.points.iter().for_each(|p| builder.push(p));
+    builder.finish(cluster, replica, series)
+}
+
+/// A replica's report from its rounds fed one by one in time order, in memory that
+/// does not grow with their number.
+#[derive(Debug)]
+pub struct ReportBuilder<'a> {
+    settings: Settings,
+    status: &'a [StatusSample],
+    rounds: usize,
+    at_least_rounds: usize,
+    lag: Distribution,
+    width: Distribution,
+    at_least_max_us: Option<i64>,
+    above: TimeAbove,
+    vector: VectorWindow,
+    /// The lowest and highest vector, and the last.
+    vector_range: Option<(f32, f32)>,
+    vector_now: Option<f32>,
+    episodes: EpisodeFinder,
+    replay: ReplayFinder,
+    /// Bounded points of the last [`ETA_WINDOW_US`], with their indices.
+    recent: VecDeque<(usize, LagPoint)>,
+    last: Option<LagPoint>,
+}
+
+impl<'a> ReportBuilder<'a> {
+    /// `status` is the replica's, in time order.
+    pub fn new(settings: &Settings, status: &'a [StatusSample]) -> Self {
+        ReportBuilder {
+            settings: *settings,
+            status,
+            rounds: 0,
+            at_least_rounds: 0,
+            lag: Distribution::default(),
+            width: Distribution::default(),
+            at_least_max_us: None,
+            above: TimeAbove::new(settings.max_lag_us, settings.gap_us),
+            vector: VectorWindow::new(settings.window_us),
+            vector_range: None,
+            vector_now: None,
+            episodes: EpisodeFinder::new(settings.max_lag_us, settings.recover_lag_us),
+            replay: ReplayFinder::default(),
+            recent: VecDeque::new(),
+            last: None,
+        }
+    }
+
+    /// Feeds the next round (in time order).
+    pub fn push(&mut self, p: &LagPoint) {
+        let index = self.rounds;
+        self.rounds += 1;
+        match p.lag {
+            Lag::Bounded { lo_us, hi_us } => {
+                self.lag.record(lo_us + (hi_us - lo_us) / 2);
+                self.width.record(hi_us - lo_us);
+                self.recent.push_back((index, *p));
+                while self
+                    .recent
+                    .front()
+                    .is_some_and(|(_, q)| q.t_us < p.t_us - ETA_WINDOW_US)
+                {
+                    self.recent.pop_front();
+                }
+            }
+            Lag::AtLeast { lo_us } => {
+                self.at_least_rounds += 1;
+                self.at_least_max_us = Some(self.at_least_max_us.map_or(lo_us, |m| m.max(lo_us)));
+            }
+            Lag::Unknown(_) => {}
+        }
+        self.above.push(p);
+        let v = self.vector.push(p);
+        if v.is_finite() {
+            self.vector_range = Some(self.vector_range.map_or((v, v), |(lo, hi)| (lo.min(v), hi.max(v))));
+            self.vector_now = Some(v);
+        }
+        self.replay.push(p);
+        if let Some(e) = self.episodes.push(p, self.status) {
+            self.replay.episode_ended(e, p);
+        }
+        self.last = Some(*p);
+    }
+
+    /// The report, with the facts of the walk (`series`: its points are not read).
+    pub fn finish(self, cluster: &str, replica: &str, series: &LagSeries) -> ReplicaReport {
+        let settings = self.settings;
+        // The catch-up so far: from the open episode's peak, at most ETA_WINDOW_US back.
+        let eta_fit = self.episodes.open_peak().and_then(|(peak, _)| {
+            let mut sums = FitSums::default();
+            self.recent
+                .iter()
+                .filter(|(i, _)| *i >= peak)
+                .for_each(|(_, p)| sums.add(p));
+            sums.fit()
         });
-        let eps = episodes::episodes(points, status, settings.max_lag_us, settings.recover_lag_us);
-        let vectors = vector::vector_series(points, settings.window_us);
-        let vector = vector_summary(points, &vectors, &eps);
-        let distribution = distribution
-            .join()
-            .unwrap_or_else(|e| std::panic::resume_unwind(e));
-        (distribution, (eps, vector))
-    });
-    let replay = capacity::replay_rate(&eps, points);
-    let throughput = capacity::throughput(status, &eps);
-    ReplicaReport {
-        cluster: cluster.to_string(),
-        replica: replica.to_string(),
-        coverage,
-        lag,
-        intended_delay: intended_delay(status),
-        vector,
-        replay,
-        throughput,
-        planning: capacity::planning(throughput.as_ref(), replay.as_ref()),
-        busy: capacity::busy_fraction(status, &eps),
-        status_samples: status.len(),
-        episodes: eps,
+        let lag_now = self.last.map(|p| p.lag);
+        let eta_s = eta_fit
+            .filter(|f| f.confident() && f.vector() > 0.0)
+            .zip(lag_now.and_then(|l| l.point_us()))
+            .map(|(f, lag)| lag as f64 / 1e6 / f.vector());
+        let eps = self.episodes.finish(self.status);
+        let vector = VectorSummary {
+            now: self.vector_now.map(f64::from),
+            min: self.vector_range.map(|(lo, _)| f64::from(lo)),
+            max: self.vector_range.map(|(_, hi)| f64::from(hi)),
+            // Episodes use the same hysteresis: the last one is open exactly when the
+            // replica is over the threshold now.
+            lagging_now: eps.last().is_some_and(|e| e.end_us.is_none()),
+            lag_now,
+            eta_s,
+            eta_fit,
+        };
+        let lag = (self.rounds > 0).then(|| LagSummary {
+            lag: self.lag.percentiles(),
+            width: self.width.percentiles(),
+            at_least_max_us: self.at_least_max_us,
+            above_max_us: self.above.total_us(),
+        });
+        let replay = self.replay.finish();
+        let status = self.status;
+        let throughput = capacity::throughput(status, &eps);
+        ReplicaReport {
+            cluster: cluster.to_string(),
+            replica: replica.to_string(),
+            coverage: coverage(series, self.rounds, self.at_least_rounds, settings.gap_us),
+            lag,
+            intended_delay: intended_delay(status),
+            vector,
+            replay,
+            throughput,
+            planning: capacity::planning(throughput.as_ref(), replay.as_ref()),
+            busy: capacity::busy_fraction(status, &eps),
+            status_samples: status.len(),
+            episodes: eps,
+        }
     }
 }
 
 /// Gaps are silences longer than `gap_us` and runs of failed reads.
-fn coverage(series: &LagSeries, gap_us: i64) -> Coverage {
+fn coverage(series: &LagSeries, rounds: usize, at_least_rounds: usize, gap_us: i64) -> Coverage {
     let silences = series
         .silences
         .iter()
@@ -258,37 +370,14 @@ fn coverage(series: &LagSeries, gap_us: i64) -> Coverage {
         first_us: series.first_read_us,
         last_us: series.last_read_us,
         reads: series.reads,
-        rounds: series.points.len(),
-        at_least_rounds: series.points.len() - series.bounded().count(),
-        failed_reads: series.failures.len(),
+        rounds,
+        at_least_rounds,
+        failed_reads: series.failed_reads,
         before_first_beat: series.before_first_beat,
         foreign_rounds: series.foreign,
         foreign_seqs: series.foreign_seqs.clone(),
         gaps,
     }
-}
-
-fn lag_summary(points: &[LagPoint], settings: &Settings) -> Option<LagSummary> {
-    if points.is_empty() {
-        return None;
-    }
-    // One buffer for both distributions.
-    let mut values: Vec<i64> = points.iter().filter_map(|p| p.lag.point_us()).collect();
-    let lag = stats::percentiles(&mut values);
-    values.clear();
-    values.extend(points.iter().filter_map(|p| p.lag.width_us()));
-    let width = stats::percentiles(&mut values);
-    let at_least_max_us = points
-        .iter()
-        .filter(|p| matches!(p.lag, Lag::AtLeast { .. }))
-        .filter_map(|p| p.lag.lo_us())
-        .max();
-    Some(LagSummary {
-        lag,
-        width,
-        at_least_max_us,
-        above_max_us: stats::time_above(points, settings.max_lag_us, settings.gap_us),
-    })
 }
 
 fn intended_delay(status: &[StatusSample]) -> Option<IntendedDelay> {
@@ -301,45 +390,6 @@ fn intended_delay(status: &[StatusSample]) -> Option<IntendedDelay> {
         max_s,
         last_s: *delays.last()?,
     })
-}
-
-fn vector_summary(points: &[LagPoint], vectors: &[f32], eps: &[Episode]) -> VectorSummary {
-    let (min, max) = vectors
-        .iter()
-        .filter(|v| v.is_finite())
-        .fold(None, |acc: Option<(f32, f32)>, &v| {
-            Some(acc.map_or((v, v), |(lo, hi)| (lo.min(v), hi.max(v))))
-        })
-        .unzip();
-    // Episodes use the same hysteresis: the last one is open exactly when the replica
-    // is over the threshold now.
-    let open = eps.last().filter(|e| e.end_us.is_none());
-    let lagging_now = open.is_some();
-    // The catch-up so far: from the open episode's peak, at most ETA_WINDOW_US back.
-    let eta_fit = open.and_then(|e| {
-        let catch_up = &points[e.peak_index..];
-        let last = catch_up.last()?.t_us;
-        let from = catch_up.partition_point(|p| p.t_us < last - ETA_WINDOW_US);
-        vector::fit(&catch_up[from..])
-    });
-    let lag_now = points.last().map(|p| p.lag);
-    let eta_s = eta_fit
-        .filter(|f| f.confident() && f.vector() > 0.0)
-        .zip(lag_now.and_then(|l| l.point_us()))
-        .map(|(f, lag)| lag as f64 / 1e6 / f.vector());
-    VectorSummary {
-        now: vectors
-            .iter()
-            .rev()
-            .find(|v| v.is_finite())
-            .map(|&v| v as f64),
-        min: min.map(f64::from),
-        max: max.map(f64::from),
-        lagging_now,
-        lag_now,
-        eta_s,
-        eta_fit,
-    }
 }
 
 #[cfg(test)]

@@ -6,7 +6,8 @@
 //! count each round once and use its best measurement. Rounds whose reads say nothing
 //! (before the session's first beat, a foreign beat) are counted, never plotted.
 
-use super::lag::{BeatCursor, Continuity, Lag, Unknown};
+use super::lag::{BeatCursor, BeatWindow, Continuity, Lag, Unknown};
+use super::outages::PrimaryOutage;
 use crate::samples::{BeatTimes, Observation, Outcome};
 
 /// The lag of one probe round at `t_us` (the middle of the read it keeps). Never
@@ -54,11 +55,14 @@ pub const FOREIGN_EXAMPLES: usize = 5;
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct LagSeries {
     /// One per probe round with a known lag (bounded or "at least"), in time order.
+    /// Empty when the rounds were walked ([`walk_rounds`]) rather than collected.
     pub points: Vec<LagPoint>,
-    /// In time order.
+    /// In time order. Empty when walked, as `points`.
     pub failures: Vec<FailedRead>,
     /// Reads, failed or not.
     pub reads: usize,
+    /// Reads that failed.
+    pub failed_reads: usize,
     /// Rounds whose reads showed a seq older than their session's first beat before
     /// that beat was acknowledged (a restart's first read, seq 0 after `init`).
     pub before_first_beat: u64,
@@ -83,134 +87,98 @@ impl LagSeries {
     }
 }
 
-/// Builds a [`LagSeries`] from observations fed one by one in time order, so a recording
-/// never has to hold its observations all at once.
-#[derive(Debug)]
-pub struct SeriesBuilder<'a> {
-    cursor: BeatCursor<'a>,
+/// Finished rounds and failed reads, in time order, as a walk hands them on.
+#[derive(Debug, Clone, Default)]
+pub struct Batch {
+    pub rounds: Vec<LagPoint>,
+    pub failures: Vec<FailedRead>,
+}
+
+/// Builds a [`LagSeries`] from reads fed one by one in time order, each with the lag
+/// it shows, handing each round on once it is finished (when the next read is not its
+/// follow-up): a recording never has to hold its reads or rounds all at once.
+#[derive(Debug, Default)]
+pub struct SeriesBuilder {
     out: LagSeries,
-    /// Rounds in progress or done, unknown ones included until [`SeriesBuilder::finish`].
-    rounds: Vec<LagPoint>,
-    /// The session of the last round, while a follow-up may still join it.
-    open_round: Option<u32>,
-    /// The first read was a follow-up (its round began before this builder's reads).
-    first_follows: bool,
+    /// The round in progress and the session that took it, while a follow-up may
+    /// still join it; unknown ones included.
+    open: Option<(LagPoint, u32)>,
     /// The failure run in progress.
     failing: Option<(i64, Outcome)>,
 }
 
-impl<'a> SeriesBuilder<'a> {
-    /// `beats` are the cluster's, ordered by seq; `continuity` is indexed by session;
-    /// `capacity` is a hint of how many reads will come.
-    pub fn new(beats: &'a [BeatTimes], continuity: &'a [Continuity], capacity: usize) -> Self {
-        SeriesBuilder {
-            cursor: BeatCursor::new(beats, continuity),
-            out: LagSeries::default(),
-            rounds: Vec::with_capacity(capacity),
-            open_round: None,
-            first_follows: false,
-            failing: None,
-        }
-    }
-
-    /// Adds the next read (in time order), taken by recorder session `session`.
-    pub fn push(&mut self, obs: &Observation, session: u32) {
-        let out = &mut self.out;
-        out.reads += 1;
+impl SeriesBuilder {
+    /// Adds the next read (in time order), taken by recorder session `session`, with
+    /// its lag (`None` for a failed read); finished rounds and failures go to `out`.
+    pub fn push(&mut self, obs: &Observation, session: u32, lag: Option<Lag>, out: &mut Batch) {
+        let series = &mut self.out;
+        series.reads += 1;
         let t = obs.r_start_us;
-        if let Some(prev) = out.last_read_us.filter(|&p| t - p > MIN_SILENCE_US) {
-            out.silences.push((prev, t));
+        if let Some(prev) = series.last_read_us.filter(|&p| t - p > MIN_SILENCE_US) {
+            series.silences.push((prev, t));
         }
-        out.first_read_us.get_or_insert(t);
-        out.last_read_us = Some(t);
+        series.first_read_us.get_or_insert(t);
+        series.last_read_us = Some(t);
         if obs.outcome != Outcome::Ok {
+            series.failed_reads += 1;
             out.failures.push(FailedRead {
                 t_us: t,
                 outcome: obs.outcome,
             });
             self.failing.get_or_insert((t, obs.outcome));
-            self.open_round = None;
+            self.close(out);
             return;
         }
         if let Some((start_us, outcome)) = self.failing.take() {
-            out.outages.push(Outage {
+            series.outages.push(Outage {
                 start_us,
                 end_us: t,
                 outcome,
             });
         }
-        let Some(lag) = self.cursor.lag(session, obs) else {
+        let Some(lag) = lag else {
             return;
         };
         let point = LagPoint {
             t_us: t + (obs.r_end_us - t) / 2,
             lag,
         };
-        if out.reads == 1 {
-            self.first_follows = obs.follow_up;
-        }
-        match self.rounds.last_mut() {
-            Some(last) if obs.follow_up && self.open_round == Some(session) => {
+        match &mut self.open {
+            Some((last, s)) if obs.follow_up && *s == session => {
                 if lag.tighter(last.lag) != last.lag {
                     *last = point;
                 }
             }
-            _ => self.rounds.push(point),
-        }
-        self.open_round = Some(session);
-    }
-
-    /// This builder followed by `later`, which was fed the reads right after this one's
-    /// (on another thread): the same as if one builder had been fed them all.
-    pub fn append(mut self, later: SeriesBuilder<'a>) -> SeriesBuilder<'a> {
-        let (Some(last_us), Some(next_us)) = (self.out.last_read_us, later.out.first_read_us)
-        else {
-            return if later.out.reads == 0 { self } else { later };
-        };
-        let mut b = later.out;
-        let out = &mut self.out;
-        if next_us - last_us > MIN_SILENCE_US {
-            out.silences.push((last_us, next_us));
-        }
-        out.silences.append(&mut b.silences);
-
-        // A failure run in progress goes on into `later` or ends at its first read.
-        let mut failing = later.failing;
-        if let Some((start_us, outcome)) = self.failing {
-            let later_began_failing = b.failures.first().is_some_and(|f| f.t_us == next_us);
-            if !later_began_failing {
-                out.outages.push(Outage {
-                    start_us,
-                    end_us: next_us,
-                    outcome,
-                });
-            } else if let Some(first) = b.outages.first_mut() {
-                (first.start_us, first.outcome) = (start_us, outcome);
-            } else if let Some(run) = failing.as_mut() {
-                *run = (start_us, outcome);
+            _ => {
+                self.close(out);
+                self.open = Some((point, session));
             }
         }
-        out.outages.append(&mut b.outages);
-
-        // The first read of `later` may be a follow-up of this one's last round.
-        let mut rounds = later.rounds.into_iter();
-        let joins = later.first_follows && self.open_round.is_some();
-        if joins
-            && let (Some(last), Some(first)) = (self.rounds.last_mut(), rounds.next())
-            && first.lag.tighter(last.lag) != last.lag
-        {
-            *last = first;
-        }
-        self.rounds.extend(rounds);
-        out.failures.append(&mut b.failures);
-        out.reads += b.reads;
-        out.last_read_us = b.last_read_us;
-        self.open_round = later.open_round;
-        self.failing = failing;
-        self
     }
 
-    pub fn finish(mut self) -> LagSeries {
+    /// Hands on the round in progress: counted when its lag is unknown, else a point.
+    fn close(&mut self, out: &mut Batch) {
+        let Some((p, _)) = self.open.take() else {
+            return;
+        };
+        let series = &mut self.out;
+        match p.lag {
+            Lag::Unknown(Unknown::BeforeFirstBeat) => series.before_first_beat += 1,
+            Lag::Unknown(Unknown::ForeignBeat { seq }) => {
+                series.foreign += 1;
+                if series.foreign_seqs.len() < FOREIGN_EXAMPLES && !series.foreign_seqs.contains(&seq)
+                {
+                    series.foreign_seqs.push(seq);
+                }
+            }
+            _ => out.rounds.push(p),
+        }
+    }
+
+    /// Hands on the last round and returns the series' facts (`points` and
+    /// `failures` empty: they went to the batches).
+    pub fn finish(mut self, out: &mut Batch) -> LagSeries {
+        self.close(out);
         if let (Some((start_us, outcome)), Some(end_us)) = (self.failing, self.out.last_read_us) {
             self.out.outages.push(Outage {
                 start_us,
@@ -218,23 +186,7 @@ impl<'a> SeriesBuilder<'a> {
                 outcome,
             });
         }
-        let mut out = self.out;
-        for p in &self.rounds {
-            match p.lag {
-                Lag::Unknown(Unknown::BeforeFirstBeat) => out.before_first_beat += 1,
-                Lag::Unknown(Unknown::ForeignBeat { seq }) => {
-                    out.foreign += 1;
-                    if out.foreign_seqs.len() < FOREIGN_EXAMPLES && !out.foreign_seqs.contains(&seq)
-                    {
-                        out.foreign_seqs.push(seq);
-                    }
-                }
-                _ => {}
-            }
-        }
-        self.rounds.retain(|p| !matches!(p.lag, Lag::Unknown(_)));
-        out.points = self.rounds;
-        out
+        self.out
     }
 }
 
@@ -246,53 +198,84 @@ pub fn lag_series(
     observations: &[Observation],
     session: u32,
 ) -> LagSeries {
-    let mut b = SeriesBuilder::new(beats, continuity, observations.len());
+    let mut cursor = BeatCursor::new(beats, continuity);
+    let mut b = SeriesBuilder::default();
+    let mut batch = Batch::default();
     for obs in observations {
-        b.push(obs, session);
+        let lag = cursor.lag(session, obs);
+        b.push(obs, session, lag, &mut batch);
     }
-    b.finish()
+    let mut series = b.finish(&mut batch);
+    (series.points, series.failures) = (batch.rounds, batch.failures);
+    series
 }
 
-/// The lag series of one replica of a loaded recording. Its observations are decoded
-/// as they are walked, never all held at once, in consecutive parts on all cores.
+/// Rounds handed on at a time by [`walk_rounds`].
+const BATCH_ROUNDS: usize = 8_192;
+
+/// Walks one replica of a loaded recording: one thread decodes its reads and its
+/// cluster's beats chunk by chunk and matches them into rounds, while `sink`, on the
+/// calling thread, gets the finished rounds and failed reads in batches, in time
+/// order. Returns the series' facts (`points` and `failures` empty) and, when asked
+/// `with_outages`, the cluster's primary outages from the same reading of the beats.
+/// Memory does not grow with the recording's length.
+pub fn walk_rounds(
+    rec: &crate::store::scan::Recording,
+    rs: &crate::store::scan::ReplicaSeries,
+    with_outages: bool,
+    mut sink: impl FnMut(&Batch),
+) -> Result<(LagSeries, Option<Vec<PrimaryOutage>>), crate::store::StoreError> {
+    let continuity = super::lag::continuity_of(&rec.sessions);
+    let beats = rec.beats_of(&rs.cluster);
+    let (series, outages) = std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Batch>(4);
+        let producer = scope.spawn(move || {
+            let mut window = BeatWindow::new(beats, &continuity);
+            if with_outages {
+                window = window.with_outages();
+            }
+            let mut builder = SeriesBuilder::default();
+            let mut batch = Batch::default();
+            rs.observations.for_each(|o, session| {
+                let lag = window.lag(session, o)?;
+                builder.push(o, session, lag, &mut batch);
+                if batch.rounds.len() + batch.failures.len() >= BATCH_ROUNDS {
+                    // The receiver only stops early when it panicked.
+                    let _ = tx.send(std::mem::take(&mut batch));
+                }
+                Ok::<(), crate::store::StoreError>(())
+            })?;
+            let series = builder.finish(&mut batch);
+            let _ = tx.send(batch);
+            Ok((series, window.outages()?))
+        });
+        for batch in rx {
+            sink(&batch);
+        }
+        producer
+            .join()
+            .unwrap_or_else(|e| std::panic::resume_unwind(e))
+    })?;
+    tracing::debug!(
+        replica = %rs.replica,
+        reads = series.reads,
+        "lag series walked"
+    );
+    Ok((series, outages))
+}
+
+/// The lag series of one replica of a loaded recording, every round held (for the
+/// commands that draw or list them all: plot, export, replay).
 pub fn replica_series(
     rec: &crate::store::scan::Recording,
     rs: &crate::store::scan::ReplicaSeries,
 ) -> Result<LagSeries, crate::store::StoreError> {
-    let beats = rec.beats_of(&rs.cluster);
-    let continuity = super::lag::continuity_of(&rec.sessions);
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let walk = |part: &crate::store::scan::Observations| {
-        let mut builder = SeriesBuilder::new(beats, &continuity, part.len_hint());
-        part.for_each(|o, session| builder.push(o, session))
-            .map(|()| builder)
-    };
-    let parts = rs.observations.parts(threads);
-    let builders = std::thread::scope(|scope| {
-        let others: Vec<_> = parts[1..]
-            .iter()
-            .map(|part| scope.spawn(move || walk(part)))
-            .collect();
-        let first = walk(&parts[0]);
-        std::iter::once(first)
-            .chain(
-                others
-                    .into_iter()
-                    .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))),
-            )
-            .collect::<Result<Vec<_>, _>>()
+    let (mut points, mut failures) = (Vec::new(), Vec::new());
+    let (mut series, _) = walk_rounds(rec, rs, false, |b| {
+        points.extend_from_slice(&b.rounds);
+        failures.extend_from_slice(&b.failures);
     })?;
-    let whole = builders
-        .into_iter()
-        .reduce(SeriesBuilder::append)
-        .expect("at least one part");
-    let series = whole.finish();
-    tracing::debug!(
-        replica = %rs.replica,
-        reads = series.reads,
-        rounds = series.points.len(),
-        "lag series built"
-    );
+    (series.points, series.failures) = (points, failures);
     Ok(series)
 }
 
@@ -406,58 +389,5 @@ mod tests {
         assert_eq!(s.before_first_beat, 1);
         assert_eq!(s.points.len(), 1);
         assert!(s.points[0].lag.is_bounded());
-    }
-
-    /// Reads with every case at a split point: rounds, failures (runs of them at the
-    /// ends too), foreign beats and silences.
-    fn mixed_reads(seed: u64, n: usize) -> Vec<Observation> {
-        let mut x = crate::xorshift::XorShift::new(seed);
-        let mut next = move || x.next_u64();
-        let mut t = 10_000;
-        let mut prev_ok = false;
-        (0..n)
-            .map(|_| {
-                let r = next();
-                let follow_up = r % 10 == 0 && prev_ok;
-                t += match r % 10 {
-                    0 => 200,       // a follow-up read
-                    1 => 3_000_000, // a silence
-                    _ => 10_000,
-                };
-                let duration = 100 + (r >> 8) as i64 % 400;
-                let o = match (r >> 16) % 8 {
-                    0 => read(None, t, t + duration),
-                    1 => Observation {
-                        outcome: Outcome::Refused,
-                        ..read(None, t, t + duration)
-                    },
-                    2 => read(Some(5_000), t, t + duration),
-                    _ => read(
-                        Some((t / 10_000 - 1 - (r >> 24) as i64 % 3).max(1) as u64),
-                        t,
-                        t + duration,
-                    ),
-                };
-                prev_ok = o.outcome == Outcome::Ok;
-                Observation { follow_up, ..o }
-            })
-            .collect()
-    }
-
-    #[test]
-    fn builders_appended_agree_with_one_builder_at_every_split() {
-        let beats: Vec<BeatTimes> = (1..=4000).map(|k| beat(k, k as i64 * 10_000)).collect();
-        for seed in [1, 7, 42, 1234] {
-            let obs = mixed_reads(seed, 120);
-            let whole = series(&beats, &obs);
-            assert!(!whole.outages.is_empty() && !whole.silences.is_empty());
-            for at in 0..=obs.len() {
-                let mut a = SeriesBuilder::new(&beats, &CONT, 0);
-                let mut b = SeriesBuilder::new(&beats, &CONT, 0);
-                obs[..at].iter().for_each(|o| a.push(o, 1));
-                obs[at..].iter().for_each(|o| b.push(o, 1));
-                assert_eq!(a.append(b).finish(), whole, "seed {seed}, split at {at}");
-            }
-        }
     }
 }

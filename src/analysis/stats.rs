@@ -1,8 +1,9 @@
-//! Distribution figures over lag points: exact percentiles and time above a threshold.
+//! Distribution figures over lag points: percentiles and time above a threshold, fed
+//! point by point.
 
 use super::series::LagPoint;
 
-/// Exact percentiles of a set of values (nearest rank), in the values' unit.
+/// Percentiles of a set of values (nearest rank), in the values' unit.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Percentiles {
     pub count: usize,
@@ -19,43 +20,102 @@ pub fn rank(n: usize, q: f64) -> usize {
     ((q * n as f64).ceil() as usize).clamp(1, n.max(1)) - 1
 }
 
-/// Exact percentiles; reorders `values`. `None` when empty. Runs in linear time: each
-/// quantile is selected within the part above the previous one.
-pub fn percentiles(values: &mut [i64]) -> Option<Percentiles> {
-    let n = values.len();
-    if n == 0 {
-        return None;
+/// Percentiles of values (µs) recorded one by one, in memory that does not grow with
+/// their number: an HdrHistogram of three significant digits, so a percentile is exact
+/// up to [`Distribution::EXACT_BELOW_US`] and within [`Distribution::RELATIVE_ERROR`]
+/// above (never below the true value); count, mean and max are exact.
+#[derive(Debug, Clone)]
+pub struct Distribution {
+    hist: hdrhistogram::Histogram<u64>,
+    sum: i128,
+    max: i64,
+}
+
+impl Default for Distribution {
+    fn default() -> Self {
+        Distribution {
+            hist: hdrhistogram::Histogram::new(3).expect("3 significant digits are allowed"),
+            sum: 0,
+            max: 0,
+        }
     }
-    let mean = values.iter().map(|&v| v as f64).sum::<f64>() / n as f64;
-    let mut out = [0i64; 4];
-    let mut from = 0;
-    for (slot, q) in out.iter_mut().zip([0.5, 0.9, 0.99, 0.999]) {
-        let k = rank(n, q);
-        let (_, v, _) = values[from..].select_nth_unstable(k - from);
-        *slot = *v;
-        from = k;
+}
+
+impl Distribution {
+    /// Values under this are counted exactly, µs.
+    pub const EXACT_BELOW_US: i64 = 2_048;
+    /// The largest relative error of a percentile over that.
+    pub const RELATIVE_ERROR: f64 = 1.0 / 1024.0;
+
+    /// Records a value; a negative one counts as 0.
+    pub fn record(&mut self, value: i64) {
+        let v = value.max(0);
+        // An auto-resizing histogram takes any u64.
+        let _ = self.hist.record(v as u64);
+        self.sum += i128::from(v);
+        self.max = if self.hist.len() == 1 { v } else { self.max.max(v) };
     }
-    let max = *values[from..].iter().max().expect("non-empty");
-    Some(Percentiles {
-        count: n,
-        p50: out[0],
-        p90: out[1],
-        p99: out[2],
-        p999: out[3],
-        max,
-        mean,
-    })
+
+    /// Nearest-rank percentiles; `None` when nothing was recorded.
+    pub fn percentiles(&self) -> Option<Percentiles> {
+        let n = self.hist.len();
+        if n == 0 {
+            return None;
+        }
+        let at = |q: f64| (self.hist.value_at_quantile(q) as i64).min(self.max);
+        Some(Percentiles {
+            count: n as usize,
+            p50: at(0.5),
+            p90: at(0.9),
+            p99: at(0.99),
+            p999: at(0.999),
+            max: self.max,
+            mean: self.sum as f64 / n as f64,
+        })
+    }
+}
+
+/// [`time_above`] point by point.
+#[derive(Debug, Clone, Copy)]
+pub struct TimeAbove {
+    threshold_us: i64,
+    max_step_us: i64,
+    prev: Option<LagPoint>,
+    total_us: i64,
+}
+
+impl TimeAbove {
+    pub fn new(threshold_us: i64, max_step_us: i64) -> Self {
+        TimeAbove {
+            threshold_us,
+            max_step_us,
+            prev: None,
+            total_us: 0,
+        }
+    }
+
+    /// Feeds the next point (in time order).
+    pub fn push(&mut self, p: &LagPoint) {
+        if let Some(prev) = self.prev
+            && prev.lag.judged_us().is_some_and(|l| l > self.threshold_us)
+        {
+            self.total_us += (p.t_us - prev.t_us).min(self.max_step_us);
+        }
+        self.prev = Some(*p);
+    }
+
+    pub fn total_us(&self) -> i64 {
+        self.total_us
+    }
 }
 
 /// Time during which the judged lag ([`crate::analysis::lag::Lag::judged_us`]) was
 /// above `threshold_us`, in µs: each point stands for the time until the next one, but
 /// never more than `max_step_us` (a gap in the data counts for nothing).
 pub fn time_above(points: &[LagPoint], threshold_us: i64, max_step_us: i64) -> i64 {
-    points
-        .windows(2)
-        .filter(|w| w[0].lag.judged_us().is_some_and(|l| l > threshold_us))
-        .map(|w| (w[1].t_us - w[0].t_us).min(max_step_us))
-        .sum()
+    let mut above = TimeAbove::new(threshold_us, max_step_us);
+    points.iter().for_each(|p| above.push(p));
+    above.total_us()
 }
 
 #[cfg(test)]
@@ -73,22 +133,31 @@ mod tests {
                 u * u / 1_000_000 + (r % 7) as i64
             })
             .collect();
-        let mut sorted = values.clone();
-        sorted.sort_unstable();
-        let p = percentiles(&mut values).unwrap();
+        let mut d = Distribution::default();
+        values.iter().for_each(|&v| d.record(v));
+        values.sort_unstable();
+        let sorted = values;
+        let p = d.percentiles().unwrap();
         let n = sorted.len();
-        assert_eq!(p.p50, sorted[rank(n, 0.5)]);
-        assert_eq!(p.p90, sorted[rank(n, 0.9)]);
-        assert_eq!(p.p99, sorted[rank(n, 0.99)]);
-        assert_eq!(p.p999, sorted[rank(n, 0.999)]);
+        for (got, q) in [(p.p50, 0.5), (p.p90, 0.9), (p.p99, 0.99), (p.p999, 0.999)] {
+            let exact = sorted[rank(n, q)];
+            assert!(got >= exact, "q {q}: {got} under {exact}");
+            let error = (got - exact) as f64 / exact.max(1) as f64;
+            assert!(error <= Distribution::RELATIVE_ERROR, "q {q}: {got} vs {exact}");
+        }
         assert_eq!(p.max, sorted[n - 1]);
         let mean = sorted.iter().sum::<i64>() as f64 / n as f64;
         assert!((p.mean - mean).abs() < 1e-6);
+        // Small values are exact.
+        let mut d = Distribution::default();
+        (0..2_000).rev().for_each(|v| d.record(v));
+        let p = d.percentiles().unwrap();
+        assert_eq!((p.p50, p.p90, p.p999, p.max), (999, 1_799, 1_997, 1_999));
         // Nearest rank on 10 values: p50 is the 5th, p90 the 9th.
         assert_eq!(rank(10, 0.5), 4);
         assert_eq!(rank(10, 0.9), 8);
         assert_eq!(rank(1, 0.999), 0);
-        assert_eq!(percentiles(&mut []), None);
+        assert_eq!(Distribution::default().percentiles(), None);
     }
 
     #[test]

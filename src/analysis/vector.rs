@@ -39,118 +39,161 @@ impl Fit {
 /// rounds have no point estimate). `None` with fewer than [`MIN_POINTS`] of them or
 /// when they all share one time.
 pub fn fit(points: &[LagPoint]) -> Option<Fit> {
-    let known: Vec<(i64, i64)> = points
-        .iter()
-        .filter_map(|p| Some((p.t_us, p.lag.point_us()?)))
-        .collect();
-    fit_known(&known)
+    let mut sums = FitSums::default();
+    points.iter().for_each(|p| sums.add(p));
+    sums.fit()
 }
 
-/// [`fit`] over (time, point estimate) pairs, µs.
-fn fit_known(points: &[(i64, i64)]) -> Option<Fit> {
-    let n = points.len();
-    if n < MIN_POINTS {
-        return None;
+/// The running sums a least-squares fit needs, fed point by point: a fit over a stretch
+/// of any length in constant memory. x is seconds since the first point added, y the
+/// lag in seconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct FitSums {
+    n: usize,
+    first_us: i64,
+    last_us: i64,
+    sx: f64,
+    sy: f64,
+    sxx: f64,
+    sxy: f64,
+    syy: f64,
+}
+
+impl FitSums {
+    /// Adds a point; those without a point estimate ("at least") are left out.
+    pub fn add(&mut self, p: &LagPoint) {
+        if let Some(y_us) = p.lag.point_us() {
+            self.add_known(p.t_us, y_us);
+        }
     }
-    let t0 = points[0].0;
-    let xs = || points.iter().map(|p| (p.0 - t0) as f64 / 1e6);
-    let ys = || points.iter().map(|p| p.1 as f64 / 1e6);
-    let nf = n as f64;
-    let mx = xs().sum::<f64>() / nf;
-    let my = ys().sum::<f64>() / nf;
-    let (mut sxx, mut sxy) = (0.0, 0.0);
-    for (x, y) in xs().zip(ys()) {
-        sxx += (x - mx) * (x - mx);
-        sxy += (x - mx) * (y - my);
+
+    /// Adds a (time, lag) pair, µs.
+    pub fn add_known(&mut self, t_us: i64, y_us: i64) {
+        if self.n == 0 {
+            self.first_us = t_us;
+        }
+        self.n += 1;
+        self.last_us = t_us;
+        let (x, y) = ((t_us - self.first_us) as f64 / 1e6, y_us as f64 / 1e6);
+        self.sx += x;
+        self.sy += y;
+        self.sxx += x * x;
+        self.sxy += x * y;
+        self.syy += y * y;
     }
-    if sxx <= 0.0 {
-        return None;
-    }
-    let slope = sxy / sxx;
-    let sse: f64 = xs()
-        .zip(ys())
-        .map(|(x, y)| {
-            let r = y - my - slope * (x - mx);
-            r * r
+
+    /// The fit of the points added; `None` with fewer than [`MIN_POINTS`] or when they
+    /// all share one time.
+    pub fn fit(&self) -> Option<Fit> {
+        if self.n < MIN_POINTS {
+            return None;
+        }
+        let nf = self.n as f64;
+        let sxx = self.sxx - self.sx * self.sx / nf;
+        let sxy = self.sxy - self.sx * self.sy / nf;
+        let syy = self.syy - self.sy * self.sy / nf;
+        if sxx <= 0.0 {
+            return None;
+        }
+        let slope = sxy / sxx;
+        let sse = (syy - slope * sxy).max(0.0);
+        let stderr = if self.n > 2 {
+            (sse / (nf - 2.0) / sxx).sqrt()
+        } else {
+            f64::INFINITY
+        };
+        Some(Fit {
+            slope,
+            stderr,
+            points: self.n,
+            span_us: self.last_us - self.first_us,
         })
-        .sum();
-    let stderr = if n > 2 {
-        (sse / (nf - 2.0) / sxx).sqrt()
-    } else {
-        f64::INFINITY
-    };
-    Some(Fit {
-        slope,
-        stderr,
-        points: n,
-        span_us: points[n - 1].0 - t0,
-    })
+    }
 }
 
 /// The vector at every point, fitted over the bounded points in `(t - window_us, t]`;
 /// NaN at "at least" points and where that window holds fewer than [`MIN_POINTS`]
 /// bounded points or covers less than half of `window_us` (after a gap, at the start).
 pub fn vector_series(points: &[LagPoint], window_us: i64) -> Vec<f32> {
-    let known: Vec<(i64, i64)> = points
-        .iter()
-        .filter_map(|p| Some((p.t_us, p.lag.point_us()?)))
-        .collect();
-    let mut vectors = known_vector_series(&known, window_us).into_iter();
-    points
-        .iter()
-        .map(|p| match p.lag {
-            super::lag::Lag::Bounded { .. } => vectors.next().unwrap_or(f32::NAN),
-            _ => f32::NAN,
-        })
-        .collect()
+    let mut window = VectorWindow::new(window_us);
+    points.iter().map(|p| window.push(p)).collect()
 }
 
-/// [`vector_series`] over (time, point estimate) pairs, µs. One pass with running sums.
-fn known_vector_series(points: &[(i64, i64)], window_us: i64) -> Vec<f32> {
-    // Running sums over the window of x = seconds since `base_us`, y = lag seconds.
-    // Times are re-based now and then so the sums keep their precision over long runs.
+/// [`vector_series`] point by point: the trailing window's bounded points and their
+/// running sums. Holds one window of points.
+#[derive(Debug, Clone)]
+pub struct VectorWindow {
+    window_us: i64,
+    points: std::collections::VecDeque<(i64, i64)>,
+    /// x = seconds since `base_us`, y = lag seconds. Times are re-based now and then so
+    /// the sums keep their precision over long runs.
+    base_us: Option<i64>,
+    sx: f64,
+    sy: f64,
+    sxx: f64,
+    sxy: f64,
+}
+
+impl VectorWindow {
     const REBASE_US: i64 = 600_000_000;
-    let mut out = Vec::with_capacity(points.len());
-    let mut base_us = points.first().map_or(0, |p| p.0);
-    let (mut sx, mut sy, mut sxx, mut sxy) = (0.0f64, 0.0f64, 0.0f64, 0.0f64);
-    let xy = |p: &(i64, i64), base: i64| ((p.0 - base) as f64 / 1e6, p.1 as f64 / 1e6);
-    let mut first = 0;
-    for (i, p) in points.iter().enumerate() {
-        let (x, y) = xy(p, base_us);
-        sx += x;
-        sy += y;
-        sxx += x * x;
-        sxy += x * y;
-        while points[first].0 <= p.0 - window_us {
-            let (x, y) = xy(&points[first], base_us);
-            sx -= x;
-            sy -= y;
-            sxx -= x * x;
-            sxy -= x * y;
-            first += 1;
+
+    pub fn new(window_us: i64) -> Self {
+        VectorWindow {
+            window_us,
+            points: std::collections::VecDeque::new(),
+            base_us: None,
+            sx: 0.0,
+            sy: 0.0,
+            sxx: 0.0,
+            sxy: 0.0,
         }
-        if points[first].0 - base_us > REBASE_US {
-            base_us = points[first].0;
-            (sx, sy, sxx, sxy) = (0.0, 0.0, 0.0, 0.0);
-            for q in &points[first..=i] {
-                let (x, y) = xy(q, base_us);
-                sx += x;
-                sy += y;
-                sxx += x * x;
-                sxy += x * y;
+    }
+
+    fn xy(&self, p: (i64, i64)) -> (f64, f64) {
+        let base = self.base_us.unwrap_or(0);
+        ((p.0 - base) as f64 / 1e6, p.1 as f64 / 1e6)
+    }
+
+    fn sum(&mut self, p: (i64, i64), sign: f64) {
+        let (x, y) = self.xy(p);
+        self.sx += sign * x;
+        self.sy += sign * y;
+        self.sxx += sign * x * x;
+        self.sxy += sign * x * y;
+    }
+
+    /// The vector at the next point (in time order): NaN as [`vector_series`] says.
+    pub fn push(&mut self, p: &LagPoint) -> f32 {
+        let Some(y_us) = p.lag.point_us() else {
+            return f32::NAN;
+        };
+        let point = (p.t_us, y_us);
+        self.base_us.get_or_insert(p.t_us);
+        self.points.push_back(point);
+        self.sum(point, 1.0);
+        while let Some(&old) = self.points.front()
+            && old.0 <= p.t_us - self.window_us
+        {
+            self.sum(old, -1.0);
+            self.points.pop_front();
+        }
+        let first = *self.points.front().expect("holds the point just added");
+        if first.0 - self.base_us.unwrap_or(0) > Self::REBASE_US {
+            self.base_us = Some(first.0);
+            (self.sx, self.sy, self.sxx, self.sxy) = (0.0, 0.0, 0.0, 0.0);
+            for i in 0..self.points.len() {
+                self.sum(self.points[i], 1.0);
             }
         }
-        let n = (i + 1 - first) as f64;
-        let span = p.0 - points[first].0;
-        let den = n * sxx - sx * sx;
-        let v = if i + 1 - first >= MIN_POINTS && span * 2 >= window_us && den > 0.0 {
-            -((n * sxy - sx * sy) / den) as f32
+        let n = self.points.len() as f64;
+        let span = p.t_us - first.0;
+        let den = n * self.sxx - self.sx * self.sx;
+        if self.points.len() >= MIN_POINTS && span * 2 >= self.window_us && den > 0.0 {
+            -((n * self.sxy - self.sx * self.sy) / den) as f32
         } else {
             f32::NAN
-        };
-        out.push(v);
+        }
     }
-    out
 }
 
 #[cfg(test)]

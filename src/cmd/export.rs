@@ -1,6 +1,7 @@
 //! `lagtrace export`: one row per probe round (or per read with `--reads`), as CSV or
 //! JSON lines, from one or more stores (merged by time).
 
+use crate::analysis::lag::BeatWindow;
 use std::io::{BufWriter, IsTerminal, Write};
 use std::path::PathBuf;
 
@@ -63,21 +64,17 @@ fn write(
     let mut failed: Option<std::io::Error> = None;
     let continuity = crate::analysis::lag::continuity_of(&rec.sessions);
     for rs in &rec.replicas {
-        let mut rows = export::Rows::new(
-            &rs.cluster,
-            &rs.replica,
-            rec.beats_of(&rs.cluster),
-            &continuity,
-            &rs.status,
-            per_read,
-        );
+        let mut rows = export::Rows::new(&rs.cluster, &rs.replica, &rs.status, per_read);
+        let mut beats = BeatWindow::new(rec.beats_of(&rs.cluster), &continuity);
         rs.observations
             .for_each(|obs, session| {
+                let lag = beats.lag(session, obs)?;
                 if failed.is_none()
-                    && let Some(row) = rows.push(obs, session)
+                    && let Some(row) = rows.push(obs, session, lag)
                 {
                     failed = out.write(&row).err();
                 }
+                Ok::<(), crate::store::StoreError>(())
             })
             .map_err(super::store_error)?;
         if failed.is_none()

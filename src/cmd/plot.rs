@@ -48,14 +48,14 @@ pub fn run(args: &Args) -> Result<(), CmdError> {
         episodes: Vec<(i64, i64)>,
         outages: Vec<(i64, i64)>,
     }
-    let outages_of = |cluster: &str| -> Vec<(i64, i64)> {
-        crate::analysis::outages::primary_outages(
-            rec.beats_of(cluster),
-            rec.failed_beats.get(cluster).map_or(&[], Vec::as_slice),
+    let outages_of = |cluster: &str| -> Result<Vec<(i64, i64)>, CmdError> {
+        Ok(
+            crate::analysis::outages::cluster_outages(rec.beats_of(cluster))
+                .map_err(super::store_error)?
+                .iter()
+                .map(|o| (o.start_us, o.start_us + o.duration_us()))
+                .collect(),
         )
-        .iter()
-        .map(|o| (o.start_us, o.start_us + o.duration_us()))
-        .collect()
     };
     let data: Vec<Data> = rec
         .replicas
@@ -72,7 +72,7 @@ pub fn run(args: &Args) -> Result<(), CmdError> {
                 points: s.points,
                 vector,
                 episodes: eps,
-                outages: outages_of(&rs.cluster),
+                outages: outages_of(&rs.cluster)?,
             })
         })
         .collect::<Result<_, CmdError>>()?;

@@ -14,10 +14,10 @@ use std::io::Write;
 
 use serde::Serialize;
 
-use crate::analysis::lag::{BeatCursor, Continuity, Lag, Unknown};
+use crate::analysis::lag::{Lag, Unknown};
 use crate::clock::format_utc_us;
 use crate::clock::ms;
-use crate::samples::{BeatTimes, Observation, Outcome, StatusSample};
+use crate::samples::{Observation, Outcome, StatusSample};
 
 /// One exported round (or read).
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -55,7 +55,6 @@ struct Round {
 pub struct Rows<'a> {
     cluster: &'a str,
     replica: &'a str,
-    cursor: BeatCursor<'a>,
     status: &'a [StatusSample],
     /// Status samples at or before the last read.
     status_at: usize,
@@ -65,19 +64,16 @@ pub struct Rows<'a> {
 }
 
 impl<'a> Rows<'a> {
-    /// `beats` ordered by seq, `continuity` by session, `status` in time order.
+    /// `status` in time order.
     pub fn new(
         cluster: &'a str,
         replica: &'a str,
-        beats: &'a [BeatTimes],
-        continuity: &'a [Continuity],
         status: &'a [StatusSample],
         per_read: bool,
     ) -> Self {
         Rows {
             cluster,
             replica,
-            cursor: BeatCursor::new(beats, continuity),
             status,
             status_at: 0,
             per_read,
@@ -85,9 +81,9 @@ impl<'a> Rows<'a> {
         }
     }
 
-    /// Adds the next read (of `session`); returns the row of the round it closed, if any.
-    pub fn push(&mut self, obs: &Observation, session: u32) -> Option<Row> {
-        let lag = self.cursor.lag(session, obs);
+    /// Adds the next read (of `session`) with the lag it shows (`None` for a failed
+    /// read); returns the row of the round it closed, if any.
+    pub fn push(&mut self, obs: &Observation, session: u32, lag: Option<Lag>) -> Option<Row> {
         let joins = !self.per_read
             && obs.follow_up
             && obs.outcome == Outcome::Ok
@@ -214,10 +210,10 @@ mod tests {
 
     fn make_rows(per_read: bool) -> Vec<Row> {
         let beats = [
-            BeatTimes::new(1, 1_000_000, Some(1_000_400), 0),
-            BeatTimes::new(2, 1_100_000, Some(1_100_400), 0),
+            crate::samples::BeatTimes::new(1, 1_000_000, Some(1_000_400), 0),
+            crate::samples::BeatTimes::new(2, 1_100_000, Some(1_100_400), 0),
         ];
-        let continuity = [Continuity::for_interval(100_000)];
+        let continuity = [crate::analysis::lag::Continuity::for_interval(100_000)];
         let channel = ChannelStatus {
             sql_running: false,
             seconds_behind_master: None,
@@ -251,10 +247,11 @@ mod tests {
             read(1_101_000, 1_101_200, Some(2), true),
             read(1_200_500, 1_201_500, None, false),
         ];
-        let mut rows = Rows::new("lab", "r1", &beats, &continuity, &status, per_read);
+        let mut rows = Rows::new("lab", "r1", &status, per_read);
+        let mut cursor = crate::analysis::lag::BeatCursor::new(&beats, &continuity);
         let mut out: Vec<Row> = observations
             .iter()
-            .filter_map(|o| rows.push(o, 0))
+            .filter_map(|o| rows.push(o, 0, cursor.lag(0, o)))
             .collect();
         out.extend(rows.finish());
         out

@@ -120,12 +120,15 @@ mod tests {
         drop(store);
 
         let rec = load(std::slice::from_ref(&path), &Filter::default()).unwrap();
-        let beats = rec.beats_of("c");
+        let (beats, _) = rec.beats_of("c").collect().unwrap();
         let first_beat = beats.first().unwrap().t_send_us;
         let mut reads = Vec::new();
         rec.replicas[0]
             .observations
-            .for_each(|o, _| reads.push(o.r_start_us))
+            .for_each(|o, _| {
+                reads.push(o.r_start_us);
+                Ok::<(), crate::store::StoreError>(())
+            })
             .unwrap();
         assert!(
             (170 * S..=200 * S).contains(&first_beat),

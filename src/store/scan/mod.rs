@@ -1,0 +1,486 @@
+//! Reading a recording back: every series of one or several stores, found and merged
+//! by name, for the offline commands. Status samples are decoded at load; observations
+//! and beats stay in the store (one read snapshot per store) and are decoded chunk by
+//! chunk as they are walked ([`walk`]), so a load holds no more than the chunks' keys.
+
+mod walk;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use redb::{ReadableDatabase, ReadableTable};
+
+pub use walk::{BeatReader, Beats, Observations};
+use walk::{ChunkRef, ChunkStream, corrupt_chunk};
+
+use super::codec::{self, StatusChunk};
+use super::writer::MAX_CHUNK_SPAN_US;
+use super::{
+    CHUNKS, KIND_BEATS, KIND_OBSERVATIONS, KIND_STATUS, NAME_IDS, SESSIONS, SessionInfo,
+    StoreError, db_err, open_read,
+};
+use crate::samples::StatusSample;
+
+/// Which part of a recording to load. Times are UTC µs; `None` is unbounded.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    pub clusters: Vec<String>,
+    pub replicas: Vec<String>,
+    pub from_us: Option<i64>,
+    pub to_us: Option<i64>,
+}
+
+/// How far before `from` beats are loaded, so that a replica lagging by up to this much
+/// at the start of the window still has its beat to bound the lag.
+pub const BEAT_LOOKBACK_US: i64 = 6 * 3_600_000_000;
+
+impl Filter {
+    fn wants_cluster(&self, cluster: &str) -> bool {
+        self.clusters.is_empty() || self.clusters.iter().any(|c| c == cluster)
+    }
+
+    fn wants_replica(&self, cluster: &str, replica: &str) -> bool {
+        self.wants_cluster(cluster)
+            && (self.replicas.is_empty() || self.replicas.iter().any(|r| r == replica))
+    }
+
+    fn in_window(&self, t_us: i64) -> bool {
+        self.from_us.is_none_or(|f| t_us >= f) && self.to_us.is_none_or(|t| t_us <= t)
+    }
+}
+
+/// Everything recorded about one replica.
+#[derive(Debug, Clone, Default)]
+pub struct ReplicaSeries {
+    pub cluster: String,
+    pub replica: String,
+    /// Still encoded: walked (and decoded chunk by chunk) with [`Observations::for_each`].
+    pub observations: Observations,
+    /// In time order.
+    pub status: Vec<StatusSample>,
+}
+
+/// A loaded recording.
+#[derive(Debug, Clone, Default)]
+pub struct Recording {
+    /// Beats per cluster, still encoded: read with [`Beats::reader`] or
+    /// [`Beats::collect`].
+    pub beats: BTreeMap<String, Beats>,
+    /// Replicas, ordered by (cluster, replica).
+    pub replicas: Vec<ReplicaSeries>,
+    /// Every recorder session of the stores, store by store in the order given; beats
+    /// and observations name theirs by index into this.
+    pub sessions: Vec<SessionInfo>,
+    /// Chunks decoded so far, of `chunks` (status and observations) selected.
+    decoded: Arc<AtomicU64>,
+    chunks: u64,
+}
+
+/// The beats of a cluster the recording does not hold.
+static NO_BEATS: Beats = Beats::EMPTY;
+
+impl Recording {
+    /// The beats of `cluster` (none when the recording holds none).
+    pub fn beats_of(&self, cluster: &str) -> &Beats {
+        self.beats.get(cluster).unwrap_or(&NO_BEATS)
+    }
+
+    /// A handle that tells how many of the selected chunks have been decoded so far:
+    /// observations are decoded as they are walked, after loading.
+    pub fn progress(&self) -> ProgressHandle {
+        ProgressHandle {
+            decoded: Arc::clone(&self.decoded),
+            total: self.chunks,
+        }
+    }
+}
+
+/// See [`Recording::progress`]; can be read from another thread.
+#[derive(Debug, Clone)]
+pub struct ProgressHandle {
+    decoded: Arc<AtomicU64>,
+    total: u64,
+}
+
+impl ProgressHandle {
+    pub fn get(&self) -> Progress {
+        Progress {
+            done: self.decoded.load(Ordering::Relaxed),
+            total: self.total,
+        }
+    }
+}
+
+/// Format 1 stores: a read starting less than this after the previous one ended was
+/// taken as its follow-up.
+pub const V1_FOLLOW_UP_GAP_US: i64 = 1_000;
+
+/// What an interned name is.
+enum Named {
+    Cluster(String),
+    Replica(String, String),
+}
+
+fn parse_name(key: &str) -> Option<Named> {
+    if let Some(c) = key.strip_prefix("c/") {
+        return Some(Named::Cluster(c.to_string()));
+    }
+    let rest = key.strip_prefix("r/")?;
+    let (c, r) = rest.split_once('/')?;
+    Some(Named::Replica(c.to_string(), r.to_string()))
+}
+
+/// Loads and merges the recordings of several stores.
+pub fn load(paths: &[PathBuf], filter: &Filter) -> Result<Recording, StoreError> {
+    load_with_progress(paths, filter, &mut |_| {})
+}
+
+/// How far a load has come: chunks decoded so far, of `total` selected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    pub done: u64,
+    pub total: u64,
+}
+
+/// [`load`], calling `progress` as status chunks are decoded. Observations and beats
+/// stay in the store until walked.
+pub fn load_with_progress(
+    paths: &[PathBuf],
+    filter: &Filter,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<Recording, StoreError> {
+    let mut rec = Recording::default();
+    let mut replicas: BTreeMap<(String, String), ReplicaSeries> = BTreeMap::new();
+    let mut status_streams = Vec::new();
+    for path in paths {
+        read_chunks(path, filter, &mut rec, &mut replicas, &mut status_streams)?;
+    }
+    let status_chunks: u64 = status_streams
+        .iter()
+        .map(|(_, s): &((String, String), ChunkStream)| s.chunks.len() as u64)
+        .sum();
+    let observation_chunks: u64 = replicas.values().map(|r| r.observations.chunks()).sum();
+    rec.chunks = status_chunks + observation_chunks;
+    tracing::debug!(chunks = rec.chunks, "chunks found");
+    let mut done = 0;
+    for (name, stream) in &status_streams {
+        let series = replica_series(&mut replicas, &name.0, Some(&name.1));
+        decode_status(stream, filter, &mut series.status, &mut |n| {
+            done += n;
+            progress(Progress {
+                done,
+                total: rec.chunks,
+            })
+        })?;
+    }
+    rec.decoded.store(done, Ordering::Relaxed);
+    tracing::debug!("status decoded");
+    for beats in rec.beats.values_mut() {
+        beats.from_us = filter.from_us.map(|f| f.saturating_sub(BEAT_LOOKBACK_US));
+        beats.to_us = filter.to_us;
+    }
+    for series in replicas.values_mut() {
+        // One store's samples come out ordered; merged stores need a sort, which is
+        // cheap on data that is already nearly in order.
+        if !series.status.is_sorted_by_key(|s| s.t_us) {
+            series.status.sort_by_key(|s| s.t_us);
+        }
+        let obs = &mut series.observations;
+        obs.from_us = filter.from_us;
+        obs.to_us = filter.to_us;
+        obs.decoded = Arc::clone(&rec.decoded);
+    }
+    rec.replicas = replicas.into_values().collect();
+    Ok(rec)
+}
+
+/// Decodes a replica's status chunks of one store into `out`, calling `report` with
+/// the number of chunks decoded now and then.
+fn decode_status(
+    stream: &ChunkStream,
+    filter: &Filter,
+    out: &mut Vec<StatusSample>,
+    report: &mut dyn FnMut(u64),
+) -> Result<(), StoreError> {
+    let mut since = 0;
+    walk::for_each_chunk(stream, |c, bytes| {
+        let chunk: StatusChunk =
+            postcard::from_bytes(bytes).map_err(|e| corrupt_chunk(stream, c, &e))?;
+        let samples = codec::decode_status(&chunk).map_err(|e| corrupt_chunk(stream, c, &e))?;
+        out.extend(samples.into_iter().filter(|s| filter.in_window(s.t_us)));
+        since += 1;
+        if since == 64 {
+            report(std::mem::take(&mut since));
+        }
+        Ok(())
+    })?;
+    report(since);
+    Ok(())
+}
+
+/// The header fields of a span chunk that a walk needs before decoding it: the span
+/// count and the first span's seq (postcard: count, t0_us, step_ns, offset_us, dur_us,
+/// seq0, as [`codec::SpanChunk`] lays them out).
+fn span_header(bytes: &[u8]) -> Result<(u32, u64), postcard::Error> {
+    let ((count, _, _, _, _, seq0), _): ((u32, i64, i64, i64, i64, u64), _) =
+        postcard::take_from_bytes(bytes)?;
+    Ok((count, seq0))
+}
+
+/// Finds the chunks the filter selects in one store (and reads its sessions): beats
+/// and observations as streams to walk later, status as streams to decode now.
+fn read_chunks(
+    path: &Path,
+    filter: &Filter,
+    rec: &mut Recording,
+    replicas: &mut BTreeMap<(String, String), ReplicaSeries>,
+    status: &mut Vec<((String, String), ChunkStream)>,
+) -> Result<(), StoreError> {
+    let (db, version) = open_read(path)?;
+    let tx = db.begin_read().map_err(|e| db_err(path, e))?;
+    let corrupt = |detail: String| StoreError::Corrupt {
+        path: path.to_path_buf(),
+        detail,
+    };
+
+    // The store's session ids to indices into `rec.sessions`.
+    let mut session_index = std::collections::HashMap::new();
+    let sessions = tx.open_table(SESSIONS).map_err(|e| db_err(path, e))?;
+    for entry in sessions.iter().map_err(|e| db_err(path, e))? {
+        let (id, bytes) = entry.map_err(|e| db_err(path, e))?;
+        let info = SessionInfo::from_bytes(bytes.value())
+            .map_err(|e| corrupt(format!("session {}: {e}", id.value())))?;
+        session_index.insert(id.value(), rec.sessions.len() as u32);
+        rec.sessions.push(info);
+    }
+
+    let names = tx.open_table(NAME_IDS).map_err(|e| db_err(path, e))?;
+    let chunks = Arc::new(tx.open_table(CHUNKS).map_err(|e| db_err(path, e))?);
+    let db = Arc::new(db);
+    for entry in names.iter().map_err(|e| db_err(path, e))? {
+        let (id, key) = entry.map_err(|e| db_err(path, e))?;
+        let (id, key) = (id.value(), key.value().to_string());
+        let named = parse_name(&key).ok_or_else(|| corrupt(format!("bad name {key:?}")))?;
+        let (kinds, cluster, replica): (&[u8], _, _) = match &named {
+            Named::Cluster(c) if filter.wants_cluster(c) => (&[KIND_BEATS], c.clone(), None),
+            Named::Replica(c, r) if filter.wants_replica(c, r) => (
+                &[KIND_OBSERVATIONS, KIND_STATUS],
+                c.clone(),
+                Some(r.clone()),
+            ),
+            _ => continue,
+        };
+        for &kind in kinds {
+            // Chunks are keyed by their first time and cover at most MAX_CHUNK_SPAN_US.
+            let lookback = if kind == KIND_BEATS {
+                BEAT_LOOKBACK_US
+            } else {
+                0
+            };
+            let lo = filter
+                .from_us
+                .map_or(i64::MIN, |f| f.saturating_sub(MAX_CHUNK_SPAN_US + lookback));
+            let hi = filter.to_us.unwrap_or(i64::MAX);
+            let range = chunks
+                .range((kind, id, lo, 0u32)..=(kind, id, hi, u32::MAX))
+                .map_err(|e| db_err(path, e))?;
+            let mut refs = Vec::new();
+            for item in range {
+                let (k, v) = item.map_err(|e| db_err(path, e))?;
+                let (_, _, first_us, store_session) = k.value();
+                let session = *session_index.get(&store_session).ok_or_else(|| {
+                    corrupt(format!(
+                        "chunk {kind}/{key}@{first_us} names session {store_session}, which the store does not hold"
+                    ))
+                })?;
+                let mut c = ChunkRef {
+                    first_us,
+                    store_session,
+                    session,
+                    seq0: 0,
+                };
+                if kind != KIND_STATUS {
+                    let (_, seq0) = span_header(v.value()).map_err(|e| {
+                        corrupt(format!(
+                            "chunk {kind}/{key}@{first_us} (session {store_session}): {e}"
+                        ))
+                    })?;
+                    c.seq0 = seq0;
+                }
+                refs.push(c);
+            }
+            if refs.is_empty() {
+                continue;
+            }
+            let stream = ChunkStream {
+                table: Arc::clone(&chunks),
+                _db: Arc::clone(&db),
+                path: path.to_path_buf(),
+                version,
+                kind,
+                id,
+                key: key.clone(),
+                chunks: refs.into(),
+            };
+            match (kind, &replica) {
+                (KIND_OBSERVATIONS, Some(r)) => replica_series(replicas, &cluster, Some(r))
+                    .observations
+                    .streams
+                    .push(stream),
+                (KIND_STATUS, Some(r)) => status.push(((cluster.clone(), r.clone()), stream)),
+                _ => rec
+                    .beats
+                    .entry(cluster.clone())
+                    .or_default()
+                    .streams
+                    .push(stream),
+            }
+        }
+    }
+    Ok(())
+}
+
+fn replica_series<'a>(
+    replicas: &'a mut BTreeMap<(String, String), ReplicaSeries>,
+    cluster: &str,
+    replica: Option<&str>,
+) -> &'a mut ReplicaSeries {
+    let replica = replica.unwrap_or_default().to_string();
+    replicas
+        .entry((cluster.to_string(), replica.clone()))
+        .or_insert_with(|| ReplicaSeries {
+            cluster: cluster.to_string(),
+            replica,
+            ..Default::default()
+        })
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::samples::{Beat, Observation, Outcome, Sample};
+    use crate::store::writer::Appender;
+    use crate::store::{Store, cluster_key, replica_key};
+
+    /// A store with `n` beats and `n` reads of replica "r", about 10 ms apart from `t0_us`,
+    /// committed every 100 (as the recorder does every second at 10 ms).
+    pub(crate) fn store(name: &str, t0_us: i64, n: i64) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("lagtrace-scan-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("s.redb");
+        let store = Store::open_or_create(&path).unwrap();
+        let ids = store
+            .intern(&[cluster_key("c"), replica_key("c", "r")])
+            .unwrap();
+        let session = store
+            .begin_session(&SessionInfo {
+                started_us: t0_us,
+                interval_us: 10_000,
+                version: "t".into(),
+                host: "h".into(),
+                read_every: 1,
+            })
+            .unwrap();
+        let mut appender = Appender::new(store, session);
+        for k in 0..n {
+            // Jitter, as real reads have, so that chunks fill up.
+            let t = t0_us + k * 10_000 + (k * 7_919) % 1_000;
+            appender.add(Sample::Beat {
+                cluster: ids[0],
+                beat: Beat {
+                    seq: (t / 10_000) as u64 + 1,
+                    t_send_us: t,
+                    t_done_us: t + 300,
+                    outcome: Outcome::Ok,
+                    reason: None,
+                },
+            });
+            appender.add(Sample::Observation {
+                replica: ids[1],
+                observation: Observation {
+                    r_start_us: t + 400,
+                    r_end_us: t + 600,
+                    seq: Some((t / 10_000) as u64 + 1),
+                    outcome: Outcome::Ok,
+                    reason: None,
+                    follow_up: false,
+                },
+            });
+            // The recorder commits every second.
+            if k % 100 == 99 {
+                appender.flush().unwrap();
+            }
+        }
+        appender.finish().unwrap();
+        path
+    }
+
+    fn starts(obs: &Observations) -> Vec<i64> {
+        let mut out = Vec::new();
+        obs.for_each(|o, _| {
+            out.push(o.r_start_us);
+            Ok::<(), StoreError>(())
+        })
+        .unwrap();
+        out
+    }
+
+    #[test]
+    fn a_walk_reads_every_chunk_once_and_a_beat_reader_can_go_back() {
+        let path = store("walk", 1_000_000, 20_000);
+        let rec = load(std::slice::from_ref(&path), &Filter::default()).unwrap();
+        let obs = &rec.replicas[0].observations;
+        let whole = starts(obs);
+        assert_eq!(whole.len(), 20_000);
+        assert!(whole.is_sorted());
+        let progress = rec.progress().get();
+        assert_eq!(progress.done, progress.total, "every chunk decoded once");
+
+        let (beats, failed) = rec.beats_of("c").collect().unwrap();
+        assert_eq!(beats.len(), 20_000);
+        assert!(failed.is_empty());
+        assert!(beats.is_sorted_by(|a, b| a.seq < b.seq));
+        // Gone back to a beat in the middle: it and every later beat come again.
+        let mut reader = rec.beats_of("c").reader();
+        let (mut again, mut f) = (Vec::new(), Vec::new());
+        reader.fill(&mut again, &mut f).unwrap();
+        let middle = beats[12_345].seq;
+        reader.seek(middle);
+        again.clear();
+        while reader.fill(&mut again, &mut f).unwrap() {}
+        assert!(again[0].seq <= middle);
+        let at = beats.iter().position(|b| b.seq == again[0].seq).unwrap();
+        assert_eq!(again, beats[at..]);
+        assert_eq!(rec.beats_of("nope").collect().unwrap().0.len(), 0);
+    }
+
+    #[test]
+    fn overlapping_stores_are_merged_in_time_order_and_cut_to_the_window() {
+        // Two recorders of the same replica, 5 ms out of step.
+        let a = store("merge-a", 1_000_000, 10_000);
+        let b = store("merge-b", 1_005_000, 10_000);
+        let rec = load(&[a.clone(), b.clone()], &Filter::default()).unwrap();
+        let obs = &rec.replicas[0].observations;
+        let all = starts(obs);
+        assert_eq!(all.len(), 20_000);
+        assert!(all.is_sorted(), "merged by time");
+        assert_eq!(
+            rec.beats_of("c").collect().unwrap().0.len(),
+            10_000,
+            "the same beats in both, kept once"
+        );
+
+        let filter = Filter {
+            from_us: Some(21_000_000),
+            to_us: Some(31_000_000),
+            ..Default::default()
+        };
+        let rec = load(&[a, b], &filter).unwrap();
+        let cut = starts(&rec.replicas[0].observations);
+        assert!(cut.iter().all(|t| (21_000_000..=31_000_000).contains(t)));
+        assert_eq!(cut.len(), 2_000);
+    }
+}

@@ -1,0 +1,461 @@
+//! Walking a loaded recording's encoded series: chunks stay in the store (one read
+//! snapshot, taken at load) and are read and decoded one at a time as a walk reaches
+//! them, so a walk holds a few chunks whatever the recording's length. A replica's
+//! observations are walked in time order, a cluster's beats in seq order; several stores
+//! are merged as they are walked.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use redb::ReadOnlyTable;
+
+use super::super::codec::{self, SpanChunk};
+use super::super::{StoreError, db_err};
+use super::V1_FOLLOW_UP_GAP_US;
+use crate::samples::{Beat, BeatTimes, Observation, Outcome};
+
+/// The store's chunk table, open in the read snapshot the recording was loaded from.
+pub(super) type ChunkTable = ReadOnlyTable<(u8, u32, i64, u32), &'static [u8]>;
+
+/// Where a chunk is in its store, and what its header says.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct ChunkRef {
+    pub first_us: i64,
+    /// The session as the store numbers it (the chunk's key, and messages).
+    pub store_session: u32,
+    /// The session as an index into the recording's sessions.
+    pub session: u32,
+    /// The beat number of the chunk's first span.
+    pub seq0: u64,
+}
+
+/// One series of one store: its chunks, in key (time) order.
+#[derive(Clone)]
+pub(super) struct ChunkStream {
+    pub table: Arc<ChunkTable>,
+    /// Kept open as long as the table is read.
+    pub _db: Arc<redb::ReadOnlyDatabase>,
+    pub path: PathBuf,
+    /// The store's format version: format 1 chunks carry no follow-up marks.
+    pub version: u32,
+    pub kind: u8,
+    pub id: u32,
+    /// The series' name, for messages.
+    pub key: String,
+    pub chunks: Arc<[ChunkRef]>,
+}
+
+impl fmt::Debug for ChunkStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ChunkStream")
+            .field("path", &self.path)
+            .field("kind", &self.kind)
+            .field("key", &self.key)
+            .field("chunks", &self.chunks.len())
+            .finish()
+    }
+}
+
+/// Reads a stream's chunks in order, from a given one on.
+struct ChunkReader<'s> {
+    stream: &'s ChunkStream,
+    range: Option<redb::Range<'static, (u8, u32, i64, u32), &'static [u8]>>,
+    /// Index of the chunk the next read returns.
+    next: usize,
+}
+
+impl<'s> ChunkReader<'s> {
+    fn new(stream: &'s ChunkStream, from: usize) -> ChunkReader<'s> {
+        ChunkReader {
+            stream,
+            range: None,
+            next: from,
+        }
+    }
+
+    /// The next chunk and its bytes; `None` after the last.
+    fn next_chunk(&mut self) -> Result<Option<(ChunkRef, redb::AccessGuard<'static, &'static [u8]>)>, StoreError> {
+        let s = self.stream;
+        let Some(&c) = s.chunks.get(self.next) else {
+            return Ok(None);
+        };
+        let err = |e: redb::StorageError| db_err(&s.path, e);
+        if self.range.is_none() {
+            let last = s.chunks[s.chunks.len() - 1];
+            let lo = (s.kind, s.id, c.first_us, c.store_session);
+            let hi = (s.kind, s.id, last.first_us, last.store_session);
+            self.range = Some(s.table.range(lo..=hi).map_err(err)?);
+        }
+        let range = self.range.as_mut().expect("opened above");
+        let (key, value) = match range.next() {
+            Some(item) => item.map_err(err)?,
+            None => return Err(self.missing(c)),
+        };
+        let (_, _, first_us, store_session) = key.value();
+        if (first_us, store_session) != (c.first_us, c.store_session) {
+            return Err(self.missing(c));
+        }
+        self.next += 1;
+        Ok(Some((c, value)))
+    }
+
+    /// The snapshot is the one the chunk list came from: a chunk not found is a bug or
+    /// a store changed under a read transaction, never silently skipped.
+    fn missing(&self, c: ChunkRef) -> StoreError {
+        StoreError::Corrupt {
+            path: self.stream.path.clone(),
+            detail: format!(
+                "chunk {}/{}@{} (session {}) vanished while being read",
+                self.stream.kind, self.stream.key, c.first_us, c.store_session
+            ),
+        }
+    }
+
+    /// The error for chunk `c` of this stream when it does not decode.
+    fn corrupt(&self, c: &ChunkRef, e: &dyn fmt::Display) -> StoreError {
+        corrupt_chunk(self.stream, c, e)
+    }
+}
+
+/// Calls `f` with every chunk of `stream` and its bytes, in order.
+pub(super) fn for_each_chunk(
+    stream: &ChunkStream,
+    mut f: impl FnMut(&ChunkRef, &[u8]) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    let mut reader = ChunkReader::new(stream, 0);
+    while let Some((c, bytes)) = reader.next_chunk()? {
+        f(&c, bytes.value())?;
+    }
+    Ok(())
+}
+
+/// The error for chunk `c` of `stream` when it does not decode.
+pub(super) fn corrupt_chunk(stream: &ChunkStream, c: &ChunkRef, e: &dyn fmt::Display) -> StoreError {
+    StoreError::Corrupt {
+        path: stream.path.clone(),
+        detail: format!(
+            "chunk {}/{}@{} (session {}): {e}",
+            stream.kind, stream.key, c.first_us, c.store_session
+        ),
+    }
+}
+
+/// A replica's observations, still in the store, decoded chunk by chunk while they are
+/// walked in time order (a day at 100 Hz is 8.6 M observations, over half a gigabyte
+/// decoded). Several stores are merged by time as they are walked.
+#[derive(Debug, Clone, Default)]
+pub struct Observations {
+    pub(super) streams: Vec<ChunkStream>,
+    pub(super) from_us: Option<i64>,
+    pub(super) to_us: Option<i64>,
+    /// Chunks decoded so far by every walk of the recording.
+    pub(super) decoded: Arc<AtomicU64>,
+}
+
+/// Where one store's walk has come.
+struct Cursor<'s> {
+    reader: ChunkReader<'s>,
+    buf: Vec<(Observation, u32)>,
+    pos: usize,
+}
+
+impl Observations {
+    /// Calls `f` with every observation in time order and the session that took it (an
+    /// index into the recording's sessions); stops at the first corrupt chunk or the
+    /// first error `f` returns.
+    pub fn for_each<E: From<StoreError>>(
+        &self,
+        mut f: impl FnMut(&Observation, u32) -> Result<(), E>,
+    ) -> Result<(), E> {
+        if let [stream] = self.streams.as_slice() {
+            // One store: straight from the decoder, no buffer.
+            let mut reader = ChunkReader::new(stream, 0);
+            while let Some((c, bytes)) = reader.next_chunk()? {
+                let mut result = Ok(());
+                self.decode(&reader, &c, bytes.value(), |o| {
+                    if result.is_ok() {
+                        result = f(o, c.session);
+                    }
+                })?;
+                result?;
+            }
+            return Ok(());
+        }
+        let mut cursors = Vec::with_capacity(self.streams.len());
+        for stream in &self.streams {
+            let mut c = Cursor {
+                reader: ChunkReader::new(stream, 0),
+                buf: Vec::new(),
+                pos: 0,
+            };
+            if self.refill(&mut c)? {
+                cursors.push(c);
+            }
+        }
+        // Several stores: always take the earliest pending observation.
+        while !cursors.is_empty() {
+            let (i, _) = cursors
+                .iter()
+                .enumerate()
+                .min_by_key(|(_, c)| c.buf[c.pos].0.r_start_us)
+                .expect("not empty");
+            let c = &mut cursors[i];
+            let (o, session) = &c.buf[c.pos];
+            f(o, *session)?;
+            c.pos += 1;
+            if c.pos == c.buf.len() && !self.refill(c)? {
+                cursors.swap_remove(i);
+            }
+        }
+        Ok(())
+    }
+
+    /// Decodes the cursor's next non-empty chunk into its buffer; false at the end.
+    fn refill(&self, c: &mut Cursor) -> Result<bool, StoreError> {
+        c.buf.clear();
+        c.pos = 0;
+        while let Some((chunk, bytes)) = c.reader.next_chunk()? {
+            let buf = &mut c.buf;
+            self.decode(&c.reader, &chunk, bytes.value(), |o| {
+                buf.push((o.clone(), chunk.session))
+            })?;
+            if !c.buf.is_empty() {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Decodes one chunk, calling `each` with its observations inside the window.
+    fn decode(
+        &self,
+        reader: &ChunkReader,
+        c: &ChunkRef,
+        bytes: &[u8],
+        mut each: impl FnMut(&Observation),
+    ) -> Result<(), StoreError> {
+        let chunk = SpanChunk::from_bytes(bytes).map_err(|e| reader.corrupt(c, &e))?;
+        let (from, to) = (self.from_us, self.to_us);
+        // Format 1 did not record follow-ups: they are inferred as that version's
+        // analysis did, from a read starting within 1 ms of the previous one's end.
+        let infer = reader.stream.version < 2;
+        let mut prev_end: Option<i64> = None;
+        codec::decode_spans_each(&chunk, |s| {
+            let mut o = Observation::from(s);
+            if infer {
+                o.follow_up = o.outcome == Outcome::Ok
+                    && prev_end.is_some_and(|end| o.r_start_us - end < V1_FOLLOW_UP_GAP_US);
+                prev_end = (o.outcome == Outcome::Ok).then_some(o.r_end_us);
+            }
+            if from.is_none_or(|f| o.r_start_us >= f) && to.is_none_or(|t| o.r_start_us <= t) {
+                each(&o);
+            }
+        })
+        .map_err(|e| reader.corrupt(c, &e))?;
+        self.decoded.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Chunks in the walk (for progress).
+    pub fn chunks(&self) -> u64 {
+        self.streams.iter().map(|s| s.chunks.len() as u64).sum()
+    }
+}
+
+/// A cluster's beats, still in the store, decoded chunk by chunk in seq order by a
+/// [`BeatReader`]. Several stores are merged by seq (a beat in two stores is kept once).
+#[derive(Debug, Clone, Default)]
+pub struct Beats {
+    pub(super) streams: Vec<ChunkStream>,
+    /// Beats sent outside `[from_us, to_us]` are left out.
+    pub(super) from_us: Option<i64>,
+    pub(super) to_us: Option<i64>,
+}
+
+impl Beats {
+    /// No beats.
+    pub const EMPTY: Beats = Beats {
+        streams: Vec::new(),
+        from_us: None,
+        to_us: None,
+    };
+
+    /// A reader from the first beat on.
+    pub fn reader(&self) -> BeatReader<'_> {
+        BeatReader {
+            beats: self,
+            cursors: self.streams.iter().map(|s| BeatCursor::new(s, 0)).collect(),
+            last_seq: None,
+        }
+    }
+
+    /// The lowest seq each recorder session wrote, by session index, from the chunks'
+    /// headers (the beats themselves are not read).
+    pub fn first_seqs(&self) -> std::collections::BTreeMap<u32, u64> {
+        let mut out = std::collections::BTreeMap::new();
+        for c in self.streams.iter().flat_map(|s| s.chunks.iter()) {
+            out.entry(c.session)
+                .and_modify(|s: &mut u64| *s = (*s).min(c.seq0))
+                .or_insert(c.seq0);
+        }
+        out
+    }
+
+    /// Every beat at once, with the failed ones whole (for the commands that hold a
+    /// whole series: plot, export, replay).
+    pub fn collect(&self) -> Result<(Vec<BeatTimes>, Vec<Beat>), StoreError> {
+        let (mut beats, mut failed) = (Vec::new(), Vec::new());
+        let mut reader = self.reader();
+        while reader.fill(&mut beats, &mut failed)? {}
+        Ok((beats, failed))
+    }
+
+    fn keep(&self, t_send_us: i64) -> bool {
+        self.from_us.is_none_or(|f| t_send_us >= f) && self.to_us.is_none_or(|t| t_send_us <= t)
+    }
+}
+
+/// One store's part of a [`BeatReader`]: the beats of its last decoded chunk.
+struct BeatCursor<'s> {
+    reader: ChunkReader<'s>,
+    buf: Vec<BeatTimes>,
+    /// The failed beats of `buf`, whole, by position in it.
+    failed: Vec<(usize, Beat)>,
+    pos: usize,
+    failed_pos: usize,
+}
+
+impl<'s> BeatCursor<'s> {
+    fn new(stream: &'s ChunkStream, from: usize) -> BeatCursor<'s> {
+        BeatCursor {
+            reader: ChunkReader::new(stream, from),
+            buf: Vec::new(),
+            failed: Vec::new(),
+            pos: 0,
+            failed_pos: 0,
+        }
+    }
+
+    /// Decodes the next chunk that holds beats to keep; false at the end.
+    fn refill(&mut self, beats: &Beats) -> Result<bool, StoreError> {
+        (self.pos, self.failed_pos) = (0, 0);
+        self.buf.clear();
+        self.failed.clear();
+        while let Some((c, bytes)) = self.reader.next_chunk()? {
+            let chunk = SpanChunk::from_bytes(bytes.value()).map_err(|e| self.reader.corrupt(&c, &e))?;
+            let (buf, failed) = (&mut self.buf, &mut self.failed);
+            codec::decode_spans_each(&chunk, |s| {
+                if !beats.keep(s.start_us) {
+                    return;
+                }
+                let ok = s.outcome == Outcome::Ok;
+                buf.push(BeatTimes::new(s.seq, s.start_us, ok.then_some(s.end_us), c.session));
+                if !ok {
+                    failed.push((buf.len() - 1, Beat::from(s)));
+                }
+            })
+            .map_err(|e| self.reader.corrupt(&c, &e))?;
+            if !self.buf.is_empty() {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    fn peek(&self) -> Option<&BeatTimes> {
+        self.buf.get(self.pos)
+    }
+}
+
+/// Reads a cluster's beats in seq order, a chunk's worth at a time, and can go back to
+/// an earlier seq ([`BeatReader::seek`]).
+pub struct BeatReader<'b> {
+    beats: &'b Beats,
+    cursors: Vec<BeatCursor<'b>>,
+    /// The seq of the last beat given out (a beat in two stores is given once).
+    last_seq: Option<u64>,
+}
+
+impl BeatReader<'_> {
+    /// Appends the next beats in seq order (a chunk's worth, or a few when several
+    /// stores are merged) to `out`, and the failed ones among them, whole, to `failed`;
+    /// false when there are no more.
+    pub fn fill(&mut self, out: &mut Vec<BeatTimes>, failed: &mut Vec<Beat>) -> Result<bool, StoreError> {
+        for c in &mut self.cursors {
+            if c.peek().is_none() && !c.refill(self.beats)? {
+                continue;
+            }
+        }
+        self.cursors.retain(|c| c.peek().is_some());
+        if self.cursors.is_empty() {
+            return Ok(false);
+        }
+        if let [c] = self.cursors.as_mut_slice() {
+            // One store: the rest of its chunk as it is.
+            let from = c.pos;
+            for b in &c.buf[from..] {
+                if self.last_seq.is_none_or(|l| b.seq > l) {
+                    out.push(*b);
+                }
+            }
+            failed.extend(
+                c.failed[c.failed_pos..]
+                    .iter()
+                    .filter(|(i, b)| *i >= from && self.last_seq.is_none_or(|l| b.seq > l))
+                    .map(|(_, b)| b.clone()),
+            );
+            self.last_seq = c.buf.last().map(|b| b.seq).max(self.last_seq);
+            c.pos = c.buf.len();
+            c.failed_pos = c.failed.len();
+            return Ok(true);
+        }
+        // Several stores: the lowest seqs until one cursor's chunk runs out.
+        loop {
+            let Some((i, _)) = self
+                .cursors
+                .iter()
+                .enumerate()
+                .filter_map(|(i, c)| Some((i, c.peek()?.seq)))
+                .min_by_key(|&(_, seq)| seq)
+            else {
+                return Ok(true);
+            };
+            let c = &mut self.cursors[i];
+            let b = c.buf[c.pos];
+            while c.failed.get(c.failed_pos).is_some_and(|(at, _)| *at < c.pos) {
+                c.failed_pos += 1;
+            }
+            if self.last_seq.is_none_or(|l| b.seq > l) {
+                out.push(b);
+                if let Some((at, f)) = c.failed.get(c.failed_pos)
+                    && *at == c.pos
+                {
+                    failed.push(f.clone());
+                }
+                self.last_seq = Some(b.seq);
+            }
+            c.pos += 1;
+            if c.peek().is_none() {
+                return Ok(true);
+            }
+        }
+    }
+
+    /// Goes back (or forward) so that the next [`BeatReader::fill`] starts at or
+    /// before the beat numbered `seq`: at the last chunk of each store whose first
+    /// beat is not after it.
+    pub fn seek(&mut self, seq: u64) {
+        self.cursors = self
+            .beats
+            .streams
+            .iter()
+            .map(|s| {
+                let at = s.chunks.partition_point(|c| c.seq0 <= seq);
+                BeatCursor::new(s, at.saturating_sub(1))
+            })
+            .collect();
+        self.last_seq = None;
+    }
+}
