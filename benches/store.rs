@@ -105,8 +105,8 @@ fn run(hours: i64, hz: i64) {
 
     let started = Instant::now();
     let rec = scan::load(std::slice::from_ref(&path), &Filter::default()).unwrap();
-    // Observations are decoded as they are walked: walk them all.
-    let decoded: usize = rec.beats.values().map(Vec::len).sum::<usize>() + observations_in(&rec);
+    // Beats and observations are decoded as they are walked: walk them all.
+    let decoded: usize = beats_in(&rec) + observations_in(&rec);
     let scan_s = started.elapsed().as_secs_f64();
     assert_eq!(decoded, count, "every sample read back");
 
@@ -146,7 +146,26 @@ fn chunk_bytes(path: &std::path::Path) -> u64 {
 fn observations_in(rec: &scan::Recording) -> usize {
     let mut n = 0;
     for r in &rec.replicas {
-        r.observations.for_each(|_, _| n += 1).unwrap();
+        r.observations
+            .for_each(|_, _| {
+                n += 1;
+                Ok::<(), lagtrace::store::StoreError>(())
+            })
+            .unwrap();
+    }
+    n
+}
+
+/// Decodes every beat of a recording; how many there are.
+fn beats_in(rec: &scan::Recording) -> usize {
+    let mut n = 0;
+    for beats in rec.beats.values() {
+        let mut reader = beats.reader();
+        let (mut batch, mut failed) = (Vec::new(), Vec::new());
+        while reader.fill(&mut batch, &mut failed).unwrap() {
+            n += batch.len();
+            batch.clear();
+        }
     }
     n
 }
@@ -155,7 +174,7 @@ fn observations_in(rec: &scan::Recording) -> usize {
 fn report_store(path: &std::path::Path) {
     use redb::{ReadableDatabase, ReadableTable};
     let rec = scan::load(&[path.to_path_buf()], &Filter::default()).unwrap();
-    let beats: usize = rec.beats.values().map(Vec::len).sum();
+    let beats = beats_in(&rec);
     let obs = observations_in(&rec);
     let status: usize = rec.replicas.iter().map(|r| r.status.len()).sum();
     let (db, _) = lagtrace::store::open_read(path).unwrap();

@@ -356,7 +356,8 @@ impl ReplayFinder {
         let (fall, span) = (c.peak_lag_us - end_lag_us, end.t_us - c.peak_at_us);
         if span >= MIN_CATCH_UP_US && fall > 0 {
             (self.fallen_us, self.span_us) = (self.fallen_us + fall, self.span_us + span);
-            (self.fit_points, self.catch_ups) = (self.fit_points + c.fit_points, self.catch_ups + 1);
+            (self.fit_points, self.catch_ups) =
+                (self.fit_points + c.fit_points, self.catch_ups + 1);
         }
     }
 

@@ -395,6 +395,7 @@ impl<'a> BeatWindow<'a> {
     /// The cluster's primary outages, after reading the beats no read needed; `None`
     /// unless made [`BeatWindow::with_outages`].
     pub fn outages(mut self) -> Result<Option<Vec<super::outages::PrimaryOutage>>, StoreError> {
+        tracing::debug!(went_back = self.went_back, "beat window done");
         if self.outages.is_none() {
             return Ok(None);
         }
@@ -936,7 +937,8 @@ mod tests {
         use crate::samples::{Outcome, Sample};
         use crate::store::writer::Appender;
         use crate::store::{SessionInfo, Store, cluster_key};
-        let dir = std::env::temp_dir().join(format!("lagtrace-window-{}-{name}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("lagtrace-window-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("s.redb");
@@ -962,7 +964,11 @@ mod tests {
                         seq: t as u64 / 10_000,
                         t_send_us: t,
                         t_done_us: t + 300 + k % 5 * 100,
-                        outcome: if failed { Outcome::Timeout } else { Outcome::Ok },
+                        outcome: if failed {
+                            Outcome::Timeout
+                        } else {
+                            Outcome::Ok
+                        },
                         reason: failed.then(|| "timed out".to_string()),
                     },
                 });
@@ -1014,10 +1020,21 @@ mod tests {
             checked += 1;
         }
         assert!(checked > 10_000);
-        assert!(window.went_back > 10, "went back {} times", window.went_back);
-        assert!(window.beats.len() < 8 * BeatWindow::KEEP, "{} held", window.beats.len());
+        assert!(
+            window.went_back > 10,
+            "went back {} times",
+            window.went_back
+        );
+        assert!(
+            window.beats.len() < 8 * BeatWindow::KEEP,
+            "{} held",
+            window.beats.len()
+        );
         let outages = window.outages().unwrap().unwrap();
-        assert_eq!(outages, crate::analysis::outages::primary_outages(&all, &failed));
+        assert_eq!(
+            outages,
+            crate::analysis::outages::primary_outages(&all, &failed)
+        );
         assert_eq!(outages.len(), 857);
     }
 }

@@ -230,7 +230,8 @@ pub struct ReportBuilder<'a> {
     vector_now: Option<f32>,
     episodes: EpisodeFinder,
     replay: ReplayFinder,
-    /// Bounded points of the last [`ETA_WINDOW_US`], with their indices.
+    /// While an episode is open, its bounded points of the last [`ETA_WINDOW_US`], with
+    /// their indices.
     recent: VecDeque<(usize, LagPoint)>,
     last: Option<LagPoint>,
 }
@@ -265,14 +266,6 @@ impl<'a> ReportBuilder<'a> {
             Lag::Bounded { lo_us, hi_us } => {
                 self.lag.record(lo_us + (hi_us - lo_us) / 2);
                 self.width.record(hi_us - lo_us);
-                self.recent.push_back((index, *p));
-                while self
-                    .recent
-                    .front()
-                    .is_some_and(|(_, q)| q.t_us < p.t_us - ETA_WINDOW_US)
-                {
-                    self.recent.pop_front();
-                }
             }
             Lag::AtLeast { lo_us } => {
                 self.at_least_rounds += 1;
@@ -283,12 +276,28 @@ impl<'a> ReportBuilder<'a> {
         self.above.push(p);
         let v = self.vector.push(p);
         if v.is_finite() {
-            self.vector_range = Some(self.vector_range.map_or((v, v), |(lo, hi)| (lo.min(v), hi.max(v))));
+            self.vector_range = Some(
+                self.vector_range
+                    .map_or((v, v), |(lo, hi)| (lo.min(v), hi.max(v))),
+            );
             self.vector_now = Some(v);
         }
         self.replay.push(p);
         if let Some(e) = self.episodes.push(p, self.status) {
             self.replay.episode_ended(e, p);
+        }
+        // The ETA fits the open episode's catch-up: points are kept only while one is.
+        if self.episodes.open_peak().is_none() {
+            self.recent.clear();
+        } else if p.lag.is_bounded() {
+            self.recent.push_back((index, *p));
+            while self
+                .recent
+                .front()
+                .is_some_and(|(_, q)| q.t_us < p.t_us - ETA_WINDOW_US)
+            {
+                self.recent.pop_front();
+            }
         }
         self.last = Some(*p);
     }

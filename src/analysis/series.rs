@@ -166,7 +166,8 @@ impl SeriesBuilder {
             Lag::Unknown(Unknown::BeforeFirstBeat) => series.before_first_beat += 1,
             Lag::Unknown(Unknown::ForeignBeat { seq }) => {
                 series.foreign += 1;
-                if series.foreign_seqs.len() < FOREIGN_EXAMPLES && !series.foreign_seqs.contains(&seq)
+                if series.foreign_seqs.len() < FOREIGN_EXAMPLES
+                    && !series.foreign_seqs.contains(&seq)
                 {
                     series.foreign_seqs.push(seq);
                 }

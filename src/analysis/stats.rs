@@ -53,7 +53,11 @@ impl Distribution {
         // An auto-resizing histogram takes any u64.
         let _ = self.hist.record(v as u64);
         self.sum += i128::from(v);
-        self.max = if self.hist.len() == 1 { v } else { self.max.max(v) };
+        self.max = if self.hist.len() == 1 {
+            v
+        } else {
+            self.max.max(v)
+        };
     }
 
     /// Nearest-rank percentiles; `None` when nothing was recorded.
@@ -143,7 +147,10 @@ mod tests {
             let exact = sorted[rank(n, q)];
             assert!(got >= exact, "q {q}: {got} under {exact}");
             let error = (got - exact) as f64 / exact.max(1) as f64;
-            assert!(error <= Distribution::RELATIVE_ERROR, "q {q}: {got} vs {exact}");
+            assert!(
+                error <= Distribution::RELATIVE_ERROR,
+                "q {q}: {got} vs {exact}"
+            );
         }
         assert_eq!(p.max, sorted[n - 1]);
         let mean = sorted.iter().sum::<i64>() as f64 / n as f64;

@@ -151,7 +151,7 @@ impl VectorWindow {
 
     fn xy(&self, p: (i64, i64)) -> (f64, f64) {
         let base = self.base_us.unwrap_or(0);
-        ((p.0 - base) as f64 / 1e6, p.1 as f64 / 1e6)
+        ((p.0 - base) as f64 * 1e-6, p.1 as f64 * 1e-6)
     }
 
     fn sum(&mut self, p: (i64, i64), sign: f64) {

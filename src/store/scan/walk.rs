@@ -16,8 +16,14 @@ use super::super::{StoreError, db_err};
 use super::V1_FOLLOW_UP_GAP_US;
 use crate::samples::{Beat, BeatTimes, Observation, Outcome};
 
+/// A chunk's key: (series kind, name id, first time in UTC µs, session id).
+type ChunkKey = (u8, u32, i64, u32);
+
 /// The store's chunk table, open in the read snapshot the recording was loaded from.
-pub(super) type ChunkTable = ReadOnlyTable<(u8, u32, i64, u32), &'static [u8]>;
+pub(super) type ChunkTable = ReadOnlyTable<ChunkKey, &'static [u8]>;
+
+/// A chunk's encoded bytes, as the table hands them out.
+type ChunkBytes = redb::AccessGuard<'static, &'static [u8]>;
 
 /// Where a chunk is in its store, and what its header says.
 #[derive(Debug, Clone, Copy)]
@@ -61,7 +67,7 @@ impl fmt::Debug for ChunkStream {
 /// Reads a stream's chunks in order, from a given one on.
 struct ChunkReader<'s> {
     stream: &'s ChunkStream,
-    range: Option<redb::Range<'static, (u8, u32, i64, u32), &'static [u8]>>,
+    range: Option<redb::Range<'static, ChunkKey, &'static [u8]>>,
     /// Index of the chunk the next read returns.
     next: usize,
 }
@@ -76,7 +82,7 @@ impl<'s> ChunkReader<'s> {
     }
 
     /// The next chunk and its bytes; `None` after the last.
-    fn next_chunk(&mut self) -> Result<Option<(ChunkRef, redb::AccessGuard<'static, &'static [u8]>)>, StoreError> {
+    fn next_chunk(&mut self) -> Result<Option<(ChunkRef, ChunkBytes)>, StoreError> {
         let s = self.stream;
         let Some(&c) = s.chunks.get(self.next) else {
             return Ok(None);
@@ -132,7 +138,11 @@ pub(super) fn for_each_chunk(
 }
 
 /// The error for chunk `c` of `stream` when it does not decode.
-pub(super) fn corrupt_chunk(stream: &ChunkStream, c: &ChunkRef, e: &dyn fmt::Display) -> StoreError {
+pub(super) fn corrupt_chunk(
+    stream: &ChunkStream,
+    c: &ChunkRef,
+    e: &dyn fmt::Display,
+) -> StoreError {
     StoreError::Corrupt {
         path: stream.path.clone(),
         detail: format!(
@@ -344,14 +354,20 @@ impl<'s> BeatCursor<'s> {
         self.buf.clear();
         self.failed.clear();
         while let Some((c, bytes)) = self.reader.next_chunk()? {
-            let chunk = SpanChunk::from_bytes(bytes.value()).map_err(|e| self.reader.corrupt(&c, &e))?;
+            let chunk =
+                SpanChunk::from_bytes(bytes.value()).map_err(|e| self.reader.corrupt(&c, &e))?;
             let (buf, failed) = (&mut self.buf, &mut self.failed);
             codec::decode_spans_each(&chunk, |s| {
                 if !beats.keep(s.start_us) {
                     return;
                 }
                 let ok = s.outcome == Outcome::Ok;
-                buf.push(BeatTimes::new(s.seq, s.start_us, ok.then_some(s.end_us), c.session));
+                buf.push(BeatTimes::new(
+                    s.seq,
+                    s.start_us,
+                    ok.then_some(s.end_us),
+                    c.session,
+                ));
                 if !ok {
                     failed.push((buf.len() - 1, Beat::from(s)));
                 }
@@ -382,7 +398,11 @@ impl BeatReader<'_> {
     /// Appends the next beats in seq order (a chunk's worth, or a few when several
     /// stores are merged) to `out`, and the failed ones among them, whole, to `failed`;
     /// false when there are no more.
-    pub fn fill(&mut self, out: &mut Vec<BeatTimes>, failed: &mut Vec<Beat>) -> Result<bool, StoreError> {
+    pub fn fill(
+        &mut self,
+        out: &mut Vec<BeatTimes>,
+        failed: &mut Vec<Beat>,
+    ) -> Result<bool, StoreError> {
         for c in &mut self.cursors {
             if c.peek().is_none() && !c.refill(self.beats)? {
                 continue;
@@ -424,7 +444,11 @@ impl BeatReader<'_> {
             };
             let c = &mut self.cursors[i];
             let b = c.buf[c.pos];
-            while c.failed.get(c.failed_pos).is_some_and(|(at, _)| *at < c.pos) {
+            while c
+                .failed
+                .get(c.failed_pos)
+                .is_some_and(|(at, _)| *at < c.pos)
+            {
                 c.failed_pos += 1;
             }
             if self.last_seq.is_none_or(|l| b.seq > l) {
