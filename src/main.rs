@@ -15,12 +15,17 @@ use lagtrace::cmd::{self, CmdError};
                   in step with the writes, and records what it saw.\n\n\
                   Passwords are never taken from the command line: see password_env and \
                   password_file in the config, or ~/.my.cnf.",
-    after_help = "Examples:\n  lagtrace init -c lagtrace.toml\n  lagtrace record -c lagtrace.toml --duration 1h\n  lagtrace export --store lagtrace.redb --format csv > lag.csv"
+    after_help = "Examples:\n  lagtrace init -c lagtrace.toml\n  lagtrace record -c lagtrace.toml --duration 1h\n  lagtrace -v --log-format json record -c lagtrace.toml   # JSON log lines\n  lagtrace export --store lagtrace.redb --format csv > lag.csv"
 )]
 struct Cli {
     /// More log output on stderr (-v info, -vv debug); RUST_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
+
+    /// Log lines as text (time, level, message, key=value fields) or as one JSON
+    /// object per line, for journald and log shippers
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    log_format: LogFormat,
 
     #[command(subcommand)]
     command: Command,
@@ -46,7 +51,15 @@ enum Command {
     Prune(cmd::prune::Args),
 }
 
-fn init_logging(verbose: u8) {
+/// How log lines are written on stderr.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+fn init_logging(verbose: u8, format: LogFormat) {
+    use std::io::IsTerminal;
     let default = match verbose {
         0 => "lagtrace=warn",
         1 => "lagtrace=info",
@@ -54,10 +67,18 @@ fn init_logging(verbose: u8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        // Colors only on a terminal: journald and files get plain key=value lines.
+        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => logs
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .init(),
+    }
 }
 
 fn main() -> ExitCode {
@@ -65,7 +86,7 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => return usage_error(e),
     };
-    init_logging(cli.verbose);
+    init_logging(cli.verbose, cli.log_format);
     let result = match cli.command {
         Command::Check(args) => {
             // A monitoring plugin: every failure to check is UNKNOWN (3), never 1 or 2.

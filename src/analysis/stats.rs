@@ -60,6 +60,22 @@ impl Distribution {
         };
     }
 
+    /// The cumulative distribution at `n + 1` evenly spaced shares from 0 to 1:
+    /// `(value, share of values at or below it)`; empty when nothing was recorded.
+    pub fn cdf(&self, n: usize) -> Vec<(i64, f64)> {
+        if self.hist.is_empty() {
+            return Vec::new();
+        }
+        let n = n.max(1);
+        (0..=n)
+            .map(|k| {
+                let share = k as f64 / n as f64;
+                let v = (self.hist.value_at_quantile(share) as i64).min(self.max);
+                (v, share)
+            })
+            .collect()
+    }
+
     /// Nearest-rank percentiles; `None` when nothing was recorded.
     pub fn percentiles(&self) -> Option<Percentiles> {
         let n = self.hist.len();

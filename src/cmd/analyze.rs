@@ -31,7 +31,7 @@ pub fn run(args: &Args) -> Result<(), CmdError> {
     let (rec, bar) = super::load_recording(&args.select.store, &filter)?;
     tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "loaded");
     let settings = Settings::for_recording(&rec, max_lag_us, recover_lag_us, window_us);
-    let (clusters, reports) = report::reports(&rec, &settings).map_err(super::store_error)?;
+    let (clusters, reports) = report::reports(&rec, &settings)?;
     drop(bar);
     tracing::info!(
         elapsed_ms = started.elapsed().as_millis() as u64,

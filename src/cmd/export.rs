@@ -66,17 +66,15 @@ fn write(
     for rs in &rec.replicas {
         let mut rows = export::Rows::new(&rs.cluster, &rs.replica, &rs.status, per_read);
         let mut beats = BeatWindow::new(rec.beats_of(&rs.cluster), &continuity);
-        rs.observations
-            .for_each(|obs, session| {
-                let lag = beats.lag(session, obs)?;
-                if failed.is_none()
-                    && let Some(row) = rows.push(obs, session, lag)
-                {
-                    failed = out.write(&row).err();
-                }
-                Ok::<(), crate::store::StoreError>(())
-            })
-            .map_err(super::store_error)?;
+        rs.observations.for_each(|obs, session| {
+            let lag = beats.lag(session, obs)?;
+            if failed.is_none()
+                && let Some(row) = rows.push(obs, session, lag)
+            {
+                failed = out.write(&row).err();
+            }
+            Ok::<(), crate::store::StoreError>(())
+        })?;
         if failed.is_none()
             && let Some(row) = rows.finish()
         {

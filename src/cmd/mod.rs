@@ -12,7 +12,6 @@ pub mod prune;
 pub mod record;
 pub mod replay;
 
-use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -82,49 +81,31 @@ impl EpisodeArgs {
 
 pub use crate::clock::duration_us as us;
 
-/// How a command failed; decides the exit code.
-#[derive(Debug)]
+/// How a command failed; its kind decides the exit code.
+#[derive(Debug, thiserror::Error)]
 pub enum CmdError {
-    /// Bad config, arguments or files: exit 2.
+    /// Bad arguments or files: exit 2.
+    #[error("{0}")]
     BadInput(String),
     /// Something failed while working (a server, the disk): exit 1.
+    #[error("{0}")]
     Runtime(String),
+    /// A bad config file: exit 2.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// A store that could not be read or written: exit 2 when the file is at fault
+    /// ([`crate::store::StoreError::is_bad_file`]), else 1.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
 }
 
 impl CmdError {
     pub fn exit_code(&self) -> u8 {
         match self {
-            CmdError::BadInput(_) => 2,
-            CmdError::Runtime(_) => 1,
+            CmdError::BadInput(_) | CmdError::Config(_) => 2,
+            CmdError::Store(e) if e.is_bad_file() => 2,
+            CmdError::Runtime(_) | CmdError::Store(_) => 1,
         }
-    }
-}
-
-impl fmt::Display for CmdError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            CmdError::BadInput(m) | CmdError::Runtime(m) => f.write_str(m),
-        }
-    }
-}
-
-impl std::error::Error for CmdError {}
-
-impl From<crate::config::ConfigError> for CmdError {
-    fn from(e: crate::config::ConfigError) -> Self {
-        CmdError::BadInput(e.to_string())
-    }
-}
-
-/// Store errors about the file itself are bad input; the rest are runtime failures.
-pub fn store_error(e: crate::store::StoreError) -> CmdError {
-    use crate::store::StoreError;
-    match e {
-        StoreError::NotAStore { .. }
-        | StoreError::NewerFormat { .. }
-        | StoreError::OlderFormat { .. }
-        | StoreError::Missing { .. } => CmdError::BadInput(e.to_string()),
-        other => CmdError::Runtime(other.to_string()),
     }
 }
 
@@ -243,21 +224,12 @@ pub fn load_recording(
         if let Some(bar) = &bar {
             bar.show(p);
         }
-    })
-    .map_err(store_error)?;
+    })?;
     check_names(&rec, filter, stores)?;
     if let Some(bar) = &mut bar {
         bar.follow(rec.progress());
     }
     Ok((rec, bar))
-}
-
-/// [`crate::analysis::series::replica_series`], with a store error as a command error.
-pub fn lag_series(
-    rec: &crate::store::scan::Recording,
-    rs: &crate::store::scan::ReplicaSeries,
-) -> Result<crate::analysis::series::LagSeries, CmdError> {
-    crate::analysis::series::replica_series(rec, rs).map_err(store_error)
 }
 
 /// Writes to stdout; a closed pipe (`lagtrace analyze | head`) is not an error.

@@ -1,11 +1,16 @@
-//! `lagtrace plot`: load stores, compute lag points, vectors and episodes per replica
-//! (analysis) and draw them as SVG (output::plot).
+//! `lagtrace plot`: load stores, walk each replica's rounds computing vectors and
+//! episodes (analysis) while reducing them to pixel columns, and draw them as SVG
+//! (output::plot).
 
 use std::path::PathBuf;
 
+use std::collections::BTreeMap;
+
 use super::{CmdError, EpisodeArgs, Selection};
-use crate::analysis::{episodes, series, vector};
-use crate::output::plot::{self, Kind, ReplicaPlot};
+use crate::analysis::episodes::EpisodeFinder;
+use crate::analysis::series::walk_rounds;
+use crate::analysis::vector::VectorWindow;
+use crate::output::plot::{self, Kind, ReplicaColumns, ReplicaPlot};
 
 /// `lagtrace plot`'s command line.
 #[derive(Debug, Clone, clap::Args)]
@@ -41,52 +46,65 @@ pub fn run(args: &Args) -> Result<(), CmdError> {
     }
     let (rec, bar) = super::load_recording(&args.select.store, &filter)?;
     let window_us = crate::analysis::report::fit_window_us(&rec, window_us);
+    // The charts' time range, from every replica's first read to its last: the
+    // columns are filled as the rounds are walked.
+    let mut range: Option<(i64, i64)> = None;
+    for rs in &rec.replicas {
+        if let Some((first, last)) = rs.observations.span_us()? {
+            range = Some(range.map_or((first, last), |(a, b)| (a.min(first), b.max(last))));
+        }
+    }
+    let range = range.map(|(first, last)| (first, last.max(first + 1)));
     struct Data {
         name: String,
-        points: Vec<series::LagPoint>,
-        vector: Vec<f32>,
+        columns: ReplicaColumns,
         episodes: Vec<(i64, i64)>,
-        outages: Vec<(i64, i64)>,
+        cluster: String,
     }
-    let outages_of = |cluster: &str| -> Result<Vec<(i64, i64)>, CmdError> {
-        Ok(
-            crate::analysis::outages::cluster_outages(rec.beats_of(cluster))
-                .map_err(super::store_error)?
+    // A cluster's outages come from its first replica's walk, which reads its beats.
+    let mut outages: BTreeMap<String, Vec<(i64, i64)>> = BTreeMap::new();
+    let mut data = Vec::with_capacity(rec.replicas.len());
+    for rs in &rec.replicas {
+        let mut columns = ReplicaColumns::new(range.unwrap_or((0, 1)));
+        let mut vectors = VectorWindow::new(window_us);
+        let mut episodes = EpisodeFinder::new(max_lag_us, recover_lag_us);
+        let mut last_us = 0;
+        let first_of_cluster = !outages.contains_key(&rs.cluster);
+        let (_, found) = walk_rounds(&rec, rs, first_of_cluster, |batch| {
+            for p in &batch.rounds {
+                columns.push(p, vectors.push(p));
+                episodes.push(p, &rs.status);
+                last_us = p.t_us;
+            }
+        })?;
+        if let Some(found) = found {
+            let spans = found
                 .iter()
                 .map(|o| (o.start_us, o.start_us + o.duration_us()))
-                .collect(),
-        )
-    };
-    let data: Vec<Data> = rec
-        .replicas
-        .iter()
-        .map(|rs| {
-            let s = super::lag_series(&rec, rs)?;
-            let vector = vector::vector_series(&s.points, window_us);
-            let eps = episodes::episodes(&s.points, &rs.status, max_lag_us, recover_lag_us)
-                .iter()
-                .map(|e| (e.start_us, e.end_us.unwrap_or(s.points[e.end_index].t_us)))
                 .collect();
-            Ok(Data {
-                name: format!("{}/{}", rs.cluster, rs.replica),
-                points: s.points,
-                vector,
-                episodes: eps,
-                outages: outages_of(&rs.cluster)?,
-            })
-        })
-        .collect::<Result<_, CmdError>>()?;
+            outages.insert(rs.cluster.clone(), spans);
+        }
+        data.push(Data {
+            name: format!("{}/{}", rs.cluster, rs.replica),
+            columns,
+            episodes: episodes
+                .finish(&rs.status)
+                .iter()
+                .map(|e| (e.start_us, e.end_us.unwrap_or(last_us)))
+                .collect(),
+            cluster: rs.cluster.clone(),
+        });
+    }
     drop(bar);
     let replicas: Vec<ReplicaPlot> = data
         .iter()
         .map(|d| ReplicaPlot {
             name: &d.name,
-            points: &d.points,
-            vector: &d.vector,
+            columns: &d.columns,
             episodes: &d.episodes,
-            outages: &d.outages,
+            outages: outages.get(&d.cluster).map_or(&[], Vec::as_slice),
         })
         .collect();
-    plot::draw(&args.out, args.kind, &replicas, args.log)
+    plot::draw(&args.out, args.kind, range, &replicas, args.log)
         .map_err(|e| CmdError::Runtime(format!("{}: {e}", args.out.display())))
 }

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::{CmdError, store_error};
+use super::CmdError;
 use crate::clock::{Clock, duration_us, format_utc_us};
 use crate::config::{MAX_RETAIN, MIN_RETAIN, parse_duration};
 use crate::store::Store;
@@ -43,15 +43,15 @@ pub fn run(opts: &Args) -> Result<(), CmdError> {
     }
     // Opening for writing creates a missing file: refuse that first.
     if !opts.store.exists() {
-        return Err(store_error(crate::store::StoreError::Missing {
+        return Err(CmdError::Store(crate::store::StoreError::Missing {
             path: opts.store.clone(),
         }));
     }
     let size = |p: &PathBuf| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
     let before = size(&opts.store);
-    let mut store = Store::open_or_create(&opts.store).map_err(store_error)?;
+    let mut store = Store::open_or_create(&opts.store)?;
     let cutoff = Cutoff::keeping(Clock::start().now_us(), duration_us(opts.older_than));
-    let pruned = store.prune(cutoff, opts.dry_run).map_err(store_error)?;
+    let pruned = store.prune(cutoff, opts.dry_run)?;
     let what = format!(
         "{} chunks ({}) older than {}",
         pruned.chunks,
@@ -63,7 +63,7 @@ pub fn run(opts: &Args) -> Result<(), CmdError> {
         return Ok(());
     }
     if pruned.chunks > 0 {
-        store.compact().map_err(store_error)?;
+        store.compact()?;
     }
     drop(store);
     println!(

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 
-use super::{CmdError, store_error};
+use super::CmdError;
 use crate::analysis::lag::{Lag, RecentBeats, Unknown};
 use crate::clock::Clock;
 use crate::config::{Config, Secret, parse_duration};
@@ -104,7 +104,7 @@ pub fn run(opts: &Args) -> Result<(), CmdError> {
         .http
         .as_ref()
         .map(|h| Arc::new(Mutex::new(Live::new(&config, h, clock.now_us()))));
-    let store = Store::open_or_create(&config.record.store).map_err(store_error)?;
+    let store = Store::open_or_create(&config.record.store)?;
     let mut keys: Vec<String> = config
         .clusters
         .iter()
@@ -113,16 +113,14 @@ pub fn run(opts: &Args) -> Result<(), CmdError> {
     for c in &config.clusters {
         keys.extend(c.replicas.iter().map(|r| replica_key(&c.name, &r.name)));
     }
-    let ids = store.intern(&keys).map_err(store_error)?;
-    let session = store
-        .begin_session(&SessionInfo {
-            started_us: clock.anchor_utc_us(),
-            interval_us: config.record.interval.as_micros() as u64,
-            version: env!("CARGO_PKG_VERSION").to_string(),
-            host: hostname(),
-            read_every: config.record.read_every,
-        })
-        .map_err(store_error)?;
+    let ids = store.intern(&keys)?;
+    let session = store.begin_session(&SessionInfo {
+        started_us: clock.anchor_utc_us(),
+        interval_us: config.record.interval.as_micros() as u64,
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        host: hostname(),
+        read_every: config.record.read_every,
+    })?;
     let store_path = config.record.store.clone();
     let (sender, writer_thread) = writer::spawn(
         store,
@@ -177,7 +175,7 @@ pub fn run(opts: &Args) -> Result<(), CmdError> {
 
     let stats: WriterStats = match writer_thread.join() {
         Ok(Ok(stats)) => stats,
-        Ok(Err(e)) => return Err(store_error(e)),
+        Ok(Err(e)) => return Err(CmdError::Store(e)),
         Err(_) => return Err(CmdError::Runtime("the store writer thread crashed".into())),
     };
     let (totals, last_lines) = loop_result?;

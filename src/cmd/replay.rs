@@ -119,7 +119,7 @@ pub fn run(args: &Args) -> Result<(), CmdError> {
     let series: Vec<series::LagSeries> = rec
         .replicas
         .iter()
-        .map(|rs| super::lag_series(&rec, rs))
+        .map(|rs| series::replica_series(&rec, rs))
         .collect::<Result<_, _>>()?;
     drop(bar);
     let mut replicas: Vec<Replica> = rec

@@ -1,6 +1,7 @@
-//! SVG charts of a recording (plotters, SVG backend only). Every series is first reduced
-//! to one column per horizontal pixel holding the column's extremes, so no spike is
-//! dropped and a chart's size depends on its width in pixels, never on the input size.
+//! SVG charts of a recording (plotters, SVG backend only). Every series is reduced, as
+//! its rounds are walked, to one column per horizontal pixel holding the column's
+//! extremes ([`ReplicaColumns`]): no spike is dropped, and neither the memory a chart
+//! takes nor its size depends on the recording's length.
 
 use std::path::Path;
 
@@ -8,6 +9,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use crate::analysis::series::LagPoint;
+use crate::analysis::stats::Distribution;
 use crate::clock::format_utc_us;
 
 /// Chart width in pixels; also the number of columns a series is reduced to.
@@ -30,14 +32,12 @@ pub enum Kind {
     Overview,
 }
 
-/// One replica's data, as the analysis computed it.
+/// One replica's data, reduced to pixel columns.
 #[derive(Debug, Clone, Copy)]
 pub struct ReplicaPlot<'a> {
     /// `cluster/replica`.
     pub name: &'a str,
-    pub points: &'a [LagPoint],
-    /// Vector per point (NaN where unknown).
-    pub vector: &'a [f32],
+    pub columns: &'a ReplicaColumns,
     /// Episodes as `(start_us, end_us)`.
     pub episodes: &'a [(i64, i64)],
     /// Outages of the replica's primary as `(start_us, end_us)`: no beat acknowledged,
@@ -66,14 +66,37 @@ pub fn reduce(
     t1_us: i64,
     columns: usize,
 ) -> Vec<Option<Column>> {
-    let mut out: Vec<Option<Column>> = vec![None; columns];
-    let span = (t1_us - t0_us).max(1) as f64;
-    for (t, lo, v, hi) in samples {
-        if v.is_nan() || t < t0_us || t > t1_us {
-            continue;
+    let mut r = Reducer::new(t0_us, t1_us, columns);
+    samples.for_each(|(t, lo, v, hi)| r.push(t, lo, v, hi));
+    r.cols
+}
+
+/// [`reduce`] sample by sample.
+#[derive(Debug, Clone)]
+pub struct Reducer {
+    t0_us: i64,
+    t1_us: i64,
+    cols: Vec<Option<Column>>,
+}
+
+impl Reducer {
+    pub fn new(t0_us: i64, t1_us: i64, columns: usize) -> Self {
+        Reducer {
+            t0_us,
+            t1_us,
+            cols: vec![None; columns.max(1)],
         }
-        let c = (((t - t0_us) as f64 / span) * columns as f64) as usize;
-        let slot = &mut out[c.min(columns - 1)];
+    }
+
+    /// Adds a sample; NaN values and samples outside the range are skipped.
+    pub fn push(&mut self, t_us: i64, lo: f64, v: f64, hi: f64) {
+        if v.is_nan() || t_us < self.t0_us || t_us > self.t1_us {
+            return;
+        }
+        let span = (self.t1_us - self.t0_us).max(1) as f64;
+        let columns = self.cols.len();
+        let c = (((t_us - self.t0_us) as f64 / span) * columns as f64) as usize;
+        let slot = &mut self.cols[c.min(columns - 1)];
         match slot {
             None => {
                 *slot = Some(Column {
@@ -91,27 +114,54 @@ pub fn reduce(
             }
         }
     }
-    out
+}
+
+/// What the charts draw of one replica, reduced as its rounds are fed in time order:
+/// the lag and vector columns over the chart's time range and the lag distribution.
+#[derive(Debug, Clone)]
+pub struct ReplicaColumns {
+    lag: Reducer,
+    vector: Reducer,
+    /// Point estimates of the bounded rounds, µs (for the CDF).
+    distribution: Distribution,
+}
+
+impl ReplicaColumns {
+    /// Columns over `(t0_us, t1_us)`, the time range of every replica charted.
+    pub fn new((t0_us, t1_us): (i64, i64)) -> Self {
+        let columns = WIDTH_PX as usize;
+        ReplicaColumns {
+            lag: Reducer::new(t0_us, t1_us, columns),
+            vector: Reducer::new(t0_us, t1_us, columns),
+            distribution: Distribution::default(),
+        }
+    }
+
+    /// Adds a round and the vector at it (NaN where unknown).
+    pub fn push(&mut self, p: &LagPoint, vector: f32) {
+        let s = |us: i64| us as f64 / 1e6;
+        // "At least" rounds have no upper bound: drawn at their lower bound, with no
+        // band.
+        if let (Some(lo), Some(judged)) = (p.lag.lo_us(), p.lag.judged_us()) {
+            let hi = p.lag.hi_us().unwrap_or(lo);
+            self.lag.push(p.t_us, s(lo), s(judged), s(hi));
+        }
+        let v = f64::from(vector);
+        self.vector.push(p.t_us, v, v, v);
+        if let Some(lag_us) = p.lag.point_us() {
+            self.distribution.record(lag_us);
+        }
+    }
+
+    /// Whether any round was drawn.
+    pub fn is_empty(&self) -> bool {
+        self.lag.cols.iter().all(Option::is_none)
+    }
 }
 
 /// A plotting failure, as one line.
 fn err(e: impl std::fmt::Display) -> String {
     format!("cannot draw the chart: {e}")
-}
-
-/// Time range of all replicas, µs.
-fn time_range(replicas: &[ReplicaPlot]) -> Option<(i64, i64)> {
-    let first = replicas
-        .iter()
-        .filter_map(|r| r.points.first())
-        .map(|p| p.t_us)
-        .min()?;
-    let last = replicas
-        .iter()
-        .filter_map(|r| r.points.last())
-        .map(|p| p.t_us)
-        .max()?;
-    Some((first, last.max(first + 1)))
 }
 
 /// `HH:MM:SS` UTC (or with the date when the chart spans days) for axis labels.
@@ -137,15 +187,23 @@ fn color(i: usize) -> RGBColor {
     PALETTE[i % PALETTE.len()]
 }
 
-/// Draws `kind` for `replicas` into an SVG file.
-pub fn draw(path: &Path, kind: Kind, replicas: &[ReplicaPlot], log: bool) -> Result<(), String> {
+/// Draws `kind` for `replicas` into an SVG file; `range` is the time range their
+/// columns cover, µs (`None`: nothing recorded).
+pub fn draw(
+    path: &Path,
+    kind: Kind,
+    range: Option<(i64, i64)>,
+    replicas: &[ReplicaPlot],
+    log: bool,
+) -> Result<(), String> {
     let rows = match kind {
         Kind::Overview => replicas.len().max(1) as u32 * 2,
         _ => 2,
     };
     let root = SVGBackend::new(path, (WIDTH_PX, rows * ROW_HEIGHT_PX)).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;
-    let Some(range) = time_range(replicas) else {
+    let range = range.filter(|_| replicas.iter().any(|r| !r.columns.is_empty()));
+    let Some(range) = range else {
         root.titled("no lag data in this recording", ("sans-serif", 20))
             .map_err(err)?;
         return root.present().map_err(err);
@@ -175,27 +233,13 @@ fn lag_chart(
     title: &str,
 ) -> Result<(), String> {
     let columns = WIDTH_PX as usize;
-    let reduced: Vec<Vec<Option<Column>>> = replicas
+    let reduced: Vec<&[Option<Column>]> = replicas
         .iter()
-        .map(|r| {
-            let s = |us: i64| us as f64 / 1e6;
-            reduce(
-                // "At least" rounds have no upper bound: drawn at their lower bound,
-                // with no band.
-                r.points.iter().filter_map(|p| {
-                    let lo = p.lag.lo_us()?;
-                    let judged = p.lag.judged_us()?;
-                    let hi = p.lag.hi_us().unwrap_or(lo);
-                    Some((p.t_us, s(lo), s(judged), s(hi)))
-                }),
-                t0,
-                t1,
-                columns,
-            )
-        })
+        .map(|r| r.columns.lag.cols.as_slice())
         .collect();
     let top = reduced
         .iter()
+        .copied()
         .flatten()
         .flatten()
         .map(|c| c.hi)
@@ -270,7 +314,7 @@ fn lag_chart(
                         )))
                         .map_err(err)?;
                 }
-                let cols = &reduced[i];
+                let cols = reduced[i];
                 let c = color(i);
                 for run in runs(cols) {
                     let mut band: Vec<(f64, f64)> = run
@@ -383,19 +427,11 @@ fn vector_chart(
         ))
         .map_err(err)?;
     for (i, r) in replicas.iter().enumerate() {
-        let cols = reduce(
-            r.points.iter().zip(r.vector).map(|(p, &v)| {
-                let v = v as f64;
-                (p.t_us, v, v, v)
-            }),
-            t0,
-            t1,
-            columns,
-        );
+        let cols = &r.columns.vector.cols;
         let c = color(i);
         let clip = |v: f64| v.clamp(-VECTOR_LIMIT, VECTOR_LIMIT);
         let mut first = true;
-        for run in runs(&cols) {
+        for run in runs(cols) {
             let line = run
                 .iter()
                 .flat_map(|&(x, col)| [(x_of(x), clip(col.min)), (x_of(x), clip(col.max))]);
@@ -434,22 +470,6 @@ fn vector_chart(
     Ok(())
 }
 
-/// Points of a cumulative distribution of `values_s`: at most `n` quantiles.
-pub fn cdf_points(values_s: &mut [f64], n: usize) -> Vec<(f64, f64)> {
-    values_s.sort_unstable_by(f64::total_cmp);
-    let len = values_s.len();
-    if len == 0 {
-        return Vec::new();
-    }
-    let n = n.min(len).max(1);
-    (0..=n)
-        .map(|k| {
-            let i = (k * (len - 1)) / n;
-            (values_s[i], (i + 1) as f64 / len as f64)
-        })
-        .collect()
-}
-
 fn cdf_chart(
     area: &DrawingArea<SVGBackend, Shift>,
     replicas: &[ReplicaPlot],
@@ -457,13 +477,12 @@ fn cdf_chart(
     let curves: Vec<Vec<(f64, f64)>> = replicas
         .iter()
         .map(|r| {
-            let mut v: Vec<f64> = r
-                .points
-                .iter()
-                .filter_map(|p| p.lag.point_us())
-                .map(|lag_us| (lag_us as f64 / 1e6).max(LOG_FLOOR_S))
-                .collect();
-            cdf_points(&mut v, WIDTH_PX as usize)
+            r.columns
+                .distribution
+                .cdf(WIDTH_PX as usize)
+                .into_iter()
+                .map(|(lag_us, share)| ((lag_us as f64 / 1e6).max(LOG_FLOOR_S), share))
+                .collect()
         })
         .collect();
     let (lo, hi) = curves
@@ -551,10 +570,11 @@ mod tests {
 
     #[test]
     fn cdf_ends_at_one() {
-        let mut v: Vec<f64> = (1..=10_000).map(|i| i as f64).collect();
-        let c = cdf_points(&mut v, 100);
-        assert_eq!(c.first().unwrap().0, 1.0);
-        assert_eq!(*c.last().unwrap(), (10_000.0, 1.0));
+        let mut d = Distribution::default();
+        (1..=10_000).for_each(|v| d.record(v));
+        let c = d.cdf(100);
+        assert_eq!(c.first().unwrap().0, 1);
+        assert_eq!(*c.last().unwrap(), (10_000, 1.0));
         assert!(c.windows(2).all(|w| w[0].0 <= w[1].0 && w[0].1 <= w[1].1));
     }
 }

@@ -13,7 +13,6 @@ pub mod prune;
 pub mod scan;
 pub mod writer;
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 
 use redb::{
@@ -88,65 +87,55 @@ impl SessionInfo {
 }
 
 /// What went wrong with a store file. Messages name the file.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The file exists but is not a lagtrace store (another redb file, or not redb).
+    #[error("{}: not a lagtrace store ({detail})", path.display())]
     NotAStore { path: PathBuf, detail: String },
     /// The store was written by a newer lagtrace.
+    #[error(
+        "{}: store format version {found} is newer than this lagtrace reads ({supported}); upgrade lagtrace",
+        path.display()
+    )]
     NewerFormat {
         path: PathBuf,
         found: u32,
         supported: u32,
     },
     /// The store is of an older format that this lagtrace reads but does not append to.
+    #[error(
+        "{}: store format version {found} is read-only for this lagtrace (it appends to version {FORMAT_VERSION}); record to a new store file, the offline commands read both",
+        path.display()
+    )]
     OlderFormat { path: PathBuf, found: u32 },
     /// Another recorder has the store open for writing.
+    #[error("{}: store is open for writing by another lagtrace record", path.display())]
     Locked { path: PathBuf },
     /// The file does not exist (when reading).
+    #[error("{}: no such store file", path.display())]
     Missing { path: PathBuf },
     /// A chunk or table could not be decoded.
+    #[error("{}: corrupt store: {detail}", path.display())]
     Corrupt { path: PathBuf, detail: String },
     /// An I/O or database error.
+    #[error("{}: store error: {detail}", path.display())]
     Db { path: PathBuf, detail: String },
 }
 
-impl fmt::Display for StoreError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl StoreError {
+    /// Whether the file itself is at fault (missing, foreign, of another format,
+    /// corrupt), as opposed to the machine or another process (I/O, a lock).
+    pub fn is_bad_file(&self) -> bool {
         match self {
-            StoreError::NotAStore { path, detail } => {
-                write!(f, "{}: not a lagtrace store ({detail})", path.display())
-            }
-            StoreError::NewerFormat {
-                path,
-                found,
-                supported,
-            } => write!(
-                f,
-                "{}: store format version {found} is newer than this lagtrace reads ({supported}); upgrade lagtrace",
-                path.display()
-            ),
-            StoreError::OlderFormat { path, found } => write!(
-                f,
-                "{}: store format version {found} is read-only for this lagtrace (it appends to version {FORMAT_VERSION}); record to a new store file, the offline commands read both",
-                path.display()
-            ),
-            StoreError::Locked { path } => write!(
-                f,
-                "{}: store is open for writing by another lagtrace record",
-                path.display()
-            ),
-            StoreError::Missing { path } => write!(f, "{}: no such store file", path.display()),
-            StoreError::Corrupt { path, detail } => {
-                write!(f, "{}: corrupt store: {detail}", path.display())
-            }
-            StoreError::Db { path, detail } => {
-                write!(f, "{}: store error: {detail}", path.display())
-            }
+            StoreError::NotAStore { .. }
+            | StoreError::NewerFormat { .. }
+            | StoreError::OlderFormat { .. }
+            | StoreError::Missing { .. }
+            | StoreError::Corrupt { .. } => true,
+            StoreError::Locked { .. } | StoreError::Db { .. } => false,
         }
     }
 }
-
-impl std::error::Error for StoreError {}
 
 /// Maps any redb error to a [`StoreError`] about `path`.
 fn db_err(path: &Path, e: impl Into<redb::Error>) -> StoreError {
@@ -159,7 +148,8 @@ fn db_err(path: &Path, e: impl Into<redb::Error>) -> StoreError {
             path: path.to_path_buf(),
             detail: format!("redb says: {}", detail.to_lowercase()),
         },
-        e if e.to_string().to_lowercase().contains("not a redb database") => {
+        // redb's answer to a file without its magic number.
+        redb::Error::Io(e) if e.kind() == std::io::ErrorKind::InvalidData => {
             StoreError::NotAStore {
                 path: path.to_path_buf(),
                 detail: "not a redb file".into(),

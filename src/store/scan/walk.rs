@@ -189,6 +189,7 @@ impl Observations {
                         result = f(o, c.session);
                     }
                 })?;
+                self.count_decoded();
                 result?;
             }
             return Ok(());
@@ -231,6 +232,7 @@ impl Observations {
             self.decode(&c.reader, &chunk, bytes.value(), |o| {
                 buf.push((o.clone(), chunk.session))
             })?;
+            self.count_decoded();
             if !c.buf.is_empty() {
                 return Ok(true);
             }
@@ -263,9 +265,49 @@ impl Observations {
                 each(&o);
             }
         })
-        .map_err(|e| reader.corrupt(c, &e))?;
+        .map_err(|e| reader.corrupt(c, &e))
+    }
+
+    /// Counts a chunk decoded by a walk (for progress).
+    fn count_decoded(&self) {
         self.decoded.fetch_add(1, Ordering::Relaxed);
-        Ok(())
+    }
+
+    /// The start of the first observation and the end of the last, µs (inside the
+    /// window); `None` when there is none. Decodes only the chunks at the two ends.
+    pub fn span_us(&self) -> Result<Option<(i64, i64)>, StoreError> {
+        let (mut first, mut last): (Option<i64>, Option<i64>) = (None, None);
+        for stream in &self.streams {
+            // From the front until an observation inside the window shows up...
+            let mut reader = ChunkReader::new(stream, 0);
+            let mut found = None;
+            while found.is_none()
+                && let Some((c, bytes)) = reader.next_chunk()?
+            {
+                self.decode(&reader, &c, bytes.value(), |o| {
+                    found.get_or_insert(o.r_start_us);
+                })?;
+            }
+            // ... and from the back.
+            let mut end = None;
+            for i in (0..stream.chunks.len()).rev() {
+                let mut reader = ChunkReader::new(stream, i);
+                if let Some((c, bytes)) = reader.next_chunk()? {
+                    self.decode(&reader, &c, bytes.value(), |o| {
+                        end = Some(end.map_or(o.r_end_us, |e: i64| e.max(o.r_end_us)));
+                    })?;
+                }
+                if end.is_some() {
+                    break;
+                }
+            }
+            first = match (first, found) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            last = last.max(end);
+        }
+        Ok(first.zip(last))
     }
 
     /// Chunks in the walk (for progress).
