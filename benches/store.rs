@@ -176,7 +176,7 @@ fn report_store(path: &std::path::Path) {
     let rec = scan::load(&[path.to_path_buf()], &Filter::default()).unwrap();
     let beats = beats_in(&rec);
     let obs = observations_in(&rec);
-    let status: usize = rec.replicas.iter().map(|r| r.status.len()).sum();
+    let status: usize = rec.replicas.iter().map(|r| r.status.iter().count()).sum();
     let (db, _) = lagtrace::store::open_read(path).unwrap();
     let tx = db.begin_read().unwrap();
     let table = tx.open_table(lagtrace::store::CHUNKS).unwrap();

@@ -168,77 +168,128 @@ impl Counts {
 /// backlog does not count: under a busy load a few transactions are always in flight,
 /// and the samples after a catch-up would stretch the drain with idle time.)
 pub fn throughput(status: &[StatusSample], episodes: &[Episode]) -> Option<Throughput> {
-    let counts: Vec<Counts> = status.iter().filter_map(Counts::of).collect();
-    let (mut drains, mut drain_tx, mut drain_us) = (0usize, 0u64, 0i64);
-    let mut run_start = 0;
-    while run_start < counts.len() {
-        let mut end = run_start;
-        let in_run = |c: &Counts| c.sql_running && c.backlog() >= BACKLOG_MIN_TX;
-        if in_run(&counts[run_start]) {
-            while end + 1 < counts.len()
-                && in_run(&counts[end + 1])
-                && counts[end + 1].t_us - counts[end].t_us <= MAX_STEP_US
-            {
-                end += 1;
-            }
-            let run = &counts[run_start..=end];
-            let peak = run
-                .iter()
-                .enumerate()
-                .max_by_key(|(i, c)| (c.backlog(), std::cmp::Reverse(*i)))
-                .map_or(0, |(i, _)| i);
-            let (first, last) = (&run[peak], &run[run.len() - 1]);
-            let span = last.t_us - first.t_us;
-            if run.len() - 1 - peak >= MIN_DRAIN_STEPS
-                && span >= MIN_CATCH_UP_US
-                && last.applied > first.applied
-            {
-                drains += 1;
-                drain_tx += last.applied - first.applied;
-                drain_us += span;
-            }
+    let mut finder = ThroughputFinder::new(episodes);
+    status.iter().for_each(|s| finder.push(s));
+    finder.finish()
+}
+
+/// [`throughput`] over status samples fed one by one in time order, in constant memory.
+#[derive(Debug, Clone)]
+pub struct ThroughputFinder<'e> {
+    episodes: std::iter::Peekable<std::slice::Iter<'e, Episode>>,
+    /// The drain run in progress: its first sample of highest backlog, how many
+    /// samples it has and where that peak is among them, its last sample.
+    run: Option<(Counts, usize, usize, Counts)>,
+    prev: Option<Counts>,
+    drains: usize,
+    drain_tx: u64,
+    drain_us: i64,
+    arrival_tx: u64,
+    arrival_us: i64,
+}
+
+impl<'e> ThroughputFinder<'e> {
+    /// `episodes` are the replica's, in time order.
+    pub fn new(episodes: &'e [Episode]) -> Self {
+        ThroughputFinder {
+            episodes: episodes.iter().peekable(),
+            run: None,
+            prev: None,
+            drains: 0,
+            drain_tx: 0,
+            drain_us: 0,
+            arrival_tx: 0,
+            arrival_us: 0,
         }
-        run_start = end + 1;
     }
 
-    let mut ep = episodes.iter().peekable();
-    let (mut arrival_tx, mut arrival_us) = (0u64, 0i64);
-    for pair in counts.windows(2) {
-        let (a, b) = (&pair[0], &pair[1]);
-        while ep
+    /// Feeds the next status sample (in time order).
+    pub fn push(&mut self, s: &StatusSample) {
+        let Some(c) = Counts::of(s) else {
+            return;
+        };
+        let in_run = |c: &Counts| c.sql_running && c.backlog() >= BACKLOG_MIN_TX;
+        match &mut self.run {
+            Some((peak, len, at, last)) if in_run(&c) && c.t_us - last.t_us <= MAX_STEP_US => {
+                if c.backlog() > peak.backlog() {
+                    (*peak, *at) = (c, *len);
+                }
+                *len += 1;
+                *last = c;
+            }
+            _ => {
+                self.end_run();
+                if in_run(&c) {
+                    self.run = Some((c, 1, 0, c));
+                }
+            }
+        }
+        if let Some(a) = self.prev {
+            self.arrival(&a, &c);
+        }
+        self.prev = Some(c);
+    }
+
+    /// Counts the run in progress when it is a drain: from its peak, at least
+    /// [`MIN_DRAIN_STEPS`] steps and [`MIN_CATCH_UP_US`], and transactions applied.
+    fn end_run(&mut self) {
+        let Some((first, len, at, last)) = self.run.take() else {
+            return;
+        };
+        let span = last.t_us - first.t_us;
+        if len - 1 - at >= MIN_DRAIN_STEPS
+            && span >= MIN_CATCH_UP_US
+            && last.applied > first.applied
+        {
+            self.drains += 1;
+            self.drain_tx += last.applied - first.applied;
+            self.drain_us += span;
+        }
+    }
+
+    /// Counts the step from `a` to `b` as arrival when it is outside the episodes (and
+    /// [`SETTLE_US`] after them) with the IO thread running throughout.
+    fn arrival(&mut self, a: &Counts, b: &Counts) {
+        while self
+            .episodes
             .peek()
             .is_some_and(|e| e.end_us.is_some_and(|end| end + SETTLE_US < a.t_us))
         {
-            ep.next();
+            self.episodes.next();
         }
-        let inside = ep.peek().is_some_and(|e| e.start_us <= b.t_us);
+        let inside = self.episodes.peek().is_some_and(|e| e.start_us <= b.t_us);
         let step = b.t_us - a.t_us;
         if inside || !(a.io_running && b.io_running) || step <= 0 || step > MAX_STEP_US {
-            continue;
+            return;
         }
         // A position that went backwards (a replica reset) is not an arrival.
         let Some(arrived) = b.received.checked_sub(a.received) else {
-            continue;
+            return;
         };
-        arrival_tx += arrived;
-        arrival_us += step;
+        self.arrival_tx += arrived;
+        self.arrival_us += step;
     }
 
-    if drains == 0 || arrival_us < MIN_ARRIVAL_US || arrival_tx == 0 {
-        return None;
+    /// The capacity; `None` without a qualifying drain or without [`MIN_ARRIVAL_US`]
+    /// outside episodes.
+    pub fn finish(mut self) -> Option<Throughput> {
+        self.end_run();
+        if self.drains == 0 || self.arrival_us < MIN_ARRIVAL_US || self.arrival_tx == 0 {
+            return None;
+        }
+        let apply_tx_per_s = self.drain_tx as f64 * 1e6 / self.drain_us as f64;
+        let arrival_tx_per_s = self.arrival_tx as f64 * 1e6 / self.arrival_us as f64;
+        Some(Throughput {
+            capacity: apply_tx_per_s / arrival_tx_per_s,
+            apply_tx_per_s,
+            arrival_tx_per_s,
+            drains: self.drains,
+            drain_tx: self.drain_tx,
+            drain_us: self.drain_us,
+            arrival_tx: self.arrival_tx,
+            arrival_us: self.arrival_us,
+        })
     }
-    let apply_tx_per_s = drain_tx as f64 * 1e6 / drain_us as f64;
-    let arrival_tx_per_s = arrival_tx as f64 * 1e6 / arrival_us as f64;
-    Some(Throughput {
-        capacity: apply_tx_per_s / arrival_tx_per_s,
-        apply_tx_per_s,
-        arrival_tx_per_s,
-        drains,
-        drain_tx,
-        drain_us,
-        arrival_tx,
-        arrival_us,
-    })
 }
 
 /// The sustained replay rate over the episodes' catch-ups (`points` is the lag series
@@ -381,28 +432,54 @@ pub const CAUGHT_UP_SEARCH_US: i64 = 10_000_000;
 /// The busy fraction over status samples outside episodes (and [`SETTLE_US`] after
 /// them); `None` with fewer than [`MIN_BUSY_SAMPLES`] samples that know the state.
 pub fn busy_fraction(status: &[StatusSample], episodes: &[Episode]) -> Option<BusyFraction> {
-    let mut ep = episodes.iter().peekable();
-    let (mut busy, mut samples) = (0usize, 0usize);
-    for s in status {
-        while ep
+    let mut finder = BusyFinder::new(episodes);
+    status.iter().for_each(|s| finder.push(s));
+    finder.finish()
+}
+
+/// [`busy_fraction`] over status samples fed one by one in time order.
+#[derive(Debug, Clone)]
+pub struct BusyFinder<'e> {
+    episodes: std::iter::Peekable<std::slice::Iter<'e, Episode>>,
+    busy: usize,
+    samples: usize,
+}
+
+impl<'e> BusyFinder<'e> {
+    /// `episodes` are the replica's, in time order.
+    pub fn new(episodes: &'e [Episode]) -> Self {
+        BusyFinder {
+            episodes: episodes.iter().peekable(),
+            busy: 0,
+            samples: 0,
+        }
+    }
+
+    /// Feeds the next status sample (in time order).
+    pub fn push(&mut self, s: &StatusSample) {
+        while self
+            .episodes
             .peek()
             .is_some_and(|e| e.end_us.is_some_and(|end| end + SETTLE_US < s.t_us))
         {
-            ep.next();
+            self.episodes.next();
         }
-        if ep.peek().is_some_and(|e| e.start_us <= s.t_us) {
-            continue;
+        if self.episodes.peek().is_some_and(|e| e.start_us <= s.t_us) {
+            return;
         }
         let Some(applying) = s.main_channel().and_then(|c| c.sql_applying) else {
-            continue;
+            return;
         };
-        samples += 1;
-        busy += usize::from(applying);
+        self.samples += 1;
+        self.busy += usize::from(applying);
     }
-    (samples >= MIN_BUSY_SAMPLES).then(|| BusyFraction {
-        fraction: busy as f64 / samples as f64,
-        samples,
-    })
+
+    pub fn finish(self) -> Option<BusyFraction> {
+        (self.samples >= MIN_BUSY_SAMPLES).then(|| BusyFraction {
+            fraction: self.busy as f64 / self.samples as f64,
+            samples: self.samples,
+        })
+    }
 }
 
 #[cfg(test)]

@@ -98,13 +98,19 @@ pub fn episodes(
 ) -> Vec<Episode> {
     let mut finder = EpisodeFinder::new(max_lag_us, recover_lag_us);
     for p in points {
-        finder.push(p, status);
+        finder.push(p);
     }
-    finder.finish(status)
+    let last_us = points.last().map_or(0, |p| p.t_us);
+    let mut episodes = finder.finish();
+    let mut causes = CauseFinder::new(&episodes, last_us);
+    status.iter().for_each(|s| causes.push(s));
+    causes.finish(&mut episodes);
+    episodes
 }
 
 /// Finds episodes in lag points fed one by one in time order, in constant memory: the
-/// fits are running sums ([`FitSums`]).
+/// fits are running sums ([`FitSums`]). Their causes come after, from the status
+/// samples ([`CauseFinder`]).
 #[derive(Debug, Clone)]
 pub struct EpisodeFinder {
     gate: LagGate,
@@ -141,8 +147,8 @@ impl EpisodeFinder {
     }
 
     /// Feeds the next point; returns the episode it ended, if any (also kept for
-    /// [`EpisodeFinder::finish`]). `status` is the replica's, in time order.
-    pub fn push(&mut self, p: &LagPoint, status: &[StatusSample]) -> Option<&Episode> {
+    /// [`EpisodeFinder::finish`]).
+    pub fn push(&mut self, p: &LagPoint) -> Option<&Episode> {
         let i = self.next;
         self.next += 1;
         self.last = Some((i, *p));
@@ -174,7 +180,7 @@ impl EpisodeFinder {
             (Some(_), false) => {
                 let mut o = self.open.take().expect("matched");
                 o.since_peak.add(p);
-                self.done.push(o.episode((i, *p), true, status));
+                self.done.push(o.episode((i, *p), true));
                 self.done.last()
             }
             (None, false) => None,
@@ -186,17 +192,17 @@ impl EpisodeFinder {
         self.open.as_ref().map(|o| o.peak)
     }
 
-    /// Every episode, the one still open at the last point included.
-    pub fn finish(mut self, status: &[StatusSample]) -> Vec<Episode> {
+    /// Every episode, the one still open at the last point included, without causes.
+    pub fn finish(mut self) -> Vec<Episode> {
         if let (Some(o), Some(last)) = (self.open.take(), self.last) {
-            self.done.push(o.episode(last, false, status));
+            self.done.push(o.episode(last, false));
         }
         self.done
     }
 }
 
 impl Open {
-    fn episode(&self, end: (usize, LagPoint), ended: bool, status: &[StatusSample]) -> Episode {
+    fn episode(&self, end: (usize, LagPoint), ended: bool) -> Episode {
         let (start_us, end_us) = (self.start.1.t_us, end.1.t_us);
         Episode {
             start_us,
@@ -208,7 +214,61 @@ impl Open {
             end_index: end.0,
             fall: self.at_peak.fit(),
             catch_up: if ended { self.since_peak.fit() } else { None },
-            causes: causes(status, start_us - CAUSE_LOOKBACK_US, end_us),
+            causes: Vec::new(),
+        }
+    }
+}
+
+/// Finds the causes of episodes in status samples fed one by one in time order: the
+/// hints of the samples from [`CAUSE_LOOKBACK_US`] before each episode's start to its
+/// end (or the last point, for one still open), each at most once.
+#[derive(Debug, Clone)]
+pub struct CauseFinder {
+    /// Per episode, in order: its window, the causes seen and the samples seen.
+    windows: Vec<(i64, i64, Vec<Cause>, usize)>,
+    /// The first episode whose window has not passed.
+    next: usize,
+}
+
+impl CauseFinder {
+    /// `episodes` in time order; `last_us` is the time of the series' last point.
+    pub fn new(episodes: &[Episode], last_us: i64) -> Self {
+        CauseFinder {
+            windows: episodes
+                .iter()
+                .map(|e| {
+                    let end = e.end_us.unwrap_or(last_us);
+                    (e.start_us - CAUSE_LOOKBACK_US, end, Vec::new(), 0)
+                })
+                .collect(),
+            next: 0,
+        }
+    }
+
+    /// Feeds the next status sample (in time order).
+    pub fn push(&mut self, s: &StatusSample) {
+        while self.windows.get(self.next).is_some_and(|w| w.1 < s.t_us) {
+            self.next += 1;
+        }
+        let Some(c) = s.main_channel() else { return };
+        for (from, to, causes, seen) in &mut self.windows[self.next..] {
+            if *from > s.t_us {
+                break;
+            }
+            if s.t_us <= *to {
+                *seen += 1;
+                hints(c, causes);
+            }
+        }
+    }
+
+    /// Writes the causes into `episodes` (the ones given to [`CauseFinder::new`]).
+    pub fn finish(self, episodes: &mut [Episode]) {
+        for (e, (_, _, mut causes, seen)) in episodes.iter_mut().zip(self.windows) {
+            if seen > 0 && causes.is_empty() {
+                causes.push(Cause::ThreadsRunning);
+            }
+            e.causes = causes;
         }
     }
 }
@@ -217,43 +277,48 @@ impl Open {
 pub fn causes(status: &[StatusSample], from_us: i64, to_us: i64) -> Vec<Cause> {
     let first = status.partition_point(|s| s.t_us < from_us);
     let mut out: Vec<Cause> = Vec::new();
-    let mut add = |c: Cause| {
-        if !out.contains(&c) {
-            out.push(c);
-        }
-    };
     let mut seen = 0;
     for s in status[first..].iter().take_while(|s| s.t_us <= to_us) {
         let Some(c) = s.main_channel() else { continue };
         seen += 1;
-        if !c.sql_running {
-            add(Cause::SqlStopped);
-            if c.last_sql_errno != 0 {
-                add(Cause::SqlError {
-                    errno: c.last_sql_errno,
-                    message: c.last_sql_error.clone(),
-                });
-            }
-        }
-        if c.io != IoState::Yes {
-            add(Cause::IoStopped);
-            if c.last_io_errno != 0 {
-                add(Cause::IoError {
-                    errno: c.last_io_errno,
-                    message: c.last_io_error.clone(),
-                });
-            }
-        }
-        if c.sql_delay_s > 0 {
-            add(Cause::IntendedDelay {
-                seconds: c.sql_delay_s,
-            });
-        }
+        hints(c, &mut out);
     }
     if seen > 0 && out.is_empty() {
         out.push(Cause::ThreadsRunning);
     }
     out
+}
+
+/// Adds what one channel's status says to `out`, each cause at most once.
+fn hints(c: &crate::samples::ChannelStatus, out: &mut Vec<Cause>) {
+    let mut add = |cause: Cause| {
+        if !out.contains(&cause) {
+            out.push(cause);
+        }
+    };
+    if !c.sql_running {
+        add(Cause::SqlStopped);
+        if c.last_sql_errno != 0 {
+            add(Cause::SqlError {
+                errno: c.last_sql_errno,
+                message: c.last_sql_error.clone(),
+            });
+        }
+    }
+    if c.io != IoState::Yes {
+        add(Cause::IoStopped);
+        if c.last_io_errno != 0 {
+            add(Cause::IoError {
+                errno: c.last_io_errno,
+                message: c.last_io_error.clone(),
+            });
+        }
+    }
+    if c.sql_delay_s > 0 {
+        add(Cause::IntendedDelay {
+            seconds: c.sql_delay_s,
+        });
+    }
 }
 
 #[cfg(test)]

@@ -3,8 +3,11 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use super::capacity::{self, BusyFraction, Planning, ReplayFinder, ReplayRate, Throughput};
-use super::episodes::{Episode, EpisodeFinder};
+use super::capacity::{
+    self, BusyFinder, BusyFraction, Planning, ReplayFinder, ReplayRate, Throughput,
+    ThroughputFinder,
+};
+use super::episodes::{CauseFinder, Episode, EpisodeFinder};
 use super::lag::Lag;
 use super::outages::PrimaryOutage;
 use super::series::{LagPoint, LagSeries};
@@ -81,14 +84,14 @@ pub fn reports(
     let mut replicas = Vec::with_capacity(rec.replicas.len());
     for rs in &rec.replicas {
         let first_of_cluster = !outages.contains_key(rs.cluster.as_str());
-        let mut builder = ReportBuilder::new(settings, &rs.status);
+        let mut builder = ReportBuilder::new(settings);
         let (series, found) = super::series::walk_rounds(rec, rs, first_of_cluster, |batch| {
             batch.rounds.iter().for_each(|p| builder.push(p));
         })?;
         if let Some(found) = found {
             outages.insert(&rs.cluster, found);
         }
-        replicas.push(builder.finish(&rs.cluster, &rs.replica, &series));
+        replicas.push(builder.finish(&rs.cluster, &rs.replica, &series, rs.status.iter())?);
     }
     let clusters = rec
         .beats
@@ -207,17 +210,19 @@ pub fn replica_report(
     status: &[StatusSample],
     settings: &Settings,
 ) -> ReplicaReport {
-    let mut builder = ReportBuilder::new(settings, status);
+    let mut builder = ReportBuilder::new(settings);
     series.points.iter().for_each(|p| builder.push(p));
-    builder.finish(cluster, replica, series)
+    let status = status.iter().cloned().map(Ok);
+    builder
+        .finish(cluster, replica, series, status)
+        .expect("samples held cannot fail to decode")
 }
 
-/// A replica's report from its rounds fed one by one in time order, in memory that
-/// does not grow with their number.
+/// A replica's report from its rounds fed one by one in time order, then its status
+/// samples walked once, in memory that does not grow with their number.
 #[derive(Debug)]
-pub struct ReportBuilder<'a> {
+pub struct ReportBuilder {
     settings: Settings,
-    status: &'a [StatusSample],
     rounds: usize,
     at_least_rounds: usize,
     lag: Distribution,
@@ -236,12 +241,10 @@ pub struct ReportBuilder<'a> {
     last: Option<LagPoint>,
 }
 
-impl<'a> ReportBuilder<'a> {
-    /// `status` is the replica's, in time order.
-    pub fn new(settings: &Settings, status: &'a [StatusSample]) -> Self {
+impl ReportBuilder {
+    pub fn new(settings: &Settings) -> Self {
         ReportBuilder {
             settings: *settings,
-            status,
             rounds: 0,
             at_least_rounds: 0,
             lag: Distribution::default(),
@@ -283,7 +286,7 @@ impl<'a> ReportBuilder<'a> {
             self.vector_now = Some(v);
         }
         self.replay.push(p);
-        if let Some(e) = self.episodes.push(p, self.status) {
+        if let Some(e) = self.episodes.push(p) {
             self.replay.episode_ended(e, p);
         }
         // The ETA fits the open episode's catch-up: points are kept only while one is.
@@ -302,8 +305,15 @@ impl<'a> ReportBuilder<'a> {
         self.last = Some(*p);
     }
 
-    /// The report, with the facts of the walk (`series`: its points are not read).
-    pub fn finish(self, cluster: &str, replica: &str, series: &LagSeries) -> ReplicaReport {
+    /// The report, with the facts of the walk (`series`: its points are not read) and
+    /// the replica's status samples in time order, walked once here.
+    pub fn finish(
+        self,
+        cluster: &str,
+        replica: &str,
+        series: &LagSeries,
+        status: impl Iterator<Item = Result<StatusSample, StoreError>>,
+    ) -> Result<ReplicaReport, StoreError> {
         let settings = self.settings;
         // The catch-up so far: from the open episode's peak, at most ETA_WINDOW_US back.
         let eta_fit = self.episodes.open_peak().and_then(|(peak, _)| {
@@ -319,7 +329,7 @@ impl<'a> ReportBuilder<'a> {
             .filter(|f| f.confident() && f.vector() > 0.0)
             .zip(lag_now.and_then(|l| l.point_us()))
             .map(|(f, lag)| lag as f64 / 1e6 / f.vector());
-        let eps = self.episodes.finish(self.status);
+        let mut eps = self.episodes.finish();
         let vector = VectorSummary {
             now: self.vector_now.map(f64::from),
             min: self.vector_range.map(|(lo, _)| f64::from(lo)),
@@ -338,22 +348,42 @@ impl<'a> ReportBuilder<'a> {
             above_max_us: self.above.total_us(),
         });
         let replay = self.replay.finish();
-        let status = self.status;
-        let throughput = capacity::throughput(status, &eps);
-        ReplicaReport {
+        // One walk of the status samples: causes, capacity, busy fraction, delay.
+        let last_us = self.last.map_or(0, |p| p.t_us);
+        let mut causes = CauseFinder::new(&eps, last_us);
+        let mut throughput = ThroughputFinder::new(&eps);
+        let mut busy = BusyFinder::new(&eps);
+        let (mut intended_delay, mut status_samples) = (None, 0);
+        for s in status {
+            let s = s?;
+            status_samples += 1;
+            causes.push(&s);
+            throughput.push(&s);
+            busy.push(&s);
+            if let Some(c) = s.main_channel() {
+                let max_s = intended_delay.map_or(0, |d: IntendedDelay| d.max_s);
+                intended_delay = Some(IntendedDelay {
+                    max_s: max_s.max(c.sql_delay_s),
+                    last_s: c.sql_delay_s,
+                });
+            }
+        }
+        let (throughput, busy) = (throughput.finish(), busy.finish());
+        causes.finish(&mut eps);
+        Ok(ReplicaReport {
             cluster: cluster.to_string(),
             replica: replica.to_string(),
             coverage: coverage(series, self.rounds, self.at_least_rounds, settings.gap_us),
             lag,
-            intended_delay: intended_delay(status),
+            intended_delay,
             vector,
             replay,
             throughput,
             planning: capacity::planning(throughput.as_ref(), replay.as_ref()),
-            busy: capacity::busy_fraction(status, &eps),
-            status_samples: status.len(),
+            busy,
+            status_samples,
             episodes: eps,
-        }
+        })
     }
 }
 
@@ -387,18 +417,6 @@ fn coverage(series: &LagSeries, rounds: usize, at_least_rounds: usize, gap_us: i
         foreign_seqs: series.foreign_seqs.clone(),
         gaps,
     }
-}
-
-fn intended_delay(status: &[StatusSample]) -> Option<IntendedDelay> {
-    let delays: Vec<u32> = status
-        .iter()
-        .filter_map(|s| s.main_channel().map(|c| c.sql_delay_s))
-        .collect();
-    let max_s = *delays.iter().max()?;
-    Some(IntendedDelay {
-        max_s,
-        last_s: *delays.last()?,
-    })
 }
 
 #[cfg(test)]

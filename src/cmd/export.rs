@@ -64,9 +64,19 @@ fn write(
     let mut failed: Option<std::io::Error> = None;
     let continuity = crate::analysis::lag::continuity_of(&rec.sessions);
     for rs in &rec.replicas {
-        let mut rows = export::Rows::new(&rs.cluster, &rs.replica, &rs.status, per_read);
+        let mut rows = export::Rows::new(&rs.cluster, &rs.replica, per_read);
         let mut beats = BeatWindow::new(rec.beats_of(&rs.cluster), &continuity);
+        let mut status = rs.status.iter().peekable();
         rs.observations.for_each(|obs, session| {
+            // The status samples up to this read, for the rows it may close.
+            while let Some(s) =
+                status.next_if(|s| s.as_ref().is_ok_and(|s| s.t_us <= obs.r_start_us))
+            {
+                rows.add_status(s?);
+            }
+            if let Some(Err(_)) = status.peek() {
+                status.next().transpose()?;
+            }
             let lag = beats.lag(session, obs)?;
             if failed.is_none()
                 && let Some(row) = rows.push(obs, session, lag)

@@ -73,7 +73,7 @@ pub fn run(args: &Args) -> Result<(), CmdError> {
         let (_, found) = walk_rounds(&rec, rs, first_of_cluster, |batch| {
             for p in &batch.rounds {
                 columns.push(p, vectors.push(p));
-                episodes.push(p, &rs.status);
+                episodes.push(p);
                 last_us = p.t_us;
             }
         })?;
@@ -88,7 +88,7 @@ pub fn run(args: &Args) -> Result<(), CmdError> {
             name: format!("{}/{}", rs.cluster, rs.replica),
             columns,
             episodes: episodes
-                .finish(&rs.status)
+                .finish()
                 .iter()
                 .map(|e| (e.start_us, e.end_us.unwrap_or(last_us)))
                 .collect(),

@@ -116,20 +116,20 @@ pub fn run(args: &Args) -> Result<(), CmdError> {
     let (rec, bar) = super::load_recording(&args.select.store, &filter)?;
     let stale_us = th.stale_us;
 
-    let series: Vec<series::LagSeries> = rec
+    let series: Vec<(series::LagSeries, Vec<crate::samples::StatusSample>)> = rec
         .replicas
         .iter()
-        .map(|rs| series::replica_series(&rec, rs))
-        .collect::<Result<_, _>>()?;
+        .map(|rs| Ok((series::replica_series(&rec, rs)?, rs.status.collect()?)))
+        .collect::<Result<_, crate::store::StoreError>>()?;
     drop(bar);
     let mut replicas: Vec<Replica> = rec
         .replicas
         .iter()
         .zip(&series)
-        .map(|(rs, s)| Replica {
+        .map(|(rs, (s, status))| Replica {
             cluster: &rs.cluster,
             replica: &rs.replica,
-            events: health::events(&s.points, &s.failures, &rs.status),
+            events: health::events(&s.points, &s.failures, status),
             health: Health::new(Thresholds { stale_us, ..*th }),
             next: 0,
             changes: Vec::new(),

@@ -52,30 +52,24 @@ struct Round {
 
 /// Turns one replica's observations, fed in time order, into rows: lag from the beats
 /// of each read's session, status from the latest sample at or before the row's read.
+/// Status samples are fed in time order too ([`Rows::add_status`]), up to each read
+/// before it is pushed.
 pub struct Rows<'a> {
     cluster: &'a str,
     replica: &'a str,
-    status: &'a [StatusSample],
-    /// Status samples at or before the last read.
-    status_at: usize,
+    /// The samples fed that a row may still use, in time order.
+    status: std::collections::VecDeque<StatusSample>,
     /// One row per read instead of per round.
     per_read: bool,
     round: Option<Round>,
 }
 
 impl<'a> Rows<'a> {
-    /// `status` in time order.
-    pub fn new(
-        cluster: &'a str,
-        replica: &'a str,
-        status: &'a [StatusSample],
-        per_read: bool,
-    ) -> Self {
+    pub fn new(cluster: &'a str, replica: &'a str, per_read: bool) -> Self {
         Rows {
             cluster,
             replica,
-            status,
-            status_at: 0,
+            status: std::collections::VecDeque::new(),
             per_read,
             round: None,
         }
@@ -114,6 +108,11 @@ impl<'a> Rows<'a> {
         done
     }
 
+    /// Adds the next status sample (in time order).
+    pub fn add_status(&mut self, sample: StatusSample) {
+        self.status.push_back(sample);
+    }
+
     /// The row of the last round.
     pub fn finish(&mut self) -> Option<Row> {
         self.round.take().map(|r| self.row(r))
@@ -121,12 +120,12 @@ impl<'a> Rows<'a> {
 
     fn row(&mut self, round: Round) -> Row {
         let obs = &round.obs;
-        while self.status_at < self.status.len()
-            && self.status[self.status_at].t_us <= obs.r_start_us
-        {
-            self.status_at += 1;
+        // Rows come in time order: samples before the latest one at or before this
+        // row's read are of no more use.
+        while self.status.get(1).is_some_and(|s| s.t_us <= obs.r_start_us) {
+            self.status.pop_front();
         }
-        let status = self.status_at.checked_sub(1).map(|i| &self.status[i]);
+        let status = self.status.front().filter(|s| s.t_us <= obs.r_start_us);
         let channel = status.and_then(|s| s.main_channel());
         let lag = round.lag;
         Row {
@@ -247,12 +246,16 @@ mod tests {
             read(1_101_000, 1_101_200, Some(2), true),
             read(1_200_500, 1_201_500, None, false),
         ];
-        let mut rows = Rows::new("lab", "r1", &status, per_read);
+        let mut rows = Rows::new("lab", "r1", per_read);
         let mut cursor = crate::analysis::lag::BeatCursor::new(&beats, &continuity);
-        let mut out: Vec<Row> = observations
-            .iter()
-            .filter_map(|o| rows.push(o, 0, cursor.lag(0, o)))
-            .collect();
+        let mut status = status.into_iter().peekable();
+        let mut out: Vec<Row> = Vec::new();
+        for o in &observations {
+            while let Some(s) = status.next_if(|s| s.t_us <= o.r_start_us) {
+                rows.add_status(s);
+            }
+            out.extend(rows.push(o, 0, cursor.lag(0, o)));
+        }
         out.extend(rows.finish());
         out
     }

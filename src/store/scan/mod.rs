@@ -12,16 +12,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use redb::{ReadableDatabase, ReadableTable};
 
-pub use walk::{BeatReader, Beats, Observations};
-use walk::{ChunkRef, ChunkStream, corrupt_chunk};
+pub use walk::{BeatReader, Beats, Observations, StatusIter, StatusSamples};
+use walk::{ChunkRef, ChunkStream};
 
-use super::codec::{self, StatusChunk};
 use super::writer::MAX_CHUNK_SPAN_US;
 use super::{
     CHUNKS, KIND_BEATS, KIND_OBSERVATIONS, KIND_STATUS, NAME_IDS, SESSIONS, SessionInfo,
     StoreError, db_err, open_read,
 };
-use crate::samples::StatusSample;
 
 /// Which part of a recording to load. Times are UTC µs; `None` is unbounded.
 #[derive(Debug, Clone, Default)]
@@ -45,10 +43,6 @@ impl Filter {
         self.wants_cluster(cluster)
             && (self.replicas.is_empty() || self.replicas.iter().any(|r| r == replica))
     }
-
-    fn in_window(&self, t_us: i64) -> bool {
-        self.from_us.is_none_or(|f| t_us >= f) && self.to_us.is_none_or(|t| t_us <= t)
-    }
 }
 
 /// Everything recorded about one replica.
@@ -58,8 +52,9 @@ pub struct ReplicaSeries {
     pub replica: String,
     /// Still encoded: walked (and decoded chunk by chunk) with [`Observations::for_each`].
     pub observations: Observations,
-    /// In time order.
-    pub status: Vec<StatusSample>,
+    /// Still encoded: walked (and decoded chunk by chunk) with
+    /// [`StatusSamples::iter`].
+    pub status: StatusSamples,
 }
 
 /// A loaded recording.
@@ -73,7 +68,7 @@ pub struct Recording {
     /// Every recorder session of the stores, store by store in the order given; beats
     /// and observations name theirs by index into this.
     pub sessions: Vec<SessionInfo>,
-    /// Chunks decoded so far, of `chunks` (status and observations) selected.
+    /// Observation chunks decoded so far, of `chunks` selected.
     decoded: Arc<AtomicU64>,
     chunks: u64,
 }
@@ -144,8 +139,8 @@ pub struct Progress {
     pub total: u64,
 }
 
-/// [`load`], calling `progress` as status chunks are decoded. Observations and beats
-/// stay in the store until walked.
+/// [`load`]. Nothing is decoded yet: `progress` is called once, with the number of
+/// observation chunks to walk.
 pub fn load_with_progress(
     paths: &[PathBuf],
     filter: &Filter,
@@ -153,71 +148,28 @@ pub fn load_with_progress(
 ) -> Result<Recording, StoreError> {
     let mut rec = Recording::default();
     let mut replicas: BTreeMap<(String, String), ReplicaSeries> = BTreeMap::new();
-    let mut status_streams = Vec::new();
     for path in paths {
-        read_chunks(path, filter, &mut rec, &mut replicas, &mut status_streams)?;
+        read_chunks(path, filter, &mut rec, &mut replicas)?;
     }
-    let status_chunks: u64 = status_streams
-        .iter()
-        .map(|(_, s): &((String, String), ChunkStream)| s.chunks.len() as u64)
-        .sum();
-    let observation_chunks: u64 = replicas.values().map(|r| r.observations.chunks()).sum();
-    rec.chunks = status_chunks + observation_chunks;
+    rec.chunks = replicas.values().map(|r| r.observations.chunks()).sum();
     tracing::debug!(chunks = rec.chunks, "chunks found");
-    let mut done = 0;
-    for (name, stream) in &status_streams {
-        let series = replica_series(&mut replicas, &name.0, Some(&name.1));
-        decode_status(stream, filter, &mut series.status, &mut |n| {
-            done += n;
-            progress(Progress {
-                done,
-                total: rec.chunks,
-            })
-        })?;
-    }
-    rec.decoded.store(done, Ordering::Relaxed);
-    tracing::debug!("status decoded");
+    progress(Progress {
+        done: 0,
+        total: rec.chunks,
+    });
     for beats in rec.beats.values_mut() {
         beats.from_us = filter.from_us.map(|f| f.saturating_sub(BEAT_LOOKBACK_US));
         beats.to_us = filter.to_us;
     }
     for series in replicas.values_mut() {
-        // One store's samples come out ordered; merged stores need a sort, which is
-        // cheap on data that is already nearly in order.
-        if !series.status.is_sorted_by_key(|s| s.t_us) {
-            series.status.sort_by_key(|s| s.t_us);
-        }
         let obs = &mut series.observations;
         obs.from_us = filter.from_us;
         obs.to_us = filter.to_us;
         obs.decoded = Arc::clone(&rec.decoded);
+        (series.status.from_us, series.status.to_us) = (filter.from_us, filter.to_us);
     }
     rec.replicas = replicas.into_values().collect();
     Ok(rec)
-}
-
-/// Decodes a replica's status chunks of one store into `out`, calling `report` with
-/// the number of chunks decoded now and then.
-fn decode_status(
-    stream: &ChunkStream,
-    filter: &Filter,
-    out: &mut Vec<StatusSample>,
-    report: &mut dyn FnMut(u64),
-) -> Result<(), StoreError> {
-    let mut since = 0;
-    walk::for_each_chunk(stream, |c, bytes| {
-        let chunk: StatusChunk =
-            postcard::from_bytes(bytes).map_err(|e| corrupt_chunk(stream, c, &e))?;
-        let samples = codec::decode_status(&chunk).map_err(|e| corrupt_chunk(stream, c, &e))?;
-        out.extend(samples.into_iter().filter(|s| filter.in_window(s.t_us)));
-        since += 1;
-        if since == 64 {
-            report(std::mem::take(&mut since));
-        }
-        Ok(())
-    })?;
-    report(since);
-    Ok(())
 }
 
 /// The header fields of a span chunk that a walk needs before decoding it: the span
@@ -229,14 +181,13 @@ fn span_header(bytes: &[u8]) -> Result<(u32, u64), postcard::Error> {
     Ok((count, seq0))
 }
 
-/// Finds the chunks the filter selects in one store (and reads its sessions): beats
-/// and observations as streams to walk later, status as streams to decode now.
+/// Finds the chunks the filter selects in one store (and reads its sessions), as
+/// streams to walk later.
 fn read_chunks(
     path: &Path,
     filter: &Filter,
     rec: &mut Recording,
     replicas: &mut BTreeMap<(String, String), ReplicaSeries>,
-    status: &mut Vec<((String, String), ChunkStream)>,
 ) -> Result<(), StoreError> {
     let (db, version) = open_read(path)?;
     let tx = db.begin_read().map_err(|e| db_err(path, e))?;
@@ -329,7 +280,10 @@ fn read_chunks(
                     .observations
                     .streams
                     .push(stream),
-                (KIND_STATUS, Some(r)) => status.push(((cluster.clone(), r.clone()), stream)),
+                (KIND_STATUS, Some(r)) => replica_series(replicas, &cluster, Some(r))
+                    .status
+                    .streams
+                    .push(stream),
                 _ => rec
                     .beats
                     .entry(cluster.clone())

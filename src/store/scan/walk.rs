@@ -11,10 +11,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use redb::ReadOnlyTable;
 
-use super::super::codec::{self, SpanChunk};
+use super::super::codec::{self, SpanChunk, StatusChunk};
 use super::super::{StoreError, db_err};
 use super::V1_FOLLOW_UP_GAP_US;
-use crate::samples::{Beat, BeatTimes, Observation, Outcome};
+use crate::samples::{Beat, BeatTimes, Observation, Outcome, StatusSample};
 
 /// A chunk's key: (series kind, name id, first time in UTC µs, session id).
 type ChunkKey = (u8, u32, i64, u32);
@@ -123,18 +123,6 @@ impl<'s> ChunkReader<'s> {
     fn corrupt(&self, c: &ChunkRef, e: &dyn fmt::Display) -> StoreError {
         corrupt_chunk(self.stream, c, e)
     }
-}
-
-/// Calls `f` with every chunk of `stream` and its bytes, in order.
-pub(super) fn for_each_chunk(
-    stream: &ChunkStream,
-    mut f: impl FnMut(&ChunkRef, &[u8]) -> Result<(), StoreError>,
-) -> Result<(), StoreError> {
-    let mut reader = ChunkReader::new(stream, 0);
-    while let Some((c, bytes)) = reader.next_chunk()? {
-        f(&c, bytes.value())?;
-    }
-    Ok(())
 }
 
 /// The error for chunk `c` of `stream` when it does not decode.
@@ -313,6 +301,88 @@ impl Observations {
     /// Chunks in the walk (for progress).
     pub fn chunks(&self) -> u64 {
         self.streams.iter().map(|s| s.chunks.len() as u64).sum()
+    }
+}
+
+/// A replica's status samples, still in the store, decoded chunk by chunk in time order
+/// ([`StatusSamples::iter`]); several stores are merged by time.
+#[derive(Debug, Clone, Default)]
+pub struct StatusSamples {
+    pub(super) streams: Vec<ChunkStream>,
+    pub(super) from_us: Option<i64>,
+    pub(super) to_us: Option<i64>,
+}
+
+impl StatusSamples {
+    /// The samples in time order, decoded as the iterator reaches them.
+    pub fn iter(&self) -> StatusIter<'_> {
+        StatusIter {
+            samples: self,
+            cursors: self
+                .streams
+                .iter()
+                .map(|s| (ChunkReader::new(s, 0), std::collections::VecDeque::new()))
+                .collect(),
+            failed: false,
+        }
+    }
+
+    /// Every sample at once (for the commands that hold a whole series: replay).
+    pub fn collect(&self) -> Result<Vec<StatusSample>, StoreError> {
+        self.iter().collect()
+    }
+}
+
+/// See [`StatusSamples::iter`]; stops after the first error.
+pub struct StatusIter<'s> {
+    samples: &'s StatusSamples,
+    /// Per store: its reader and the decoded samples of its current chunk not yet
+    /// given out.
+    cursors: Vec<(ChunkReader<'s>, std::collections::VecDeque<StatusSample>)>,
+    failed: bool,
+}
+
+impl StatusIter<'_> {
+    /// Decodes the next chunks of store `i` until it has a sample (or none are left).
+    fn refill(&mut self, i: usize) -> Result<(), StoreError> {
+        let (from, to) = (self.samples.from_us, self.samples.to_us);
+        let (reader, buf) = &mut self.cursors[i];
+        while buf.is_empty()
+            && let Some((c, bytes)) = reader.next_chunk()?
+        {
+            let chunk: StatusChunk =
+                postcard::from_bytes(bytes.value()).map_err(|e| reader.corrupt(&c, &e))?;
+            let decoded = codec::decode_status(&chunk).map_err(|e| reader.corrupt(&c, &e))?;
+            buf.extend(
+                decoded
+                    .into_iter()
+                    .filter(|s| from.is_none_or(|f| s.t_us >= f) && to.is_none_or(|t| s.t_us <= t)),
+            );
+        }
+        Ok(())
+    }
+}
+
+impl Iterator for StatusIter<'_> {
+    type Item = Result<StatusSample, StoreError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.failed {
+            return None;
+        }
+        for i in 0..self.cursors.len() {
+            if let Err(e) = self.refill(i) {
+                self.failed = true;
+                return Some(Err(e));
+            }
+        }
+        // The earliest sample of any store.
+        let (_, buf) = self
+            .cursors
+            .iter_mut()
+            .filter(|(_, buf)| !buf.is_empty())
+            .min_by_key(|(_, buf)| buf[0].t_us)?;
+        buf.pop_front().map(Ok)
     }
 }
 
