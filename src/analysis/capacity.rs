@@ -176,7 +176,7 @@ pub fn throughput(status: &[StatusSample], episodes: &[Episode]) -> Option<Throu
 /// [`throughput`] over status samples fed one by one in time order, in constant memory.
 #[derive(Debug, Clone)]
 pub struct ThroughputFinder<'e> {
-    episodes: std::iter::Peekable<std::slice::Iter<'e, Episode>>,
+    episodes: EpisodeWalk<'e>,
     /// The drain run in progress: its first sample of highest backlog, how many
     /// samples it has and where that peak is among them, its last sample.
     run: Option<(Counts, usize, usize, Counts)>,
@@ -250,13 +250,7 @@ impl<'e> ThroughputFinder<'e> {
     /// Counts the step from `a` to `b` as arrival when it is outside the episodes (and
     /// [`SETTLE_US`] after them) with the IO thread running throughout.
     fn arrival(&mut self, a: &Counts, b: &Counts) {
-        while self
-            .episodes
-            .peek()
-            .is_some_and(|e| e.end_us.is_some_and(|end| end + SETTLE_US < a.t_us))
-        {
-            self.episodes.next();
-        }
+        skip_ended(&mut self.episodes, a.t_us);
         let inside = self.episodes.peek().is_some_and(|e| e.start_us <= b.t_us);
         let step = b.t_us - a.t_us;
         if inside || !(a.io_running && b.io_running) || step <= 0 || step > MAX_STEP_US {
@@ -429,6 +423,20 @@ pub const CAUGHT_UP_US: i64 = 50_000;
 /// How far past an episode's end the catch-up may go on, µs.
 pub const CAUGHT_UP_SEARCH_US: i64 = 10_000_000;
 
+/// Episodes in time order, as the status finders walk them.
+type EpisodeWalk<'e> = std::iter::Peekable<std::slice::Iter<'e, Episode>>;
+
+/// Moves past the episodes that ended (and settled, [`SETTLE_US`]) before `t_us`: the
+/// next one is the first that may hold a sample at `t_us` or later.
+fn skip_ended(episodes: &mut EpisodeWalk, t_us: i64) {
+    while episodes
+        .peek()
+        .is_some_and(|e| e.end_us.is_some_and(|end| end + SETTLE_US < t_us))
+    {
+        episodes.next();
+    }
+}
+
 /// The busy fraction over status samples outside episodes (and [`SETTLE_US`] after
 /// them); `None` with fewer than [`MIN_BUSY_SAMPLES`] samples that know the state.
 pub fn busy_fraction(status: &[StatusSample], episodes: &[Episode]) -> Option<BusyFraction> {
@@ -440,7 +448,7 @@ pub fn busy_fraction(status: &[StatusSample], episodes: &[Episode]) -> Option<Bu
 /// [`busy_fraction`] over status samples fed one by one in time order.
 #[derive(Debug, Clone)]
 pub struct BusyFinder<'e> {
-    episodes: std::iter::Peekable<std::slice::Iter<'e, Episode>>,
+    episodes: EpisodeWalk<'e>,
     busy: usize,
     samples: usize,
 }
@@ -457,13 +465,7 @@ impl<'e> BusyFinder<'e> {
 
     /// Feeds the next status sample (in time order).
     pub fn push(&mut self, s: &StatusSample) {
-        while self
-            .episodes
-            .peek()
-            .is_some_and(|e| e.end_us.is_some_and(|end| end + SETTLE_US < s.t_us))
-        {
-            self.episodes.next();
-        }
+        skip_ended(&mut self.episodes, s.t_us);
         if self.episodes.peek().is_some_and(|e| e.start_us <= s.t_us) {
             return;
         }

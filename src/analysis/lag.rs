@@ -935,25 +935,14 @@ mod tests {
     /// failed) every 10 ms, then, after a 5 s gap, 6_000 of the second.
     fn two_session_store(name: &str) -> std::path::PathBuf {
         use crate::samples::{Outcome, Sample};
+        use crate::store::scan::tests::{begin_session, fresh_path};
         use crate::store::writer::Appender;
-        use crate::store::{SessionInfo, Store, cluster_key};
-        let dir =
-            std::env::temp_dir().join(format!("lagtrace-window-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("s.redb");
+        use crate::store::{Store, cluster_key};
+        let path = fresh_path(&format!("window-{name}"));
         for (session, t0_us) in [(0, 1_000_000i64), (1, 66_000_000)] {
             let store = Store::open_or_create(&path).unwrap();
             let ids = store.intern(&[cluster_key("c")]).unwrap();
-            let id = store
-                .begin_session(&SessionInfo {
-                    started_us: t0_us,
-                    interval_us: 10_000,
-                    version: "t".into(),
-                    host: "h".into(),
-                    read_every: 1,
-                })
-                .unwrap();
+            let id = begin_session(&store, t0_us);
             let mut appender = Appender::new(store, id);
             for k in 0..6_000i64 {
                 let t = t0_us + k * 10_000;

@@ -9,7 +9,7 @@ use crate::analysis::capacity::Estimator;
 use crate::analysis::episodes::Episode;
 use crate::analysis::lag::Lag;
 use crate::analysis::report::{ClusterReport, Gap, LagSummary, ReplicaReport, Settings};
-use crate::analysis::stats::Percentiles;
+use crate::analysis::stats::{Distribution, Percentiles};
 use crate::clock::format_utc_us;
 use crate::clock::ms;
 
@@ -195,15 +195,23 @@ fn replica_text(out: &mut String, r: &ReplicaReport, settings: &Settings) {
             ..
         }) => {
             let l = r.lag.as_ref().expect("matched");
+            // Percentiles come from a histogram: exact under 2 ms, a hair high above.
+            let approximate =
+                p.p50.max(p.p90).max(p.p99).max(p.p999) >= Distribution::EXACT_BELOW_US;
             let _ = writeln!(
                 out,
-                "  lag         p50 {}  p90 {}  p99 {}  p99.9 {}  max {}  mean {}",
+                "  lag         p50 {}  p90 {}  p99 {}  p99.9 {}  max {}  mean {}{}",
                 human_us(p.p50),
                 human_us(p.p90),
                 human_us(p.p99),
                 human_us(p.p999),
                 human_us(p.max),
-                human_us(p.mean as i64)
+                human_us(p.mean as i64),
+                if approximate {
+                    "  (percentiles over 2 ms up to 0.1 % high)"
+                } else {
+                    ""
+                }
             );
             let _ = writeln!(
                 out,
@@ -456,6 +464,8 @@ fn replica_json(r: &ReplicaReport) -> Value {
             "count": l.lag.map_or(0, |p| p.count),
             "percentiles": l.lag.as_ref().map(percentiles_json),
             "bound_width": l.width.as_ref().map(percentiles_json),
+            "percentiles_exact_below_ms": ms(Distribution::EXACT_BELOW_US),
+            "percentiles_relative_error": Distribution::RELATIVE_ERROR,
             "at_least_max_ms": l.at_least_max_us.map(ms),
             "above_max_lag_s": s(l.above_max_us),
         })),

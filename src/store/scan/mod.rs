@@ -318,18 +318,17 @@ pub(crate) mod tests {
     use crate::store::writer::Appender;
     use crate::store::{Store, cluster_key, replica_key};
 
-    /// A store with `n` beats and `n` reads of replica "r", about 10 ms apart from `t0_us`,
-    /// committed every 100 (as the recorder does every second at 10 ms).
-    pub(crate) fn store(name: &str, t0_us: i64, n: i64) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("lagtrace-scan-{}-{name}", std::process::id()));
+    /// A path for a new store file in a directory of its own, emptied.
+    pub(crate) fn fresh_path(tag: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("lagtrace-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("s.redb");
-        let store = Store::open_or_create(&path).unwrap();
-        let ids = store
-            .intern(&[cluster_key("c"), replica_key("c", "r")])
-            .unwrap();
-        let session = store
+        dir.join("s.redb")
+    }
+
+    /// A recorder session of 10 ms beats starting at `t0_us`.
+    pub(crate) fn begin_session(store: &Store, t0_us: i64) -> u32 {
+        store
             .begin_session(&SessionInfo {
                 started_us: t0_us,
                 interval_us: 10_000,
@@ -337,7 +336,18 @@ pub(crate) mod tests {
                 host: "h".into(),
                 read_every: 1,
             })
+            .unwrap()
+    }
+
+    /// A store with `n` beats and `n` reads of replica "r", about 10 ms apart from `t0_us`,
+    /// committed every 100 (as the recorder does every second at 10 ms).
+    pub(crate) fn store(name: &str, t0_us: i64, n: i64) -> PathBuf {
+        let path = fresh_path(&format!("scan-{name}"));
+        let store = Store::open_or_create(&path).unwrap();
+        let ids = store
+            .intern(&[cluster_key("c"), replica_key("c", "r")])
             .unwrap();
+        let session = begin_session(&store, t0_us);
         let mut appender = Appender::new(store, session);
         for k in 0..n {
             // Jitter, as real reads have, so that chunks fill up.
