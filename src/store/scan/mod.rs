@@ -340,7 +340,8 @@ pub(crate) mod tests {
     }
 
     /// A store with `n` beats and `n` reads of replica "r", about 10 ms apart from `t0_us`,
-    /// committed every 100 (as the recorder does every second at 10 ms).
+    /// committed every 100 (as the recorder does every second at 10 ms) after a status
+    /// sample whose SQL_Delay counts the commits.
     pub(crate) fn store(name: &str, t0_us: i64, n: i64) -> PathBuf {
         let path = fresh_path(&format!("scan-{name}"));
         let store = Store::open_or_create(&path).unwrap();
@@ -373,8 +374,21 @@ pub(crate) mod tests {
                     follow_up: false,
                 },
             });
-            // The recorder commits every second.
+            // The recorder commits every second, after a status poll.
             if k % 100 == 99 {
+                appender.add(Sample::Status {
+                    replica: ids[1],
+                    status: crate::samples::StatusSample {
+                        t_us: t + 700,
+                        duration_us: 300,
+                        outcome: Outcome::Ok,
+                        reason: None,
+                        channels: vec![crate::samples::ChannelStatus {
+                            sql_delay_s: (k / 100) as u32,
+                            ..crate::samples::ChannelStatus::running()
+                        }],
+                    },
+                });
                 appender.flush().unwrap();
             }
         }
@@ -442,9 +456,28 @@ pub(crate) mod tests {
             to_us: Some(31_000_000),
             ..Default::default()
         };
-        let rec = load(&[a, b], &filter).unwrap();
+        let rec = load(&[a.clone(), b.clone()], &filter).unwrap();
         let cut = starts(&rec.replicas[0].observations);
         assert!(cut.iter().all(|t| (21_000_000..=31_000_000).contains(t)));
         assert_eq!(cut.len(), 2_000);
+        let status = rec.replicas[0].status.collect().unwrap();
+        assert_eq!(status.len(), 20, "ten seconds of both stores' samples");
+        assert!(
+            status
+                .iter()
+                .all(|s| (21_000_000..=31_000_000).contains(&s.t_us))
+        );
+        assert!(status.is_sorted_by_key(|s| s.t_us));
+
+        // Status samples of both stores, merged by time.
+        let rec = load(&[a, b], &Filter::default()).unwrap();
+        let status = rec.replicas[0].status.collect().unwrap();
+        assert_eq!(status.len(), 200);
+        assert!(status.is_sorted_by_key(|s| s.t_us));
+        let delays: Vec<u32> = status[..4]
+            .iter()
+            .map(|s| s.channels[0].sql_delay_s)
+            .collect();
+        assert_eq!(delays, [0, 0, 1, 1], "one sample of each store per second");
     }
 }
