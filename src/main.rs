@@ -124,10 +124,22 @@ fn usage_error(e: clap::Error) -> ExitCode {
         let _ = e.print();
         return ExitCode::from(2);
     }
+    // clap's message up to its first blank line, on one line: "... not provided:" goes
+    // on with the names of the missing arguments on the lines after it.
     let text = e.render().to_string();
-    let first = text.lines().next().unwrap_or("bad arguments");
-    let first = first.strip_prefix("error: ").unwrap_or(first);
-    eprintln!("lagtrace: {first} (see --help)");
+    let message: Vec<&str> = text
+        .lines()
+        .take_while(|l| !l.trim().is_empty())
+        .map(str::trim)
+        .collect();
+    let message = message.join(" ");
+    let message = message.strip_prefix("error: ").unwrap_or(&message);
+    let message = if message.is_empty() {
+        "bad arguments"
+    } else {
+        message
+    };
+    eprintln!("lagtrace: {message} (see --help)");
     // `check` is a monitoring plugin, where 2 would mean CRITICAL: bad arguments are 3.
     // Which subcommand was meant comes from clap parsing as much as it can.
     let subcommand = Cli::command()

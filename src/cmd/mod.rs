@@ -45,11 +45,21 @@ impl Selection {
                 .transpose()
                 .map_err(|e| CmdError::BadInput(format!("{flag}: {e}")))
         };
+        let (from_us, to_us) = (parse("--from", &self.from)?, parse("--to", &self.to)?);
+        if let (Some(from), Some(to)) = (from_us, to_us)
+            && from > to
+        {
+            return Err(CmdError::BadInput(format!(
+                "--from ({}) is after --to ({})",
+                crate::clock::format_utc_us(from),
+                crate::clock::format_utc_us(to)
+            )));
+        }
         Ok(crate::store::scan::Filter {
             clusters: self.cluster.clone(),
             replicas: self.replica.clone(),
-            from_us: parse("--from", &self.from)?,
-            to_us: parse("--to", &self.to)?,
+            from_us,
+            to_us,
         })
     }
 }

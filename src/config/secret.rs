@@ -67,9 +67,13 @@ pub fn resolve_password(
             };
             let path = home.join(".my.cnf");
             match std::fs::read_to_string(&path) {
-                Ok(text) => my_cnf_password(&text)
-                    .map(Secret)
-                    .ok_or_else(|| missing.into()),
+                Ok(text) => my_cnf_password(&text).map(Secret).ok_or_else(|| {
+                    format!(
+                        "connection: no password source: {} has no password= under [client] \
+                         (or [mysql], [client-mariadb]); or set password_env or password_file",
+                        path.display()
+                    )
+                }),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(missing.into()),
                 Err(e) => Err(format!(
                     "connection: cannot read {}: {}",

@@ -155,6 +155,20 @@ fn db_err(path: &Path, e: impl Into<redb::Error>) -> StoreError {
                 detail: "not a redb file".into(),
             }
         }
+        // A file shorter than its own header says: cut off (a copy that stopped, a disk
+        // that filled while it was written).
+        redb::Error::Io(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+            StoreError::Corrupt {
+                path: path.to_path_buf(),
+                detail: "the file is truncated".into(),
+            }
+        }
+        redb::Error::Io(e) if e.kind() == std::io::ErrorKind::IsADirectory => {
+            StoreError::NotAStore {
+                path: path.to_path_buf(),
+                detail: "it is a directory".into(),
+            }
+        }
         other => StoreError::Db {
             path: path.to_path_buf(),
             detail: other.to_string().to_lowercase(),
