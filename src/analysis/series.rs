@@ -87,6 +87,19 @@ impl LagSeries {
     }
 }
 
+/// Whether a read joins the round in progress, taken by `round_session` (`None`: no
+/// round open, or its read failed): a successful follow-up re-read by the same
+/// session. The rule for every consumer of rounds (the analysis here, export's rows).
+pub fn joins_round(round_session: Option<u32>, obs: &Observation, session: u32) -> bool {
+    obs.follow_up && obs.outcome == Outcome::Ok && round_session == Some(session)
+}
+
+/// Whether the lag of a read that joined a round replaces the one the round kept: the
+/// tighter wins ([`Lag::tighter`]), a tie keeps the first.
+pub fn replaces(kept: Lag, new: Lag) -> bool {
+    new.tighter(kept) != kept
+}
+
 /// Finished rounds and failed reads, in time order, as a walk hands them on.
 #[derive(Debug, Clone, Default)]
 pub struct Batch {
@@ -144,8 +157,8 @@ impl SeriesBuilder {
             lag,
         };
         match &mut self.open {
-            Some((last, s)) if obs.follow_up && *s == session => {
-                if lag.tighter(last.lag) != last.lag {
+            Some((last, s)) if joins_round(Some(*s), obs, session) => {
+                if replaces(last.lag, lag) {
                     *last = point;
                 }
             }

@@ -15,6 +15,7 @@ use std::io::Write;
 use serde::Serialize;
 
 use crate::analysis::lag::{Lag, Unknown};
+use crate::analysis::series::{joins_round, replaces};
 use crate::clock::format_utc_us;
 use crate::clock::ms;
 use crate::samples::{Observation, Outcome, StatusSample};
@@ -78,18 +79,16 @@ impl<'a> Rows<'a> {
     /// Adds the next read (of `session`) with the lag it shows (`None` for a failed
     /// read); returns the row of the round it closed, if any.
     pub fn push(&mut self, obs: &Observation, session: u32, lag: Option<Lag>) -> Option<Row> {
-        let joins = !self.per_read
-            && obs.follow_up
-            && obs.outcome == Outcome::Ok
-            && self
-                .round
-                .as_ref()
-                .is_some_and(|r| r.session == session && r.obs.outcome == Outcome::Ok);
-        if joins {
+        let open = self
+            .round
+            .as_ref()
+            .filter(|r| r.obs.outcome == Outcome::Ok)
+            .map(|r| r.session);
+        if !self.per_read && joins_round(open, obs, session) {
             let round = self.round.as_mut().expect("checked above");
             round.reads += 1;
             let better = match (round.lag, lag) {
-                (Some(kept), Some(new)) => new.tighter(kept) != kept,
+                (Some(kept), Some(new)) => replaces(kept, new),
                 (None, Some(_)) => true,
                 _ => false,
             };
