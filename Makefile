@@ -11,7 +11,7 @@ APPLY_MS ?= 0
 THREADS ?= 4
 
 .PHONY: demo test bench bench-live up down status start-lag stop-lag slave-lag replica-lag stuff stall resume block \
-        break repair load oltp build release ci-deps
+        break repair load oltp build release ci-deps fuzz
 
 ## demo: start the lab, record 40 s under load with a 10 s stall, analyze, plot demo/*.svg
 demo: release up
@@ -66,3 +66,7 @@ bench:
 ## bench-live: /check at 1000 requests/s (wrk): latency and recorder CPU; stall -> 503 detection latency
 bench-live:
 	scripts/bench-live.sh
+
+## fuzz [SECONDS=60]: each cargo-fuzz target for SECONDS (nightly; installs cargo-fuzz)
+fuzz:
+	scripts/fuzz.sh $(or $(SECONDS),60)

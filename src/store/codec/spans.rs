@@ -426,7 +426,7 @@ pub fn decode_spans_each(chunk: &SpanChunk, mut each: impl FnMut(Span)) -> Resul
             let len = usize::try_from(len)
                 .ok()
                 .and_then(|l| l.checked_add(usize::from(i > 0)))
-                .filter(|l| marks.len() + l <= n)
+                .filter(|&l| l <= n - marks.len())
                 .ok_or_else(|| corrupt("mark runs longer than the chunk"))?;
             marks.extend(std::iter::repeat_n(i % 2 == 1, len));
         }
@@ -442,7 +442,7 @@ pub fn decode_spans_each(chunk: &SpanChunk, mut each: impl FnMut(Span)) -> Resul
         let len = usize::try_from(len)
             .ok()
             .and_then(|l| l.checked_add(1))
-            .filter(|l| outcomes.len() + l <= n)
+            .filter(|&l| l <= n - outcomes.len())
             .ok_or_else(|| corrupt("outcome runs longer than the chunk"))?;
         outcomes.extend(std::iter::repeat_n(outcome, len));
     }
