@@ -171,7 +171,10 @@ fn peak_rss_mb(args: &[&str]) -> Option<f64> {
 
 /// The store of `days` days, built when missing.
 fn store_of(dir: &Path, days: i64) -> PathBuf {
-    let store = dir.join(format!("{days}d-{HZ}hz-v1.redb"));
+    let store = dir.join(format!(
+        "{days}d-{HZ}hz-f{}.redb",
+        lagtrace::store::FORMAT_VERSION
+    ));
     if !store.exists() {
         let started = Instant::now();
         let partial = dir.join("building.redb");

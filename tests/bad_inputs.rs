@@ -241,6 +241,27 @@ fn files(dir: &TempDir) {
             .unwrap();
         tx.commit().unwrap();
     }
+    // One bit flipped in the middle of an observation chunk.
+    use redb::ReadableTable;
+    std::fs::copy(&good, d.join("flipped.redb")).unwrap();
+    {
+        let db = redb::Database::open(d.join("flipped.redb")).unwrap();
+        let tx = db.begin_write().unwrap();
+        {
+            let mut table = tx.open_table(lagtrace::store::CHUNKS).unwrap();
+            let key = table
+                .iter()
+                .unwrap()
+                .map(|e| e.unwrap().0.value())
+                .find(|k| k.0 == lagtrace::store::KIND_OBSERVATIONS)
+                .unwrap();
+            let mut value = table.get(key).unwrap().unwrap().value().to_vec();
+            let middle = value.len() / 2;
+            value[middle] ^= 0x04;
+            table.insert(key, value.as_slice()).unwrap();
+        }
+        tx.commit().unwrap();
+    }
     std::fs::write(d.join("binary.toml"), (0u8..=255).collect::<Vec<u8>>()).unwrap();
     dir.write("empty.toml", "");
     let cluster = "[[cluster]]\nname = \"x\"\nprimary = \"127.0.0.1:13399\"\nreplicas = { y = \"127.0.0.1:13398\" }\n";

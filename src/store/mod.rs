@@ -35,8 +35,15 @@ pub const CHUNKS: TableDefinition<(u8, u32, i64, u32), &[u8]> = TableDefinition:
 /// The `magic` value that marks a lagtrace store.
 pub const MAGIC: &[u8] = b"lagtrace store";
 /// The store format this build writes. Version 2 added the readers' follow-up marks
-/// and the sessions' `read_every`; this build reads versions 1 and 2 and appends to 2.
-pub const FORMAT_VERSION: u32 = 2;
+/// and the sessions' `read_every`; version 3 a checksum on every chunk value
+/// ([`codec::seal`]). This build reads versions 1 to 3 and appends to 3, upgrading a
+/// version 2 store in place (its older chunks stay as they are: see [`SEALED_FROM`]).
+pub const FORMAT_VERSION: u32 = 3;
+/// The format version a store is upgraded from in place when `record` appends to it.
+const UPGRADABLE_VERSION: u32 = 2;
+/// `meta` key of a version 3 store upgraded from version 2: the first session (u32
+/// little-endian) whose chunks carry a checksum. Absent: every chunk does.
+pub const SEALED_FROM: &str = "sealed_from_session";
 /// The oldest format this build reads.
 pub const OLDEST_READABLE_VERSION: u32 = 1;
 
@@ -205,7 +212,7 @@ impl Store {
             // a redb file for writing rewrites its header.
             let (db, version) = open_read(path)?;
             drop(db);
-            if version < FORMAT_VERSION {
+            if version < UPGRADABLE_VERSION {
                 return Err(StoreError::OlderFormat {
                     path: path.to_path_buf(),
                     found: version,
@@ -222,11 +229,14 @@ impl Store {
         };
         if existed {
             let version = check_meta(path, &store.db.begin_read().map_err(|e| db_err(path, e))?)?;
-            if version < FORMAT_VERSION {
+            if version < UPGRADABLE_VERSION {
                 return Err(StoreError::OlderFormat {
                     path: path.to_path_buf(),
                     found: version,
                 });
+            }
+            if version < FORMAT_VERSION {
+                store.upgrade()?;
             }
         } else {
             store.init_tables()?;
@@ -250,6 +260,28 @@ impl Store {
             tx.open_table(NAME_IDS).map_err(|e| db_err(p, e))?;
             tx.open_table(SESSIONS).map_err(|e| db_err(p, e))?;
             tx.open_table(CHUNKS).map_err(|e| db_err(p, e))?;
+        }
+        tx.commit().map_err(|e| db_err(p, e))
+    }
+
+    /// Makes a version 2 store a version 3 one: the chunks of the sessions from the next
+    /// one on carry checksums ([`SEALED_FROM`]); the older ones are left as they are.
+    fn upgrade(&self) -> Result<(), StoreError> {
+        let p = &self.path;
+        let tx = self.db.begin_write().map_err(|e| db_err(p, e))?;
+        {
+            let next_session = tx
+                .open_table(SESSIONS)
+                .map_err(|e| db_err(p, e))?
+                .last()
+                .map_err(|e| db_err(p, e))?
+                .map_or(1, |(k, _)| k.value() + 1);
+            let mut meta = tx.open_table(META).map_err(|e| db_err(p, e))?;
+            meta.insert(SEALED_FROM, next_session.to_le_bytes().as_slice())
+                .map_err(|e| db_err(p, e))?;
+            meta.insert("format_version", FORMAT_VERSION.to_le_bytes().as_slice())
+                .map_err(|e| db_err(p, e))?;
+            tracing::info!(store = %p.display(), from_session = next_session, "store upgraded to format 3 (chunk checksums)");
         }
         tx.commit().map_err(|e| db_err(p, e))
     }
@@ -322,6 +354,29 @@ impl Store {
     }
 }
 
+/// The first session whose chunks carry a checksum in a store of format `version` read
+/// through `tx`; `None` when none do (formats 1 and 2).
+pub(crate) fn sealed_from(
+    path: &Path,
+    tx: &redb::ReadTransaction,
+    version: u32,
+) -> Result<Option<u32>, StoreError> {
+    if version < 3 {
+        return Ok(None);
+    }
+    let meta = tx.open_table(META).map_err(|e| db_err(path, e))?;
+    let from = meta.get(SEALED_FROM).map_err(|e| db_err(path, e))?;
+    match from {
+        None => Ok(Some(0)),
+        Some(v) => <[u8; 4]>::try_from(v.value())
+            .map(|b| Some(u32::from_le_bytes(b)))
+            .map_err(|_| StoreError::Corrupt {
+                path: path.to_path_buf(),
+                detail: format!("{SEALED_FROM} is not a u32"),
+            }),
+    }
+}
+
 /// Checks that a read transaction sees a lagtrace store of a version this build reads,
 /// and returns that version.
 fn check_meta(path: &Path, tx: &redb::ReadTransaction) -> Result<u32, StoreError> {
@@ -367,13 +422,13 @@ fn check_meta(path: &Path, tx: &redb::ReadTransaction) -> Result<u32, StoreError
     Ok(version)
 }
 
-/// Opens a store for reading; works while a recorder appends to it. Returns the
-/// database and its format version.
 /// The page cache of a store opened for reading. The offline commands read each chunk
 /// once, in key order: a cache as large as redb's default (1 GiB) would only hold the
 /// file in memory, so that a week's analysis took seven times a day's memory.
 const READ_CACHE_BYTES: usize = 16 << 20;
 
+/// Opens a store for reading; works while a recorder appends to it. Returns the
+/// database and its format version.
 pub fn open_read(path: &Path) -> Result<(ReadOnlyDatabase, u32), StoreError> {
     if !path.exists() {
         return Err(StoreError::Missing {

@@ -207,6 +207,7 @@ fn read_chunks(
         rec.sessions.push(info);
     }
 
+    let sealed_from = super::sealed_from(path, &tx, version)?;
     let names = tx.open_table(NAME_IDS).map_err(|e| db_err(path, e))?;
     let chunks = Arc::new(tx.open_table(CHUNKS).map_err(|e| db_err(path, e))?);
     let db = Arc::new(db);
@@ -270,6 +271,7 @@ fn read_chunks(
                 _db: Arc::clone(&db),
                 path: path.to_path_buf(),
                 version,
+                sealed_from,
                 kind,
                 id,
                 key: key.clone(),
@@ -315,6 +317,7 @@ fn replica_series<'a>(
 pub(crate) mod tests {
     use super::*;
     use crate::samples::{Beat, Observation, Outcome, Sample};
+    use crate::store::codec;
     use crate::store::writer::Appender;
     use crate::store::{Store, cluster_key, replica_key};
 
@@ -479,5 +482,116 @@ pub(crate) mod tests {
             .map(|s| s.channels[0].sql_delay_s)
             .collect();
         assert_eq!(delays, [0, 0, 1, 1], "one sample of each store per second");
+    }
+
+    /// Rewrites every chunk value of the store at `path` with `f`.
+    fn rewrite_chunks(path: &Path, f: impl Fn(&[u8]) -> Vec<u8>) {
+        let db = redb::Database::open(path).unwrap();
+        let tx = db.begin_write().unwrap();
+        {
+            let mut table = tx.open_table(CHUNKS).unwrap();
+            let keys: Vec<_> = table
+                .iter()
+                .unwrap()
+                .map(|e| e.unwrap().0.value())
+                .collect();
+            for k in keys {
+                let v = f(table.get(k).unwrap().unwrap().value());
+                table.insert(k, v.as_slice()).unwrap();
+            }
+        }
+        tx.commit().unwrap();
+    }
+
+    fn count_reads(path: &Path) -> Result<usize, StoreError> {
+        let rec = load(&[path.to_path_buf()], &Filter::default())?;
+        let mut n = 0;
+        rec.replicas[0].observations.for_each(|_, _| {
+            n += 1;
+            Ok::<(), StoreError>(())
+        })?;
+        Ok(n)
+    }
+
+    #[test]
+    fn a_chunk_whose_bytes_changed_is_reported_never_decoded() {
+        let path = store("flipped", 1_000_000, 2_000);
+        assert_eq!(count_reads(&path).unwrap(), 2_000);
+        // One bit in the middle of every observation chunk's bit stream.
+        let db = redb::Database::open(&path).unwrap();
+        let tx = db.begin_write().unwrap();
+        {
+            let mut table = tx.open_table(CHUNKS).unwrap();
+            let key = table
+                .iter()
+                .unwrap()
+                .map(|e| e.unwrap().0.value())
+                .find(|k| k.0 == KIND_OBSERVATIONS)
+                .unwrap();
+            let mut value = table.get(key).unwrap().unwrap().value().to_vec();
+            let middle = value.len() / 2;
+            value[middle] ^= 0x10;
+            table.insert(key, value.as_slice()).unwrap();
+        }
+        tx.commit().unwrap();
+        drop(db);
+        let e = count_reads(&path).unwrap_err();
+        assert!(matches!(e, StoreError::Corrupt { .. }), "{e}");
+        let text = e.to_string();
+        assert!(text.contains("chunk 2/r/c/r@"), "{text}");
+        assert!(text.contains("checksum mismatch"), "{text}");
+    }
+
+    #[test]
+    fn a_format_2_store_is_read_and_upgraded_in_place_when_appended_to() {
+        let path = store("upgrade", 1_000_000, 1_000);
+        // Make it what version 2 wrote: chunks without checksums, format_version 2.
+        rewrite_chunks(&path, |v| codec::unseal(v).unwrap().to_vec());
+        {
+            let db = redb::Database::open(&path).unwrap();
+            let tx = db.begin_write().unwrap();
+            tx.open_table(crate::store::META)
+                .unwrap()
+                .insert("format_version", 2u32.to_le_bytes().as_slice())
+                .unwrap();
+            tx.commit().unwrap();
+        }
+        assert_eq!(
+            count_reads(&path).unwrap(),
+            1_000,
+            "version 2 reads as before"
+        );
+
+        // A recorder appends: the store becomes version 3 from its session on.
+        let store = Store::open_or_create(&path).unwrap();
+        let ids = store
+            .intern(&[cluster_key("c"), replica_key("c", "r")])
+            .unwrap();
+        let session = begin_session(&store, 100_000_000);
+        assert_eq!(session, 2);
+        let mut appender = Appender::new(store, session);
+        for k in 0..500i64 {
+            let t = 100_000_000 + k * 10_000;
+            appender.add(Sample::Observation {
+                replica: ids[1],
+                observation: Observation {
+                    r_start_us: t,
+                    r_end_us: t + 300,
+                    seq: Some(k as u64),
+                    outcome: Outcome::Ok,
+                    reason: None,
+                    follow_up: false,
+                },
+            });
+        }
+        appender.finish().unwrap();
+        assert_eq!(count_reads(&path).unwrap(), 1_500);
+        let (db, version) = crate::store::open_read(&path).unwrap();
+        assert_eq!(version, 3);
+        let tx = db.begin_read().unwrap();
+        assert_eq!(
+            crate::store::sealed_from(&path, &tx, version).unwrap(),
+            Some(2)
+        );
     }
 }

@@ -46,6 +46,9 @@ pub(super) struct ChunkStream {
     pub path: PathBuf,
     /// The store's format version: format 1 chunks carry no follow-up marks.
     pub version: u32,
+    /// The first session whose chunks carry a checksum ([`codec::seal`]); `None`: no
+    /// chunk does (formats 1 and 2).
+    pub sealed_from: Option<u32>,
     pub kind: u8,
     pub id: u32,
     /// The series' name, for messages.
@@ -61,6 +64,20 @@ impl fmt::Debug for ChunkStream {
             .field("key", &self.key)
             .field("chunks", &self.chunks.len())
             .finish()
+    }
+}
+
+/// A chunk's value as read from the store.
+struct ReadChunk {
+    stored: ChunkBytes,
+    /// The encoded chunk's length: the value without its checksum.
+    len: usize,
+}
+
+impl ReadChunk {
+    /// The encoded chunk.
+    fn value(&self) -> &[u8] {
+        &self.stored.value()[..self.len]
     }
 }
 
@@ -81,8 +98,9 @@ impl<'s> ChunkReader<'s> {
         }
     }
 
-    /// The next chunk and its bytes; `None` after the last.
-    fn next_chunk(&mut self) -> Result<Option<(ChunkRef, ChunkBytes)>, StoreError> {
+    /// The next chunk and its bytes (checked against their checksum when the chunk
+    /// carries one); `None` after the last.
+    fn next_chunk(&mut self) -> Result<Option<(ChunkRef, ReadChunk)>, StoreError> {
         let s = self.stream;
         let Some(&c) = s.chunks.get(self.next) else {
             return Ok(None);
@@ -104,7 +122,14 @@ impl<'s> ChunkReader<'s> {
             return Err(self.missing(c));
         }
         self.next += 1;
-        Ok(Some((c, value)))
+        let len = if s.sealed_from.is_some_and(|from| c.store_session >= from) {
+            codec::unseal(value.value())
+                .map_err(|e| self.corrupt(&c, &e))?
+                .len()
+        } else {
+            value.value().len()
+        };
+        Ok(Some((c, ReadChunk { stored: value, len })))
     }
 
     /// The snapshot is the one the chunk list came from: a chunk not found is a bug or
