@@ -36,14 +36,14 @@ pub const CHUNKS: TableDefinition<(u8, u32, i64, u32), &[u8]> = TableDefinition:
 pub const MAGIC: &[u8] = b"lagtrace store";
 /// The store format this build writes. Version 2 added the readers' follow-up marks
 /// and the sessions' `read_every`; version 3 a checksum on every chunk value
-/// ([`codec::seal`]). This build reads versions 1 to 3 and appends to 3, upgrading a
-/// version 2 store in place (its older chunks stay as they are: see [`SEALED_FROM`]).
+/// ([`codec::with_checksum`]). This build reads versions 1 to 3 and appends to 3, upgrading a
+/// version 2 store in place (its older chunks stay as they are: see [`CHECKSUMS_FROM`]).
 pub const FORMAT_VERSION: u32 = 3;
 /// The format version a store is upgraded from in place when `record` appends to it.
 const UPGRADABLE_VERSION: u32 = 2;
 /// `meta` key of a version 3 store upgraded from version 2: the first session (u32
 /// little-endian) whose chunks carry a checksum. Absent: every chunk does.
-pub const SEALED_FROM: &str = "sealed_from_session";
+pub const CHECKSUMS_FROM: &str = "checksums_from_session";
 /// The oldest format this build reads.
 pub const OLDEST_READABLE_VERSION: u32 = 1;
 
@@ -265,7 +265,7 @@ impl Store {
     }
 
     /// Makes a version 2 store a version 3 one: the chunks of the sessions from the next
-    /// one on carry checksums ([`SEALED_FROM`]); the older ones are left as they are.
+    /// one on carry checksums ([`CHECKSUMS_FROM`]); the older ones are left as they are.
     fn upgrade(&self) -> Result<(), StoreError> {
         let p = &self.path;
         let tx = self.db.begin_write().map_err(|e| db_err(p, e))?;
@@ -277,7 +277,7 @@ impl Store {
                 .map_err(|e| db_err(p, e))?
                 .map_or(1, |(k, _)| k.value() + 1);
             let mut meta = tx.open_table(META).map_err(|e| db_err(p, e))?;
-            meta.insert(SEALED_FROM, next_session.to_le_bytes().as_slice())
+            meta.insert(CHECKSUMS_FROM, next_session.to_le_bytes().as_slice())
                 .map_err(|e| db_err(p, e))?;
             meta.insert("format_version", FORMAT_VERSION.to_le_bytes().as_slice())
                 .map_err(|e| db_err(p, e))?;
@@ -356,7 +356,7 @@ impl Store {
 
 /// The first session whose chunks carry a checksum in a store of format `version` read
 /// through `tx`; `None` when none do (formats 1 and 2).
-pub(crate) fn sealed_from(
+pub(crate) fn checksums_from(
     path: &Path,
     tx: &redb::ReadTransaction,
     version: u32,
@@ -365,14 +365,14 @@ pub(crate) fn sealed_from(
         return Ok(None);
     }
     let meta = tx.open_table(META).map_err(|e| db_err(path, e))?;
-    let from = meta.get(SEALED_FROM).map_err(|e| db_err(path, e))?;
+    let from = meta.get(CHECKSUMS_FROM).map_err(|e| db_err(path, e))?;
     match from {
         None => Ok(Some(0)),
         Some(v) => <[u8; 4]>::try_from(v.value())
             .map(|b| Some(u32::from_le_bytes(b)))
             .map_err(|_| StoreError::Corrupt {
                 path: path.to_path_buf(),
-                detail: format!("{SEALED_FROM} is not a u32"),
+                detail: format!("{CHECKSUMS_FROM} is not a u32"),
             }),
     }
 }

@@ -124,13 +124,13 @@ impl Pending {
         self.len() >= max || last - first >= MAX_CHUNK_SPAN_US
     }
 
-    /// The chunk as stored: encoded, then sealed with its checksum.
+    /// The chunk as stored: encoded, then its checksum.
     fn encode(&self) -> Result<Vec<u8>, postcard::Error> {
         let bytes = match self {
             Pending::Spans(v) => codec::encode_spans(v).to_bytes(),
             Pending::Status(v) => postcard::to_stdvec(&codec::encode_status(v)),
         }?;
-        Ok(codec::seal(bytes))
+        Ok(codec::with_checksum(bytes))
     }
 }
 

@@ -8,11 +8,11 @@
 //! chunks, are postcard. `docs/store-format.md` describes the layout byte by byte.
 
 mod bits;
-mod seal;
+mod checksum;
 mod spans;
 mod status;
 
-pub use seal::{SEAL_BYTES, seal, unseal};
+pub use checksum::{CHECKSUM_BYTES, checked, with_checksum};
 pub use spans::{
     Span, SpanChunk, decode_spans, decode_spans_each, decode_spans_into, encode_spans,
 };

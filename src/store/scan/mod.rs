@@ -207,7 +207,7 @@ fn read_chunks(
         rec.sessions.push(info);
     }
 
-    let sealed_from = super::sealed_from(path, &tx, version)?;
+    let checksums_from = super::checksums_from(path, &tx, version)?;
     let names = tx.open_table(NAME_IDS).map_err(|e| db_err(path, e))?;
     let chunks = Arc::new(tx.open_table(CHUNKS).map_err(|e| db_err(path, e))?);
     let db = Arc::new(db);
@@ -271,7 +271,7 @@ fn read_chunks(
                 _db: Arc::clone(&db),
                 path: path.to_path_buf(),
                 version,
-                sealed_from,
+                checksums_from,
                 kind,
                 id,
                 key: key.clone(),
@@ -546,7 +546,7 @@ pub(crate) mod tests {
     fn a_format_2_store_is_read_and_upgraded_in_place_when_appended_to() {
         let path = store("upgrade", 1_000_000, 1_000);
         // Make it what version 2 wrote: chunks without checksums, format_version 2.
-        rewrite_chunks(&path, |v| codec::unseal(v).unwrap().to_vec());
+        rewrite_chunks(&path, |v| codec::checked(v).unwrap().to_vec());
         {
             let db = redb::Database::open(&path).unwrap();
             let tx = db.begin_write().unwrap();
@@ -590,7 +590,7 @@ pub(crate) mod tests {
         assert_eq!(version, 3);
         let tx = db.begin_read().unwrap();
         assert_eq!(
-            crate::store::sealed_from(&path, &tx, version).unwrap(),
+            crate::store::checksums_from(&path, &tx, version).unwrap(),
             Some(2)
         );
     }

@@ -46,9 +46,9 @@ pub(super) struct ChunkStream {
     pub path: PathBuf,
     /// The store's format version: format 1 chunks carry no follow-up marks.
     pub version: u32,
-    /// The first session whose chunks carry a checksum ([`codec::seal`]); `None`: no
+    /// The first session whose chunks carry a checksum ([`codec::with_checksum`]); `None`: no
     /// chunk does (formats 1 and 2).
-    pub sealed_from: Option<u32>,
+    pub checksums_from: Option<u32>,
     pub kind: u8,
     pub id: u32,
     /// The series' name, for messages.
@@ -122,8 +122,8 @@ impl<'s> ChunkReader<'s> {
             return Err(self.missing(c));
         }
         self.next += 1;
-        let len = if s.sealed_from.is_some_and(|from| c.store_session >= from) {
-            codec::unseal(value.value())
+        let len = if s.checksums_from.is_some_and(|from| c.store_session >= from) {
+            codec::checked(value.value())
                 .map_err(|e| self.corrupt(&c, &e))?
                 .len()
         } else {

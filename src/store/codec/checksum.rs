@@ -5,7 +5,7 @@
 //! were written is reported, never decoded into other numbers.
 
 /// Bytes the checksum adds to a chunk value.
-pub const SEAL_BYTES: usize = 8;
+pub const CHECKSUM_BYTES: usize = 8;
 
 /// FNV-1a, 64 bits.
 fn fnv1a64(bytes: &[u8]) -> u64 {
@@ -18,15 +18,15 @@ fn fnv1a64(bytes: &[u8]) -> u64 {
 }
 
 /// Appends the checksum of `bytes` to them.
-pub fn seal(mut bytes: Vec<u8>) -> Vec<u8> {
+pub fn with_checksum(mut bytes: Vec<u8>) -> Vec<u8> {
     let h = fnv1a64(&bytes);
     bytes.extend_from_slice(&h.to_le_bytes());
     bytes
 }
 
-/// The encoded chunk inside a sealed value, when its checksum matches.
-pub fn unseal(value: &[u8]) -> Result<&[u8], &'static str> {
-    let Some(split) = value.len().checked_sub(SEAL_BYTES) else {
+/// The encoded chunk inside a stored value, when its checksum matches.
+pub fn checked(value: &[u8]) -> Result<&[u8], &'static str> {
+    let Some(split) = value.len().checked_sub(CHECKSUM_BYTES) else {
         return Err("shorter than its checksum");
     };
     let (chunk, sum) = value.split_at(split);
@@ -44,18 +44,18 @@ mod tests {
     #[test]
     fn every_single_bit_flip_is_caught() {
         let chunk: Vec<u8> = (0..300u32).map(|i| (i * 37 % 251) as u8).collect();
-        let sealed = seal(chunk.clone());
-        assert_eq!(sealed.len(), chunk.len() + SEAL_BYTES);
-        assert_eq!(unseal(&sealed), Ok(chunk.as_slice()));
-        for i in 0..sealed.len() {
+        let stored = with_checksum(chunk.clone());
+        assert_eq!(stored.len(), chunk.len() + CHECKSUM_BYTES);
+        assert_eq!(checked(&stored), Ok(chunk.as_slice()));
+        for i in 0..stored.len() {
             for bit in 0..8 {
-                let mut bad = sealed.clone();
+                let mut bad = stored.clone();
                 bad[i] ^= 1 << bit;
-                assert!(unseal(&bad).is_err(), "byte {i} bit {bit}");
+                assert!(checked(&bad).is_err(), "byte {i} bit {bit}");
             }
         }
-        assert!(unseal(&sealed[..5]).is_err());
-        assert!(unseal(&sealed[..sealed.len() - 1]).is_err());
-        assert_eq!(unseal(&seal(Vec::new())), Ok(&[][..]));
+        assert!(checked(&stored[..5]).is_err());
+        assert!(checked(&stored[..stored.len() - 1]).is_err());
+        assert_eq!(checked(&with_checksum(Vec::new())), Ok(&[][..]));
     }
 }
