@@ -10,7 +10,7 @@ ROWS ?= 1
 APPLY_MS ?= 0
 THREADS ?= 4
 
-.PHONY: demo test bench bench-live up down status start-lag stop-lag slave-lag replica-lag stuff stall resume block \
+.PHONY: demo test bench bench-live up down status start-lag stop-lag slave-lag replica-lag stuff stall resume io-stop io-start block \
         break repair load oltp build release ci-deps fuzz
 
 ## demo: start the lab, record 40 s under load with a 10 s stall, analyze, plot demo/*.svg
@@ -45,6 +45,10 @@ stall:
 	$(LAB_SH) stall
 resume:
 	$(LAB_SH) resume
+io-stop:
+	$(LAB_SH) io-stop
+io-start:
+	$(LAB_SH) io-start
 block:
 	LOAD_SECONDS=$(SECONDS) $(LAB_SH) block
 break:

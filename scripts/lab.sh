@@ -313,6 +313,9 @@ cmd_block() {
   say "$n: lock released"
 }
 cmd_resume() { local n; n=$(replica_node); sql "$n" "START SLAVE SQL_THREAD"; say "$n: SQL thread started"; }
+# io-stop / io-start: the replica's IO thread, which receives the primary's binary log.
+cmd_io_stop() { local n; n=$(replica_node); sql "$n" "STOP SLAVE IO_THREAD"; say "$n: IO thread stopped"; }
+cmd_io_start() { local n; n=$(replica_node); sql "$n" "START SLAVE IO_THREAD"; say "$n: IO thread started"; }
 
 # break: a row written on the replica alone, then the same key on the primary:
 # the replica's SQL thread stops with a duplicate-key error (1062).
@@ -417,10 +420,12 @@ case "${1:-}" in
   stuff) cmd_stuff ;;
   stall) cmd_stall ;;
   resume) cmd_resume ;;
+  io-stop) cmd_io_stop ;;
+  io-start) cmd_io_start ;;
   block) cmd_block ;;
   break) cmd_break ;;
   repair) cmd_repair ;;
   load) cmd_load ;;
   oltp) cmd_oltp ;;
-  *) die "usage: $0 up|down|status|is-up|start-lag|stop-lag|slave-lag|stuff|stall|resume|block|break|repair|load|oltp" ;;
+  *) die "usage: $0 up|down|status|is-up|start-lag|stop-lag|slave-lag|stuff|stall|resume|io-stop|io-start|block|break|repair|load|oltp" ;;
 esac
