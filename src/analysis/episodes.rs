@@ -273,22 +273,6 @@ impl CauseFinder {
     }
 }
 
-/// Cause hints from the status samples in `[from_us, to_us]`, each at most once.
-pub fn causes(status: &[StatusSample], from_us: i64, to_us: i64) -> Vec<Cause> {
-    let first = status.partition_point(|s| s.t_us < from_us);
-    let mut out: Vec<Cause> = Vec::new();
-    let mut seen = 0;
-    for s in status[first..].iter().take_while(|s| s.t_us <= to_us) {
-        let Some(c) = s.main_channel() else { continue };
-        seen += 1;
-        hints(c, &mut out);
-    }
-    if seen > 0 && out.is_empty() {
-        out.push(Cause::ThreadsRunning);
-    }
-    out
-}
-
 /// Adds what one channel's status says to `out`, each cause at most once.
 fn hints(c: &crate::samples::ChannelStatus, out: &mut Vec<Cause>) {
     let mut add = |cause: Cause| {

@@ -277,34 +277,42 @@ impl<'a> BeatCursor<'a> {
     /// The lag of a read of `session`, as [`lag_of`] with that session's continuity
     /// (`Continuity::for_interval(0)` for a session the recording does not describe).
     pub fn lag(&mut self, session: u32, obs: &Observation) -> Option<Lag> {
-        let continuity = self
-            .continuity
-            .get(session as usize)
-            .copied()
-            .unwrap_or(Continuity::for_interval(0));
+        let continuity = session_continuity(self.continuity, session);
         let seq = obs.seq?;
         let beats = self.beats;
-        if beats.get(self.at).is_none_or(|b| b.seq != seq) {
-            // Usually a few beats ahead: step, then fall back to a search.
-            let mut i = self.at;
-            let mut steps = 0;
-            while i < beats.len() && beats[i].seq < seq && steps < 16 {
-                i += 1;
-                steps += 1;
-            }
-            if beats.get(i).is_none_or(|b| b.seq != seq) {
-                match beats.binary_search_by_key(&seq, |b| b.seq) {
-                    Ok(found) => i = found,
-                    Err(_) => return lag_of(beats, session, continuity, obs),
-                }
-            }
-            self.at = i;
-        }
-        if beats[self.at].session != session {
+        let Some(i) = find_seq(beats, self.at, seq) else {
+            return lag_of(beats, session, continuity, obs);
+        };
+        self.at = i;
+        if beats[i].session != session {
             return lag_of(beats, session, continuity, obs);
         }
-        Some(lag_at(beats, self.at, continuity, obs))
+        Some(lag_at(beats, i, continuity, obs))
     }
+}
+
+/// Session `session`'s continuity limit (`Continuity::for_interval(0)` for a session
+/// the recording does not describe).
+fn session_continuity(continuity: &[Continuity], session: u32) -> Continuity {
+    continuity
+        .get(session as usize)
+        .copied()
+        .unwrap_or(Continuity::for_interval(0))
+}
+
+/// Index of beat `seq` in `beats` (ordered by seq), looked for from `at` on, where
+/// reads in time order usually find it a few beats on; else by a search.
+fn find_seq(beats: &[BeatTimes], at: usize, seq: u64) -> Option<usize> {
+    let mut i = at.min(beats.len());
+    let mut steps = 0;
+    while i < beats.len() && beats[i].seq < seq && steps < 16 {
+        i += 1;
+        steps += 1;
+    }
+    if beats.get(i).is_some_and(|b| b.seq == seq) {
+        return Some(i);
+    }
+    beats.binary_search_by_key(&seq, |b| b.seq).ok()
 }
 
 /// [`lag_of`] for reads walked in time order over a cluster's beats read from the store
@@ -411,11 +419,7 @@ impl<'a> BeatWindow<'a> {
     /// (`Continuity::for_interval(0)` for a session the recording does not describe);
     /// `None` for a failed read.
     pub fn lag(&mut self, session: u32, obs: &Observation) -> Result<Option<Lag>, StoreError> {
-        let continuity = self
-            .continuity
-            .get(session as usize)
-            .copied()
-            .unwrap_or(Continuity::for_interval(0));
+        let continuity = session_continuity(self.continuity, session);
         let Some(seq) = obs.seq else {
             return Ok(None);
         };
@@ -430,7 +434,7 @@ impl<'a> BeatWindow<'a> {
         {
             self.go_back(seq, until_us)?;
         }
-        let Some(i) = self.find(seq) else {
+        let Some(i) = find_seq(&self.beats, self.at, seq) else {
             if self.trimmed && self.beats.first().is_some_and(|b| seq < b.seq) {
                 self.missing = Some(seq);
             }
@@ -458,33 +462,31 @@ impl<'a> BeatWindow<'a> {
     /// Reads the reader's next beats, noting what [`BeatWindow::unmatched`] and the
     /// outages need of them.
     fn read_more(&mut self) -> Result<(), StoreError> {
-        {
-            let from = self.beats.len();
-            self.exhausted = !self.reader.fill(&mut self.beats, &mut self.failed)?;
-            if let Some(finder) = &mut self.outages {
-                // Beats read again after going back were fed the first time.
-                let fed = self.fed_seq;
-                let new = &self.beats[from..];
-                let skip = new.partition_point(|b| fed.is_some_and(|f| b.seq <= f));
-                self.failed.retain(|b| fed.is_none_or(|f| b.seq > f));
-                finder.push(&new[skip..], &self.failed);
-                self.fed_seq = new.last().map(|b| b.seq).max(fed);
+        let from = self.beats.len();
+        self.exhausted = !self.reader.fill(&mut self.beats, &mut self.failed)?;
+        if let Some(finder) = &mut self.outages {
+            // Beats read again after going back were fed the first time.
+            let fed = self.fed_seq;
+            let new = &self.beats[from..];
+            let skip = new.partition_point(|b| fed.is_some_and(|f| b.seq <= f));
+            self.failed.retain(|b| fed.is_none_or(|f| b.seq > f));
+            finder.push(&new[skip..], &self.failed);
+            self.fed_seq = new.last().map(|b| b.seq).max(fed);
+        }
+        self.failed.clear();
+        for b in &self.beats[from..] {
+            let Some(s) = self.sessions.get_mut(b.session as usize) else {
+                continue;
+            };
+            if s.noted.is_some_and(|n| b.seq <= n) {
+                continue;
             }
-            self.failed.clear();
-            for b in &self.beats[from..] {
-                let Some(s) = self.sessions.get_mut(b.session as usize) else {
-                    continue;
-                };
-                if s.noted.is_some_and(|n| b.seq <= n) {
-                    continue;
-                }
-                s.noted = Some(b.seq);
-                s.first_seq.get_or_insert(b.seq);
-                if let Some(ack) = b.t_ack_us()
-                    && s.record_acks.last().is_none_or(|&low| ack < low)
-                {
-                    s.record_acks.push(ack);
-                }
+            s.noted = Some(b.seq);
+            s.first_seq.get_or_insert(b.seq);
+            if let Some(ack) = b.t_ack_us()
+                && s.record_acks.last().is_none_or(|&low| ack < low)
+            {
+                s.record_acks.push(ack);
             }
         }
         Ok(())
@@ -500,21 +502,6 @@ impl<'a> BeatWindow<'a> {
         // Whether beats older than the first held exist is not known: assume so.
         self.trimmed = true;
         Ok(())
-    }
-
-    /// Index of beat `seq` among those held: usually a few beats on from the last.
-    fn find(&self, seq: u64) -> Option<usize> {
-        let beats = &self.beats;
-        let mut i = self.at.min(beats.len());
-        let mut steps = 0;
-        while i < beats.len() && beats[i].seq < seq && steps < 16 {
-            i += 1;
-            steps += 1;
-        }
-        if beats.get(i).is_some_and(|b| b.seq == seq) {
-            return Some(i);
-        }
-        beats.binary_search_by_key(&seq, |b| b.seq).ok()
     }
 
     /// After a read that matched nothing, beats sent long before it stop being kept.

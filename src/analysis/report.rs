@@ -265,16 +265,13 @@ impl ReportBuilder {
     pub fn push(&mut self, p: &LagPoint) {
         let index = self.rounds;
         self.rounds += 1;
-        match p.lag {
-            Lag::Bounded { lo_us, hi_us } => {
-                self.lag.record(lo_us + (hi_us - lo_us) / 2);
-                self.width.record(hi_us - lo_us);
-            }
-            Lag::AtLeast { lo_us } => {
-                self.at_least_rounds += 1;
-                self.at_least_max_us = Some(self.at_least_max_us.map_or(lo_us, |m| m.max(lo_us)));
-            }
-            Lag::Unknown(_) => {}
+        if let (Some(point_us), Some(width_us)) = (p.lag.point_us(), p.lag.width_us()) {
+            self.lag.record(point_us);
+            self.width.record(width_us);
+        }
+        if let Lag::AtLeast { lo_us } = p.lag {
+            self.at_least_rounds += 1;
+            self.at_least_max_us = Some(self.at_least_max_us.map_or(lo_us, |m| m.max(lo_us)));
         }
         self.above.push(p);
         let v = self.vector.push(p);
