@@ -1,7 +1,7 @@
 //! Reading a recording back: every series of one or several stores, found and merged
-//! by name, for the offline commands. Status samples are decoded at load; observations
-//! and beats stay in the store (one read snapshot per store) and are decoded chunk by
-//! chunk as they are walked ([`walk`]), so a load holds no more than the chunks' keys.
+//! by name, for the offline commands. Observations, beats and status samples stay in
+//! the store (one read snapshot per store) and are decoded chunk by chunk as they are
+//! walked ([`walk`]), so a load holds no more than the chunks' keys.
 
 mod walk;
 
@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use redb::{ReadableDatabase, ReadableTable};
 
 pub use walk::{BeatReader, Beats, Observations, StatusIter, StatusSamples};
-use walk::{ChunkRef, ChunkStream};
+use walk::{ChunkRef, ChunkStream, Window};
 
 use super::writer::MAX_CHUNK_SPAN_US;
 use super::{
@@ -157,28 +157,32 @@ pub fn load_with_progress(
         done: 0,
         total: rec.chunks,
     });
+    let window = Window {
+        from_us: filter.from_us,
+        to_us: filter.to_us,
+    };
     for beats in rec.beats.values_mut() {
-        beats.from_us = filter.from_us.map(|f| f.saturating_sub(BEAT_LOOKBACK_US));
-        beats.to_us = filter.to_us;
+        beats.window = Window {
+            from_us: filter.from_us.map(|f| f.saturating_sub(BEAT_LOOKBACK_US)),
+            ..window
+        };
     }
     for series in replicas.values_mut() {
-        let obs = &mut series.observations;
-        obs.from_us = filter.from_us;
-        obs.to_us = filter.to_us;
-        obs.decoded = Arc::clone(&rec.decoded);
-        (series.status.from_us, series.status.to_us) = (filter.from_us, filter.to_us);
+        series.observations.window = window;
+        series.observations.decoded = Arc::clone(&rec.decoded);
+        series.status.window = window;
     }
     rec.replicas = replicas.into_values().collect();
     Ok(rec)
 }
 
-/// The header fields of a span chunk that a walk needs before decoding it: the span
-/// count and the first span's seq (postcard: count, t0_us, step_ns, offset_us, dur_us,
-/// seq0, as [`codec::SpanChunk`] lays them out).
-fn span_header(bytes: &[u8]) -> Result<(u32, u64), postcard::Error> {
-    let ((count, _, _, _, _, seq0), _): ((u32, i64, i64, i64, i64, u64), _) =
+/// The seq of a beat chunk's first beat, from its header, which a beat reader seeks
+/// by (postcard: count, t0_us, step_ns, offset_us, dur_us, seq0, as
+/// [`codec::SpanChunk`] lays them out).
+fn first_seq(bytes: &[u8]) -> Result<u64, postcard::Error> {
+    let ((_, _, _, _, _, seq0), _): ((u32, i64, i64, i64, i64, u64), _) =
         postcard::take_from_bytes(bytes)?;
-    Ok((count, seq0))
+    Ok(seq0)
 }
 
 /// Finds the chunks the filter selects in one store (and reads its sessions), as
@@ -253,13 +257,12 @@ fn read_chunks(
                     session,
                     seq0: 0,
                 };
-                if kind != KIND_STATUS {
-                    let (_, seq0) = span_header(v.value()).map_err(|e| {
+                if kind == KIND_BEATS {
+                    c.seq0 = first_seq(v.value()).map_err(|e| {
                         corrupt(format!(
                             "chunk {kind}/{key}@{first_us} (session {store_session}): {e}"
                         ))
                     })?;
-                    c.seq0 = seq0;
                 }
                 refs.push(c);
             }

@@ -33,7 +33,7 @@ pub(super) struct ChunkRef {
     pub store_session: u32,
     /// The session as an index into the recording's sessions.
     pub session: u32,
-    /// The beat number of the chunk's first span.
+    /// The beat number of a beat chunk's first beat (0 in other chunks).
     pub seq0: u64,
 }
 
@@ -64,6 +64,25 @@ impl fmt::Debug for ChunkStream {
             .field("key", &self.key)
             .field("chunks", &self.chunks.len())
             .finish()
+    }
+}
+
+/// The part of a series a walk gives out, by time (UTC µs); `None` ends are open.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Window {
+    pub from_us: Option<i64>,
+    pub to_us: Option<i64>,
+}
+
+impl Window {
+    /// The whole series.
+    pub const ALL: Window = Window {
+        from_us: None,
+        to_us: None,
+    };
+
+    pub fn contains(&self, t_us: i64) -> bool {
+        self.from_us.is_none_or(|f| t_us >= f) && self.to_us.is_none_or(|t| t_us <= t)
     }
 }
 
@@ -135,33 +154,19 @@ impl<'s> ChunkReader<'s> {
     /// The snapshot is the one the chunk list came from: a chunk not found is a bug or
     /// a store changed under a read transaction, never silently skipped.
     fn missing(&self, c: ChunkRef) -> StoreError {
+        self.corrupt(&c, &"vanished while being read")
+    }
+
+    /// The error for chunk `c` of this stream when it cannot be read or decoded.
+    fn corrupt(&self, c: &ChunkRef, e: &dyn fmt::Display) -> StoreError {
+        let s = self.stream;
         StoreError::Corrupt {
-            path: self.stream.path.clone(),
+            path: s.path.clone(),
             detail: format!(
-                "chunk {}/{}@{} (session {}) vanished while being read",
-                self.stream.kind, self.stream.key, c.first_us, c.store_session
+                "chunk {}/{}@{} (session {}): {e}",
+                s.kind, s.key, c.first_us, c.store_session
             ),
         }
-    }
-
-    /// The error for chunk `c` of this stream when it does not decode.
-    fn corrupt(&self, c: &ChunkRef, e: &dyn fmt::Display) -> StoreError {
-        corrupt_chunk(self.stream, c, e)
-    }
-}
-
-/// The error for chunk `c` of `stream` when it does not decode.
-pub(super) fn corrupt_chunk(
-    stream: &ChunkStream,
-    c: &ChunkRef,
-    e: &dyn fmt::Display,
-) -> StoreError {
-    StoreError::Corrupt {
-        path: stream.path.clone(),
-        detail: format!(
-            "chunk {}/{}@{} (session {}): {e}",
-            stream.kind, stream.key, c.first_us, c.store_session
-        ),
     }
 }
 
@@ -171,8 +176,8 @@ pub(super) fn corrupt_chunk(
 #[derive(Debug, Clone, Default)]
 pub struct Observations {
     pub(super) streams: Vec<ChunkStream>,
-    pub(super) from_us: Option<i64>,
-    pub(super) to_us: Option<i64>,
+    /// Reads starting outside it are left out.
+    pub(super) window: Window,
     /// Chunks decoded so far by every walk of the recording.
     pub(super) decoded: Arc<AtomicU64>,
 }
@@ -262,7 +267,6 @@ impl Observations {
         mut each: impl FnMut(&Observation),
     ) -> Result<(), StoreError> {
         let chunk = SpanChunk::from_bytes(bytes).map_err(|e| reader.corrupt(c, &e))?;
-        let (from, to) = (self.from_us, self.to_us);
         // Format 1 did not record follow-ups: they are inferred as that version's
         // analysis did, from a read starting within 1 ms of the previous one's end.
         let infer = reader.stream.version < 2;
@@ -274,7 +278,7 @@ impl Observations {
                     && prev_end.is_some_and(|end| o.r_start_us - end < V1_FOLLOW_UP_GAP_US);
                 prev_end = (o.outcome == Outcome::Ok).then_some(o.r_end_us);
             }
-            if from.is_none_or(|f| o.r_start_us >= f) && to.is_none_or(|t| o.r_start_us <= t) {
+            if self.window.contains(o.r_start_us) {
                 each(&o);
             }
         })
@@ -334,8 +338,8 @@ impl Observations {
 #[derive(Debug, Clone, Default)]
 pub struct StatusSamples {
     pub(super) streams: Vec<ChunkStream>,
-    pub(super) from_us: Option<i64>,
-    pub(super) to_us: Option<i64>,
+    /// Samples taken outside it are left out.
+    pub(super) window: Window,
 }
 
 impl StatusSamples {
@@ -370,7 +374,7 @@ pub struct StatusIter<'s> {
 impl StatusIter<'_> {
     /// Decodes the next chunks of store `i` until it has a sample (or none are left).
     fn refill(&mut self, i: usize) -> Result<(), StoreError> {
-        let (from, to) = (self.samples.from_us, self.samples.to_us);
+        let window = self.samples.window;
         let (reader, buf) = &mut self.cursors[i];
         while buf.is_empty()
             && let Some((c, bytes)) = reader.next_chunk()?
@@ -378,11 +382,7 @@ impl StatusIter<'_> {
             let chunk: StatusChunk =
                 postcard::from_bytes(bytes.value()).map_err(|e| reader.corrupt(&c, &e))?;
             let decoded = codec::decode_status(&chunk).map_err(|e| reader.corrupt(&c, &e))?;
-            buf.extend(
-                decoded
-                    .into_iter()
-                    .filter(|s| from.is_none_or(|f| s.t_us >= f) && to.is_none_or(|t| s.t_us <= t)),
-            );
+            buf.extend(decoded.into_iter().filter(|s| window.contains(s.t_us)));
         }
         Ok(())
     }
@@ -416,17 +416,15 @@ impl Iterator for StatusIter<'_> {
 #[derive(Debug, Clone, Default)]
 pub struct Beats {
     pub(super) streams: Vec<ChunkStream>,
-    /// Beats sent outside `[from_us, to_us]` are left out.
-    pub(super) from_us: Option<i64>,
-    pub(super) to_us: Option<i64>,
+    /// Beats sent outside it are left out.
+    pub(super) window: Window,
 }
 
 impl Beats {
     /// No beats.
     pub const EMPTY: Beats = Beats {
         streams: Vec::new(),
-        from_us: None,
-        to_us: None,
+        window: Window::ALL,
     };
 
     /// A reader from the first beat on.
@@ -457,10 +455,6 @@ impl Beats {
         let mut reader = self.reader();
         while reader.fill(&mut beats, &mut failed)? {}
         Ok((beats, failed))
-    }
-
-    fn keep(&self, t_send_us: i64) -> bool {
-        self.from_us.is_none_or(|f| t_send_us >= f) && self.to_us.is_none_or(|t| t_send_us <= t)
     }
 }
 
@@ -495,7 +489,7 @@ impl<'s> BeatCursor<'s> {
                 SpanChunk::from_bytes(bytes.value()).map_err(|e| self.reader.corrupt(&c, &e))?;
             let (buf, failed) = (&mut self.buf, &mut self.failed);
             codec::decode_spans_each(&chunk, |s| {
-                if !beats.keep(s.start_us) {
+                if !beats.window.contains(s.start_us) {
                     return;
                 }
                 let ok = s.outcome == Outcome::Ok;
@@ -541,8 +535,8 @@ impl BeatReader<'_> {
         failed: &mut Vec<Beat>,
     ) -> Result<bool, StoreError> {
         for c in &mut self.cursors {
-            if c.peek().is_none() && !c.refill(self.beats)? {
-                continue;
+            if c.peek().is_none() {
+                c.refill(self.beats)?;
             }
         }
         self.cursors.retain(|c| c.peek().is_some());
