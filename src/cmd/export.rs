@@ -68,14 +68,12 @@ fn write(
         let mut beats = BeatWindow::new(rec.beats_of(&rs.cluster), &continuity);
         let mut status = rs.status.iter().peekable();
         rs.observations.for_each(|obs, session| {
-            // The status samples up to this read, for the rows it may close.
+            // The status samples up to this read, for the rows it may close (an error
+            // is taken too, and stops the export).
             while let Some(s) =
-                status.next_if(|s| s.as_ref().is_ok_and(|s| s.t_us <= obs.r_start_us))
+                status.next_if(|s| !s.as_ref().is_ok_and(|s| s.t_us > obs.r_start_us))
             {
                 rows.add_status(s?);
-            }
-            if let Some(Err(_)) = status.peek() {
-                status.next().transpose()?;
             }
             let lag = beats.lag(session, obs)?;
             if failed.is_none()
