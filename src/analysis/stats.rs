@@ -53,11 +53,8 @@ impl Distribution {
         // An auto-resizing histogram takes any u64.
         let _ = self.hist.record(v as u64);
         self.sum += i128::from(v);
-        self.max = if self.hist.len() == 1 {
-            v
-        } else {
-            self.max.max(v)
-        };
+        // Values are at least 0, where `max` starts.
+        self.max = self.max.max(v);
     }
 
     /// The cumulative distribution at `n + 1` evenly spaced shares from 0 to 1:
