@@ -5,12 +5,11 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
+use common::proxy::{Mode, Proxy};
 use common::*;
 use serde_json::Value;
 
@@ -265,52 +264,13 @@ fn sparse_reads_leave_no_gaps_and_keep_the_vector() {
     }
 }
 
-/// A TCP proxy on loopback that holds every client-to-server packet for `delay`.
-fn delaying_proxy(upstream: &'static str, delay: Duration) -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for client in listener.incoming() {
-            let Ok(client) = client else { return };
-            let Ok(server) = TcpStream::connect(upstream) else {
-                continue;
-            };
-            let _ = client.set_nodelay(true);
-            let _ = server.set_nodelay(true);
-            let pipe = |mut from: TcpStream, mut to: TcpStream, delay: Duration| {
-                std::thread::spawn(move || {
-                    let mut buf = [0u8; 16 * 1024];
-                    loop {
-                        match from.read(&mut buf) {
-                            Ok(0) | Err(_) => break,
-                            Ok(n) => {
-                                sleep(delay);
-                                if to.write_all(&buf[..n]).is_err() {
-                                    break;
-                                }
-                            }
-                        }
-                    }
-                    let _ = to.shutdown(std::net::Shutdown::Both);
-                });
-            };
-            pipe(
-                client.try_clone().unwrap(),
-                server.try_clone().unwrap(),
-                delay,
-            );
-            pipe(server, client, Duration::ZERO);
-        }
-    });
-    port
-}
-
 #[test]
 fn a_replica_slower_than_the_interval_gives_one_round_per_read_with_true_bounds() {
     let _lab = take_lab();
     let dir = TempDir::new("inc-slow");
-    let port = delaying_proxy("127.0.0.1:13307", Duration::from_millis(30));
-    let slow = format!("127.0.0.1:{port}");
+    let proxy = Proxy::start("127.0.0.1:13307");
+    proxy.set(Mode::Delay(Duration::from_millis(30)));
+    let slow = proxy.address();
     let config: PathBuf = init_config(
         &dir,
         &lab_config(

@@ -7,7 +7,8 @@ mod common;
 use common::{TempDir, lagtrace, texts};
 
 /// A cluster whose servers refuse connections (nothing listens on these loopback
-/// ports), so that probing fails and logs at debug level.
+/// ports), so that probing fails: the first failure of each probe logs at warn, the
+/// repeats at debug.
 const CONFIG: &str = "[connection]\npassword_env = \"LAGTRACE_IT_PASSWORD\"\n\
     [[cluster]]\nname = \"x\"\nprimary = \"127.0.0.1:13399\"\nreplicas = { y = \"127.0.0.1:13398\" }\n";
 
@@ -47,15 +48,39 @@ fn json_logs_are_one_object_per_line_with_the_event_fields() {
         .filter(|l| l.starts_with('{'))
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
         .collect();
-    let failed_beat = events
-        .iter()
-        .find(|e| e["message"] == "beat failed")
-        .unwrap_or_else(|| panic!("no beat failed event in {stderr}"));
-    assert_eq!(failed_beat["level"], "DEBUG");
-    assert_eq!(failed_beat["cluster"], "x");
-    assert_eq!(failed_beat["error"], "connection refused");
-    assert_eq!(failed_beat["target"], "lagtrace::probe::beat");
-    assert!(failed_beat["timestamp"].as_str().unwrap().ends_with('Z'));
+    let failed = |probe: &str| -> Vec<&serde_json::Value> {
+        events.iter().filter(|e| e["probe"] == probe).collect()
+    };
+    let beats = failed("beat");
+    assert!(beats.len() > 1, "one beat failure in 1 s: {stderr}");
+    assert_eq!(beats[0]["level"], "WARN");
+    assert_eq!(
+        beats[0]["message"],
+        "beat failed (repeats at debug level until it recovers)"
+    );
+    assert_eq!(beats[0]["cluster"], "x");
+    assert_eq!(beats[0]["node"], "primary");
+    assert_eq!(beats[0]["error"], "connection refused");
+    assert_eq!(beats[0]["target"], "lagtrace::probe::conn");
+    assert!(beats[0]["timestamp"].as_str().unwrap().ends_with('Z'));
+    assert!(
+        beats[1..]
+            .iter()
+            .all(|e| e["level"] == "DEBUG" && e["message"] == "beat failed"),
+        "{beats:?}"
+    );
+    // The first status poll may come after the 1 s run; the first read cannot.
+    for probe in ["read", "status"] {
+        if let Some(first) = failed(probe).first() {
+            assert_eq!(
+                (&first["level"], &first["node"]),
+                (&"WARN".into(), &"y".into()),
+                "{first}"
+            );
+        } else {
+            assert_eq!(probe, "status", "no read failure logged: {stderr}");
+        }
+    }
     // The console's summary lines are not logs; every log line is JSON.
     let others: Vec<&str> = stderr
         .lines()
@@ -77,7 +102,7 @@ fn text_logs_off_a_terminal_are_plain_key_value_lines() {
         "no colors off a terminal: {line:?}"
     );
     assert!(
-        line.contains("cluster=x error=connection refused"),
+        line.contains("probe=beat cluster=x node=primary error=connection refused"),
         "{line}"
     );
 }

@@ -335,6 +335,7 @@ async fn record_loop(
             tokio::spawn(status::run(
                 status::Poller {
                     replica_id,
+                    cluster: cluster.name.clone(),
                     replica: replica.name.clone(),
                     address: replica.address.clone(),
                     settings: config.connection.clone(),

@@ -20,7 +20,7 @@ use mysql_async::{Conn, Statement};
 use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, MissedTickBehavior};
 
-use super::conn::{self, Backoff, DbError, timed};
+use super::conn::{self, Backoff, DbError, FailureRun, timed};
 use crate::clock::Clock;
 use crate::config::{Address, ConnectionConfig, Secret};
 use crate::samples::{Beat, Outcome, Sample};
@@ -66,6 +66,7 @@ pub async fn run(
     let mut backoff = Backoff::new(w.interval.max(Duration::from_millis(50)), MAX_BACKOFF);
     let mut retry_at = start;
     let sql = update_sql(&w.settings.database);
+    let mut failures = FailureRun::new("beat", &w.cluster, "primary");
 
     loop {
         let deadline = tokio::select! {
@@ -100,6 +101,7 @@ pub async fn run(
         let (outcome, reason) = match result {
             Ok(()) => {
                 backoff.reset();
+                failures.succeeded();
                 notices.send_replace(BeatNotice {
                     seq,
                     t_ack_us: t_done_us,
@@ -121,7 +123,7 @@ pub async fn run(
                 // running on it, and the next beat must not queue behind it.
                 conn = None;
                 retry_at = Instant::now() + backoff.next_delay();
-                tracing::debug!(cluster = %w.cluster, error = %e, "beat failed");
+                failures.failed(&e);
                 let outcome = match &e {
                     BeatError::Db(e) => e.outcome(),
                     BeatError::NoRow => Outcome::MissingRow,

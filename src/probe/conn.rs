@@ -102,6 +102,57 @@ impl Backoff {
     }
 }
 
+/// One probe's run of failures, logged as an operator reads them: the first failure of
+/// a run at warn (so a default `record` says when a server stops answering), the rest at
+/// debug, and the first success after it at warn too (so the pair shows at the default
+/// level), with how many failed over how long.
+#[derive(Debug)]
+pub struct FailureRun {
+    /// `beat`, `read` or `status`.
+    probe: &'static str,
+    cluster: String,
+    /// `primary` for beats, the replica's name otherwise.
+    node: String,
+    failures: u64,
+    since: Option<std::time::Instant>,
+}
+
+impl FailureRun {
+    pub fn new(probe: &'static str, cluster: &str, node: &str) -> FailureRun {
+        FailureRun {
+            probe,
+            cluster: cluster.to_string(),
+            node: node.to_string(),
+            failures: 0,
+            since: None,
+        }
+    }
+
+    /// Counts and logs one failure.
+    pub fn failed(&mut self, error: &dyn fmt::Display) {
+        let (probe, cluster, node) = (self.probe, &self.cluster, &self.node);
+        if self.failures == 0 {
+            self.since = Some(std::time::Instant::now());
+            tracing::warn!(probe = %probe, cluster = %cluster, node = %node, error = %error, "{probe} failed (repeats at debug level until it recovers)");
+        } else {
+            tracing::debug!(probe = %probe, cluster = %cluster, node = %node, error = %error, "{probe} failed");
+        }
+        self.failures += 1;
+    }
+
+    /// Ends a run of failures, if there was one.
+    pub fn succeeded(&mut self) {
+        if self.failures == 0 {
+            return;
+        }
+        let (probe, cluster, node) = (self.probe, &self.cluster, &self.node);
+        let down_s = self.since.map_or(0.0, |t| t.elapsed().as_secs_f64());
+        tracing::warn!(probe = %probe, cluster = %cluster, node = %node, failures = self.failures, down_s, "{probe} recovered");
+        self.failures = 0;
+        self.since = None;
+    }
+}
+
 /// Server error codes that mean "not allowed": bad credentials or a missing privilege.
 const ACCESS_DENIED_CODES: [u16; 6] = [1044, 1045, 1142, 1143, 1227, 1698];
 /// Server error codes that mean "no such schema or table".

@@ -11,7 +11,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use super::beat::{BeatNotice, MAX_BACKOFF};
-use super::conn::{self, Backoff, DbError, timed};
+use super::conn::{self, Backoff, DbError, FailureRun, timed};
 use crate::clock::Clock;
 use crate::config::{Address, ConnectionConfig, Secret};
 use crate::samples::{Observation, Outcome, Sample};
@@ -50,6 +50,7 @@ pub async fn run(
     let mut backoff = Backoff::new(r.interval.max(Duration::from_millis(50)), MAX_BACKOFF);
     let mut retry_at = Instant::now();
     let mut last_read_seq = 0u64;
+    let mut failures = FailureRun::new("read", &r.cluster, &r.replica);
     let sql = format!(
         "SELECT seq FROM `{}`.heartbeat WHERE cluster = ?",
         r.settings.database
@@ -96,6 +97,7 @@ pub async fn run(
         let observation = match result {
             Ok(Some(seq)) => {
                 backoff.reset();
+                failures.succeeded();
                 // A read slower than the interval is not followed up: the next beat's
                 // read starts at once anyway, and each such read is its own round.
                 let fast = r_end_us - r_start_us < interval_us;
@@ -126,7 +128,7 @@ pub async fn run(
             Err(e) => {
                 conn = None;
                 retry_at = Instant::now() + backoff.next_delay();
-                tracing::debug!(replica = %r.replica, error = %e, "read failed");
+                failures.failed(&e);
                 Observation {
                     r_start_us,
                     r_end_us,

@@ -11,7 +11,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use super::beat::MAX_BACKOFF;
-use super::conn::{self, Backoff, DbError, column_string, timed};
+use super::conn::{self, Backoff, DbError, FailureRun, column_string, timed};
 use crate::clock::Clock;
 use crate::config::{Address, ConnectionConfig, Secret};
 use crate::samples::{BACKLOG_MIN_TX, ChannelStatus, IoState, Outcome, Sample, StatusSample};
@@ -23,6 +23,7 @@ pub const BACKLOG_EVERY: Duration = Duration::from_millis(100);
 #[derive(Debug, Clone)]
 pub struct Poller {
     pub replica_id: u32,
+    pub cluster: String,
     pub replica: String,
     pub address: Address,
     pub settings: ConnectionConfig,
@@ -44,6 +45,7 @@ pub async fn run(p: Poller, out: mpsc::Sender<Sample>, mut shutdown: watch::Rece
     let mut backoff = Backoff::new(Duration::from_millis(100), MAX_BACKOFF.max(p.every));
     let mut retry_at = Instant::now();
     let mut every = p.every;
+    let mut failures = FailureRun::new("status", &p.cluster, &p.replica);
     loop {
         tokio::select! {
             _ = tokio::time::sleep(jitter.around(every)) => {}
@@ -61,6 +63,7 @@ pub async fn run(p: Poller, out: mpsc::Sender<Sample>, mut shutdown: watch::Rece
         let status = match result {
             Ok(channels) => {
                 backoff.reset();
+                failures.succeeded();
                 StatusSample {
                     t_us,
                     duration_us,
@@ -72,6 +75,7 @@ pub async fn run(p: Poller, out: mpsc::Sender<Sample>, mut shutdown: watch::Rece
             Err(e) => {
                 conn = None;
                 retry_at = Instant::now() + backoff.next_delay();
+                failures.failed(&e);
                 StatusSample {
                     t_us,
                     duration_us,

@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests: the compiled binary, the lab, temp dirs.
 #![allow(dead_code)]
 
+pub mod proxy;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
@@ -174,6 +176,8 @@ pub struct Row {
     pub lo_ms: Option<f64>,
     pub hi_ms: Option<f64>,
     pub outcome: String,
+    /// Why a read failed; None for a successful one.
+    pub reason: Option<String>,
     pub sql_running: Option<String>,
     pub sbm: Option<u64>,
     pub sql_delay_s: Option<u64>,
@@ -208,6 +212,7 @@ pub fn export_rows(store: &Path) -> Vec<Row> {
                 lo_ms: v["lag_lo_ms"].as_f64(),
                 hi_ms: v["lag_hi_ms"].as_f64(),
                 outcome: v["outcome"].as_str().unwrap().to_string(),
+                reason: v["reason"].as_str().map(String::from),
                 sql_running: v["sql_running"].as_str().map(String::from),
                 sbm: v["seconds_behind_master"].as_u64(),
                 sql_delay_s: v["sql_delay_s"].as_u64(),

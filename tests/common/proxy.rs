@@ -1,0 +1,141 @@
+//! A TCP proxy on loopback for network-fault tests, switched at run time between
+//! passing bytes, delaying them, holding them (a silent cut) and resetting connections.
+//!
+//! Bytes are never dropped: a delayed or held chunk waits in its pump thread (as TCP
+//! retransmission would deliver it) until the mode lets it through. Only the client's
+//! bytes toward the server are delayed, so a query's round trip grows by the delay.
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::thread::{sleep, spawn};
+use std::time::{Duration, Instant};
+
+/// What the proxy does to traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Forward at once.
+    Pass,
+    /// Hold each client-to-server chunk until this long after it arrived.
+    Delay(Duration),
+    /// Accept and keep connections open, forward nothing either way.
+    Silent,
+    /// Reset every open connection when set, and every new one at accept.
+    Reset,
+}
+
+/// A running proxy; its threads live until the test process ends.
+pub struct Proxy {
+    pub port: u16,
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    mode: Mutex<Mode>,
+    /// Both ends of every connection made, for resetting them.
+    open: Mutex<Vec<TcpStream>>,
+}
+
+/// How often a held chunk looks at the mode again.
+const POLL: Duration = Duration::from_millis(5);
+
+impl Proxy {
+    /// Listens on a free loopback port and forwards to `upstream` (`127.0.0.1:port`).
+    pub fn start(upstream: &str) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind a proxy port");
+        let port = listener.local_addr().unwrap().port();
+        let shared = Arc::new(Shared {
+            mode: Mutex::new(Mode::Pass),
+            open: Mutex::new(Vec::new()),
+        });
+        let upstream = upstream.to_string();
+        let s = Arc::clone(&shared);
+        spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { return };
+                if s.mode() == Mode::Reset {
+                    reset(&client);
+                    continue;
+                }
+                let Ok(server) = TcpStream::connect(&upstream) else {
+                    reset(&client);
+                    continue;
+                };
+                let _ = client.set_nodelay(true);
+                let _ = server.set_nodelay(true);
+                {
+                    let mut open = s.open.lock().unwrap();
+                    open.push(client.try_clone().unwrap());
+                    open.push(server.try_clone().unwrap());
+                }
+                pump(
+                    &s,
+                    client.try_clone().unwrap(),
+                    server.try_clone().unwrap(),
+                    true,
+                );
+                pump(&s, server, client, false);
+            }
+        });
+        Proxy { port, shared }
+    }
+
+    /// The proxy's `host:port`.
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Switches the mode; `Reset` resets every open connection at once.
+    pub fn set(&self, mode: Mode) {
+        *self.shared.mode.lock().unwrap() = mode;
+        if mode == Mode::Reset {
+            for s in self.shared.open.lock().unwrap().drain(..) {
+                reset(&s);
+            }
+        }
+    }
+}
+
+impl Shared {
+    fn mode(&self) -> Mode {
+        *self.mode.lock().unwrap()
+    }
+
+    /// Waits until a chunk that arrived at `arrived` may go on; false when the
+    /// connection was reset meanwhile.
+    fn hold(&self, arrived: Instant, delayed: bool) -> bool {
+        loop {
+            match self.mode() {
+                Mode::Pass => return true,
+                Mode::Reset => return false,
+                Mode::Delay(d) if !delayed || arrived.elapsed() >= d => return true,
+                Mode::Delay(_) | Mode::Silent => sleep(POLL),
+            }
+        }
+    }
+}
+
+/// Copies `from` to `to` in a thread, holding chunks as the mode says.
+fn pump(shared: &Arc<Shared>, mut from: TcpStream, mut to: TcpStream, delayed: bool) {
+    let shared = Arc::clone(shared);
+    spawn(move || {
+        let mut buf = [0u8; 16 * 1024];
+        loop {
+            match from.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if !shared.hold(Instant::now(), delayed) || to.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+        let _ = to.shutdown(Shutdown::Both);
+    });
+}
+
+/// Closes a connection with a TCP RST (linger 0), whoever else holds its descriptor.
+fn reset(s: &TcpStream) {
+    let _ = socket2::SockRef::from(s).set_linger(Some(Duration::ZERO));
+    let _ = s.shutdown(Shutdown::Both);
+}
