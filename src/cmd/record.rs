@@ -184,7 +184,7 @@ pub fn run(opts: &Args) -> Result<(), CmdError> {
     }
     if !opts.quiet {
         println!(
-            "lagtrace: recorded {} beats ({} failed) and {} samples in all to {} (session {session}, {} flushes){}{}",
+            "lagtrace: recorded {} beats ({} failed) and {} samples in all to {} (session {session}, {} flushes){}{}{}",
             totals.beats_ok + totals.beats_failed,
             totals.beats_failed,
             stats.samples,
@@ -202,6 +202,14 @@ pub fn run(opts: &Args) -> Result<(), CmdError> {
                 format!(
                     "; {} samples dropped because the store fell behind",
                     totals.dropped
+                )
+            } else {
+                String::new()
+            },
+            if stats.unstored > 0 {
+                format!(
+                    "; {} samples not stored because the store could not be written (disk full?)",
+                    stats.unstored
                 )
             } else {
                 String::new()
@@ -444,8 +452,9 @@ async fn record_loop(
             _ = tick.tick() => {
                 ticks += 1;
                 totals.dropped = store.dropped();
+                totals.unstored = store.unstored();
                 if let Some(live) = ctx.live {
-                    live::lock(live).set_dropped(totals.dropped);
+                    live::lock(live).set_store(totals.dropped, totals.unstored, !store.store_failing());
                 }
                 if let Some(statsd) = ctx.statsd {
                     statsd.flush();

@@ -27,6 +27,8 @@ pub struct Totals {
     pub beats_ok: u64,
     pub beats_failed: u64,
     pub dropped: u64,
+    /// Samples dropped because the store could not be written for too long.
+    pub unstored: u64,
     pub statsd_errors: u64,
 }
 
@@ -101,8 +103,8 @@ pub fn table(views: &[ReplicaView], totals: &Totals, now_us: i64) -> String {
     }
     let _ = writeln!(
         out,
-        "beats ok {}  failed {}  dropped samples {}  statsd errors {}",
-        totals.beats_ok, totals.beats_failed, totals.dropped, totals.statsd_errors
+        "beats ok {}  failed {}  dropped samples {}  unstored samples {}  statsd errors {}",
+        totals.beats_ok, totals.beats_failed, totals.dropped, totals.unstored, totals.statsd_errors
     );
     out
 }

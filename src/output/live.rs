@@ -104,6 +104,11 @@ pub struct Snapshot {
     pub probe_errors: BTreeMap<String, BTreeMap<String, u64>>,
     /// Samples the store could not keep up with.
     pub dropped_samples: u64,
+    /// Samples dropped because the store could not be written for too long (a full
+    /// disk; see `store_writable`).
+    pub unstored_samples: u64,
+    /// Whether the store takes writes now; while it does not, samples wait in memory.
+    pub store_writable: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -131,6 +136,8 @@ pub struct Live {
     replicas: Vec<ReplicaLive>,
     probe_errors: BTreeMap<(&'static str, &'static str), u64>,
     dropped_samples: u64,
+    unstored_samples: u64,
+    store_writable: bool,
 }
 
 #[derive(Debug)]
@@ -218,6 +225,8 @@ impl Live {
             replicas,
             probe_errors: BTreeMap::new(),
             dropped_samples: 0,
+            unstored_samples: 0,
+            store_writable: true,
         }
     }
 
@@ -317,9 +326,12 @@ impl Live {
         r.health.on_status(status);
     }
 
-    /// Samples dropped so far because the store fell behind.
-    pub fn set_dropped(&mut self, dropped: u64) {
+    /// The store writer's state: samples dropped so far because it fell behind, and
+    /// because it could not write for too long; whether it writes now.
+    pub fn set_store(&mut self, dropped: u64, unstored: u64, writable: bool) {
         self.dropped_samples = dropped;
+        self.unstored_samples = unstored;
+        self.store_writable = writable;
     }
 
     /// The answer to `check` for the replica named `name` at `now_us`; `None` when no
@@ -364,6 +376,8 @@ impl Live {
             clusters,
             probe_errors,
             dropped_samples: self.dropped_samples,
+            unstored_samples: self.unstored_samples,
+            store_writable: self.store_writable,
         }
     }
 

@@ -125,6 +125,10 @@ pub fn render(snap: &Snapshot) -> String {
     }
     let dropped: Counter<u64> = Counter::default();
     dropped.inc_by(snap.dropped_samples);
+    let unstored: Counter<u64> = Counter::default();
+    unstored.inc_by(snap.unstored_samples);
+    let writable: Gauge<f64, AtomicU64> = Gauge::default();
+    writable.set(if snap.store_writable { 1.0 } else { 0.0 });
 
     for g in [
         lag,
@@ -156,6 +160,16 @@ pub fn render(snap: &Snapshot) -> String {
         "dropped_samples",
         "Samples dropped because the store fell behind",
         dropped,
+    );
+    registry.register(
+        "unstored_samples",
+        "Samples dropped because the store could not be written for too long (disk full)",
+        unstored,
+    );
+    registry.register(
+        "store_writable",
+        "1 while the store takes writes, 0 while samples wait in memory for it",
+        writable,
     );
     // A gauge set to 1, not an OpenMetrics info: the classic text format that
     // Prometheus and promtool parse has no info type.
@@ -258,6 +272,8 @@ mod tests {
                 BTreeMap::from([("timeout".to_string(), 2)]),
             )]),
             dropped_samples: 0,
+            unstored_samples: 0,
+            store_writable: true,
         };
         let text = render(&snap);
         let has = |line: &str| text.lines().any(|l| l == line);

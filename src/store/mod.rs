@@ -142,6 +142,12 @@ impl StoreError {
             StoreError::Locked { .. } | StoreError::Db { .. } => false,
         }
     }
+
+    /// Whether trying again later may succeed: an I/O or database error (a full disk),
+    /// not a file that is not ours or is held by another recorder.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Db { .. })
+    }
 }
 
 /// Maps any redb error to a [`StoreError`] about `path`.
@@ -242,6 +248,19 @@ impl Store {
             store.init_tables()?;
         }
         Ok(store)
+    }
+
+    /// Opens again a store this process had open for appending, after an I/O error
+    /// made redb refuse further writes: redb recovers the last committed state.
+    pub fn reopen(path: &Path) -> Result<Store, StoreError> {
+        let db = Database::builder()
+            .set_concurrency_mode(ConcurrencyMode::SingleWriter)
+            .create(path)
+            .map_err(|e| db_err(path, e))?;
+        Ok(Store {
+            db,
+            path: path.to_path_buf(),
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -448,13 +467,25 @@ pub fn open_read(path: &Path) -> Result<(ReadOnlyDatabase, u32), StoreError> {
         // as the next `record` would; nothing else is written.
         Err(redb::DatabaseError::RepairAborted) => {
             tracing::info!(store = %path.display(), "repairing after an unclean shutdown");
+            // The repair writes: on a full disk it cannot finish, and the file is left
+            // as it was (redb's commit is copy-on-write).
+            let unrepaired = |e: StoreError| StoreError::Db {
+                path: path.to_path_buf(),
+                detail: format!(
+                    "the store was not closed cleanly and repairing it failed ({}); free space on its disk (or copy it to one with room) and try again",
+                    match e {
+                        StoreError::Db { detail, .. } => detail,
+                        other => other.to_string(),
+                    }
+                ),
+            };
             let repaired = Database::builder()
                 .set_concurrency_mode(ConcurrencyMode::SingleWriter)
                 .open(path)
-                .map_err(|e| db_err(path, e))?;
+                .map_err(|e| unrepaired(db_err(path, e)))?;
             check_meta(path, &repaired.begin_read().map_err(|e| db_err(path, e))?)?;
             drop(repaired);
-            open().map_err(|e| db_err(path, e))?
+            open().map_err(|e| unrepaired(db_err(path, e)))?
         }
         Err(e) => return Err(db_err(path, e)),
     };

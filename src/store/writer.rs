@@ -10,10 +10,17 @@
 //! With a retention, the thread also drops chunks older than it (see [`super::prune`])
 //! every [`prune_every`]: a transaction of its own, between flushes, while the probes
 //! go on filling the channel.
+//!
+//! A flush that fails on I/O (a full disk, a file size limit, a failing device) loses
+//! nothing and stops nothing: the samples stay in memory, the database is opened again
+//! (redb refuses every operation after an I/O error until then) and every later flush
+//! retries, so storing resumes by itself when space returns. Memory is bounded: past
+//! [`MAX_UNFLUSHED`] samples waiting, new ones are counted as unstored and dropped.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -41,12 +48,26 @@ pub const MAX_CHUNK_SPAN_US: i64 = 3_600_000_000;
 pub const COMPACT_EVERY: Duration = Duration::from_secs(3600);
 /// Capacity of the sample channel: about 5 minutes of two replicas at 10 ms.
 pub const CHANNEL_CAPACITY: usize = 100_000;
+/// Samples kept in memory while the store cannot be written (a full disk): about 55
+/// minutes of two replicas at 10 ms, some 50 MB. Samples past it are unstored.
+pub const MAX_UNFLUSHED: u64 = 1_000_000;
 
 /// The probes' side of the channel: never blocks, counts what it had to drop.
 #[derive(Clone)]
 pub struct SampleSender {
     tx: SyncSender<Sample>,
-    dropped: Arc<AtomicU64>,
+    health: Arc<Health>,
+}
+
+/// What the writer reports while it runs, for the live outputs.
+#[derive(Debug, Default)]
+struct Health {
+    /// Samples dropped because the channel was full.
+    dropped: AtomicU64,
+    /// Samples dropped because the store could not be written for too long.
+    unstored: AtomicU64,
+    /// Whether the last flush failed.
+    failing: AtomicBool,
 }
 
 /// The writer went away (a store error ended it).
@@ -59,7 +80,7 @@ impl SampleSender {
         match self.tx.try_send(sample) {
             Ok(()) => Ok(()),
             Err(TrySendError::Full(_)) => {
-                self.dropped.fetch_add(1, Ordering::Relaxed);
+                self.health.dropped.fetch_add(1, Ordering::Relaxed);
                 Ok(())
             }
             Err(TrySendError::Disconnected(_)) => Err(WriterGone),
@@ -68,7 +89,17 @@ impl SampleSender {
 
     /// Samples dropped because the writer fell behind.
     pub fn dropped(&self) -> u64 {
-        self.dropped.load(Ordering::Relaxed)
+        self.health.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Samples dropped because the store could not be written for too long.
+    pub fn unstored(&self) -> u64 {
+        self.health.unstored.load(Ordering::Relaxed)
+    }
+
+    /// Whether the store cannot be written now (the last flush failed).
+    pub fn store_failing(&self) -> bool {
+        self.health.failing.load(Ordering::Relaxed)
     }
 }
 
@@ -80,6 +111,8 @@ pub struct WriterStats {
     pub chunks_written: u64,
     /// Chunks dropped by the retention.
     pub chunks_pruned: u64,
+    /// Samples dropped because the store could not be written for too long.
+    pub unstored: u64,
 }
 
 /// How often the writer applies a retention: a tenth of it, at most a minute (so that
@@ -161,13 +194,14 @@ pub fn spawn(
     capacity: usize,
 ) -> (SampleSender, JoinHandle<Result<WriterStats, StoreError>>) {
     let (tx, rx) = std::sync::mpsc::sync_channel(capacity);
+    let health = Arc::new(Health::default());
     let sender = SampleSender {
         tx,
-        dropped: Arc::new(AtomicU64::new(0)),
+        health: Arc::clone(&health),
     };
     let handle = std::thread::Builder::new()
         .name("lagtrace-store".into())
-        .spawn(move || run(store, session, flush_every, (retain, clock), rx))
+        .spawn(move || run(store, session, flush_every, (retain, clock), rx, &health))
         .expect("spawning the store thread");
     (sender, handle)
 }
@@ -178,12 +212,15 @@ fn run(
     flush_every: Duration,
     (retain, clock): (Option<Duration>, Clock),
     rx: Receiver<Sample>,
+    health: &Health,
 ) -> Result<WriterStats, StoreError> {
     let mut appender = Appender::new(store, session);
     let mut next_flush = Instant::now() + flush_every;
     let mut next_compact = Instant::now() + COMPACT_EVERY;
     // The first prune comes at once: a store may hold much that is already old.
     let mut next_prune = Instant::now();
+    // When the store stopped taking writes, while it does not.
+    let mut failing_since: Option<Instant> = None;
     loop {
         // Sleep until the flush is due, then take everything queued: one wake-up per
         // flush instead of one per sample. The queue is sized for many flush periods.
@@ -195,10 +232,42 @@ fn run(
                 Err(TryRecvError::Disconnected) => return appender.finish(),
             }
         }
-        appender.flush()?;
+        match appender.flush() {
+            Ok(()) => {
+                if let Some(since) = failing_since.take() {
+                    tracing::warn!(
+                        store = %appender.path.display(),
+                        down_s = since.elapsed().as_secs_f64(),
+                        unstored = appender.stats.unstored,
+                        "store writes resumed; every sample kept in memory meanwhile is stored"
+                    );
+                }
+            }
+            Err(e) if e.is_transient() => {
+                if failing_since.is_none() {
+                    failing_since = Some(Instant::now());
+                    tracing::error!(
+                        error = %e,
+                        "store write failed; probing goes on, samples wait in memory (up to {MAX_UNFLUSHED}) and every flush retries"
+                    );
+                } else {
+                    tracing::debug!(error = %e, "store write failed again");
+                }
+            }
+            Err(e) => return Err(e),
+        }
+        health
+            .failing
+            .store(failing_since.is_some(), Ordering::Relaxed);
+        health
+            .unstored
+            .store(appender.stats.unstored, Ordering::Relaxed);
         next_flush += flush_every;
         if next_flush < Instant::now() {
             next_flush = Instant::now() + flush_every;
+        }
+        if failing_since.is_some() {
+            continue;
         }
         if let Some(retain) = retain.filter(|_| Instant::now() >= next_prune) {
             appender.prune(retain, clock.now_us());
@@ -214,39 +283,65 @@ fn run(
 /// Appends samples of one session to a store: the writer thread's state, usable
 /// directly where timing is not wanted (benchmarks, tests).
 pub struct Appender {
-    store: Store,
+    /// `None` after a failed write until the database is opened again.
+    store: Option<Store>,
+    path: PathBuf,
     session: u32,
     chunks: Chunks,
+    /// Samples added since the last successful flush.
+    unflushed: u64,
     stats: WriterStats,
 }
 
 impl Appender {
     pub fn new(store: Store, session: u32) -> Appender {
         Appender {
-            store,
+            path: store.path().to_path_buf(),
+            store: Some(store),
             session,
             chunks: Chunks::default(),
+            unflushed: 0,
             stats: WriterStats::default(),
         }
     }
 
-    /// Adds a sample to its series' open chunk (in memory until the next flush).
+    /// Adds a sample to its series' open chunk (in memory until the next flush). Past
+    /// [`MAX_UNFLUSHED`] samples waiting for a store that cannot be written, the sample
+    /// is counted as unstored instead.
     pub fn add(&mut self, sample: Sample) {
         self.stats.samples += 1;
+        if self.unflushed >= MAX_UNFLUSHED {
+            self.stats.unstored += 1;
+            return;
+        }
+        self.unflushed += 1;
         add(&mut self.chunks, sample);
     }
 
-    /// Commits everything added since the last flush in one write transaction.
+    /// Commits everything added since the last successful flush in one write
+    /// transaction. After a failure nothing is lost: the next flush reopens the
+    /// database and writes it all again.
     pub fn flush(&mut self) -> Result<(), StoreError> {
-        flush(&self.store, self.session, &mut self.chunks, &mut self.stats)
+        let store = match &mut self.store {
+            Some(store) => store,
+            none => none.insert(Store::reopen(&self.path)?),
+        };
+        let result = flush(store, self.session, &mut self.chunks, &mut self.stats);
+        match result {
+            Ok(()) => self.unflushed = 0,
+            // redb refuses every operation after an I/O error until it is reopened.
+            Err(_) => self.store = None,
+        }
+        result
     }
 
     /// Drops the chunks older than `retain` before `now_us` (UTC µs). Like compaction,
     /// only housekeeping: a failure is logged and the recording goes on (the next prune
     /// tries again), since losing new samples would be worse than keeping old ones.
     pub fn prune(&mut self, retain: Duration, now_us: i64) {
+        let Some(store) = &self.store else { return };
         let cutoff = Cutoff::keeping(now_us, crate::clock::duration_us(retain));
-        match self.store.prune(cutoff, false) {
+        match store.prune(cutoff, false) {
             Ok(pruned) if pruned.chunks > 0 => {
                 tracing::debug!(
                     chunks = pruned.chunks,
@@ -263,14 +358,27 @@ impl Appender {
     /// Gives freed pages back to the file system. Only an optimisation: a failure is
     /// logged and the recording goes on.
     pub fn compact(&mut self) {
-        if let Err(e) = self.store.compact() {
+        let Some(store) = &mut self.store else { return };
+        if let Err(e) = store.compact() {
             tracing::warn!(error = %e, "store compaction failed; continuing");
+            // A compaction that failed on I/O leaves redb refusing writes until reopened.
+            self.store = None;
         }
     }
 
-    /// Flushes, compacts and returns what was done.
+    /// Flushes, compacts and returns what was done. A final flush that fails says how
+    /// many samples it could not store.
     pub fn finish(mut self) -> Result<WriterStats, StoreError> {
-        self.flush()?;
+        if let Err(e) = self.flush() {
+            let lost = self.unflushed + self.stats.unstored;
+            return Err(match e {
+                StoreError::Db { path, detail } => StoreError::Db {
+                    path,
+                    detail: format!("{detail}; the last {lost} samples could not be stored"),
+                },
+                other => other,
+            });
+        }
         self.compact();
         Ok(self.stats)
     }
@@ -342,12 +450,16 @@ fn flush(
         })
     };
     let mut big = Vec::new();
+    // (series, encoded size) of each open chunk written, marked clean after the commit:
+    // a failed commit leaves them dirty for the next flush.
+    let mut written = Vec::new();
+    let mut chunks_written = 0;
     let tx = store.db.begin_write().map_err(|e| db_err(p, e))?;
     {
         let mut table = tx.open_table(CHUNKS).map_err(|e| db_err(p, e))?;
         let mut put = |(kind, id): (u8, u32), pending: &Pending, bytes: &[u8]| {
             let (first_us, _) = pending.first_last_us();
-            stats.chunks_written += 1;
+            chunks_written += 1;
             table
                 .insert((kind, id, first_us, session), bytes)
                 .map(|_| ())
@@ -356,7 +468,7 @@ fn flush(
         for (key, pending) in &chunks.sealed {
             put(*key, pending, &encode(pending)?)?;
         }
-        for (key, chunk) in chunks.open.iter_mut().filter(|(_, c)| c.dirty) {
+        for (key, chunk) in chunks.open.iter().filter(|(_, c)| c.dirty) {
             let bytes = encode(&chunk.pending)?;
             put(*key, &chunk.pending, &bytes)?;
             // Seal when the next flush would likely push it past the limit.
@@ -364,13 +476,19 @@ fn flush(
             if bytes.len() + growth >= SEAL_BYTES {
                 big.push(*key);
             }
-            chunk.last_len = bytes.len();
-            chunk.dirty = false;
+            written.push((*key, bytes.len()));
         }
     }
     tx.commit().map_err(|e| db_err(p, e))?;
     stats.flushes += 1;
+    stats.chunks_written += chunks_written;
     chunks.sealed.clear();
+    for (key, len) in written {
+        if let Some(chunk) = chunks.open.get_mut(&key) {
+            chunk.last_len = len;
+            chunk.dirty = false;
+        }
+    }
     // Open chunks that reached the seal size are complete: new samples start new ones.
     for key in big {
         chunks.open.remove(&key);
