@@ -122,7 +122,7 @@ pub fn run(opts: &Args) -> Result<(), CmdError> {
         read_every: config.record.read_every,
     })?;
     let store_path = config.record.store.clone();
-    let (sender, writer_thread) = writer::spawn(
+    let (sender, writer) = writer::spawn(
         store,
         session,
         config.record.flush,
@@ -173,10 +173,10 @@ pub fn run(opts: &Args) -> Result<(), CmdError> {
         server.stop();
     }
 
-    let stats: WriterStats = match writer_thread.join() {
-        Ok(Ok(stats)) => stats,
-        Ok(Err(e)) => return Err(CmdError::Store(e)),
-        Err(_) => return Err(CmdError::Runtime("the store writer thread crashed".into())),
+    let stats: WriterStats = match writer.finish() {
+        Some(Ok(stats)) => stats,
+        Some(Err(e)) => return Err(CmdError::Store(e)),
+        None => return Err(CmdError::Runtime("the store writer thread crashed".into())),
     };
     let (totals, last_lines) = loop_result?;
     if let Some(printer) = printer {

@@ -182,9 +182,22 @@ struct Chunks {
     sealed: Vec<((u8, u32), Pending)>,
 }
 
+/// The running writer thread.
+pub struct Writer(JoinHandle<Result<WriterStats, StoreError>>);
+
+impl Writer {
+    /// Waits for the writer to store what is queued and end; call it once every
+    /// [`SampleSender`] is dropped. The thread sleeps between flushes by parking, and
+    /// is woken here, so a stop never waits for the rest of a flush period. `None` if
+    /// the thread panicked.
+    pub fn finish(self) -> Option<Result<WriterStats, StoreError>> {
+        self.0.thread().unpark();
+        self.0.join().ok()
+    }
+}
+
 /// Starts the writer thread for `session`, dropping chunks older than `retain` (by the
-/// session's `clock`) if given. Returns the probes' sender and the handle that yields
-/// the writer's result once every sender is dropped.
+/// session's `clock`) if given. Returns the probes' sender and the writer.
 pub fn spawn(
     store: Store,
     session: u32,
@@ -192,7 +205,7 @@ pub fn spawn(
     retain: Option<Duration>,
     clock: Clock,
     capacity: usize,
-) -> (SampleSender, JoinHandle<Result<WriterStats, StoreError>>) {
+) -> (SampleSender, Writer) {
     let (tx, rx) = std::sync::mpsc::sync_channel(capacity);
     let health = Arc::new(Health::default());
     let sender = SampleSender {
@@ -203,7 +216,7 @@ pub fn spawn(
         .name("lagtrace-store".into())
         .spawn(move || run(store, session, flush_every, (retain, clock), rx, &health))
         .expect("spawning the store thread");
-    (sender, handle)
+    (sender, Writer(handle))
 }
 
 fn run(
@@ -224,7 +237,9 @@ fn run(
     loop {
         // Sleep until the flush is due, then take everything queued: one wake-up per
         // flush instead of one per sample. The queue is sized for many flush periods.
-        std::thread::sleep(next_flush.saturating_duration_since(Instant::now()));
+        // [`Writer::finish`] wakes the thread early (as may a spurious wake-up: then
+        // this flush just comes early).
+        std::thread::park_timeout(next_flush.saturating_duration_since(Instant::now()));
         loop {
             match rx.try_recv() {
                 Ok(sample) => appender.add(sample),
