@@ -11,7 +11,7 @@ APPLY_MS ?= 0
 THREADS ?= 4
 
 .PHONY: demo test bench bench-live up down status start-lag stop-lag slave-lag replica-lag stuff stall resume io-stop io-start block \
-        break repair load oltp build release ci-deps fuzz
+        break repair load oltp build release ci-deps fuzz soak
 
 ## demo: start the lab, record 40 s under load with a 10 s stall, analyze, plot demo/*.svg
 demo: release up
@@ -70,6 +70,10 @@ bench:
 ## bench-live: /check at 1000 requests/s (wrk): latency and recorder CPU; stall -> 503 detection latency
 bench-live:
 	scripts/bench-live.sh
+
+## soak [HOURS=1]: record at 10 ms under a steady load for HOURS; RSS, store growth, drops per minute
+soak:
+	HOURS=$(or $(HOURS),1) scripts/soak.sh
 
 ## fuzz [SECONDS=60]: each cargo-fuzz target for SECONDS (nightly; installs cargo-fuzz)
 fuzz:
