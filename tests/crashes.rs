@@ -213,7 +213,10 @@ fn sigkill_during_the_final_flush_and_compaction_keeps_all_or_nothing() {
     let whole = rows(&store).len();
     eprintln!("SIGINT to exit: {exit:?}; {whole} rounds stored");
     // A stop flushes at once; it never waits out the 10 s flush period.
-    assert!(exit < Duration::from_secs(3), "SIGINT took {exit:?} to exit");
+    assert!(
+        exit < Duration::from_secs(3),
+        "SIGINT took {exit:?} to exit"
+    );
     let mut counts = Vec::new();
     for i in 0..8 {
         let (store, child, stopped) = record(&format!("c{i}.redb"));
