@@ -33,6 +33,10 @@ pub struct Selection {
     /// End time, same forms as --from
     #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
     pub to: Option<String>,
+    /// Read around chunks whose checksum fails (a flipped bit on disk), with a warning
+    /// naming each hole, instead of stopping with exit 2 at the first
+    #[arg(long)]
+    pub skip_corrupt: bool,
 }
 
 impl Selection {
@@ -60,6 +64,7 @@ impl Selection {
             replicas: self.replica.clone(),
             from_us,
             to_us,
+            skip_corrupt: self.skip_corrupt,
         })
     }
 }

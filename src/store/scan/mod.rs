@@ -15,11 +15,22 @@ use redb::{ReadableDatabase, ReadableTable};
 pub use walk::{BeatReader, Beats, Observations, StatusIter, StatusSamples};
 use walk::{ChunkRef, ChunkStream, Window};
 
+use super::codec;
 use super::writer::MAX_CHUNK_SPAN_US;
 use super::{
     CHUNKS, KIND_BEATS, KIND_OBSERVATIONS, KIND_STATUS, NAME_IDS, SESSIONS, SessionInfo,
     StoreError, db_err, open_read,
 };
+
+/// What a series of a kind holds, for messages.
+fn kind_name(kind: u8) -> &'static str {
+    match kind {
+        KIND_BEATS => "beats",
+        KIND_OBSERVATIONS => "reads",
+        KIND_STATUS => "status samples",
+        _ => "samples",
+    }
+}
 
 /// Which part of a recording to load. Times are UTC µs; `None` is unbounded.
 #[derive(Debug, Clone, Default)]
@@ -28,6 +39,9 @@ pub struct Filter {
     pub replicas: Vec<String>,
     pub from_us: Option<i64>,
     pub to_us: Option<i64>,
+    /// Check every chunk's checksum at load and leave out, with a warning naming the
+    /// hole, those that fail, instead of stopping at the first when a walk reaches it.
+    pub skip_corrupt: bool,
 }
 
 /// How far before `from` beats are loaded, so that a replica lagging by up to this much
@@ -243,6 +257,8 @@ fn read_chunks(
                 .range((kind, id, lo, 0u32)..=(kind, id, hi, u32::MAX))
                 .map_err(|e| db_err(path, e))?;
             let mut refs = Vec::new();
+            // Chunks left out (--skip-corrupt): (first time, session, why).
+            let mut skipped: Vec<(i64, u32, String)> = Vec::new();
             for item in range {
                 let (k, v) = item.map_err(|e| db_err(path, e))?;
                 let (_, _, first_us, store_session) = k.value();
@@ -257,14 +273,43 @@ fn read_chunks(
                     session,
                     seq0: 0,
                 };
+                let checksummed = checksums_from.is_some_and(|from| store_session >= from);
+                if filter.skip_corrupt
+                    && checksummed
+                    && let Err(e) = codec::checked(v.value())
+                {
+                    skipped.push((first_us, store_session, e.to_string()));
+                    continue;
+                }
                 if kind == KIND_BEATS {
-                    c.seq0 = first_seq(v.value()).map_err(|e| {
-                        corrupt(format!(
-                            "chunk {kind}/{key}@{first_us} (session {store_session}): {e}"
-                        ))
-                    })?;
+                    match first_seq(v.value()) {
+                        Ok(seq0) => c.seq0 = seq0,
+                        Err(e) if filter.skip_corrupt && checksummed => {
+                            skipped.push((first_us, store_session, e.to_string()));
+                            continue;
+                        }
+                        Err(e) => {
+                            return Err(corrupt(format!(
+                                "chunk {kind}/{key}@{first_us} (session {store_session}): {e}"
+                            )));
+                        }
+                    }
                 }
                 refs.push(c);
+            }
+            for (first_us, store_session, why) in skipped {
+                let until = refs
+                    .iter()
+                    .find(|c| c.first_us > first_us)
+                    .map_or("the end of the series".to_string(), |c| {
+                        crate::clock::format_utc_us(c.first_us)
+                    });
+                tracing::warn!(
+                    store = %path.display(),
+                    "skipped corrupt chunk {kind}/{key}@{first_us} (session {store_session}): {why}; no {} from {} until {until}",
+                    kind_name(kind),
+                    crate::clock::format_utc_us(first_us),
+                );
             }
             if refs.is_empty() {
                 continue;

@@ -132,18 +132,23 @@ impl<'s> ChunkReader<'s> {
             self.range = Some(s.table.range(lo..=hi).map_err(err)?);
         }
         let range = self.range.as_mut().expect("opened above");
-        let (key, value) = match range.next() {
-            Some(item) => item.map_err(err)?,
-            None => return Err(self.missing(c)),
+        // Chunks the load left out (--skip-corrupt) are passed over.
+        let value = loop {
+            let (key, value) = match range.next() {
+                Some(item) => item.map_err(err)?,
+                None => return Err(self.missing(c)),
+            };
+            let (_, _, first_us, store_session) = key.value();
+            match (first_us, store_session).cmp(&(c.first_us, c.store_session)) {
+                std::cmp::Ordering::Less => continue,
+                std::cmp::Ordering::Equal => break value,
+                std::cmp::Ordering::Greater => return Err(self.missing(c)),
+            }
         };
-        let (_, _, first_us, store_session) = key.value();
-        if (first_us, store_session) != (c.first_us, c.store_session) {
-            return Err(self.missing(c));
-        }
         self.next += 1;
         let len = if s.checksums_from.is_some_and(|from| c.store_session >= from) {
             codec::checked(value.value())
-                .map_err(|e| self.corrupt(&c, &e))?
+                .map_err(|e| self.corrupt(&c, &format!("{e} (--skip-corrupt reads around it)")))?
                 .len()
         } else {
             value.value().len()
