@@ -94,14 +94,8 @@ fn clock_steps_during_and_before_recording_change_no_lag() {
     }
     let _lab = take_lab();
     let dir = TempDir::new("clock-steps");
-    let port = free_port();
-    let config = init_config(
-        &dir,
-        &format!(
-            "{}\n[record]\ninterval = \"10ms\"\n\n[http]\nlisten = \"127.0.0.1:{port}\"\n",
-            lab_config("it_clock", PRIMARY, &REPLICAS, "LAGTRACE_IT_PASSWORD")
-        ),
-    );
+    let (config, port) =
+        http_lab_config(&dir, "it_clock", PRIMARY, &REPLICAS, "interval = \"10ms\"");
     let store: PathBuf = dir.path().join("s.redb");
     let offset = dir.path().join("offset");
     set_offset(&offset, "+0");
@@ -163,15 +157,7 @@ fn clock_steps_during_and_before_recording_change_no_lag() {
         );
         assert!(n > 200, "{replica}: {n} rounds in 4 s at 10 ms");
     }
-    let doc: serde_json::Value = serde_json::from_slice(
-        &lagtrace()
-            .args(["analyze", "--format", "json", "--store"])
-            .arg(&store)
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .unwrap();
+    let doc = analyze_json(&store);
     for r in doc["replicas"].as_array().unwrap() {
         assert_eq!(r["episodes"].as_array().unwrap().len(), 0, "{r:#}");
         let max_ms = r["lag"]["percentiles"]["max_ms"].as_f64().unwrap();

@@ -75,37 +75,21 @@ fn reads_ok(status: &Value, replica: &str) -> u64 {
         .unwrap()
 }
 
-/// Starts a recorder at 10 ms on a store in `fs` with checks on a free port; returns
-/// it, the port and the store's path.
+/// Starts a recorder at 10 ms flushing every 500 ms on a store in `fs`, with checks on
+/// a free port; returns it, the port and the store's path.
 fn start(dir: &TempDir, fs: &SmallFs, cluster: &str) -> (Recorder, u16, PathBuf) {
-    let port = free_port();
     let store = fs.0.join("s.redb");
-    let config = init_config(
+    let (config, port) = http_lab_config(
         dir,
+        cluster,
+        PRIMARY,
+        &REPLICAS,
         &format!(
-            "{}\n[record]\ninterval = \"10ms\"\nflush = \"500ms\"\nstore = \"{}\"\n\n[http]\nlisten = \"127.0.0.1:{port}\"\nmax_lag = \"1s\"\n",
-            lab_config(cluster, PRIMARY, &REPLICAS, "LAGTRACE_IT_PASSWORD"),
+            "interval = \"10ms\"\nflush = \"500ms\"\nstore = \"{}\"",
             store.display()
         ),
     );
-    let recorder = Recorder::start(&config);
-    assert!(
-        wait_http(port, "/check/r1", Duration::from_secs(10), |r| r.code
-            == 200)
-        .is_some(),
-        "r1 never entered the pool"
-    );
-    (recorder, port, store)
-}
-
-/// Stops the recorder with SIGINT; returns its exit code and stderr.
-fn stop(mut recorder: Recorder) -> (Option<i32>, String) {
-    let mut log = recorder.0.stderr.take().unwrap();
-    signal(recorder.0.id(), "INT");
-    let mut text = String::new();
-    std::io::Read::read_to_string(&mut log, &mut text).unwrap();
-    let code = recorder.0.wait().unwrap().code();
-    (code, text)
+    (start_in_pool(&config, port), port, store)
 }
 
 /// The longest time between two successive exported rounds of `replica`, ms.
@@ -133,7 +117,17 @@ fn a_full_disk_pauses_storing_only_and_everything_is_stored_when_space_returns()
     sleep(Duration::from_secs(2));
     let filler = fs.fill();
     let full_at = now_us();
-    sleep(Duration::from_secs(1));
+    // The next flush fails (within 500 ms) and the next live update shows it (1 s).
+    assert!(
+        wait_http(
+            port,
+            "/status",
+            Duration::from_secs(5),
+            |r| r.json()["store_writable"] == false
+        )
+        .is_some(),
+        "the full disk never showed in /status"
+    );
     let during = status(port);
     sleep(Duration::from_secs(5));
     let later = status(port);
@@ -156,7 +150,7 @@ fn a_full_disk_pauses_storing_only_and_everything_is_stored_when_space_returns()
         "storing never resumed once space returned"
     );
     sleep(Duration::from_secs(1));
-    let (code, stderr) = stop(recorder);
+    let (code, stderr) = recorder.stop();
     assert_eq!(code, Some(0), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
     let failed: Vec<&str> = stderr
@@ -208,7 +202,7 @@ fn a_disk_still_full_at_shutdown_fails_with_the_count_and_keeps_the_store_readab
     let full_at = now_us();
     let filler = Removed(fs.fill());
     sleep(Duration::from_secs(3));
-    let (code, stderr) = stop(recorder);
+    let (code, stderr) = recorder.stop();
     assert_eq!(code, Some(1), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
     let last = stderr.lines().last().unwrap_or_default();

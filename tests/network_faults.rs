@@ -130,38 +130,18 @@ fn record_through_faults(dir: &TempDir, cluster: &str, target: &str) -> Recordin
     } else {
         (PRIMARY, via.as_str())
     };
-    let port = free_port();
     let store = dir.path().join("s.redb");
-    let config = init_config(
+    let (config, port) = http_lab_config(
         dir,
-        &format!(
-            "{}\n[record]\ninterval = \"50ms\"\nstore = \"{}\"\n\n[http]\nlisten = \"127.0.0.1:{port}\"\nmax_lag = \"1s\"\n",
-            lab_config(
-                cluster,
-                primary,
-                &[("r1", r1), ("r2", REPLICAS[1].1)],
-                "LAGTRACE_IT_PASSWORD"
-            ),
-            store.display()
-        ),
+        cluster,
+        primary,
+        &[("r1", r1), ("r2", REPLICAS[1].1)],
+        &format!("interval = \"50ms\"\nstore = \"{}\"", store.display()),
     );
-    let mut recorder = Recorder::start(&config);
-    let mut log = recorder.0.stderr.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut text = String::new();
-        std::io::Read::read_to_string(&mut log, &mut text).unwrap();
-        text
-    });
-    assert!(
-        wait_http(port, "/check/r1", Duration::from_secs(10), |r| r.code
-            == 200)
-        .is_some(),
-        "r1 never entered the pool"
-    );
+    let recorder = start_in_pool(&config, port);
     let phases = drive(&proxy, port);
     let status = http(port, "GET", "/status", &[]).unwrap().json();
-    drop(recorder);
-    let stderr = reader.join().unwrap();
+    let (_, stderr) = recorder.stop();
     Recording {
         store,
         phases,
@@ -195,17 +175,6 @@ fn assert_bounds_hold(rows: &[Row]) {
             assert!(lo <= lag && lag <= hi, "{r:?}");
         }
     }
-}
-
-fn analyze(store: &std::path::Path) -> Value {
-    let out = lagtrace()
-        .args(["analyze", "--format", "json", "--store"])
-        .arg(store)
-        .output()
-        .unwrap();
-    let (stdout, stderr) = texts(&out);
-    assert!(out.status.success(), "analyze: {stderr}");
-    serde_json::from_str(&stdout).unwrap()
 }
 
 /// Prints what each phase recorded, for the test log and the figures.
@@ -310,7 +279,7 @@ fn a_replica_behind_a_slow_then_cut_then_resetting_network_is_unreachable_never_
     assert_eq!(status["clusters"][0]["beats_failed"], 0, "{status}");
     assert_bounds_hold(&rows);
 
-    let doc = analyze(&store);
+    let doc = analyze_json(&store);
     for r in doc["replicas"].as_array().unwrap() {
         assert_eq!(r["episodes"].as_array().unwrap().len(), 0, "{r:#}");
         assert_eq!(r["lag"]["above_max_lag_s"], 0.0, "{r:#}");
@@ -350,7 +319,7 @@ fn a_primary_behind_a_slow_then_cut_then_resetting_network_is_an_outage_never_la
     );
     assert_bounds_hold(&rows);
 
-    let doc = analyze(&store);
+    let doc = analyze_json(&store);
     let outages = doc["clusters"][0]["primary_outages"].as_array().unwrap();
     eprintln!("primary outages: {outages:?}");
     // One outage per fault that stops acknowledgements (a 250 ms delay does not), each

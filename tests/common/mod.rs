@@ -285,6 +285,19 @@ impl Recorder {
     }
 }
 
+impl Recorder {
+    /// Stops the recorder with SIGINT; returns its exit code and everything it logged.
+    /// (Its log is read only now: enough for tests that log a few lines.)
+    pub fn stop(mut self) -> (Option<i32>, String) {
+        let mut log = self.0.stderr.take().expect("stderr piped");
+        signal(self.0.id(), "INT");
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut log, &mut text).unwrap();
+        let code = self.0.wait().unwrap().code();
+        (code, text)
+    }
+}
+
 impl Drop for Recorder {
     fn drop(&mut self) {
         if let Ok(Some(_)) = self.0.try_wait() {
@@ -483,4 +496,61 @@ impl Drop for Sql {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// `lagtrace analyze --format json` of a store, parsed; fails the test if it fails.
+pub fn analyze_json(store: &Path) -> serde_json::Value {
+    let out = lagtrace()
+        .args(["analyze", "--format", "json", "--store"])
+        .arg(store)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = texts(&out);
+    assert!(out.status.success(), "analyze failed: {stderr}");
+    serde_json::from_str(&stdout).expect("analyze JSON")
+}
+
+/// The analyze document's entry for one replica.
+pub fn replica_doc<'a>(doc: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    doc["replicas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["replica"] == name)
+        .unwrap_or_else(|| panic!("no replica {name} in {doc}"))
+}
+
+/// A config for `cluster` on the lab (the primary and replicas given) with the
+/// `[record]` lines `record` and `[http]` on a free port (max_lag 1s); init has run.
+/// Returns the config and the port.
+pub fn http_lab_config(
+    dir: &TempDir,
+    cluster: &str,
+    primary: &str,
+    replicas: &[(&str, &str)],
+    record: &str,
+) -> (PathBuf, u16) {
+    let port = free_port();
+    let config = init_config(
+        dir,
+        &format!(
+            "{}\n[record]\n{record}\n\n[http]\nlisten = \"127.0.0.1:{port}\"\nmax_lag = \"1s\"\n",
+            lab_config(cluster, primary, replicas, "LAGTRACE_IT_PASSWORD")
+        ),
+    );
+    (config, port)
+}
+
+/// Starts `lagtrace record` on `config` and waits up to 10 s for replica r1 to enter
+/// the pool of the `[http]` listener on `port`.
+pub fn start_in_pool(config: &Path, port: u16) -> Recorder {
+    let recorder = Recorder::start(config);
+    assert!(
+        wait_http(port, "/check/r1", std::time::Duration::from_secs(10), |r| r
+            .code
+            == 200)
+        .is_some(),
+        "r1 never entered the pool"
+    );
+    recorder
 }
