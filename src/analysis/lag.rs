@@ -547,9 +547,11 @@ impl<'a> BeatWindow<'a> {
 }
 
 /// The last beats of the recorder's own session, for computing lag live as reads
-/// arrive. Holds the most recent `capacity` to `2 * capacity` beats; a read of an older
-/// beat than those has only a floor (the offline analysis, which has every beat, still
-/// bounds it).
+/// arrive. Holds the most recent `capacity` to `capacity + capacity / 8` beats in one
+/// buffer allocated and touched when created, so the recorder's memory is flat from
+/// its start rather than growing until the buffer first fills (24 bytes a beat). A read
+/// of an older beat than those has only a floor (the offline analysis, which has every
+/// beat, still bounds it).
 #[derive(Debug, Clone)]
 pub struct RecentBeats {
     beats: Vec<BeatTimes>,
@@ -562,9 +564,13 @@ const LIVE_SESSION: u32 = 0;
 
 impl RecentBeats {
     pub fn new(capacity: usize, interval_us: i64) -> Self {
-        let capacity = capacity.max(1);
+        let capacity = capacity.max(8);
+        let mut beats = Vec::with_capacity(capacity + capacity / 8);
+        // Write every slot once so that its pages are resident now, not one by one.
+        beats.resize(beats.capacity(), BeatTimes::new(0, 0, None, LIVE_SESSION));
+        beats.clear();
         RecentBeats {
-            beats: Vec::with_capacity((2 * capacity).min(8192)),
+            beats,
             capacity,
             continuity: Continuity::for_interval(interval_us),
         }
@@ -575,8 +581,8 @@ impl RecentBeats {
         if self.beats.last().is_some_and(|b| b.seq >= beat.seq) {
             return;
         }
-        if self.beats.len() >= 2 * self.capacity {
-            self.beats.drain(..self.capacity);
+        if self.beats.len() >= self.capacity + self.capacity / 8 {
+            self.beats.drain(..self.capacity / 8);
         }
         self.beats.push(BeatTimes::new(
             beat.seq,

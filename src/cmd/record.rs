@@ -70,8 +70,13 @@ pub struct Args {
 
 /// Samples queued between the probes and the sample loop.
 const SAMPLE_QUEUE: usize = 10_000;
-/// Beats kept per cluster for live lag (about 22 minutes at 10 ms).
-const RECENT_BEATS: usize = 1 << 17;
+/// How far back live lag keeps each cluster's beats: a replica further behind than
+/// this gets a floor live (the offline analysis still bounds it).
+const RECENT_BEATS_WINDOW: Duration = Duration::from_secs(20 * 60);
+/// Bounds on the beats that window holds (24 bytes each, allocated at start): 20
+/// minutes at 100 ms is 12 000 beats, at 10 ms 120 000 (2.9 MB), at 1 ms the cap.
+const RECENT_BEATS_MIN: usize = 1 << 10;
+const RECENT_BEATS_MAX: usize = 1 << 17;
 /// Seconds between log lines when stdout is not a terminal.
 const LOG_EVERY_S: u64 = 10;
 
@@ -290,7 +295,9 @@ async fn record_loop(
         recent.insert(
             cluster_id,
             RecentBeats::new(
-                RECENT_BEATS,
+                (RECENT_BEATS_WINDOW.as_micros() / config.record.interval.as_micros().max(1))
+                    .clamp(RECENT_BEATS_MIN as u128, RECENT_BEATS_MAX as u128)
+                    as usize,
                 crate::clock::duration_us(config.record.interval),
             ),
         );

@@ -199,6 +199,14 @@ pub fn replica_key(cluster: &str, replica: &str) -> String {
     format!("r/{cluster}/{replica}")
 }
 
+/// The page cache of a store open for appending. The writer only appends at the end of
+/// the chunk table and rewrites a few open chunks per flush; redb's cache keeps the
+/// pages written (heaptrack: 1.45 MB after 150 s at 1 ms with two replicas), so with
+/// its default of 1 GiB a recorder running for weeks would grow towards that. 1 MiB
+/// holds the pages a flush touches (the right edge of the chunk table and the open
+/// chunks); anything else is read back from the OS page cache.
+const WRITE_CACHE_BYTES: usize = 1 << 20;
+
 /// A store open for appending (by `record`).
 pub struct Store {
     db: Database,
@@ -227,6 +235,7 @@ impl Store {
         }
         let db = Database::builder()
             .set_concurrency_mode(ConcurrencyMode::SingleWriter)
+            .set_cache_size(WRITE_CACHE_BYTES)
             .create(path)
             .map_err(|e| db_err(path, e))?;
         let store = Store {
@@ -255,6 +264,7 @@ impl Store {
     pub fn reopen(path: &Path) -> Result<Store, StoreError> {
         let db = Database::builder()
             .set_concurrency_mode(ConcurrencyMode::SingleWriter)
+            .set_cache_size(WRITE_CACHE_BYTES)
             .create(path)
             .map_err(|e| db_err(path, e))?;
         Ok(Store {

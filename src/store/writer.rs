@@ -46,8 +46,11 @@ pub const MAX_CHUNK_SPAN_US: i64 = 3_600_000_000;
 /// How often the writer compacts the file (redb keeps freed pages otherwise: a day at
 /// 10 Hz grew to 1.4 times its chunks without compaction, 1.1 times with it).
 pub const COMPACT_EVERY: Duration = Duration::from_secs(3600);
-/// Capacity of the sample channel: about 5 minutes of two replicas at 10 ms.
-pub const CHANNEL_CAPACITY: usize = 100_000;
+/// Capacity of the sample channel: about 3 minutes of two replicas at 10 ms, for a
+/// writer held up by a slow disk or a compaction (a full disk does not hold it up: the
+/// writer keeps taking samples into memory). The channel's buffer is allocated at
+/// start and becomes resident as the queue first goes round it.
+pub const CHANNEL_CAPACITY: usize = 50_000;
 /// Samples kept in memory while the store cannot be written (a full disk): about 55
 /// minutes of two replicas at 10 ms, some 50 MB. Samples past it are unstored.
 pub const MAX_UNFLUSHED: u64 = 1_000_000;
