@@ -11,7 +11,7 @@ APPLY_MS ?= 0
 THREADS ?= 4
 
 .PHONY: demo test bench bench-live up down status start-lag stop-lag slave-lag replica-lag stuff stall resume io-stop io-start block \
-        break repair load oltp build release ci-deps fuzz soak
+        break repair load oltp build release ci-deps fuzz soak failover split failback
 
 ## demo: start the lab, record 40 s under load with a 10 s stall, analyze, plot demo/*.svg
 demo: release up
@@ -70,6 +70,15 @@ bench:
 ## bench-live: /check at 1000 requests/s (wrk): latency and recorder CPU; stall -> 503 detection latency
 bench-live:
 	scripts/bench-live.sh
+
+## failover: replica2 becomes the primary, replica1 and the old primary replicate from it; failback undoes it
+failover:
+	$(LAB_SH) failover
+## split: replica2 takes writes too, nobody re-pointed (two writable servers); failback undoes it
+split:
+	$(LAB_SH) split
+failback:
+	$(LAB_SH) failback
 
 ## soak [HOURS=1]: record at 10 ms under a steady load for HOURS; RSS, store growth, drops per minute
 soak:

@@ -347,6 +347,76 @@ cmd_repair() {
   say "$n: repaired"
 }
 
+# The node that takes writes now (not read_only and not replicating): primary, or
+# replica2 after `failover`.
+writer_node() {
+  local node
+  for node in "${NODES[@]}"; do
+    if [ "$(sql "$node" "SELECT @@read_only")" = 0 ] && [ -z "$(sql "$node" "SHOW ALL SLAVES STATUS")" ]; then
+      echo "$node"
+      return 0
+    fi
+  done
+  return 1
+}
+
+# wait_applied FROM NODE...: make FROM read-only, then wait until every NODE has applied
+# everything FROM wrote (a planned switchover loses nothing).
+wait_applied() {
+  local from=$1 node pos; shift
+  sql "$from" "SET GLOBAL read_only = ON"
+  pos=$(sql "$from" "SELECT @@gtid_binlog_pos")
+  for node in "$@"; do
+    [ "$(sql "$node" "SELECT MASTER_GTID_WAIT('$pos', 30)")" = 0 ] || die "$node did not reach $from's position $pos within 30 s"
+  done
+}
+
+# repoint NODE TO_NODE: NODE replicates from TO_NODE (GTID, from what NODE already has).
+repoint() {
+  sql "$1" "STOP SLAVE; SET GLOBAL read_only = ON; $(change_master_sql 127.0.0.1 "${PORT[$2]}" | sed 's/slave_pos/current_pos/')"
+}
+
+# failover: a planned switchover to replica2: the primary stops taking writes, both
+# replicas apply all it wrote, replica2 stops replicating and takes writes, and replica1
+# and the old primary replicate from it (GTID). `failback` undoes it.
+cmd_failover() {
+  [ "$(writer_node)" = primary ] || die "failover: the primary is not the writer now (run make failback first)"
+  wait_applied primary replica1 replica2
+  sql replica2 "STOP SLAVE; RESET SLAVE ALL; SET GLOBAL read_only = OFF;"
+  repoint replica1 replica2
+  repoint primary replica2
+  for node in replica1 primary; do wait_until "$node to replicate from replica2" replica_threads_running "$node"; done
+  say "failover: replica2 (127.0.0.1:${PORT[replica2]}) is the primary; replica1 and the old primary replicate from it"
+}
+
+# split: replica2 stops replicating and takes writes; nobody is re-pointed, so the
+# cluster has two writable servers. `failback` undoes it.
+cmd_split() {
+  [ "$(writer_node)" = primary ] || die "split: the primary is not the only writer now (run make failback first)"
+  wait_applied primary replica2
+  sql primary "SET GLOBAL read_only = OFF"
+  sql replica2 "STOP SLAVE; RESET SLAVE ALL; SET GLOBAL read_only = OFF;"
+  say "split: primary and replica2 both take writes; replica1 still replicates from the primary"
+}
+
+# failback: back to the lab's own topology (primary writes, both replicas replicate from
+# it) from a failover or a split, losing nothing written on either side before.
+cmd_failback() {
+  local node
+  if [ "$(sql primary "SELECT @@read_only")" = 1 ]; then
+    # After a failover: the old primary and replica1 apply all replica2 wrote first.
+    wait_applied replica2 primary replica1
+  else
+    # After a split (or nothing): replica2 stops taking writes.
+    sql replica2 "SET GLOBAL read_only = ON"
+  fi
+  sql primary "STOP SLAVE; RESET SLAVE ALL; SET GLOBAL read_only = OFF;"
+  repoint replica1 primary
+  repoint replica2 primary
+  for node in replica1 replica2; do wait_until "$node to replicate from the primary" replica_threads_running "$node"; done
+  say "failback: the primary (127.0.0.1:${PORT[primary]}) writes; replica1 and replica2 replicate from it"
+}
+
 # load: RATE single-row autocommit transactions per second for SECONDS, on the primary,
 # paced in 100 ms ticks against absolute deadlines through one client session.
 cmd_load() {
@@ -439,5 +509,8 @@ case "${1:-}" in
   repair) cmd_repair ;;
   load) cmd_load ;;
   oltp) cmd_oltp ;;
-  *) die "usage: $0 up|down|status|is-up|start-lag|stop-lag|slave-lag|stuff|stall|resume|io-stop|io-start|block|break|repair|load|oltp" ;;
+  failover) cmd_failover ;;
+  split) cmd_split ;;
+  failback) cmd_failback ;;
+  *) die "usage: $0 up|down|status|is-up|start-lag|stop-lag|slave-lag|stuff|stall|resume|io-stop|io-start|block|break|repair|load|oltp|failover|split|failback" ;;
 esac

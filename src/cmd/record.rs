@@ -308,6 +308,7 @@ async fn record_loop(
                 cluster_id,
                 cluster: cluster.name.clone(),
                 primary: cluster.primary.clone(),
+                others: cluster.replicas.iter().map(|r| r.address.clone()).collect(),
                 settings: config.connection.clone(),
                 password: ctx.password.clone(),
                 interval: config.record.interval,

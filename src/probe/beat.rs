@@ -37,7 +37,11 @@ pub struct BeatNotice {
 pub struct BeatWriter {
     pub cluster_id: u32,
     pub cluster: String,
+    /// The configured primary: where beats go first.
     pub primary: Address,
+    /// The cluster's other servers (its replicas): where the writer looks for the
+    /// primary when the one it writes to stops taking writes or answering.
+    pub others: Vec<Address>,
     pub settings: ConnectionConfig,
     pub password: Secret,
     pub interval: Duration,
@@ -67,6 +71,11 @@ pub async fn run(
     let mut retry_at = start;
     let sql = update_sql(&w.settings.database);
     let mut failures = FailureRun::new("beat", &w.cluster, "primary");
+    // The server beats go to: the configured primary until a failover moves it.
+    let mut target = w.primary.clone();
+    // The writable servers found the last time the primary was looked for, so that a
+    // split is logged once, not at every retry.
+    let mut last_found: Vec<Address> = Vec::new();
 
     loop {
         let deadline = tokio::select! {
@@ -82,7 +91,7 @@ pub async fn run(
         let n = (deadline - start).as_micros() as u64 / interval_us;
         if !rebased && conn.is_none() {
             // The first connection of the session: start above whatever is in the row.
-            if let Ok(Some(row_seq)) = row_seq_on_new_conn(&w, &mut conn).await {
+            if let Ok(Some(row_seq)) = row_seq_on_new_conn(&w, &target, &mut conn).await {
                 if row_seq >= base_seq + n {
                     tracing::info!(
                         cluster = %w.cluster,
@@ -96,7 +105,7 @@ pub async fn run(
         }
         let seq = base_seq + n;
         let t_send_us = w.clock.now_us();
-        let result = write_beat(&w, &mut conn, &sql, seq, t_send_us).await;
+        let result = write_beat(&w, &target, &mut conn, &sql, seq, t_send_us).await;
         let t_done_us = w.clock.now_us();
         let (outcome, reason) = match result {
             Ok(()) => {
@@ -124,6 +133,9 @@ pub async fn run(
                 conn = None;
                 retry_at = Instant::now() + backoff.next_delay();
                 failures.failed(&e);
+                if e.may_mean_failover() {
+                    follow_primary(&w, &mut target, &mut last_found).await;
+                }
                 let outcome = match &e {
                     BeatError::Db(e) => e.outcome(),
                     BeatError::NoRow => Outcome::MissingRow,
@@ -160,6 +172,64 @@ enum BeatError {
     Stale {
         row_seq: u64,
     },
+}
+
+impl BeatError {
+    /// Whether the server may no longer be the primary: it refuses writes as read-only
+    /// (MySQL error 1290) or does not answer.
+    fn may_mean_failover(&self) -> bool {
+        matches!(
+            self,
+            BeatError::Db(
+                DbError::Server { code: 1290, .. }
+                    | DbError::Refused
+                    | DbError::Timeout { .. }
+                    | DbError::Io { .. }
+            )
+        )
+    }
+}
+
+/// After a failed beat that may mean a failover: asks every server of the cluster
+/// whether it takes writes (not read-only, not replicating), and moves `target` to the
+/// one that does when it is exactly one other server. None keeps the target (an outage
+/// until the primary comes back or is replaced); two or more is a split, and beats are
+/// not moved to either (logged once per set of writers).
+async fn follow_primary(w: &BeatWriter, target: &mut Address, last_found: &mut Vec<Address>) {
+    let mut writable = Vec::new();
+    for address in std::iter::once(&w.primary).chain(&w.others) {
+        if writable.contains(address) {
+            continue;
+        }
+        let Ok(mut c) = conn::connect(address, &w.settings, &w.password).await else {
+            continue;
+        };
+        if let Ok(facts) = conn::server_facts(&mut c, w.settings.query_timeout).await
+            && super::schema::write_refusal(&facts).is_none()
+        {
+            writable.push(address.clone());
+        }
+        let _ = tokio::time::timeout(Duration::from_millis(200), c.disconnect()).await;
+    }
+    let changed = writable != *last_found;
+    *last_found = writable.clone();
+    match writable.as_slice() {
+        [only] if only != target => {
+            tracing::warn!(
+                cluster = %w.cluster,
+                from = %target,
+                to = %only,
+                "the primary moved: beats follow it"
+            );
+            *target = only.clone();
+        }
+        [_, _, ..] if changed => tracing::error!(
+            cluster = %w.cluster,
+            writable = %writable.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", "),
+            "more than one server takes writes (a split); beats stay on {target} and are not moved to either"
+        ),
+        _ => {}
+    }
 }
 
 impl std::fmt::Display for BeatError {
@@ -225,9 +295,10 @@ pub async fn write_row<S: StatementLike>(
 /// Connects (filling `conn`) and reads the cluster row's seq.
 async fn row_seq_on_new_conn(
     w: &BeatWriter,
+    target: &Address,
     conn: &mut Option<(Conn, Statement)>,
 ) -> Result<Option<u64>, DbError> {
-    let mut c = conn::connect(&w.primary, &w.settings, &w.password).await?;
+    let mut c = conn::connect(target, &w.settings, &w.password).await?;
     let sql = update_sql(&w.settings.database);
     let stmt = timed(
         "heartbeat write prepare",
@@ -250,13 +321,14 @@ async fn row_seq_on_new_conn(
 /// needed.
 async fn write_beat(
     w: &BeatWriter,
+    target: &Address,
     conn: &mut Option<(Conn, Statement)>,
     sql: &str,
     seq: u64,
     t_send_us: i64,
 ) -> Result<(), BeatError> {
     if conn.is_none() {
-        let mut c = conn::connect(&w.primary, &w.settings, &w.password)
+        let mut c = conn::connect(target, &w.settings, &w.password)
             .await
             .map_err(BeatError::Db)?;
         let stmt = timed(
