@@ -541,16 +541,18 @@ pub fn http_lab_config(
     (config, port)
 }
 
-/// Starts `lagtrace record` on `config` and waits up to 10 s for replica r1 to enter
-/// the pool of the `[http]` listener on `port`.
+/// Starts `lagtrace record` on `config` and waits up to 10 s for replicas r1 and r2 to
+/// enter the pool of the `[http]` listener on `port`.
 pub fn start_in_pool(config: &Path, port: u16) -> Recorder {
     let recorder = Recorder::start(config);
-    assert!(
-        wait_http(port, "/check/r1", std::time::Duration::from_secs(10), |r| r
-            .code
-            == 200)
-        .is_some(),
-        "r1 never entered the pool"
-    );
+    for replica in ["r1", "r2"] {
+        let entered = wait_http(
+            port,
+            &format!("/check/{replica}"),
+            std::time::Duration::from_secs(10),
+            |r| r.code == 200,
+        );
+        assert!(entered.is_some(), "{replica} never entered the pool");
+    }
     recorder
 }
