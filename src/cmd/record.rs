@@ -22,6 +22,7 @@ use crate::output::console::{self, ReplicaView, Totals};
 use crate::output::http::{self, Server};
 use crate::output::live::{self, Live, Shared};
 use crate::output::statsd::Statsd;
+use crate::output::triggers::{ClusterEvents, Triggers};
 use crate::probe::{beat, reader, status};
 use crate::samples::{Outcome, Sample};
 use crate::store::writer::{self, SampleSender, WriterStats};
@@ -77,6 +78,8 @@ const RECENT_BEATS_WINDOW: Duration = Duration::from_secs(20 * 60);
 /// minutes at 100 ms is 12 000 beats, at 10 ms 120 000 (2.9 MB), at 1 ms the cap.
 const RECENT_BEATS_MIN: usize = 1 << 10;
 const RECENT_BEATS_MAX: usize = 1 << 17;
+/// How long a stopping recorder waits for the triggers it queued.
+const TRIGGERS_AT_EXIT: Duration = Duration::from_secs(5);
 /// Seconds between log lines when stdout is not a terminal.
 const LOG_EVERY_S: u64 = 10;
 
@@ -159,7 +162,10 @@ pub fn run(opts: &Args) -> Result<(), CmdError> {
         }
         _ => None,
     };
+    let (triggers, trigger_thread) =
+        Triggers::start(config.triggers.clone(), config.triggers.timeout);
     let ctx = Context {
+        triggers: &triggers,
         config: &config,
         password: &password,
         ids: &ids,
@@ -177,6 +183,8 @@ pub fn run(opts: &Args) -> Result<(), CmdError> {
     if let Some(server) = server {
         server.stop();
     }
+    drop(triggers);
+    trigger_thread.finish(TRIGGERS_AT_EXIT);
 
     let stats: WriterStats = match writer.finish() {
         Some(Ok(stats)) => stats,
@@ -239,6 +247,7 @@ struct Context<'a> {
     statsd: Option<&'a Statsd>,
     /// The picture the HTTP and agent listeners answer from, when `[http]` is set.
     live: Option<&'a Shared>,
+    triggers: &'a Triggers,
 }
 
 /// Per replica id: the cluster id and the index of its view (which is also its index
@@ -288,6 +297,8 @@ async fn record_loop(
     let mut second_writer = vec![false; config.clusters.len()];
     let mut routes: HashMap<u32, Route> = HashMap::new();
     let mut views: Vec<ReplicaView> = Vec::new();
+    // Per cluster id: the events its triggers fire on.
+    let mut events: HashMap<u32, ClusterEvents> = HashMap::new();
     let mut next_replica_id = ctx.ids[config.clusters.len()..].iter();
 
     for (ci, cluster) in config.clusters.iter().enumerate() {
@@ -303,6 +314,8 @@ async fn record_loop(
         );
         cluster_index.insert(cluster_id, ci);
         let (notice_tx, notice_rx) = watch::channel(beat::BeatNotice::default());
+        let (primary_tx, primary_rx) = watch::channel(cluster.primary.clone());
+        events.insert(cluster_id, ClusterEvents::new(cluster, primary_rx));
         tokio::spawn(beat::run(
             beat::BeatWriter {
                 cluster_id,
@@ -316,6 +329,7 @@ async fn record_loop(
             },
             sample_tx.clone(),
             notice_tx,
+            primary_tx,
             shutdown_rx.clone(),
         ));
         for replica in &cluster.replicas {
@@ -365,6 +379,9 @@ async fn record_loop(
         }
     }
     drop(sample_tx);
+    for e in events.values() {
+        ctx.triggers.fire(e.recorder_up(ctx.clock.now_us()));
+    }
 
     let terminal = std::io::stdout().is_terminal();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -391,6 +408,9 @@ async fn record_loop(
                         }
                         if let Some(r) = recent.get_mut(cluster) {
                             r.push(beat);
+                        }
+                        if let Some(event) = events.get_mut(cluster).and_then(|e| e.on_beat(beat)) {
+                            ctx.triggers.fire(event);
                         }
                         if beat.outcome == Outcome::Stale
                             && let Some(&ci) = cluster_index.get(cluster)
@@ -459,6 +479,10 @@ async fn record_loop(
             }
             _ = tick.tick() => {
                 ticks += 1;
+                let now_us = ctx.clock.now_us();
+                for event in events.values_mut().flat_map(|e| e.on_tick(now_us)) {
+                    ctx.triggers.fire(event);
+                }
                 totals.dropped = store.dropped();
                 totals.unstored = store.unstored();
                 if let Some(live) = ctx.live {

@@ -155,12 +155,19 @@ pub struct AgentConfig {
     pub listen: SocketAddr,
 }
 
+/// How long a trigger may run before it is killed with its process group.
+pub const DEFAULT_TRIGGER_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// `[triggers]`: a command (argv, no shell) per topology event; empty when unset.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct TriggersConfig {
+    /// See [`DEFAULT_TRIGGER_TIMEOUT`].
+    pub timeout: Duration,
     pub recorder_up: Option<Vec<String>>,
     pub primary_down: Option<Vec<String>>,
     pub primary_up: Option<Vec<String>>,
+    /// The beat writer found the primary moved to another server of the cluster.
+    pub failover: Option<Vec<String>>,
     pub replica_down: Option<Vec<String>>,
     pub replica_up: Option<Vec<String>>,
 }

@@ -82,9 +82,11 @@ pub(super) struct RawAgent {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawTriggers {
+    pub(super) timeout: Option<String>,
     pub(super) recorder_up: Option<Vec<String>>,
     pub(super) primary_down: Option<Vec<String>>,
     pub(super) primary_up: Option<Vec<String>>,
+    pub(super) failover: Option<Vec<String>>,
     pub(super) replica_down: Option<Vec<String>>,
     pub(super) replica_up: Option<Vec<String>>,
 }

@@ -519,9 +519,16 @@ impl Validator<'_> {
             v => Ok(v),
         };
         Ok(TriggersConfig {
+            timeout: self.bounded_duration(
+                &[Seg::Key("triggers"), Seg::Key("timeout")],
+                raw.timeout,
+                DEFAULT_TRIGGER_TIMEOUT,
+                (Duration::from_millis(100), Duration::from_secs(3600)),
+            )?,
             recorder_up: check("recorder_up", raw.recorder_up)?,
             primary_down: check("primary_down", raw.primary_down)?,
             primary_up: check("primary_up", raw.primary_up)?,
+            failover: check("failover", raw.failover)?,
             replica_down: check("replica_down", raw.replica_down)?,
             replica_up: check("replica_up", raw.replica_up)?,
         })

@@ -13,3 +13,4 @@ pub mod nagios;
 pub mod plot;
 pub mod report;
 pub mod statsd;
+pub mod triggers;

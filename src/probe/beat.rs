@@ -52,11 +52,13 @@ pub struct BeatWriter {
 pub const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
 /// Writes beats until `shutdown` turns true. Samples go to `out`; acknowledged beats are
-/// published on `notices`.
+/// published on `notices`, and the server beats go to on `primary_now` (it changes when
+/// the writer follows a failover).
 pub async fn run(
     w: BeatWriter,
     out: mpsc::Sender<Sample>,
     notices: watch::Sender<BeatNotice>,
+    primary_now: watch::Sender<Address>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let start = Instant::now();
@@ -135,6 +137,13 @@ pub async fn run(
                 failures.failed(&e);
                 if e.may_mean_failover() {
                     follow_primary(&w, &mut target, &mut last_found).await;
+                    primary_now.send_if_modified(|now| {
+                        let moved = *now != target;
+                        if moved {
+                            *now = target.clone();
+                        }
+                        moved
+                    });
                 }
                 let outcome = match &e {
                     BeatError::Db(e) => e.outcome(),
