@@ -1,6 +1,7 @@
 //! `[triggers]` through a real recorder on the lab: `recorder_up` at start, the primary
 //! frozen for 3 s (`primary_down` after a second of failed beats, `primary_up` when
-//! it thaws), then `make failover` and `make failback` (`failover` each way). The
+//! it thaws), replica1's SQL thread stopped for 3 s (`replica_down`, `replica_up`),
+//! then `make failover` and `make failback` (`failover` each way). The
 //! trigger is `tee -a FILE` (no shell), so the file holds exactly what each run read
 //! on stdin.
 
@@ -44,7 +45,8 @@ fn triggers_fire_once_per_event_with_the_event_on_stdin() {
         &REPLICAS,
         &format!(
             "interval = \"10ms\"\nstore = \"{}\"\n\n[triggers]\ntimeout = \"5s\"\n\
-             recorder_up = {tee}\nprimary_down = {tee}\nprimary_up = {tee}\nfailover = {tee}",
+             recorder_up = {tee}\nprimary_down = {tee}\nprimary_up = {tee}\nfailover = {tee}\n\
+             replica_down = {tee}\nreplica_up = {tee}",
             dir.path().join("s.redb").display()
         ),
     );
@@ -57,6 +59,11 @@ fn triggers_fire_once_per_event_with_the_event_on_stdin() {
     sleep(Duration::from_secs(3));
     drop(thaw);
     sleep(Duration::from_secs(2));
+    let resume = Restore(vec!["resume"], &[]);
+    lab(&["stall"], &[]);
+    sleep(Duration::from_secs(3));
+    drop(resume);
+    sleep(Duration::from_secs(3));
     lab(&["failover"], &[]);
     sleep(Duration::from_secs(3));
     lab(&["failback"], &[]);
@@ -90,6 +97,19 @@ fn triggers_fire_once_per_event_with_the_event_on_stdin() {
     assert!(
         (2.5..5.0).contains(&down_s),
         "a 3 s freeze was down {down_s} s"
+    );
+    // replica1's SQL thread stopped: out of the pool, then back.
+    let r1 = |event: &str| {
+        all.iter()
+            .position(|e| e["event"] == event && e["node"]["name"] == "r1")
+            .unwrap_or_else(|| panic!("no {event} for r1: {names:?}"))
+    };
+    let (r1_down, r1_up) = (r1("replica_down"), r1("replica_up"));
+    assert!(r1_down < r1_up, "{names:?}");
+    assert_eq!(
+        all[r1_down]["check"]["reason"], "sql_stopped",
+        "{}",
+        all[r1_down]
     );
     // The failover and the failback, each once, naming both primaries.
     let moves: Vec<&Value> = all.iter().filter(|e| e["event"] == "failover").collect();

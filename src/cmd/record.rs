@@ -483,6 +483,16 @@ async fn record_loop(
                 for event in events.values_mut().flat_map(|e| e.on_tick(now_us)) {
                     ctx.triggers.fire(event);
                 }
+                if let Some(live) = ctx.live {
+                    let snapshot = live::lock(live).snapshot(now_us);
+                    for (c, id) in snapshot.clusters.iter().zip(ctx.ids) {
+                        if let Some(e) = events.get_mut(id) {
+                            for event in e.on_replicas(&c.replicas, now_us) {
+                                ctx.triggers.fire(event);
+                            }
+                        }
+                    }
+                }
                 totals.dropped = store.dropped();
                 totals.unstored = store.unstored();
                 if let Some(live) = ctx.live {

@@ -1,5 +1,6 @@
 //! `[triggers]`: commands the recorder runs when something happens to a cluster (the
-//! recorder came up, its primary went down or came back, the primary moved). Each is an
+//! recorder came up, its primary went down or came back, the primary moved, a replica
+//! left the read pool or came back to it). Each is an
 //! argv run without a shell, with the event as one JSON document on its stdin, its
 //! stdout discarded. Runs never block the probes: events go into a bounded queue (an
 //! overflow is logged and counted) that one thread works off in order, so runs are
@@ -16,6 +17,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use tokio::sync::watch;
 
+use super::live::{ReplicaDoc, State};
 use crate::clock::format_utc_us;
 use crate::config::{Address, ClusterConfig, TriggersConfig};
 use crate::samples::{Beat, Outcome};
@@ -51,6 +53,21 @@ pub struct Event {
     /// For `primary_up`: how long the primary was down, s.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub down_s: Option<f64>,
+    /// For `replica_down` and `replica_up`: the live check's answer for the replica
+    /// (its reason code, its lag in ms when known).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub check: Option<CheckDoc>,
+}
+
+/// A replica's live check, as `replica_down` and `replica_up` carry it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CheckDoc {
+    /// `healthy`, `lagging`, `unreachable`, `io_stopped`, `sql_stopped`, `stale`.
+    pub reason: String,
+    pub detail: String,
+    pub lag_lo_ms: Option<f64>,
+    pub lag_hi_ms: Option<f64>,
+    pub sql_delay_s: Option<u32>,
 }
 
 /// A server as triggers see it.
@@ -79,6 +96,9 @@ pub struct ClusterEvents {
     /// The first failed beat of the current run of failures, and why it failed.
     failing_since_us: Option<(i64, String)>,
     down_fired: bool,
+    /// Per replica name: whether it was in the pool at the last look (absent while it
+    /// has not been judged yet, or is in maintenance).
+    in_pool: std::collections::HashMap<String, bool>,
 }
 
 impl ClusterEvents {
@@ -98,6 +118,7 @@ impl ClusterEvents {
             primary_now,
             failing_since_us: None,
             down_fired: false,
+            in_pool: std::collections::HashMap::new(),
         }
     }
 
@@ -136,6 +157,7 @@ impl ClusterEvents {
             previous_primary: None,
             reason: None,
             down_s: None,
+            check: None,
         }
     }
 
@@ -159,6 +181,44 @@ impl ClusterEvents {
         let mut e = self.event("primary_up", &self.primary, beat.t_done_us);
         e.down_s = Some((beat.t_done_us - since_us) as f64 / 1e6);
         Some(e)
+    }
+
+    /// Follows the live checks of the cluster's replicas (`/check`'s pool state):
+    /// `replica_down` when one leaves the pool, `replica_up` when it comes back. A
+    /// replica still starting, or in maintenance, fires nothing.
+    pub fn on_replicas(&mut self, replicas: &[ReplicaDoc], now_us: i64) -> Vec<Event> {
+        let mut out = Vec::new();
+        for r in replicas {
+            let now_in = match (r.state, r.reason.as_str()) {
+                (_, "starting") | (State::Maintenance, _) => continue,
+                (State::In, _) => true,
+                (State::Out, _) => false,
+            };
+            let Some(address) = self
+                .nodes
+                .iter()
+                .find(|(n, _)| *n == r.replica)
+                .map(|(_, a)| a.clone())
+            else {
+                continue;
+            };
+            let before = self.in_pool.insert(r.replica.clone(), now_in);
+            let event = match (before, now_in) {
+                (Some(true) | None, false) => "replica_down",
+                (Some(false), true) => "replica_up",
+                _ => continue,
+            };
+            let mut e = self.event(event, &address, now_us);
+            e.check = Some(CheckDoc {
+                reason: r.reason.clone(),
+                detail: r.detail.clone(),
+                lag_lo_ms: r.lag_lo_ms,
+                lag_hi_ms: r.lag_hi_ms,
+                sql_delay_s: r.sql_delay_s,
+            });
+            out.push(e);
+        }
+        out
     }
 
     /// Checks the time and the writer's server: `primary_down` once the failures have
@@ -443,6 +503,68 @@ mod tests {
         assert_eq!(json["primary"]["address"], "h3:3306");
         assert_eq!(json["schema"], 1);
         assert!(json.get("down_s").is_none());
+    }
+
+    fn doc(replica: &str, state: State, reason: &str) -> ReplicaDoc {
+        ReplicaDoc {
+            replica: replica.into(),
+            cluster: "c".into(),
+            state,
+            reason: reason.into(),
+            detail: reason.into(),
+            since: None,
+            lag_ms: None,
+            lag_kind: None,
+            lag_lo_ms: Some(1500.0),
+            lag_hi_ms: None,
+            vector: None,
+            heartbeat_age_ms: None,
+            io_running: None,
+            sql_running: None,
+            seconds_behind_master: None,
+            sql_delay_s: None,
+            ignore_intended_delay: false,
+            reads_ok: 0,
+            reads_failed: 0,
+            last_read: None,
+        }
+    }
+
+    #[test]
+    fn a_replica_leaving_and_rejoining_the_pool_is_replica_down_then_up() {
+        let config = crate::config::parse(
+            "t.toml",
+            "[[cluster]]\nname = \"c\"\nprimary = \"h1:3306\"\nreplicas = { r1 = \"h2:3306\" }\n",
+        )
+        .unwrap();
+        let (_tx, rx) = watch::channel(config.clusters[0].primary.clone());
+        let mut e = ClusterEvents::new(&config.clusters[0], rx);
+        let names =
+            |events: Vec<Event>| -> Vec<&'static str> { events.iter().map(|e| e.event).collect() };
+        assert!(
+            e.on_replicas(&[doc("r1", State::Out, "starting")], 0)
+                .is_empty()
+        );
+        assert!(
+            e.on_replicas(&[doc("r1", State::In, "healthy")], 1)
+                .is_empty()
+        );
+        let down = e.on_replicas(&[doc("r1", State::Out, "lagging")], 2);
+        assert_eq!(down[0].node.address, "h2:3306");
+        assert_eq!(down[0].check.as_ref().unwrap().reason, "lagging");
+        assert_eq!(names(down), ["replica_down"]);
+        assert!(
+            e.on_replicas(&[doc("r1", State::Out, "lagging")], 3)
+                .is_empty()
+        );
+        assert!(
+            e.on_replicas(&[doc("r1", State::Maintenance, "maintenance")], 4)
+                .is_empty()
+        );
+        assert_eq!(
+            names(e.on_replicas(&[doc("r1", State::In, "healthy")], 5)),
+            ["replica_up"]
+        );
     }
 
     #[test]
