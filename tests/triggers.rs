@@ -46,7 +46,7 @@ fn triggers_fire_once_per_event_with_the_event_on_stdin() {
         &format!(
             "interval = \"10ms\"\nstore = \"{}\"\n\n[triggers]\ntimeout = \"5s\"\n\
              recorder_up = {tee}\nprimary_down = {tee}\nprimary_up = {tee}\nfailover = {tee}\n\
-             replica_down = {tee}\nreplica_up = {tee}",
+             replica_down = {tee}\nreplica_up = {tee}\nheartbeat = {tee}\nheartbeat_every = \"2s\"",
             dir.path().join("s.redb").display()
         ),
     );
@@ -71,7 +71,15 @@ fn triggers_fire_once_per_event_with_the_event_on_stdin() {
     let (code, log) = recorder.stop();
     assert_eq!(code, Some(0), "{log}");
 
-    let all = events(&out);
+    let (beats, all): (Vec<Value>, Vec<Value>) = events(&out)
+        .into_iter()
+        .partition(|e| e["event"] == "heartbeat");
+    // About 22 s of recording with a heartbeat every 2 s.
+    assert!(
+        (8..=14).contains(&beats.len()),
+        "{} heartbeats",
+        beats.len()
+    );
     let names: Vec<&str> = all.iter().map(|e| e["event"].as_str().unwrap()).collect();
     eprintln!("events: {names:?}");
     assert_eq!(names[0], "recorder_up", "{names:?}");

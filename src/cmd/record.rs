@@ -315,7 +315,10 @@ async fn record_loop(
         cluster_index.insert(cluster_id, ci);
         let (notice_tx, notice_rx) = watch::channel(beat::BeatNotice::default());
         let (primary_tx, primary_rx) = watch::channel(cluster.primary.clone());
-        events.insert(cluster_id, ClusterEvents::new(cluster, primary_rx));
+        events.insert(
+            cluster_id,
+            ClusterEvents::new(cluster, config.triggers.heartbeat_every, primary_rx),
+        );
         tokio::spawn(beat::run(
             beat::BeatWriter {
                 cluster_id,

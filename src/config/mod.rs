@@ -157,12 +157,19 @@ pub struct AgentConfig {
 
 /// How long a trigger may run before it is killed with its process group.
 pub const DEFAULT_TRIGGER_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often the `heartbeat` trigger runs.
+pub const DEFAULT_HEARTBEAT_EVERY: Duration = Duration::from_secs(60);
 
 /// `[triggers]`: a command (argv, no shell) per topology event; empty when unset.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct TriggersConfig {
     /// See [`DEFAULT_TRIGGER_TIMEOUT`].
     pub timeout: Duration,
+    /// See [`DEFAULT_HEARTBEAT_EVERY`].
+    pub heartbeat_every: Duration,
+    /// Run every `heartbeat_every` per cluster with the cluster's state (plusmoin's
+    /// per-iteration hook).
+    pub heartbeat: Option<Vec<String>>,
     pub recorder_up: Option<Vec<String>>,
     pub primary_down: Option<Vec<String>>,
     pub primary_up: Option<Vec<String>>,

@@ -83,6 +83,8 @@ pub(super) struct RawAgent {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawTriggers {
     pub(super) timeout: Option<String>,
+    pub(super) heartbeat_every: Option<String>,
+    pub(super) heartbeat: Option<Vec<String>>,
     pub(super) recorder_up: Option<Vec<String>>,
     pub(super) primary_down: Option<Vec<String>>,
     pub(super) primary_up: Option<Vec<String>>,

@@ -525,6 +525,13 @@ impl Validator<'_> {
                 DEFAULT_TRIGGER_TIMEOUT,
                 (Duration::from_millis(100), Duration::from_secs(3600)),
             )?,
+            heartbeat_every: self.bounded_duration(
+                &[Seg::Key("triggers"), Seg::Key("heartbeat_every")],
+                raw.heartbeat_every,
+                DEFAULT_HEARTBEAT_EVERY,
+                (Duration::from_secs(1), Duration::from_secs(86_400)),
+            )?,
+            heartbeat: check("heartbeat", raw.heartbeat)?,
             recorder_up: check("recorder_up", raw.recorder_up)?,
             primary_down: check("primary_down", raw.primary_down)?,
             primary_up: check("primary_up", raw.primary_up)?,

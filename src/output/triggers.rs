@@ -35,7 +35,8 @@ pub const PRIMARY_DOWN_AFTER_US: i64 = 1_000_000;
 pub struct Event {
     /// Version of this document's shape.
     pub schema: u32,
-    /// `recorder_up`, `primary_down`, `primary_up`, `failover`.
+    /// `recorder_up`, `heartbeat`, `primary_down`, `primary_up`, `failover`,
+    /// `replica_down`, `replica_up`.
     pub event: &'static str,
     pub time_utc: String,
     pub cluster: String,
@@ -99,10 +100,17 @@ pub struct ClusterEvents {
     /// Per replica name: whether it was in the pool at the last look (absent while it
     /// has not been judged yet, or is in maintenance).
     in_pool: std::collections::HashMap<String, bool>,
+    /// `heartbeat` period and when it last fired, µs.
+    heartbeat_every_us: i64,
+    last_heartbeat_us: Option<i64>,
 }
 
 impl ClusterEvents {
-    pub fn new(cluster: &ClusterConfig, primary_now: watch::Receiver<Address>) -> ClusterEvents {
+    pub fn new(
+        cluster: &ClusterConfig,
+        heartbeat_every: Duration,
+        primary_now: watch::Receiver<Address>,
+    ) -> ClusterEvents {
         let nodes = std::iter::once(("primary".to_string(), cluster.primary.clone()))
             .chain(
                 cluster
@@ -119,6 +127,8 @@ impl ClusterEvents {
             failing_since_us: None,
             down_fired: false,
             in_pool: std::collections::HashMap::new(),
+            heartbeat_every_us: crate::clock::duration_us(heartbeat_every),
+            last_heartbeat_us: None,
         }
     }
 
@@ -221,8 +231,9 @@ impl ClusterEvents {
         out
     }
 
-    /// Checks the time and the writer's server: `primary_down` once the failures have
-    /// lasted long enough, `failover` when the writer moved.
+    /// Checks the time and the writer's server: `heartbeat` every period (the first at
+    /// once), `primary_down` once the failures have lasted long enough, `failover` when
+    /// the writer moved.
     pub fn on_tick(&mut self, now_us: i64) -> Vec<Event> {
         let mut out = Vec::new();
         if self.primary_now.has_changed().unwrap_or(false) {
@@ -233,6 +244,13 @@ impl ClusterEvents {
                 e.previous_primary = Some(self.node(&before));
                 out.push(e);
             }
+        }
+        if self
+            .last_heartbeat_us
+            .is_none_or(|t| now_us - t >= self.heartbeat_every_us)
+        {
+            self.last_heartbeat_us = Some(now_us);
+            out.push(self.event("heartbeat", &self.primary, now_us));
         }
         if let Some((since_us, reason)) = &self.failing_since_us
             && !self.down_fired
@@ -274,6 +292,7 @@ impl Triggers {
     /// Queues the command configured for `event.event`, if there is one.
     pub fn fire(&self, event: Event) {
         let argv = match event.event {
+            "heartbeat" => &self.config.heartbeat,
             "recorder_up" => &self.config.recorder_up,
             "primary_down" => &self.config.primary_down,
             "primary_up" => &self.config.primary_up,
@@ -467,11 +486,17 @@ mod tests {
         .unwrap();
         let cluster = &config.clusters[0];
         let (tx, rx) = watch::channel(cluster.primary.clone());
-        let mut e = ClusterEvents::new(cluster, rx);
+        let mut e = ClusterEvents::new(cluster, Duration::from_secs(10), rx);
         const S: i64 = 1_000_000;
         // A blip: one failed beat, then good ones: nothing fires.
         assert!(e.on_beat(&beat(0, false)).is_none());
-        assert!(e.on_tick(S / 2).is_empty());
+        // The first tick is the first heartbeat; the next comes a period later.
+        let first = e.on_tick(S / 2);
+        assert_eq!(first.len(), 1);
+        assert_eq!(
+            (first[0].event, first[0].node.name.as_str()),
+            ("heartbeat", "primary")
+        );
         assert!(e.on_beat(&beat(S / 2, true)).is_none());
         // Failing from 2 s: down once a second has passed, once; up at the next good beat.
         assert!(e.on_beat(&beat(2 * S, false)).is_none());
@@ -503,6 +528,8 @@ mod tests {
         assert_eq!(json["primary"]["address"], "h3:3306");
         assert_eq!(json["schema"], 1);
         assert!(json.get("down_s").is_none());
+        let beat_at_10s: Vec<&str> = e.on_tick(S / 2 + 10 * S).iter().map(|e| e.event).collect();
+        assert_eq!(beat_at_10s, ["heartbeat"]);
     }
 
     fn doc(replica: &str, state: State, reason: &str) -> ReplicaDoc {
@@ -538,7 +565,7 @@ mod tests {
         )
         .unwrap();
         let (_tx, rx) = watch::channel(config.clusters[0].primary.clone());
-        let mut e = ClusterEvents::new(&config.clusters[0], rx);
+        let mut e = ClusterEvents::new(&config.clusters[0], Duration::from_secs(10), rx);
         let names =
             |events: Vec<Event>| -> Vec<&'static str> { events.iter().map(|e| e.event).collect() };
         assert!(
