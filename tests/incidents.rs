@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
@@ -23,17 +23,6 @@ fn run_ok(args: &[&str]) -> String {
     let (stdout, stderr) = texts(&out);
     assert!(out.status.success(), "lagtrace {args:?} failed: {stderr}");
     stdout
-}
-
-fn analyze(store: &Path) -> Value {
-    let text = run_ok(&[
-        "analyze",
-        "--format",
-        "json",
-        "--store",
-        store.to_str().unwrap(),
-    ]);
-    serde_json::from_str(&text).expect("analyze JSON")
 }
 
 fn replicas(doc: &Value) -> &Vec<Value> {
@@ -105,7 +94,7 @@ fn a_frozen_primary_is_an_outage_not_lag_for_analyze_replay_and_the_live_check()
         "the live lag never lost its upper bound: {answers:?}"
     );
 
-    let doc = analyze(&store);
+    let doc = analyze_json(&store);
     let outages = doc["clusters"][0]["primary_outages"].as_array().unwrap();
     assert_eq!(outages.len(), 1, "{:#}", doc["clusters"]);
     let secs = outages[0]["duration_s"].as_f64().unwrap();
@@ -169,7 +158,7 @@ fn check_beside_a_recorder_is_ok_every_time_and_invisible_to_it() {
         "check beside record: {lines:#?}"
     );
     assert!(!stderr.contains("another writer"), "{stderr}");
-    let doc = analyze(&store);
+    let doc = analyze_json(&store);
     for r in replicas(&doc) {
         assert_eq!(episodes(r), 0, "{r}");
         assert_eq!(r["coverage"]["foreign_rounds"], 0, "{r}");
@@ -196,7 +185,7 @@ fn a_second_writer_is_counted_and_warned_about_never_matched() {
         "the first recorder did not warn: {stderr_a}"
     );
     let _ = stderr_b;
-    let doc = analyze(&a);
+    let doc = analyze_json(&a);
     for r in replicas(&doc) {
         assert!(
             r["coverage"]["foreign_rounds"].as_u64().unwrap() > 10,
@@ -228,7 +217,7 @@ fn a_recorder_restarted_after_30_s_invents_no_lag_from_the_downtime() {
         &store,
         &["--interval", "10ms", "--duration", "4s"],
     ));
-    let doc = analyze(&store);
+    let doc = analyze_json(&store);
     for r in replicas(&doc) {
         assert_eq!(episodes(r), 0, "{r}");
         let max_ms = r["lag"]["percentiles"]["max_ms"].as_f64().unwrap();
@@ -256,7 +245,7 @@ fn sparse_reads_leave_no_gaps_and_keep_the_vector() {
     );
     let store = dir.path().join("s.redb");
     finish(start_record(&config, &store, &["--duration", "20s"]));
-    let doc = analyze(&store);
+    let doc = analyze_json(&store);
     for r in replicas(&doc) {
         assert_eq!(r["coverage"]["gaps"].as_array().unwrap().len(), 0, "{r}");
         assert!(r["vector"]["now"].is_number(), "no vector: {r}");
@@ -309,7 +298,7 @@ fn a_replica_slower_than_the_interval_gives_one_round_per_read_with_true_bounds(
             assert!(lo <= lag && lag <= hi, "{r:?}");
         }
     }
-    let doc = analyze(&store);
+    let doc = analyze_json(&store);
     let r1 = replicas(&doc)
         .iter()
         .find(|r| r["replica"] == "r1")

@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::thread::sleep;
 use std::time::Duration;
 
@@ -16,26 +16,6 @@ use serde_json::Value;
 fn setup(dir: &TempDir, cluster: &str) -> PathBuf {
     let config = lab_config(cluster, PRIMARY, &REPLICAS, "LAGTRACE_IT_PASSWORD");
     init_config(dir, &config)
-}
-
-fn analyze(store: &Path) -> Value {
-    let out = lagtrace()
-        .args(["analyze", "--format", "json", "--store"])
-        .arg(store)
-        .output()
-        .unwrap();
-    let (stdout, stderr) = texts(&out);
-    assert!(out.status.success(), "analyze failed: {stderr}");
-    serde_json::from_str(&stdout).expect("analyze JSON")
-}
-
-fn replica<'a>(doc: &'a Value, name: &str) -> &'a Value {
-    doc["replicas"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["replica"] == name)
-        .unwrap_or_else(|| panic!("no {name} in {doc}"))
 }
 
 /// The cause codes of an episode.
@@ -66,12 +46,12 @@ fn record_fault(tag: &str, fault: &'static str, recover: &'static str) -> (f64, 
     lab(&[recover], &[("REPLICA", "1")]);
     let t1 = now_us();
     finish_record(child);
-    ((t1 - t0) as f64 / 1000.0, analyze(&store))
+    ((t1 - t0) as f64 / 1000.0, analyze_json(&store))
 }
 
 /// The episode on replica1 matches the fault; replica1 caught up; replica2 had none.
 fn assert_one_episode(doc: &Value, fault_ms: f64) -> Value {
-    let r1 = replica(doc, "r1");
+    let r1 = replica_doc(doc, "r1");
     let eps = r1["episodes"].as_array().unwrap();
     assert_eq!(eps.len(), 1, "one episode on r1: {eps:?}");
     let e = &eps[0];
@@ -91,7 +71,7 @@ fn assert_one_episode(doc: &Value, fault_ms: f64) -> Value {
         "caught up: {}",
         r1["vector"]
     );
-    let r2 = replica(doc, "r2");
+    let r2 = replica_doc(doc, "r2");
     assert_eq!(r2["episodes"].as_array().unwrap().len(), 0, "r2: {r2}");
     e.clone()
 }
