@@ -78,6 +78,8 @@ pub async fn run(
     // The writable servers found the last time the primary was looked for, so that a
     // split is logged once, not at every retry.
     let mut last_found: Vec<Address> = Vec::new();
+    // Whether the last beat's failure may mean the primary moved.
+    let mut look_for_primary = false;
 
     loop {
         let deadline = tokio::select! {
@@ -135,16 +137,7 @@ pub async fn run(
                 conn = None;
                 retry_at = Instant::now() + backoff.next_delay();
                 failures.failed(&e);
-                if e.may_mean_failover() {
-                    follow_primary(&w, &mut target, &mut last_found).await;
-                    primary_now.send_if_modified(|now| {
-                        let moved = *now != target;
-                        if moved {
-                            *now = target.clone();
-                        }
-                        moved
-                    });
-                }
+                look_for_primary = e.may_mean_failover();
                 let outcome = match &e {
                     BeatError::Db(e) => e.outcome(),
                     BeatError::NoRow => Outcome::MissingRow,
@@ -166,6 +159,18 @@ pub async fn run(
         };
         if out.send(sample).await.is_err() {
             break;
+        }
+        // After the failed beat is on its way (the live picture and the triggers learn of
+        // it at once, not after the servers have been asked).
+        if std::mem::take(&mut look_for_primary) {
+            follow_primary(&w, &mut target, &mut last_found).await;
+            primary_now.send_if_modified(|now| {
+                let moved = *now != target;
+                if moved {
+                    *now = target.clone();
+                }
+                moved
+            });
         }
     }
     if let Some((c, _)) = conn {
@@ -199,15 +204,16 @@ impl BeatError {
     }
 }
 
-/// After a failed beat that may mean a failover: asks every server of the cluster
-/// whether it takes writes (not read-only, not replicating), and moves `target` to the
-/// one that does when it is exactly one other server. None keeps the target (an outage
-/// until the primary comes back or is replaced); two or more is a split, and beats are
-/// not moved to either (logged once per set of writers).
+/// After a failed beat that may mean a failover: asks every other server of the cluster
+/// (not `target`, which just failed: a frozen one would hold this up for a connect
+/// timeout) whether it takes writes (not read-only, not replicating), and moves `target`
+/// to the one that does when it is exactly one. None keeps the target (an outage until
+/// the primary comes back or is replaced); two or more is a split, and beats are not
+/// moved to either (logged once per set of writers).
 async fn follow_primary(w: &BeatWriter, target: &mut Address, last_found: &mut Vec<Address>) {
     let mut writable = Vec::new();
     for address in std::iter::once(&w.primary).chain(&w.others) {
-        if writable.contains(address) {
+        if address == target || writable.contains(address) {
             continue;
         }
         let Ok(mut c) = conn::connect(address, &w.settings, &w.password).await else {
@@ -223,7 +229,7 @@ async fn follow_primary(w: &BeatWriter, target: &mut Address, last_found: &mut V
     let changed = writable != *last_found;
     *last_found = writable.clone();
     match writable.as_slice() {
-        [only] if only != target => {
+        [only] => {
             tracing::warn!(
                 cluster = %w.cluster,
                 from = %target,
