@@ -7,7 +7,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::thread::sleep;
 use std::time::Duration;
 
@@ -19,32 +19,24 @@ const HOUR_US: i64 = 3_600_000_000;
 /// `lagtrace record` with its wall clock offset by the contents of `offset_file`
 /// (e.g. `+1h`), read again at every clock call.
 fn record_with_fake_clock(config: &Path, store: &Path, offset_file: &Path, args: &[&str]) -> Child {
-    lagtrace()
-        .args(["record", "--quiet", "-c"])
-        .arg(config)
-        .arg("--store")
-        .arg(store)
-        .args(args)
-        .env("LAGTRACE_IT_PASSWORD", LAB_PASSWORD)
-        .env("LD_PRELOAD", LIBFAKETIME)
-        .env("FAKETIME_TIMESTAMP_FILE", offset_file)
-        .env("FAKETIME_NO_CACHE", "1")
-        .env("DONT_FAKE_MONOTONIC", "1")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start lagtrace record")
+    start_record_env(
+        config,
+        store,
+        args,
+        &[
+            ("LD_PRELOAD", LIBFAKETIME.as_ref()),
+            ("FAKETIME_TIMESTAMP_FILE", offset_file.as_os_str()),
+            ("FAKETIME_NO_CACHE", "1".as_ref()),
+            ("DONT_FAKE_MONOTONIC", "1".as_ref()),
+        ],
+    )
 }
 
 /// The recorder's idea of the wall clock: the Date header of an HTTP answer, UTC µs.
 fn date_header_us(port: u16) -> i64 {
     let r = http(port, "GET", "/status", &[]).expect("/status answers");
     let date = r.header("date").expect("a Date header").to_string();
-    let t = humantime::parse_rfc3339_weak(
-        &chrono_free_http_date(&date).unwrap_or_else(|| panic!("odd Date: {date}")),
-    )
-    .unwrap();
-    t.duration_since(std::time::UNIX_EPOCH).unwrap().as_micros() as i64
+    utc_us(&chrono_free_http_date(&date).unwrap_or_else(|| panic!("odd Date: {date}")))
 }
 
 /// `Sun, 29 Nov 2026 20:28:29 GMT` as `2026-11-29 20:28:29`.

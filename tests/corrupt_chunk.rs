@@ -108,11 +108,7 @@ fn a_corrupt_chunk_stops_the_offline_commands_or_is_read_around_with_skip_corrup
         .split_whitespace()
         .next()
         .unwrap();
-    let until_us = humantime::parse_rfc3339_weak(until.trim_end_matches('Z'))
-        .unwrap()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_micros() as i64;
+    let until_us = utc_us(until);
     let holed = whole
         .iter()
         .filter(|r| (flipped_at..until_us).contains(&r.t_us))

@@ -51,24 +51,11 @@ fn rows(store: &Path) -> Vec<Row> {
 /// next chunk into a round of its own, so rounds are not a subset after a prune; reads
 /// are.
 fn reads(store: &Path) -> Vec<(String, i64)> {
-    let out = lagtrace()
-        .args(["export", "--reads", "--format", "jsonl", "--store"])
-        .arg(store)
-        .output()
-        .unwrap();
-    let (stdout, stderr) = texts(&out);
-    assert!(out.status.success(), "export failed: {stderr}");
-    stdout
-        .lines()
-        .map(|line| {
-            let v: serde_json::Value = serde_json::from_str(line).unwrap();
-            let t = v["time_utc"].as_str().unwrap().trim_end_matches('Z');
-            let t_us = humantime::parse_rfc3339_weak(t)
-                .unwrap()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_micros() as i64;
-            (v["replica"].as_str().unwrap().to_string(), t_us)
+    export_json(store, &["--reads"])
+        .iter()
+        .map(|v| {
+            let replica = v["replica"].as_str().unwrap().to_string();
+            (replica, utc_us(v["time_utc"].as_str().unwrap()))
         })
         .collect()
 }

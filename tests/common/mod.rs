@@ -183,10 +183,22 @@ pub struct Row {
     pub sql_delay_s: Option<u64>,
 }
 
-/// `lagtrace export --format jsonl` of a store, parsed.
-pub fn export_rows(store: &Path) -> Vec<Row> {
+/// UTC µs of an RFC 3339 time as lagtrace prints it (`2026-11-29T20:31:46.862288Z`).
+pub fn utc_us(time: &str) -> i64 {
+    humantime::parse_rfc3339_weak(time.trim_end_matches('Z'))
+        .unwrap_or_else(|e| panic!("{time:?}: {e}"))
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as i64
+}
+
+/// `lagtrace export --format jsonl ARGS` of a store, one JSON object per row; fails the
+/// test if the export fails.
+pub fn export_json(store: &Path, args: &[&str]) -> Vec<serde_json::Value> {
     let out = lagtrace()
-        .args(["export", "--format", "jsonl", "--store"])
+        .args(["export", "--format", "jsonl"])
+        .args(args)
+        .arg("--store")
         .arg(store)
         .output()
         .unwrap();
@@ -194,29 +206,28 @@ pub fn export_rows(store: &Path) -> Vec<Row> {
     assert!(out.status.success(), "export failed: {stderr}");
     stdout
         .lines()
-        .map(|line| {
-            let v: serde_json::Value = serde_json::from_str(line).expect("jsonl row");
-            let t = v["time_utc"].as_str().unwrap().trim_end_matches('Z');
-            let t_us = humantime::parse_rfc3339_weak(t)
-                .unwrap()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_micros() as i64;
-            Row {
-                t_us,
-                replica: v["replica"].as_str().unwrap().to_string(),
-                seq: v["seq"].as_u64(),
-                lag_kind: v["lag_kind"].as_str().map(String::from),
-                reads: v["reads"].as_u64().unwrap(),
-                lag_ms: v["lag_ms"].as_f64(),
-                lo_ms: v["lag_lo_ms"].as_f64(),
-                hi_ms: v["lag_hi_ms"].as_f64(),
-                outcome: v["outcome"].as_str().unwrap().to_string(),
-                reason: v["reason"].as_str().map(String::from),
-                sql_running: v["sql_running"].as_str().map(String::from),
-                sbm: v["seconds_behind_master"].as_u64(),
-                sql_delay_s: v["sql_delay_s"].as_u64(),
-            }
+        .map(|line| serde_json::from_str(line).expect("jsonl row"))
+        .collect()
+}
+
+/// `lagtrace export --format jsonl` of a store, parsed.
+pub fn export_rows(store: &Path) -> Vec<Row> {
+    export_json(store, &[])
+        .into_iter()
+        .map(|v| Row {
+            t_us: utc_us(v["time_utc"].as_str().unwrap()),
+            replica: v["replica"].as_str().unwrap().to_string(),
+            seq: v["seq"].as_u64(),
+            lag_kind: v["lag_kind"].as_str().map(String::from),
+            reads: v["reads"].as_u64().unwrap(),
+            lag_ms: v["lag_ms"].as_f64(),
+            lo_ms: v["lag_lo_ms"].as_f64(),
+            hi_ms: v["lag_hi_ms"].as_f64(),
+            outcome: v["outcome"].as_str().unwrap().to_string(),
+            reason: v["reason"].as_str().map(String::from),
+            sql_running: v["sql_running"].as_str().map(String::from),
+            sbm: v["seconds_behind_master"].as_u64(),
+            sql_delay_s: v["sql_delay_s"].as_u64(),
         })
         .collect()
 }
@@ -413,6 +424,16 @@ pub fn live_config(dir: &TempDir, cluster: &str, port: u16, agent_port: u16) -> 
 /// Starts `lagtrace record --quiet -c CONFIG --store STORE ARGS` with the lab password,
 /// stdout and stderr piped.
 pub fn start_record(config: &Path, store: &Path, args: &[&str]) -> std::process::Child {
+    start_record_env(config, store, args, &[])
+}
+
+/// [`start_record`] with more environment variables.
+pub fn start_record_env(
+    config: &Path,
+    store: &Path,
+    args: &[&str],
+    env: &[(&str, &std::ffi::OsStr)],
+) -> std::process::Child {
     lagtrace()
         .args(["record", "--quiet", "-c"])
         .arg(config)
@@ -420,6 +441,7 @@ pub fn start_record(config: &Path, store: &Path, args: &[&str]) -> std::process:
         .arg(store)
         .args(args)
         .env("LAGTRACE_IT_PASSWORD", LAB_PASSWORD)
+        .envs(env.iter().copied())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
