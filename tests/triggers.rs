@@ -106,19 +106,28 @@ fn triggers_fire_once_per_event_with_the_event_on_stdin() {
         (2.5..5.0).contains(&down_s),
         "a 3 s freeze was down {down_s} s"
     );
-    // replica1's SQL thread stopped: out of the pool, then back.
-    let r1 = |event: &str| {
-        all.iter()
-            .position(|e| e["event"] == event && e["node"]["name"] == "r1")
-            .unwrap_or_else(|| panic!("no {event} for r1: {names:?}"))
-    };
-    let (r1_down, r1_up) = (r1("replica_down"), r1("replica_up"));
-    assert!(r1_down < r1_up, "{names:?}");
-    assert_eq!(
-        all[r1_down]["check"]["reason"], "sql_stopped",
-        "{}",
-        all[r1_down]
+    // replica1's SQL thread stopped: out of the pool, then back. The freeze may also
+    // take it out, truly: if the primary froze after acknowledging a beat its binlog
+    // dump had sent to r2 but not yet to r1, r1 lacks a committed write for as long as
+    // the freeze lasts (seen in CI: "lagging, lag 1.533 s" between primary_down and
+    // primary_up, bounds 12 ms wide, r2 in throughout). So find the stall's own event.
+    let r1_down = all
+        .iter()
+        .position(|e| {
+            e["event"] == "replica_down"
+                && e["node"]["name"] == "r1"
+                && e["check"]["reason"] == "sql_stopped"
+        })
+        .unwrap_or_else(|| panic!("no replica_down for r1 with sql_stopped: {names:?}"));
+    assert!(
+        all[r1_down + 1..]
+            .iter()
+            .any(|e| e["event"] == "replica_up" && e["node"]["name"] == "r1"),
+        "{names:?}"
     );
+    for e in &all[..down] {
+        assert_ne!(e["event"], "replica_down", "before the freeze: {e}");
+    }
     // The failover and the failback, each once, naming both primaries.
     let moves: Vec<&Value> = all.iter().filter(|e| e["event"] == "failover").collect();
     assert_eq!(moves.len(), 2, "{names:?}");

@@ -46,7 +46,8 @@ pub fn ensure_lab() {
     }
 }
 
-/// A directory removed when dropped.
+/// A directory removed when dropped, unless the test failed and
+/// `LAGTRACE_TEST_KEEP` is set (then its path is printed, for the store and logs).
 pub struct TempDir(PathBuf);
 
 impl TempDir {
@@ -71,6 +72,10 @@ impl TempDir {
 
 impl Drop for TempDir {
     fn drop(&mut self) {
+        if std::thread::panicking() && std::env::var_os("LAGTRACE_TEST_KEEP").is_some() {
+            eprintln!("kept {}", self.0.display());
+            return;
+        }
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
