@@ -334,6 +334,30 @@ pub enum Sample {
         replica: u32,
         status: StatusSample,
     },
+    /// A change the recorder saw in a cluster (the primary went down or moved, a
+    /// replica left the pool, ...) or a trigger's run: the JSON document of
+    /// `output::triggers::Event` or `TriggerRun`, kept as the trigger read it.
+    Event {
+        t_us: i64,
+        doc: String,
+    },
+    /// Whether a replica takes writes (`@@read_only` is off) and replicates from
+    /// anything, from the same status poll, and the source of its main channel. Live
+    /// only, never stored: what it reveals (a second primary: a split) is stored as
+    /// an event.
+    Role {
+        replica: u32,
+        t_us: i64,
+        writable: bool,
+        source: Option<String>,
+    },
+    /// What the recorder last knew of a cluster (its primary, which replicas were in
+    /// the pool), as JSON: the newest replaces the one before, and the next `record`
+    /// starts from it.
+    State {
+        cluster: String,
+        doc: String,
+    },
 }
 
 #[cfg(test)]

@@ -131,6 +131,34 @@ fn beats_follow_a_failover_and_the_failback_and_lag_stays_true() {
         );
     }
     assert!(episodes.len() <= 2, "{r1:#}");
+    // The store has both failovers (and no split: the new primary was writable alone
+    // once beats moved), and the lag chart marks them.
+    let events = export_json(&store, &["--events"]);
+    let moves: Vec<(&str, &str)> = events
+        .iter()
+        .filter(|e| e["event"] == "failover" || e["event"] == "split")
+        .map(|e| {
+            (
+                e["event"].as_str().unwrap(),
+                e["node"]["name"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(moves, [("failover", "r2"), ("failover", "primary")]);
+    let svg = dir.path().join("lag.svg");
+    let plot = lagtrace()
+        .args(["plot", "--kind", "lag", "--store"])
+        .arg(&store)
+        .arg("--out")
+        .arg(&svg)
+        .output()
+        .unwrap();
+    assert!(plot.status.success(), "{}", texts(&plot).1);
+    let svg = std::fs::read_to_string(&svg).unwrap();
+    assert!(
+        svg.contains("failover to r2") && svg.contains("failover to primary"),
+        "the chart marks both failovers"
+    );
 }
 
 #[test]
@@ -138,14 +166,19 @@ fn a_split_keeps_beats_on_the_primary() {
     let _lab = take_lab();
     let _restore = Restore(vec!["failback"], &[]);
     let dir = TempDir::new("split");
+    let out = dir.path().join("split.json");
+    let store = dir.path().join("s.redb");
     let (config, port) = http_lab_config(
         &dir,
         "it_split",
         PRIMARY,
         &REPLICAS,
         &format!(
-            "interval = \"10ms\"\nstore = \"{}\"",
-            dir.path().join("s.redb").display()
+            "interval = \"10ms\"\nstatus_every = \"200ms\"\nstore = \"{}\"\n\n\
+             [triggers]\nsplit = [\"/usr/bin/tee\", \"-a\", \"{}\"]\nfailover = [\"/usr/bin/tee\", \"-a\", \"{}\"]",
+            store.display(),
+            out.display(),
+            out.display(),
         ),
     );
     let recorder = start_in_pool(&config, port);
@@ -155,6 +188,35 @@ fn a_split_keeps_beats_on_the_primary() {
     sleep(Duration::from_secs(2));
     assert!(beats_ok(port) > before + 100);
     assert_eq!(row_server_id(REPLICAS[0].1, "it_split"), "1");
+    // `split` fires once replica2 has taken writes alone for 3 s.
+    sleep(Duration::from_secs(2));
     let (_, log) = recorder.stop();
     assert!(!log.contains("the primary moved"), "{log}");
+    let text = std::fs::read_to_string(&out).unwrap_or_default();
+    let fired: Vec<serde_json::Value> = serde_json::Deserializer::from_str(&text)
+        .into_iter()
+        .map(|v| v.unwrap())
+        .collect();
+    assert_eq!(fired.len(), 1, "{text}");
+    let split = &fired[0];
+    assert_eq!(
+        (&split["event"], &split["node"]["name"]),
+        (&"split".into(), &"r2".into()),
+        "{split}"
+    );
+    let primaries: Vec<&str> = split["split"]["primaries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(primaries, ["primary", "r2"]);
+    assert_eq!(
+        split["split"]["following"]["primary"],
+        serde_json::json!(["r1"])
+    );
+    assert_eq!(split["split"]["following"]["r2"], serde_json::json!([]));
+    // Stored too.
+    let stored = export_json(&store, &["--events"]);
+    assert!(stored.iter().any(|e| e["event"] == "split"), "{stored:?}");
 }

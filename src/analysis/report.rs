@@ -99,6 +99,12 @@ pub fn reports(
         .map(|(cluster, beats)| {
             Ok(ClusterReport {
                 cluster: cluster.clone(),
+                events: rec
+                    .events
+                    .iter()
+                    .filter(|e| e.cluster == *cluster)
+                    .cloned()
+                    .collect(),
                 outages: match outages.remove(cluster.as_str()) {
                     Some(found) => found,
                     None => super::outages::cluster_outages(beats)?,
@@ -175,11 +181,14 @@ pub struct IntendedDelay {
     pub last_s: u32,
 }
 
-/// One cluster's facts: its primary outages, in time order.
+/// One cluster's facts: its primary outages and its events, in time order.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClusterReport {
     pub cluster: String,
     pub outages: Vec<super::outages::PrimaryOutage>,
+    /// What the recorder saw happen to the cluster (primary down and up, failovers,
+    /// pool changes) and the trigger runs, in time order.
+    pub events: Vec<crate::store::events::RecordedEvent>,
 }
 
 /// Everything about one replica.

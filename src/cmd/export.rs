@@ -14,7 +14,8 @@ use crate::store::scan::Recording;
 #[command(after_help = "Examples:\n  \
     lagtrace export --store lagtrace.redb > lag.csv\n  \
     lagtrace export --store a.redb --store b.redb --format jsonl --replica db2 --from -2h\n  \
-    lagtrace export --store lagtrace.redb --reads > reads.csv     # every read, follow-ups too\n\n\
+    lagtrace export --store lagtrace.redb --reads > reads.csv     # every read, follow-ups too\n  \
+    lagtrace export --store lagtrace.redb --events --format jsonl # failovers, pool changes, triggers\n\n\
     Columns: time_utc, cluster, replica, seq, lag_kind, lag_ms, lag_lo_ms, lag_hi_ms, reads,\n\
     rtt_ms, outcome, reason, io_running, sql_running, seconds_behind_master, sql_delay_s\n\
     (see README). lag_kind at_least: no upper bound, lag_ms is the lower bound.")]
@@ -30,6 +31,10 @@ pub struct Args {
     /// One row per read (follow-up reads too) instead of one per probe round
     #[arg(long)]
     pub reads: bool,
+    /// The clusters' events instead of rows: primary down/up, failovers, splits,
+    /// replicas leaving and rejoining the pool, trigger runs
+    #[arg(long, conflicts_with = "reads")]
+    pub events: bool,
 }
 
 pub fn run(args: &Args) -> Result<(), CmdError> {
@@ -43,27 +48,37 @@ pub fn run(args: &Args) -> Result<(), CmdError> {
                 .map_err(|e| CmdError::Runtime(format!("cannot create {}: {e}", path.display())))?;
             write(
                 &rec,
-                args.reads,
+                args,
                 export::Writer::new(args.format, BufWriter::new(file)),
             )
         }
         None => write(
             &rec,
-            args.reads,
+            args,
             export::Writer::new(args.format, BufWriter::new(std::io::stdout().lock())),
         ),
     }
 }
 
-/// Writes every replica's rows, replica by replica, each in time order.
+/// Writes every replica's rows, replica by replica, each in time order (or the events,
+/// with `--events`).
 fn write(
     rec: &Recording,
-    per_read: bool,
+    args: &Args,
     mut out: export::Writer<impl Write>,
 ) -> Result<(), CmdError> {
+    let per_read = args.reads;
     let mut failed: Option<std::io::Error> = None;
+    if args.events {
+        failed = export::write_events(&rec.events, &mut out).err();
+    }
+    let replicas = if args.events {
+        &[][..]
+    } else {
+        &rec.replicas[..]
+    };
     let continuity = crate::analysis::lag::continuity_of(&rec.sessions);
-    for rs in &rec.replicas {
+    for rs in replicas {
         let mut rows = export::Rows::new(&rs.cluster, &rs.replica, per_read);
         let mut beats = BeatWindow::new(rec.beats_of(&rs.cluster), &continuity);
         let mut status = rs.status.iter().peekable();

@@ -2,15 +2,15 @@
 //! episodes (analysis) while reducing them to pixel columns, and draw them as SVG
 //! (output::plot).
 
-use std::path::PathBuf;
-
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 use super::{CmdError, EpisodeArgs, Selection};
 use crate::analysis::episodes::EpisodeFinder;
 use crate::analysis::series::walk_rounds;
 use crate::analysis::vector::VectorWindow;
 use crate::output::plot::{self, Kind, ReplicaColumns, ReplicaPlot};
+use crate::store::events::RecordedEvent;
 
 /// `lagtrace plot`'s command line.
 #[derive(Debug, Clone, clap::Args)]
@@ -96,6 +96,7 @@ pub fn run(args: &Args) -> Result<(), CmdError> {
         });
     }
     drop(bar);
+    let marks = marks(&rec.events);
     let replicas: Vec<ReplicaPlot> = data
         .iter()
         .map(|d| ReplicaPlot {
@@ -103,8 +104,27 @@ pub fn run(args: &Args) -> Result<(), CmdError> {
             columns: &d.columns,
             episodes: &d.episodes,
             outages: outages.get(&d.cluster).map_or(&[], Vec::as_slice),
+            marks: marks.get(&d.cluster).map_or(&[], Vec::as_slice),
         })
         .collect();
     plot::draw(&args.out, args.kind, range, &replicas, args.log)
         .map_err(|e| CmdError::Runtime(format!("{}: {e}", args.out.display())))
+}
+
+/// Per cluster: its failovers and splits, labelled, to mark on the lag chart.
+fn marks(events: &[RecordedEvent]) -> BTreeMap<String, Vec<(i64, String)>> {
+    let mut marks: BTreeMap<String, Vec<(i64, String)>> = BTreeMap::new();
+    for e in events {
+        let node = e.doc["node"]["name"].as_str().unwrap_or("?");
+        let label = match e.event.as_str() {
+            "failover" => format!("failover to {node}"),
+            "split" => format!("split: {node} takes writes too"),
+            _ => continue,
+        };
+        marks
+            .entry(e.cluster.clone())
+            .or_default()
+            .push((e.t_us, label));
+    }
+    marks
 }

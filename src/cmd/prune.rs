@@ -53,9 +53,13 @@ pub fn run(opts: &Args) -> Result<(), CmdError> {
     let cutoff = Cutoff::keeping(Clock::start().now_us(), duration_us(opts.older_than));
     let pruned = store.prune(cutoff, opts.dry_run)?;
     let what = format!(
-        "{} chunks ({}) older than {}",
+        "{} chunks ({}){} older than {}",
         pruned.chunks,
         megabytes(pruned.bytes),
+        match pruned.events {
+            0 => String::new(),
+            n => format!(" and {n} events"),
+        },
         format_utc_us(cutoff.samples_us)
     );
     if opts.dry_run {

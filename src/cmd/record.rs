@@ -22,7 +22,7 @@ use crate::output::console::{self, ReplicaView, Totals};
 use crate::output::http::{self, Server};
 use crate::output::live::{self, Live, Shared};
 use crate::output::statsd::Statsd;
-use crate::output::triggers::{ClusterEvents, Triggers};
+use crate::output::triggers::{ClusterEvents, ClusterState, Event, TriggerRun, Triggers};
 use crate::probe::{beat, reader, status};
 use crate::samples::{Outcome, Sample};
 use crate::store::writer::{self, SampleSender, WriterStats};
@@ -122,6 +122,7 @@ pub fn run(opts: &Args) -> Result<(), CmdError> {
         keys.extend(c.replicas.iter().map(|r| replica_key(&c.name, &r.name)));
     }
     let ids = store.intern(&keys)?;
+    let previous = previous_states(&store, &config);
     let session = store.begin_session(&SessionInfo {
         started_us: clock.anchor_utc_us(),
         interval_us: config.record.interval.as_micros() as u64,
@@ -162,10 +163,12 @@ pub fn run(opts: &Args) -> Result<(), CmdError> {
         }
         _ => None,
     };
-    let (triggers, trigger_thread) =
-        Triggers::start(config.triggers.clone(), config.triggers.timeout);
+    let (triggers, trigger_thread, trigger_runs) =
+        Triggers::start(config.triggers.clone(), config.triggers.timeout, clock);
     let ctx = Context {
         triggers: &triggers,
+        trigger_runs: &trigger_runs,
+        previous,
         config: &config,
         password: &password,
         ids: &ids,
@@ -232,6 +235,29 @@ pub fn run(opts: &Args) -> Result<(), CmdError> {
     Ok(())
 }
 
+/// What the previous recorder stored of each cluster (config order); a state that
+/// cannot be read is logged and ignored (this recorder starts without it).
+fn previous_states(store: &Store, config: &Config) -> Vec<Option<ClusterState>> {
+    config
+        .clusters
+        .iter()
+        .map(|c| match store.state(&c.name) {
+            Ok(Some(doc)) => match serde_json::from_str::<ClusterState>(&doc) {
+                Ok(state) => Some(state),
+                Err(e) => {
+                    tracing::warn!(cluster = %c.name, error = %e, "the stored cluster state is unreadable; starting without it");
+                    None
+                }
+            },
+            Ok(None) => None,
+            Err(e) => {
+                tracing::warn!(cluster = %c.name, error = %e, "the stored cluster state could not be read; starting without it");
+                None
+            }
+        })
+        .collect()
+}
+
 fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_string())
@@ -240,6 +266,10 @@ fn hostname() -> String {
 
 struct Context<'a> {
     config: &'a Config,
+    /// Per cluster (config order): the state the previous recorder stored.
+    previous: Vec<Option<ClusterState>>,
+    /// Trigger runs that ended, to store as events.
+    trigger_runs: &'a std::sync::mpsc::Receiver<TriggerRun>,
     password: &'a Secret,
     /// Interned ids: clusters first, then replicas in config order.
     ids: &'a [u32],
@@ -314,17 +344,34 @@ async fn record_loop(
         );
         cluster_index.insert(cluster_id, ci);
         let (notice_tx, notice_rx) = watch::channel(beat::BeatNotice::default());
-        let (primary_tx, primary_rx) = watch::channel(cluster.primary.clone());
+        // Beats start on the primary the last recorder wrote to (it may have moved).
+        let previous = ctx.previous[ci].clone();
+        let start = previous
+            .as_ref()
+            .and_then(|p| ClusterEvents::stored_primary(p, cluster))
+            .unwrap_or_else(|| cluster.primary.clone());
+        let (primary_tx, primary_rx) = watch::channel(start.clone());
         events.insert(
             cluster_id,
-            ClusterEvents::new(cluster, config.triggers.heartbeat_every, primary_rx),
+            ClusterEvents::new(
+                cluster,
+                config.triggers.heartbeat_every,
+                primary_rx,
+                previous,
+                ctx.live.is_some(),
+                ctx.clock.now_us(),
+            ),
         );
         tokio::spawn(beat::run(
             beat::BeatWriter {
                 cluster_id,
                 cluster: cluster.name.clone(),
-                primary: cluster.primary.clone(),
-                others: cluster.replicas.iter().map(|r| r.address.clone()).collect(),
+                others: std::iter::once(&cluster.primary)
+                    .chain(cluster.replicas.iter().map(|r| &r.address))
+                    .filter(|a| **a != start)
+                    .cloned()
+                    .collect(),
+                primary: start,
                 settings: config.connection.clone(),
                 password: ctx.password.clone(),
                 interval: config.record.interval,
@@ -382,9 +429,10 @@ async fn record_loop(
         }
     }
     drop(sample_tx);
-    for e in events.values() {
-        ctx.triggers.fire(e.recorder_up(ctx.clock.now_us()));
-    }
+    // Whether the last write of the status file worked.
+    let mut status_file_ok = true;
+    // Per cluster id: the state last stored.
+    let mut stored_states: HashMap<u32, ClusterState> = HashMap::new();
 
     let terminal = std::io::stdout().is_terminal();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -413,7 +461,7 @@ async fn record_loop(
                             r.push(beat);
                         }
                         if let Some(event) = events.get_mut(cluster).and_then(|e| e.on_beat(beat)) {
-                            ctx.triggers.fire(event);
+                            dispatch(event, &store, ctx.triggers);
                         }
                         if beat.outcome == Outcome::Stale
                             && let Some(&ci) = cluster_index.get(cluster)
@@ -458,6 +506,14 @@ async fn record_loop(
                             view.last = Some(observation.clone());
                         }
                     }
+                    Sample::Role { replica, t_us, writable, source } => {
+                        if let Some(route) = routes.get(replica)
+                            && let Some(e) = events.get_mut(&route.cluster_id)
+                        {
+                            e.on_role(&views[route.view].replica, *t_us, *writable, source.as_deref());
+                        }
+                    }
+                    Sample::Event { .. } | Sample::State { .. } => {}
                     Sample::Status { replica, status } => {
                         if let Some(route) = routes.get(replica) {
                             let view = &mut views[route.view];
@@ -471,7 +527,8 @@ async fn record_loop(
                         }
                     }
                 }
-                if !store_gone && store.send(sample).is_err() {
+                let live_only = matches!(sample, Sample::Role { .. });
+                if !store_gone && !live_only && store.send(sample).is_err() {
                     // The writer ended with a store error; it is reported after shutdown.
                     store_gone = true;
                     if !stopping {
@@ -484,18 +541,34 @@ async fn record_loop(
                 ticks += 1;
                 let now_us = ctx.clock.now_us();
                 for event in events.values_mut().flat_map(|e| e.on_tick(now_us)) {
-                    ctx.triggers.fire(event);
+                    dispatch(event, &store, ctx.triggers);
                 }
                 if let Some(live) = ctx.live {
                     let snapshot = live::lock(live).snapshot(now_us);
+                    if let Some(path) = config.http.as_ref().and_then(|h| h.status_file.as_ref()) {
+                        let written = live::write_status_file(path, &snapshot);
+                        status_file_ok = report_status_file(path, written, status_file_ok);
+                    }
                     for (c, id) in snapshot.clusters.iter().zip(ctx.ids) {
                         if let Some(e) = events.get_mut(id) {
                             for event in e.on_replicas(&c.replicas, now_us) {
-                                ctx.triggers.fire(event);
+                                dispatch(event, &store, ctx.triggers);
                             }
                         }
                     }
                 }
+                for (id, e) in &mut events {
+                    if let Some(up) = e.recorder_up(now_us) {
+                        dispatch(up, &store, ctx.triggers);
+                    }
+                    let state = e.state();
+                    if stored_states.get(id) != Some(&state) {
+                        let doc = serde_json::to_string(&state).expect("a state serializes");
+                        let _ = store.send(Sample::State { cluster: e.cluster().to_string(), doc });
+                        stored_states.insert(*id, state);
+                    }
+                }
+                store_trigger_runs(ctx.trigger_runs, &store);
                 totals.dropped = store.dropped();
                 totals.unstored = store.unstored();
                 if let Some(live) = ctx.live {
@@ -520,11 +593,57 @@ async fn record_loop(
             }
         }
     }
+    store_trigger_runs(ctx.trigger_runs, &store);
     totals.dropped = store.dropped();
     drop(store);
     let last_lines =
         (printer.is_some() && !terminal).then(|| console::log_lines(&views, ctx.clock.now_us()));
     Ok((totals, last_lines))
+}
+
+/// Logs the status file's first failed write of a run at warn and the next success;
+/// returns whether this write worked.
+fn report_status_file(path: &std::path::Path, written: std::io::Result<()>, was_ok: bool) -> bool {
+    match (written, was_ok) {
+        (Ok(()), false) => {
+            tracing::warn!(path = %path.display(), "status file written again");
+            true
+        }
+        (Ok(()), true) => true,
+        (Err(e), true) => {
+            tracing::warn!(path = %path.display(), error = %e, "cannot write the status file (repeats at debug level until it works)");
+            false
+        }
+        (Err(e), false) => {
+            tracing::debug!(path = %path.display(), error = %e, "cannot write the status file");
+            false
+        }
+    }
+}
+
+/// Stores `event` (a `heartbeat` is only a hook, not a change: it is not stored) and
+/// queues its trigger.
+fn dispatch(event: Event, store: &SampleSender, triggers: &Triggers) {
+    if event.event != "heartbeat" {
+        let doc = serde_json::to_string(&event).expect("an event serializes");
+        // A store that is gone is noticed, and reported, by the sample loop.
+        let _ = store.send(Sample::Event {
+            t_us: event.t_us,
+            doc,
+        });
+    }
+    triggers.fire(event);
+}
+
+/// Stores the trigger runs that ended since the last call.
+fn store_trigger_runs(runs: &std::sync::mpsc::Receiver<TriggerRun>, store: &SampleSender) {
+    for run in runs.try_iter() {
+        let doc = serde_json::to_string(&run).expect("a trigger run serializes");
+        let _ = store.send(Sample::Event {
+            t_us: run.t_us,
+            doc,
+        });
+    }
 }
 
 async fn sleep_until(at: Option<tokio::time::Instant>) {

@@ -143,6 +143,9 @@ pub struct HttpConfig {
     /// Replicas whose intended delay (SQL_Delay) is subtracted from their lag before
     /// it is compared with the thresholds; sorted.
     pub ignore_intended_delay: Vec<String>,
+    /// `/status`'s document is also written here, atomically (a temporary file renamed
+    /// over it), every second.
+    pub status_file: Option<PathBuf>,
 }
 
 /// Default `[http] stale`.
@@ -177,6 +180,8 @@ pub struct TriggersConfig {
     pub failover: Option<Vec<String>>,
     pub replica_down: Option<Vec<String>>,
     pub replica_up: Option<Vec<String>>,
+    /// A second server of the cluster takes writes (see `SPLIT_AFTER_US`).
+    pub split: Option<Vec<String>>,
 }
 
 /// A configuration problem: the file, the line when known, the key, and what is wrong.

@@ -71,6 +71,7 @@ pub(super) struct RawHttp {
     pub(super) min_duration: Option<String>,
     pub(super) maintenance_dir: Option<String>,
     pub(super) ignore_intended_delay: Option<Vec<String>>,
+    pub(super) status_file: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -91,4 +92,5 @@ pub(super) struct RawTriggers {
     pub(super) failover: Option<Vec<String>>,
     pub(super) replica_down: Option<Vec<String>>,
     pub(super) replica_up: Option<Vec<String>>,
+    pub(super) split: Option<Vec<String>>,
 }

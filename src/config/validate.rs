@@ -469,7 +469,28 @@ impl Validator<'_> {
         }
         ignore.sort();
         ignore.dedup();
+        let status_file = match raw.status_file {
+            Some(s) if s.trim().is_empty() => {
+                return Err(self.err(&key("status_file"), "is empty"));
+            }
+            Some(s) => {
+                let path = PathBuf::from(s);
+                let dir = match path.parent() {
+                    Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+                    _ => PathBuf::from("."),
+                };
+                if !dir.is_dir() {
+                    return Err(self.err(
+                        &key("status_file"),
+                        format!("its directory {} does not exist", dir.display()),
+                    ));
+                }
+                Some(path)
+            }
+            None => None,
+        };
         Ok(HttpConfig {
+            status_file,
             listen,
             max_lag,
             recover_lag,
@@ -538,6 +559,7 @@ impl Validator<'_> {
             failover: check("failover", raw.failover)?,
             replica_down: check("replica_down", raw.replica_down)?,
             replica_up: check("replica_up", raw.replica_up)?,
+            split: check("split", raw.split)?,
         })
     }
 }

@@ -176,7 +176,7 @@ impl<W: Write> Writer<W> {
         }
     }
 
-    pub fn write(&mut self, row: &Row) -> std::io::Result<()> {
+    pub fn write(&mut self, row: &impl Serialize) -> std::io::Result<()> {
         match self {
             Writer::Csv(w) => w.serialize(row).map_err(csv_io),
             Writer::Jsonl(out) => {
@@ -192,6 +192,44 @@ impl<W: Write> Writer<W> {
             Writer::Jsonl(mut out) => out.flush(),
         }
     }
+}
+
+/// A stored event as `export --events` writes it in CSV: the fields to sort and filter
+/// on, then the whole document (JSON lines give the document alone).
+#[derive(Debug, Serialize)]
+pub struct EventRow<'a> {
+    pub time_utc: String,
+    pub cluster: &'a str,
+    pub event: &'a str,
+    /// The server it is about (name), or the trigger's program for `trigger_run`.
+    pub node: &'a str,
+    pub while_stopped: bool,
+    pub document: String,
+}
+
+/// Writes `events` in `format`: JSON lines give each stored document as it is; CSV an
+/// [`EventRow`] each.
+pub fn write_events<W: Write>(
+    events: &[crate::store::events::RecordedEvent],
+    out: &mut Writer<W>,
+) -> std::io::Result<()> {
+    for e in events {
+        match out {
+            Writer::Jsonl(_) => out.write(&e.doc)?,
+            Writer::Csv(_) => out.write(&EventRow {
+                time_utc: crate::clock::format_utc_us(e.t_us),
+                cluster: &e.cluster,
+                event: &e.event,
+                node: e.doc["node"]["name"]
+                    .as_str()
+                    .or_else(|| e.doc["program"].as_str())
+                    .unwrap_or_default(),
+                while_stopped: e.doc["while_stopped"].as_bool().unwrap_or(false),
+                document: e.doc.to_string(),
+            })?,
+        }
+    }
+    Ok(())
 }
 
 fn csv_io(e: csv::Error) -> std::io::Error {

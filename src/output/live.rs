@@ -91,9 +91,16 @@ pub struct ReplicaDoc {
     pub last_read: Option<String>,
 }
 
+/// The version of [`Snapshot`]'s shape, in `/status` and the status file: raised when a
+/// field changes meaning or goes, not when one is added.
+pub const STATUS_SCHEMA: u32 = 1;
+
 /// The whole picture at one moment, for `/status` and `/metrics`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Snapshot {
+    /// The version of this document's shape ([`STATUS_SCHEMA`]).
+    pub schema: u32,
+    /// The lagtrace that wrote it.
     pub version: &'static str,
     pub started: String,
     pub now: String,
@@ -109,6 +116,18 @@ pub struct Snapshot {
     pub unstored_samples: u64,
     /// Whether the store takes writes now; while it does not, samples wait in memory.
     pub store_writable: bool,
+}
+
+/// Writes `snapshot` (the `/status` document) to `path` atomically: into a temporary
+/// file beside it, then renamed over it, so a reader never sees half a document.
+pub fn write_status_file(path: &std::path::Path, snapshot: &Snapshot) -> std::io::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let mut text = serde_json::to_vec_pretty(snapshot).map_err(std::io::Error::other)?;
+    text.push(b'\n');
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(&tmp, path)
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -368,6 +387,7 @@ impl Live {
                 .insert(kind.to_string(), *n);
         }
         Snapshot {
+            schema: STATUS_SCHEMA,
             version: env!("CARGO_PKG_VERSION"),
             started: format_utc_us(self.started_us),
             now: format_utc_us(now_us),

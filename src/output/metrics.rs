@@ -253,6 +253,7 @@ mod tests {
     #[test]
     fn unknown_facts_are_absent_and_names_carry_units() {
         let snap = Snapshot {
+            schema: crate::output::live::STATUS_SCHEMA,
             version: "9.9.9",
             started: String::new(),
             now: String::new(),

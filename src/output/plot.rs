@@ -43,6 +43,9 @@ pub struct ReplicaPlot<'a> {
     /// Outages of the replica's primary as `(start_us, end_us)`: no beat acknowledged,
     /// so the lag drawn meanwhile is only a lower bound.
     pub outages: &'a [(i64, i64)],
+    /// Changes of the replica's cluster to mark with a vertical line, as `(t_us,
+    /// label)` (a failover, a split).
+    pub marks: &'a [(i64, String)],
 }
 
 /// The extremes of one pixel column.
@@ -275,12 +278,29 @@ fn lag_chart(
             let mut shaded: Vec<&str> = Vec::new();
             for (i, r) in replicas.iter().enumerate() {
                 let cluster = r.name.split_once('/').map_or(r.name, |(c, _)| c);
-                let outages = if shaded.contains(&cluster) {
-                    &[][..]
+                let (outages, marks) = if shaded.contains(&cluster) {
+                    (&[][..], &[][..])
                 } else {
                     shaded.push(cluster);
-                    r.outages
+                    (r.outages, r.marks)
                 };
+                for (t, text) in marks.iter().filter(|(t, _)| (t0..=t1).contains(t)) {
+                    let x = (t - t0) as f64 / 1e6;
+                    let ink = RGBColor(40, 40, 40);
+                    chart
+                        .draw_series(std::iter::once(PathElement::new(
+                            vec![(x, y_lo), (x, top)],
+                            ink.stroke_width(1),
+                        )))
+                        .map_err(err)?;
+                    chart
+                        .draw_series(std::iter::once(Text::new(
+                            format!(" {text}"),
+                            (x, top),
+                            ("sans-serif", 11).into_font().color(&ink),
+                        )))
+                        .map_err(err)?;
+                }
                 for (n, &(s, e)) in outages.iter().enumerate() {
                     let x0 = ((s.max(t0) - t0) as f64 / 1e6).min(x_max);
                     let x1 = ((e.min(t1) - t0) as f64 / 1e6).max(x0);

@@ -12,6 +12,7 @@ use crate::analysis::report::{ClusterReport, Gap, LagSummary, ReplicaReport, Set
 use crate::analysis::stats::{Distribution, Percentiles};
 use crate::clock::format_utc_us;
 use crate::clock::ms;
+use crate::store::events::RecordedEvent;
 
 /// How `analyze` prints its report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -89,6 +90,7 @@ fn cluster_text(out: &mut String, c: &ClusterReport) {
     out.push('\n');
     if c.outages.is_empty() {
         let _ = writeln!(out, "{}  primary acknowledged every beat", c.cluster);
+        events_text(out, &c.events);
         return;
     }
     let _ = writeln!(
@@ -117,6 +119,82 @@ fn cluster_text(out: &mut String, c: &ClusterReport) {
             o.reason
                 .as_ref()
                 .map_or(String::new(), |r| format!(", {r}"))
+        );
+    }
+    events_text(out, &c.events);
+}
+
+/// The cluster's events, one line each (trigger runs only counted, failures named).
+fn events_text(out: &mut String, events: &[RecordedEvent]) {
+    let (runs, changes): (Vec<&RecordedEvent>, Vec<&RecordedEvent>) =
+        events.iter().partition(|e| e.event == "trigger_run");
+    if !changes.is_empty() {
+        let _ = writeln!(
+            out,
+            "              {} event{} (lagtrace export --events for every field){}",
+            changes.len(),
+            if changes.len() == 1 { "" } else { "s" },
+            if changes.len() > TEXT_LIST_LIMIT {
+                format!("; the first {TEXT_LIST_LIMIT}:")
+            } else {
+                String::new()
+            }
+        );
+    }
+    for e in changes.iter().take(TEXT_LIST_LIMIT) {
+        let d = &e.doc;
+        let name = |v: &serde_json::Value| v["name"].as_str().unwrap_or("?").to_string();
+        let detail = match e.event.as_str() {
+            "failover" => format!("{} -> {}", name(&d["previous_primary"]), name(&d["node"])),
+            "primary_down" => format!(
+                "{}: {}",
+                name(&d["node"]),
+                d["reason"].as_str().unwrap_or("")
+            ),
+            "primary_up" => match d["down_s"].as_f64() {
+                Some(s) => format!("{} after {s:.1} s", name(&d["node"])),
+                None => name(&d["node"]),
+            },
+            "replica_down" | "replica_up" => format!(
+                "{}: {}",
+                name(&d["node"]),
+                d["check"]["detail"].as_str().unwrap_or("")
+            ),
+            _ => name(&d["node"]),
+        };
+        let stopped = if d["while_stopped"] == true {
+            "  (while no recorder ran)"
+        } else {
+            ""
+        };
+        let _ = writeln!(
+            out,
+            "              {}  {:<13} {detail}{stopped}",
+            format_utc_us(e.t_us),
+            e.event
+        );
+    }
+    let failed: Vec<&&RecordedEvent> = runs.iter().filter(|r| r.doc["code"] != 0).collect();
+    if !runs.is_empty() {
+        let _ = writeln!(
+            out,
+            "              {} trigger run{}, {} failed{}",
+            runs.len(),
+            if runs.len() == 1 { "" } else { "s" },
+            failed.len(),
+            failed
+                .first()
+                .map(|f| format!(
+                    " (first: {} at {}, {})",
+                    f.doc["trigger"].as_str().unwrap_or("?"),
+                    format_utc_us(f.t_us),
+                    if f.doc["timed_out"] == true {
+                        "timed out".to_string()
+                    } else {
+                        f.doc["stderr"].as_str().unwrap_or("no stderr").to_string()
+                    }
+                ))
+                .unwrap_or_default()
         );
     }
 }
@@ -424,6 +502,7 @@ pub fn json(clusters: &[ClusterReport], reports: &[ReplicaReport], settings: &Se
                 "outcome": o.outcome.name(),
                 "reason": o.reason,
             })).collect::<Vec<_>>(),
+            "events": c.events.iter().map(|e| &e.doc).collect::<Vec<_>>(),
         })).collect::<Vec<_>>(),
         "settings": {
             "max_lag_ms": ms(settings.max_lag_us),

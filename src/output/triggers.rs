@@ -39,6 +39,9 @@ pub struct Event {
     /// `replica_down`, `replica_up`.
     pub event: &'static str,
     pub time_utc: String,
+    /// The same time, UTC µs (for the store's key).
+    #[serde(skip)]
+    pub t_us: i64,
     pub cluster: String,
     /// The server the event is about.
     pub node: Node,
@@ -58,6 +61,63 @@ pub struct Event {
     /// (its reason code, its lag in ms when known).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub check: Option<CheckDoc>,
+    /// For `split`: the servers that take writes, and which replicas follow which.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub split: Option<SplitDoc>,
+    /// The change happened while no recorder ran: the state the last recorder stored
+    /// differs from what this one found at its start.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub while_stopped: bool,
+}
+
+/// What the recorder knows of a cluster, stored on every change (the `state` table)
+/// so that the next `record` fires what changed while it was stopped. JSON.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct ClusterState {
+    /// The version of this document's shape ([`SCHEMA`]).
+    pub schema: u32,
+    /// The server beats went to.
+    pub primary: String,
+    /// Whether `primary_down` had fired without its `primary_up`.
+    pub primary_down: bool,
+    /// Per replica name: whether it was in the read pool at the last look.
+    pub in_pool: std::collections::BTreeMap<String, bool>,
+}
+
+/// The record of one trigger run, stored as an event (`trigger_run`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TriggerRun {
+    pub schema: u32,
+    /// Always `trigger_run`.
+    pub event: &'static str,
+    /// When the run ended.
+    pub time_utc: String,
+    /// The same time, UTC µs (for the store's key).
+    #[serde(skip)]
+    pub t_us: i64,
+    pub cluster: String,
+    /// The event the trigger ran for.
+    pub trigger: &'static str,
+    pub program: String,
+    /// The exit code; `null` when killed (by a signal or the timeout) or not started.
+    pub code: Option<i32>,
+    pub timed_out: bool,
+    pub duration_s: f64,
+    /// The first line of its stderr, or why it could not start.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stderr: Option<String>,
+}
+
+/// A cluster with two writable servers, as `split` carries it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SplitDoc {
+    /// Every server that takes writes and replicates from nothing: beats stay on the
+    /// first (the primary before the split).
+    pub primaries: Vec<Node>,
+    /// Per primary (by name): the replicas whose source it is.
+    pub following: std::collections::BTreeMap<String, Vec<String>>,
+    /// Replicas whose source is neither (or unknown): they stay in the cluster as it was.
+    pub neither: Vec<String>,
 }
 
 /// A replica's live check, as `replica_down` and `replica_up` carry it.
@@ -100,16 +160,56 @@ pub struct ClusterEvents {
     /// Per replica name: whether it was in the pool at the last look (absent while it
     /// has not been judged yet, or is in maintenance).
     in_pool: std::collections::HashMap<String, bool>,
-    /// `heartbeat` period and when it last fired, µs.
+    /// `heartbeat` period and when the next one is due, µs (kept on a schedule:
+    /// ticks come a little late by varying amounts, and timing each from the last
+    /// would make a 2 s period 3 s half the time).
     heartbeat_every_us: i64,
-    last_heartbeat_us: Option<i64>,
+    next_heartbeat_us: Option<i64>,
+    /// The previous recorder stored a state and `recorder_up` has not fired yet:
+    /// changes from that state are `while_stopped`.
+    resumed: bool,
+    /// No beat has succeeded in this session yet.
+    no_beat_yet: bool,
+    /// The primary was already down when this recorder started (so how long it was
+    /// down is not known).
+    down_before_start: bool,
+    /// Replicas this recorder has judged (in, out or in maintenance).
+    judged: std::collections::HashSet<String>,
+    /// Whether replicas are judged at all (the live picture exists), so that
+    /// `recorder_up` waits for their first judgement.
+    judges_replicas: bool,
+    /// Per replica name: since when it takes writes and replicates from nothing (a
+    /// second primary), µs, and whether `split` fired for it.
+    second_primaries: std::collections::BTreeMap<String, (i64, bool)>,
+    /// Per replica name: the source its main channel replicates from (`host:port`).
+    sources: std::collections::HashMap<String, String>,
+    /// When this recorder started, and whether `recorder_up` has fired, µs.
+    started_us: i64,
+    up_fired: bool,
 }
 
+/// How early a `heartbeat` may fire before it is due, µs: half the record loop's tick.
+const HEARTBEAT_EARLY_US: i64 = 500_000;
+
+/// How long a second server must take writes before `split` fires, µs: a failover
+/// makes the new primary writable a moment before the old one refuses writes.
+pub const SPLIT_AFTER_US: i64 = 3_000_000;
+
+/// How long `recorder_up` waits for the first picture of the cluster (a beat's
+/// outcome, every replica judged) before it fires anyway, µs.
+pub const RECORDER_UP_WITHIN_US: i64 = 10_000_000;
+
 impl ClusterEvents {
+    /// Events of `cluster` as seen from `started_us`, beats going first to whatever
+    /// `primary_now` holds; `previous` is the state the last recorder stored;
+    /// `judges_replicas` says whether [`ClusterEvents::on_replicas`] will be called.
     pub fn new(
         cluster: &ClusterConfig,
         heartbeat_every: Duration,
         primary_now: watch::Receiver<Address>,
+        previous: Option<ClusterState>,
+        judges_replicas: bool,
+        started_us: i64,
     ) -> ClusterEvents {
         let nodes = std::iter::once(("primary".to_string(), cluster.primary.clone()))
             .chain(
@@ -119,17 +219,71 @@ impl ClusterEvents {
                     .map(|r| (r.name.clone(), r.address.clone())),
             )
             .collect();
-        ClusterEvents {
+        let primary = primary_now.borrow().clone();
+        let previous_primary = previous
+            .as_ref()
+            .and_then(|p| Self::stored_primary(p, cluster));
+        let mut events = ClusterEvents {
             cluster: cluster.name.clone(),
             nodes,
-            primary: cluster.primary.clone(),
+            primary: previous_primary.unwrap_or(primary),
             primary_now,
             failing_since_us: None,
-            down_fired: false,
-            in_pool: std::collections::HashMap::new(),
+            down_fired: previous.as_ref().is_some_and(|p| p.primary_down),
+            // Replicas no longer configured are forgotten.
+            in_pool: previous
+                .clone()
+                .map(|p| {
+                    p.in_pool
+                        .into_iter()
+                        .filter(|(n, _)| cluster.replicas.iter().any(|r| r.name == *n))
+                        .collect()
+                })
+                .unwrap_or_default(),
             heartbeat_every_us: crate::clock::duration_us(heartbeat_every),
-            last_heartbeat_us: None,
+            next_heartbeat_us: None,
+            resumed: previous.is_some(),
+            no_beat_yet: true,
+            down_before_start: previous.as_ref().is_some_and(|p| p.primary_down),
+            judged: std::collections::HashSet::new(),
+            judges_replicas,
+            second_primaries: Default::default(),
+            sources: Default::default(),
+            started_us,
+            up_fired: false,
+        };
+        // Beats start where the writer starts: a different primary is a failover.
+        events.primary_now.mark_changed();
+        events
+    }
+
+    /// The server beats go to now, among the cluster's, as the previous recorder
+    /// stored it: where this recorder's writer should start. `None` when unknown.
+    pub fn stored_primary(state: &ClusterState, cluster: &ClusterConfig) -> Option<Address> {
+        let a = Address::parse(&state.primary).ok()?;
+        (a == cluster.primary || cluster.replicas.iter().any(|r| r.address == a)).then_some(a)
+    }
+
+    /// The cluster's name.
+    pub fn cluster(&self) -> &str {
+        &self.cluster
+    }
+
+    /// What to store so that the next recorder can tell what changed while it was
+    /// stopped.
+    pub fn state(&self) -> ClusterState {
+        ClusterState {
+            schema: SCHEMA,
+            primary: self.primary.to_string(),
+            primary_down: self.down_fired,
+            in_pool: self.in_pool.iter().map(|(k, v)| (k.clone(), *v)).collect(),
         }
+    }
+
+    /// Whether a change of the primary seen now is one from the previous recorder's
+    /// state, that happened while no recorder ran.
+    fn primary_while_stopped(&self) -> bool {
+        self.resumed && self.no_beat_yet
     }
 
     fn node(&self, address: &Address) -> Node {
@@ -155,6 +309,7 @@ impl ClusterEvents {
             schema: SCHEMA,
             event,
             time_utc: format_utc_us(now_us),
+            t_us: now_us,
             cluster: self.cluster.clone(),
             node: self.node(node),
             primary: self.node(&self.primary),
@@ -168,12 +323,88 @@ impl ClusterEvents {
             reason: None,
             down_s: None,
             check: None,
+            split: None,
+            while_stopped: false,
         }
     }
 
-    /// `recorder_up` for this cluster.
-    pub fn recorder_up(&self, now_us: i64) -> Event {
-        self.event("recorder_up", &self.primary, now_us)
+    /// Follows a replica's role from its status poll: writable with no source, it is
+    /// a second primary (unless beats go to it: then it is the primary).
+    pub fn on_role(&mut self, replica: &str, t_us: i64, writable: bool, source: Option<&str>) {
+        match source {
+            Some(s) => self.sources.insert(replica.to_string(), s.to_string()),
+            None => self.sources.remove(replica),
+        };
+        let is_primary = self
+            .nodes
+            .iter()
+            .any(|(n, a)| n == replica && *a == self.primary);
+        if writable && source.is_none() && !is_primary {
+            self.second_primaries
+                .entry(replica.to_string())
+                .or_insert((t_us, false));
+        } else if let Some((_, fired)) = self.second_primaries.remove(replica)
+            && fired
+        {
+            tracing::warn!(cluster = %self.cluster, node = replica, "the split ended: the second primary no longer takes writes alone");
+        }
+    }
+
+    /// The `split` event for the second primary `name`.
+    fn split(&self, name: &str, now_us: i64) -> Event {
+        let address = |n: &str| {
+            self.nodes
+                .iter()
+                .find(|(m, _)| m == n)
+                .map(|(_, a)| a.clone())
+        };
+        let other = address(name).expect("second primaries are the cluster's replicas");
+        let primaries = [self.primary.clone(), other.clone()];
+        let mut following: std::collections::BTreeMap<String, Vec<String>> = primaries
+            .iter()
+            .map(|p| (self.node(p).name, Vec::new()))
+            .collect();
+        let mut neither = Vec::new();
+        for (n, a) in &self.nodes {
+            if primaries.contains(a) {
+                continue;
+            }
+            let source = self.sources.get(n).and_then(|s| Address::parse(s).ok());
+            match source.and_then(|s| primaries.iter().find(|p| **p == s)) {
+                Some(p) => following
+                    .entry(self.node(p).name)
+                    .or_default()
+                    .push(n.clone()),
+                None => neither.push(n.clone()),
+            }
+        }
+        let mut e = self.event("split", &other, now_us);
+        e.split = Some(SplitDoc {
+            primaries: primaries.iter().map(|p| self.node(p)).collect(),
+            following,
+            neither,
+        });
+        e
+    }
+
+    /// `recorder_up` once the cluster's first picture is known (a beat succeeded or
+    /// `primary_down` fired; every replica judged, when replicas are), so that what
+    /// changed while the recorder was stopped fires first; at the latest
+    /// [`RECORDER_UP_WITHIN_US`] after the start.
+    pub fn recorder_up(&mut self, now_us: i64) -> Option<Event> {
+        if self.up_fired {
+            return None;
+        }
+        let beats_known = self.down_fired || !self.no_beat_yet;
+        let replicas_known =
+            !self.judges_replicas || self.nodes[1..].iter().all(|(n, _)| self.judged.contains(n));
+        if !(beats_known && replicas_known) && now_us - self.started_us < RECORDER_UP_WITHIN_US {
+            return None;
+        }
+        self.up_fired = true;
+        // From here on, changes are this recorder's own.
+        self.resumed = false;
+        Some(self.event("recorder_up", &self.primary, now_us))
     }
 
     /// Follows a beat of this cluster; `primary_up` when it ends an outage that fired
@@ -184,12 +415,19 @@ impl ClusterEvents {
                 .get_or_insert_with(|| (beat.t_send_us, beat.reason.clone().unwrap_or_default()));
             return None;
         }
-        let (since_us, _) = self.failing_since_us.take()?;
+        let while_stopped = self.primary_while_stopped();
+        self.no_beat_yet = false;
+        let since = self.failing_since_us.take();
         if !std::mem::replace(&mut self.down_fired, false) {
             return None;
         }
         let mut e = self.event("primary_up", &self.primary, beat.t_done_us);
-        e.down_s = Some((beat.t_done_us - since_us) as f64 / 1e6);
+        // Down since the last recorder's time, or since before this one started: how
+        // long is not known.
+        e.down_s = since
+            .filter(|_| !std::mem::replace(&mut self.down_before_start, false))
+            .map(|(since_us, _)| (beat.t_done_us - since_us) as f64 / 1e6);
+        e.while_stopped = while_stopped;
         Some(e)
     }
 
@@ -200,10 +438,15 @@ impl ClusterEvents {
         let mut out = Vec::new();
         for r in replicas {
             let now_in = match (r.state, r.reason.as_str()) {
-                (_, "starting") | (State::Maintenance, _) => continue,
+                (_, "starting") => continue,
+                (State::Maintenance, _) => {
+                    self.judged.insert(r.replica.clone());
+                    continue;
+                }
                 (State::In, _) => true,
                 (State::Out, _) => false,
             };
+            let first_look = self.judged.insert(r.replica.clone());
             let Some(address) = self
                 .nodes
                 .iter()
@@ -219,6 +462,7 @@ impl ClusterEvents {
                 _ => continue,
             };
             let mut e = self.event(event, &address, now_us);
+            e.while_stopped = self.resumed && first_look;
             e.check = Some(CheckDoc {
                 reason: r.reason.clone(),
                 detail: r.detail.clone(),
@@ -232,7 +476,7 @@ impl ClusterEvents {
     }
 
     /// Checks the time and the writer's server: `heartbeat` every period (the first at
-    /// once), `primary_down` once the failures have lasted long enough, `failover` when
+    /// the first tick after `recorder_up`), `primary_down` once the failures have lasted long enough, `failover` when
     /// the writer moved.
     pub fn on_tick(&mut self, now_us: i64) -> Vec<Event> {
         let mut out = Vec::new();
@@ -242,15 +486,37 @@ impl ClusterEvents {
                 let before = std::mem::replace(&mut self.primary, now.clone());
                 let mut e = self.event("failover", &now, now_us);
                 e.previous_primary = Some(self.node(&before));
+                e.while_stopped = self.primary_while_stopped();
                 out.push(e);
             }
         }
-        if self
-            .last_heartbeat_us
-            .is_none_or(|t| now_us - t >= self.heartbeat_every_us)
+        // Ticks come every second: a heartbeat due within half of one fires now.
+        if self.up_fired
+            && self
+                .next_heartbeat_us
+                .is_none_or(|t| now_us >= t - HEARTBEAT_EARLY_US)
         {
-            self.last_heartbeat_us = Some(now_us);
+            let every = self.heartbeat_every_us;
+            let next = self.next_heartbeat_us.map_or(now_us, |t| t) + every;
+            self.next_heartbeat_us = Some(if next <= now_us { now_us + every } else { next });
             out.push(self.event("heartbeat", &self.primary, now_us));
+        }
+        // The primary beats go to now is not a second one (after a failover).
+        let primary = &self.primary;
+        let nodes = &self.nodes;
+        self.second_primaries
+            .retain(|n, _| !nodes.iter().any(|(m, a)| m == n && a == primary));
+        let due: Vec<String> = self
+            .second_primaries
+            .iter()
+            .filter(|(_, (since_us, fired))| !fired && now_us - since_us >= SPLIT_AFTER_US)
+            .map(|(n, _)| n.clone())
+            .collect();
+        for name in due {
+            out.push(self.split(&name, now_us));
+            if let Some((_, fired)) = self.second_primaries.get_mut(&name) {
+                *fired = true;
+            }
         }
         if let Some((since_us, reason)) = &self.failing_since_us
             && !self.down_fired
@@ -258,6 +524,7 @@ impl ClusterEvents {
         {
             let mut e = self.event("primary_down", &self.primary, now_us);
             e.reason = Some(reason.clone());
+            e.while_stopped = self.primary_while_stopped();
             self.down_fired = true;
             out.push(e);
         }
@@ -274,19 +541,25 @@ pub struct Triggers {
 }
 
 impl Triggers {
-    /// Starts the thread that runs triggers, killing each after `timeout`.
-    pub fn start(config: TriggersConfig, timeout: Duration) -> (Triggers, TriggerThread) {
+    /// Starts the thread that runs triggers, killing each after `timeout`; how each
+    /// run ended comes out of the receiver (times from `clock`).
+    pub fn start(
+        config: TriggersConfig,
+        timeout: Duration,
+        clock: crate::clock::Clock,
+    ) -> (Triggers, TriggerThread, Receiver<TriggerRun>) {
         let (queue, runs) = std::sync::mpsc::sync_channel(QUEUE);
+        let (ended_tx, ended) = std::sync::mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("lagtrace-triggers".into())
-            .spawn(move || work(runs, timeout))
+            .spawn(move || work(runs, timeout, clock, ended_tx))
             .expect("spawning the trigger thread");
         let triggers = Triggers {
             config: Arc::new(config),
             queue,
             dropped: Arc::new(AtomicU64::new(0)),
         };
-        (triggers, TriggerThread(thread))
+        (triggers, TriggerThread(thread), ended)
     }
 
     /// Queues the command configured for `event.event`, if there is one.
@@ -298,6 +571,7 @@ impl Triggers {
             "primary_up" => &self.config.primary_up,
             "failover" => &self.config.failover,
             "replica_down" => &self.config.replica_down,
+            "split" => &self.config.split,
             "replica_up" => &self.config.replica_up,
             _ => &None,
         };
@@ -347,25 +621,50 @@ pub struct RunEnd {
     pub stderr: Option<String>,
 }
 
-fn work(runs: Receiver<(Vec<String>, Event)>, timeout: Duration) {
+fn work(
+    runs: Receiver<(Vec<String>, Event)>,
+    timeout: Duration,
+    clock: crate::clock::Clock,
+    ended: std::sync::mpsc::Sender<TriggerRun>,
+) {
     for (argv, event) in runs {
         let doc = serde_json::to_string(&event).expect("an event serializes");
-        match run(&argv, &doc, timeout) {
+        let (name, cluster, program) = (event.event, &event.cluster, &argv[0]);
+        let result = run(&argv, &doc, timeout);
+        let t_us = clock.now_us();
+        let mut record = TriggerRun {
+            schema: SCHEMA,
+            event: "trigger_run",
+            time_utc: format_utc_us(t_us),
+            t_us,
+            cluster: cluster.clone(),
+            trigger: name,
+            program: program.clone(),
+            code: None,
+            timed_out: false,
+            duration_s: 0.0,
+            stderr: None,
+        };
+        match result {
             Ok(end) => {
-                let ok = end.code == Some(0);
-                let (code, timed_out) = (end.code, end.timed_out);
                 let duration_s = end.duration.as_secs_f64();
-                let stderr = end.stderr.unwrap_or_default();
-                if ok {
-                    tracing::info!(event = event.event, cluster = %event.cluster, program = %argv[0], duration_s, "trigger ran");
+                let (code, timed_out) = (end.code, end.timed_out);
+                if code == Some(0) {
+                    tracing::info!(event = name, %cluster, %program, duration_s, "trigger ran");
                 } else {
-                    tracing::warn!(event = event.event, cluster = %event.cluster, program = %argv[0], ?code, timed_out, duration_s, stderr = %stderr, "trigger failed");
+                    let stderr = end.stderr.as_deref().unwrap_or_default();
+                    tracing::warn!(event = name, %cluster, %program, ?code, timed_out, duration_s, %stderr, "trigger failed");
                 }
+                (record.code, record.timed_out) = (code, timed_out);
+                (record.duration_s, record.stderr) = (duration_s, end.stderr);
             }
             Err(e) => {
-                tracing::warn!(event = event.event, cluster = %event.cluster, program = %argv[0], error = %e, "trigger could not start");
+                tracing::warn!(event = name, %cluster, %program, error = %e, "trigger could not start");
+                record.stderr = Some(format!("could not start: {e}"));
             }
         }
+        // The recorder may be past storing: the log line above is then the record.
+        let _ = ended.send(record);
     }
 }
 
@@ -486,18 +785,24 @@ mod tests {
         .unwrap();
         let cluster = &config.clusters[0];
         let (tx, rx) = watch::channel(cluster.primary.clone());
-        let mut e = ClusterEvents::new(cluster, Duration::from_secs(10), rx);
+        let mut e = ClusterEvents::new(cluster, Duration::from_secs(10), rx, None, false, 0);
         const S: i64 = 1_000_000;
-        // A blip: one failed beat, then good ones: nothing fires.
+        // A blip: one failed beat, then good ones: nothing fires. recorder_up waits for
+        // a beat's outcome, the heartbeats for recorder_up.
         assert!(e.on_beat(&beat(0, false)).is_none());
-        // The first tick is the first heartbeat; the next comes a period later.
+        assert!(e.on_tick(S / 4).is_empty());
+        assert!(e.recorder_up(S / 4).is_none());
+        assert!(e.on_beat(&beat(S / 4, true)).is_none());
+        let up = e.recorder_up(S / 2).unwrap();
+        assert_eq!((up.event, up.while_stopped), ("recorder_up", false));
+        assert!(e.recorder_up(S / 2).is_none(), "once");
+        // The first tick after it is the first heartbeat; the next comes a period later.
         let first = e.on_tick(S / 2);
         assert_eq!(first.len(), 1);
         assert_eq!(
             (first[0].event, first[0].node.name.as_str()),
             ("heartbeat", "primary")
         );
-        assert!(e.on_beat(&beat(S / 2, true)).is_none());
         // Failing from 2 s: down once a second has passed, once; up at the next good beat.
         assert!(e.on_beat(&beat(2 * S, false)).is_none());
         assert!(e.on_tick(2 * S + S / 2).is_empty());
@@ -565,7 +870,14 @@ mod tests {
         )
         .unwrap();
         let (_tx, rx) = watch::channel(config.clusters[0].primary.clone());
-        let mut e = ClusterEvents::new(&config.clusters[0], Duration::from_secs(10), rx);
+        let mut e = ClusterEvents::new(
+            &config.clusters[0],
+            Duration::from_secs(10),
+            rx,
+            None,
+            true,
+            0,
+        );
         let names =
             |events: Vec<Event>| -> Vec<&'static str> { events.iter().map(|e| e.event).collect() };
         assert!(
@@ -591,6 +903,191 @@ mod tests {
         assert_eq!(
             names(e.on_replicas(&[doc("r1", State::In, "healthy")], 5)),
             ["replica_up"]
+        );
+    }
+
+    /// The previous recorder knew r1 in the pool, r2 out and h1 as the primary. Now
+    /// r1 is out, r2 in, and the writer found h3 writable: each change fires
+    /// `while_stopped`, then `recorder_up`; the new state is what the next one reads.
+    #[test]
+    fn what_changed_while_stopped_fires_before_recorder_up() {
+        let config = crate::config::parse(
+            "t.toml",
+            "[[cluster]]\nname = \"c\"\nprimary = \"h1:3306\"\nreplicas = { r1 = \"h2:3306\", r2 = \"h3:3306\" }\n",
+        )
+        .unwrap();
+        let cluster = &config.clusters[0];
+        let previous = ClusterState {
+            schema: SCHEMA,
+            primary: "h1:3306".into(),
+            primary_down: false,
+            in_pool: [("r1".to_string(), true), ("r2".to_string(), false)].into(),
+        };
+        let json = serde_json::to_string(&previous).unwrap();
+        assert_eq!(
+            serde_json::from_str::<ClusterState>(&json).unwrap(),
+            previous
+        );
+        assert_eq!(
+            ClusterEvents::stored_primary(&previous, cluster),
+            Some(cluster.primary.clone())
+        );
+        let (tx, rx) = watch::channel(cluster.primary.clone());
+        let mut e = ClusterEvents::new(
+            cluster,
+            Duration::from_secs(10),
+            rx,
+            Some(previous),
+            true,
+            0,
+        );
+        const S: i64 = 1_000_000;
+        assert!(
+            e.on_tick(S / 10).is_empty(),
+            "the writer starts where it was"
+        );
+        // The primary refuses writes; the writer finds r2 writable.
+        assert!(e.on_beat(&beat(S / 10, false)).is_none());
+        tx.send(cluster.replicas[1].address.clone()).unwrap();
+        let moved = e.on_tick(S / 5);
+        assert_eq!((moved[0].event, moved[0].while_stopped), ("failover", true));
+        assert!(e.on_beat(&beat(S / 5, true)).is_none());
+        assert!(e.recorder_up(S / 4).is_none(), "replicas not judged yet");
+        let changes = e.on_replicas(
+            &[
+                doc("r1", State::Out, "sql_stopped"),
+                doc("r2", State::Out, "starting"),
+            ],
+            S / 3,
+        );
+        let got: Vec<(&str, &str, bool)> = changes
+            .iter()
+            .map(|e| (e.event, e.node.name.as_str(), e.while_stopped))
+            .collect();
+        assert_eq!(got, [("replica_down", "r1", true)]);
+        assert!(e.recorder_up(S / 3).is_none(), "r2 still starting");
+        let changes = e.on_replicas(
+            &[
+                doc("r1", State::Out, "sql_stopped"),
+                doc("r2", State::In, "healthy"),
+            ],
+            S / 2,
+        );
+        assert_eq!(changes.len(), 1);
+        assert_eq!(
+            (changes[0].event, changes[0].while_stopped),
+            ("replica_up", true)
+        );
+        assert_eq!(e.recorder_up(S / 2).unwrap().event, "recorder_up");
+        // From here on, changes are this recorder's own.
+        let back = e.on_replicas(
+            &[
+                doc("r1", State::In, "healthy"),
+                doc("r2", State::In, "healthy"),
+            ],
+            S,
+        );
+        assert_eq!(
+            (back[0].event, back[0].while_stopped),
+            ("replica_up", false)
+        );
+        let state = e.state();
+        assert_eq!(state.primary, "h3:3306");
+        assert_eq!(
+            state.in_pool,
+            [("r1".to_string(), true), ("r2".to_string(), true)].into()
+        );
+    }
+
+    /// A primary the previous recorder saw down and that answers now: `primary_up`,
+    /// while stopped, with no duration (when it came back is not known). Without a
+    /// stored state nothing is compared, and `recorder_up` fires at the latest after
+    /// RECORDER_UP_WITHIN_US.
+    #[test]
+    fn a_primary_down_at_the_last_stop_and_up_now_is_primary_up_while_stopped() {
+        let config = crate::config::parse(
+            "t.toml",
+            "[[cluster]]\nname = \"c\"\nprimary = \"h1:3306\"\nreplicas = { r1 = \"h2:3306\" }\n",
+        )
+        .unwrap();
+        let cluster = &config.clusters[0];
+        let previous = ClusterState {
+            schema: SCHEMA,
+            primary: "h1:3306".into(),
+            primary_down: true,
+            in_pool: Default::default(),
+        };
+        let (_tx, rx) = watch::channel(cluster.primary.clone());
+        let mut e = ClusterEvents::new(
+            cluster,
+            Duration::from_secs(10),
+            rx,
+            Some(previous),
+            false,
+            0,
+        );
+        let up = e.on_beat(&beat(1_000, true)).unwrap();
+        assert_eq!(
+            (up.event, up.while_stopped, up.down_s),
+            ("primary_up", true, None)
+        );
+        assert!(!e.state().primary_down);
+
+        let (_tx, rx) = watch::channel(cluster.primary.clone());
+        let mut fresh = ClusterEvents::new(cluster, Duration::from_secs(10), rx, None, true, 0);
+        assert!(fresh.recorder_up(RECORDER_UP_WITHIN_US - 1).is_none());
+        assert!(fresh.recorder_up(RECORDER_UP_WITHIN_US).is_some());
+    }
+
+    /// r2 takes writes with no source: `split` after SPLIT_AFTER_US, once, with r1 on
+    /// the primary's side; a failover's moment of two writable servers fires nothing.
+    #[test]
+    fn a_second_writable_server_for_long_enough_is_a_split() {
+        let config = crate::config::parse(
+            "t.toml",
+            "[[cluster]]\nname = \"c\"\nprimary = \"h1:3306\"\nreplicas = { r1 = \"h2:3306\", r2 = \"h3:3306\" }\n",
+        )
+        .unwrap();
+        let (tx, rx) = watch::channel(config.clusters[0].primary.clone());
+        let mut e = ClusterEvents::new(
+            &config.clusters[0],
+            Duration::from_secs(10),
+            rx,
+            None,
+            false,
+            0,
+        );
+        const S: i64 = 1_000_000;
+        e.on_role("r1", 0, false, Some("h1:3306"));
+        e.on_role("r2", 0, true, None);
+        assert!(e.on_tick(S).iter().all(|e| e.event != "split"));
+        let fired = e.on_tick(SPLIT_AFTER_US);
+        let split: Vec<&Event> = fired.iter().filter(|e| e.event == "split").collect();
+        assert_eq!(split.len(), 1);
+        let doc = serde_json::to_value(split[0]).unwrap();
+        assert_eq!(doc["node"]["name"], "r2");
+        assert_eq!(
+            doc["split"]["following"]["primary"],
+            serde_json::json!(["r1"])
+        );
+        assert_eq!(doc["split"]["neither"], serde_json::json!([]));
+        assert!(
+            e.on_tick(2 * SPLIT_AFTER_US)
+                .iter()
+                .all(|e| e.event != "split"),
+            "once"
+        );
+        // A failover: r1 becomes writable; beats move to it within a second.
+        e.on_role("r2", 3 * SPLIT_AFTER_US, false, Some("h1:3306"));
+        e.on_role("r1", 3 * SPLIT_AFTER_US, true, None);
+        tx.send(config.clusters[0].replicas[0].address.clone())
+            .unwrap();
+        let t = 3 * SPLIT_AFTER_US + S;
+        assert!(e.on_tick(t).iter().any(|e| e.event == "failover"));
+        assert!(
+            e.on_tick(t + SPLIT_AFTER_US)
+                .iter()
+                .all(|e| e.event != "split")
         );
     }
 

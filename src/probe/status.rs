@@ -59,11 +59,22 @@ pub async fn run(p: Poller, out: mpsc::Sender<Sample>, mut shutdown: watch::Rece
         }
         let t_us = p.clock.now_us();
         let result = poll(&p, &mut conn).await;
+        let mut role = None;
         let duration_us = (p.clock.now_us() - t_us).clamp(0, u32::MAX as i64) as u32;
         let status = match result {
-            Ok(channels) => {
+            Ok((channels, writable)) => {
                 backoff.reset();
                 failures.succeeded();
+                role = writable.map(|writable| Sample::Role {
+                    replica: p.replica_id,
+                    t_us,
+                    writable,
+                    source: channels
+                        .iter()
+                        .find(|c| c.channel.is_empty())
+                        .or_else(|| channels.first())
+                        .map(|c| c.source.clone()),
+                });
                 StatusSample {
                     t_us,
                     duration_us,
@@ -98,20 +109,34 @@ pub async fn run(p: Poller, out: mpsc::Sender<Sample>, mut shutdown: watch::Rece
         if out.send(sample).await.is_err() {
             break;
         }
+        if let Some(role) = role
+            && out.send(role).await.is_err()
+        {
+            break;
+        }
     }
 }
 
+/// The replication channels, and whether the server takes writes (`None` when
+/// `@@read_only` could not be read: the poll still counts).
 async fn poll(
     p: &Poller,
     conn: &mut Option<(Conn, &'static str)>,
-) -> Result<Vec<ChannelStatus>, DbError> {
+) -> Result<(Vec<ChannelStatus>, Option<bool>), DbError> {
     if conn.is_none() {
         let mut c = conn::connect(&p.address, &p.settings, &p.password).await?;
         let sql = status_sql(&mut c, p.settings.query_timeout).await?;
         *conn = Some((c, sql));
     }
     let (c, sql) = conn.as_mut().expect("connected above");
-    channels(c, sql, p.settings.query_timeout).await
+    let channels = channels(c, sql, p.settings.query_timeout).await?;
+    let read_only: Option<u8> = timed(
+        "query",
+        p.settings.query_timeout,
+        c.query_first("SELECT @@read_only"),
+    )
+    .await?;
+    Ok((channels, read_only.map(|r| r == 0)))
 }
 
 /// The statement that shows this server's replication channels (it depends on the

@@ -4,11 +4,13 @@
 //! - [`codec`]: how a chunk of samples becomes bytes;
 //! - [`writer`]: the one blocking thread that appends, one transaction per flush;
 //! - [`scan`]: reading series back for the offline commands;
-//! - [`prune`]: dropping chunks older than a retention.
+//! - [`prune`]: dropping chunks older than a retention;
+//! - [`events`]: the cluster events and the last known state of each cluster.
 //!
 //! The layout is documented in `docs/store-format.md`.
 
 pub mod codec;
+pub mod events;
 pub mod prune;
 pub mod scan;
 pub mod writer;

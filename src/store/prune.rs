@@ -43,6 +43,8 @@ pub struct Pruned {
     /// Their encoded size, bytes (the file shrinks by about this much once compacted;
     /// until then redb reuses the pages for new chunks).
     pub bytes: u64,
+    /// Events older than the cutoff (`export --events`).
+    pub events: u64,
 }
 
 impl Store {
@@ -88,7 +90,8 @@ impl Store {
                 }
             }
         }
-        if dry_run || pruned.chunks == 0 {
+        pruned.events = super::events::prune(p, &tx, cutoff, dry_run)?;
+        if dry_run || pruned.chunks + pruned.events == 0 {
             tx.abort().map_err(|e| db_err(p, e))?;
         } else {
             tx.commit().map_err(|e| db_err(p, e))?;

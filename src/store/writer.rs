@@ -184,6 +184,12 @@ struct Chunks {
     open: HashMap<(u8, u32), OpenChunk>,
     /// Full chunks waiting for the next flush, by series.
     sealed: Vec<((u8, u32), Pending)>,
+    /// Events (time UTC µs, JSON) waiting for the next flush.
+    events: Vec<(i64, String)>,
+    /// Events of this session stored so far: the next one's number.
+    events_stored: u32,
+    /// The newest state of each cluster, waiting for the next flush.
+    states: std::collections::BTreeMap<String, String>,
 }
 
 /// The running writer thread.
@@ -422,6 +428,11 @@ fn add(open: &mut Chunks, sample: Sample) {
                 v.push(status);
             }
         }
+        Sample::Event { t_us, doc } => open.events.push((t_us, doc)),
+        Sample::Role { .. } => {}
+        Sample::State { cluster, doc } => {
+            open.states.insert(cluster, doc);
+        }
     }
 }
 
@@ -458,7 +469,11 @@ fn flush(
     chunks: &mut Chunks,
     stats: &mut WriterStats,
 ) -> Result<(), StoreError> {
-    if chunks.sealed.is_empty() && !chunks.open.values().any(|c| c.dirty) {
+    if chunks.sealed.is_empty()
+        && !chunks.open.values().any(|c| c.dirty)
+        && chunks.events.is_empty()
+        && chunks.states.is_empty()
+    {
         return Ok(());
     }
     let p = store.path();
@@ -498,10 +513,21 @@ fn flush(
             written.push((*key, bytes.len()));
         }
     }
+    super::events::put(
+        p,
+        &tx,
+        session,
+        chunks.events_stored,
+        &chunks.events,
+        &chunks.states,
+    )?;
     tx.commit().map_err(|e| db_err(p, e))?;
     stats.flushes += 1;
     stats.chunks_written += chunks_written;
     chunks.sealed.clear();
+    chunks.events_stored += chunks.events.len() as u32;
+    chunks.events.clear();
+    chunks.states.clear();
     for (key, len) in written {
         if let Some(chunk) = chunks.open.get_mut(&key) {
             chunk.last_len = len;

@@ -82,6 +82,9 @@ pub struct Recording {
     /// Every recorder session of the stores, store by store in the order given; beats
     /// and observations name theirs by index into this.
     pub sessions: Vec<SessionInfo>,
+    /// The clusters' events (topology changes, trigger runs) in the window, in time
+    /// order.
+    pub events: Vec<super::events::RecordedEvent>,
     /// Observation chunks decoded so far, of `chunks` selected.
     decoded: Arc<AtomicU64>,
     chunks: u64,
@@ -165,6 +168,8 @@ pub fn load_with_progress(
     for path in paths {
         read_chunks(path, filter, &mut rec, &mut replicas)?;
     }
+    // Stable: events of one time keep their store's order.
+    rec.events.sort_by_key(|e| e.t_us);
     rec.chunks = replicas.values().map(|r| r.observations.chunks()).sum();
     tracing::debug!(chunks = rec.chunks, "chunks found");
     progress(Progress {
@@ -225,6 +230,13 @@ fn read_chunks(
         rec.sessions.push(info);
     }
 
+    rec.events.extend(super::events::read_in(
+        path,
+        &tx,
+        filter.from_us,
+        filter.to_us,
+        &|c| filter.wants_cluster(c),
+    )?);
     let checksums_from = super::checksums_from(path, &tx, version)?;
     let names = tx.open_table(NAME_IDS).map_err(|e| db_err(path, e))?;
     let chunks = Arc::new(tx.open_table(CHUNKS).map_err(|e| db_err(path, e))?);
