@@ -135,7 +135,33 @@ pub fn load_config(
         std::env::var(v).ok()
     })
     .map_err(|m| CmdError::BadInput(format!("{}: {m}", path.display())))?;
+    let mut config = config;
+    discover_topology(&mut config, &password)?;
     Ok((config, password))
+}
+
+/// Asks the servers of every cluster given as `nodes` which is the primary and which
+/// replicate from it (`probe::topology`), before a command connects for its own work.
+fn discover_topology(
+    config: &mut crate::config::Config,
+    password: &crate::config::Secret,
+) -> Result<(), CmdError> {
+    if config.clusters.iter().all(|c| c.nodes.is_empty()) {
+        return Ok(());
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CmdError::Runtime(format!("cannot start the async runtime: {e}")))?;
+    let settings = config.connection.clone();
+    runtime.block_on(async {
+        for cluster in &mut config.clusters {
+            crate::probe::topology::discover(cluster, &settings, password)
+                .await
+                .map_err(CmdError::Runtime)?;
+        }
+        Ok(())
+    })
 }
 
 /// Every replica and cluster named in `filter` is in the loaded recording; otherwise a

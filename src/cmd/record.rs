@@ -561,6 +561,10 @@ async fn record_loop(
                     if let Some(up) = e.recorder_up(now_us) {
                         dispatch(up, &store, ctx.triggers);
                     }
+                    if let (Some(live), Some(&ci)) = (ctx.live, cluster_index.get(id)) {
+                        let p = e.primary();
+                        live::lock(live).set_primary(ci, &p.name, &p.address);
+                    }
                     let state = e.state();
                     if stored_states.get(id) != Some(&state) {
                         let doc = serde_json::to_string(&state).expect("a state serializes");

@@ -18,7 +18,7 @@ mod validate;
 
 pub use address::{check_statsd_prefix, statsd_address};
 pub use secret::{Secret, resolve_password};
-pub use validate::parse_duration;
+pub use validate::{node_name, parse_duration};
 
 /// Default beat interval.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_millis(100);
@@ -103,6 +103,22 @@ pub struct ClusterConfig {
     pub primary: Address,
     /// Replicas by name, sorted by name.
     pub replicas: Vec<ReplicaConfig>,
+    /// A cluster given as `nodes`: every server, by name (sorted). `primary` and
+    /// `replicas` are then found by asking the servers (`probe::topology`), which
+    /// every command that connects does before anything else; until then they hold
+    /// the first node and the others.
+    pub nodes: Vec<ReplicaConfig>,
+}
+
+impl ClusterConfig {
+    /// The name triggers and logs give the primary: its node name for a cluster given
+    /// as `nodes`, else `primary`.
+    pub fn primary_name(&self) -> &str {
+        self.nodes
+            .iter()
+            .find(|n| n.address == self.primary)
+            .map_or("primary", |n| n.name.as_str())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

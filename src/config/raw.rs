@@ -49,9 +49,18 @@ pub(super) struct RawConnection {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawCluster {
     pub(super) name: String,
-    pub(super) primary: String,
+    pub(super) primary: Option<String>,
     #[serde(default)]
     pub(super) replicas: BTreeMap<String, String>,
+    pub(super) nodes: Option<RawNodes>,
+}
+
+/// `nodes`: addresses (each named after its address) or `{ name = "host:port" }`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(super) enum RawNodes {
+    List(Vec<String>),
+    Named(BTreeMap<String, String>),
 }
 
 #[derive(Debug, Default, Deserialize)]

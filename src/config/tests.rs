@@ -364,3 +364,51 @@ fn password_from_file_and_my_cnf() {
     assert_eq!(p.expose(), "from cnf");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn a_cluster_given_as_nodes() {
+    let c = parse(
+        "t.toml",
+        "[[cluster]]\nname = \"c\"\nnodes = [\"10.0.0.7:3306\", \"db1\"]\n",
+    )
+    .unwrap();
+    let names: Vec<&str> = c.clusters[0]
+        .nodes
+        .iter()
+        .map(|n| n.name.as_str())
+        .collect();
+    // Named after their addresses, sorted: the same whatever the list's order.
+    assert_eq!(names, ["10-0-0-7-3306", "db1"]);
+    assert_eq!(c.clusters[0].nodes[1].address.port, 3306);
+    let named = parse(
+        "t.toml",
+        "[[cluster]]\nname = \"c\"\nnodes = { b = \"h2:3306\", a = \"h1:3306\" }\n",
+    )
+    .unwrap();
+    assert_eq!(named.clusters[0].primary_name(), "a");
+    assert_eq!(named.clusters[0].replicas[0].name, "b");
+    let given = parse("t.toml", GOOD).unwrap();
+    assert!(given.clusters[0].nodes.is_empty());
+    assert_eq!(given.clusters[0].primary_name(), "primary");
+
+    for (text, key, says) in [
+        ("nodes = [\"h1\"]", "cluster[0].nodes", "at least two"),
+        (
+            "primary = \"h1\"\nnodes = [\"h2\", \"h3\"]",
+            "cluster[0].nodes",
+            "not both",
+        ),
+        ("", "cluster[0]", "neither primary nor nodes"),
+        (
+            "nodes = [\"h1\", \"h1:3306\"]",
+            "cluster[0].nodes",
+            "same address",
+        ),
+    ] {
+        let e = err_of(&format!("[[cluster]]\nname = \"c\"\n{text}\n"));
+        assert!(
+            e.key.starts_with(key) && e.message.contains(says),
+            "{text}: {e:?}"
+        );
+    }
+}

@@ -2,7 +2,7 @@
 //! [`ConfigError`] naming the file, line and key at fault (or the flag that overrode the
 //! key).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -334,7 +334,47 @@ impl Validator<'_> {
                 format!("duplicate name {:?}: already used by {prev}", raw.name),
             ));
         }
-        let primary = Address::parse(&raw.primary).map_err(|m| self.err(&at("primary"), m))?;
+        let (raw_primary, raw_replicas, listed) = match (raw.primary, raw.nodes) {
+            (Some(p), None) => (p, raw.replicas, None),
+            (None, Some(nodes)) if raw.replicas.is_empty() => {
+                let named: BTreeMap<String, String> = match nodes {
+                    RawNodes::Named(m) => m,
+                    RawNodes::List(list) => list.into_iter().map(|a| (node_name(&a), a)).collect(),
+                };
+                if named.len() < 2 {
+                    return Err(self.err(
+                        &at("nodes"),
+                        "give at least two servers (a primary and a replica)",
+                    ));
+                }
+                let mut it = named.into_iter();
+                let (first_name, first) = it.next().expect("two or more");
+                (first, it.collect(), Some(first_name))
+            }
+            (None, None) => {
+                return Err(self.err(
+                    &base,
+                    format!(
+                        "cluster {:?} has neither primary nor nodes; give primary = \"host:port\" and replicas, or nodes = [\"host:port\", ...]",
+                        raw.name
+                    ),
+                ));
+            }
+            _ => {
+                return Err(self.err(
+                    &at("nodes"),
+                    "give either nodes (found by lagtrace) or primary and replicas, not both",
+                ));
+            }
+        };
+        let primary = Address::parse(&raw_primary)
+            .map_err(|m| self.err(&at(if listed.is_some() { "nodes" } else { "primary" }), m))?;
+        let raw = RawCluster {
+            name: raw.name,
+            primary: None,
+            replicas: raw_replicas,
+            nodes: None,
+        };
         if raw.replicas.is_empty() {
             return Err(self.err(
                 &base,
@@ -345,11 +385,16 @@ impl Validator<'_> {
             ));
         }
         let mut replicas = Vec::new();
+        let list_key = if listed.is_some() {
+            "nodes"
+        } else {
+            "replicas"
+        };
         for (name, addr) in &raw.replicas {
             let path = [
                 Seg::Key("cluster"),
                 Seg::Index(i),
-                Seg::Key("replicas"),
+                Seg::Key(list_key),
                 Seg::Key(name),
             ];
             check_name(name).map_err(|m| self.err(&path, m))?;
@@ -364,7 +409,12 @@ impl Validator<'_> {
             if address == primary {
                 return Err(self.err(
                     &path,
-                    format!("replica {name:?} has the primary's address {address}"),
+                    match &listed {
+                        Some(first) => format!(
+                            "node {name:?} has the same address as node {first:?} ({address})"
+                        ),
+                        None => format!("replica {name:?} has the primary's address {address}"),
+                    },
                 ));
             }
             if let Some(other) = replicas
@@ -384,10 +434,33 @@ impl Validator<'_> {
                 address,
             });
         }
+        // With `nodes`, the first was taken as the primary until discovery says.
+        let nodes = if let Some(first_name) = listed {
+            check_name(&first_name).map_err(|m| self.err(&at("nodes"), m))?;
+            if let Some(prev) = names.insert(
+                first_name.clone(),
+                format!("a node in cluster {:?}", raw.name),
+            ) {
+                return Err(self.err(
+                    &at("nodes"),
+                    format!("duplicate name {first_name:?}: already used by {prev}"),
+                ));
+            }
+            let mut all = replicas.clone();
+            all.push(ReplicaConfig {
+                name: first_name,
+                address: primary.clone(),
+            });
+            all.sort_by(|a, b| a.name.cmp(&b.name));
+            all
+        } else {
+            Vec::new()
+        };
         Ok(ClusterConfig {
             name: raw.name,
             primary,
             replicas,
+            nodes,
         })
     }
 
@@ -562,6 +635,18 @@ impl Validator<'_> {
             split: check("split", raw.split)?,
         })
     }
+}
+
+/// The name of a server listed in `nodes` by address alone: its address with every
+/// character that is not a letter or a digit turned into `-` (`10.0.0.5:3306` is
+/// `10-0-0-5-3306`), so that it stays the same whatever order the list is in.
+pub fn node_name(address: &str) -> String {
+    address
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect::<String>()
+        .trim_matches('-')
+        .to_string()
 }
 
 /// Names of clusters and replicas end up in URLs and metric names: keep them plain.

@@ -133,6 +133,8 @@ pub fn write_status_file(path: &std::path::Path, snapshot: &Snapshot) -> std::io
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ClusterDoc {
     pub cluster: String,
+    /// The server beats go to now (it moves with a failover).
+    pub primary: PrimaryDoc,
     pub beats_ok: u64,
     pub beats_failed: u64,
     /// Reads that showed a seq this recorder never wrote (a `check`, a second
@@ -143,6 +145,13 @@ pub struct ClusterDoc {
     /// beat found a newer seq already in the row.
     pub second_writer: bool,
     pub replicas: Vec<ReplicaDoc>,
+}
+
+/// A cluster's primary in `/status`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PrimaryDoc {
+    pub name: String,
+    pub address: String,
 }
 
 /// The live picture.
@@ -162,6 +171,8 @@ pub struct Live {
 #[derive(Debug)]
 struct ClusterLive {
     name: String,
+    /// The server beats go to: its name and address.
+    primary: (String, String),
     beats_ok: u64,
     beats_failed: u64,
     foreign_beats: u64,
@@ -207,6 +218,7 @@ impl Live {
         for (ci, c) in config.clusters.iter().enumerate() {
             clusters.push(ClusterLive {
                 name: c.name.clone(),
+                primary: (c.primary_name().to_string(), c.primary.to_string()),
                 beats_ok: 0,
                 beats_failed: 0,
                 foreign_beats: 0,
@@ -309,6 +321,15 @@ impl Live {
         }
     }
 
+    /// The server beats of cluster number `cluster` go to now (name, address).
+    pub fn set_primary(&mut self, cluster: usize, name: &str, address: &str) {
+        if let Some(c) = self.clusters.get_mut(cluster)
+            && (c.primary.0 != name || c.primary.1 != address)
+        {
+            c.primary = (name.to_string(), address.to_string());
+        }
+    }
+
     /// Whether cluster number `cluster` has another writer on its heartbeat row.
     pub fn second_writer(&self, cluster: usize) -> bool {
         self.clusters
@@ -367,6 +388,10 @@ impl Live {
             .iter()
             .map(|c| ClusterDoc {
                 cluster: c.name.clone(),
+                primary: PrimaryDoc {
+                    name: c.primary.0.clone(),
+                    address: c.primary.1.clone(),
+                },
                 beats_ok: c.beats_ok,
                 beats_failed: c.beats_failed,
                 foreign_beats: c.foreign_beats,

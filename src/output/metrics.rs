@@ -261,6 +261,10 @@ mod tests {
             recover_lag_ms: 500.0,
             clusters: vec![ClusterDoc {
                 cluster: "lab".into(),
+                primary: crate::output::live::PrimaryDoc {
+                    name: "primary".into(),
+                    address: "127.0.0.1:13306".into(),
+                },
                 foreign_beats: 0,
                 last_foreign_seq: None,
                 second_writer: false,

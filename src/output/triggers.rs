@@ -149,8 +149,8 @@ pub const SCHEMA: u32 = 1;
 /// when the writer moved to another server.
 pub struct ClusterEvents {
     cluster: String,
-    /// Every server of the cluster: the configured primary (named `primary`), then the
-    /// replicas.
+    /// Every server of the cluster: the configured (or discovered) primary, named
+    /// `primary` or by its node name, then the replicas.
     nodes: Vec<(String, Address)>,
     primary: Address,
     primary_now: watch::Receiver<Address>,
@@ -211,7 +211,7 @@ impl ClusterEvents {
         judges_replicas: bool,
         started_us: i64,
     ) -> ClusterEvents {
-        let nodes = std::iter::once(("primary".to_string(), cluster.primary.clone()))
+        let nodes = std::iter::once((cluster.primary_name().to_string(), cluster.primary.clone()))
             .chain(
                 cluster
                     .replicas
@@ -267,6 +267,11 @@ impl ClusterEvents {
     /// The cluster's name.
     pub fn cluster(&self) -> &str {
         &self.cluster
+    }
+
+    /// The server beats go to now, as triggers name it.
+    pub fn primary(&self) -> Node {
+        self.node(&self.primary)
     }
 
     /// What to store so that the next recorder can tell what changed while it was

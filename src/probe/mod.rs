@@ -1,7 +1,8 @@
 //! Step 1 of the data flow: talking to the servers. Connections and their failures
 //! (`conn`), the heartbeat schema (`schema`, for `init`), and the three probe tasks of
 //! `record`: the beat writer per cluster (`beat`), the reader per replica (`reader`) and
-//! the status poller per replica (`status`). Probe tasks only produce samples.
+//! the status poller per replica (`status`). Probe tasks only produce samples. Before
+//! them, `topology` finds the primary and replicas of a cluster given as `nodes`.
 
 pub mod beat;
 pub mod check;
@@ -9,3 +10,4 @@ pub mod conn;
 pub mod reader;
 pub mod schema;
 pub mod status;
+pub mod topology;

@@ -1,0 +1,122 @@
+//! A cluster given as a flat `nodes` list, in any order: `init` and `record` find that
+//! 127.0.0.1:13306 is the primary and the other two its replicas, `/status` says so, and
+//! the replicas are checked under their node names. With the primary frozen when the
+//! recorder starts, the replicas' common source is still taken as the primary.
+
+mod common;
+
+use std::thread::sleep;
+use std::time::Duration;
+
+use common::*;
+
+/// The lab's servers as `nodes`, shuffled; `[http]` on a free port.
+fn nodes_config(dir: &TempDir, cluster: &str, nodes: &[&str], port: u16) -> std::path::PathBuf {
+    let list: Vec<String> = nodes.iter().map(|n| format!("\"{n}\"")).collect();
+    dir.write(
+        "lagtrace.toml",
+        &format!(
+            "[connection]\nuser = \"lagtrace\"\npassword_env = \"LAGTRACE_IT_PASSWORD\"\nconnect_timeout = \"2s\"\n\n\
+             [[cluster]]\nname = \"{cluster}\"\nnodes = [{}]\n\n\
+             [record]\ninterval = \"20ms\"\nstore = \"{}\"\n\n\
+             [http]\nlisten = \"127.0.0.1:{port}\"\nmax_lag = \"1s\"\n",
+            list.join(", "),
+            dir.path().join("s.redb").display()
+        ),
+    )
+}
+
+/// Runs `lagtrace init` (which discovers too); returns its stdout.
+fn init(config: &std::path::Path) -> String {
+    let init = lagtrace()
+        .args(["init", "-c"])
+        .arg(config)
+        .env("LAGTRACE_IT_PASSWORD", LAB_PASSWORD)
+        .output()
+        .unwrap();
+    let (out, err) = texts(&init);
+    assert!(init.status.success(), "{out}{err}");
+    out
+}
+
+const R1: &str = "127-0-0-1-13307";
+const R2: &str = "127-0-0-1-13308";
+
+fn primary_of(port: u16) -> serde_json::Value {
+    http(port, "GET", "/status", &[]).unwrap().json()["clusters"][0]["primary"].clone()
+}
+
+#[test]
+fn nodes_in_any_order_give_the_labs_topology() {
+    let _lab = take_lab();
+    let dir = TempDir::new("discovery");
+    let port = free_port();
+    let config = nodes_config(
+        &dir,
+        "it_discovery",
+        &[REPLICAS[1].1, PRIMARY, REPLICAS[0].1],
+        port,
+    );
+    let out = init(&config);
+    assert!(out.contains(&format!("replica it_discovery/{R1}")), "{out}");
+
+    let recorder = Recorder::start(&config);
+    for r in [R1, R2] {
+        let entered = wait_http(port, &format!("/check/{r}"), Duration::from_secs(10), |x| {
+            x.code == 200
+        });
+        assert!(entered.is_some(), "{r} never entered the pool");
+    }
+    let p = primary_of(port);
+    assert_eq!(
+        (p["name"].as_str(), p["address"].as_str()),
+        (Some("127-0-0-1-13306"), Some(PRIMARY))
+    );
+    let (code, log) = recorder.stop();
+    assert_eq!(code, Some(0), "{log}");
+    assert!(!log.contains("ERROR"), "{log}");
+}
+
+#[test]
+fn a_frozen_primary_at_the_start_is_the_source_its_replicas_agree_on() {
+    let _lab = take_lab();
+    let dir = TempDir::new("discovery-frozen");
+    let port = free_port();
+    let config = nodes_config(
+        &dir,
+        "it_discovery_frozen",
+        &[PRIMARY, REPLICAS[0].1, REPLICAS[1].1],
+        port,
+    );
+    init(&config);
+    let pid = lab_pid("primary");
+    signal(pid, "STOP");
+    struct Thaw(u32);
+    impl Drop for Thaw {
+        fn drop(&mut self) {
+            signal(self.0, "CONT");
+        }
+    }
+    let thaw = Thaw(pid);
+    let recorder = Recorder::start(&config);
+    // Discovery waits out the primary's connect timeout (2 s), then the recorder starts
+    // its probes; the primary thaws a second later.
+    let listening = wait_http(port, "/status", Duration::from_secs(10), |x| x.code == 200);
+    assert!(listening.is_some(), "the recorder never answered");
+    assert_eq!(primary_of(port)["address"], PRIMARY);
+    sleep(Duration::from_secs(1));
+    drop(thaw);
+    for r in [R1, R2] {
+        let entered = wait_http(port, &format!("/check/{r}"), Duration::from_secs(10), |x| {
+            x.code == 200
+        });
+        assert!(
+            entered.is_some(),
+            "{r} never entered the pool: {}",
+            http(port, "GET", "/status", &[]).unwrap().json()
+        );
+    }
+    let (code, log) = recorder.stop();
+    assert_eq!(code, Some(0), "{log}");
+    assert!(log.contains("the primary did not answer"), "{log}");
+}
