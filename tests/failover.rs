@@ -159,6 +159,19 @@ fn beats_follow_a_failover_and_the_failback_and_lag_stays_true() {
         svg.contains("failover to r2") && svg.contains("failover to primary"),
         "the chart marks both failovers"
     );
+    // replay puts them among the pool changes it replays.
+    let replay = lagtrace()
+        .args(["replay", "--store"])
+        .arg(&store)
+        .output()
+        .unwrap();
+    let (text, err) = texts(&replay);
+    assert!(replay.status.success(), "{err}");
+    assert!(
+        text.contains("it_failover  failover  primary -> r2  (recorded)")
+            && text.contains("it_failover  failover  r2 -> primary  (recorded)"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -192,12 +205,8 @@ fn a_split_keeps_beats_on_the_primary() {
     sleep(Duration::from_secs(2));
     let (_, log) = recorder.stop();
     assert!(!log.contains("the primary moved"), "{log}");
-    let text = std::fs::read_to_string(&out).unwrap_or_default();
-    let fired: Vec<serde_json::Value> = serde_json::Deserializer::from_str(&text)
-        .into_iter()
-        .map(|v| v.unwrap())
-        .collect();
-    assert_eq!(fired.len(), 1, "{text}");
+    let fired = json_documents(&out);
+    assert_eq!(fired.len(), 1, "{fired:?}");
     let split = &fired[0];
     assert_eq!(
         (&split["event"], &split["node"]["name"]),

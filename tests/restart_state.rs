@@ -12,15 +12,6 @@ use std::time::Duration;
 use common::*;
 use serde_json::Value;
 
-/// The documents the triggers read, in the order they ran.
-fn events(file: &std::path::Path) -> Vec<Value> {
-    let text = std::fs::read_to_string(file).unwrap_or_default();
-    serde_json::Deserializer::from_str(&text)
-        .into_iter::<Value>()
-        .map(|v| v.expect("a whole JSON document per run"))
-        .collect()
-}
-
 fn names(events: &[Value]) -> Vec<String> {
     events
         .iter()
@@ -72,7 +63,7 @@ fn a_replica_stopped_between_two_recorders_is_replica_down_while_stopped() {
         .map(|r| &r["state"])
         .collect();
     assert_eq!(states, ["in", "in"], "{status}");
-    let before = events(&out);
+    let before = json_documents(&out);
     assert_eq!(names(&before), ["recorder_up:primary"], "the first run");
 
     lab(&["stall"], &[]);
@@ -89,7 +80,7 @@ fn a_replica_stopped_between_two_recorders_is_replica_down_while_stopped() {
     assert_eq!(code, Some(0), "{log}");
     drop(resume);
 
-    let all = events(&out);
+    let all = json_documents(&out);
     let got = names(&all[before.len()..]);
     eprintln!("second run: {got:?}");
     assert_eq!(got, ["replica_down:r1*", "recorder_up:primary"]);

@@ -22,15 +22,6 @@ impl Drop for Thaw {
     }
 }
 
-/// The documents the triggers read, in the order they ran.
-fn events(file: &std::path::Path) -> Vec<Value> {
-    let text = std::fs::read_to_string(file).unwrap_or_default();
-    serde_json::Deserializer::from_str(&text)
-        .into_iter::<Value>()
-        .map(|v| v.expect("a whole JSON document per run"))
-        .collect()
-}
-
 #[test]
 fn triggers_fire_once_per_event_with_the_event_on_stdin() {
     let _lab = take_lab();
@@ -71,7 +62,7 @@ fn triggers_fire_once_per_event_with_the_event_on_stdin() {
     let (code, log) = recorder.stop();
     assert_eq!(code, Some(0), "{log}");
 
-    let (beats, all): (Vec<Value>, Vec<Value>) = events(&out)
+    let (beats, all): (Vec<Value>, Vec<Value>) = json_documents(&out)
         .into_iter()
         .partition(|e| e["event"] == "heartbeat");
     // About 22 s of recording with a heartbeat every 2 s.

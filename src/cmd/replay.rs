@@ -1,7 +1,8 @@
 //! `lagtrace replay`: runs a recording through the pool state machine
 //! (analysis::health, the same one the live checks use) and prints every change of
 //! state, as fast as possible or paced at `speed` times real time, optionally
-//! re-emitting statsd metrics.
+//! re-emitting statsd metrics. The clusters' recorded events (primary down and up,
+//! failovers, splits) come in their time order among the changes.
 
 use std::collections::BinaryHeap;
 use std::fmt::Write as _;
@@ -149,11 +150,30 @@ pub fn run(args: &Args) -> Result<(), CmdError> {
     let paced = args.speed > 0.0;
     let mut out = String::new();
     let mut fresh = Vec::new();
+    // What happened to the clusters, as recorded (pool changes are replayed instead).
+    let mut recorded = rec
+        .events
+        .iter()
+        .filter(|e| {
+            matches!(
+                e.event.as_str(),
+                "primary_down" | "primary_up" | "failover" | "split"
+            )
+        })
+        .peekable();
     while let Some(std::cmp::Reverse((t, i))) = heap.pop() {
         if let (true, Some(t0)) = (paced, t0) {
             let due = Duration::from_secs_f64((t - t0) as f64 / 1e6 / args.speed);
             if let Some(wait) = due.checked_sub(wall0.elapsed()) {
                 std::thread::sleep(wait);
+            }
+        }
+        while let Some(e) = recorded.next_if(|e| e.t_us <= t) {
+            let line = recorded_line(e);
+            if paced {
+                super::print_stdout(&line)?;
+            } else {
+                out.push_str(&line);
             }
         }
         let r = &mut replicas[i];
@@ -199,8 +219,22 @@ pub fn run(args: &Args) -> Result<(), CmdError> {
     if let Some(s) = &statsd {
         s.flush();
     }
+    for e in recorded {
+        out.push_str(&recorded_line(e));
+    }
     out.push_str(&summary(&replicas, th));
     super::print_stdout(&out)
+}
+
+/// A recorded cluster event among the replayed pool changes.
+fn recorded_line(e: &crate::store::events::RecordedEvent) -> String {
+    format!(
+        "{}  {}  {}  {}  (recorded)\n",
+        format_utc_us(e.t_us),
+        e.cluster,
+        e.event,
+        crate::output::report::event_detail(e)
+    )
 }
 
 fn change_line(cluster: &str, replica: &str, c: &Change, first: bool) -> String {

@@ -124,6 +124,37 @@ fn cluster_text(out: &mut String, c: &ClusterReport) {
     events_text(out, &c.events);
 }
 
+/// What a stored event says, in a few words: the node it is about and what happened
+/// to it (`primary -> r2` for a failover, the check's detail for a replica).
+pub fn event_detail(e: &RecordedEvent) -> String {
+    let d = &e.doc;
+    let name = |v: &serde_json::Value| v["name"].as_str().unwrap_or("?").to_string();
+    let detail = match e.event.as_str() {
+        "failover" => format!("{} -> {}", name(&d["previous_primary"]), name(&d["node"])),
+        "primary_down" => format!(
+            "{}: {}",
+            name(&d["node"]),
+            d["reason"].as_str().unwrap_or("")
+        ),
+        "primary_up" => match d["down_s"].as_f64() {
+            Some(s) => format!("{} after {s:.1} s", name(&d["node"])),
+            None => name(&d["node"]),
+        },
+        "replica_down" | "replica_up" => format!(
+            "{}: {}",
+            name(&d["node"]),
+            d["check"]["detail"].as_str().unwrap_or("")
+        ),
+        "split" => format!("{} takes writes too", name(&d["node"])),
+        _ => name(&d["node"]),
+    };
+    if d["while_stopped"] == true {
+        format!("{detail}  (while no recorder ran)")
+    } else {
+        detail
+    }
+}
+
 /// The cluster's events, one line each (trigger runs only counted, failures named).
 fn events_text(out: &mut String, events: &[RecordedEvent]) {
     let (runs, changes): (Vec<&RecordedEvent>, Vec<&RecordedEvent>) =
@@ -142,36 +173,12 @@ fn events_text(out: &mut String, events: &[RecordedEvent]) {
         );
     }
     for e in changes.iter().take(TEXT_LIST_LIMIT) {
-        let d = &e.doc;
-        let name = |v: &serde_json::Value| v["name"].as_str().unwrap_or("?").to_string();
-        let detail = match e.event.as_str() {
-            "failover" => format!("{} -> {}", name(&d["previous_primary"]), name(&d["node"])),
-            "primary_down" => format!(
-                "{}: {}",
-                name(&d["node"]),
-                d["reason"].as_str().unwrap_or("")
-            ),
-            "primary_up" => match d["down_s"].as_f64() {
-                Some(s) => format!("{} after {s:.1} s", name(&d["node"])),
-                None => name(&d["node"]),
-            },
-            "replica_down" | "replica_up" => format!(
-                "{}: {}",
-                name(&d["node"]),
-                d["check"]["detail"].as_str().unwrap_or("")
-            ),
-            _ => name(&d["node"]),
-        };
-        let stopped = if d["while_stopped"] == true {
-            "  (while no recorder ran)"
-        } else {
-            ""
-        };
         let _ = writeln!(
             out,
-            "              {}  {:<13} {detail}{stopped}",
+            "              {}  {:<13} {}",
             format_utc_us(e.t_us),
-            e.event
+            e.event,
+            event_detail(e)
         );
     }
     let failed: Vec<&&RecordedEvent> = runs.iter().filter(|r| r.doc["code"] != 0).collect();

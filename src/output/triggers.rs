@@ -48,6 +48,11 @@ pub struct Event {
     /// The primary beats go to after the event.
     pub primary: Node,
     pub replicas: Vec<Node>,
+    /// Replicas that do not answer now.
+    pub lost: Vec<Node>,
+    /// Servers listed in `nodes` that are not part of the cluster (they replicate from
+    /// elsewhere, or took writes at the start), by name.
+    pub clusterless: Vec<String>,
     /// For `failover`: where beats went before.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub previous_primary: Option<Node>,
@@ -138,6 +143,23 @@ pub struct Node {
     pub address: String,
     /// `primary` or `replica` (as configured, or as found after a failover).
     pub role: &'static str,
+    /// The `host:port` its main channel replicates from, as its last status poll said
+    /// (null for the primary, or before the first poll).
+    pub source: Option<String>,
+    /// Its lag at the last look, ms (null for the primary and before any lag; `hi_ms`
+    /// null when only a floor is known).
+    pub lag: Option<LagDoc>,
+    /// Its replication vector at the last look (0 keeps up, -1 applies nothing).
+    pub vector: Option<f64>,
+    /// Its intended delay (MASTER_DELAY), s.
+    pub sql_delay_s: Option<u32>,
+}
+
+/// A replica's lag bounds, ms.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct LagDoc {
+    pub lo_ms: f64,
+    pub hi_ms: Option<f64>,
 }
 
 /// The version of [`Event`]'s shape.
@@ -183,6 +205,10 @@ pub struct ClusterEvents {
     second_primaries: std::collections::BTreeMap<String, (i64, bool)>,
     /// Per replica name: the source its main channel replicates from (`host:port`).
     sources: std::collections::HashMap<String, String>,
+    /// Per replica name: what the last live snapshot said of it.
+    seen: std::collections::HashMap<String, Seen>,
+    /// Listed nodes left out of the cluster by discovery.
+    clusterless: Vec<String>,
     /// When this recorder started, and whether `recorder_up` has fired, µs.
     started_us: i64,
     up_fired: bool,
@@ -190,6 +216,16 @@ pub struct ClusterEvents {
 
 /// How early a `heartbeat` may fire before it is due, µs: half the record loop's tick.
 const HEARTBEAT_EARLY_US: i64 = 500_000;
+
+/// What the last live snapshot said of a replica, for the nodes of events.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Seen {
+    lag: Option<LagDoc>,
+    vector: Option<f64>,
+    sql_delay_s: Option<u32>,
+    /// It does not answer.
+    lost: bool,
+}
 
 /// How long a second server must take writes before `split` fires, µs: a failover
 /// makes the new primary writable a moment before the old one refuses writes.
@@ -249,6 +285,16 @@ impl ClusterEvents {
             judges_replicas,
             second_primaries: Default::default(),
             sources: Default::default(),
+            seen: Default::default(),
+            clusterless: cluster
+                .nodes
+                .iter()
+                .filter(|n| {
+                    n.address != cluster.primary
+                        && !cluster.replicas.iter().any(|r| r.name == n.name)
+                })
+                .map(|n| n.name.clone())
+                .collect(),
             started_us,
             up_fired: false,
         };
@@ -297,14 +343,16 @@ impl ClusterEvents {
             .iter()
             .find(|(_, a)| a == address)
             .map_or_else(|| address.to_string(), |(n, _)| n.clone());
+        let primary = *address == self.primary;
+        let seen = self.seen.get(&name).filter(|_| !primary);
         Node {
-            name,
             address: address.to_string(),
-            role: if *address == self.primary {
-                "primary"
-            } else {
-                "replica"
-            },
+            role: if primary { "primary" } else { "replica" },
+            source: self.sources.get(&name).filter(|_| !primary).cloned(),
+            lag: seen.and_then(|s| s.lag),
+            vector: seen.and_then(|s| s.vector),
+            sql_delay_s: seen.and_then(|s| s.sql_delay_s),
+            name,
         }
     }
 
@@ -324,6 +372,13 @@ impl ClusterEvents {
                 .filter(|(_, a)| *a != self.primary)
                 .map(|(_, a)| self.node(a))
                 .collect(),
+            lost: self
+                .nodes
+                .iter()
+                .filter(|(n, a)| *a != self.primary && self.seen.get(n).is_some_and(|s| s.lost))
+                .map(|(_, a)| self.node(a))
+                .collect(),
+            clusterless: self.clusterless.clone(),
             previous_primary: None,
             reason: None,
             down_s: None,
@@ -442,6 +497,18 @@ impl ClusterEvents {
     pub fn on_replicas(&mut self, replicas: &[ReplicaDoc], now_us: i64) -> Vec<Event> {
         let mut out = Vec::new();
         for r in replicas {
+            self.seen.insert(
+                r.replica.clone(),
+                Seen {
+                    lag: r.lag_lo_ms.map(|lo_ms| LagDoc {
+                        lo_ms,
+                        hi_ms: r.lag_hi_ms,
+                    }),
+                    vector: r.vector,
+                    sql_delay_s: r.sql_delay_s,
+                    lost: r.reason == "unreachable",
+                },
+            );
             let now_in = match (r.state, r.reason.as_str()) {
                 (_, "starting") => continue,
                 (State::Maintenance, _) => {
@@ -736,6 +803,38 @@ fn kill_group(pgid: u32) {
 mod tests {
     use super::*;
 
+    /// Cluster `c`: primary h1, then r1 on h2 and r2 on h3, as many replicas as asked.
+    fn cluster(replicas: usize) -> ClusterConfig {
+        let all = ["r1 = \"h2:3306\"", "r2 = \"h3:3306\""];
+        let text = format!(
+            "[[cluster]]\nname = \"c\"\nprimary = \"h1:3306\"\nreplicas = {{ {} }}\n",
+            all[..replicas].join(", ")
+        );
+        crate::config::parse("t.toml", &text)
+            .unwrap()
+            .clusters
+            .remove(0)
+    }
+
+    /// `cluster`'s events from time 0 with beats on its primary, and the sender that
+    /// moves them.
+    fn events_of(
+        cluster: &ClusterConfig,
+        previous: Option<ClusterState>,
+        judges_replicas: bool,
+    ) -> (watch::Sender<Address>, ClusterEvents) {
+        let (tx, rx) = watch::channel(cluster.primary.clone());
+        let e = ClusterEvents::new(
+            cluster,
+            Duration::from_secs(10),
+            rx,
+            previous,
+            judges_replicas,
+            0,
+        );
+        (tx, e)
+    }
+
     fn argv(a: &[&str]) -> Vec<String> {
         a.iter().map(|s| s.to_string()).collect()
     }
@@ -783,14 +882,9 @@ mod tests {
 
     #[test]
     fn beats_failing_for_a_second_are_primary_down_and_the_next_good_one_primary_up() {
-        let config = crate::config::parse(
-            "t.toml",
-            "[[cluster]]\nname = \"c\"\nprimary = \"h1:3306\"\nreplicas = { r1 = \"h2:3306\", r2 = \"h3:3306\" }\n",
-        )
-        .unwrap();
-        let cluster = &config.clusters[0];
-        let (tx, rx) = watch::channel(cluster.primary.clone());
-        let mut e = ClusterEvents::new(cluster, Duration::from_secs(10), rx, None, false, 0);
+        let config = cluster(2);
+        let cluster = &config;
+        let (tx, mut e) = events_of(cluster, None, false);
         const S: i64 = 1_000_000;
         // A blip: one failed beat, then good ones: nothing fires. recorder_up waits for
         // a beat's outcome, the heartbeats for recorder_up.
@@ -869,20 +963,8 @@ mod tests {
 
     #[test]
     fn a_replica_leaving_and_rejoining_the_pool_is_replica_down_then_up() {
-        let config = crate::config::parse(
-            "t.toml",
-            "[[cluster]]\nname = \"c\"\nprimary = \"h1:3306\"\nreplicas = { r1 = \"h2:3306\" }\n",
-        )
-        .unwrap();
-        let (_tx, rx) = watch::channel(config.clusters[0].primary.clone());
-        let mut e = ClusterEvents::new(
-            &config.clusters[0],
-            Duration::from_secs(10),
-            rx,
-            None,
-            true,
-            0,
-        );
+        let config = cluster(1);
+        let (_tx, mut e) = events_of(&config, None, true);
         let names =
             |events: Vec<Event>| -> Vec<&'static str> { events.iter().map(|e| e.event).collect() };
         assert!(
@@ -895,6 +977,16 @@ mod tests {
         );
         let down = e.on_replicas(&[doc("r1", State::Out, "lagging")], 2);
         assert_eq!(down[0].node.address, "h2:3306");
+        // The node carries what the last look said of it.
+        assert_eq!(
+            down[0].node.lag,
+            Some(LagDoc {
+                lo_ms: 1500.0,
+                hi_ms: None
+            })
+        );
+        assert_eq!(down[0].primary.lag, None);
+        assert!(down[0].lost.is_empty() && down[0].clusterless.is_empty());
         assert_eq!(down[0].check.as_ref().unwrap().reason, "lagging");
         assert_eq!(names(down), ["replica_down"]);
         assert!(
@@ -909,6 +1001,9 @@ mod tests {
             names(e.on_replicas(&[doc("r1", State::In, "healthy")], 5)),
             ["replica_up"]
         );
+        let gone = e.on_replicas(&[doc("r1", State::Out, "unreachable")], 6);
+        let lost: Vec<&str> = gone[0].lost.iter().map(|n| n.name.as_str()).collect();
+        assert_eq!(lost, ["r1"]);
     }
 
     /// The previous recorder knew r1 in the pool, r2 out and h1 as the primary. Now
@@ -916,12 +1011,8 @@ mod tests {
     /// `while_stopped`, then `recorder_up`; the new state is what the next one reads.
     #[test]
     fn what_changed_while_stopped_fires_before_recorder_up() {
-        let config = crate::config::parse(
-            "t.toml",
-            "[[cluster]]\nname = \"c\"\nprimary = \"h1:3306\"\nreplicas = { r1 = \"h2:3306\", r2 = \"h3:3306\" }\n",
-        )
-        .unwrap();
-        let cluster = &config.clusters[0];
+        let config = cluster(2);
+        let cluster = &config;
         let previous = ClusterState {
             schema: SCHEMA,
             primary: "h1:3306".into(),
@@ -937,15 +1028,7 @@ mod tests {
             ClusterEvents::stored_primary(&previous, cluster),
             Some(cluster.primary.clone())
         );
-        let (tx, rx) = watch::channel(cluster.primary.clone());
-        let mut e = ClusterEvents::new(
-            cluster,
-            Duration::from_secs(10),
-            rx,
-            Some(previous),
-            true,
-            0,
-        );
+        let (tx, mut e) = events_of(cluster, Some(previous), true);
         const S: i64 = 1_000_000;
         assert!(
             e.on_tick(S / 10).is_empty(),
@@ -1010,27 +1093,15 @@ mod tests {
     /// RECORDER_UP_WITHIN_US.
     #[test]
     fn a_primary_down_at_the_last_stop_and_up_now_is_primary_up_while_stopped() {
-        let config = crate::config::parse(
-            "t.toml",
-            "[[cluster]]\nname = \"c\"\nprimary = \"h1:3306\"\nreplicas = { r1 = \"h2:3306\" }\n",
-        )
-        .unwrap();
-        let cluster = &config.clusters[0];
+        let config = cluster(1);
+        let cluster = &config;
         let previous = ClusterState {
             schema: SCHEMA,
             primary: "h1:3306".into(),
             primary_down: true,
             in_pool: Default::default(),
         };
-        let (_tx, rx) = watch::channel(cluster.primary.clone());
-        let mut e = ClusterEvents::new(
-            cluster,
-            Duration::from_secs(10),
-            rx,
-            Some(previous),
-            false,
-            0,
-        );
+        let (_tx, mut e) = events_of(cluster, Some(previous), false);
         let up = e.on_beat(&beat(1_000, true)).unwrap();
         assert_eq!(
             (up.event, up.while_stopped, up.down_s),
@@ -1038,8 +1109,7 @@ mod tests {
         );
         assert!(!e.state().primary_down);
 
-        let (_tx, rx) = watch::channel(cluster.primary.clone());
-        let mut fresh = ClusterEvents::new(cluster, Duration::from_secs(10), rx, None, true, 0);
+        let (_tx, mut fresh) = events_of(cluster, None, true);
         assert!(fresh.recorder_up(RECORDER_UP_WITHIN_US - 1).is_none());
         assert!(fresh.recorder_up(RECORDER_UP_WITHIN_US).is_some());
     }
@@ -1048,20 +1118,8 @@ mod tests {
     /// the primary's side; a failover's moment of two writable servers fires nothing.
     #[test]
     fn a_second_writable_server_for_long_enough_is_a_split() {
-        let config = crate::config::parse(
-            "t.toml",
-            "[[cluster]]\nname = \"c\"\nprimary = \"h1:3306\"\nreplicas = { r1 = \"h2:3306\", r2 = \"h3:3306\" }\n",
-        )
-        .unwrap();
-        let (tx, rx) = watch::channel(config.clusters[0].primary.clone());
-        let mut e = ClusterEvents::new(
-            &config.clusters[0],
-            Duration::from_secs(10),
-            rx,
-            None,
-            false,
-            0,
-        );
+        let config = cluster(2);
+        let (tx, mut e) = events_of(&config, None, false);
         const S: i64 = 1_000_000;
         e.on_role("r1", 0, false, Some("h1:3306"));
         e.on_role("r2", 0, true, None);
@@ -1085,8 +1143,7 @@ mod tests {
         // A failover: r1 becomes writable; beats move to it within a second.
         e.on_role("r2", 3 * SPLIT_AFTER_US, false, Some("h1:3306"));
         e.on_role("r1", 3 * SPLIT_AFTER_US, true, None);
-        tx.send(config.clusters[0].replicas[0].address.clone())
-            .unwrap();
+        tx.send(config.replicas[0].address.clone()).unwrap();
         let t = 3 * SPLIT_AFTER_US + S;
         assert!(e.on_tick(t).iter().any(|e| e.event == "failover"));
         assert!(

@@ -583,3 +583,13 @@ pub fn start_in_pool(config: &Path, port: u16) -> Recorder {
     }
     recorder
 }
+
+/// The JSON documents a file holds one after the other (what `tee -a` triggers wrote,
+/// one per run), in order; none when the file does not exist.
+pub fn json_documents(file: &Path) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(file).unwrap_or_default();
+    serde_json::Deserializer::from_str(&text)
+        .into_iter::<serde_json::Value>()
+        .map(|v| v.expect("a whole JSON document per run"))
+        .collect()
+}
