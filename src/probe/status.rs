@@ -130,13 +130,21 @@ async fn poll(
     }
     let (c, sql) = conn.as_mut().expect("connected above");
     let channels = channels(c, sql, p.settings.query_timeout).await?;
-    let read_only: Option<u8> = timed(
+    let read_only = timed(
         "query",
         p.settings.query_timeout,
-        c.query_first("SELECT @@read_only"),
+        c.query_first::<u8, _>("SELECT @@read_only"),
     )
-    .await?;
-    Ok((channels, read_only.map(|r| r == 0)))
+    .await;
+    match read_only {
+        Ok(r) => Ok((channels, r.map(|r| r == 0))),
+        Err(e) => {
+            // The channels stand; the connection may be mid-query: start a new one.
+            tracing::debug!(replica = %p.replica, error = %e, "@@read_only unread");
+            *conn = None;
+            Ok((channels, None))
+        }
+    }
 }
 
 /// The statement that shows this server's replication channels (it depends on the
