@@ -1,7 +1,8 @@
 //! A cluster given as a flat `nodes` list, in any order: `init` and `record` find that
 //! 127.0.0.1:13306 is the primary and the other two its replicas, `/status` says so, and
 //! the replicas are checked under their node names. With the primary frozen when the
-//! recorder starts, the replicas' common source is still taken as the primary.
+//! recorder starts, the replicas' common source is still taken as the primary. Every
+//! node is probed, so after a failover the demoted primary is measured as a replica.
 
 mod common;
 
@@ -119,4 +120,53 @@ fn a_frozen_primary_at_the_start_is_the_source_its_replicas_agree_on() {
     let (code, log) = recorder.stop();
     assert_eq!(code, Some(0), "{log}");
     assert!(log.contains("the primary did not answer"), "{log}");
+}
+
+/// Every node is probed: after `make failover` the old primary is measured as the
+/// replica it has become (in the pool, lag under a second), and the new one is out of
+/// the replicas' pool as the primary.
+#[test]
+fn after_a_failover_the_demoted_primary_is_measured_as_a_replica() {
+    let _lab = take_lab();
+    let _restore = Restore(vec!["failback"], &[]);
+    let dir = TempDir::new("discovery-failover");
+    let port = free_port();
+    let cluster = "it_discovery_failover";
+    let config = nodes_config(
+        &dir,
+        cluster,
+        &[REPLICAS[0].1, REPLICAS[1].1, PRIMARY],
+        port,
+    );
+    init(&config);
+    let recorder = Recorder::start(&config);
+    const P: &str = "127-0-0-1-13306";
+    for r in [R1, R2] {
+        let entered = wait_http(port, &format!("/check/{r}"), Duration::from_secs(10), |x| {
+            x.code == 200
+        });
+        assert!(entered.is_some(), "{r} never entered the pool");
+    }
+    let primary = http(port, "GET", &format!("/check/{P}"), &[]).unwrap();
+    assert_eq!(
+        (primary.code, primary.json()["reason"].as_str()),
+        (503, Some("primary"))
+    );
+
+    lab(&["failover"], &[]);
+    let demoted = wait_http(port, &format!("/check/{P}"), Duration::from_secs(10), |x| {
+        x.code == 200
+    });
+    assert!(
+        demoted.is_some(),
+        "the old primary never joined the pool: {}",
+        http(port, "GET", "/status", &[]).unwrap().json()
+    );
+    let doc = http(port, "GET", &format!("/check/{P}"), &[]).unwrap().json();
+    assert!(doc["lag_ms"].as_f64().unwrap() < 1000.0, "{doc}");
+    let new = http(port, "GET", &format!("/check/{R2}"), &[]).unwrap();
+    assert_eq!(new.json()["reason"], "primary", "{}", new.json());
+    assert_eq!(primary_of(port)["address"], REPLICAS[1].1);
+    let (code, log) = recorder.stop();
+    assert_eq!(code, Some(0), "{log}");
 }

@@ -91,7 +91,8 @@ pub fn run(opts: &Args) -> Result<(), CmdError> {
         status_every: opts.status_every,
         retain: opts.retain,
     };
-    let (config, password) = super::load_config(&opts.config, &overrides)?;
+    let (mut config, password) = super::load_config(&opts.config, &overrides)?;
+    probe_every_node(&mut config);
     let statsd = config
         .statsd
         .as_ref()
@@ -235,6 +236,21 @@ pub fn run(opts: &Args) -> Result<(), CmdError> {
     Ok(())
 }
 
+/// In a cluster given as `nodes`, the primary found at the start is read and polled
+/// like the replicas (its live check says `primary` while beats go to it), so that
+/// after a failover the demoted primary is measured as the replica it has become.
+fn probe_every_node(config: &mut Config) {
+    for c in &mut config.clusters {
+        let primary = c.nodes.iter().find(|n| n.address == c.primary).cloned();
+        if let Some(p) = primary
+            && !c.replicas.iter().any(|r| r.address == p.address)
+        {
+            c.replicas.push(p);
+            c.replicas.sort_by(|a, b| a.name.cmp(&b.name));
+        }
+    }
+}
+
 /// What the previous recorder stored of each cluster (config order); a state that
 /// cannot be read is logged and ignored (this recorder starts without it).
 fn previous_states(store: &Store, config: &Config) -> Vec<Option<ClusterState>> {
@@ -366,11 +382,17 @@ async fn record_loop(
             beat::BeatWriter {
                 cluster_id,
                 cluster: cluster.name.clone(),
-                others: std::iter::once(&cluster.primary)
-                    .chain(cluster.replicas.iter().map(|r| &r.address))
-                    .filter(|a| **a != start)
-                    .cloned()
-                    .collect(),
+                others: {
+                    let mut others: Vec<_> = std::iter::once(&cluster.primary)
+                        .chain(cluster.replicas.iter().map(|r| &r.address))
+                        .filter(|a| **a != start)
+                        .cloned()
+                        .collect();
+                    // A `nodes` cluster's primary is among its probed replicas too.
+                    others.sort_by_key(|a| a.to_string());
+                    others.dedup();
+                    others
+                },
                 primary: start,
                 settings: config.connection.clone(),
                 password: ctx.password.clone(),

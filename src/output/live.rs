@@ -59,7 +59,8 @@ pub struct ReplicaDoc {
     pub cluster: String,
     pub state: State,
     /// Short code of the reason (`healthy`, `lagging`, `unreachable`, `io_stopped`,
-    /// `sql_stopped`, `stale`, `maintenance`, `starting`).
+    /// `sql_stopped`, `stale`, `maintenance`, `starting`, `primary`: a node of a `nodes`
+    /// cluster that beats go to now).
     pub reason: String,
     /// The reason in words.
     pub detail: String,
@@ -184,6 +185,8 @@ struct ClusterLive {
 struct ReplicaLive {
     cluster: usize,
     name: String,
+    /// `host:port`, to tell it from its cluster's primary.
+    address: String,
     health: Health,
     /// Lag of the last round that measured one (never [`Lag::Unknown`]).
     lag: Option<Lag>,
@@ -233,6 +236,7 @@ impl Live {
                 replicas.push(ReplicaLive {
                     cluster: ci,
                     name: r.name.clone(),
+                    address: r.address.to_string(),
                     health: Health::new(th),
                     lag: None,
                     seen_send_us: None,
@@ -435,7 +439,11 @@ impl Live {
 
     fn doc(&mut self, i: usize, check: Check, now_us: i64) -> ReplicaDoc {
         let maintenance = self.in_maintenance(&self.replicas[i].name);
-        let cluster = self.clusters[self.replicas[i].cluster].name.clone();
+        let c = &self.clusters[self.replicas[i].cluster];
+        let cluster = c.name.clone();
+        // A node of a `nodes` cluster is probed whatever its role: the primary's own
+        // reads say nothing of replication.
+        let is_primary = c.primary.1 == self.replicas[i].address;
         let r = &mut self.replicas[i];
         if r.health.state().is_some() {
             r.health.on_time(now_us);
@@ -445,6 +453,13 @@ impl Live {
                 State::Maintenance,
                 "maintenance".to_string(),
                 "maintenance file present".to_string(),
+                None,
+            )
+        } else if is_primary {
+            (
+                State::Out,
+                "primary".to_string(),
+                "the primary: beats go to it".to_string(),
                 None,
             )
         } else {
@@ -677,6 +692,23 @@ mod tests {
             ),
             (1, Some(77))
         );
+    }
+
+    /// After a failover to r1 it is the primary: out of the replicas' pool, whatever its
+    /// reads say, and in /status as the cluster's primary.
+    #[test]
+    fn the_server_beats_go_to_is_out_as_the_primary() {
+        let mut l = live(None);
+        l.on_status(0, &running(0, true));
+        l.on_read(0, &read(0), bounds(0, 1000));
+        assert_eq!(l.check("r1", Check::Pool, S).unwrap().state, State::In);
+        l.set_primary(0, "r1", "h2:3306");
+        let d = l.check("r1", Check::Pool, S).unwrap();
+        assert_eq!((d.state, d.reason.as_str()), (State::Out, "primary"));
+        let snap = l.snapshot(S);
+        assert_eq!(snap.clusters[0].primary.name, "r1");
+        l.set_primary(0, "primary", "h1:3306");
+        assert_eq!(l.check("r1", Check::Pool, S).unwrap().state, State::In);
     }
 
     #[test]

@@ -252,6 +252,8 @@ impl ClusterEvents {
                 cluster
                     .replicas
                     .iter()
+                    // A `nodes` cluster's primary is probed as a replica too: once here.
+                    .filter(|r| r.address != cluster.primary)
                     .map(|r| (r.name.clone(), r.address.clone())),
             )
             .collect();
@@ -511,6 +513,13 @@ impl ClusterEvents {
             );
             let now_in = match (r.state, r.reason.as_str()) {
                 (_, "starting") => continue,
+                // A `nodes` cluster's primary, probed like its replicas: its pool state
+                // is forgotten, to be judged afresh if it becomes a replica.
+                (_, "primary") => {
+                    self.judged.insert(r.replica.clone());
+                    self.in_pool.remove(&r.replica);
+                    continue;
+                }
                 (State::Maintenance, _) => {
                     self.judged.insert(r.replica.clone());
                     continue;
