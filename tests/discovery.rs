@@ -162,7 +162,9 @@ fn after_a_failover_the_demoted_primary_is_measured_as_a_replica() {
         "the old primary never joined the pool: {}",
         http(port, "GET", "/status", &[]).unwrap().json()
     );
-    let doc = http(port, "GET", &format!("/check/{P}"), &[]).unwrap().json();
+    let doc = http(port, "GET", &format!("/check/{P}"), &[])
+        .unwrap()
+        .json();
     assert!(doc["lag_ms"].as_f64().unwrap() < 1000.0, "{doc}");
     let new = http(port, "GET", &format!("/check/{R2}"), &[]).unwrap();
     assert_eq!(new.json()["reason"], "primary", "{}", new.json());

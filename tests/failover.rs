@@ -145,6 +145,27 @@ fn beats_follow_a_failover_and_the_failback_and_lag_stays_true() {
         })
         .collect();
     assert_eq!(moves, [("failover", "r2"), ("failover", "primary")]);
+    // replica1's re-pointing, and replica2 taking writes then refusing them, stored.
+    let changes: Vec<(&str, &str, &str)> = events
+        .iter()
+        .filter(|e| e["event"] == "source_change" || e["event"] == "role_change")
+        .map(|e| {
+            (
+                e["event"].as_str().unwrap(),
+                e["node"]["name"].as_str().unwrap(),
+                e["change"]["to"].as_str().unwrap_or("nothing"),
+            )
+        })
+        .collect();
+    eprintln!("changes: {changes:?}");
+    for expected in [
+        ("source_change", "r1", "127.0.0.1:13308"),
+        ("source_change", "r1", "127.0.0.1:13306"),
+        ("role_change", "r2", "writable"),
+        ("role_change", "r2", "read_only"),
+    ] {
+        assert!(changes.contains(&expected), "{expected:?} in {changes:?}");
+    }
     let svg = dir.path().join("lag.svg");
     let plot = lagtrace()
         .args(["plot", "--kind", "lag", "--store"])

@@ -532,7 +532,9 @@ async fn record_loop(
                         if let Some(route) = routes.get(replica)
                             && let Some(e) = events.get_mut(&route.cluster_id)
                         {
-                            e.on_role(&views[route.view].replica, *t_us, *writable, source.as_deref());
+                            for event in e.on_role(&views[route.view].replica, *t_us, *writable, source.as_deref()) {
+                                dispatch(event, &store, ctx.triggers);
+                            }
                         }
                     }
                     Sample::Event { .. } | Sample::State { .. } => {}

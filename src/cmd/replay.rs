@@ -2,7 +2,7 @@
 //! (analysis::health, the same one the live checks use) and prints every change of
 //! state, as fast as possible or paced at `speed` times real time, optionally
 //! re-emitting statsd metrics. The clusters' recorded events (primary down and up,
-//! failovers, splits) come in their time order among the changes.
+//! failovers, splits, source and read-only changes) come in their time order among the changes.
 
 use std::collections::BinaryHeap;
 use std::fmt::Write as _;
@@ -157,7 +157,12 @@ pub fn run(args: &Args) -> Result<(), CmdError> {
         .filter(|e| {
             matches!(
                 e.event.as_str(),
-                "primary_down" | "primary_up" | "failover" | "split"
+                "primary_down"
+                    | "primary_up"
+                    | "failover"
+                    | "split"
+                    | "source_change"
+                    | "role_change"
             )
         })
         .peekable();

@@ -44,6 +44,27 @@ pub fn check_statsd_prefix(prefix: &str) -> Result<(), String> {
 }
 
 impl Address {
+    /// Whether `host:port` (a replication channel's source) names this server: the same
+    /// port, and the same host name or a common IP once both are resolved. Resolving is
+    /// a lookup: call it when a source changed, not on every poll.
+    pub fn is(&self, host: &str, port: u16) -> bool {
+        use std::net::{IpAddr, ToSocketAddrs};
+        if port != self.port {
+            return false;
+        }
+        if host.eq_ignore_ascii_case(&self.host) {
+            return true;
+        }
+        let ips = |host: &str| -> Vec<IpAddr> {
+            (host, 0)
+                .to_socket_addrs()
+                .map(|a| a.map(|s| s.ip()).collect())
+                .unwrap_or_default()
+        };
+        let mine = ips(&self.host);
+        ips(host).iter().any(|ip| mine.contains(ip))
+    }
+
     /// Parses `host:port`, `host` (port 3306) or `[v6]:port`.
     pub fn parse(text: &str) -> Result<Address, String> {
         let text_q = format!("{text:?}");

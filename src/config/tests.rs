@@ -412,3 +412,12 @@ fn a_cluster_given_as_nodes() {
         );
     }
 }
+
+#[test]
+fn names_and_ips_of_one_server_match() {
+    let a = Address::parse("localhost:13306").unwrap();
+    assert!(a.is("127.0.0.1", 13306));
+    assert!(!a.is("127.0.0.1", 13307));
+    assert!(a.is("LOCALHOST", 13306));
+    assert!(!a.is("no-such-host.invalid", 13306));
+}

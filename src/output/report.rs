@@ -146,6 +146,15 @@ pub fn event_detail(e: &RecordedEvent) -> String {
             d["check"]["detail"].as_str().unwrap_or("")
         ),
         "split" => format!("{} takes writes too", name(&d["node"])),
+        "source_change" | "role_change" => {
+            let side = |v: &serde_json::Value| v.as_str().unwrap_or("nothing").to_string();
+            format!(
+                "{}: {} -> {}",
+                name(&d["node"]),
+                side(&d["change"]["from"]),
+                side(&d["change"]["to"])
+            )
+        }
         _ => name(&d["node"]),
     };
     if d["while_stopped"] == true {

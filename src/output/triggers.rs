@@ -69,6 +69,10 @@ pub struct Event {
     /// For `split`: the servers that take writes, and which replicas follow which.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub split: Option<SplitDoc>,
+    /// For `source_change` (the source's `host:port`, null for none) and
+    /// `role_change` (`read_only` or `writable`): before and after.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub change: Option<ChangeDoc>,
     /// The change happened while no recorder ran: the state the last recorder stored
     /// differs from what this one found at its start.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
@@ -111,6 +115,13 @@ pub struct TriggerRun {
     /// The first line of its stderr, or why it could not start.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stderr: Option<String>,
+}
+
+/// What changed, as `source_change` and `role_change` carry it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ChangeDoc {
+    pub from: Option<String>,
+    pub to: Option<String>,
 }
 
 /// A cluster with two writable servers, as `split` carries it.
@@ -207,6 +218,10 @@ pub struct ClusterEvents {
     sources: std::collections::HashMap<String, String>,
     /// Per replica name: what the last live snapshot said of it.
     seen: std::collections::HashMap<String, Seen>,
+    /// Per replica name: whether its last status poll found it writable.
+    writable: std::collections::HashMap<String, bool>,
+    /// Replicas that replicate from a server outside the cluster now.
+    left: std::collections::BTreeSet<String>,
     /// Listed nodes left out of the cluster by discovery.
     clusterless: Vec<String>,
     /// When this recorder started, and whether `recorder_up` has fired, µs.
@@ -288,6 +303,8 @@ impl ClusterEvents {
             second_primaries: Default::default(),
             sources: Default::default(),
             seen: Default::default(),
+            writable: Default::default(),
+            left: Default::default(),
             clusterless: cluster
                 .nodes
                 .iter()
@@ -380,23 +397,77 @@ impl ClusterEvents {
                 .filter(|(n, a)| *a != self.primary && self.seen.get(n).is_some_and(|s| s.lost))
                 .map(|(_, a)| self.node(a))
                 .collect(),
-            clusterless: self.clusterless.clone(),
+            clusterless: {
+                let mut all = self.clusterless.clone();
+                all.extend(self.left.iter().cloned());
+                all
+            },
             previous_primary: None,
             reason: None,
             down_s: None,
             check: None,
             split: None,
+            change: None,
             while_stopped: false,
         }
     }
 
     /// Follows a replica's role from its status poll: writable with no source, it is
     /// a second primary (unless beats go to it: then it is the primary).
-    pub fn on_role(&mut self, replica: &str, t_us: i64, writable: bool, source: Option<&str>) {
-        match source {
+    /// Follows a replica's role from its status poll: `source_change` when it
+    /// replicates from another server (a source outside the cluster makes it
+    /// clusterless until it comes back), `role_change` when `read_only` flips, both
+    /// stored only (no trigger); writable with no source, it is a second primary
+    /// (unless beats go to it: then it is the primary).
+    pub fn on_role(
+        &mut self,
+        replica: &str,
+        t_us: i64,
+        writable: bool,
+        source: Option<&str>,
+    ) -> Vec<Event> {
+        let mut out = Vec::new();
+        let Some(address) = self
+            .nodes
+            .iter()
+            .find(|(n, _)| n == replica)
+            .map(|(_, a)| a.clone())
+        else {
+            return out;
+        };
+        let first = self.writable.insert(replica.to_string(), writable);
+        let before = match source {
             Some(s) => self.sources.insert(replica.to_string(), s.to_string()),
             None => self.sources.remove(replica),
         };
+        if first.is_none() || before.as_deref() != source {
+            // Resolving names: only when the source changed.
+            let outside = source.is_some_and(|s| !self.in_cluster(s));
+            if outside {
+                self.left.insert(replica.to_string());
+            } else {
+                self.left.remove(replica);
+            }
+        }
+        if first.is_some() && before.as_deref() != source {
+            let mut e = self.event("source_change", &address, t_us);
+            e.change = Some(ChangeDoc {
+                from: before,
+                to: source.map(str::to_string),
+            });
+            out.push(e);
+        }
+        if let Some(was) = first
+            && was != writable
+        {
+            let word = |w: bool| Some(if w { "writable" } else { "read_only" }.to_string());
+            let mut e = self.event("role_change", &address, t_us);
+            e.change = Some(ChangeDoc {
+                from: word(was),
+                to: word(writable),
+            });
+            out.push(e);
+        }
         let is_primary = self
             .nodes
             .iter()
@@ -410,6 +481,16 @@ impl ClusterEvents {
         {
             tracing::warn!(cluster = %self.cluster, node = replica, "the split ended: the second primary no longer takes writes alone");
         }
+        out
+    }
+
+    /// Whether a channel's source `host:port` is one of the cluster's servers.
+    fn in_cluster(&self, source: &str) -> bool {
+        let Some((host, port)) = source.rsplit_once(':') else {
+            return false;
+        };
+        let port: u16 = port.parse().unwrap_or(0);
+        self.nodes.iter().any(|(_, a)| a.is(host, port))
     }
 
     /// The `split` event for the second primary `name`.
@@ -1159,6 +1240,62 @@ mod tests {
             e.on_tick(t + SPLIT_AFTER_US)
                 .iter()
                 .all(|e| e.event != "split")
+        );
+    }
+
+    /// A replica re-pointed to another server of the cluster, then to one outside it
+    /// (clusterless until it comes back), and made writable: each change once.
+    #[test]
+    fn source_and_read_only_changes_are_events() {
+        let config = cluster(2);
+        let (_tx, mut e) = events_of(&config, None, false);
+        let names = |v: Vec<Event>| -> Vec<(&'static str, Option<String>, Option<String>)> {
+            v.into_iter()
+                .map(|e| {
+                    let c = e.change.unwrap();
+                    (e.event, c.from, c.to)
+                })
+                .collect()
+        };
+        assert!(
+            e.on_role("r1", 0, false, Some("h1:3306")).is_empty(),
+            "first look"
+        );
+        assert!(
+            e.on_role("r1", 1, false, Some("h1:3306")).is_empty(),
+            "no change"
+        );
+        assert_eq!(
+            names(e.on_role("r1", 2, false, Some("h3:3306"))),
+            [(
+                "source_change",
+                Some("h1:3306".into()),
+                Some("h3:3306".into())
+            )]
+        );
+        assert!(
+            e.event("heartbeat", &config.primary, 2)
+                .clusterless
+                .is_empty()
+        );
+        e.on_role("r1", 3, false, Some("elsewhere:3306"));
+        assert_eq!(e.event("heartbeat", &config.primary, 3).clusterless, ["r1"]);
+        e.on_role("r1", 4, false, Some("h1:3306"));
+        assert!(
+            e.event("heartbeat", &config.primary, 4)
+                .clusterless
+                .is_empty()
+        );
+        assert_eq!(
+            names(e.on_role("r1", 5, true, None)),
+            [
+                ("source_change", Some("h1:3306".into()), None),
+                (
+                    "role_change",
+                    Some("read_only".into()),
+                    Some("writable".into())
+                )
+            ]
         );
     }
 

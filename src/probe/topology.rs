@@ -12,8 +12,6 @@
 //! - clusterless: replicates from a server outside the list, or is a second writable
 //!   server: left out, with a warning.
 
-use std::net::{IpAddr, ToSocketAddrs};
-
 use mysql_async::prelude::Queryable;
 
 use crate::config::{Address, ClusterConfig, ConnectionConfig, ReplicaConfig, Secret};
@@ -133,25 +131,6 @@ fn no_primary(nodes: &[ReplicaConfig], seen: &[Result<Seen, String>]) -> String 
     )
 }
 
-/// Whether a channel's source `(host, port)` is `address`: the same port, and the same
-/// host name or a common IP once both are resolved.
-pub fn same_server(source: &(String, u16), address: &Address) -> bool {
-    if source.1 != address.port {
-        return false;
-    }
-    if source.0.eq_ignore_ascii_case(&address.host) {
-        return true;
-    }
-    let ips = |host: &str| -> Vec<IpAddr> {
-        (host, 0)
-            .to_socket_addrs()
-            .map(|a| a.map(|s| s.ip()).collect())
-            .unwrap_or_default()
-    };
-    let mine = ips(&address.host);
-    ips(&source.0).iter().any(|ip| mine.contains(ip))
-}
-
 /// Asks one node what [`Seen`] holds.
 async fn ask(
     address: &Address,
@@ -207,7 +186,7 @@ pub async fn discover(
     for n in &cluster.nodes {
         seen.push(ask(&n.address, settings, password).await);
     }
-    let roles = classify(&cluster.nodes, &seen, &same_server)
+    let roles = classify(&cluster.nodes, &seen, &|(h, p), a| a.is(h, *p))
         .map_err(|e| format!("cluster {}: {e}", cluster.name))?;
     let mut replicas = Vec::new();
     for ((node, role), seen) in cluster.nodes.iter().zip(&roles).zip(&seen) {
@@ -328,13 +307,5 @@ mod tests {
         let roles = classify(&nodes(), &seen, &same).unwrap();
         assert_eq!(roles[1], Role::Primary);
         assert!(matches!(&roles[0], Role::Clusterless(w) if w.contains("split")));
-    }
-
-    #[test]
-    fn names_and_ips_of_one_server_match() {
-        let a = Address::parse("localhost:13306").unwrap();
-        assert!(same_server(&("127.0.0.1".into(), 13306), &a));
-        assert!(!same_server(&("127.0.0.1".into(), 13307), &a));
-        assert!(same_server(&("LOCALHOST".into(), 13306), &a));
     }
 }
