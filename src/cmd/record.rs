@@ -164,8 +164,16 @@ pub fn run(opts: &Args) -> Result<(), CmdError> {
         }
         _ => None,
     };
-    let (triggers, trigger_thread, trigger_runs) =
-        Triggers::start(config.triggers.clone(), config.triggers.timeout, clock);
+    let (triggers, trigger_thread, trigger_runs) = Triggers::start(
+        config.triggers.clone(),
+        config.triggers.timeout,
+        clock,
+        &config
+            .clusters
+            .iter()
+            .map(|c| c.name.clone())
+            .collect::<Vec<_>>(),
+    );
     let ctx = Context {
         triggers: &triggers,
         trigger_runs: &trigger_runs,

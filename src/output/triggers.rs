@@ -2,10 +2,12 @@
 //! recorder came up, its primary went down or came back, the primary moved, a replica
 //! left the read pool or came back to it). Each is an
 //! argv run without a shell, with the event as one JSON document on its stdin, its
-//! stdout discarded. Runs never block the probes: events go into a bounded queue (an
-//! overflow is logged and counted) that one thread works off in order, so runs are
-//! serialized; a run still going after `timeout` is killed with its whole process
-//! group. Every run's exit status, duration and first line of stderr are logged.
+//! stdout discarded. Runs never block the probes: each cluster's events go into a
+//! bounded queue of its own (an overflow is logged and counted) that one thread works
+//! off in order, so a cluster's runs are serialized and a slow trigger of one cluster
+//! never delays another's; a run still going after `timeout` is killed with its whole
+//! process group. Every run's exit status, duration and first line of stderr are
+//! logged and stored.
 
 use std::io::{BufRead, Write};
 use std::process::{Command, Stdio};
@@ -694,34 +696,46 @@ impl ClusterEvents {
     }
 }
 
-/// Queues trigger runs; cheap to clone.
+/// A queued run: the command and the event it reads.
+type Run = (Vec<String>, Event);
+
+/// Queues trigger runs, one queue per cluster; cheap to clone.
 #[derive(Clone)]
 pub struct Triggers {
     config: Arc<TriggersConfig>,
-    queue: SyncSender<(Vec<String>, Event)>,
+    queues: Arc<std::collections::HashMap<String, SyncSender<Run>>>,
     dropped: Arc<AtomicU64>,
 }
 
 impl Triggers {
-    /// Starts the thread that runs triggers, killing each after `timeout`; how each
-    /// run ended comes out of the receiver (times from `clock`).
+    /// Starts one thread per cluster that runs its triggers, killing each after
+    /// `timeout`; how each run ended comes out of the receiver (times from `clock`).
     pub fn start(
         config: TriggersConfig,
         timeout: Duration,
         clock: crate::clock::Clock,
+        clusters: &[String],
     ) -> (Triggers, TriggerThread, Receiver<TriggerRun>) {
-        let (queue, runs) = std::sync::mpsc::sync_channel(QUEUE);
         let (ended_tx, ended) = std::sync::mpsc::channel();
-        let thread = std::thread::Builder::new()
-            .name("lagtrace-triggers".into())
-            .spawn(move || work(runs, timeout, clock, ended_tx))
-            .expect("spawning the trigger thread");
+        let mut queues = std::collections::HashMap::new();
+        let mut threads = Vec::new();
+        for cluster in clusters {
+            let (queue, runs) = std::sync::mpsc::sync_channel(QUEUE);
+            let ended_tx = ended_tx.clone();
+            threads.push(
+                std::thread::Builder::new()
+                    .name(format!("lagtrace-triggers-{cluster}"))
+                    .spawn(move || work(runs, timeout, clock, ended_tx))
+                    .expect("spawning a trigger thread"),
+            );
+            queues.insert(cluster.clone(), queue);
+        }
         let triggers = Triggers {
             config: Arc::new(config),
-            queue,
+            queues: Arc::new(queues),
             dropped: Arc::new(AtomicU64::new(0)),
         };
-        (triggers, TriggerThread(thread), ended)
+        (triggers, TriggerThread(threads), ended)
     }
 
     /// Queues the command configured for `event.event`, if there is one.
@@ -739,7 +753,10 @@ impl Triggers {
         };
         let Some(argv) = argv.clone() else { return };
         let name = event.event;
-        match self.queue.try_send((argv, event)) {
+        let Some(queue) = self.queues.get(&event.cluster) else {
+            return;
+        };
+        match queue.try_send((argv, event)) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {
                 let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
@@ -755,18 +772,19 @@ impl Triggers {
     }
 }
 
-/// The thread that runs triggers.
-pub struct TriggerThread(std::thread::JoinHandle<()>);
+/// The threads that run triggers, one per cluster.
+pub struct TriggerThread(Vec<std::thread::JoinHandle<()>>);
 
 impl TriggerThread {
     /// Once every [`Triggers`] is dropped: waits up to `within` for the queued runs to
     /// end (a run still going then is left to finish on its own, and logged).
     pub fn finish(self, within: Duration) {
         let deadline = Instant::now() + within;
-        while !self.0.is_finished() && Instant::now() < deadline {
+        let done = |t: &Vec<std::thread::JoinHandle<()>>| t.iter().all(|h| h.is_finished());
+        while !done(&self.0) && Instant::now() < deadline {
             std::thread::sleep(POLL);
         }
-        if !self.0.is_finished() {
+        if !done(&self.0) {
             tracing::warn!("triggers still running at exit are left to finish on their own");
         }
     }
@@ -784,7 +802,7 @@ pub struct RunEnd {
 }
 
 fn work(
-    runs: Receiver<(Vec<String>, Event)>,
+    runs: Receiver<Run>,
     timeout: Duration,
     clock: crate::clock::Clock,
     ended: std::sync::mpsc::Sender<TriggerRun>,
@@ -1297,6 +1315,46 @@ mod tests {
                 )
             ]
         );
+    }
+
+    /// Cluster a's trigger sleeps; cluster b's, queued after it, runs at once: each
+    /// cluster has its own queue and thread.
+    #[test]
+    fn a_slow_trigger_of_one_cluster_does_not_delay_another() {
+        let config = cluster(1);
+        let (_tx, e) = events_of(&config, None, false);
+        let mut triggers_config = crate::config::parse(
+            "t.toml",
+            "[[cluster]]\nname = \"c\"\nprimary = \"h1\"\nreplicas = { r1 = \"h2\" }\n",
+        )
+        .unwrap()
+        .triggers;
+        triggers_config.recorder_up = Some(argv(&["/bin/sleep", "2"]));
+        triggers_config.failover = Some(argv(&["/bin/true"]));
+        let (triggers, thread, ended) = Triggers::start(
+            triggers_config,
+            Duration::from_secs(5),
+            crate::clock::Clock::start(),
+            &["a".to_string(), "b".to_string()],
+        );
+        let started = Instant::now();
+        let mut slow = e.event("recorder_up", &config.primary, 0);
+        slow.cluster = "a".into();
+        let mut quick = e.event("failover", &config.primary, 0);
+        quick.cluster = "b".into();
+        triggers.fire(slow);
+        triggers.fire(quick);
+        let first = ended.recv_timeout(Duration::from_secs(5)).unwrap();
+        assert_eq!((first.cluster.as_str(), first.trigger), ("b", "failover"));
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "{:?}",
+            started.elapsed()
+        );
+        let second = ended.recv_timeout(Duration::from_secs(5)).unwrap();
+        assert_eq!((second.cluster.as_str(), second.code), ("a", Some(0)));
+        drop(triggers);
+        thread.finish(Duration::from_secs(1));
     }
 
     #[test]
