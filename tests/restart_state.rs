@@ -40,7 +40,7 @@ fn a_replica_stopped_between_two_recorders_is_replica_down_while_stopped() {
         &format!(
             "interval = \"20ms\"\nstore = \"{}\"\n\n[triggers]\n\
              recorder_up = {tee}\nprimary_down = {tee}\nprimary_up = {tee}\nfailover = {tee}\n\
-             replica_down = {tee}\nreplica_up = {tee}",
+             replica_down = {tee}\nreplica_up = {tee}\nheartbeat = [\"/no/such/trigger\"]",
             store.display()
         ),
     );
@@ -50,7 +50,7 @@ fn a_replica_stopped_between_two_recorders_is_replica_down_while_stopped() {
     std::fs::write(&config, text).unwrap();
 
     let first = start_in_pool(&config, port);
-    sleep(Duration::from_secs(2));
+    sleep(Duration::from_secs(3));
     let (code, log) = first.stop();
     assert_eq!(code, Some(0), "{log}");
     let status: Value = serde_json::from_slice(&std::fs::read(&status_file).unwrap()).unwrap();
@@ -68,14 +68,14 @@ fn a_replica_stopped_between_two_recorders_is_replica_down_while_stopped() {
 
     lab(&["stall"], &[]);
     let second = Recorder::start(&config);
-    // r1 is out from the start; r2 comes in.
+    // r1 is out from the start; r2 comes in. 3 s more: recorder_up, then a heartbeat.
     assert!(
         wait_http(port, "/check/r2", Duration::from_secs(10), |r| r.code
             == 200)
         .is_some(),
         "r2 never entered the pool"
     );
-    sleep(Duration::from_secs(2));
+    sleep(Duration::from_secs(3));
     let (code, log) = second.stop();
     assert_eq!(code, Some(0), "{log}");
     drop(resume);
@@ -114,13 +114,25 @@ fn a_replica_stopped_between_two_recorders_is_replica_down_while_stopped() {
         .iter()
         .filter(|e| e["event"] == "trigger_run")
         .collect();
-    assert_eq!(runs.len(), 3, "{stored:?}");
-    for r in &runs {
+    // Three tee runs that worked, and each recorder's first heartbeat, whose program
+    // does not exist: stored as runs that could not start.
+    let (good, bad): (Vec<&Value>, Vec<&Value>) =
+        runs.iter().partition(|r| r["program"] == "/usr/bin/tee");
+    assert_eq!((good.len(), bad.len()), (3, 2), "{stored:?}");
+    for r in &good {
+        assert_eq!(r["code"], 0, "{r}");
+    }
+    for r in &bad {
         assert_eq!(
-            (&r["code"], &r["program"]),
-            (&Value::from(0), &Value::from("/usr/bin/tee"))
+            (&r["trigger"], &r["code"]),
+            (&Value::from("heartbeat"), &Value::Null)
+        );
+        assert!(
+            r["stderr"].as_str().unwrap().starts_with("could not start"),
+            "{r}"
         );
     }
+    assert!(log.contains("trigger could not start"), "{log}");
     let times: Vec<i64> = stored
         .iter()
         .map(|e| utc_us(e["time_utc"].as_str().unwrap()))
@@ -152,7 +164,10 @@ fn a_replica_stopped_between_two_recorders_is_replica_down_while_stopped() {
         text.contains("replica_down  r1: ") && text.contains("(while no recorder ran)"),
         "{text}"
     );
-    assert!(text.contains("3 trigger runs, 0 failed"), "{text}");
+    assert!(
+        text.contains("5 trigger runs, 2 failed (first: heartbeat at "),
+        "{text}"
+    );
     let doc = analyze_json(&store);
-    assert_eq!(doc["clusters"][0]["events"].as_array().unwrap().len(), 6);
+    assert_eq!(doc["clusters"][0]["events"].as_array().unwrap().len(), 8);
 }
