@@ -109,10 +109,13 @@ pub fn run(opts: &Args) -> Result<(), CmdError> {
         .map_err(CmdError::Runtime)?;
 
     let clock = Clock::start();
-    let live: Option<Shared> = config
-        .http
-        .as_ref()
-        .map(|h| Arc::new(Mutex::new(Live::new(&config, h, clock.now_us()))));
+    // The live picture judges replicas even without [http] (then by its defaults):
+    // the replica triggers and the stored pool changes need it.
+    let live: Option<Shared> = Some(Arc::new(Mutex::new(Live::new(
+        &config,
+        &config.pool,
+        clock.now_us(),
+    ))));
     let store = Store::open_or_create(&config.record.store)?;
     let mut keys: Vec<String> = config
         .clusters

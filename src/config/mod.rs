@@ -46,6 +46,9 @@ pub struct Config {
     pub clusters: Vec<ClusterConfig>,
     pub statsd: Option<StatsdConfig>,
     pub http: Option<HttpConfig>,
+    /// The rules `record` judges replicas in or out of the pool by (for the
+    /// replica triggers and events): `[http]`'s, or its defaults without it.
+    pub pool: HttpConfig,
     pub agent: Option<AgentConfig>,
     pub triggers: TriggersConfig,
 }

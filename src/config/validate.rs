@@ -119,15 +119,35 @@ impl Validator<'_> {
             .map(|a| self.agent(a, http.as_ref()))
             .transpose()?;
         let triggers = self.triggers(raw.triggers)?;
+        let pool = match &http {
+            Some(h) => h.clone(),
+            None => self.default_pool(&record, &clusters)?,
+        };
         Ok(Config {
             record,
             connection,
             clusters,
             statsd,
             http,
+            pool,
             agent,
             triggers,
         })
+    }
+
+    /// The pool rules without `[http]`: its defaults, `stale` at least three read
+    /// periods (the default 3 s is too short for a slow interval).
+    fn default_pool(
+        &self,
+        record: &RecordConfig,
+        clusters: &[ClusterConfig],
+    ) -> Result<HttpConfig, ConfigError> {
+        let stale = DEFAULT_STALE.max(record.interval * record.read_every * 3);
+        let raw = RawHttp {
+            stale: Some(format!("{}ms", stale.as_millis())),
+            ..RawHttp::default()
+        };
+        self.http(raw, record, clusters)
     }
 
     fn record(&self, raw: RawRecord) -> Result<RecordConfig, ConfigError> {
