@@ -111,11 +111,7 @@ pub fn run(opts: &Args) -> Result<(), CmdError> {
     let clock = Clock::start();
     // The live picture judges replicas even without [http] (then by its defaults):
     // the replica triggers and the stored pool changes need it.
-    let live: Option<Shared> = Some(Arc::new(Mutex::new(Live::new(
-        &config,
-        &config.pool,
-        clock.now_us(),
-    ))));
+    let live: Shared = Arc::new(Mutex::new(Live::new(&config, &config.pool, clock.now_us())));
     let store = Store::open_or_create(&config.record.store)?;
     let mut keys: Vec<String> = config
         .clusters
@@ -161,11 +157,9 @@ pub fn run(opts: &Args) -> Result<(), CmdError> {
             h.listen
         );
     }
-    let server = match (listeners, &live) {
-        (Some(l), Some(live)) => {
-            Some(Server::start(l, live.clone(), clock).map_err(CmdError::Runtime)?)
-        }
-        _ => None,
+    let server = match listeners {
+        Some(l) => Some(Server::start(l, live.clone(), clock).map_err(CmdError::Runtime)?),
+        None => None,
     };
     let (triggers, trigger_thread, trigger_runs) = Triggers::start(
         config.triggers.clone(),
@@ -186,7 +180,7 @@ pub fn run(opts: &Args) -> Result<(), CmdError> {
         ids: &ids,
         clock,
         statsd: statsd.as_ref(),
-        live: live.as_ref(),
+        live: &live,
     };
     let printer = (!opts.quiet).then(console::Printer::start);
     let duration = opts.duration;
@@ -302,8 +296,9 @@ struct Context<'a> {
     ids: &'a [u32],
     clock: Clock,
     statsd: Option<&'a Statsd>,
-    /// The picture the HTTP and agent listeners answer from, when `[http]` is set.
-    live: Option<&'a Shared>,
+    /// The live picture: what the HTTP and agent listeners answer from (with
+    /// `[http]`), the replicas' pool states for triggers, the status file.
+    live: &'a Shared,
     triggers: &'a Triggers,
 }
 
@@ -385,7 +380,7 @@ async fn record_loop(
                 config.triggers.heartbeat_every,
                 primary_rx,
                 previous,
-                ctx.live.is_some(),
+                true,
                 ctx.clock.now_us(),
             ),
         );
@@ -487,8 +482,8 @@ async fn record_loop(
                         } else {
                             totals.beats_failed += 1;
                         }
-                        if let (Some(live), Some(&ci)) = (ctx.live, cluster_index.get(cluster)) {
-                            live::lock(live).on_beat(ci, beat);
+                        if let Some(&ci) = cluster_index.get(cluster) {
+                            live::lock(ctx.live).on_beat(ci, beat);
                         }
                         if let Some(r) = recent.get_mut(cluster) {
                             r.push(beat);
@@ -513,9 +508,7 @@ async fn record_loop(
                             let lag = recent
                                 .get(&route.cluster_id)
                                 .and_then(|r| r.lag(observation));
-                            if let Some(live) = ctx.live {
-                                live::lock(live).on_read(route.view, observation, lag);
-                            }
+                            live::lock(ctx.live).on_read(route.view, observation, lag);
                             if let (Some(Lag::Unknown(Unknown::ForeignBeat { seq })), Some(&ci)) =
                                 (lag, cluster_index.get(&route.cluster_id))
                                 && !std::mem::replace(&mut second_writer[ci], true)
@@ -555,9 +548,7 @@ async fn record_loop(
                             if let (Some(statsd), Some(ch)) = (ctx.statsd, status.main_channel()) {
                                 statsd.status(&view.cluster, &view.replica, ch);
                             }
-                            if let Some(live) = ctx.live {
-                                live::lock(live).on_status(route.view, status);
-                            }
+                            live::lock(ctx.live).on_status(route.view, status);
                             view.status = Some(status.clone());
                         }
                     }
@@ -578,17 +569,15 @@ async fn record_loop(
                 for event in events.values_mut().flat_map(|e| e.on_tick(now_us)) {
                     dispatch(event, &store, ctx.triggers);
                 }
-                if let Some(live) = ctx.live {
-                    let snapshot = live::lock(live).snapshot(now_us);
-                    if let Some(path) = config.http.as_ref().and_then(|h| h.status_file.as_ref()) {
-                        let written = live::write_status_file(path, &snapshot);
-                        status_file_ok = report_status_file(path, written, status_file_ok);
-                    }
-                    for (c, id) in snapshot.clusters.iter().zip(ctx.ids) {
-                        if let Some(e) = events.get_mut(id) {
-                            for event in e.on_replicas(&c.replicas, now_us) {
-                                dispatch(event, &store, ctx.triggers);
-                            }
+                let snapshot = live::lock(ctx.live).snapshot(now_us);
+                if let Some(path) = config.http.as_ref().and_then(|h| h.status_file.as_ref()) {
+                    let written = live::write_status_file(path, &snapshot);
+                    status_file_ok = report_status_file(path, written, status_file_ok);
+                }
+                for (c, id) in snapshot.clusters.iter().zip(ctx.ids) {
+                    if let Some(e) = events.get_mut(id) {
+                        for event in e.on_replicas(&c.replicas, now_us) {
+                            dispatch(event, &store, ctx.triggers);
                         }
                     }
                 }
@@ -596,9 +585,9 @@ async fn record_loop(
                     if let Some(up) = e.recorder_up(now_us) {
                         dispatch(up, &store, ctx.triggers);
                     }
-                    if let (Some(live), Some(&ci)) = (ctx.live, cluster_index.get(id)) {
+                    if let Some(&ci) = cluster_index.get(id) {
                         let p = e.primary();
-                        live::lock(live).set_primary(ci, &p.name, &p.address);
+                        live::lock(ctx.live).set_primary(ci, &p.name, &p.address);
                     }
                     let state = e.state();
                     if stored_states.get(id) != Some(&state) {
@@ -610,9 +599,7 @@ async fn record_loop(
                 store_trigger_runs(ctx.trigger_runs, &store);
                 totals.dropped = store.dropped();
                 totals.unstored = store.unstored();
-                if let Some(live) = ctx.live {
-                    live::lock(live).set_store(totals.dropped, totals.unstored, !store.store_failing());
-                }
+                live::lock(ctx.live).set_store(totals.dropped, totals.unstored, !store.store_failing());
                 if let Some(statsd) = ctx.statsd {
                     statsd.flush();
                     totals.statsd_errors = statsd.errors();
