@@ -62,12 +62,7 @@ fn nodes_in_any_order_give_the_labs_topology() {
     assert!(out.contains(&format!("replica it_discovery/{R1}")), "{out}");
 
     let recorder = Recorder::start(&config);
-    for r in [R1, R2] {
-        let entered = wait_http(port, &format!("/check/{r}"), Duration::from_secs(10), |x| {
-            x.code == 200
-        });
-        assert!(entered.is_some(), "{r} never entered the pool");
-    }
+    wait_in_pool(port, &[R1, R2]);
     let p = primary_of(port);
     assert_eq!(
         (p["name"].as_str(), p["address"].as_str()),
@@ -107,16 +102,7 @@ fn a_frozen_primary_at_the_start_is_the_source_its_replicas_agree_on() {
     assert_eq!(primary_of(port)["address"], PRIMARY);
     sleep(Duration::from_secs(1));
     drop(thaw);
-    for r in [R1, R2] {
-        let entered = wait_http(port, &format!("/check/{r}"), Duration::from_secs(10), |x| {
-            x.code == 200
-        });
-        assert!(
-            entered.is_some(),
-            "{r} never entered the pool: {}",
-            http(port, "GET", "/status", &[]).unwrap().json()
-        );
-    }
+    wait_in_pool(port, &[R1, R2]);
     let (code, log) = recorder.stop();
     assert_eq!(code, Some(0), "{log}");
     assert!(log.contains("the primary did not answer"), "{log}");
@@ -141,12 +127,7 @@ fn after_a_failover_the_demoted_primary_is_measured_as_a_replica() {
     init(&config);
     let recorder = Recorder::start(&config);
     const P: &str = "127-0-0-1-13306";
-    for r in [R1, R2] {
-        let entered = wait_http(port, &format!("/check/{r}"), Duration::from_secs(10), |x| {
-            x.code == 200
-        });
-        assert!(entered.is_some(), "{r} never entered the pool");
-    }
+    wait_in_pool(port, &[R1, R2]);
     let primary = http(port, "GET", &format!("/check/{P}"), &[]).unwrap();
     assert_eq!(
         (primary.code, primary.json()["reason"].as_str()),

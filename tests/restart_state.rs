@@ -38,16 +38,13 @@ fn a_replica_stopped_between_two_recorders_is_replica_down_while_stopped() {
         PRIMARY,
         &REPLICAS,
         &format!(
-            "interval = \"20ms\"\nstore = \"{}\"\n\n[triggers]\n\
+            "interval = \"20ms\"\nstatus_every = \"200ms\"\nstore = \"{}\"\nstatus_file = \"{}\"\n\n[triggers]\n\
              recorder_up = {tee}\nprimary_down = {tee}\nprimary_up = {tee}\nfailover = {tee}\n\
              replica_down = {tee}\nreplica_up = {tee}\nheartbeat = [\"/no/such/trigger\"]",
-            store.display()
+            store.display(),
+            status_file.display()
         ),
     );
-    // [http] is the config's last table.
-    let mut text = std::fs::read_to_string(&config).unwrap();
-    text.push_str(&format!("status_file = \"{}\"\n", status_file.display()));
-    std::fs::write(&config, text).unwrap();
 
     let first = start_in_pool(&config, port);
     sleep(Duration::from_secs(3));
@@ -69,12 +66,7 @@ fn a_replica_stopped_between_two_recorders_is_replica_down_while_stopped() {
     lab(&["stall"], &[]);
     let second = Recorder::start(&config);
     // r1 is out from the start; r2 comes in. 3 s more: recorder_up, then a heartbeat.
-    assert!(
-        wait_http(port, "/check/r2", Duration::from_secs(10), |r| r.code
-            == 200)
-        .is_some(),
-        "r2 never entered the pool"
-    );
+    wait_in_pool(port, &["r2"]);
     sleep(Duration::from_secs(3));
     let (code, log) = second.stop();
     assert_eq!(code, Some(0), "{log}");

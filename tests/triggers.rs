@@ -35,7 +35,7 @@ fn triggers_fire_once_per_event_with_the_event_on_stdin() {
         PRIMARY,
         &REPLICAS,
         &format!(
-            "interval = \"10ms\"\nstore = \"{}\"\n\n[triggers]\ntimeout = \"5s\"\n\
+            "interval = \"10ms\"\nstatus_every = \"200ms\"\nstore = \"{}\"\n\n[triggers]\ntimeout = \"5s\"\n\
              recorder_up = {tee}\nprimary_down = {tee}\nprimary_up = {tee}\nfailover = {tee}\n\
              replica_down = {tee}\nreplica_up = {tee}\nheartbeat = {tee}\nheartbeat_every = \"2s\"",
             dir.path().join("s.redb").display()
@@ -101,15 +101,20 @@ fn triggers_fire_once_per_event_with_the_event_on_stdin() {
     // take it out, truly: if the primary froze after acknowledging a beat its binlog
     // dump had sent to r2 but not yet to r1, r1 lacks a committed write for as long as
     // the freeze lasts (seen in CI: "lagging, lag 1.533 s" between primary_down and
-    // primary_up, bounds 12 ms wide, r2 in throughout). So find the stall's own event.
+    // primary_up, bounds 12 ms wide, r2 in throughout). So find the stall's own event:
+    // r1's first replica_down after primary_up. Status polls every 200 ms show the SQL
+    // thread stopped well before the lag reaches max_lag (1 s), which decides the reason
+    // (with the default 1 s polls CI once saw the lag win the race).
     let r1_down = all
         .iter()
-        .position(|e| {
-            e["event"] == "replica_down"
-                && e["node"]["name"] == "r1"
-                && e["check"]["reason"] == "sql_stopped"
-        })
-        .unwrap_or_else(|| panic!("no replica_down for r1 with sql_stopped: {names:?}"));
+        .enumerate()
+        .position(|(i, e)| i > up && e["event"] == "replica_down" && e["node"]["name"] == "r1")
+        .unwrap_or_else(|| panic!("no replica_down for r1 after the freeze: {names:?}"));
+    assert_eq!(
+        all[r1_down]["check"]["reason"], "sql_stopped",
+        "{}",
+        all[r1_down]
+    );
     assert!(
         all[r1_down + 1..]
             .iter()

@@ -570,7 +570,7 @@ async fn record_loop(
                     dispatch(event, &store, ctx.triggers);
                 }
                 let snapshot = live::lock(ctx.live).snapshot(now_us);
-                if let Some(path) = config.http.as_ref().and_then(|h| h.status_file.as_ref()) {
+                if let Some(path) = &config.record.status_file {
                     let written = live::write_status_file(path, &snapshot);
                     status_file_ok = report_status_file(path, written, status_file_ok);
                 }

@@ -69,6 +69,9 @@ pub struct RecordConfig {
     /// Chunks older than this are dropped while recording (`None`: kept for ever),
     /// between [`MIN_RETAIN`] and [`MAX_RETAIN`].
     pub retain: Option<Duration>,
+    /// `/status`'s document (with or without `[http]`) is also written here,
+    /// atomically (a temporary file renamed over it), every second.
+    pub status_file: Option<PathBuf>,
 }
 
 /// Shortest retention: long enough for every live check and a short test.
@@ -162,9 +165,6 @@ pub struct HttpConfig {
     /// Replicas whose intended delay (SQL_Delay) is subtracted from their lag before
     /// it is compared with the thresholds; sorted.
     pub ignore_intended_delay: Vec<String>,
-    /// `/status`'s document is also written here, atomically (a temporary file renamed
-    /// over it), every second.
-    pub status_file: Option<PathBuf>,
 }
 
 /// Default `[http] stale`.

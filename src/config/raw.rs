@@ -30,6 +30,7 @@ pub(super) struct RawRecord {
     pub(super) read_every: Option<u32>,
     pub(super) status_every: Option<String>,
     pub(super) retain: Option<String>,
+    pub(super) status_file: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -80,7 +81,6 @@ pub(super) struct RawHttp {
     pub(super) min_duration: Option<String>,
     pub(super) maintenance_dir: Option<String>,
     pub(super) ignore_intended_delay: Option<Vec<String>>,
-    pub(super) status_file: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

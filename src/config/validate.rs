@@ -218,6 +218,26 @@ impl Validator<'_> {
                 (MIN_RETAIN, MAX_RETAIN),
             )?),
         };
+        let status_file = match raw.status_file {
+            Some(s) if s.trim().is_empty() => {
+                return Err(self.err(&[Seg::Key("record"), Seg::Key("status_file")], "is empty"));
+            }
+            Some(s) => {
+                let path = PathBuf::from(s);
+                let dir = match path.parent() {
+                    Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+                    _ => PathBuf::from("."),
+                };
+                if !dir.is_dir() {
+                    return Err(self.err(
+                        &[Seg::Key("record"), Seg::Key("status_file")],
+                        format!("its directory {} does not exist", dir.display()),
+                    ));
+                }
+                Some(path)
+            }
+            None => None,
+        };
         Ok(RecordConfig {
             interval,
             store,
@@ -225,6 +245,7 @@ impl Validator<'_> {
             read_every,
             status_every,
             retain,
+            status_file,
         })
     }
 
@@ -562,28 +583,7 @@ impl Validator<'_> {
         }
         ignore.sort();
         ignore.dedup();
-        let status_file = match raw.status_file {
-            Some(s) if s.trim().is_empty() => {
-                return Err(self.err(&key("status_file"), "is empty"));
-            }
-            Some(s) => {
-                let path = PathBuf::from(s);
-                let dir = match path.parent() {
-                    Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-                    _ => PathBuf::from("."),
-                };
-                if !dir.is_dir() {
-                    return Err(self.err(
-                        &key("status_file"),
-                        format!("its directory {} does not exist", dir.display()),
-                    ));
-                }
-                Some(path)
-            }
-            None => None,
-        };
         Ok(HttpConfig {
-            status_file,
             listen,
             max_lag,
             recover_lag,

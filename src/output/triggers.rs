@@ -37,8 +37,8 @@ pub const PRIMARY_DOWN_AFTER_US: i64 = 1_000_000;
 pub struct Event {
     /// Version of this document's shape.
     pub schema: u32,
-    /// `recorder_up`, `heartbeat`, `primary_down`, `primary_up`, `failover`,
-    /// `replica_down`, `replica_up`.
+    /// `recorder_up`, `heartbeat`, `primary_down`, `primary_up`, `failover`, `split`,
+    /// `replica_down`, `replica_up`; stored only: `source_change`, `role_change`.
     pub event: &'static str,
     pub time_utc: String,
     /// The same time, UTC µs (for the store's key).

@@ -572,16 +572,26 @@ pub fn http_lab_config(
 /// enter the pool of the `[http]` listener on `port`.
 pub fn start_in_pool(config: &Path, port: u16) -> Recorder {
     let recorder = Recorder::start(config);
-    for replica in ["r1", "r2"] {
+    wait_in_pool(port, &["r1", "r2"]);
+    recorder
+}
+
+/// Waits up to 10 s for each of `replicas` to enter the pool of the `[http]` listener
+/// on `port`; fails the test with `/status` if one does not.
+pub fn wait_in_pool(port: u16, replicas: &[&str]) {
+    for replica in replicas {
         let entered = wait_http(
             port,
             &format!("/check/{replica}"),
             std::time::Duration::from_secs(10),
             |r| r.code == 200,
         );
-        assert!(entered.is_some(), "{replica} never entered the pool");
+        assert!(
+            entered.is_some(),
+            "{replica} never entered the pool: {}",
+            http(port, "GET", "/status", &[]).map_or(serde_json::Value::Null, |r| r.json())
+        );
     }
-    recorder
 }
 
 /// The JSON documents a file holds one after the other (what `tee -a` triggers wrote,
