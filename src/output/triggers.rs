@@ -254,7 +254,8 @@ pub const RECORDER_UP_WITHIN_US: i64 = 10_000_000;
 
 impl ClusterEvents {
     /// Events of `cluster` as seen from `started_us`, beats going first to whatever
-    /// `primary_now` holds; `previous` is the state the last recorder stored;
+    /// `primary_now` holds (the stored primary, when the caller found one valid);
+    /// `previous` is the state the last recorder stored;
     /// `judges_replicas` says whether [`ClusterEvents::on_replicas`] will be called.
     pub fn new(
         cluster: &ClusterConfig,
@@ -274,32 +275,33 @@ impl ClusterEvents {
                     .map(|r| (r.name.clone(), r.address.clone())),
             )
             .collect();
+        // The writer starts on the stored primary (see `stored_primary`): where it
+        // starts is where beats went.
         let primary = primary_now.borrow().clone();
-        let previous_primary = previous
-            .as_ref()
-            .and_then(|p| Self::stored_primary(p, cluster));
-        let mut events = ClusterEvents {
+        let resumed = previous.is_some();
+        let down_before_start = previous.as_ref().is_some_and(|p| p.primary_down);
+        // Replicas no longer configured are forgotten.
+        let in_pool = previous
+            .map(|p| {
+                p.in_pool
+                    .into_iter()
+                    .filter(|(n, _)| cluster.replicas.iter().any(|r| r.name == *n))
+                    .collect()
+            })
+            .unwrap_or_default();
+        ClusterEvents {
             cluster: cluster.name.clone(),
             nodes,
-            primary: previous_primary.unwrap_or(primary),
+            primary,
             primary_now,
             failing_since_us: None,
-            down_fired: previous.as_ref().is_some_and(|p| p.primary_down),
-            // Replicas no longer configured are forgotten.
-            in_pool: previous
-                .clone()
-                .map(|p| {
-                    p.in_pool
-                        .into_iter()
-                        .filter(|(n, _)| cluster.replicas.iter().any(|r| r.name == *n))
-                        .collect()
-                })
-                .unwrap_or_default(),
+            down_fired: down_before_start,
+            in_pool,
             heartbeat_every_us: crate::clock::duration_us(heartbeat_every),
             next_heartbeat_us: None,
-            resumed: previous.is_some(),
+            resumed,
             no_beat_yet: true,
-            down_before_start: previous.as_ref().is_some_and(|p| p.primary_down),
+            down_before_start,
             judged: std::collections::HashSet::new(),
             judges_replicas,
             second_primaries: Default::default(),
@@ -318,10 +320,7 @@ impl ClusterEvents {
                 .collect(),
             started_us,
             up_fired: false,
-        };
-        // Beats start where the writer starts: a different primary is a failover.
-        events.primary_now.mark_changed();
-        events
+        }
     }
 
     /// The server beats go to now, among the cluster's, as the previous recorder
@@ -414,8 +413,6 @@ impl ClusterEvents {
         }
     }
 
-    /// Follows a replica's role from its status poll: writable with no source, it is
-    /// a second primary (unless beats go to it: then it is the primary).
     /// Follows a replica's role from its status poll: `source_change` when it
     /// replicates from another server (a source outside the cluster makes it
     /// clusterless until it comes back), `role_change` when `read_only` flips, both
@@ -429,12 +426,7 @@ impl ClusterEvents {
         source: Option<&str>,
     ) -> Vec<Event> {
         let mut out = Vec::new();
-        let Some(address) = self
-            .nodes
-            .iter()
-            .find(|(n, _)| n == replica)
-            .map(|(_, a)| a.clone())
-        else {
+        let Some(address) = self.address_of(replica) else {
             return out;
         };
         let first = self.writable.insert(replica.to_string(), writable);
@@ -486,6 +478,14 @@ impl ClusterEvents {
         out
     }
 
+    /// The address of the server named `name`.
+    fn address_of(&self, name: &str) -> Option<Address> {
+        self.nodes
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, a)| a.clone())
+    }
+
     /// Whether a channel's source `host:port` is one of the cluster's servers.
     fn in_cluster(&self, source: &str) -> bool {
         let Some((host, port)) = source.rsplit_once(':') else {
@@ -497,13 +497,9 @@ impl ClusterEvents {
 
     /// The `split` event for the second primary `name`.
     fn split(&self, name: &str, now_us: i64) -> Event {
-        let address = |n: &str| {
-            self.nodes
-                .iter()
-                .find(|(m, _)| m == n)
-                .map(|(_, a)| a.clone())
-        };
-        let other = address(name).expect("second primaries are the cluster's replicas");
+        let other = self
+            .address_of(name)
+            .expect("second primaries are the cluster's replicas");
         let primaries = [self.primary.clone(), other.clone()];
         let mut following: std::collections::BTreeMap<String, Vec<String>> = primaries
             .iter()
@@ -611,12 +607,7 @@ impl ClusterEvents {
                 (State::Out, _) => false,
             };
             let first_look = self.judged.insert(r.replica.clone());
-            let Some(address) = self
-                .nodes
-                .iter()
-                .find(|(n, _)| *n == r.replica)
-                .map(|(_, a)| a.clone())
-            else {
+            let Some(address) = self.address_of(&r.replica) else {
                 continue;
             };
             let before = self.in_pool.insert(r.replica.clone(), now_in);
