@@ -436,7 +436,7 @@ impl ClusterEvents {
         };
         if first.is_none() || before.as_deref() != source {
             // Resolving names: only when the source changed.
-            let outside = source.is_some_and(|s| !self.in_cluster(s));
+            let outside = source.is_some_and(|s| self.source_node(s).is_none());
             if outside {
                 self.left.insert(replica.to_string());
             } else {
@@ -486,13 +486,12 @@ impl ClusterEvents {
             .map(|(_, a)| a.clone())
     }
 
-    /// Whether a channel's source `host:port` is one of the cluster's servers.
-    fn in_cluster(&self, source: &str) -> bool {
-        let Some((host, port)) = source.rsplit_once(':') else {
-            return false;
-        };
-        let port: u16 = port.parse().unwrap_or(0);
-        self.nodes.iter().any(|(_, a)| a.is(host, port))
+    /// The cluster's server a channel's source `host:port` names, if any (names and
+    /// IPs compared by [`Address::is`]).
+    fn source_node(&self, source: &str) -> Option<&Address> {
+        let (host, port) = source.rsplit_once(':')?;
+        let port: u16 = port.parse().ok()?;
+        self.nodes.iter().map(|(_, a)| a).find(|a| a.is(host, port))
     }
 
     /// The `split` event for the second primary `name`.
@@ -510,8 +509,8 @@ impl ClusterEvents {
             if primaries.contains(a) {
                 continue;
             }
-            let source = self.sources.get(n).and_then(|s| Address::parse(s).ok());
-            match source.and_then(|s| primaries.iter().find(|p| **p == s)) {
+            let source = self.sources.get(n).and_then(|s| self.source_node(s));
+            match source.and_then(|s| primaries.iter().find(|p| *p == s)) {
                 Some(p) => following
                     .entry(self.node(p).name)
                     .or_default()
@@ -1220,7 +1219,8 @@ mod tests {
         let config = cluster(2);
         let (tx, mut e) = events_of(&config, None, false);
         const S: i64 = 1_000_000;
-        e.on_role("r1", 0, false, Some("h1:3306"));
+        // The source as the server spells it: the same server as the configured h1.
+        e.on_role("r1", 0, false, Some("H1:3306"));
         e.on_role("r2", 0, true, None);
         assert!(e.on_tick(S).iter().all(|e| e.event != "split"));
         let fired = e.on_tick(SPLIT_AFTER_US);
