@@ -569,7 +569,18 @@ async fn record_loop(
                 for event in events.values_mut().flat_map(|e| e.on_tick(now_us)) {
                     dispatch(event, &store, ctx.triggers);
                 }
-                let snapshot = live::lock(ctx.live).snapshot(now_us);
+                // The snapshot judges the server beats go to as the primary: tell the
+                // live picture where they go first, a failover included.
+                let snapshot = {
+                    let mut live = live::lock(ctx.live);
+                    for (id, e) in &events {
+                        if let Some(&ci) = cluster_index.get(id) {
+                            let p = e.primary();
+                            live.set_primary(ci, &p.name, &p.address);
+                        }
+                    }
+                    live.snapshot(now_us)
+                };
                 if let Some(path) = &config.record.status_file {
                     let written = live::write_status_file(path, &snapshot);
                     status_file_ok = report_status_file(path, written, status_file_ok);
@@ -584,10 +595,6 @@ async fn record_loop(
                 for (id, e) in &mut events {
                     if let Some(up) = e.recorder_up(now_us) {
                         dispatch(up, &store, ctx.triggers);
-                    }
-                    if let Some(&ci) = cluster_index.get(id) {
-                        let p = e.primary();
-                        live::lock(ctx.live).set_primary(ci, &p.name, &p.address);
                     }
                     let state = e.state();
                     if stored_states.get(id) != Some(&state) {
@@ -651,12 +658,7 @@ fn report_status_file(path: &std::path::Path, written: std::io::Result<()>, was_
 /// queues its trigger.
 fn dispatch(event: Event, store: &SampleSender, triggers: &Triggers) {
     if event.event != "heartbeat" {
-        let doc = serde_json::to_string(&event).expect("an event serializes");
-        // A store that is gone is noticed, and reported, by the sample loop.
-        let _ = store.send(Sample::Event {
-            t_us: event.t_us,
-            doc,
-        });
+        store_event(store, event.t_us, &event);
     }
     triggers.fire(event);
 }
@@ -664,12 +666,15 @@ fn dispatch(event: Event, store: &SampleSender, triggers: &Triggers) {
 /// Stores the trigger runs that ended since the last call.
 fn store_trigger_runs(runs: &std::sync::mpsc::Receiver<TriggerRun>, store: &SampleSender) {
     for run in runs.try_iter() {
-        let doc = serde_json::to_string(&run).expect("a trigger run serializes");
-        let _ = store.send(Sample::Event {
-            t_us: run.t_us,
-            doc,
-        });
+        store_event(store, run.t_us, &run);
     }
+}
+
+/// Sends one event document (at `t_us`) to the store. A store that is gone is
+/// noticed, and reported, by the sample loop.
+fn store_event(store: &SampleSender, t_us: i64, doc: &impl serde::Serialize) {
+    let doc = serde_json::to_string(doc).expect("an event document serializes");
+    let _ = store.send(Sample::Event { t_us, doc });
 }
 
 async fn sleep_until(at: Option<tokio::time::Instant>) {
