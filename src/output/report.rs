@@ -86,24 +86,38 @@ pub fn text(clusters: &[ClusterReport], reports: &[ReplicaReport], settings: &Se
     out
 }
 
+/// `s` unless there is one.
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+/// What a heading says of a list longer than the text shows.
+fn first_shown(n: usize) -> String {
+    if n > TEXT_LIST_LIMIT {
+        format!("; the first {TEXT_LIST_LIMIT}:")
+    } else {
+        String::new()
+    }
+}
+
 fn cluster_text(out: &mut String, c: &ClusterReport) {
     out.push('\n');
     if c.outages.is_empty() {
         let _ = writeln!(out, "{}  primary acknowledged every beat", c.cluster);
-        events_text(out, &c.events);
-        return;
+    } else {
+        outages_text(out, c);
     }
+    events_text(out, &c.events);
+}
+
+fn outages_text(out: &mut String, c: &ClusterReport) {
     let _ = writeln!(
         out,
         "{}  primary unreachable {} time{} (no beat acknowledged; replicas are judged by their lower bounds meanwhile){}",
         c.cluster,
         c.outages.len(),
-        if c.outages.len() == 1 { "" } else { "s" },
-        if c.outages.len() > TEXT_LIST_LIMIT {
-            format!("; the first {TEXT_LIST_LIMIT}:")
-        } else {
-            String::new()
-        }
+        plural(c.outages.len()),
+        first_shown(c.outages.len())
     );
     for o in c.outages.iter().take(TEXT_LIST_LIMIT) {
         let _ = writeln!(
@@ -114,14 +128,13 @@ fn cluster_text(out: &mut String, c: &ClusterReport) {
                 .map_or("the end of the recording".to_string(), format_utc_us),
             human_us(o.duration_us()),
             o.failed_beats,
-            if o.failed_beats == 1 { "" } else { "s" },
+            plural(o.failed_beats),
             o.outcome.name(),
             o.reason
                 .as_ref()
                 .map_or(String::new(), |r| format!(", {r}"))
         );
     }
-    events_text(out, &c.events);
 }
 
 /// What a stored event says, in a few words: the node it is about and what happened
@@ -173,12 +186,8 @@ fn events_text(out: &mut String, events: &[RecordedEvent]) {
             out,
             "              {} event{} (lagtrace export --events for every field){}",
             changes.len(),
-            if changes.len() == 1 { "" } else { "s" },
-            if changes.len() > TEXT_LIST_LIMIT {
-                format!("; the first {TEXT_LIST_LIMIT}:")
-            } else {
-                String::new()
-            }
+            plural(changes.len()),
+            first_shown(changes.len())
         );
     }
     for e in changes.iter().take(TEXT_LIST_LIMIT) {
@@ -196,7 +205,7 @@ fn events_text(out: &mut String, events: &[RecordedEvent]) {
             out,
             "              {} trigger run{}, {} failed{}",
             runs.len(),
-            if runs.len() == 1 { "" } else { "s" },
+            plural(runs.len()),
             failed.len(),
             failed
                 .first()

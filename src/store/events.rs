@@ -11,7 +11,7 @@ use std::path::Path;
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 
 use super::prune::Cutoff;
-use super::{Store, StoreError, db_err, open_read};
+use super::{Store, StoreError, db_err};
 
 /// `events`: (time UTC µs, session id, number within the session) to a JSON document.
 pub const EVENTS: TableDefinition<(i64, u32, u32), &str> = TableDefinition::new("events");
@@ -82,20 +82,9 @@ pub(super) fn prune(
     Ok(old.len() as u64)
 }
 
-/// The events of the store at `path` from `from_us` to `to_us` (UTC µs, inclusive;
-/// `None` unbounded) about the clusters `wanted` accepts, in time order.
-pub fn read(
-    path: &Path,
-    from_us: Option<i64>,
-    to_us: Option<i64>,
-    wanted: &dyn Fn(&str) -> bool,
-) -> Result<Vec<RecordedEvent>, StoreError> {
-    let (db, _) = open_read(path)?;
-    let tx = db.begin_read().map_err(|e| db_err(path, e))?;
-    read_in(path, &tx, from_us, to_us, wanted)
-}
-
-/// [`read`] through a read transaction already open on the store at `path`.
+/// The events of the store at `path`, read through `tx`, from `from_us` to `to_us`
+/// (UTC µs, inclusive; `None` unbounded) about the clusters `wanted` accepts, in time
+/// order.
 pub(super) fn read_in(
     path: &Path,
     tx: &redb::ReadTransaction,
@@ -152,6 +141,18 @@ impl Store {
 mod tests {
     use super::*;
     use crate::store::scan::tests::fresh_path;
+
+    /// [`read_in`] through a read transaction of its own.
+    fn read(
+        path: &Path,
+        from_us: Option<i64>,
+        to_us: Option<i64>,
+        wanted: &dyn Fn(&str) -> bool,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let (db, _) = crate::store::open_read(path)?;
+        let tx = db.begin_read().map_err(|e| db_err(path, e))?;
+        read_in(path, &tx, from_us, to_us, wanted)
+    }
 
     fn write(
         store: &Store,
