@@ -375,8 +375,28 @@ impl Validator<'_> {
                 format!("duplicate name {:?}: already used by {prev}", raw.name),
             ));
         }
-        let (raw_primary, raw_replicas, listed) = match (raw.primary, raw.nodes) {
-            (Some(p), None) => (p, raw.replicas, None),
+        let (primary, replicas, nodes) = match (raw.primary, raw.nodes) {
+            (Some(p), None) => {
+                let primary = Address::parse(&p).map_err(|m| self.err(&at("primary"), m))?;
+                if raw.replicas.is_empty() {
+                    return Err(self.err(
+                        &base,
+                        format!(
+                            "cluster {:?} has no replicas; add replicas = {{ name = \"host:port\" }}",
+                            raw.name
+                        ),
+                    ));
+                }
+                let replicas = self.servers(
+                    i,
+                    &raw.name,
+                    "replicas",
+                    &raw.replicas,
+                    Some(&primary),
+                    names,
+                )?;
+                (primary, replicas, Vec::new())
+            }
             (None, Some(nodes)) if raw.replicas.is_empty() => {
                 let named: BTreeMap<String, String> = match nodes {
                     RawNodes::Named(m) => m,
@@ -388,9 +408,9 @@ impl Validator<'_> {
                         "give at least two servers (a primary and a replica)",
                     ));
                 }
-                let mut it = named.into_iter();
-                let (first_name, first) = it.next().expect("two or more");
-                (first, it.collect(), Some(first_name))
+                let nodes = self.servers(i, &raw.name, "nodes", &named, None, names)?;
+                // The first stands for the primary until discovery says.
+                (nodes[0].address.clone(), nodes[1..].to_vec(), nodes)
             }
             (None, None) => {
                 return Err(self.err(
@@ -408,38 +428,37 @@ impl Validator<'_> {
                 ));
             }
         };
-        let primary = Address::parse(&raw_primary)
-            .map_err(|m| self.err(&at(if listed.is_some() { "nodes" } else { "primary" }), m))?;
-        let raw = RawCluster {
+        Ok(ClusterConfig {
             name: raw.name,
-            primary: None,
-            replicas: raw_replicas,
-            nodes: None,
-        };
-        if raw.replicas.is_empty() {
-            return Err(self.err(
-                &base,
-                format!(
-                    "cluster {:?} has no replicas; add replicas = {{ name = \"host:port\" }}",
-                    raw.name
-                ),
-            ));
-        }
-        let mut replicas = Vec::new();
-        let list_key = if listed.is_some() {
-            "nodes"
-        } else {
-            "replicas"
-        };
-        for (name, addr) in &raw.replicas {
+            primary,
+            replicas,
+            nodes,
+        })
+    }
+
+    /// The servers of cluster number `i` listed under `key` (`replicas` or `nodes`), by
+    /// name: names plain and unique in the whole file (recorded in `names`), addresses
+    /// valid, none twice, and none the `primary`'s. In name order.
+    fn servers(
+        &self,
+        i: usize,
+        cluster: &str,
+        key: &'static str,
+        listed: &BTreeMap<String, String>,
+        primary: Option<&Address>,
+        names: &mut HashMap<String, String>,
+    ) -> Result<Vec<ReplicaConfig>, ConfigError> {
+        let kind = if key == "nodes" { "node" } else { "replica" };
+        let mut servers: Vec<ReplicaConfig> = Vec::new();
+        for (name, addr) in listed {
             let path = [
                 Seg::Key("cluster"),
                 Seg::Index(i),
-                Seg::Key(list_key),
+                Seg::Key(key),
                 Seg::Key(name),
             ];
             check_name(name).map_err(|m| self.err(&path, m))?;
-            let owner = format!("a replica in cluster {:?}", raw.name);
+            let owner = format!("a {kind} in cluster {cluster:?}");
             if let Some(prev) = names.insert(name.clone(), owner) {
                 return Err(self.err(
                     &path,
@@ -447,62 +466,27 @@ impl Validator<'_> {
                 ));
             }
             let address = Address::parse(addr).map_err(|m| self.err(&path, m))?;
-            if address == primary {
+            if primary == Some(&address) {
                 return Err(self.err(
                     &path,
-                    match &listed {
-                        Some(first) => format!(
-                            "node {name:?} has the same address as node {first:?} ({address})"
-                        ),
-                        None => format!("replica {name:?} has the primary's address {address}"),
-                    },
+                    format!("replica {name:?} has the primary's address {address}"),
                 ));
             }
-            if let Some(other) = replicas
-                .iter()
-                .find(|r: &&ReplicaConfig| r.address == address)
-            {
+            if let Some(other) = servers.iter().find(|r| r.address == address) {
                 return Err(self.err(
                     &path,
                     format!(
-                        "replica {name:?} has the same address as replica {:?} ({address})",
+                        "{kind} {name:?} has the same address as {kind} {:?} ({address})",
                         other.name
                     ),
                 ));
             }
-            replicas.push(ReplicaConfig {
+            servers.push(ReplicaConfig {
                 name: name.clone(),
                 address,
             });
         }
-        // With `nodes`, the first was taken as the primary until discovery says.
-        let nodes = if let Some(first_name) = listed {
-            check_name(&first_name).map_err(|m| self.err(&at("nodes"), m))?;
-            if let Some(prev) = names.insert(
-                first_name.clone(),
-                format!("a node in cluster {:?}", raw.name),
-            ) {
-                return Err(self.err(
-                    &at("nodes"),
-                    format!("duplicate name {first_name:?}: already used by {prev}"),
-                ));
-            }
-            let mut all = replicas.clone();
-            all.push(ReplicaConfig {
-                name: first_name,
-                address: primary.clone(),
-            });
-            all.sort_by(|a, b| a.name.cmp(&b.name));
-            all
-        } else {
-            Vec::new()
-        };
-        Ok(ClusterConfig {
-            name: raw.name,
-            primary,
-            replicas,
-            nodes,
-        })
+        Ok(servers)
     }
 
     fn statsd(&self, raw: RawStatsd) -> Result<StatsdConfig, ConfigError> {
