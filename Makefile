@@ -11,7 +11,7 @@ APPLY_MS ?= 0
 THREADS ?= 4
 
 .PHONY: demo test bench bench-live up down status start-lag stop-lag slave-lag replica-lag stuff stall resume io-stop io-start block \
-        break repair load oltp build release ci-deps fuzz soak failover split failback
+        break repair load oltp build release ci-deps fuzz soak failover split chain failback
 
 ## demo: start the lab, record 40 s under load with a 10 s stall, analyze, plot demo/*.svg
 demo: release up
@@ -74,9 +74,12 @@ bench-live:
 ## failover: replica2 becomes the primary, replica1 and the old primary replicate from it; failback undoes it
 failover:
 	$(LAB_SH) failover
-## split: replica2 takes writes too, nobody re-pointed (two writable servers); failback undoes it
+## split: replica2 takes writes too (in GTID domain 3), nobody re-pointed (two writable servers); failback undoes it
 split:
 	$(LAB_SH) split
+## chain: replica1 replicates from replica2 (which replicates from the primary); failback undoes it
+chain:
+	$(LAB_SH) chain
 failback:
 	$(LAB_SH) failback
 

@@ -390,29 +390,61 @@ cmd_failover() {
 }
 
 # split: replica2 stops replicating and takes writes; nobody is re-pointed, so the
-# cluster has two writable servers. `failback` undoes it.
+# cluster has two writable servers. replica2 writes in a GTID domain of its own (3),
+# as two writers should, so that `failback` can bring it back. After `chain`, replica1
+# follows replica2 to its side of the split.
 cmd_split() {
   [ "$(writer_node)" = primary ] || die "split: the primary is not the only writer now (run make failback first)"
   wait_applied primary replica2
   sql primary "SET GLOBAL read_only = OFF"
-  sql replica2 "STOP SLAVE; RESET SLAVE ALL; SET GLOBAL read_only = OFF;"
-  say "split: primary and replica2 both take writes; replica1 still replicates from the primary"
+  sql replica2 "STOP SLAVE; RESET SLAVE ALL; SET GLOBAL gtid_domain_id = 3; SET GLOBAL read_only = OFF;"
+  say "split: primary and replica2 both take writes; replica1 still replicates from $(source_of replica1)"
+}
+
+# chain: replica1 replicates from replica2 (which replicates from the primary), from
+# where it was: replica2 first applies everything replica1 has.
+cmd_chain() {
+  local pos
+  sql replica1 "STOP SLAVE"
+  pos=$(sql replica1 "SELECT @@gtid_slave_pos")
+  [ "$(sql replica2 "SELECT MASTER_GTID_WAIT('$pos', 30)")" = 0 ] || die "replica2 did not reach replica1's position $pos within 30 s"
+  repoint replica1 replica2
+  wait_until "replica1 to replicate from replica2" replica_threads_running replica1
+  say "chain: replica1 replicates from replica2, which replicates from the primary"
+}
+
+# source_of NODE: the lab node NODE replicates from, or "nothing".
+source_of() {
+  local port node
+  port=$(sql_vertical "$1" "SHOW SLAVE STATUS" 2>/dev/null | sed -n 's/^ *Master_Port: //p')
+  for node in "${NODES[@]}"; do
+    [ "${PORT[$node]}" = "$port" ] && { echo "$node"; return 0; }
+  done
+  echo nothing
 }
 
 # failback: back to the lab's own topology (primary writes, both replicas replicate from
 # it) from a failover or a split, losing nothing written on either side before.
 cmd_failback() {
-  local node
+  local node pos
   if [ "$(sql primary "SELECT @@read_only")" = 1 ]; then
     # After a failover: the old primary and replica1 apply all replica2 wrote first.
     wait_applied replica2 primary replica1
+    sql primary "STOP SLAVE; RESET SLAVE ALL; SET GLOBAL read_only = OFF;"
+    repoint replica1 primary
+    repoint replica2 primary
   else
-    # After a split (or nothing): replica2 stops taking writes.
-    sql replica2 "SET GLOBAL read_only = ON"
+    # After a split, a chain (or nothing): each replica goes back to the primary from
+    # the primary's position it has (GTID domain 0); what replica2 wrote in its own
+    # domain meanwhile (and replica1 got from it) is forgotten with RESET MASTER:
+    # nothing replicates from the replicas here.
+    sql primary "STOP SLAVE; RESET SLAVE ALL; SET GLOBAL read_only = OFF;"
+    for node in replica2 replica1; do
+      sql "$node" "STOP SLAVE; SET GLOBAL read_only = ON; SET GLOBAL gtid_domain_id = 0;"
+      pos=$(sql "$node" "SELECT @@gtid_slave_pos" | tr ',' '\n' | grep '^0-' || true)
+      sql "$node" "RESET SLAVE ALL; RESET MASTER; SET GLOBAL gtid_slave_pos = '$pos'; $(change_master_sql 127.0.0.1 "${PORT[primary]}")"
+    done
   fi
-  sql primary "STOP SLAVE; RESET SLAVE ALL; SET GLOBAL read_only = OFF;"
-  repoint replica1 primary
-  repoint replica2 primary
   for node in replica1 replica2; do wait_until "$node to replicate from the primary" replica_threads_running "$node"; done
   say "failback: the primary (127.0.0.1:${PORT[primary]}) writes; replica1 and replica2 replicate from it"
 }
@@ -511,6 +543,7 @@ case "${1:-}" in
   oltp) cmd_oltp ;;
   failover) cmd_failover ;;
   split) cmd_split ;;
+  chain) cmd_chain ;;
   failback) cmd_failback ;;
-  *) die "usage: $0 up|down|status|is-up|start-lag|stop-lag|slave-lag|stuff|stall|resume|io-stop|io-start|block|break|repair|load|oltp|failover|split|failback" ;;
+  *) die "usage: $0 up|down|status|is-up|start-lag|stop-lag|slave-lag|stuff|stall|resume|io-stop|io-start|block|break|repair|load|oltp|failover|split|chain|failback" ;;
 esac
