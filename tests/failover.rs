@@ -2,7 +2,8 @@
 //! primary, replica1 and the old primary replicate from it), then `make failback`, and a
 //! split (`make split`: two writable servers). The beat writer follows the primary
 //! within a backoff, replica1's lag after the switch is measured against the new
-//! primary, and a split (the primary still taking writes) does not move beats.
+//! primary, and a split (the primary still taking writes) does not move beats: the
+//! second primary's side is measured as a part of its own.
 
 mod common;
 
@@ -195,10 +196,29 @@ fn beats_follow_a_failover_and_the_failback_and_lag_stays_true() {
     );
 }
 
+/// `/status`'s document of replica `name`.
+fn status_of(port: u16, name: &str) -> serde_json::Value {
+    let status = http(port, "GET", "/status", &[]).unwrap().json();
+    status["clusters"][0]["replicas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["replica"] == name)
+        .cloned()
+        .unwrap_or_else(|| panic!("no {name} in {status}"))
+}
+
+/// A split with a follower on the second primary's side (`make chain`, then `make
+/// split`: replica1 replicates from replica2, which starts taking writes): beats stay
+/// on the primary; once `split` fires, replica2 gets beats of its own as the part
+/// `it_split~r2`, replica1 is measured against them (its true lag: well under a
+/// second, not the split's growing age) and both leave the cluster's pool as `split`;
+/// `make failback` ends the split (`split_end`) and both come back.
 #[test]
-fn a_split_keeps_beats_on_the_primary() {
+fn a_split_keeps_beats_on_the_primary_and_measures_the_second_primarys_side() {
     let _lab = take_lab();
     let _restore = Restore(vec!["failback"], &[]);
+    lab(&["chain"], &[]);
     let dir = TempDir::new("split");
     let out = dir.path().join("split.json");
     let store = dir.path().join("s.redb");
@@ -221,9 +241,28 @@ fn a_split_keeps_beats_on_the_primary() {
     let before = beats_ok(port);
     sleep(Duration::from_secs(2));
     assert!(beats_ok(port) > before + 100);
-    assert_eq!(row_server_id(REPLICAS[0].1, "it_split"), "1");
-    // `split` fires once replica2 has taken writes alone for 3 s.
-    sleep(Duration::from_secs(2));
+    // `split` fires once replica2 has taken writes alone for 3 s; then r2 has a part.
+    let parted = wait_http(port, "/status", Duration::from_secs(10), |r| {
+        let status = r.json();
+        let replicas = status["clusters"][0]["replicas"]
+            .as_array()
+            .unwrap()
+            .clone();
+        replicas.iter().all(|r| r["reason"] == "split")
+    });
+    assert!(parted.is_some(), "{}", status_of(port, "r1"));
+    let r1 = status_of(port, "r1");
+    assert_eq!(r1["part"], "it_split~r2", "{r1}");
+    assert_eq!(r1["state"], "out", "{r1}");
+    // The part's beats reach r1 through r2: its row there was written by r2 (server 3).
+    sleep(Duration::from_secs(3));
+    assert_eq!(row_server_id(REPLICAS[0].1, "it_split#split"), "3");
+    let r1 = status_of(port, "r1");
+    assert!(r1["lag_hi_ms"].as_f64().unwrap() < 1000.0, "{r1}");
+    lab(&["failback"], &[]);
+    // Back on the cluster's side: both re-enter its pool.
+    wait_in_pool(port, &["r1", "r2"]);
+    assert!(status_of(port, "r1")["part"].is_null());
     let (_, log) = recorder.stop();
     assert!(!log.contains("the primary moved"), "{log}");
     let fired = json_documents(&out);
@@ -243,10 +282,54 @@ fn a_split_keeps_beats_on_the_primary() {
     assert_eq!(primaries, ["primary", "r2"]);
     assert_eq!(
         split["split"]["following"]["primary"],
-        serde_json::json!(["r1"])
+        serde_json::json!([])
     );
-    assert_eq!(split["split"]["following"]["r2"], serde_json::json!([]));
-    // Stored too.
+    assert_eq!(split["split"]["following"]["r2"], serde_json::json!(["r1"]));
+    // Stored, with the split's end.
     let stored = export_json(&store, &["--events"]);
-    assert!(stored.iter().any(|e| e["event"] == "split"), "{stored:?}");
+    let at = |event: &str| {
+        let e = stored
+            .iter()
+            .find(|e| e["event"] == event)
+            .unwrap_or_else(|| panic!("no {event} in {stored:?}"));
+        utc_us(e["time_utc"].as_str().unwrap())
+    };
+    let (split_us, end_us) = (at("split"), at("split_end"));
+    assert!(end_us > split_us + 2_500_000, "the split lasted {} µs", end_us - split_us);
+    // During the split r1 was read against the part's beats, and truly: lag under a
+    // second (the cluster's beats never reached it); neither was read as the cluster's.
+    let rows = export_json(&store, &[]);
+    let of = |cluster: &'static str, replica: &'static str| {
+        rows.iter()
+            .filter(move |r| r["cluster"] == cluster && r["replica"] == replica)
+    };
+    let mut part: Vec<f64> = of("it_split~r2", "r1")
+        .filter_map(|r| r["lag_hi_ms"].as_f64())
+        .collect();
+    assert!(part.len() > 100, "{} rounds", part.len());
+    let max = part.iter().copied().fold(0.0, f64::max);
+    assert!(max < 1000.0, "r1's lag against r2 reached {max} ms");
+    assert!(median(&mut part) < 50.0);
+    let margin_us = 500_000;
+    for name in ["r1", "r2"] {
+        let during = of("it_split", name).filter(|r| {
+            let t_us = utc_us(r["time_utc"].as_str().unwrap());
+            t_us > split_us + margin_us && t_us < end_us - margin_us
+        });
+        assert_eq!(
+            during.count(),
+            0,
+            "{name} was read as the cluster's replica during the split"
+        );
+    }
+    // analyze shows the part as a cluster of its own.
+    let doc = analyze_json(&store);
+    let r1 = doc["replicas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["cluster"] == "it_split~r2" && r["replica"] == "r1")
+        .unwrap_or_else(|| panic!("no it_split~r2/r1 in {doc}"));
+    let max = r1["lag"]["percentiles"]["max_ms"].as_f64().unwrap();
+    assert!(max < 1000.0, "{r1}");
 }

@@ -111,20 +111,30 @@ pub fn run(args: &Args) -> Result<(), CmdError> {
         .map_err(|e| CmdError::Runtime(format!("{}: {e}", args.out.display())))
 }
 
-/// Per cluster: its failovers and splits, labelled, to mark on the lag chart.
+/// Per cluster: its failovers, splits and their ends, labelled, to mark on the lag
+/// chart; a split and its end are marked on its part's charts too.
 fn marks(events: &[RecordedEvent]) -> BTreeMap<String, Vec<(i64, String)>> {
     let mut marks: BTreeMap<String, Vec<(i64, String)>> = BTreeMap::new();
     for e in events {
         let node = e.doc["node"]["name"].as_str().unwrap_or("?");
-        let label = match e.event.as_str() {
-            "failover" => format!("failover to {node}"),
-            "split" => format!("split: {node} takes writes too"),
+        let (label, part) = match e.event.as_str() {
+            "failover" => (format!("failover to {node}"), None),
+            "split" => (
+                format!("split: {node} takes writes too"),
+                Some(super::parts::part_name(&e.cluster, node)),
+            ),
+            "split_end" => (
+                format!("split ended: {node}"),
+                Some(super::parts::part_name(&e.cluster, node)),
+            ),
             _ => continue,
         };
-        marks
-            .entry(e.cluster.clone())
-            .or_default()
-            .push((e.t_us, label));
+        for cluster in std::iter::once(e.cluster.clone()).chain(part) {
+            marks
+                .entry(cluster)
+                .or_default()
+                .push((e.t_us, label.clone()));
+        }
     }
     marks
 }

@@ -15,6 +15,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
 use super::CmdError;
+use super::parts::{self, Change, ClusterProbes, ReplicaProbe, Spawner};
 use crate::analysis::lag::{Lag, RecentBeats, Unknown};
 use crate::clock::Clock;
 use crate::config::{Config, Secret, parse_duration};
@@ -23,7 +24,7 @@ use crate::output::http::{self, Server};
 use crate::output::live::{self, Live, Shared};
 use crate::output::statsd::Statsd;
 use crate::output::triggers::{ClusterEvents, ClusterState, Event, TriggerRun, Triggers};
-use crate::probe::{beat, reader, status};
+use crate::probe::{beat, status};
 use crate::samples::{Outcome, Sample};
 use crate::store::writer::{self, SampleSender, WriterStats};
 use crate::store::{SessionInfo, Store, cluster_key, replica_key};
@@ -121,7 +122,21 @@ pub fn run(opts: &Args) -> Result<(), CmdError> {
     for c in &config.clusters {
         keys.extend(c.replicas.iter().map(|r| replica_key(&c.name, &r.name)));
     }
+    let part_keys: Vec<String> = config
+        .clusters
+        .iter()
+        .flat_map(|c| {
+            let names: Vec<String> = c.replicas.iter().map(|r| r.name.clone()).collect();
+            parts::part_keys(&c.name, &names)
+        })
+        .collect();
+    let base = keys.len();
+    keys.extend(part_keys.iter().cloned());
     let ids = store.intern(&keys)?;
+    let part_ids: HashMap<String, u32> = part_keys
+        .into_iter()
+        .zip(ids[base..].iter().copied())
+        .collect();
     let previous = previous_states(&store, &config);
     let session = store.begin_session(&SessionInfo {
         started_us: clock.anchor_utc_us(),
@@ -177,7 +192,8 @@ pub fn run(opts: &Args) -> Result<(), CmdError> {
         previous,
         config: &config,
         password: &password,
-        ids: &ids,
+        ids: &ids[..base],
+        part_ids: &part_ids,
         clock,
         statsd: statsd.as_ref(),
         live: &live,
@@ -294,6 +310,8 @@ struct Context<'a> {
     password: &'a Secret,
     /// Interned ids: clusters first, then replicas in config order.
     ids: &'a [u32],
+    /// Interned ids of the keys split parts may need ([`parts::part_keys`]), by key.
+    part_ids: &'a HashMap<String, u32>,
     clock: Clock,
     statsd: Option<&'a Statsd>,
     /// The live picture: what the HTTP and agent listeners answer from (with
@@ -342,6 +360,13 @@ async fn record_loop(
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (sample_tx, mut samples) = mpsc::channel::<Sample>(SAMPLE_QUEUE);
 
+    let mut spawner = Spawner::new(
+        sample_tx,
+        shutdown_rx.clone(),
+        config,
+        ctx.password,
+        ctx.clock,
+    );
     let mut recent: HashMap<u32, RecentBeats> = HashMap::new();
     // Cluster id -> index in config order (the live picture's cluster index).
     let mut cluster_index: HashMap<u32, usize> = HashMap::new();
@@ -351,19 +376,15 @@ async fn record_loop(
     let mut views: Vec<ReplicaView> = Vec::new();
     // Per cluster id: the events its triggers fire on.
     let mut events: HashMap<u32, ClusterEvents> = HashMap::new();
+    // Per cluster id: its readers and its split parts.
+    let mut probes: HashMap<u32, ClusterProbes> = HashMap::new();
+    // The clusters' own beat writers: they run until the recorder stops.
+    let mut writers = Vec::new();
     let mut next_replica_id = ctx.ids[config.clusters.len()..].iter();
 
     for (ci, cluster) in config.clusters.iter().enumerate() {
         let cluster_id = ctx.ids[ci];
-        recent.insert(
-            cluster_id,
-            RecentBeats::new(
-                (RECENT_BEATS_WINDOW.as_micros() / config.record.interval.as_micros().max(1))
-                    .clamp(RECENT_BEATS_MIN as u128, RECENT_BEATS_MAX as u128)
-                    as usize,
-                crate::clock::duration_us(config.record.interval),
-            ),
-        );
+        recent.insert(cluster_id, recent_beats(config));
         cluster_index.insert(cluster_id, ci);
         let (notice_tx, notice_rx) = watch::channel(beat::BeatNotice::default());
         // Beats start on the primary the last recorder wrote to (it may have moved).
@@ -384,32 +405,23 @@ async fn record_loop(
                 ctx.clock.now_us(),
             ),
         );
-        tokio::spawn(beat::run(
-            beat::BeatWriter {
-                cluster_id,
-                cluster: cluster.name.clone(),
-                others: {
-                    let mut others: Vec<_> = std::iter::once(&cluster.primary)
-                        .chain(cluster.replicas.iter().map(|r| &r.address))
-                        .filter(|a| **a != start)
-                        .cloned()
-                        .collect();
-                    // A `nodes` cluster's primary is among its probed replicas too.
-                    others.sort_by_key(|a| a.to_string());
-                    others.dedup();
-                    others
-                },
-                primary: start,
-                settings: config.connection.clone(),
-                password: ctx.password.clone(),
-                interval: config.record.interval,
-                clock: ctx.clock,
-            },
-            sample_tx.clone(),
-            notice_tx,
-            primary_tx,
-            shutdown_rx.clone(),
-        ));
+        let mut others: Vec<_> = std::iter::once(&cluster.primary)
+            .chain(cluster.replicas.iter().map(|r| &r.address))
+            .filter(|a| **a != start)
+            .cloned()
+            .collect();
+        // A `nodes` cluster's primary is among its probed replicas too.
+        others.sort_by_key(|a| a.to_string());
+        others.dedup();
+        let w = spawner.beat_writer(
+            cluster_id,
+            &cluster.name,
+            cluster.name.clone(),
+            start,
+            others,
+        );
+        writers.push(spawner.writer(w, notice_tx, primary_tx));
+        let mut replicas = Vec::new();
         for replica in &cluster.replicas {
             let replica_id = *next_replica_id.next().expect("one id per replica");
             routes.insert(
@@ -419,44 +431,39 @@ async fn record_loop(
                     view: views.len(),
                 },
             );
+            replicas.push(ReplicaProbe::new(
+                &replica.name,
+                &replica.address,
+                replica_id,
+                views.len(),
+            ));
             views.push(ReplicaView {
                 cluster: cluster.name.clone(),
                 replica: replica.name.clone(),
                 ..Default::default()
             });
-            tokio::spawn(reader::run(
-                reader::Reader {
-                    replica_id,
-                    cluster: cluster.name.clone(),
-                    replica: replica.name.clone(),
-                    address: replica.address.clone(),
-                    settings: config.connection.clone(),
-                    password: ctx.password.clone(),
-                    interval: config.record.interval,
-                    read_every: config.record.read_every,
-                    clock: ctx.clock,
-                },
-                sample_tx.clone(),
-                notice_rx.clone(),
-                shutdown_rx.clone(),
-            ));
-            tokio::spawn(status::run(
-                status::Poller {
-                    replica_id,
-                    cluster: cluster.name.clone(),
-                    replica: replica.name.clone(),
-                    address: replica.address.clone(),
-                    settings: config.connection.clone(),
-                    password: ctx.password.clone(),
-                    every: config.record.status_every,
-                    clock: ctx.clock,
-                },
-                sample_tx.clone(),
-                shutdown_rx.clone(),
-            ));
+            if let Some(out) = spawner.samples() {
+                tokio::spawn(status::run(
+                    status::Poller {
+                        replica_id,
+                        cluster: cluster.name.clone(),
+                        replica: replica.name.clone(),
+                        address: replica.address.clone(),
+                        settings: config.connection.clone(),
+                        password: ctx.password.clone(),
+                        every: config.record.status_every,
+                        clock: ctx.clock,
+                    },
+                    out,
+                    shutdown_rx.clone(),
+                ));
+            }
         }
+        probes.insert(
+            cluster_id,
+            ClusterProbes::start(&cluster.name, cluster_id, notice_rx, replicas, &spawner),
+        );
     }
-    drop(sample_tx);
     // Whether the last write of the status file worked.
     let mut status_file_ok = true;
     // Per cluster id: the state last stored.
@@ -536,8 +543,14 @@ async fn record_loop(
                         if let Some(route) = routes.get(replica)
                             && let Some(e) = events.get_mut(&route.cluster_id)
                         {
+                            let cluster_id = route.cluster_id;
                             for event in e.on_role(&views[route.view].replica, *t_us, *writable, source.as_deref()) {
                                 dispatch(event, &store, ctx.triggers);
+                            }
+                            // A source change may move the replica to or from a split part.
+                            if let Some(p) = probes.get_mut(&cluster_id) {
+                                let changes = p.reconcile(e, &spawner, ctx.part_ids);
+                                apply(changes, config, ctx.live, &mut routes, &mut views, &mut recent);
                             }
                         }
                     }
@@ -560,14 +573,22 @@ async fn record_loop(
                     if !stopping {
                         stopping = true;
                         let _ = shutdown_tx.send(true);
+                        spawner.stop();
                     }
                 }
             }
             _ = tick.tick() => {
                 ticks += 1;
                 let now_us = ctx.clock.now_us();
-                for event in events.values_mut().flat_map(|e| e.on_tick(now_us)) {
-                    dispatch(event, &store, ctx.triggers);
+                for (id, e) in &mut events {
+                    for event in e.on_tick(now_us) {
+                        dispatch(event, &store, ctx.triggers);
+                    }
+                    // A split that fired (or ended) now starts (or stops) its part.
+                    if let Some(p) = probes.get_mut(id) {
+                        let changes = p.reconcile(e, &spawner, ctx.part_ids);
+                        apply(changes, config, ctx.live, &mut routes, &mut views, &mut recent);
+                    }
                 }
                 // The snapshot judges the server beats go to as the primary: tell the
                 // live picture where they go first, a failover included.
@@ -623,6 +644,7 @@ async fn record_loop(
             _ = &mut stop, if !stopping => {
                 stopping = true;
                 let _ = shutdown_tx.send(true);
+                spawner.stop();
             }
         }
     }
@@ -632,6 +654,48 @@ async fn record_loop(
     let last_lines =
         (printer.is_some() && !terminal).then(|| console::log_lines(&views, ctx.clock.now_us()));
     Ok((totals, last_lines))
+}
+
+/// The recent beats of one cluster (or split part), kept for live lag.
+fn recent_beats(config: &Config) -> RecentBeats {
+    RecentBeats::new(
+        (RECENT_BEATS_WINDOW.as_micros() / config.record.interval.as_micros().max(1))
+            .clamp(RECENT_BEATS_MIN as u128, RECENT_BEATS_MAX as u128) as usize,
+        crate::clock::duration_us(config.record.interval),
+    )
+}
+
+/// Takes in what changed in a cluster's split parts: a part's recent beats are kept
+/// while it runs, a replica's reads go where it is read now, and the live picture
+/// keeps a replica on a part's side out of its cluster's pool.
+fn apply(
+    changes: Vec<Change>,
+    config: &Config,
+    live: &Shared,
+    routes: &mut HashMap<u32, Route>,
+    views: &mut [ReplicaView],
+    recent: &mut HashMap<u32, RecentBeats>,
+) {
+    for change in changes {
+        match change {
+            Change::PartUp { cluster_id } => {
+                recent.insert(cluster_id, recent_beats(config));
+            }
+            Change::PartDown { cluster_id } => {
+                recent.remove(&cluster_id);
+            }
+            Change::Side { view, split } => live::lock(live).set_split(view, split),
+            Change::Reads {
+                view,
+                replica_id,
+                cluster_id,
+                cluster,
+            } => {
+                routes.insert(replica_id, Route { cluster_id, view });
+                views[view].cluster = cluster;
+            }
+        }
+    }
 }
 
 /// Logs the status file's first failed write of a run at warn and the next success;

@@ -161,6 +161,7 @@ pub fn run(args: &Args) -> Result<(), CmdError> {
                     | "primary_up"
                     | "failover"
                     | "split"
+                    | "split_end"
                     | "source_change"
                     | "role_change"
             )

@@ -57,10 +57,15 @@ pub enum State {
 pub struct ReplicaDoc {
     pub replica: String,
     pub cluster: String,
+    /// While the cluster is split and the replica is on a second primary's side: the
+    /// part it is measured in (`<cluster>~<second primary>`); its lag is against that
+    /// part's beats.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub part: Option<String>,
     pub state: State,
     /// Short code of the reason (`healthy`, `lagging`, `unreachable`, `io_stopped`,
     /// `sql_stopped`, `stale`, `maintenance`, `starting`, `primary`: a node of a `nodes`
-    /// cluster that beats go to now).
+    /// cluster that beats go to now, `split`: on the other side of a split, see `part`).
     pub reason: String,
     /// The reason in words.
     pub detail: String,
@@ -202,6 +207,8 @@ struct ReplicaLive {
     reads_ok: u64,
     reads_failed: u64,
     last_read_us: Option<i64>,
+    /// While on a split part's side: the part's name and why it is out of the pool.
+    split: Option<(String, String)>,
 }
 
 impl Live {
@@ -249,6 +256,7 @@ impl Live {
                     reads_ok: 0,
                     reads_failed: 0,
                     last_read_us: None,
+                    split: None,
                 });
             }
         }
@@ -331,6 +339,14 @@ impl Live {
             && (c.primary.0 != name || c.primary.1 != address)
         {
             c.primary = (name.to_string(), address.to_string());
+        }
+    }
+
+    /// Replica number `replica` is on the side of a split's part (`Some((part, why))`),
+    /// or back on its cluster's (`None`): out of its cluster's pool meanwhile.
+    pub fn set_split(&mut self, replica: usize, split: Option<(String, String)>) {
+        if let Some(r) = self.replicas.get_mut(replica) {
+            r.split = split;
         }
     }
 
@@ -462,6 +478,8 @@ impl Live {
                 "the primary: beats go to it".to_string(),
                 None,
             )
+        } else if let Some((_, why)) = &r.split {
+            (State::Out, "split".to_string(), why.clone(), None)
         } else {
             let (pool, why, since) = match (check, r.health.state()) {
                 (Check::Pool, Some((pool, since_us, why))) => {
@@ -500,6 +518,7 @@ impl Live {
         ReplicaDoc {
             replica: r.name.clone(),
             cluster,
+            part: r.split.as_ref().map(|(p, _)| p.clone()),
             state,
             reason,
             detail,

@@ -229,6 +229,7 @@ mod tests {
         ReplicaDoc {
             replica: replica.into(),
             cluster: "lab".into(),
+            part: None,
             state: State::In,
             reason: "healthy".into(),
             detail: String::new(),

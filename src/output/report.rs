@@ -159,6 +159,10 @@ pub fn event_detail(e: &RecordedEvent) -> String {
             d["check"]["detail"].as_str().unwrap_or("")
         ),
         "split" => format!("{} takes writes too", name(&d["node"])),
+        "split_end" => format!(
+            "{} no longer takes writes beside the primary",
+            name(&d["node"])
+        ),
         "source_change" | "role_change" => {
             let side = |v: &serde_json::Value| v.as_str().unwrap_or("nothing").to_string();
             format!(

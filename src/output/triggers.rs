@@ -38,7 +38,8 @@ pub struct Event {
     /// Version of this document's shape.
     pub schema: u32,
     /// `recorder_up`, `heartbeat`, `primary_down`, `primary_up`, `failover`, `split`,
-    /// `replica_down`, `replica_up`; stored only: `source_change`, `role_change`.
+    /// `replica_down`, `replica_up`; stored only: `source_change`, `role_change`,
+    /// `split_end`.
     pub event: &'static str,
     pub time_utc: String,
     /// The same time, UTC µs (for the store's key).
@@ -124,6 +125,19 @@ pub struct TriggerRun {
 pub struct ChangeDoc {
     pub from: Option<String>,
     pub to: Option<String>,
+}
+
+/// Which beats a replica is measured against while its cluster may be split (see
+/// [`ClusterEvents::side`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Side {
+    /// The cluster's own beats.
+    Cluster,
+    /// It is the second primary named here: its part's beats go to it, and it is not
+    /// read as a replica.
+    PartPrimary(String),
+    /// The beats of the part of the second primary named here, which it follows.
+    Part(String),
 }
 
 /// A cluster with two writable servers, as `split` carries it.
@@ -218,6 +232,8 @@ pub struct ClusterEvents {
     second_primaries: std::collections::BTreeMap<String, (i64, bool)>,
     /// Per replica name: the source its main channel replicates from (`host:port`).
     sources: std::collections::HashMap<String, String>,
+    /// Per replica name: the cluster's server that source is, by name.
+    follows: std::collections::HashMap<String, String>,
     /// Per replica name: what the last live snapshot said of it.
     seen: std::collections::HashMap<String, Seen>,
     /// Per replica name: whether its last status poll found it writable.
@@ -306,6 +322,7 @@ impl ClusterEvents {
             judges_replicas,
             second_primaries: Default::default(),
             sources: Default::default(),
+            follows: Default::default(),
             seen: Default::default(),
             writable: Default::default(),
             left: Default::default(),
@@ -436,12 +453,16 @@ impl ClusterEvents {
         };
         if first.is_none() || before.as_deref() != source {
             // Resolving names: only when the source changed.
-            let outside = source.is_some_and(|s| self.source_node(s).is_none());
-            if outside {
+            let node = source.and_then(|s| self.source_node(s)).cloned();
+            if source.is_some() && node.is_none() {
                 self.left.insert(replica.to_string());
             } else {
                 self.left.remove(replica);
             }
+            match node.and_then(|a| self.name_of(&a)) {
+                Some(n) => self.follows.insert(replica.to_string(), n),
+                None => self.follows.remove(replica),
+            };
         }
         if first.is_some() && before.as_deref() != source {
             let mut e = self.event("source_change", &address, t_us);
@@ -470,12 +491,61 @@ impl ClusterEvents {
             self.second_primaries
                 .entry(replica.to_string())
                 .or_insert((t_us, false));
-        } else if let Some((_, fired)) = self.second_primaries.remove(replica)
-            && fired
-        {
-            tracing::warn!(cluster = %self.cluster, node = replica, "the split ended: the second primary no longer takes writes alone");
+        } else {
+            out.extend(self.end_split(replica, t_us));
         }
         out
+    }
+
+    /// Forgets `name` as a second primary: `split_end` (stored only) when `split` had
+    /// fired for it.
+    fn end_split(&mut self, name: &str, t_us: i64) -> Option<Event> {
+        let (_, fired) = self.second_primaries.remove(name)?;
+        if !fired {
+            return None;
+        }
+        tracing::warn!(cluster = %self.cluster, node = name, "the split ended: it no longer takes writes beside the primary; the replicas that followed it are measured against the cluster's beats again");
+        let address = self.address_of(name)?;
+        Some(self.event("split_end", &address, t_us))
+    }
+
+    /// The second primaries `split` fired for, by name: each has a part of its own
+    /// (its own beats, its followers read against them) until its `split_end`.
+    pub fn parts(&self) -> Vec<String> {
+        self.second_primaries
+            .iter()
+            .filter(|(_, (_, fired))| *fired)
+            .map(|(n, _)| n.clone())
+            .collect()
+    }
+
+    /// Which beats replica `name` is measured against now: a replica whose source is
+    /// (directly, or through other replicas) a second primary of [`Self::parts`] is on
+    /// that part's side; every other, the cluster's (plusmoin's rule: a replica
+    /// pointing at neither primary stays in the original cluster).
+    pub fn side(&self, name: &str) -> Side {
+        let in_part = |n: &str| self.second_primaries.get(n).is_some_and(|(_, f)| *f);
+        if in_part(name) {
+            return Side::PartPrimary(name.to_string());
+        }
+        let mut at = name;
+        // A chain of replicas is no longer than the cluster has servers (a cycle stops).
+        for _ in 0..self.nodes.len() {
+            match self.follows.get(at) {
+                Some(next) if in_part(next) => return Side::Part(next.clone()),
+                Some(next) => at = next,
+                None => break,
+            }
+        }
+        Side::Cluster
+    }
+
+    /// The name of the cluster's server at `address`.
+    fn name_of(&self, address: &Address) -> Option<String> {
+        self.nodes
+            .iter()
+            .find(|(_, a)| a == address)
+            .map(|(n, _)| n.clone())
     }
 
     /// The address of the server named `name`.
@@ -656,10 +726,9 @@ impl ClusterEvents {
             out.push(self.event("heartbeat", &self.primary, now_us));
         }
         // The primary beats go to now is not a second one (after a failover).
-        let primary = &self.primary;
-        let nodes = &self.nodes;
-        self.second_primaries
-            .retain(|n, _| !nodes.iter().any(|(m, a)| m == n && a == primary));
+        if let Some(name) = self.name_of(&self.primary) {
+            out.extend(self.end_split(&name, now_us));
+        }
         let due: Vec<String> = self
             .second_primaries
             .iter()
@@ -1038,6 +1107,7 @@ mod tests {
         ReplicaDoc {
             replica: replica.into(),
             cluster: "c".into(),
+            part: None,
             state,
             reason: reason.into(),
             detail: reason.into(),
@@ -1250,6 +1320,55 @@ mod tests {
                 .iter()
                 .all(|e| e.event != "split")
         );
+    }
+
+    /// While r2 is a second primary, r1 re-pointed to it is on r2's part's side (and
+    /// back when re-pointed to the primary); the split's end puts everyone back and is
+    /// stored as `split_end`, once.
+    #[test]
+    fn replicas_following_a_second_primary_are_on_its_side_until_the_split_ends() {
+        let config = cluster(2);
+        let (_tx, mut e) = events_of(&config, None, false);
+        e.on_role("r1", 0, false, Some("h1:3306"));
+        e.on_role("r2", 0, true, None);
+        // Before `split` fires, nothing is partitioned.
+        e.on_tick(1);
+        assert!(e.parts().is_empty());
+        assert_eq!(e.side("r2"), Side::Cluster);
+        e.on_tick(SPLIT_AFTER_US);
+        assert_eq!(e.parts(), ["r2"]);
+        assert_eq!(e.side("r2"), Side::PartPrimary("r2".into()));
+        assert_eq!(e.side("r1"), Side::Cluster);
+        let t = SPLIT_AFTER_US + 1;
+        e.on_role("r1", t, false, Some("h3:3306"));
+        assert_eq!(e.side("r1"), Side::Part("r2".into()));
+        e.on_role("r1", t, false, Some("h1:3306"));
+        assert_eq!(e.side("r1"), Side::Cluster);
+        e.on_role("r1", t, false, Some("h3:3306"));
+        // r2 turns read-only: the split ends.
+        let ended = e.on_role("r2", t + 1, false, None);
+        let names: Vec<&str> = ended.iter().map(|e| e.event).collect();
+        assert_eq!(names, ["role_change", "split_end"]);
+        assert_eq!(ended[1].node.name, "r2");
+        assert!(e.parts().is_empty());
+        assert_eq!(e.side("r1"), Side::Cluster);
+        assert!(e.on_role("r2", t + 2, false, None).is_empty(), "once");
+    }
+
+    /// A chain (r1 follows r2, which follows the primary) is on the cluster's side;
+    /// when r2 splits off, r1 goes with it; a cycle of sources ends on the cluster's.
+    #[test]
+    fn a_chain_goes_with_its_head_and_a_cycle_stays() {
+        let config = cluster(2);
+        let (_tx, mut e) = events_of(&config, None, false);
+        e.on_role("r1", 0, false, Some("h3:3306"));
+        e.on_role("r2", 0, false, Some("h1:3306"));
+        assert_eq!(e.side("r1"), Side::Cluster);
+        e.on_role("r2", 1, false, Some("h2:3306"));
+        assert_eq!(e.side("r1"), Side::Cluster, "a cycle");
+        e.on_role("r2", 2, true, None);
+        e.on_tick(2 + SPLIT_AFTER_US);
+        assert_eq!(e.side("r1"), Side::Part("r2".into()));
     }
 
     /// A replica re-pointed to another server of the cluster, then to one outside it

@@ -36,7 +36,13 @@ pub struct BeatNotice {
 #[derive(Debug, Clone)]
 pub struct BeatWriter {
     pub cluster_id: u32,
+    /// The cluster's name, for logs.
     pub cluster: String,
+    /// The heartbeat row beats go to: the cluster's name, or for the part of a split
+    /// cluster that follows a second primary, [`super::schema::split_row`].
+    pub row: String,
+    /// Create the row when it is missing (a split part's row, which `init` never made).
+    pub ensure_row: bool,
     /// The configured primary: where beats go first.
     pub primary: Address,
     /// The cluster's other servers (its replicas): where the writer looks for the
@@ -307,29 +313,44 @@ pub async fn write_row<S: StatementLike>(
     )
 }
 
-/// Connects (filling `conn`) and reads the cluster row's seq.
+/// Connects (filling `conn`) and reads the row's seq.
 async fn row_seq_on_new_conn(
     w: &BeatWriter,
     target: &Address,
     conn: &mut Option<(Conn, Statement)>,
 ) -> Result<Option<u64>, DbError> {
+    let (mut c, stmt) = open(w, target, &update_sql(&w.settings.database)).await?;
+    let seq = super::schema::visible_seq(
+        &mut c,
+        &w.settings.database,
+        &w.row,
+        w.settings.query_timeout,
+    )
+    .await?;
+    *conn = Some((c, stmt));
+    Ok(seq)
+}
+
+/// A new connection to `target` with the beat update (`sql`) prepared, and the row
+/// created first when the writer must ensure it.
+async fn open(w: &BeatWriter, target: &Address, sql: &str) -> Result<(Conn, Statement), DbError> {
     let mut c = conn::connect(target, &w.settings, &w.password).await?;
-    let sql = update_sql(&w.settings.database);
+    if w.ensure_row {
+        super::schema::ensure_row(
+            &mut c,
+            &w.settings.database,
+            &w.row,
+            w.settings.query_timeout,
+        )
+        .await?;
+    }
     let stmt = timed(
         "heartbeat write prepare",
         w.settings.query_timeout,
         c.prep(sql),
     )
     .await?;
-    let seq = super::schema::visible_seq(
-        &mut c,
-        &w.settings.database,
-        &w.cluster,
-        w.settings.query_timeout,
-    )
-    .await?;
-    *conn = Some((c, stmt));
-    Ok(seq)
+    Ok((c, stmt))
 }
 
 /// Writes one beat, connecting (and preparing the update once per connection) when
@@ -343,24 +364,14 @@ async fn write_beat(
     t_send_us: i64,
 ) -> Result<(), BeatError> {
     if conn.is_none() {
-        let mut c = conn::connect(target, &w.settings, &w.password)
-            .await
-            .map_err(BeatError::Db)?;
-        let stmt = timed(
-            "heartbeat write prepare",
-            w.settings.query_timeout,
-            c.prep(sql),
-        )
-        .await
-        .map_err(BeatError::Db)?;
-        *conn = Some((c, stmt));
+        *conn = Some(open(w, target, sql).await.map_err(BeatError::Db)?);
     }
     let (c, stmt) = conn.as_mut().expect("connected above");
     let written = write_row(
         c,
         &*stmt,
         &w.settings.database,
-        &w.cluster,
+        &w.row,
         seq,
         t_send_us,
         w.settings.query_timeout,

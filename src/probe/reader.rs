@@ -23,7 +23,11 @@ pub const MAX_FOLLOW_UPS: u32 = 3;
 #[derive(Debug, Clone)]
 pub struct Reader {
     pub replica_id: u32,
+    /// The cluster's name, for logs and reasons.
     pub cluster: String,
+    /// The heartbeat row to read: the cluster's name, or its split part's row
+    /// ([`super::schema::split_row`]).
+    pub row: String,
     pub replica: String,
     pub address: Address,
     pub settings: ConnectionConfig,
@@ -120,8 +124,8 @@ pub async fn run(
                 seq: None,
                 outcome: Outcome::MissingRow,
                 reason: Some(format!(
-                    "no heartbeat row for cluster {}; run lagtrace init",
-                    r.cluster
+                    "no heartbeat row {:?} (cluster {}); run lagtrace init",
+                    r.row, r.cluster
                 )),
                 follow_up: this_is_follow_up,
             },
@@ -184,7 +188,7 @@ async fn read_seq(
     timed(
         "heartbeat read",
         r.settings.query_timeout,
-        c.exec_first::<u64, _, _>(&*stmt, (r.cluster.as_str(),)),
+        c.exec_first::<u64, _, _>(&*stmt, (r.row.as_str(),)),
     )
     .await
 }

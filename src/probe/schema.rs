@@ -137,6 +137,26 @@ pub fn check_row(cluster: &str) -> String {
     format!("{cluster}#check")
 }
 
+/// The heartbeat row of the part of a split cluster that follows a second primary (see
+/// `cmd::parts`). One name serves every part: each part's primary and its followers see
+/// only that part's writes. `#` cannot appear in a configured name.
+pub fn split_row(cluster: &str) -> String {
+    format!("{cluster}#split")
+}
+
+/// Ensures heartbeat row `row` exists, naming the database (the connection need not
+/// have selected it): what a split part's writer runs first on the second primary,
+/// which `init` never gave that row.
+pub async fn ensure_row(
+    conn: &mut Conn,
+    database: &str,
+    row: &str,
+    timeout: Duration,
+) -> Result<(), DbError> {
+    let sql = ENSURE_ROW_SQL.replacen("INTO heartbeat", &format!("INTO `{database}`.heartbeat"), 1);
+    timed("query", timeout, conn.exec_drop(sql, (row,))).await
+}
+
 /// Applies missing migrations and ensures the cluster's heartbeat row and its `check`
 /// row ([`check_row`]), on a primary.
 pub async fn apply(
