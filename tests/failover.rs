@@ -295,7 +295,11 @@ fn a_split_keeps_beats_on_the_primary_and_measures_the_second_primarys_side() {
         utc_us(e["time_utc"].as_str().unwrap())
     };
     let (split_us, end_us) = (at("split"), at("split_end"));
-    assert!(end_us > split_us + 2_500_000, "the split lasted {} µs", end_us - split_us);
+    assert!(
+        end_us > split_us + 2_500_000,
+        "the split lasted {} µs",
+        end_us - split_us
+    );
     // During the split r1 was read against the part's beats, and truly: lag under a
     // second (the cluster's beats never reached it); neither was read as the cluster's.
     let rows = export_json(&store, &[]);

@@ -22,7 +22,7 @@ use crate::clock::Clock;
 use crate::config::{Address, ConnectionConfig, Secret};
 use crate::output::triggers::{ClusterEvents, Side};
 use crate::probe::beat::{self, BeatNotice, BeatWriter};
-use crate::probe::{reader, schema};
+use crate::probe::{reader, schema, status};
 use crate::samples::Sample;
 use crate::store::{cluster_key, replica_key};
 
@@ -61,13 +61,15 @@ pub struct Stop {
 pub struct Spawner {
     samples: Option<mpsc::Sender<Sample>>,
     shutdown: watch::Receiver<bool>,
-    pub settings: ConnectionConfig,
-    pub password: Secret,
+    settings: ConnectionConfig,
+    password: Secret,
     /// Beat interval.
-    pub interval: Duration,
+    interval: Duration,
     /// Read after every n-th beat.
-    pub read_every: u32,
-    pub clock: Clock,
+    read_every: u32,
+    /// Mean time between status polls.
+    status_every: Duration,
+    clock: Clock,
 }
 
 impl Spawner {
@@ -85,14 +87,9 @@ impl Spawner {
             password: password.clone(),
             interval: config.record.interval,
             read_every: config.record.read_every,
+            status_every: config.record.status_every,
             clock,
         }
-    }
-
-    /// The sample channel, for tasks that run until the recorder stops; `None` once
-    /// it stops.
-    pub fn samples(&self) -> Option<mpsc::Sender<Sample>> {
-        self.samples.clone()
     }
 
     /// The recorder stops: no task starts from here on.
@@ -156,6 +153,24 @@ impl Spawner {
         primary_now: watch::Sender<Address>,
     ) -> Option<Stop> {
         self.spawn(|out, shutdown| beat::run(w, out, notices, primary_now, shutdown))
+    }
+
+    /// The status poller of `replica` (as `replica_id`, of `cluster`): it runs until
+    /// the recorder stops, whichever side the replica is on.
+    pub fn poller(&self, replica_id: u32, cluster: &str, replica: &str, address: &Address) {
+        let p = status::Poller {
+            replica_id,
+            cluster: cluster.to_string(),
+            replica: replica.to_string(),
+            address: address.clone(),
+            settings: self.settings.clone(),
+            password: self.password.clone(),
+            every: self.status_every,
+            clock: self.clock,
+        };
+        if let Some(out) = self.samples.clone() {
+            tokio::spawn(status::run(p, out, self.shutdown.clone()));
+        }
     }
 
     /// A reader of `replica` (as `replica_id`, of `cluster`) reading row `row` after

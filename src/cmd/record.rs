@@ -1,8 +1,12 @@
 //! `lagtrace record`: start the probes, pass their samples to the store writer and the
 //! live outputs, and stop cleanly on SIGINT, SIGTERM or `--duration`.
 //!
-//! Shutdown is a visible protocol: a `watch` tells every probe task to stop; each task
-//! drops its sample sender when it ends; when the last one is gone the sample loop has
+//! Probe tasks are started through `parts::Spawner`, which also starts and stops the
+//! writers and readers of a split cluster's parts while recording.
+//!
+//! Shutdown is a visible protocol: a `watch` tells every probe task to stop and the
+//! spawner lets go of its sample sender (nothing starts after that); each task drops
+//! its sample sender when it ends; when the last one is gone the sample loop has
 //! drained everything, drops the store sender, and the writer thread makes its final
 //! flush and returns.
 
@@ -24,7 +28,7 @@ use crate::output::http::{self, Server};
 use crate::output::live::{self, Live, Shared};
 use crate::output::statsd::Statsd;
 use crate::output::triggers::{ClusterEvents, ClusterState, Event, TriggerRun, Triggers};
-use crate::probe::{beat, status};
+use crate::probe::beat;
 use crate::samples::{Outcome, Sample};
 use crate::store::writer::{self, SampleSender, WriterStats};
 use crate::store::{SessionInfo, Store, cluster_key, replica_key};
@@ -442,22 +446,7 @@ async fn record_loop(
                 replica: replica.name.clone(),
                 ..Default::default()
             });
-            if let Some(out) = spawner.samples() {
-                tokio::spawn(status::run(
-                    status::Poller {
-                        replica_id,
-                        cluster: cluster.name.clone(),
-                        replica: replica.name.clone(),
-                        address: replica.address.clone(),
-                        settings: config.connection.clone(),
-                        password: ctx.password.clone(),
-                        every: config.record.status_every,
-                        clock: ctx.clock,
-                    },
-                    out,
-                    shutdown_rx.clone(),
-                ));
-            }
+            spawner.poller(replica_id, &cluster.name, &replica.name, &replica.address);
         }
         probes.insert(
             cluster_id,
