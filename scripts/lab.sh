@@ -12,6 +12,12 @@
 set -euo pipefail
 
 ROOT_DIR=$(cd "$(dirname "$0")/.." && pwd)
+# DB=postgres: the PostgreSQL lab (scripts/lab-pg.sh) instead.
+case "${DB:-mariadb}" in
+  mariadb | mysql) ;;
+  postgres | postgresql) exec "$ROOT_DIR/scripts/lab-pg.sh" "$@" ;;
+  *) printf 'lab: DB must be mariadb or postgres, not %s\n' "$DB" >&2; exit 1 ;;
+esac
 LAB=${LAB:-native}
 LAB_DIR=${LAB_DIR:-$ROOT_DIR/.lab}
 REPLICA=${REPLICA:-1}

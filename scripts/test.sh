@@ -42,12 +42,26 @@ if [ ${#missing[@]} -gt 0 ]; then
   [ "$status" = 0 ] || { echo "test: apt-get install ${missing[*]} failed" >&2; exit 1; }
 fi
 
+# The MariaDB lab and the PostgreSQL lab (DB=postgres, which installs postgresql-15
+# when missing); each one this script starts, it stops at the end.
+stop_labs=()
 if scripts/lab.sh is-up 2>/dev/null; then
   echo "test: using the running lab (left running afterwards)"
 else
-  trap 'scripts/lab.sh down' EXIT
+  stop_labs+=("scripts/lab.sh down")
 fi
+if DB=postgres scripts/lab.sh is-up 2>/dev/null; then
+  echo "test: using the running PostgreSQL lab (left running afterwards)"
+else
+  stop_labs+=("env DB=postgres scripts/lab.sh down")
+fi
+stop_all_labs() {
+  local cmd
+  for cmd in "${stop_labs[@]}"; do $cmd || true; done
+}
+trap stop_all_labs EXIT
 scripts/lab.sh up
+DB=postgres scripts/lab.sh up
 
 echo "test: cargo fmt --check"
 cargo fmt --check

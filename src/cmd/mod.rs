@@ -131,6 +131,17 @@ pub fn load_config(
     overrides: &crate::config::Overrides,
 ) -> Result<(crate::config::Config, crate::config::Secret), CmdError> {
     let config = crate::config::load_with(path, overrides)?;
+    if let Some(c) = config
+        .clusters
+        .iter()
+        .find(|c| c.kind == crate::config::Kind::Postgres)
+    {
+        return Err(CmdError::BadInput(format!(
+            "{}: cluster {:?} has kind = \"postgres\", which this lagtrace does not probe yet (only its config and the lab, make up DB=postgres, exist); leave the cluster out for now",
+            path.display(),
+            c.name
+        )));
+    }
     let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
     let password = crate::config::resolve_password(&config.connection, home.as_deref(), |v| {
         std::env::var(v).ok()

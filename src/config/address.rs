@@ -67,6 +67,11 @@ impl Address {
 
     /// Parses `host:port`, `host` (port 3306) or `[v6]:port`.
     pub fn parse(text: &str) -> Result<Address, String> {
+        Address::parse_or_port(text, DEFAULT_MYSQL_PORT)
+    }
+
+    /// [`Address::parse`], with `default_port` when the text names none.
+    pub fn parse_or_port(text: &str, default_port: u16) -> Result<Address, String> {
         let text_q = format!("{text:?}");
         if text.is_empty() {
             return Err("address is empty".into());
@@ -106,7 +111,7 @@ impl Address {
             return Err(format!("bad address {text_q}: host has invalid characters"));
         }
         let port = match port {
-            None => DEFAULT_MYSQL_PORT,
+            None => default_port,
             Some(p) => match p.parse::<u32>() {
                 Ok(n) if (1..=65535).contains(&n) => n as u16,
                 Ok(_) => return Err(format!("bad address {text_q}: port must be 1-65535")),

@@ -32,6 +32,8 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 pub const DEFAULT_QUERY_TIMEOUT: Duration = Duration::from_secs(1);
 /// Default port when an address gives none.
 pub const DEFAULT_MYSQL_PORT: u16 = 3306;
+/// Default port of a PostgreSQL cluster's addresses.
+pub const DEFAULT_POSTGRES_PORT: u16 = 5432;
 /// Longest name (cluster, replica) accepted; names travel into metric names and URLs.
 pub const MAX_NAME_LEN: usize = 64;
 /// Longest cluster name: its `check` row, `<name>#check`, must fit the heartbeat
@@ -86,6 +88,9 @@ pub struct ConnectionConfig {
     pub password: PasswordSource,
     /// Schema holding the heartbeat table; a plain identifier.
     pub database: String,
+    /// The PostgreSQL database lagtrace connects to (the `database` schema lives in
+    /// it); a plain identifier.
+    pub postgres_database: String,
     pub connect_timeout: Duration,
     /// Timeout of every query after connecting.
     pub query_timeout: Duration,
@@ -102,10 +107,40 @@ pub enum PasswordSource {
     MyCnf,
 }
 
+/// What a cluster's servers are (`kind`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Kind {
+    /// MySQL or MariaDB (the default).
+    #[default]
+    Mysql,
+    /// PostgreSQL streaming replication: a primary and hot standbys.
+    Postgres,
+}
+
+impl Kind {
+    /// The port an address of this kind gets when it names none.
+    pub fn default_port(self) -> u16 {
+        match self {
+            Kind::Mysql => DEFAULT_MYSQL_PORT,
+            Kind::Postgres => DEFAULT_POSTGRES_PORT,
+        }
+    }
+
+    /// As the config spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Mysql => "mysql",
+            Kind::Postgres => "postgres",
+        }
+    }
+}
+
 /// One `[[cluster]]`: a primary and the replicas that follow it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClusterConfig {
     pub name: String,
+    /// What its servers are.
+    pub kind: Kind,
     pub primary: Address,
     /// Replicas by name, sorted by name.
     pub replicas: Vec<ReplicaConfig>,

@@ -42,6 +42,7 @@ pub(super) struct RawConnection {
     pub(super) password_env: Option<String>,
     pub(super) password_file: Option<String>,
     pub(super) database: Option<String>,
+    pub(super) postgres_database: Option<String>,
     pub(super) connect_timeout: Option<String>,
     pub(super) query_timeout: Option<String>,
 }
@@ -50,6 +51,7 @@ pub(super) struct RawConnection {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawCluster {
     pub(super) name: String,
+    pub(super) kind: Option<String>,
     pub(super) primary: Option<String>,
     #[serde(default)]
     pub(super) replicas: BTreeMap<String, String>,

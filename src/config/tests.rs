@@ -341,6 +341,7 @@ fn password_from_file_and_my_cnf() {
         user: "u".into(),
         password: PasswordSource::File { path: pfile },
         database: "lagtrace".into(),
+        postgres_database: "postgres".into(),
         connect_timeout: DEFAULT_CONNECT_TIMEOUT,
         query_timeout: DEFAULT_QUERY_TIMEOUT,
     };
@@ -420,4 +421,32 @@ fn names_and_ips_of_one_server_match() {
     assert!(!a.is("127.0.0.1", 13307));
     assert!(a.is("LOCALHOST", 13306));
     assert!(!a.is("no-such-host.invalid", 13306));
+}
+
+#[test]
+fn a_postgres_cluster_defaults_to_port_5432_and_kinds_are_checked() {
+    let c = parse(
+        "t.toml",
+        "[[cluster]]\nname = \"pg\"\nkind = \"postgres\"\nprimary = \"h1\"\nreplicas = { s1 = \"h2:15433\" }\n",
+    )
+    .unwrap();
+    assert_eq!(c.clusters[0].kind, Kind::Postgres);
+    assert_eq!(c.clusters[0].primary.port, 5432);
+    assert_eq!(c.clusters[0].replicas[0].address.port, 15433);
+    assert_eq!(c.connection.postgres_database, "postgres");
+    let m = parse(
+        "t.toml",
+        "[[cluster]]\nname = \"m\"\nprimary = \"h1\"\nreplicas = { r1 = \"h2\" }\n",
+    )
+    .unwrap();
+    assert_eq!(m.clusters[0].kind, Kind::Mysql);
+    assert_eq!(m.clusters[0].primary.port, 3306);
+    let e = parse(
+        "t.toml",
+        "[[cluster]]\nname = \"o\"\nkind = \"oracle\"\nprimary = \"h1\"\nreplicas = { r1 = \"h2\" }\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("unknown kind \"oracle\""), "{e}");
+    assert!(e.starts_with("t.toml:3:"), "{e}");
 }

@@ -313,20 +313,31 @@ impl Validator<'_> {
             }
             (None, None) => PasswordSource::MyCnf,
         };
-        let database = raw.database.unwrap_or_else(|| "lagtrace".to_string());
-        let valid_db = !database.is_empty()
-            && database.len() <= 64
-            && database
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$');
-        if !valid_db {
-            return Err(self.err(
-                &key("database"),
-                format!(
-                    "{database:?} is not a plain schema name (letters, digits, _ and $; at most 64)"
-                ),
-            ));
-        }
+        let plain = |field: &'static str, what: &str, value: Option<String>, default: &str| {
+            let name = value.unwrap_or_else(|| default.to_string());
+            let valid = !name.is_empty()
+                && name.len() <= 63
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$');
+            if valid {
+                Ok(name)
+            } else {
+                Err(self.err(
+                    &key(field),
+                    format!(
+                        "{name:?} is not a plain {what} name (letters, digits, _ and $; at most 63)"
+                    ),
+                ))
+            }
+        };
+        let database = plain("database", "schema", raw.database, "lagtrace")?;
+        let postgres_database = plain(
+            "postgres_database",
+            "database",
+            raw.postgres_database,
+            "postgres",
+        )?;
         let timeout_range = (Duration::from_millis(1), Duration::from_secs(300));
         let connect_timeout = self.bounded_duration(
             &key("connect_timeout"),
@@ -344,6 +355,7 @@ impl Validator<'_> {
             user,
             password,
             database,
+            postgres_database,
             connect_timeout,
             query_timeout,
         })
@@ -375,9 +387,20 @@ impl Validator<'_> {
                 format!("duplicate name {:?}: already used by {prev}", raw.name),
             ));
         }
+        let kind = match raw.kind.as_deref() {
+            None | Some("mysql") | Some("mariadb") => Kind::Mysql,
+            Some("postgres") | Some("postgresql") => Kind::Postgres,
+            Some(other) => {
+                return Err(self.err(
+                    &at("kind"),
+                    format!("unknown kind {other:?}; use \"mysql\" (also MariaDB) or \"postgres\""),
+                ));
+            }
+        };
         let (primary, replicas, nodes) = match (raw.primary, raw.nodes) {
             (Some(p), None) => {
-                let primary = Address::parse(&p).map_err(|m| self.err(&at("primary"), m))?;
+                let primary = Address::parse_or_port(&p, kind.default_port())
+                    .map_err(|m| self.err(&at("primary"), m))?;
                 if raw.replicas.is_empty() {
                     return Err(self.err(
                         &base,
@@ -388,7 +411,7 @@ impl Validator<'_> {
                     ));
                 }
                 let replicas = self.servers(
-                    i,
+                    (i, kind),
                     &raw.name,
                     "replicas",
                     &raw.replicas,
@@ -408,7 +431,7 @@ impl Validator<'_> {
                         "give at least two servers (a primary and a replica)",
                     ));
                 }
-                let nodes = self.servers(i, &raw.name, "nodes", &named, None, names)?;
+                let nodes = self.servers((i, kind), &raw.name, "nodes", &named, None, names)?;
                 // The first stands for the primary until discovery says.
                 (nodes[0].address.clone(), nodes[1..].to_vec(), nodes)
             }
@@ -430,18 +453,19 @@ impl Validator<'_> {
         };
         Ok(ClusterConfig {
             name: raw.name,
+            kind,
             primary,
             replicas,
             nodes,
         })
     }
 
-    /// The servers of cluster number `i` listed under `key` (`replicas` or `nodes`), by
-    /// name: names plain and unique in the whole file (recorded in `names`), addresses
-    /// valid, none twice, and none the `primary`'s. In name order.
+    /// The servers of cluster number `i` (of `kind`) listed under `key` (`replicas` or
+    /// `nodes`), by name: names plain and unique in the whole file (recorded in
+    /// `names`), addresses valid, none twice, and none the `primary`'s. In name order.
     fn servers(
         &self,
-        i: usize,
+        (i, db): (usize, Kind),
         cluster: &str,
         key: &'static str,
         listed: &BTreeMap<String, String>,
@@ -465,7 +489,8 @@ impl Validator<'_> {
                     format!("duplicate name {name:?}: already used by {prev}"),
                 ));
             }
-            let address = Address::parse(addr).map_err(|m| self.err(&path, m))?;
+            let address =
+                Address::parse_or_port(addr, db.default_port()).map_err(|m| self.err(&path, m))?;
             if primary == Some(&address) {
                 return Err(self.err(
                     &path,

@@ -1,0 +1,287 @@
+#!/usr/bin/env bash
+# The lagtrace PostgreSQL lab: a primary and two streaming standbys on loopback, made
+# with pg_basebackup from Debian's postgresql-15, run as the `postgres` user (initdb
+# refuses root) from .lab/pg/. `scripts/lab.sh` and `make` come here with DB=postgres.
+#
+#   scripts/lab-pg.sh up | down | status | is-up | stall | resume | start-lag | stop-lag
+#                     | load
+#
+# Ports: primary 127.0.0.1:15432, standbys 15433 (REPLICA=1) and 15434 (REPLICA=2).
+# The superuser `postgres` logs in through the nodes' Unix sockets without a password
+# (a throwaway lab); lagtrace logs in over TCP with the password LAGTRACE_PASSWORD
+# (default lagtrace-lab).
+set -euo pipefail
+
+ROOT_DIR=$(cd "$(dirname "$0")/.." && pwd)
+LAB_DIR=${LAB_DIR:-$ROOT_DIR/.lab}
+PG_DIR=$LAB_DIR/pg
+REPLICA=${REPLICA:-1}
+NODES=(primary standby1 standby2)
+declare -A PORT=([primary]=15432 [standby1]=15433 [standby2]=15434)
+LAGTRACE_PASSWORD=${LAGTRACE_PASSWORD:-lagtrace-lab}
+UP_TIMEOUT_S=${UP_TIMEOUT_S:-60}
+PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
+
+say() { printf 'lab(pg): %s\n' "$*"; }
+die() { printf 'lab(pg): %s\n' "$*" >&2; exit 1; }
+
+standby_node() {
+  case "$REPLICA" in
+    1) echo standby1 ;;
+    2) echo standby2 ;;
+    *) die "REPLICA must be 1 or 2, not '$REPLICA'" ;;
+  esac
+}
+
+# as_pg COMMAND...: runs a command as the user the servers run as (postgres when root).
+as_pg() {
+  if [ "$(id -u)" = 0 ]; then
+    runuser -u postgres -- "$@"
+  else
+    "$@"
+  fi
+}
+
+# The socket directory of a node: in its own directory, or under /tmp when that path
+# would be too long for a Unix socket (107 bytes with the file name).
+socket_dir() {
+  local dir="$PG_DIR/$1"
+  if [ ${#dir} -gt 80 ]; then dir="/tmp/lagtrace-pg-${PORT[$1]}"; fi
+  echo "$dir"
+}
+
+# sql NODE "statements": runs SQL as the superuser on one node; prints unaligned,
+# tab-separated rows without headers.
+sql() {
+  local node=$1; shift
+  as_pg "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -A -t -F $'\t' \
+    -h "$(socket_dir "$node")" -p "${PORT[$node]}" -U postgres -d postgres -c "$*"
+}
+
+wait_until() { # wait_until DESCRIPTION COMMAND...
+  local what=$1; shift
+  local deadline=$((SECONDS + UP_TIMEOUT_S))
+  until "$@"; do
+    [ $SECONDS -lt $deadline ] || die "timed out after ${UP_TIMEOUT_S}s waiting for $what"
+    sleep 0.2
+  done
+}
+
+install_packages() {
+  [ -x "$PG_BIN/postgres" ] && [ -x "$PG_BIN/pg_basebackup" ] && [ -x "$PG_BIN/pgbench" ] && return 0
+  [ "$(id -u)" = 0 ] || die "PostgreSQL 15 is not installed; run as root or: sudo apt-get install -y postgresql-15"
+  say "installing postgresql-15 (apt-get)"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  # No system-wide cluster: policy-rc.d keeps the package from starting one, and
+  # createcluster.conf from creating it.
+  local policy=/usr/sbin/policy-rc.d created_policy=0
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' >"$policy"; chmod +x "$policy"; created_policy=1
+  fi
+  if [ ! -e /etc/postgresql-common/createcluster.conf ]; then
+    mkdir -p /etc/postgresql-common
+    echo "create_main_cluster = false" >/etc/postgresql-common/createcluster.conf
+  fi
+  apt-get install -y -qq --no-install-recommends -o Dpkg::Options::=--force-confold \
+    postgresql-15 postgresql-client-15 >/dev/null
+  [ $created_policy = 1 ] && rm -f "$policy"
+  [ -x "$PG_BIN/postgres" ] || die "apt-get installed postgresql-15 but $PG_BIN/postgres is missing"
+}
+
+pid_alive() {
+  local pidfile="$PG_DIR/$1/data/postmaster.pid" pid
+  [ -s "$pidfile" ] || return 1
+  pid=$(head -1 "$pidfile" 2>/dev/null)
+  kill -0 "$pid" 2>/dev/null || return 1
+  [ "$(sed -E 's/^[0-9]+ \(.*\) (.).*/\1/' "/proc/$pid/stat" 2>/dev/null)" != Z ]
+}
+
+ready() { as_pg "$PG_BIN/pg_isready" -q -h "$(socket_dir "$1")" -p "${PORT[$1]}"; }
+
+# The settings of a node, included from its postgresql.conf (a standby's copy of the
+# primary's file includes its own lab.conf, written after the base backup).
+write_conf() {
+  local node=$1 data="$PG_DIR/$1/data"
+  {
+    echo "port = ${PORT[$node]}"
+    echo "listen_addresses = '127.0.0.1'"
+    echo "unix_socket_directories = '$(socket_dir "$node")'"
+    echo "cluster_name = 'lagtrace-lab-$node'"
+    echo "wal_level = replica"
+    echo "max_wal_senders = 10"
+    echo "max_replication_slots = 10"
+    echo "hot_standby = on"
+    echo "hot_standby_feedback = on"
+    echo "wal_receiver_status_interval = 1s"
+    # A throwaway lab: WAL is not forced to disk, but commits still wait for it to be
+    # written (synchronous_commit stays on, so WAL is sent as soon as it commits).
+    echo "fsync = off"
+    echo "full_page_writes = off"
+    echo "shared_buffers = 32MB"
+    echo "max_connections = 100"
+    echo "logging_collector = off"
+    echo "log_min_messages = warning"
+    if [ "$node" != primary ]; then
+      echo "primary_conninfo = 'host=127.0.0.1 port=${PORT[primary]} user=repl application_name=$node'"
+      echo "primary_slot_name = '$node'"
+    fi
+  } >"$data/lab.conf"
+  grep -q "^include_if_exists = 'lab.conf'" "$data/postgresql.conf" ||
+    echo "include_if_exists = 'lab.conf'" >>"$data/postgresql.conf"
+  [ "$(id -u)" = 0 ] && chown postgres: "$data/lab.conf"
+  return 0
+}
+
+start_node() {
+  local node=$1
+  pid_alive "$node" && return 0
+  mkdir -p "$(socket_dir "$node")"
+  [ "$(id -u)" = 0 ] && chown postgres: "$(socket_dir "$node")"
+  # setsid: Ctrl-C in a test does not reach the server.
+  as_pg setsid "$PG_BIN/pg_ctl" -D "$PG_DIR/$node/data" -l "$PG_DIR/$node/server.log" -s start \
+    </dev/null >/dev/null 2>&1 &
+  wait_until "$node to accept connections on 127.0.0.1:${PORT[$node]}" ready "$node"
+}
+
+init_primary() {
+  local data="$PG_DIR/primary/data"
+  [ -s "$data/PG_VERSION" ] && return 0
+  mkdir -p "$PG_DIR/primary"
+  [ "$(id -u)" = 0 ] && chown postgres: "$PG_DIR" "$PG_DIR/primary"
+  as_pg "$PG_BIN/initdb" -D "$data" -U postgres --auth-local=trust --auth-host=scram-sha-256 \
+    -E UTF8 --locale=C.UTF-8 >/dev/null
+  # Replication from loopback without a password (lab only); lagtrace with its password.
+  cat >"$data/pg_hba.conf" <<HBA
+local all all trust
+host replication repl 127.0.0.1/32 trust
+host all all 127.0.0.1/32 scram-sha-256
+HBA
+  [ "$(id -u)" = 0 ] && chown postgres: "$data/pg_hba.conf"
+  write_conf primary
+  start_node primary
+  sql primary "CREATE ROLE repl WITH LOGIN REPLICATION"
+  sql primary "SELECT pg_create_physical_replication_slot('standby1'), pg_create_physical_replication_slot('standby2')" >/dev/null
+}
+
+# The lagtrace role: it may create its schema in the postgres database and read the
+# replication views (pg_monitor); nothing else. Applied on every `up`.
+grant_lagtrace() {
+  sql primary "DO \$\$ BEGIN
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'lagtrace') THEN CREATE ROLE lagtrace LOGIN; END IF;
+  END \$\$;
+  ALTER ROLE lagtrace WITH LOGIN PASSWORD '$LAGTRACE_PASSWORD';
+  GRANT CREATE ON DATABASE postgres TO lagtrace;
+  GRANT pg_monitor TO lagtrace;
+  CREATE TABLE IF NOT EXISTS public.load (id BIGSERIAL PRIMARY KEY, v INT NOT NULL, pad CHAR(64) NOT NULL DEFAULT '');"
+}
+
+init_standby() {
+  local node=$1 data="$PG_DIR/$1/data"
+  [ -s "$data/PG_VERSION" ] && return 0
+  mkdir -p "$PG_DIR/$node"
+  [ "$(id -u)" = 0 ] && chown postgres: "$PG_DIR/$node"
+  as_pg "$PG_BIN/pg_basebackup" -h 127.0.0.1 -p "${PORT[primary]}" -U repl -D "$data" \
+    -X stream -R -c fast >/dev/null
+  write_conf "$node"
+}
+
+streaming() { [ "$(sql "$1" "SELECT status FROM pg_stat_wal_receiver")" = streaming ]; }
+
+cmd_up() {
+  install_packages
+  mkdir -p "$PG_DIR"
+  [ "$(id -u)" = 0 ] && chown postgres: "$PG_DIR"
+  init_primary
+  start_node primary
+  grant_lagtrace
+  local node
+  for node in standby1 standby2; do
+    init_standby "$node"
+    start_node "$node"
+  done
+  for node in standby1 standby2; do wait_until "$node to stream from the primary" streaming "$node"; done
+  say "primary  127.0.0.1:${PORT[primary]}"
+  say "standby1 127.0.0.1:${PORT[standby1]}  (streams from the primary)"
+  say "standby2 127.0.0.1:${PORT[standby2]}  (streams from the primary)"
+  say "user lagtrace, password in LAGTRACE_PASSWORD (lab default: lagtrace-lab), database postgres"
+}
+
+cmd_down() {
+  local node
+  for node in standby2 standby1 primary; do
+    if pid_alive "$node"; then
+      as_pg "$PG_BIN/pg_ctl" -D "$PG_DIR/$node/data" -s -m fast stop >/dev/null 2>&1 || true
+    fi
+  done
+  rm -rf "$PG_DIR"
+  for node in "${NODES[@]}"; do rm -rf "/tmp/lagtrace-pg-${PORT[$node]}"; done
+  say "down"
+}
+
+cmd_status() {
+  local node
+  for node in "${NODES[@]}"; do
+    if ready "$node"; then
+      say "$node 127.0.0.1:${PORT[$node]} running ($(sql "$node" "SELECT CASE WHEN pg_is_in_recovery() THEN 'standby' ELSE 'primary' END"))"
+    else
+      say "$node 127.0.0.1:${PORT[$node]} not running"
+    fi
+  done
+}
+
+cmd_is_up() {
+  local node
+  for node in "${NODES[@]}"; do ready "$node" || return 1; done
+  streaming standby1 && streaming standby2
+}
+
+# stall / resume: the standby stops replaying WAL (it still receives it) / replays again.
+cmd_stall() {
+  local n; n=$(standby_node)
+  sql "$n" "SELECT pg_wal_replay_pause()" >/dev/null
+  say "$n: WAL replay paused (resume with: make resume DB=postgres REPLICA=$REPLICA)"
+}
+
+cmd_resume() {
+  local n; n=$(standby_node)
+  sql "$n" "SELECT pg_wal_replay_resume()" >/dev/null
+  say "$n: WAL replay resumed"
+}
+
+# start-lag LAG=2s / stop-lag: an intended delay (recovery_min_apply_delay) on a standby.
+set_delay() {
+  local n delay=$1; n=$(standby_node)
+  [[ "$delay" =~ ^[0-9]+(ms|s|min)?$ ]] || die "LAG must be a duration such as 2s or 500ms, not '$delay'"
+  sql "$n" "ALTER SYSTEM SET recovery_min_apply_delay = '$delay'"
+  sql "$n" "SELECT pg_reload_conf()" >/dev/null
+  say "$n: recovery_min_apply_delay = $delay"
+}
+
+# load: RATE single-row autocommit inserts per second for LOAD_SECONDS on the primary
+# (pgbench, paced by its --rate).
+cmd_load() {
+  local rate=${RATE:-200} seconds=${LOAD_SECONDS:-30} script
+  [[ "$rate" =~ ^[0-9]+$ && "$rate" -gt 0 ]] || die "RATE must be a positive integer, not '$rate'"
+  [[ "$seconds" =~ ^[0-9]+$ && "$seconds" -gt 0 ]] || die "LOAD_SECONDS must be a positive integer, not '$seconds'"
+  script=$(mktemp)
+  echo "INSERT INTO public.load (v) VALUES (1);" >"$script"
+  chmod 644 "$script"
+  say "load: $rate inserts/s for $seconds s on the primary"
+  as_pg "$PG_BIN/pgbench" -n -h "$(socket_dir primary)" -p "${PORT[primary]}" -U postgres \
+    -f "$script" -R "$rate" -T "$seconds" postgres >/dev/null
+  rm -f "$script"
+}
+
+case "${1:-}" in
+  up) cmd_up ;;
+  down) cmd_down ;;
+  status) cmd_status ;;
+  is-up) cmd_is_up ;;
+  stall) cmd_stall ;;
+  resume) cmd_resume ;;
+  start-lag) set_delay "${LAG:-2s}" ;;
+  stop-lag) set_delay 0 ;;
+  load) cmd_load ;;
+  *) die "usage: $0 up|down|status|is-up|stall|resume|start-lag|stop-lag|load" ;;
+esac
