@@ -1,5 +1,6 @@
 //! `lagtrace init`: create the heartbeat schema on every primary, then check that each
-//! replica shows it and that the configured user can read it. One line per host.
+//! replica shows it and that the configured user can read it. One line per host. A
+//! PostgreSQL cluster (`kind = "postgres"`) gets the same, through `probe::pg`.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -7,9 +8,9 @@ use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
 
 use super::CmdError;
-use crate::config::{Address, Config, ConnectionConfig, Secret};
+use crate::config::{Address, Config, ConnectionConfig, Kind, Secret};
 use crate::probe::conn::{self, DbError};
-use crate::probe::schema;
+use crate::probe::{pg, schema};
 
 /// `lagtrace init`'s command line.
 #[derive(Debug, Clone, clap::Args)]
@@ -60,14 +61,21 @@ fn print_dry_run(config: &Config) {
             "-- on primary {} ({}), as {}; statements run only if the schema is older:",
             cluster.name, cluster.primary, config.connection.user
         );
-        for stmt in schema::plan(database, 0) {
+        let (plan, ensure) = match cluster.kind {
+            Kind::Mysql => (
+                schema::plan(database, 0),
+                schema::ENSURE_ROW_SQL.to_string(),
+            ),
+            Kind::Postgres => (
+                pg::plan(database, 0),
+                pg::ensure_row_sql(database).replacen("$1", "?", 1),
+            ),
+        };
+        for stmt in plan {
             println!("{stmt};");
         }
         for row in [cluster.name.clone(), schema::check_row(&cluster.name)] {
-            println!(
-                "{};",
-                schema::ENSURE_ROW_SQL.replacen('?', &format!("'{row}'"), 1)
-            );
+            println!("{};", ensure.replacen('?', &format!("'{row}'"), 1));
         }
         println!();
     }
@@ -77,13 +85,26 @@ fn print_dry_run(config: &Config) {
 async fn init_all(config: &Config, password: &Secret, wait: Duration) -> usize {
     let mut failures = 0;
     for cluster in &config.clusters {
-        let primary = init_primary(
-            &cluster.primary,
-            &cluster.name,
-            &config.connection,
-            password,
-        )
-        .await;
+        let primary = match cluster.kind {
+            Kind::Mysql => {
+                init_primary(
+                    &cluster.primary,
+                    &cluster.name,
+                    &config.connection,
+                    password,
+                )
+                .await
+            }
+            Kind::Postgres => {
+                init_pg_primary(
+                    &cluster.primary,
+                    &cluster.name,
+                    &config.connection,
+                    password,
+                )
+                .await
+            }
+        };
         let primary_ok = primary.is_ok();
         report("primary", &cluster.name, &cluster.primary, &primary);
         failures += usize::from(!primary_ok);
@@ -93,14 +114,20 @@ async fn init_all(config: &Config, password: &Secret, wait: Duration) -> usize {
         let wait = if primary_ok { wait } else { Duration::ZERO };
         let mut checks = JoinSet::new();
         for (i, replica) in cluster.replicas.iter().enumerate() {
-            let (addr, conn_cfg, pw, name) = (
+            let (addr, conn_cfg, pw, name, kind) = (
                 replica.address.clone(),
                 config.connection.clone(),
                 password.clone(),
                 cluster.name.clone(),
+                cluster.kind,
             );
-            checks
-                .spawn(async move { (i, check_replica(&addr, &name, &conn_cfg, &pw, wait).await) });
+            checks.spawn(async move {
+                let result = match kind {
+                    Kind::Mysql => check_replica(&addr, &name, &conn_cfg, &pw, wait).await,
+                    Kind::Postgres => check_pg_standby(&addr, &name, &conn_cfg, &pw, wait).await,
+                };
+                (i, result)
+            });
         }
         let mut results: Vec<_> = checks.join_all().await;
         results.sort_by_key(|(i, _)| *i);
@@ -118,6 +145,17 @@ fn report(role: &str, label: &str, addr: &Address, result: &Result<String, Strin
     match result {
         Ok(msg) => println!("{role} {label} ({addr}): OK, {msg}"),
         Err(msg) => println!("{role} {label} ({addr}): FAILED, {msg}"),
+    }
+}
+
+/// What applying the schema did, from version `from` to `to`, in words.
+fn schema_change(from: u32, to: u32) -> String {
+    if from == to {
+        format!("schema already at version {to}")
+    } else if from == 0 {
+        format!("schema created at version {to}")
+    } else {
+        format!("schema upgraded from version {from} to {to}")
     }
 }
 
@@ -158,16 +196,7 @@ async fn init_primary(
         .await
         .map_err(|e| describe(&e, user))?;
     let _ = c.disconnect().await;
-    let what = if applied.from == applied.to {
-        format!("schema already at version {}", applied.to)
-    } else if applied.from == 0 {
-        format!("schema created at version {}", applied.to)
-    } else {
-        format!(
-            "schema upgraded from version {} to {}",
-            applied.from, applied.to
-        )
-    };
+    let what = schema_change(applied.from, applied.to);
     Ok(format!(
         "{what}, heartbeat rows for cluster {cluster} and its check ready (server_id {})",
         facts.server_id
@@ -227,6 +256,93 @@ async fn check_replica(
                     "{}; grant SELECT ON {}.* to {user}",
                     describe(&e, user),
                     settings.database
+                ));
+            }
+            Err(e) => return Err(describe(&e, user)),
+        }
+    }
+}
+
+/// [`init_primary`] for PostgreSQL: refuses a server in recovery (a standby).
+async fn init_pg_primary(
+    addr: &Address,
+    cluster: &str,
+    settings: &ConnectionConfig,
+    password: &Secret,
+) -> Result<String, String> {
+    let user = &settings.user;
+    let timeout = settings.query_timeout;
+    let c = pg::connect(addr, settings, password)
+        .await
+        .map_err(|e| describe(&e, user))?;
+    if pg::in_recovery(&c, timeout)
+        .await
+        .map_err(|e| describe(&e, user))?
+    {
+        return Err(
+            "refusing to write: it is in recovery (a standby); lagtrace writes heartbeats only to a primary"
+                .into(),
+        );
+    }
+    let rows = [cluster.to_string(), schema::check_row(cluster)];
+    let (from, to) = pg::apply(&c, &settings.database, &rows, timeout)
+        .await
+        .map_err(|e| match e {
+            DbError::AccessDenied { .. } => format!(
+                "{}; user {user} needs CREATE on database {} (or the schema {} made for it)",
+                describe(&e, user),
+                settings.postgres_database,
+                settings.database
+            ),
+            e => describe(&e, user),
+        })?;
+    Ok(format!(
+        "{}, heartbeat rows for cluster {cluster} and its check ready (database {})",
+        schema_change(from, to),
+        settings.postgres_database
+    ))
+}
+
+/// [`check_replica`] for PostgreSQL: the server is a standby, and the row reaches it.
+async fn check_pg_standby(
+    addr: &Address,
+    cluster: &str,
+    settings: &ConnectionConfig,
+    password: &Secret,
+    wait: Duration,
+) -> Result<String, String> {
+    let user = &settings.user;
+    let timeout = settings.query_timeout;
+    let c = pg::connect(addr, settings, password)
+        .await
+        .map_err(|e| describe(&e, user))?;
+    if !pg::in_recovery(&c, timeout)
+        .await
+        .map_err(|e| describe(&e, user))?
+    {
+        return Err("not a standby: pg_is_in_recovery() is false".into());
+    }
+    let deadline = Instant::now() + wait;
+    loop {
+        match pg::visible_seq(&c, &settings.database, cluster, timeout).await {
+            Ok(Some(seq)) => {
+                return Ok(format!(
+                    "{user} reads {}.heartbeat (cluster {cluster}, seq {seq}) on a standby",
+                    settings.database
+                ));
+            }
+            Ok(None) if Instant::now() < deadline => tokio::time::sleep(VISIBILITY_POLL).await,
+            Ok(None) => {
+                return Err(format!(
+                    "the heartbeat row for cluster {cluster} is not visible after {}; \
+                     is the standby streaming and replaying (not paused, not delayed)?",
+                    humantime::format_duration(wait)
+                ));
+            }
+            Err(e @ DbError::AccessDenied { .. }) => {
+                let (why, schema) = (describe(&e, user), &settings.database);
+                return Err(format!(
+                    "{why}; grant USAGE ON SCHEMA {schema} and SELECT ON {schema}.heartbeat to {user}"
                 ));
             }
             Err(e) => return Err(describe(&e, user)),

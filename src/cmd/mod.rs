@@ -131,17 +131,6 @@ pub fn load_config(
     overrides: &crate::config::Overrides,
 ) -> Result<(crate::config::Config, crate::config::Secret), CmdError> {
     let config = crate::config::load_with(path, overrides)?;
-    if let Some(c) = config
-        .clusters
-        .iter()
-        .find(|c| c.kind == crate::config::Kind::Postgres)
-    {
-        return Err(CmdError::BadInput(format!(
-            "{}: cluster {:?} has kind = \"postgres\", which this lagtrace does not probe yet (only its config and the lab, make up DB=postgres, exist); leave the cluster out for now",
-            path.display(),
-            c.name
-        )));
-    }
     let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
     let password = crate::config::resolve_password(&config.connection, home.as_deref(), |v| {
         std::env::var(v).ok()
@@ -150,6 +139,27 @@ pub fn load_config(
     let mut config = config;
     discover_topology(&mut config, &password)?;
     Ok((config, password))
+}
+
+/// Refuses a PostgreSQL cluster in a command that does not probe PostgreSQL yet (one
+/// line, bad input), instead of speaking MySQL to it.
+pub fn refuse_postgres(
+    config: &crate::config::Config,
+    path: &std::path::Path,
+    command: &str,
+) -> Result<(), CmdError> {
+    match config
+        .clusters
+        .iter()
+        .find(|c| c.kind == crate::config::Kind::Postgres)
+    {
+        Some(c) => Err(CmdError::BadInput(format!(
+            "{}: cluster {:?} has kind = \"postgres\", which `lagtrace {command}` does not probe yet (init does); leave the cluster out for now",
+            path.display(),
+            c.name
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// Asks the servers of every cluster given as `nodes` which is the primary and which
@@ -168,6 +178,12 @@ fn discover_topology(
     let settings = config.connection.clone();
     runtime.block_on(async {
         for cluster in &mut config.clusters {
+            if cluster.kind == crate::config::Kind::Postgres && !cluster.nodes.is_empty() {
+                return Err(CmdError::BadInput(format!(
+                    "cluster {:?}: nodes = [...] is not supported for kind = \"postgres\" yet; give primary and replicas",
+                    cluster.name
+                )));
+            }
             crate::probe::topology::discover(cluster, &settings, password)
                 .await
                 .map_err(CmdError::Runtime)?;

@@ -97,6 +97,7 @@ pub fn run(opts: &Args) -> Result<(), CmdError> {
         retain: opts.retain,
     };
     let (mut config, password) = super::load_config(&opts.config, &overrides)?;
+    super::refuse_postgres(&config, &opts.config, "record")?;
     probe_every_node(&mut config);
     let statsd = config
         .statsd

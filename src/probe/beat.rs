@@ -196,17 +196,19 @@ enum BeatError {
 
 impl BeatError {
     /// Whether the server may no longer be the primary: it refuses writes as read-only
-    /// (MySQL error 1290) or does not answer.
+    /// (MySQL error 1290, PostgreSQL's 25006 on a standby) or does not answer.
     fn may_mean_failover(&self) -> bool {
-        matches!(
-            self,
-            BeatError::Db(
+        match self {
+            BeatError::Db(DbError::Sql { state, .. }) => state == "25006",
+            BeatError::Db(e) => matches!(
+                e,
                 DbError::Server { code: 1290, .. }
                     | DbError::Refused
                     | DbError::Timeout { .. }
                     | DbError::Io { .. }
-            )
-        )
+            ),
+            _ => false,
+        }
     }
 }
 

@@ -1,4 +1,5 @@
-//! Connections to MySQL/MariaDB servers, and what went wrong when they fail.
+//! Connections to MySQL/MariaDB servers, and what went wrong when they fail (for
+//! either kind: PostgreSQL's errors, `super::pg`, map to the same [`DbError`]).
 //!
 //! Every network step here runs under a timeout. Failures become a [`DbError`]: a small,
 //! explicit classification (refused, timed out, access denied, ...) that callers print or,
@@ -28,6 +29,8 @@ pub enum DbError {
     MissingTable { message: String },
     /// Any other error the server returned.
     Server { code: u16, message: String },
+    /// Any other error a PostgreSQL server returned, with its SQLSTATE.
+    Sql { state: String, message: String },
     /// The connection broke or another I/O error happened.
     Io { message: String },
     /// The driver failed (protocol, unexpected answer).
@@ -49,6 +52,7 @@ impl fmt::Display for DbError {
             DbError::AccessDenied { message } => write!(f, "access denied: {message}"),
             DbError::MissingTable { message } => write!(f, "missing: {message}"),
             DbError::Server { code, message } => write!(f, "server error {code}: {message}"),
+            DbError::Sql { state, message } => write!(f, "server error {state}: {message}"),
             DbError::Io { message } => write!(f, "i/o error: {message}"),
             DbError::Driver { message } => write!(f, "driver error: {message}"),
         }
@@ -66,7 +70,7 @@ impl DbError {
             DbError::UnknownHost => Outcome::UnknownHost,
             DbError::AccessDenied { .. } => Outcome::AccessDenied,
             DbError::MissingTable { .. } => Outcome::MissingTable,
-            DbError::Server { .. } => Outcome::ServerError,
+            DbError::Server { .. } | DbError::Sql { .. } => Outcome::ServerError,
             DbError::Io { .. } => Outcome::Io,
             DbError::Driver { .. } => Outcome::Driver,
         }
@@ -186,13 +190,13 @@ impl From<mysql_async::Error> for DbError {
 }
 
 /// Runs one step under a timeout, mapping both failure kinds to [`DbError`].
-pub async fn timed<T>(
+pub async fn timed<T, E: Into<DbError>>(
     what: &'static str,
     after: Duration,
-    fut: impl Future<Output = Result<T, mysql_async::Error>>,
+    fut: impl Future<Output = Result<T, E>>,
 ) -> Result<T, DbError> {
     match tokio::time::timeout(after, fut).await {
-        Ok(r) => r.map_err(DbError::from),
+        Ok(r) => r.map_err(Into::into),
         Err(_) => Err(DbError::Timeout { what, after }),
     }
 }
@@ -335,7 +339,7 @@ mod tests {
     async fn timeout_is_reported_with_its_duration() {
         let r: Result<(), DbError> = timed("query", Duration::from_millis(5), async {
             tokio::time::sleep(Duration::from_secs(5)).await;
-            Ok(())
+            Ok::<(), DbError>(())
         })
         .await;
         assert_eq!(r.unwrap_err().to_string(), "query timed out after 5ms");

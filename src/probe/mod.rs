@@ -3,10 +3,12 @@
 //! `record`: the beat writer per cluster (`beat`), the reader per replica (`reader`) and
 //! the status poller per replica (`status`). Probe tasks only produce samples. Before
 //! them, `topology` finds the primary and replicas of a cluster given as `nodes`.
+//! `pg` says the same things to PostgreSQL (`kind = "postgres"`).
 
 pub mod beat;
 pub mod check;
 pub mod conn;
+pub mod pg;
 pub mod reader;
 pub mod schema;
 pub mod status;

@@ -25,9 +25,22 @@ pub fn repo_root() -> PathBuf {
 /// Starts the lab unless it runs already. Fails the test (never skips) when it cannot.
 pub fn ensure_lab() {
     static UP: OnceLock<Result<(), String>> = OnceLock::new();
-    let result = UP.get_or_init(|| {
+    start_lab(&UP, "mariadb");
+}
+
+/// Starts the PostgreSQL lab (`make up DB=postgres`) unless it runs already. Fails the
+/// test (never skips) when it cannot.
+pub fn ensure_pg_lab() {
+    static UP: OnceLock<Result<(), String>> = OnceLock::new();
+    start_lab(&UP, "postgres");
+}
+
+/// `scripts/lab.sh up` with `DB=db`, once per test binary.
+fn start_lab(up: &OnceLock<Result<(), String>>, db: &str) {
+    let result = up.get_or_init(|| {
         let out = Command::new(repo_root().join("scripts/lab.sh"))
             .arg("up")
+            .env("DB", db)
             .output()
             .map_err(|e| format!("cannot run scripts/lab.sh: {e}"))?;
         if out.status.success() {
@@ -110,7 +123,8 @@ pub fn lab_config(
 /// Runs `scripts/lab.sh ARGS` with extra environment, failing the test if it fails.
 pub fn lab(args: &[&str], env: &[(&str, &str)]) {
     let mut c = Command::new(repo_root().join("scripts/lab.sh"));
-    c.args(args);
+    // The MariaDB lab, whatever DB the tests were started with.
+    c.args(args).env("DB", "mariadb");
     for (k, v) in env {
         c.env(k, v);
     }
@@ -269,6 +283,7 @@ impl Drop for Restore {
     fn drop(&mut self) {
         let _ = Command::new(repo_root().join("scripts/lab.sh"))
             .args(&self.0)
+            .env("DB", "mariadb")
             .envs(self.1.iter().copied())
             .output();
     }

@@ -1,0 +1,230 @@
+//! PostgreSQL servers (`kind = "postgres"`): connecting, the heartbeat schema and the
+//! statements the probes run there. What the probes do is the same for both kinds;
+//! this module holds how it is said to PostgreSQL. Failures map to the same
+//! [`DbError`] classification as MySQL's. Messages never contain the password.
+//!
+//! The heartbeat table is `<database>.heartbeat` in the database
+//! `connection.postgres_database`; `writer` records the primary that wrote a beat as
+//! it sees itself (`inet_server_addr():inet_server_port()`; PostgreSQL has no
+//! server_id). Each statement runs in its own transaction (autocommit), so a read on a
+//! hot standby takes a fresh snapshot.
+
+use std::time::Duration;
+
+use tokio_postgres::error::SqlState;
+use tokio_postgres::{Client, NoTls};
+
+use super::conn::{DbError, timed};
+use super::schema::{Migration, statements};
+use crate::config::{Address, ConnectionConfig, Secret};
+
+/// The PostgreSQL migrations, in order (the same versions as MySQL's).
+pub const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "001_heartbeat",
+    sql: include_str!("../../migrations/postgres/001_heartbeat.sql"),
+}];
+
+impl From<tokio_postgres::Error> for DbError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        if let Some(db) = e.as_db_error() {
+            let message = db.message().to_string();
+            let code = db.code();
+            return if [
+                SqlState::INVALID_PASSWORD,
+                SqlState::INVALID_AUTHORIZATION_SPECIFICATION,
+                SqlState::INSUFFICIENT_PRIVILEGE,
+            ]
+            .contains(code)
+            {
+                DbError::AccessDenied { message }
+            } else if [SqlState::UNDEFINED_TABLE, SqlState::INVALID_SCHEMA_NAME].contains(code) {
+                DbError::MissingTable { message }
+            } else {
+                DbError::Sql {
+                    state: code.code().to_string(),
+                    message,
+                }
+            };
+        }
+        let io = std::error::Error::source(&e).and_then(|s| s.downcast_ref::<std::io::Error>());
+        match io {
+            Some(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => DbError::Refused,
+            Some(io) if io.to_string().contains("failed to lookup address") => DbError::UnknownHost,
+            Some(io) => DbError::Io {
+                message: io.to_string(),
+            },
+            None if e.is_closed() => DbError::Io {
+                message: e.to_string(),
+            },
+            None => DbError::Driver {
+                message: e.to_string(),
+            },
+        }
+    }
+}
+
+/// Opens one TCP connection to `addr`'s database `connection.postgres_database`; the
+/// connection's I/O runs on a task of its own until the client is dropped.
+pub async fn connect(
+    addr: &Address,
+    settings: &ConnectionConfig,
+    password: &Secret,
+) -> Result<Client, DbError> {
+    let mut config = tokio_postgres::Config::new();
+    config
+        .host(&addr.host)
+        .port(addr.port)
+        .user(&settings.user)
+        .password(password.expose())
+        .dbname(&settings.postgres_database)
+        .application_name("lagtrace")
+        .connect_timeout(settings.connect_timeout);
+    let (client, connection) =
+        timed("connect", settings.connect_timeout, config.connect(NoTls)).await?;
+    tokio::spawn(async move {
+        // Ends when the client is dropped or the server goes away; the client's next
+        // statement reports the latter.
+        let _ = connection.await;
+    });
+    Ok(client)
+}
+
+/// `"name"`: an identifier the config checked is plain (letters, digits, `_`, `$`).
+fn quoted(name: &str) -> String {
+    format!("\"{name}\"")
+}
+
+/// Everything `init` runs on a primary whose schema is at `current` (0 = none), in
+/// order.
+pub fn plan(schema: &str, current: u32) -> Vec<String> {
+    let s = quoted(schema);
+    let mut out = vec![
+        format!("CREATE SCHEMA IF NOT EXISTS {s}"),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {s}.schema_version (version INT NOT NULL PRIMARY KEY, \
+             name VARCHAR(128) NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+        ),
+        format!("SET search_path TO {s}"),
+    ];
+    for m in MIGRATIONS.iter().filter(|m| m.version > current) {
+        out.extend(statements(m.sql));
+        out.push(format!(
+            "INSERT INTO schema_version (version, name) VALUES ({}, '{}') ON CONFLICT DO NOTHING",
+            m.version, m.name
+        ));
+    }
+    out
+}
+
+/// The statement that ensures a heartbeat row exists without touching one a recorder
+/// writes (`$1`: the row). `seq = 0` means "no beat yet".
+pub fn ensure_row_sql(schema: &str) -> String {
+    format!(
+        "INSERT INTO {}.heartbeat (cluster, seq, t_send_us, writer) VALUES ($1, 0, 0, '') \
+         ON CONFLICT (cluster) DO NOTHING",
+        quoted(schema)
+    )
+}
+
+/// The guarded beat UPDATE: `$1` seq, `$2` t_send_us, `$3` the row. It never moves
+/// `seq` backwards.
+pub fn update_sql(schema: &str) -> String {
+    format!(
+        "UPDATE {}.heartbeat SET seq = $1, t_send_us = $2, \
+         writer = host(inet_server_addr()) || ':' || inet_server_port() \
+         WHERE cluster = $3 AND seq < $1",
+        quoted(schema)
+    )
+}
+
+/// The read of a row's beat number (`$1`: the row).
+pub fn read_sql(schema: &str) -> String {
+    format!(
+        "SELECT seq FROM {}.heartbeat WHERE cluster = $1",
+        quoted(schema)
+    )
+}
+
+/// The schema version recorded on a server, 0 when the schema or table is missing.
+pub async fn current_version(c: &Client, schema: &str, timeout: Duration) -> Result<u32, DbError> {
+    let sql = format!(
+        "SELECT COALESCE(MAX(version), 0) FROM {}.schema_version",
+        quoted(schema)
+    );
+    match timed("query", timeout, c.query_one(&sql, &[])).await {
+        Ok(row) => Ok(row.get::<_, i32>(0).max(0) as u32),
+        Err(DbError::MissingTable { .. }) => Ok(0),
+        Err(e) => Err(e),
+    }
+}
+
+/// Whether the server is a standby (in recovery): lagtrace writes only to a primary.
+pub async fn in_recovery(c: &Client, timeout: Duration) -> Result<bool, DbError> {
+    let row = timed(
+        "query",
+        timeout,
+        c.query_one("SELECT pg_is_in_recovery()", &[]),
+    )
+    .await?;
+    Ok(row.get(0))
+}
+
+/// The row's beat number as this server shows it: `None` while the schema, the table
+/// or the row has not arrived.
+pub async fn visible_seq(
+    c: &Client,
+    schema: &str,
+    row: &str,
+    timeout: Duration,
+) -> Result<Option<u64>, DbError> {
+    match timed("query", timeout, c.query_opt(&read_sql(schema), &[&row])).await {
+        Ok(r) => Ok(r.map(|r| r.get::<_, i64>(0).max(0) as u64)),
+        Err(DbError::MissingTable { .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// What applying the schema did: the versions before and after.
+pub async fn apply(
+    c: &Client,
+    schema: &str,
+    rows: &[String],
+    timeout: Duration,
+) -> Result<(u32, u32), DbError> {
+    let from = current_version(c, schema, timeout).await?;
+    let latest = MIGRATIONS.last().map_or(0, |m| m.version);
+    if from > latest {
+        return Err(DbError::Driver {
+            message: format!(
+                "schema version {from} is newer than this lagtrace knows ({latest}); upgrade lagtrace"
+            ),
+        });
+    }
+    for stmt in plan(schema, from) {
+        timed("query", timeout, c.batch_execute(&stmt)).await?;
+    }
+    let ensure = ensure_row_sql(schema);
+    for row in rows {
+        timed("query", timeout, c.execute(&ensure, &[row])).await?;
+    }
+    Ok((from, latest))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_plan_creates_schema_table_and_version_in_order() {
+        let p = plan("lagtrace", 0);
+        assert_eq!(p[0], "CREATE SCHEMA IF NOT EXISTS \"lagtrace\"");
+        assert!(
+            p[3].starts_with("CREATE TABLE IF NOT EXISTS heartbeat"),
+            "{p:?}"
+        );
+        assert!(p.last().unwrap().contains("ON CONFLICT DO NOTHING"));
+        // Up to date: only the schema's own bookkeeping.
+        assert_eq!(plan("lagtrace", 1).len(), 3);
+    }
+}
