@@ -171,7 +171,9 @@ fn dry_run_prints_sql_without_a_password() {
 }
 
 #[test]
-fn example_config_is_valid() {
-    let text = std::fs::read_to_string(repo_root().join("lagtrace.example.toml")).unwrap();
-    lagtrace::config::parse("lagtrace.example.toml", &text).expect("example config parses");
+fn example_configs_are_valid() {
+    for name in ["lagtrace.example.toml", "lagtrace.postgres.example.toml"] {
+        let text = std::fs::read_to_string(repo_root().join(name)).unwrap();
+        lagtrace::config::parse(name, &text).expect("example config parses");
+    }
 }

@@ -3,7 +3,19 @@
 
 mod common;
 
+use std::path::PathBuf;
+use std::sync::{Mutex, MutexGuard};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
 use common::*;
+
+static PG_LAB: Mutex<()> = Mutex::new(());
+
+/// Takes the PostgreSQL lab for one test that records or disturbs it.
+fn take_pg_lab() -> MutexGuard<'static, ()> {
+    PG_LAB.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// The PostgreSQL lab's primary and standbys, as the tests name them.
 const PG_PRIMARY: &str = "127.0.0.1:15432";
@@ -112,20 +124,233 @@ fn init_refuses_a_standby_as_primary_and_says_why_each_host_failed() {
     assert!(!stdout.contains("not-the-password"), "{stdout}");
 }
 
-/// Until lagtrace probes PostgreSQL, `check` and `record` on a PostgreSQL cluster say
-/// so in one line and exit as for a bad config (`record` 2, `check` 3: Nagios'
-/// UNKNOWN), instead of speaking MySQL to it.
+/// Until `check` probes PostgreSQL, it says so in one line and exits 3 (Nagios'
+/// UNKNOWN) for a PostgreSQL cluster, instead of speaking MySQL to it.
 #[test]
-fn check_and_record_refuse_a_postgres_cluster_in_one_line() {
+fn check_refuses_a_postgres_cluster_in_one_line() {
     let dir = TempDir::new("pg-refused");
     let config = pg_config(&dir, "it_pg");
-    for (command, expected) in [("check", 3), ("record", 2)] {
-        let (code, _, stderr) = run(&[command], &config, LAB_PASSWORD);
-        assert_eq!(code, Some(expected), "{command}: {stderr}");
-        assert_eq!(stderr.lines().count(), 1, "{command}: {stderr}");
-        assert!(
-            stderr.contains("kind = \"postgres\""),
-            "{command}: {stderr}"
+    let (code, _, stderr) = run(&["check"], &config, LAB_PASSWORD);
+    assert_eq!(code, Some(3), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("kind = \"postgres\""), "{stderr}");
+}
+
+/// A config for `record` on the PostgreSQL lab: 10 ms beats, status every 200 ms, the
+/// store in `dir`, `[http]` on a free port (max_lag 1 s); init has run. Returns the
+/// config, the store and the port.
+fn pg_record_config(dir: &TempDir, cluster: &str) -> (PathBuf, PathBuf, u16) {
+    ensure_pg_lab();
+    let store = dir.path().join("s.redb");
+    let port = free_port();
+    let base = std::fs::read_to_string(pg_config(dir, cluster)).unwrap();
+    let config = dir.write(
+        "lagtrace.toml",
+        &format!(
+            "{base}\n[record]\ninterval = \"10ms\"\nstatus_every = \"200ms\"\nstore = \"{}\"\n\n\
+             [http]\nlisten = \"127.0.0.1:{port}\"\nmax_lag = \"1s\"\n",
+            store.display()
+        ),
+    );
+    let (code, stdout, stderr) = run(&["init"], &config, LAB_PASSWORD);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    (config, store, port)
+}
+
+/// The analyze document's entry for standby `name`.
+fn standby<'a>(doc: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    doc["replicas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["replica"] == name)
+        .unwrap_or_else(|| panic!("no {name} in {doc}"))
+}
+
+/// Steady state at 10 ms beats: both standbys enter the pool, their median lag is
+/// under 2 ms and every round's bounds hold (lower under upper).
+#[test]
+fn steady_standbys_lag_under_2_ms_with_true_bounds() {
+    let _lab = take_pg_lab();
+    let dir = TempDir::new("pg-steady");
+    let (config, store, port) = pg_record_config(&dir, "it_pg_steady");
+    let recorder = Recorder::start(&config);
+    wait_in_pool(port, &["s1", "s2"]);
+    sleep(Duration::from_secs(4));
+    let (code, log) = recorder.stop();
+    assert_eq!(code, Some(0), "{log}");
+    let doc = analyze_json(&store);
+    for name in ["s1", "s2"] {
+        let s = standby(&doc, name);
+        let p50 = s["lag"]["percentiles"]["p50_ms"].as_f64().unwrap();
+        assert!(p50 < 2.0, "{name}: median lag {p50} ms");
+        assert_eq!(s["episodes"].as_array().unwrap().len(), 0, "{s}");
+    }
+    let rows = export_json(&store, &[]);
+    let bounded: Vec<_> = rows.iter().filter(|r| r["lag_kind"] == "bounded").collect();
+    assert!(bounded.len() > 400, "{} bounded rounds", bounded.len());
+    for r in bounded {
+        let (lo, hi) = (
+            r["lag_lo_ms"].as_f64().unwrap(),
+            r["lag_hi_ms"].as_f64().unwrap(),
         );
+        assert!(0.0 <= lo && lo <= hi, "{r}");
+    }
+}
+
+/// Resumes standby1's replay on drop, so a failed test never leaves it paused.
+struct Resume;
+
+impl Drop for Resume {
+    fn drop(&mut self) {
+        lab(&["resume"], &[("DB", "postgres"), ("REPLICA", "1")]);
+    }
+}
+
+/// WAL replay paused for 10 s on standby1 (`make stall DB=postgres`): its lag peaks at
+/// the pause's length within 2 %, falls behind at one second per second (vector -1),
+/// the episode names the stopped replay and the live check takes it out; standby2
+/// never leaves the pool.
+#[test]
+fn a_paused_replay_is_lag_as_long_as_the_pause() {
+    let _lab = take_pg_lab();
+    let dir = TempDir::new("pg-stall");
+    let (config, store, port) = pg_record_config(&dir, "it_pg_stall");
+    let recorder = Recorder::start(&config);
+    wait_in_pool(port, &["s1", "s2"]);
+    sleep(Duration::from_secs(1));
+    let started = Instant::now();
+    let resume = Resume;
+    lab(&["stall"], &[("DB", "postgres"), ("REPLICA", "1")]);
+    // The pause took effect somewhere within the stall command.
+    let paused_by = started.elapsed();
+    sleep(Duration::from_secs(10));
+    let s1 = http(port, "GET", "/check/s1", &[]).unwrap();
+    let s2 = http(port, "GET", "/check/s2", &[]).unwrap();
+    let resumed_from = started.elapsed();
+    drop(resume);
+    let resumed_by = started.elapsed();
+    wait_in_pool(port, &["s1"]);
+    let (code, log) = recorder.stop();
+    assert_eq!(code, Some(0), "{log}");
+    assert_eq!(
+        (s1.code, &s1.json()["reason"]),
+        (503, &"sql_stopped".into())
+    );
+    assert_eq!(s2.code, 200, "{}", s2.json());
+    let doc = analyze_json(&store);
+    let s = standby(&doc, "s1");
+    let episodes = s["episodes"].as_array().unwrap();
+    assert_eq!(episodes.len(), 1, "{s}");
+    let peak_s = episodes[0]["peak_ms"].as_f64().unwrap() / 1000.0;
+    let (shortest, longest) = (
+        (resumed_from - paused_by).as_secs_f64(),
+        resumed_by.as_secs_f64(),
+    );
+    assert!(
+        peak_s >= shortest * 0.98 && peak_s <= longest * 1.02,
+        "peak {peak_s} s for a pause between {shortest} and {longest} s"
+    );
+    let fall = episodes[0]["fall_vector"].as_f64().unwrap();
+    assert!((fall + 1.0).abs() < 0.05, "fall vector {fall}");
+    assert_eq!(
+        episodes[0]["causes"][0]["code"], "sql_thread_stopped",
+        "{s}"
+    );
+    assert_eq!(standby(&doc, "s2")["episodes"].as_array().unwrap().len(), 0);
+}
+
+/// The PostgreSQL primary's processes (the postmaster and its children: backends,
+/// WAL senders, writers), frozen with SIGSTOP until this is dropped.
+struct Frozen(Vec<String>);
+
+impl Frozen {
+    fn primary() -> Frozen {
+        let pidfile = repo_root().join(".lab/pg/primary/data/postmaster.pid");
+        let postmaster = std::fs::read_to_string(&pidfile).unwrap();
+        let postmaster = postmaster.lines().next().unwrap().trim().to_string();
+        let children = std::process::Command::new("pgrep")
+            .args(["-P", &postmaster])
+            .output()
+            .unwrap();
+        let mut pids = vec![postmaster];
+        pids.extend(
+            String::from_utf8_lossy(&children.stdout)
+                .split_whitespace()
+                .map(String::from),
+        );
+        let status = std::process::Command::new("kill")
+            .arg("-STOP")
+            .args(&pids)
+            .status()
+            .unwrap();
+        assert!(status.success(), "cannot freeze {pids:?}");
+        Frozen(pids)
+    }
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .arg("-CONT")
+            .args(&self.0)
+            .status();
+    }
+}
+
+/// Records the lab with the primary frozen for 6 s, a second in; returns the live
+/// check's codes for both standbys near the freeze's end, and the store.
+fn record_a_frozen_primary(dir: &TempDir) -> (Vec<u16>, PathBuf) {
+    let (config, store, port) = pg_record_config(dir, "it_pg_frozen");
+    let recorder = Recorder::start(&config);
+    wait_in_pool(port, &["s1", "s2"]);
+    sleep(Duration::from_secs(1));
+    let frozen = Frozen::primary();
+    sleep(Duration::from_secs(6));
+    let checks: Vec<u16> = ["s1", "s2"]
+        .iter()
+        .map(|s| http(port, "GET", &format!("/check/{s}"), &[]).unwrap().code)
+        .collect();
+    drop(frozen);
+    sleep(Duration::from_secs(3));
+    let (code, log) = recorder.stop();
+    assert_eq!(code, Some(0), "{log}");
+    (checks, store)
+}
+
+/// The primary frozen for 6 s: an outage, not lag. analyze finds one primary outage of
+/// about that length; the standbys, which have every acknowledged beat, get lower
+/// bounds only (no upper bound exists without a newer beat), no episode and no
+/// invented lag; the live check keeps them in the pool.
+#[test]
+fn a_frozen_primary_is_an_outage_not_lag() {
+    let _lab = take_pg_lab();
+    let mut dir = TempDir::new("pg-frozen");
+    let (mut checks, mut store) = record_a_frozen_primary(&dir);
+    // The one true lag a freeze can cause (as on MariaDB, tests/incidents.rs): a beat
+    // acknowledged just before the freeze that the WAL sender had not sent yet, which
+    // the standby then really lacks. The freeze is taken again once when it happened.
+    if checks != [200, 200] {
+        eprintln!(
+            "a standby left the pool during the freeze (a beat acknowledged, not yet sent?); once more"
+        );
+        dir = TempDir::new("pg-frozen-again");
+        (checks, store) = record_a_frozen_primary(&dir);
+    }
+    assert_eq!(checks, [200, 200]);
+    let doc = analyze_json(&store);
+    let outages = doc["clusters"][0]["primary_outages"].as_array().unwrap();
+    assert_eq!(outages.len(), 1, "{:#}", doc["clusters"]);
+    let secs = outages[0]["duration_s"].as_f64().unwrap();
+    assert!((5.0..8.0).contains(&secs), "a 6 s freeze reads as {secs} s");
+    for name in ["s1", "s2"] {
+        let s = standby(&doc, name);
+        assert_eq!(s["episodes"].as_array().unwrap().len(), 0, "{s}");
+        assert!(
+            s["coverage"]["at_least_rounds"].as_u64().unwrap() > 100,
+            "{s}"
+        );
+        let max_ms = s["lag"]["percentiles"]["max_ms"].as_f64().unwrap();
+        assert!(max_ms < 100.0, "{name}: bounded lag up to {max_ms} ms");
     }
 }

@@ -154,7 +154,7 @@ pub fn refuse_postgres(
         .find(|c| c.kind == crate::config::Kind::Postgres)
     {
         Some(c) => Err(CmdError::BadInput(format!(
-            "{}: cluster {:?} has kind = \"postgres\", which `lagtrace {command}` does not probe yet (init does); leave the cluster out for now",
+            "{}: cluster {:?} has kind = \"postgres\", which `lagtrace {command}` does not probe yet (init and record do); leave the cluster out here for now",
             path.display(),
             c.name
         ))),

@@ -19,7 +19,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::clock::Clock;
-use crate::config::{Address, ConnectionConfig, Secret};
+use crate::config::{Address, ConnectionConfig, Kind, Secret};
 use crate::output::triggers::{ClusterEvents, Side};
 use crate::probe::beat::{self, BeatNotice, BeatWriter};
 use crate::probe::{reader, schema, status};
@@ -124,7 +124,7 @@ impl Spawner {
     /// new primary when it fails.
     pub fn beat_writer(
         &self,
-        cluster_id: u32,
+        (cluster_id, kind): (u32, Kind),
         cluster: &str,
         row: String,
         primary: Address,
@@ -133,6 +133,7 @@ impl Spawner {
         BeatWriter {
             cluster_id,
             cluster: cluster.to_string(),
+            kind,
             ensure_row: row != cluster,
             row,
             primary,
@@ -157,9 +158,16 @@ impl Spawner {
 
     /// The status poller of `replica` (as `replica_id`, of `cluster`): it runs until
     /// the recorder stops, whichever side the replica is on.
-    pub fn poller(&self, replica_id: u32, cluster: &str, replica: &str, address: &Address) {
+    pub fn poller(
+        &self,
+        (replica_id, kind): (u32, Kind),
+        cluster: &str,
+        replica: &str,
+        address: &Address,
+    ) {
         let p = status::Poller {
             replica_id,
+            kind,
             cluster: cluster.to_string(),
             replica: replica.to_string(),
             address: address.clone(),
@@ -177,7 +185,7 @@ impl Spawner {
     /// each beat `notices` announces.
     pub fn reader(
         &self,
-        replica_id: u32,
+        (replica_id, kind): (u32, Kind),
         cluster: &str,
         row: String,
         replica: &ReplicaProbe,
@@ -186,6 +194,7 @@ impl Spawner {
         let r = reader::Reader {
             replica_id,
             cluster: cluster.to_string(),
+            kind,
             row,
             replica: replica.name.clone(),
             address: replica.address.clone(),
@@ -258,6 +267,7 @@ struct Part {
 /// writer is started by the record loop).
 pub struct ClusterProbes {
     name: String,
+    kind: Kind,
     cluster_id: u32,
     /// The cluster's own beats.
     notices: watch::Receiver<BeatNotice>,
@@ -269,17 +279,18 @@ pub struct ClusterProbes {
 impl ClusterProbes {
     /// Starts a reader on each of `replicas`, against the cluster's beats.
     pub fn start(
-        name: &str,
+        (name, kind): (&str, Kind),
         cluster_id: u32,
         notices: watch::Receiver<BeatNotice>,
         mut replicas: Vec<ReplicaProbe>,
         spawner: &Spawner,
     ) -> ClusterProbes {
         for r in &mut replicas {
-            r.reader = spawner.reader(r.id, name, name.to_string(), r, notices.clone());
+            r.reader = spawner.reader((r.id, kind), name, name.to_string(), r, notices.clone());
         }
         ClusterProbes {
             name: name.to_string(),
+            kind,
             cluster_id,
             notices,
             replicas,
@@ -325,7 +336,7 @@ impl ClusterProbes {
             // The part's writer stays on its primary: when that stops taking writes,
             // the split ends and the part with it.
             let w = spawner.beat_writer(
-                cluster_id,
+                (cluster_id, self.kind),
                 &part,
                 schema::split_row(&self.name),
                 r.address.clone(),
@@ -394,7 +405,7 @@ impl ClusterProbes {
             });
             r.side = side;
             if let Some((replica_id, cluster_id, cluster, row, notices)) = target {
-                r.reader = spawner.reader(replica_id, &cluster, row, r, notices);
+                r.reader = spawner.reader((replica_id, self.kind), &cluster, row, r, notices);
                 changes.push(Change::Reads {
                     view: r.view,
                     replica_id,

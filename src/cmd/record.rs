@@ -97,7 +97,6 @@ pub fn run(opts: &Args) -> Result<(), CmdError> {
         retain: opts.retain,
     };
     let (mut config, password) = super::load_config(&opts.config, &overrides)?;
-    super::refuse_postgres(&config, &opts.config, "record")?;
     probe_every_node(&mut config);
     let statsd = config
         .statsd
@@ -419,7 +418,7 @@ async fn record_loop(
         others.sort_by_key(|a| a.to_string());
         others.dedup();
         let w = spawner.beat_writer(
-            cluster_id,
+            (cluster_id, cluster.kind),
             &cluster.name,
             cluster.name.clone(),
             start,
@@ -447,11 +446,22 @@ async fn record_loop(
                 replica: replica.name.clone(),
                 ..Default::default()
             });
-            spawner.poller(replica_id, &cluster.name, &replica.name, &replica.address);
+            spawner.poller(
+                (replica_id, cluster.kind),
+                &cluster.name,
+                &replica.name,
+                &replica.address,
+            );
         }
         probes.insert(
             cluster_id,
-            ClusterProbes::start(&cluster.name, cluster_id, notice_rx, replicas, &spawner),
+            ClusterProbes::start(
+                (&cluster.name, cluster.kind),
+                cluster_id,
+                notice_rx,
+                replicas,
+                &spawner,
+            ),
         );
     }
     // Whether the last write of the status file worked.

@@ -15,14 +15,15 @@
 
 use std::time::Duration;
 
+use mysql_async::Conn;
 use mysql_async::prelude::{Queryable, StatementLike};
-use mysql_async::{Conn, Statement};
 use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, MissedTickBehavior};
 
 use super::conn::{self, Backoff, DbError, FailureRun, timed};
+use super::session::Session;
 use crate::clock::Clock;
-use crate::config::{Address, ConnectionConfig, Secret};
+use crate::config::{Address, ConnectionConfig, Kind, Secret};
 use crate::samples::{Beat, Outcome, Sample};
 
 /// The latest acknowledged beat of a cluster, as readers see it.
@@ -38,6 +39,8 @@ pub struct BeatWriter {
     pub cluster_id: u32,
     /// The cluster's name, for logs.
     pub cluster: String,
+    /// What the cluster's servers are.
+    pub kind: Kind,
     /// The heartbeat row beats go to: the cluster's name, or for the part of a split
     /// cluster that follows a second primary, [`super::schema::split_row`].
     pub row: String,
@@ -74,10 +77,9 @@ pub async fn run(
     let interval_us = w.interval.as_micros().max(1) as u64;
     let mut ticker = tokio::time::interval_at(start, w.interval);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
-    let mut conn: Option<(Conn, Statement)> = None;
+    let mut conn: Option<Session> = None;
     let mut backoff = Backoff::new(w.interval.max(Duration::from_millis(50)), MAX_BACKOFF);
     let mut retry_at = start;
-    let sql = update_sql(&w.settings.database);
     let mut failures = FailureRun::new("beat", &w.cluster, "primary");
     // The server beats go to: the configured primary until a failover moves it.
     let mut target = w.primary.clone();
@@ -115,7 +117,7 @@ pub async fn run(
         }
         let seq = base_seq + n;
         let t_send_us = w.clock.now_us();
-        let result = write_beat(&w, &target, &mut conn, &sql, seq, t_send_us).await;
+        let result = write_beat(&w, &target, &mut conn, seq, t_send_us).await;
         let t_done_us = w.clock.now_us();
         let (outcome, reason) = match result {
             Ok(()) => {
@@ -179,8 +181,8 @@ pub async fn run(
             });
         }
     }
-    if let Some((c, _)) = conn {
-        let _ = tokio::time::timeout(Duration::from_millis(200), c.disconnect()).await;
+    if let Some(c) = conn {
+        c.close().await;
     }
 }
 
@@ -224,15 +226,9 @@ async fn follow_primary(w: &BeatWriter, target: &mut Address, last_found: &mut V
         if address == target || writable.contains(address) {
             continue;
         }
-        let Ok(mut c) = conn::connect(address, &w.settings, &w.password).await else {
-            continue;
-        };
-        if let Ok(facts) = conn::server_facts(&mut c, w.settings.query_timeout).await
-            && super::schema::write_refusal(&facts).is_none()
-        {
+        if takes_writes(w, address).await {
             writable.push(address.clone());
         }
-        let _ = tokio::time::timeout(Duration::from_millis(200), c.disconnect()).await;
     }
     let changed = writable != *last_found;
     *last_found = writable.clone();
@@ -252,6 +248,26 @@ async fn follow_primary(w: &BeatWriter, target: &mut Address, last_found: &mut V
             "more than one server takes writes (a split); beats stay on {target} and are not moved to either"
         ),
         _ => {}
+    }
+}
+
+/// Whether the server at `address` answers and takes writes: MySQL's not read-only and
+/// replicating from nothing, PostgreSQL's not in recovery.
+async fn takes_writes(w: &BeatWriter, address: &Address) -> bool {
+    let timeout = w.settings.query_timeout;
+    match w.kind {
+        Kind::Mysql => {
+            let Ok(mut c) = conn::connect(address, &w.settings, &w.password).await else {
+                return false;
+            };
+            let facts = conn::server_facts(&mut c, timeout).await;
+            let _ = tokio::time::timeout(Duration::from_millis(200), c.disconnect()).await;
+            facts.is_ok_and(|f| super::schema::write_refusal(&f).is_none())
+        }
+        Kind::Postgres => match super::pg::connect(address, &w.settings, &w.password).await {
+            Ok(c) => super::pg::in_recovery(&c, timeout).await == Ok(false),
+            Err(_) => false,
+        },
     }
 }
 
@@ -319,40 +335,28 @@ pub async fn write_row<S: StatementLike>(
 async fn row_seq_on_new_conn(
     w: &BeatWriter,
     target: &Address,
-    conn: &mut Option<(Conn, Statement)>,
+    conn: &mut Option<Session>,
 ) -> Result<Option<u64>, DbError> {
-    let (mut c, stmt) = open(w, target, &update_sql(&w.settings.database)).await?;
-    let seq = super::schema::visible_seq(
-        &mut c,
-        &w.settings.database,
-        &w.row,
-        w.settings.query_timeout,
-    )
-    .await?;
-    *conn = Some((c, stmt));
+    let mut c = open(w, target).await?;
+    let seq = c
+        .visible_seq(&w.settings.database, &w.row, w.settings.query_timeout)
+        .await?;
+    *conn = Some(c);
     Ok(seq)
 }
 
-/// A new connection to `target` with the beat update (`sql`) prepared, and the row
-/// created first when the writer must ensure it.
-async fn open(w: &BeatWriter, target: &Address, sql: &str) -> Result<(Conn, Statement), DbError> {
-    let mut c = conn::connect(target, &w.settings, &w.password).await?;
-    if w.ensure_row {
-        super::schema::ensure_row(
-            &mut c,
-            &w.settings.database,
-            &w.row,
-            w.settings.query_timeout,
-        )
-        .await?;
-    }
-    let stmt = timed(
-        "heartbeat write prepare",
-        w.settings.query_timeout,
-        c.prep(sql),
+/// A new connection to `target` with the beat update prepared, and the row created
+/// first when the writer must ensure it.
+async fn open(w: &BeatWriter, target: &Address) -> Result<Session, DbError> {
+    Session::writer(
+        w.kind,
+        target,
+        &w.settings,
+        &w.password,
+        &w.row,
+        w.ensure_row,
     )
-    .await?;
-    Ok((c, stmt))
+    .await
 }
 
 /// Writes one beat, connecting (and preparing the update once per connection) when
@@ -360,26 +364,24 @@ async fn open(w: &BeatWriter, target: &Address, sql: &str) -> Result<(Conn, Stat
 async fn write_beat(
     w: &BeatWriter,
     target: &Address,
-    conn: &mut Option<(Conn, Statement)>,
-    sql: &str,
+    conn: &mut Option<Session>,
     seq: u64,
     t_send_us: i64,
 ) -> Result<(), BeatError> {
     if conn.is_none() {
-        *conn = Some(open(w, target, sql).await.map_err(BeatError::Db)?);
+        *conn = Some(open(w, target).await.map_err(BeatError::Db)?);
     }
-    let (c, stmt) = conn.as_mut().expect("connected above");
-    let written = write_row(
-        c,
-        &*stmt,
-        &w.settings.database,
-        &w.row,
-        seq,
-        t_send_us,
-        w.settings.query_timeout,
-    )
-    .await
-    .map_err(BeatError::Db)?;
+    let c = conn.as_mut().expect("connected above");
+    let written = c
+        .write(
+            &w.settings.database,
+            &w.row,
+            seq,
+            t_send_us,
+            w.settings.query_timeout,
+        )
+        .await
+        .map_err(BeatError::Db)?;
     match written {
         RowWrite::Written => Ok(()),
         RowWrite::Stale { row_seq } => Err(BeatError::Stale { row_seq }),

@@ -3,7 +3,8 @@
 //! `record`: the beat writer per cluster (`beat`), the reader per replica (`reader`) and
 //! the status poller per replica (`status`). Probe tasks only produce samples. Before
 //! them, `topology` finds the primary and replicas of a cluster given as `nodes`.
-//! `pg` says the same things to PostgreSQL (`kind = "postgres"`).
+//! `pg` says the same things to PostgreSQL (`kind = "postgres"`); `session` is a probe's
+//! connection of either kind.
 
 pub mod beat;
 pub mod check;
@@ -11,5 +12,6 @@ pub mod conn;
 pub mod pg;
 pub mod reader;
 pub mod schema;
+pub mod session;
 pub mod status;
 pub mod topology;

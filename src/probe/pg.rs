@@ -211,6 +211,57 @@ pub async fn apply(
     Ok((from, latest))
 }
 
+/// A standby's replication as one status poll sees it: its WAL receiver as the
+/// channel (`source` its sender, `io` whether it streams), replay paused as the SQL
+/// thread stopped, `recovery_min_apply_delay` as the intended delay (rounded up to
+/// whole seconds); and whether the server takes writes (not in recovery). A primary
+/// has no channel. PostgreSQL has no Seconds_Behind_Master: it stays unknown.
+pub async fn status(
+    c: &Client,
+    timeout: Duration,
+) -> Result<(Vec<crate::samples::ChannelStatus>, bool), DbError> {
+    use crate::samples::{ChannelStatus, IoState};
+    const SQL: &str = "SELECT pg_is_in_recovery(), \
+        CASE WHEN pg_is_in_recovery() THEN pg_is_wal_replay_paused() ELSE false END, \
+        (SELECT setting::bigint FROM pg_settings WHERE name = 'recovery_min_apply_delay'), \
+        r.status, r.sender_host, r.sender_port \
+        FROM (SELECT 1) AS one LEFT JOIN pg_stat_wal_receiver AS r ON true";
+    let row = timed("status poll", timeout, c.query_one(SQL, &[])).await?;
+    let in_recovery: bool = row.get(0);
+    if !in_recovery {
+        return Ok((Vec::new(), true));
+    }
+    let paused: bool = row.get(1);
+    let delay_ms: i64 = row.get::<_, Option<i64>>(2).unwrap_or(0).max(0);
+    let receiver: Option<String> = row.get(3);
+    let host: Option<String> = row.get(4);
+    let port: Option<i32> = row.get(5);
+    let channel = ChannelStatus {
+        channel: String::new(),
+        source: match (host, port) {
+            (Some(h), Some(p)) => format!("{h}:{p}"),
+            _ => String::new(),
+        },
+        io: match receiver.as_deref() {
+            Some("streaming") => IoState::Yes,
+            Some("starting") | Some("catchup") => IoState::Connecting,
+            _ => IoState::No,
+        },
+        sql_running: !paused,
+        seconds_behind_master: None,
+        sql_delay_s: ((delay_ms + 999) / 1000).min(u32::MAX as i64) as u32,
+        last_io_errno: 0,
+        last_io_error: String::new(),
+        last_sql_errno: 0,
+        last_sql_error: String::new(),
+        gtid_io_pos: String::new(),
+        gtid_applied_pos: String::new(),
+        relay_log_space: 0,
+        sql_applying: None,
+    };
+    Ok((vec![channel], false))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

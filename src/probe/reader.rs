@@ -5,13 +5,12 @@
 
 use std::time::Duration;
 
-use mysql_async::prelude::Queryable;
-use mysql_async::{Conn, Statement};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use super::beat::{BeatNotice, MAX_BACKOFF};
-use super::conn::{self, Backoff, DbError, FailureRun, timed};
+use super::conn::{Backoff, DbError, FailureRun};
+use super::session::Session;
 use crate::clock::Clock;
 use crate::config::{Address, ConnectionConfig, Secret};
 use crate::samples::{Observation, Outcome, Sample};
@@ -25,6 +24,8 @@ pub struct Reader {
     pub replica_id: u32,
     /// The cluster's name, for logs and reasons.
     pub cluster: String,
+    /// What the cluster's servers are.
+    pub kind: crate::config::Kind,
     /// The heartbeat row to read: the cluster's name, or its split part's row
     /// ([`super::schema::split_row`]).
     pub row: String,
@@ -50,15 +51,11 @@ pub async fn run(
     let interval_us = crate::clock::duration_us(r.interval);
     // Without beats, read once per period (plus a margin so a beat normally wins).
     let fallback = period + period / 2;
-    let mut conn: Option<(Conn, Statement)> = None;
+    let mut conn: Option<Session> = None;
     let mut backoff = Backoff::new(r.interval.max(Duration::from_millis(50)), MAX_BACKOFF);
     let mut retry_at = Instant::now();
     let mut last_read_seq = 0u64;
     let mut failures = FailureRun::new("read", &r.cluster, &r.replica);
-    let sql = format!(
-        "SELECT seq FROM `{}`.heartbeat WHERE cluster = ?",
-        r.settings.database
-    );
 
     let fallback_sleep = tokio::time::sleep(fallback);
     tokio::pin!(fallback_sleep);
@@ -93,7 +90,7 @@ pub async fn run(
             continue;
         }
         let r_start_us = r.clock.now_us();
-        let result = read_seq(&r, &mut conn, &sql).await;
+        let result = read_seq(&r, &mut conn).await;
         let r_end_us = r.clock.now_us();
         // This read is a follow-up when the previous one asked for it; it is marked so,
         // and the analysis takes rounds from the marks.
@@ -151,44 +148,17 @@ pub async fn run(
             break;
         }
     }
-    if let Some((c, _)) = conn {
-        let _ = tokio::time::timeout(Duration::from_millis(200), c.disconnect()).await;
+    if let Some(c) = conn {
+        c.close().await;
     }
 }
 
 /// Reads the visible beat number, connecting (and preparing the read once per
 /// connection, so each read is one execute of a parsed statement) when needed.
-async fn read_seq(
-    r: &Reader,
-    conn: &mut Option<(Conn, Statement)>,
-    sql: &str,
-) -> Result<Option<u64>, DbError> {
+async fn read_seq(r: &Reader, conn: &mut Option<Session>) -> Result<Option<u64>, DbError> {
     if conn.is_none() {
-        let mut c = conn::connect(&r.address, &r.settings, &r.password).await?;
-        for setup in [
-            "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED",
-            "SET SESSION autocommit = 1",
-        ] {
-            timed(
-                "session setup",
-                r.settings.query_timeout,
-                c.query_drop(setup),
-            )
-            .await?;
-        }
-        let stmt = timed(
-            "heartbeat read prepare",
-            r.settings.query_timeout,
-            c.prep(sql),
-        )
-        .await?;
-        *conn = Some((c, stmt));
+        *conn = Some(Session::reader(r.kind, &r.address, &r.settings, &r.password).await?);
     }
-    let (c, stmt) = conn.as_mut().expect("connected above");
-    timed(
-        "heartbeat read",
-        r.settings.query_timeout,
-        c.exec_first::<u64, _, _>(&*stmt, (r.row.as_str(),)),
-    )
-    .await
+    let c = conn.as_mut().expect("connected above");
+    c.read(&r.row, r.settings.query_timeout).await
 }

@@ -13,7 +13,7 @@ use tokio::time::Instant;
 use super::beat::MAX_BACKOFF;
 use super::conn::{self, Backoff, DbError, FailureRun, column_string, timed};
 use crate::clock::Clock;
-use crate::config::{Address, ConnectionConfig, Secret};
+use crate::config::{Address, ConnectionConfig, Kind, Secret};
 use crate::samples::{BACKLOG_MIN_TX, ChannelStatus, IoState, Outcome, Sample, StatusSample};
 
 /// The status period while a replica works off a backlog.
@@ -23,6 +23,8 @@ pub const BACKLOG_EVERY: Duration = Duration::from_millis(100);
 #[derive(Debug, Clone)]
 pub struct Poller {
     pub replica_id: u32,
+    /// What the server is.
+    pub kind: Kind,
     pub cluster: String,
     pub replica: String,
     pub address: Address,
@@ -41,7 +43,7 @@ pub struct Poller {
 /// what capacity is measured from, and a drain often lasts only seconds.
 pub async fn run(p: Poller, out: mpsc::Sender<Sample>, mut shutdown: watch::Receiver<bool>) {
     let mut jitter = Jitter::new(p.clock.now_us() as u64 ^ u64::from(p.replica_id) << 32);
-    let mut conn: Option<(Conn, &'static str)> = None;
+    let mut conn: Option<StatusConn> = None;
     let mut backoff = Backoff::new(Duration::from_millis(100), MAX_BACKOFF.max(p.every));
     let mut retry_at = Instant::now();
     let mut every = p.every;
@@ -117,18 +119,39 @@ pub async fn run(p: Poller, out: mpsc::Sender<Sample>, mut shutdown: watch::Rece
     }
 }
 
+/// A status poller's connection: MySQL's with the statement that shows its channels,
+/// or PostgreSQL's.
+enum StatusConn {
+    Mysql(Conn, &'static str),
+    Postgres(tokio_postgres::Client),
+}
+
 /// The replication channels, and whether the server takes writes (`None` when
 /// `@@read_only` could not be read: the poll still counts).
 async fn poll(
     p: &Poller,
-    conn: &mut Option<(Conn, &'static str)>,
+    conn: &mut Option<StatusConn>,
 ) -> Result<(Vec<ChannelStatus>, Option<bool>), DbError> {
+    let timeout = p.settings.query_timeout;
     if conn.is_none() {
-        let mut c = conn::connect(&p.address, &p.settings, &p.password).await?;
-        let sql = status_sql(&mut c, p.settings.query_timeout).await?;
-        *conn = Some((c, sql));
+        *conn = Some(match p.kind {
+            Kind::Mysql => {
+                let mut c = conn::connect(&p.address, &p.settings, &p.password).await?;
+                let sql = status_sql(&mut c, timeout).await?;
+                StatusConn::Mysql(c, sql)
+            }
+            Kind::Postgres => StatusConn::Postgres(
+                super::pg::connect(&p.address, &p.settings, &p.password).await?,
+            ),
+        });
     }
-    let (c, sql) = conn.as_mut().expect("connected above");
+    let (c, sql) = match conn.as_mut().expect("connected above") {
+        StatusConn::Mysql(c, sql) => (c, *sql),
+        StatusConn::Postgres(c) => {
+            let (channels, writable) = super::pg::status(c, timeout).await?;
+            return Ok((channels, Some(writable)));
+        }
+    };
     let channels = channels(c, sql, p.settings.query_timeout).await?;
     let read_only = timed(
         "query",

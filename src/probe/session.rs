@@ -1,0 +1,172 @@
+//! One probe's open connection, MySQL's or PostgreSQL's, with the one statement it
+//! runs prepared: the beat writer's guarded UPDATE or the reader's read of the
+//! heartbeat row. The probes' loops hold a `Session` and never ask which kind it is.
+
+use std::time::Duration;
+
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, Statement};
+
+use super::beat::{RowWrite, update_sql, write_row};
+use super::conn::{self, DbError, timed};
+use super::{pg, schema};
+use crate::config::{Address, ConnectionConfig, Kind, Secret};
+
+/// An open connection with its statement prepared.
+pub enum Session {
+    Mysql(Conn, Statement),
+    Postgres(tokio_postgres::Client, tokio_postgres::Statement),
+}
+
+impl Session {
+    /// A connection to `target` for beat writes, the row `row` created first when
+    /// `ensure_row` (a row `init` never made).
+    pub async fn writer(
+        kind: Kind,
+        target: &Address,
+        settings: &ConnectionConfig,
+        password: &Secret,
+        row: &str,
+        ensure_row: bool,
+    ) -> Result<Session, DbError> {
+        let (db, timeout) = (&settings.database, settings.query_timeout);
+        match kind {
+            Kind::Mysql => {
+                let mut c = conn::connect(target, settings, password).await?;
+                if ensure_row {
+                    schema::ensure_row(&mut c, db, row, timeout).await?;
+                }
+                let stmt =
+                    timed("heartbeat write prepare", timeout, c.prep(update_sql(db))).await?;
+                Ok(Session::Mysql(c, stmt))
+            }
+            Kind::Postgres => {
+                let c = pg::connect(target, settings, password).await?;
+                if ensure_row {
+                    timed(
+                        "query",
+                        timeout,
+                        c.execute(&pg::ensure_row_sql(db), &[&row]),
+                    )
+                    .await?;
+                }
+                let stmt = timed(
+                    "heartbeat write prepare",
+                    timeout,
+                    c.prepare(&pg::update_sql(db)),
+                )
+                .await?;
+                Ok(Session::Postgres(c, stmt))
+            }
+        }
+    }
+
+    /// A connection to `address` for reads of the heartbeat row, each in a snapshot of
+    /// its own (MySQL: autocommit READ COMMITTED; PostgreSQL's statements are so).
+    pub async fn reader(
+        kind: Kind,
+        address: &Address,
+        settings: &ConnectionConfig,
+        password: &Secret,
+    ) -> Result<Session, DbError> {
+        let (db, timeout) = (&settings.database, settings.query_timeout);
+        match kind {
+            Kind::Mysql => {
+                let mut c = conn::connect(address, settings, password).await?;
+                for setup in [
+                    "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED",
+                    "SET SESSION autocommit = 1",
+                ] {
+                    timed("session setup", timeout, c.query_drop(setup)).await?;
+                }
+                let sql = format!("SELECT seq FROM `{db}`.heartbeat WHERE cluster = ?");
+                let stmt = timed("heartbeat read prepare", timeout, c.prep(sql)).await?;
+                Ok(Session::Mysql(c, stmt))
+            }
+            Kind::Postgres => {
+                let c = pg::connect(address, settings, password).await?;
+                let stmt = timed(
+                    "heartbeat read prepare",
+                    timeout,
+                    c.prepare(&pg::read_sql(db)),
+                )
+                .await?;
+                Ok(Session::Postgres(c, stmt))
+            }
+        }
+    }
+
+    /// Writes beat `seq` (sent at `t_send_us`) into row `row` with the prepared UPDATE;
+    /// when no row changed, tells a missing row from a newer seq.
+    pub async fn write(
+        &mut self,
+        database: &str,
+        row: &str,
+        seq: u64,
+        t_send_us: i64,
+        timeout: Duration,
+    ) -> Result<RowWrite, DbError> {
+        match self {
+            Session::Mysql(c, stmt) => {
+                write_row(c, &*stmt, database, row, seq, t_send_us, timeout).await
+            }
+            Session::Postgres(c, stmt) => {
+                let seq_i = i64::try_from(seq).map_err(|_| DbError::Driver {
+                    message: format!("beat number {seq} does not fit PostgreSQL's BIGINT"),
+                })?;
+                let changed = timed(
+                    "heartbeat write",
+                    timeout,
+                    c.execute(&*stmt, &[&seq_i, &t_send_us, &row]),
+                )
+                .await?;
+                if changed > 0 {
+                    return Ok(RowWrite::Written);
+                }
+                Ok(match pg::visible_seq(c, database, row, timeout).await? {
+                    Some(row_seq) => RowWrite::Stale { row_seq },
+                    None => RowWrite::NoRow,
+                })
+            }
+        }
+    }
+
+    /// The row's beat number as this server shows it, through the prepared read (a
+    /// reader's session) or a plain one (a writer's): `None` while the row is missing.
+    pub async fn visible_seq(
+        &mut self,
+        database: &str,
+        row: &str,
+        timeout: Duration,
+    ) -> Result<Option<u64>, DbError> {
+        match self {
+            Session::Mysql(c, _) => schema::visible_seq(c, database, row, timeout).await,
+            Session::Postgres(c, _) => pg::visible_seq(c, database, row, timeout).await,
+        }
+    }
+
+    /// One read of row `row` with the prepared read statement.
+    pub async fn read(&mut self, row: &str, timeout: Duration) -> Result<Option<u64>, DbError> {
+        match self {
+            Session::Mysql(c, stmt) => {
+                timed(
+                    "heartbeat read",
+                    timeout,
+                    c.exec_first::<u64, _, _>(&*stmt, (row,)),
+                )
+                .await
+            }
+            Session::Postgres(c, stmt) => {
+                let r = timed("heartbeat read", timeout, c.query_opt(&*stmt, &[&row])).await?;
+                Ok(r.map(|r| r.get::<_, i64>(0).max(0) as u64))
+            }
+        }
+    }
+
+    /// Closes the connection politely, waiting at most 200 ms.
+    pub async fn close(self) {
+        if let Session::Mysql(c, _) = self {
+            let _ = tokio::time::timeout(Duration::from_millis(200), c.disconnect()).await;
+        }
+    }
+}
