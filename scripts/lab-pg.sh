@@ -207,13 +207,29 @@ cmd_up() {
   say "user lagtrace, password in LAGTRACE_PASSWORD (lab default: lagtrace-lab), database postgres"
 }
 
+# stop_node NODE: stops a node's server and waits for it to be gone: a fast shutdown,
+# then (a server that does not stop within 30 s) SIGKILL to it and its children. A
+# frozen server (a test stopped mid-freeze) is thawed first: it could not stop.
+stop_node() {
+  local node=$1 pid children
+  pid_alive "$node" || return 0
+  pid=$(head -1 "$PG_DIR/$node/data/postmaster.pid")
+  children=$(pgrep -P "$pid" || true)
+  # shellcheck disable=SC2086
+  kill -CONT "$pid" $children 2>/dev/null || true
+  as_pg "$PG_BIN/pg_ctl" -D "$PG_DIR/$node/data" -s -m fast -t 30 stop >/dev/null 2>&1 || true
+  if kill -0 "$pid" 2>/dev/null; then
+    # shellcheck disable=SC2086
+    kill -KILL "$pid" $children 2>/dev/null || true
+  fi
+  local deadline=$((SECONDS + 10))
+  while kill -0 "$pid" 2>/dev/null && [ $SECONDS -lt $deadline ]; do sleep 0.1; done
+  ! kill -0 "$pid" 2>/dev/null || die "$node (pid $pid) does not stop; its data stays in $PG_DIR/$node"
+}
+
 cmd_down() {
   local node
-  for node in standby2 standby1 primary; do
-    if pid_alive "$node"; then
-      as_pg "$PG_BIN/pg_ctl" -D "$PG_DIR/$node/data" -s -m fast stop >/dev/null 2>&1 || true
-    fi
-  done
+  for node in standby2 standby1 primary; do stop_node "$node"; done
   rm -rf "$PG_DIR"
   for node in "${NODES[@]}"; do rm -rf "/tmp/lagtrace-pg-${PORT[$node]}"; done
   say "down"
