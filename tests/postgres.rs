@@ -354,3 +354,63 @@ fn a_frozen_primary_is_an_outage_not_lag() {
         assert!(max_ms < 100.0, "{name}: bounded lag up to {max_ms} ms");
     }
 }
+
+/// Sets standby1's recovery_min_apply_delay back to 0 on drop.
+struct NoDelay;
+
+impl Drop for NoDelay {
+    fn drop(&mut self) {
+        lab(&["stop-lag"], &[("DB", "postgres"), ("REPLICA", "1")]);
+    }
+}
+
+/// `recovery_min_apply_delay = 2s` on standby1 (`make start-lag LAG=2s DB=postgres`):
+/// its lag is the delay (PostgreSQL applies a commit once its primary timestamp plus
+/// the delay has passed; the lab's servers share one clock), it is reported as the
+/// intended delay, and with `ignore_intended_delay` the live check keeps it in the pool
+/// although the delay is over `max_lag`; standby2 is not delayed.
+#[test]
+fn an_intended_delay_is_lag_reported_as_intended_and_can_be_ignored() {
+    let _lab = take_pg_lab();
+    let dir = TempDir::new("pg-delay");
+    let (config, store, port) = pg_record_config(&dir, "it_pg_delay");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace(
+            "max_lag = \"1s\"",
+            "max_lag = \"1s\"\nignore_intended_delay = [\"s1\"]",
+        ),
+    )
+    .unwrap();
+    let _no_delay = NoDelay;
+    lab(
+        &["start-lag"],
+        &[("DB", "postgres"), ("REPLICA", "1"), ("LAG", "2s")],
+    );
+    let recorder = Recorder::start(&config);
+    wait_in_pool(port, &["s1", "s2"]);
+    sleep(Duration::from_secs(5));
+    let s1 = http(port, "GET", "/check/s1", &[]).unwrap();
+    let (code, log) = recorder.stop();
+    assert_eq!(code, Some(0), "{log}");
+    assert_eq!(s1.code, 200, "{}", s1.json());
+    assert_eq!(s1.json()["sql_delay_s"], 2);
+    assert!(
+        s1.json()["lag_ms"].as_f64().unwrap() > 1900.0,
+        "{}",
+        s1.json()
+    );
+    let doc = analyze_json(&store);
+    let s = standby(&doc, "s1");
+    assert_eq!(s["intended_delay"]["max_s"], 2, "{s}");
+    let p50 = s["lag"]["percentiles"]["p50_ms"].as_f64().unwrap();
+    assert!(
+        (1950.0..2300.0).contains(&p50),
+        "s1: median lag {p50} ms for a 2 s delay"
+    );
+    let p50 = standby(&doc, "s2")["lag"]["percentiles"]["p50_ms"]
+        .as_f64()
+        .unwrap();
+    assert!(p50 < 2.0, "s2: median lag {p50} ms");
+}
