@@ -124,16 +124,47 @@ fn init_refuses_a_standby_as_primary_and_says_why_each_host_failed() {
     assert!(!stdout.contains("not-the-password"), "{stdout}");
 }
 
-/// Until `check` probes PostgreSQL, it says so in one line and exits 3 (Nagios'
-/// UNKNOWN) for a PostgreSQL cluster, instead of speaking MySQL to it.
+/// `check` (the Nagios plugin) on the PostgreSQL lab: OK with a lag well under a
+/// second for both standbys; with standby1's replay paused, CRITICAL for it (exit 2)
+/// with the paused replay named, standby2 still OK.
 #[test]
-fn check_refuses_a_postgres_cluster_in_one_line() {
-    let dir = TempDir::new("pg-refused");
-    let config = pg_config(&dir, "it_pg");
-    let (code, _, stderr) = run(&["check"], &config, LAB_PASSWORD);
-    assert_eq!(code, Some(3), "{stderr}");
-    assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert!(stderr.contains("kind = \"postgres\""), "{stderr}");
+fn check_is_ok_then_critical_for_a_paused_replay() {
+    let _lab = take_pg_lab();
+    let dir = TempDir::new("pg-check");
+    let (config, _, _) = pg_record_config(&dir, "it_pg_check");
+    let (code, stdout, stderr) = run(&["check"], &config, LAB_PASSWORD);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{stdout}");
+    for (line, (name, _)) in lines.iter().zip(PG_STANDBYS) {
+        assert!(
+            line.starts_with(&format!("OK - it_pg_check/{name}: lag 0.0")),
+            "{stdout}"
+        );
+    }
+    let resume = Resume;
+    lab(&["stall"], &[("DB", "postgres"), ("REPLICA", "1")]);
+    let (code, stdout, stderr) = run(
+        &[
+            "check",
+            "--crit",
+            "1s",
+            "--warn",
+            "500ms",
+            "--timeout",
+            "1s",
+        ],
+        &config,
+        LAB_PASSWORD,
+    );
+    drop(resume);
+    assert_eq!(code, Some(2), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("CRITICAL - it_pg_check/s1: lag above 1.0")
+            && stdout.contains("SQL thread stopped"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("OK - it_pg_check/s2: lag 0.0"), "{stdout}");
 }
 
 /// A config for `record` on the PostgreSQL lab: 10 ms beats, status every 200 ms, the

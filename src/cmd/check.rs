@@ -72,7 +72,6 @@ pub fn run(opts: &Args) -> Result<State, CmdError> {
         )));
     }
     let (config, password) = super::load_config(&opts.config, &Default::default())?;
-    super::refuse_postgres(&config, &opts.config, "check")?;
     for name in &opts.replicas {
         if !config
             .clusters

@@ -141,27 +141,6 @@ pub fn load_config(
     Ok((config, password))
 }
 
-/// Refuses a PostgreSQL cluster in a command that does not probe PostgreSQL yet (one
-/// line, bad input), instead of speaking MySQL to it.
-pub fn refuse_postgres(
-    config: &crate::config::Config,
-    path: &std::path::Path,
-    command: &str,
-) -> Result<(), CmdError> {
-    match config
-        .clusters
-        .iter()
-        .find(|c| c.kind == crate::config::Kind::Postgres)
-    {
-        Some(c) => Err(CmdError::BadInput(format!(
-            "{}: cluster {:?} has kind = \"postgres\", which `lagtrace {command}` does not probe yet (init and record do); leave the cluster out here for now",
-            path.display(),
-            c.name
-        ))),
-        None => Ok(()),
-    }
-}
-
 /// Asks the servers of every cluster given as `nodes` which is the primary and which
 /// replicate from it (`probe::topology`), before a command connects for its own work.
 fn discover_topology(

@@ -2,15 +2,15 @@
 //! created by `init`, never the row a recorder writes, so a check and a recorder never
 //! race), numbered with the current UTC microsecond; then each replica read until it
 //! shows the beat or until a read that starts after the deadline has missed it; then
-//! its replication status. The beat statements are the beat writer's (`beat::write_row`).
+//! its replication status. The beat statements are the beat writer's, through a
+//! [`Session`] of the cluster's kind.
 
 use std::time::Duration;
 
-use mysql_async::Conn;
 use tokio::task::JoinSet;
 
-use super::conn::{self, DbError};
-use super::{beat, schema, status};
+use super::session::Session;
+use super::{beat, schema};
 use crate::clock::Clock;
 use crate::config::{ClusterConfig, ConnectionConfig, ReplicaConfig, Secret};
 use crate::samples::{ChannelStatus, CheckSighting};
@@ -51,7 +51,7 @@ pub async fn check_cluster(
     // Replicas connected first, so their reads start right after the write.
     let mut conns = Vec::new();
     for r in &replicas {
-        conns.push(conn::connect(&r.address, &settings, &password).await);
+        conns.push(Session::reader(cluster.kind, &r.address, &settings, &password).await);
     }
     let written = write_beat(&cluster, &settings, &password, &clock).await;
     let mut tasks = JoinSet::new();
@@ -73,7 +73,7 @@ pub async fn check_cluster(
                 Ok(mut c) => {
                     let found =
                         check_replica(&mut c, &settings, &cluster_name, written, clock, wait).await;
-                    let _ = tokio::time::timeout(Duration::from_millis(200), c.disconnect()).await;
+                    c.close().await;
                     found
                 }
             };
@@ -99,24 +99,23 @@ async fn write_beat(
 ) -> Result<Written, String> {
     let primary = &cluster.primary;
     let fail = |e: &dyn std::fmt::Display| format!("no beat written on primary {primary}: {e}");
-    let mut c = conn::connect(primary, settings, password)
+    let row = schema::check_row(&cluster.name);
+    let mut c = Session::writer(cluster.kind, primary, settings, password, &row, false)
         .await
         .map_err(|e| fail(&e))?;
-    let row = schema::check_row(&cluster.name);
     let t_send_us = clock.now_us();
     let seq = t_send_us as u64;
-    let result = beat::write_row(
-        &mut c,
-        beat::update_sql(&settings.database),
-        &settings.database,
-        &row,
-        seq,
-        t_send_us,
-        settings.query_timeout,
-    )
-    .await;
+    let result = c
+        .write(
+            &settings.database,
+            &row,
+            seq,
+            t_send_us,
+            settings.query_timeout,
+        )
+        .await;
     let t_ack_us = clock.now_us();
-    let _ = tokio::time::timeout(Duration::from_millis(200), c.disconnect()).await;
+    c.close().await;
     match result.map_err(|e| fail(&e))? {
         beat::RowWrite::Written => Ok(Written {
             seq,
@@ -135,7 +134,7 @@ async fn write_beat(
 /// Reads the replica until it shows beat `seq` or `timeout` after the acknowledgement,
 /// then its replication status.
 async fn check_replica(
-    c: &mut Conn,
+    c: &mut Session,
     settings: &ConnectionConfig,
     cluster: &str,
     written: Result<(u64, i64, i64), String>,
@@ -149,7 +148,7 @@ async fn check_replica(
             wait_for(c, settings, &row, seq, t_send_us, t_ack_us, clock, timeout).await
         }
     };
-    let channels = replication_status(c, settings).await;
+    let channels = c.channels(settings.query_timeout).await;
     match (seen, channels) {
         (Err(e), channels) => Found {
             error: Some(e),
@@ -171,7 +170,7 @@ async fn check_replica(
 
 #[allow(clippy::too_many_arguments)]
 async fn wait_for(
-    c: &mut Conn,
+    c: &mut Session,
     settings: &ConnectionConfig,
     cluster: &str,
     seq: u64,
@@ -190,8 +189,9 @@ async fn wait_for(
     };
     loop {
         let r_start_us = clock.now_us();
-        let visible =
-            schema::visible_seq(c, &settings.database, cluster, settings.query_timeout).await;
+        let visible = c
+            .visible_seq(&settings.database, cluster, settings.query_timeout)
+            .await;
         let r_end_us = clock.now_us();
         match visible {
             Err(e) => return Err(format!("heartbeat unreadable: {e}")),
@@ -210,12 +210,4 @@ async fn wait_for(
         }
         tokio::time::sleep(READ_EVERY).await;
     }
-}
-
-async fn replication_status(
-    c: &mut Conn,
-    settings: &ConnectionConfig,
-) -> Result<Vec<ChannelStatus>, DbError> {
-    let sql = status::status_sql(c, settings.query_timeout).await?;
-    status::channels(c, sql, settings.query_timeout).await
 }

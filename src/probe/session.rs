@@ -163,6 +163,21 @@ impl Session {
         }
     }
 
+    /// The server's replication channels, as a status poll reads them (a
+    /// PostgreSQL standby's WAL receiver is its one channel; see `pg::status`).
+    pub async fn channels(
+        &mut self,
+        timeout: Duration,
+    ) -> Result<Vec<crate::samples::ChannelStatus>, DbError> {
+        match self {
+            Session::Mysql(c, _) => {
+                let sql = super::status::status_sql(c, timeout).await?;
+                super::status::channels(c, sql, timeout).await
+            }
+            Session::Postgres(c, _) => Ok(pg::status(c, timeout).await?.0),
+        }
+    }
+
     /// Closes the connection politely, waiting at most 200 ms.
     pub async fn close(self) {
         if let Session::Mysql(c, _) = self {
