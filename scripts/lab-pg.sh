@@ -4,7 +4,7 @@
 # refuses root) from .lab/pg/. `scripts/lab.sh` and `make` come here with DB=postgres.
 #
 #   scripts/lab-pg.sh up | down | status | is-up | stall | resume | start-lag | stop-lag
-#                     | load
+#                     | load | failover | failback
 #
 # Ports: primary 127.0.0.1:15432, standbys 15433 (REPLICA=1) and 15434 (REPLICA=2).
 # The superuser `postgres` logs in through the nodes' Unix sockets without a password
@@ -181,8 +181,11 @@ init_standby() {
   [ -s "$data/PG_VERSION" ] && return 0
   mkdir -p "$PG_DIR/$node"
   [ "$(id -u)" = 0 ] && chown postgres: "$PG_DIR/$node"
+  # Without -R: primary_conninfo lives in lab.conf only (postgresql.auto.conf would
+  # override it), so that `failover` can re-point a standby.
   as_pg "$PG_BIN/pg_basebackup" -h 127.0.0.1 -p "${PORT[primary]}" -U repl -D "$data" \
-    -X stream -R -c fast >/dev/null
+    -X stream -c fast >/dev/null
+  as_pg touch "$data/standby.signal"
   write_conf "$node"
 }
 
@@ -289,6 +292,73 @@ cmd_load() {
   rm -f "$script"
 }
 
+# The node that takes writes now (not in recovery): primary, or standby2 after
+# `failover`.
+writer_node() {
+  local node
+  for node in "${NODES[@]}"; do
+    if ready "$node" && [ "$(sql "$node" "SELECT pg_is_in_recovery()")" = f ]; then
+      echo "$node"
+      return 0
+    fi
+  done
+  return 1
+}
+
+# follow NODE SOURCE: NODE streams from SOURCE (a slot named after NODE on SOURCE);
+# a running standby re-reads primary_conninfo on reload, a stopped server starts as a
+# standby. recovery_target_timeline is 'latest' by default: it follows a promotion.
+follow() {
+  local node=$1 source=$2 data="$PG_DIR/$1/data"
+  sql "$source" "SELECT pg_create_physical_replication_slot('$node') WHERE NOT EXISTS (SELECT FROM pg_replication_slots WHERE slot_name = '$node')" >/dev/null
+  sed -i "s/^primary_conninfo = .*/primary_conninfo = 'host=127.0.0.1 port=${PORT[$source]} user=repl application_name=$node'/" "$data/lab.conf"
+  grep -q "^primary_conninfo" "$data/lab.conf" || {
+    echo "primary_conninfo = 'host=127.0.0.1 port=${PORT[$source]} user=repl application_name=$node'" >>"$data/lab.conf"
+    echo "primary_slot_name = '$node'" >>"$data/lab.conf"
+  }
+  if pid_alive "$node"; then
+    sql "$node" "SELECT pg_reload_conf()" >/dev/null
+  else
+    as_pg touch "$data/standby.signal"
+    start_node "$node"
+  fi
+}
+
+# failover: a planned switchover to standby2: the primary shuts down cleanly (its
+# standbys receive all it wrote), standby2 is promoted, standby1 and the old primary
+# stream from it. `failback` undoes it.
+cmd_failover() {
+  [ "$(writer_node)" = primary ] || die "failover: the primary is not the writer now (run make failback DB=postgres first)"
+  switch_over primary standby2 standby1
+  say "failover: standby2 (127.0.0.1:${PORT[standby2]}) is the primary; standby1 and the old primary stream from it"
+}
+
+# failback: the same back to the lab's own topology.
+cmd_failback() {
+  local writer; writer=$(writer_node) || die "failback: no server takes writes"
+  [ "$writer" = primary ] && { say "failback: the primary writes already"; return 0; }
+  switch_over "$writer" primary standby1
+  say "failback: the primary (127.0.0.1:${PORT[primary]}) writes; standby1 and standby2 stream from it"
+}
+
+# switch_over FROM TO OTHER: FROM stops cleanly once TO and OTHER have received all
+# of its WAL, TO is promoted, OTHER and FROM (restarted as a standby) stream from TO.
+switch_over() {
+  local from=$1 to=$2 other=$3 lsn
+  stop_node "$from"
+  # A clean shutdown sends the shutdown checkpoint: TO must have replayed it.
+  lsn=$(as_pg "$PG_BIN/pg_controldata" "$PG_DIR/$from/data" | sed -n 's/^Latest checkpoint location: *//p')
+  wait_until "$to to replay $from's last WAL ($lsn)" replayed "$to" "$lsn"
+  sql "$to" "SELECT pg_promote(true, 30)" >/dev/null
+  sed -i '/^primary_conninfo/d; /^primary_slot_name/d' "$PG_DIR/$to/data/lab.conf"
+  follow "$other" "$to"
+  follow "$from" "$to"
+  wait_until "$other to stream from $to" streaming "$other"
+  wait_until "$from to stream from $to" streaming "$from"
+}
+
+replayed() { [ "$(sql "$1" "SELECT pg_last_wal_replay_lsn() >= '$2'::pg_lsn")" = t ]; }
+
 case "${1:-}" in
   up) cmd_up ;;
   down) cmd_down ;;
@@ -299,5 +369,7 @@ case "${1:-}" in
   start-lag) set_delay "${LAG:-2s}" ;;
   stop-lag) set_delay 0 ;;
   load) cmd_load ;;
-  *) die "usage: $0 up|down|status|is-up|stall|resume|start-lag|stop-lag|load" ;;
+  failover) cmd_failover ;;
+  failback) cmd_failback ;;
+  *) die "usage: $0 up|down|status|is-up|stall|resume|start-lag|stop-lag|load|failover|failback" ;;
 esac

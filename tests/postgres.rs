@@ -445,3 +445,126 @@ fn an_intended_delay_is_lag_reported_as_intended_and_can_be_ignored() {
         .unwrap();
     assert!(p50 < 2.0, "s2: median lag {p50} ms");
 }
+
+/// Puts the lab's own topology back on drop (`make failback DB=postgres`).
+struct Failback;
+
+impl Drop for Failback {
+    fn drop(&mut self) {
+        lab(&["failback"], &[("DB", "postgres")]);
+    }
+}
+
+/// `/status`'s primary address (where beats go) on `port`.
+fn primary_address(port: u16) -> String {
+    let status = http(port, "GET", "/status", &[]).unwrap().json();
+    status["clusters"][0]["primary"]["address"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// The heartbeat row's `writer` on standby1 (psql as lagtrace).
+fn writer_seen_on_standby1(cluster: &str) -> String {
+    let out = std::process::Command::new("psql")
+        .args([
+            "-X",
+            "-A",
+            "-t",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            "15433",
+            "-U",
+            "lagtrace",
+            "-d",
+            "postgres",
+        ])
+        .arg("-c")
+        .arg(format!(
+            "SELECT writer FROM lagtrace.heartbeat WHERE cluster = '{cluster}'"
+        ))
+        .env("PGPASSWORD", LAB_PASSWORD)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A planned switchover under a recorder (`make failover DB=postgres`: the primary
+/// shuts down, standby2 is promoted, standby1 and the old primary stream from it),
+/// then `make failback DB=postgres`: the beat writer follows the promoted server each
+/// time (the row on standby1 shows who wrote it), `failover` fires once each way, and
+/// standby1's lag while standby2 is the primary is measured against it: under a second.
+#[test]
+fn beats_follow_a_promoted_standby_and_back() {
+    let _lab = take_pg_lab();
+    let dir = TempDir::new("pg-failover");
+    let fired = dir.path().join("fired.json");
+    let (config, store, port) = pg_record_config(&dir, "it_pg_failover");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        format!(
+            "{text}\n[triggers]\nfailover = [\"/usr/bin/tee\", \"-a\", \"{}\"]\n",
+            fired.display()
+        ),
+    )
+    .unwrap();
+    let _failback = Failback;
+    let recorder = Recorder::start(&config);
+    wait_in_pool(port, &["s1", "s2"]);
+    sleep(Duration::from_secs(1));
+    lab(&["failover"], &[("DB", "postgres")]);
+    let moved = wait_http(port, "/status", Duration::from_secs(10), |r| {
+        r.json()["clusters"][0]["primary"]["address"] == PG_STANDBYS[1].1
+    });
+    assert!(
+        moved.is_some(),
+        "beats did not follow: {}",
+        primary_address(port)
+    );
+    let switched = now_us();
+    sleep(Duration::from_secs(4));
+    assert_eq!(writer_seen_on_standby1("it_pg_failover"), PG_STANDBYS[1].1);
+    let back_from = now_us();
+    lab(&["failback"], &[("DB", "postgres")]);
+    let back = wait_http(port, "/status", Duration::from_secs(10), |r| {
+        r.json()["clusters"][0]["primary"]["address"] == PG_PRIMARY
+    });
+    assert!(
+        back.is_some(),
+        "beats did not come back: {}",
+        primary_address(port)
+    );
+    wait_in_pool(port, &["s1", "s2"]);
+    let (code, log) = recorder.stop();
+    assert_eq!(code, Some(0), "{log}");
+    assert_eq!(writer_seen_on_standby1("it_pg_failover"), PG_PRIMARY);
+    let docs = json_documents(&fired);
+    let moves: Vec<(&str, &str)> = docs
+        .iter()
+        .map(|d| {
+            (
+                d["previous_primary"]["name"].as_str().unwrap(),
+                d["node"]["name"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(moves, [("primary", "s2"), ("s2", "primary")], "{docs:?}");
+    // standby1 against standby2's beats: a second after the switch until the failback.
+    let rows = export_json(&store, &["--replica", "s1"]);
+    let during: Vec<f64> = rows
+        .iter()
+        .filter(|r| {
+            let t = utc_us(r["time_utc"].as_str().unwrap());
+            t > switched + 1_000_000 && t < back_from
+        })
+        .filter_map(|r| r["lag_hi_ms"].as_f64())
+        .collect();
+    assert!(during.len() > 100, "{} rounds", during.len());
+    let max = during.iter().copied().fold(0.0, f64::max);
+    assert!(
+        max < 1000.0,
+        "standby1's lag against the promoted standby reached {max} ms"
+    );
+}
