@@ -234,6 +234,7 @@ cmd_down() {
   local node
   for node in standby2 standby1 primary; do stop_node "$node"; done
   rm -rf "$PG_DIR"
+  rmdir "$LAB_DIR" 2>/dev/null || true
   for node in "${NODES[@]}"; do rm -rf "/tmp/lagtrace-pg-${PORT[$node]}"; done
   say "down"
 }

@@ -272,7 +272,11 @@ cmd_down() {
     done
     rm -f "$(socket_of "$node")"
   done
-  rm -rf "$LAB_DIR"
+  # Everything but the PostgreSQL lab (.lab/pg), which may be running beside this one.
+  if [ -d "$LAB_DIR" ]; then
+    find "$LAB_DIR" -mindepth 1 -maxdepth 1 ! -name pg -exec rm -rf {} +
+    rmdir "$LAB_DIR" 2>/dev/null || true
+  fi
   say "down"
 }
 
