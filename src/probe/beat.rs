@@ -15,12 +15,10 @@
 
 use std::time::Duration;
 
-use mysql_async::Conn;
-use mysql_async::prelude::{Queryable, StatementLike};
 use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, MissedTickBehavior};
 
-use super::conn::{self, Backoff, DbError, FailureRun, timed};
+use super::conn::{self, Backoff, DbError, FailureRun};
 use super::session::Session;
 use crate::clock::Clock;
 use crate::config::{Address, ConnectionConfig, Kind, Secret};
@@ -300,35 +298,6 @@ pub enum RowWrite {
     Stale { row_seq: u64 },
     /// The row does not exist.
     NoRow,
-}
-
-/// Writes beat `seq` into heartbeat row `row` with the guarded UPDATE `stmt` (see
-/// [`update_sql`]); when no row changed, reads the row to tell a missing row from a
-/// newer seq. Shared by the beat writer and `check`.
-pub async fn write_row<S: StatementLike>(
-    c: &mut Conn,
-    stmt: S,
-    database: &str,
-    row: &str,
-    seq: u64,
-    t_send_us: i64,
-    timeout: Duration,
-) -> Result<RowWrite, DbError> {
-    timed(
-        "heartbeat write",
-        timeout,
-        c.exec_drop(stmt, (seq, t_send_us, row, seq)),
-    )
-    .await?;
-    if c.affected_rows() > 0 {
-        return Ok(RowWrite::Written);
-    }
-    Ok(
-        match super::schema::visible_seq(c, database, row, timeout).await? {
-            Some(row_seq) => RowWrite::Stale { row_seq },
-            None => RowWrite::NoRow,
-        },
-    )
 }
 
 /// Connects (filling `conn`) and reads the row's seq.

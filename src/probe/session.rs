@@ -7,7 +7,7 @@ use std::time::Duration;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Statement};
 
-use super::beat::{RowWrite, update_sql, write_row};
+use super::beat::{RowWrite, update_sql};
 use super::conn::{self, DbError, timed};
 use super::{pg, schema};
 use crate::config::{Address, ConnectionConfig, Kind, Secret};
@@ -96,8 +96,8 @@ impl Session {
         }
     }
 
-    /// Writes beat `seq` (sent at `t_send_us`) into row `row` with the prepared UPDATE;
-    /// when no row changed, tells a missing row from a newer seq.
+    /// Writes beat `seq` (sent at `t_send_us`) into row `row` with the prepared guarded
+    /// UPDATE; when no row changed, reads the row to tell a missing row from a newer seq.
     pub async fn write(
         &mut self,
         database: &str,
@@ -106,29 +106,35 @@ impl Session {
         t_send_us: i64,
         timeout: Duration,
     ) -> Result<RowWrite, DbError> {
-        match self {
+        let changed = match self {
             Session::Mysql(c, stmt) => {
-                write_row(c, &*stmt, database, row, seq, t_send_us, timeout).await
+                timed(
+                    "heartbeat write",
+                    timeout,
+                    c.exec_drop(&*stmt, (seq, t_send_us, row, seq)),
+                )
+                .await?;
+                c.affected_rows()
             }
             Session::Postgres(c, stmt) => {
                 let seq_i = i64::try_from(seq).map_err(|_| DbError::Driver {
                     message: format!("beat number {seq} does not fit PostgreSQL's BIGINT"),
                 })?;
-                let changed = timed(
+                timed(
                     "heartbeat write",
                     timeout,
                     c.execute(&*stmt, &[&seq_i, &t_send_us, &row]),
                 )
-                .await?;
-                if changed > 0 {
-                    return Ok(RowWrite::Written);
-                }
-                Ok(match pg::visible_seq(c, database, row, timeout).await? {
-                    Some(row_seq) => RowWrite::Stale { row_seq },
-                    None => RowWrite::NoRow,
-                })
+                .await?
             }
+        };
+        if changed > 0 {
+            return Ok(RowWrite::Written);
         }
+        Ok(match self.visible_seq(database, row, timeout).await? {
+            Some(row_seq) => RowWrite::Stale { row_seq },
+            None => RowWrite::NoRow,
+        })
     }
 
     /// The row's beat number as this server shows it, through the prepared read (a
