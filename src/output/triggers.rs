@@ -579,12 +579,9 @@ impl ClusterEvents {
             if primaries.contains(a) {
                 continue;
             }
-            let source = self.sources.get(n).and_then(|s| self.source_node(s));
-            match source.and_then(|s| primaries.iter().find(|p| *p == s)) {
-                Some(p) => following
-                    .entry(self.node(p).name)
-                    .or_default()
-                    .push(n.clone()),
+            // The source as resolved when it last changed (`follows`), not again here.
+            match self.follows.get(n).and_then(|s| following.get_mut(s)) {
+                Some(followers) => followers.push(n.clone()),
                 None => neither.push(n.clone()),
             }
         }
