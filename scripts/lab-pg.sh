@@ -24,6 +24,8 @@ PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 
 say() { printf 'lab(pg): %s\n' "$*"; }
 die() { printf 'lab(pg): %s\n' "$*" >&2; exit 1; }
+# shellcheck source=scripts/common.sh
+. "$ROOT_DIR/scripts/common.sh"
 
 standby_node() {
   case "$REPLICA" in
@@ -58,34 +60,17 @@ sql() {
     -h "$(socket_dir "$node")" -p "${PORT[$node]}" -U postgres -d postgres -c "$*"
 }
 
-wait_until() { # wait_until DESCRIPTION COMMAND...
-  local what=$1; shift
-  local deadline=$((SECONDS + UP_TIMEOUT_S))
-  until "$@"; do
-    [ $SECONDS -lt $deadline ] || die "timed out after ${UP_TIMEOUT_S}s waiting for $what"
-    sleep 0.2
-  done
-}
-
 install_packages() {
   [ -x "$PG_BIN/postgres" ] && [ -x "$PG_BIN/pg_basebackup" ] && [ -x "$PG_BIN/pgbench" ] && return 0
   [ "$(id -u)" = 0 ] || die "PostgreSQL 15 is not installed; run as root or: sudo apt-get install -y postgresql-15"
   say "installing postgresql-15 (apt-get)"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  # No system-wide cluster: policy-rc.d keeps the package from starting one, and
-  # createcluster.conf from creating it.
-  local policy=/usr/sbin/policy-rc.d created_policy=0
-  if [ ! -e "$policy" ]; then
-    printf '#!/bin/sh\nexit 101\n' >"$policy"; chmod +x "$policy"; created_policy=1
-  fi
+  # No system-wide cluster: createcluster.conf (kept by the install) keeps the package
+  # from creating one, and apt_install_quiet from starting any.
   if [ ! -e /etc/postgresql-common/createcluster.conf ]; then
     mkdir -p /etc/postgresql-common
     echo "create_main_cluster = false" >/etc/postgresql-common/createcluster.conf
   fi
-  apt-get install -y -qq --no-install-recommends -o Dpkg::Options::=--force-confold \
-    postgresql-15 postgresql-client-15 >/dev/null
-  [ $created_policy = 1 ] && rm -f "$policy"
+  apt_install_quiet postgresql-15 postgresql-client-15 || die "apt-get install postgresql-15 failed"
   [ -x "$PG_BIN/postgres" ] || die "apt-get installed postgresql-15 but $PG_BIN/postgres is missing"
 }
 

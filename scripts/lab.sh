@@ -31,6 +31,8 @@ UP_TIMEOUT_S=${UP_TIMEOUT_S:-60}
 
 say() { printf 'lab: %s\n' "$*"; }
 die() { printf 'lab: %s\n' "$*" >&2; exit 1; }
+# shellcheck source=scripts/common.sh
+. "$ROOT_DIR/scripts/common.sh"
 
 replica_node() {
   case "$REPLICA" in
@@ -87,28 +89,12 @@ ping_node() {
   fi
 }
 
-wait_until() { # wait_until DESCRIPTION COMMAND...
-  local what=$1; shift
-  local deadline=$((SECONDS + UP_TIMEOUT_S))
-  until "$@"; do
-    [ $SECONDS -lt $deadline ] || die "timed out after ${UP_TIMEOUT_S}s waiting for $what"
-    sleep 0.2
-  done
-}
-
 install_packages() {
   command -v mariadbd >/dev/null 2>&1 && command -v mariadb >/dev/null 2>&1 && return 0
   [ "$(id -u)" = 0 ] || die "mariadbd is not installed; run as root or: sudo apt-get install -y mariadb-server mariadb-client"
   say "installing mariadb-server (apt-get)"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  # policy-rc.d stops the package from starting the system-wide server on :3306.
-  local policy=/usr/sbin/policy-rc.d created_policy=0
-  if [ ! -e "$policy" ]; then
-    printf '#!/bin/sh\nexit 101\n' >"$policy"; chmod +x "$policy"; created_policy=1
-  fi
-  apt-get install -y -qq --no-install-recommends mariadb-server mariadb-client >/dev/null
-  [ $created_policy = 1 ] && rm -f "$policy"
+  # No service start: the package would start a system-wide server on :3306.
+  apt_install_quiet mariadb-server mariadb-client || die "apt-get install mariadb-server mariadb-client failed"
   command -v mariadbd >/dev/null 2>&1 || die "apt-get installed mariadb-server but mariadbd is not on PATH"
 }
 

@@ -5,6 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 start=$SECONDS
+# shellcheck source=scripts/common.sh
+. scripts/common.sh
 
 command -v cargo >/dev/null || { echo "test: cargo is not installed (https://rustup.rs)" >&2; exit 1; }
 for component in rustfmt clippy; do
@@ -27,19 +29,9 @@ command -v systemd-analyze >/dev/null || missing+=(systemd)
 if [ ${#missing[@]} -gt 0 ]; then
   [ "$(id -u)" = 0 ] || { echo "test: ${missing[*]} missing; run as root or: sudo apt-get install -y ${missing[*]}" >&2; exit 1; }
   echo "test: installing ${missing[*]} (apt-get)"
-  # Install the programs without starting their services (a Prometheus server would
-  # listen on every interface): policy-rc.d refuses service starts during the install.
-  policy=/usr/sbin/policy-rc.d
-  own_policy=false
-  if [ ! -e "$policy" ]; then
-    printf '#!/bin/sh\nexit 101\n' > "$policy" && chmod +x "$policy" && own_policy=true
-  fi
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  status=0
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null || status=$?
-  if $own_policy; then rm -f "$policy"; fi
-  [ "$status" = 0 ] || { echo "test: apt-get install ${missing[*]} failed" >&2; exit 1; }
+  # Without starting their services (a Prometheus server would listen on every
+  # interface).
+  apt_install_quiet "${missing[@]}" || { echo "test: apt-get install ${missing[*]} failed" >&2; exit 1; }
 fi
 
 # The MariaDB lab and the PostgreSQL lab (DB=postgres, which installs postgresql-15
