@@ -4,7 +4,7 @@
 # refuses root) from .lab/pg/. `scripts/lab.sh` and `make` come here with DB=postgres.
 #
 #   scripts/lab-pg.sh up | down | status | is-up | stall | resume | start-lag | stop-lag
-#                     | load | failover | failback
+#                     | load | oltp | failover | failback
 #
 # Ports: primary 127.0.0.1:15432, standbys 15433 (REPLICA=1) and 15434 (REPLICA=2).
 # The superuser `postgres` logs in through the nodes' Unix sockets without a password
@@ -278,6 +278,32 @@ cmd_load() {
   rm -f "$script"
 }
 
+# oltp: pgbench's TPC-B-like write load (5 statements per transaction on 4 tables) at
+# RATE transactions per second (0 = as fast as it goes) from THREADS clients for
+# LOAD_SECONDS on the primary. The tables (scale SCALE, 100000 accounts per unit) are
+# made on first use.
+cmd_oltp() {
+  local rate=${RATE:-200} seconds=${LOAD_SECONDS:-30} threads=${THREADS:-4} scale=${SCALE:-20}
+  local v
+  for v in rate seconds threads scale; do
+    [[ "${!v}" =~ ^[0-9]+$ ]] || die "${v^^} must be a whole number, not '${!v}'"
+  done
+  [ "$seconds" -gt 0 ] && [ "$threads" -gt 0 ] && [ "$scale" -gt 0 ] ||
+    die "LOAD_SECONDS, THREADS and SCALE must be positive"
+  local bench=("$PG_BIN/pgbench" -h "$(socket_dir primary)" -p "${PORT[primary]}" -U postgres)
+  if [ "$(sql primary "SELECT COUNT(*) FROM pg_tables WHERE tablename = 'pgbench_branches'")" != 1 ] ||
+    [ "$(sql primary "SELECT COUNT(*) FROM public.pgbench_branches")" != "$scale" ]; then
+    say "oltp: making pgbench tables at scale $scale"
+    as_pg "${bench[@]}" -i -q -s "$scale" postgres >/dev/null 2>&1 || die "pgbench -i failed"
+  fi
+  local pace=()
+  [ "$rate" -gt 0 ] && pace=(-R "$rate")
+  say "oltp: TPC-B-like at ${rate} tx/s (0 = unthrottled), $threads clients, ${seconds}s on the primary"
+  as_pg "${bench[@]}" -n -c "$threads" -j "$threads" "${pace[@]}" -T "$seconds" postgres \
+    >"$PG_DIR/oltp.log" 2>&1 || die "pgbench failed (see $PG_DIR/oltp.log)"
+  say "oltp: done ($(grep -m1 '^tps' "$PG_DIR/oltp.log"))"
+}
+
 # The node that takes writes now (not in recovery): primary, or standby2 after
 # `failover`.
 writer_node() {
@@ -355,7 +381,8 @@ case "${1:-}" in
   start-lag) set_delay "${LAG:-2s}" ;;
   stop-lag) set_delay 0 ;;
   load) cmd_load ;;
+  oltp) cmd_oltp ;;
   failover) cmd_failover ;;
   failback) cmd_failback ;;
-  *) die "usage: $0 up|down|status|is-up|stall|resume|start-lag|stop-lag|load|failover|failback" ;;
+  *) die "usage: $0 up|down|status|is-up|stall|resume|start-lag|stop-lag|load|oltp|failover|failback" ;;
 esac

@@ -192,26 +192,95 @@ pub struct ChannelStatus {
     pub sql_applying: Option<bool>,
 }
 
-/// The smallest backlog (transactions received but not applied) that counts as one:
-/// status polls come faster while a replica has one, and analysis measures the apply
-/// rate only in backlogs at least this large.
-pub const BACKLOG_MIN_TX: u64 = 20;
+/// What a replication position counts: transactions (MySQL/MariaDB GTIDs) or bytes of
+/// WAL (PostgreSQL LSNs). Rates and backlogs are only ever compared within one unit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProgressUnit {
+    Transactions,
+    WalBytes,
+}
+
+impl ProgressUnit {
+    /// The unit `pos` counts in: WAL bytes for an LSN (`16/B374D848`), which no GTID
+    /// looks like, else transactions.
+    pub fn of(pos: &str) -> ProgressUnit {
+        if lsn_bytes(pos).is_some() {
+            ProgressUnit::WalBytes
+        } else {
+            ProgressUnit::Transactions
+        }
+    }
+
+    /// The smallest backlog (received but not applied) that counts as one: status polls
+    /// come faster while a replica has one, and analysis measures the apply rate only in
+    /// backlogs at least this large. Under a busy load a little is always in flight: a
+    /// few transactions, or a few kB of WAL.
+    pub fn backlog_min(self) -> u64 {
+        match self {
+            ProgressUnit::Transactions => 20,
+            ProgressUnit::WalBytes => 256 * 1024,
+        }
+    }
+
+    /// The unit in JSON keys and text: `tx` or `wal_bytes`.
+    pub fn key(self) -> &'static str {
+        match self {
+            ProgressUnit::Transactions => "tx",
+            ProgressUnit::WalBytes => "wal_bytes",
+        }
+    }
+}
 
 impl ChannelStatus {
-    /// Transactions applied, counted from `gtid_applied_pos` (see [`transactions_in`]).
-    pub fn applied_tx(&self) -> Option<u64> {
-        transactions_in(&self.gtid_applied_pos)
+    /// What this channel's positions count in.
+    pub fn unit(&self) -> ProgressUnit {
+        ProgressUnit::of(&self.gtid_applied_pos)
     }
 
-    /// Transactions received by the IO thread, counted from `gtid_io_pos`.
-    pub fn received_tx(&self) -> Option<u64> {
-        transactions_in(&self.gtid_io_pos)
+    /// Whether this is a PostgreSQL standby's WAL stream (its positions are LSNs):
+    /// its "IO thread" is the WAL receiver and its "SQL thread" is WAL replay.
+    pub fn is_wal_stream(&self) -> bool {
+        self.unit() == ProgressUnit::WalBytes
     }
 
-    /// Transactions received but not yet applied; `None` when a position is unknown.
-    pub fn backlog_tx(&self) -> Option<u64> {
-        Some(self.received_tx()?.saturating_sub(self.applied_tx()?))
+    /// Applied so far, in [`ChannelStatus::unit`]s (see [`progress_in`]).
+    pub fn applied(&self) -> Option<u64> {
+        progress_in(&self.gtid_applied_pos)
     }
+
+    /// Received so far, in [`ChannelStatus::unit`]s.
+    pub fn received(&self) -> Option<u64> {
+        progress_in(&self.gtid_io_pos)
+    }
+
+    /// Received but not yet applied; `None` when a position is unknown.
+    pub fn backlog(&self) -> Option<u64> {
+        Some(self.received()?.saturating_sub(self.applied()?))
+    }
+
+    /// Whether the channel has a backlog of at least [`ProgressUnit::backlog_min`].
+    pub fn in_backlog(&self) -> bool {
+        self.backlog()
+            .is_some_and(|b| b >= self.unit().backlog_min())
+    }
+}
+
+/// How far a position is, in its [`ProgressUnit`]: bytes for a PostgreSQL LSN, else
+/// the transactions a GTID position stands for ([`transactions_in`]).
+pub fn progress_in(pos: &str) -> Option<u64> {
+    lsn_bytes(pos).or_else(|| transactions_in(pos))
+}
+
+/// A PostgreSQL LSN (`16/B374D848`: two hex halves of a 64-bit WAL byte position) as
+/// bytes; `None` when `pos` is not one.
+pub fn lsn_bytes(pos: &str) -> Option<u64> {
+    let (hi, lo) = pos.trim().split_once('/')?;
+    let hex = |h: &str| {
+        (!h.is_empty() && h.len() <= 8 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+            .then(|| u64::from_str_radix(h, 16).ok())
+            .flatten()
+    };
+    Some(hex(hi)? << 32 | hex(lo)?)
 }
 
 /// The number of transactions a GTID position stands for: for MariaDB (`0-1-120,1-5-7`)
@@ -378,5 +447,34 @@ mod tests {
         assert_eq!(transactions_in("0-1"), None);
         assert_eq!(transactions_in("uuid:9-3"), None);
         assert_eq!(transactions_in("x-1-2"), None);
+    }
+
+    #[test]
+    fn lsns_count_wal_bytes() {
+        assert_eq!(lsn_bytes("0/3000148"), Some(0x300_0148));
+        assert_eq!(lsn_bytes("16/B374D848"), Some(0x16_B374_D848));
+        assert_eq!(lsn_bytes(" 1/0 "), Some(1 << 32));
+        for not in ["", "0-1-120", "/5", "1/", "g/1", "123456789/0", "1/2/3"] {
+            assert_eq!(lsn_bytes(not), None, "{not}");
+        }
+        assert_eq!(progress_in("0/10"), Some(16));
+        assert_eq!(progress_in("0-1-120"), Some(120));
+        assert_eq!(ProgressUnit::of("0/10"), ProgressUnit::WalBytes);
+        assert_eq!(ProgressUnit::of("0-1-120"), ProgressUnit::Transactions);
+        assert_eq!(ProgressUnit::of(""), ProgressUnit::Transactions);
+        let pg = ChannelStatus {
+            gtid_io_pos: "0/80000".into(),
+            gtid_applied_pos: "0/40000".into(),
+            ..ChannelStatus::running()
+        };
+        assert!(pg.is_wal_stream());
+        assert_eq!(pg.backlog(), Some(0x40000));
+        assert!(pg.in_backlog());
+        let mysql = ChannelStatus {
+            gtid_io_pos: "0-1-100".into(),
+            gtid_applied_pos: "0-1-90".into(),
+            ..ChannelStatus::running()
+        };
+        assert!(!mysql.is_wal_stream() && !mysql.in_backlog());
     }
 }

@@ -5,7 +5,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::thread::sleep;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
@@ -28,59 +28,6 @@ fn setup_with(dir: &TempDir, cluster: &str, record_keys: &str) -> PathBuf {
 /// A recording of `seconds` with `--duration`.
 fn record(config: &Path, store: &Path, seconds: u32) -> Child {
     start_record(config, store, &["--duration", &format!("{seconds}s")])
-}
-
-/// A lab script running in its own process group (a load: the script and the sysbench
-/// it starts), killed whole when dropped, so a failing test leaves no load behind.
-struct Background(Child);
-
-impl Background {
-    fn start(args: &[&str], env: &[(&str, &str)]) -> Background {
-        use std::os::unix::process::CommandExt;
-        let child = Command::new(repo_root().join("scripts/lab.sh"))
-            .args(args)
-            .envs(env.iter().copied())
-            .process_group(0)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start a lab load");
-        Background(child)
-    }
-
-    /// Waits for the script to end by itself, failing the test unless it exited 0.
-    fn wait_ok(mut self) {
-        let status = self.0.wait().unwrap();
-        assert!(status.success(), "the lab load failed: {}", self.stderr());
-    }
-
-    /// Fails the test if the script already ended (a load that died early), else stops
-    /// it (when dropped).
-    fn stop_running(mut self) {
-        if let Some(status) = self.0.try_wait().unwrap() {
-            panic!("the lab load ended early ({status}): {}", self.stderr());
-        }
-    }
-
-    /// What the script wrote on stderr, once it has ended.
-    fn stderr(&mut self) -> String {
-        let mut text = String::new();
-        if let Some(mut e) = self.0.stderr.take() {
-            let _ = std::io::Read::read_to_string(&mut e, &mut text);
-        }
-        text
-    }
-}
-
-impl Drop for Background {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            let _ = Command::new("kill")
-                .args(["-TERM", "--", &format!("-{}", self.0.id())])
-                .status();
-        }
-        let _ = self.0.wait();
-    }
 }
 
 /// Runs lagtrace with `args`, expecting success; returns stdout.

@@ -5,9 +5,10 @@
 //! - replay rate (lag series): while a replica has a backlog it applies `r = 1 + vector`
 //!   seconds of primary writes per second; the highest average rate through a catch-up
 //!   is `C`;
-//! - throughput (status samples' GTID positions): `C = μ/λ`, the transactions applied
-//!   per second while the replica works off a backlog (μ) over the transactions arriving
-//!   per second outside episodes (λ);
+//! - throughput (status samples' positions: GTIDs, or LSNs on PostgreSQL): `C = μ/λ`,
+//!   the transactions (WAL bytes) applied per second while the replica works off a
+//!   backlog (μ) over the transactions (WAL bytes) arriving per second outside episodes
+//!   (λ);
 //! - busy fraction (the SQL thread's state string): the share of samples in which it
 //!   was applying, outside episodes; at a steady load `1/busy` estimates `C`. It is only
 //!   indicative: a state sampled once per poll misses short transactions, and on real
@@ -15,7 +16,7 @@
 
 use super::episodes::Episode;
 use super::series::LagPoint;
-use crate::samples::{BACKLOG_MIN_TX, StatusSample};
+use crate::samples::{ProgressUnit, StatusSample};
 
 /// Which estimator a [`Planning`] figure comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,22 +101,24 @@ impl BusyFraction {
     }
 }
 
-/// Capacity from applied-transaction throughput, `C = μ/λ`.
+/// Capacity from applied throughput, `C = μ/λ`. Rates and amounts count in `unit`:
+/// transactions (MySQL/MariaDB) or WAL bytes (PostgreSQL).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Throughput {
-    /// `apply_tx_per_s / arrival_tx_per_s`.
+    /// `apply_per_s / arrival_per_s`.
     pub capacity: f64,
-    /// μ: transactions applied per second while working off a backlog.
-    pub apply_tx_per_s: f64,
-    /// λ: transactions arriving per second outside episodes.
-    pub arrival_tx_per_s: f64,
-    /// Backlog drains that qualified, the transactions applied in them and their total
+    pub unit: ProgressUnit,
+    /// μ: units applied per second while working off a backlog.
+    pub apply_per_s: f64,
+    /// λ: units arriving per second outside episodes.
+    pub arrival_per_s: f64,
+    /// Backlog drains that qualified, the units applied in them and their total
     /// length, µs.
     pub drains: usize,
-    pub drain_tx: u64,
+    pub drained: u64,
     pub drain_us: i64,
-    /// Transactions that arrived outside episodes, over this long, µs.
-    pub arrival_tx: u64,
+    /// Units that arrived outside episodes, over this long, µs.
+    pub arrived: u64,
     pub arrival_us: i64,
 }
 
@@ -129,10 +132,12 @@ pub const MIN_ARRIVAL_US: i64 = 5_000_000;
 /// down, or polls failed in between).
 pub const MAX_STEP_US: i64 = 5_000_000;
 
-/// One status sample's transaction counts, at the middle of its poll.
+/// One status sample's positions as counts (transactions or WAL bytes), at the middle
+/// of its poll.
 #[derive(Debug, Clone, Copy)]
 struct Counts {
     t_us: i64,
+    unit: ProgressUnit,
     applied: u64,
     /// Received by the IO thread; `applied` when the server does not say.
     received: u64,
@@ -143,11 +148,12 @@ struct Counts {
 impl Counts {
     fn of(s: &StatusSample) -> Option<Counts> {
         let c = s.main_channel()?;
-        let applied = c.applied_tx()?;
+        let applied = c.applied()?;
         Some(Counts {
             t_us: s.t_us + i64::from(s.duration_us) / 2,
+            unit: c.unit(),
             applied,
-            received: c.received_tx().map_or(applied, |r| r.max(applied)),
+            received: c.received().map_or(applied, |r| r.max(applied)),
             sql_running: c.sql_running,
             io_running: c.io == crate::samples::IoState::Yes,
         })
@@ -162,8 +168,8 @@ impl Counts {
 /// same replica's lag series; `None` without a qualifying drain or without
 /// [`MIN_ARRIVAL_US`] outside episodes.
 ///
-/// A drain runs from the peak of a backlog (transactions received but not applied) to the
-/// last sample that still had [`BACKLOG_MIN_TX`] or more, with the SQL thread running
+/// A drain runs from the peak of a backlog (received but not applied) to the last sample
+/// that still had [`ProgressUnit::backlog_min`] or more, with the SQL thread running
 /// throughout: the applier cannot have idled in it, so its rate is μ. (A smaller
 /// backlog does not count: under a busy load a few transactions are always in flight,
 /// and the samples after a catch-up would stretch the drain with idle time.)
@@ -182,10 +188,12 @@ pub struct ThroughputFinder<'e> {
     run: Option<(Counts, usize, usize, Counts)>,
     prev: Option<Counts>,
     drains: usize,
-    drain_tx: u64,
+    drained: u64,
     drain_us: i64,
-    arrival_tx: u64,
+    arrived: u64,
     arrival_us: i64,
+    /// The unit of the first sample with positions; samples in another are skipped.
+    unit: Option<ProgressUnit>,
 }
 
 impl<'e> ThroughputFinder<'e> {
@@ -196,10 +204,11 @@ impl<'e> ThroughputFinder<'e> {
             run: None,
             prev: None,
             drains: 0,
-            drain_tx: 0,
+            drained: 0,
             drain_us: 0,
-            arrival_tx: 0,
+            arrived: 0,
             arrival_us: 0,
+            unit: None,
         }
     }
 
@@ -208,7 +217,10 @@ impl<'e> ThroughputFinder<'e> {
         let Some(c) = Counts::of(s) else {
             return;
         };
-        let in_run = |c: &Counts| c.sql_running && c.backlog() >= BACKLOG_MIN_TX;
+        if *self.unit.get_or_insert(c.unit) != c.unit {
+            return;
+        }
+        let in_run = |c: &Counts| c.sql_running && c.backlog() >= c.unit.backlog_min();
         match &mut self.run {
             Some((peak, len, at, last)) if in_run(&c) && c.t_us - last.t_us <= MAX_STEP_US => {
                 if c.backlog() > peak.backlog() {
@@ -242,7 +254,7 @@ impl<'e> ThroughputFinder<'e> {
             && last.applied > first.applied
         {
             self.drains += 1;
-            self.drain_tx += last.applied - first.applied;
+            self.drained += last.applied - first.applied;
             self.drain_us += span;
         }
     }
@@ -260,7 +272,7 @@ impl<'e> ThroughputFinder<'e> {
         let Some(arrived) = b.received.checked_sub(a.received) else {
             return;
         };
-        self.arrival_tx += arrived;
+        self.arrived += arrived;
         self.arrival_us += step;
     }
 
@@ -268,19 +280,20 @@ impl<'e> ThroughputFinder<'e> {
     /// outside episodes.
     pub fn finish(mut self) -> Option<Throughput> {
         self.end_run();
-        if self.drains == 0 || self.arrival_us < MIN_ARRIVAL_US || self.arrival_tx == 0 {
+        if self.drains == 0 || self.arrival_us < MIN_ARRIVAL_US || self.arrived == 0 {
             return None;
         }
-        let apply_tx_per_s = self.drain_tx as f64 * 1e6 / self.drain_us as f64;
-        let arrival_tx_per_s = self.arrival_tx as f64 * 1e6 / self.arrival_us as f64;
+        let apply_per_s = self.drained as f64 * 1e6 / self.drain_us as f64;
+        let arrival_per_s = self.arrived as f64 * 1e6 / self.arrival_us as f64;
         Some(Throughput {
-            capacity: apply_tx_per_s / arrival_tx_per_s,
-            apply_tx_per_s,
-            arrival_tx_per_s,
+            capacity: apply_per_s / arrival_per_s,
+            unit: self.unit?,
+            apply_per_s,
+            arrival_per_s,
             drains: self.drains,
-            drain_tx: self.drain_tx,
+            drained: self.drained,
             drain_us: self.drain_us,
-            arrival_tx: self.arrival_tx,
+            arrived: self.arrived,
             arrival_us: self.arrival_us,
         })
     }
@@ -573,8 +586,8 @@ mod tests {
         assert!((busy.capacity().unwrap() - 4.0).abs() < 0.2);
         let tp = throughput(&status, &eps).unwrap();
         assert!((tp.capacity - 4.0).abs() < 0.1, "{tp:?}");
-        assert!((tp.apply_tx_per_s - 400.0).abs() < 5.0, "{tp:?}");
-        assert!((tp.arrival_tx_per_s - 100.0).abs() < 1.0, "{tp:?}");
+        assert!((tp.apply_per_s - 400.0).abs() < 5.0, "{tp:?}");
+        assert!((tp.arrival_per_s - 100.0).abs() < 1.0, "{tp:?}");
         assert_eq!(tp.drains, 1);
         // Planning takes the throughput figure: saturation 1/C, a day replays in 6 h,
         // headroom 3; the catch-up's when there is no throughput figure.

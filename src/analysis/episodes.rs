@@ -45,6 +45,10 @@ impl Episode {
 pub enum Cause {
     SqlStopped,
     IoStopped,
+    /// PostgreSQL: WAL replay paused (`pg_wal_replay_pause()`), its SQL thread stopped.
+    ReplayPaused,
+    /// PostgreSQL: the WAL receiver is not streaming, its IO thread stopped.
+    WalReceiverStopped,
     SqlError {
         errno: u32,
         message: String,
@@ -67,6 +71,8 @@ impl Cause {
         match self {
             Cause::SqlStopped => "sql_thread_stopped",
             Cause::IoStopped => "io_thread_stopped",
+            Cause::ReplayPaused => "replay_paused",
+            Cause::WalReceiverStopped => "wal_receiver_stopped",
             Cause::SqlError { .. } => "sql_error",
             Cause::IoError { .. } => "io_error",
             Cause::IntendedDelay { .. } => "intended_delay",
@@ -80,6 +86,8 @@ impl fmt::Display for Cause {
         match self {
             Cause::SqlStopped => f.write_str("SQL thread stopped"),
             Cause::IoStopped => f.write_str("IO thread stopped"),
+            Cause::ReplayPaused => f.write_str("replay paused"),
+            Cause::WalReceiverStopped => f.write_str("WAL receiver not streaming"),
             Cause::SqlError { errno, message } => write!(f, "SQL error {errno}: {message}"),
             Cause::IoError { errno, message } => write!(f, "IO error {errno}: {message}"),
             Cause::IntendedDelay { seconds } => write!(f, "intended delay {seconds} s"),
@@ -280,8 +288,13 @@ fn hints(c: &crate::samples::ChannelStatus, out: &mut Vec<Cause>) {
             out.push(cause);
         }
     };
+    let wal = c.is_wal_stream();
     if !c.sql_running {
-        add(Cause::SqlStopped);
+        add(if wal {
+            Cause::ReplayPaused
+        } else {
+            Cause::SqlStopped
+        });
         if c.last_sql_errno != 0 {
             add(Cause::SqlError {
                 errno: c.last_sql_errno,
@@ -290,7 +303,11 @@ fn hints(c: &crate::samples::ChannelStatus, out: &mut Vec<Cause>) {
         }
     }
     if c.io != IoState::Yes {
-        add(Cause::IoStopped);
+        add(if wal {
+            Cause::WalReceiverStopped
+        } else {
+            Cause::IoStopped
+        });
         if c.last_io_errno != 0 {
             add(Cause::IoError {
                 errno: c.last_io_errno,

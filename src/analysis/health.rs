@@ -81,6 +81,10 @@ pub enum Reason {
     IoStopped { errno: u32 },
     /// The SQL thread is not running; last SQL error number.
     SqlStopped { errno: u32 },
+    /// PostgreSQL: WAL replay is paused.
+    ReplayPaused,
+    /// PostgreSQL: the WAL receiver is not streaming.
+    WalReceiverDown,
     /// No read for this long (µs).
     Stale { age_us: i64 },
 }
@@ -96,6 +100,8 @@ impl fmt::Display for Reason {
             Reason::IoStopped { errno } => write!(f, "IO thread not running (error {errno})"),
             Reason::SqlStopped { errno: 0 } => f.write_str("SQL thread stopped"),
             Reason::SqlStopped { errno } => write!(f, "SQL thread stopped (error {errno})"),
+            Reason::ReplayPaused => f.write_str("replay paused"),
+            Reason::WalReceiverDown => f.write_str("WAL receiver not streaming"),
             Reason::Stale { age_us } => write!(f, "no read for {:.1} s", s(*age_us)),
         }
     }
@@ -110,6 +116,8 @@ impl Reason {
             Reason::Unreachable { .. } => "unreachable",
             Reason::IoStopped { .. } => "io_stopped",
             Reason::SqlStopped { .. } => "sql_stopped",
+            Reason::ReplayPaused => "replay_paused",
+            Reason::WalReceiverDown => "wal_receiver_down",
             Reason::Stale { .. } => "stale",
         }
     }
@@ -134,6 +142,9 @@ pub struct Health {
     lag_us: i64,
     io: Option<u32>,
     sql: Option<u32>,
+    /// The last status was a PostgreSQL standby's: its threads are the WAL receiver
+    /// and replay.
+    wal: bool,
     sql_delay_us: i64,
     state: Option<(Pool, i64, Reason)>,
     pending_since_us: Option<i64>,
@@ -149,6 +160,7 @@ impl Health {
             lag_us: 0,
             io: None,
             sql: None,
+            wal: false,
             sql_delay_us: 0,
             state: None,
             pending_since_us: None,
@@ -200,6 +212,7 @@ impl Health {
                 Some(c) => {
                     self.io = (c.io != IoState::Yes).then_some(c.last_io_errno);
                     self.sql = (!c.sql_running).then_some(c.last_sql_errno);
+                    self.wal = c.is_wal_stream();
                     self.sql_delay_us = i64::from(c.sql_delay_s) * 1_000_000;
                 }
                 // Not replicating at all: both threads are effectively stopped.
@@ -247,9 +260,17 @@ impl Health {
                 age_us: now_us - last,
             }
         } else if let Some(errno) = self.io {
-            Reason::IoStopped { errno }
+            if self.wal {
+                Reason::WalReceiverDown
+            } else {
+                Reason::IoStopped { errno }
+            }
         } else if let Some(errno) = self.sql {
-            Reason::SqlStopped { errno }
+            if self.wal {
+                Reason::ReplayPaused
+            } else {
+                Reason::SqlStopped { errno }
+            }
         } else if self.gate.is_over() {
             Reason::Lagging {
                 lag_us: self.lag_us,

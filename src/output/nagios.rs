@@ -175,13 +175,20 @@ fn threads_note(channels: &[ChannelStatus]) -> String {
         return String::new();
     };
     let mut notes = Vec::new();
-    match c.io {
-        IoState::Yes => {}
-        IoState::No => notes.push(errno("IO thread stopped", c.last_io_errno)),
-        IoState::Connecting => notes.push(errno("IO thread connecting", c.last_io_errno)),
+    let wal = c.is_wal_stream();
+    match (c.io, wal) {
+        (IoState::Yes, _) => {}
+        (IoState::No, false) => notes.push(errno("IO thread stopped", c.last_io_errno)),
+        (IoState::Connecting, false) => notes.push(errno("IO thread connecting", c.last_io_errno)),
+        (IoState::No, true) => notes.push("WAL receiver not streaming".to_string()),
+        (IoState::Connecting, true) => notes.push("WAL receiver connecting".to_string()),
     }
     if !c.sql_running {
-        notes.push(errno("SQL thread stopped", c.last_sql_errno));
+        notes.push(if wal {
+            "replay paused".to_string()
+        } else {
+            errno("SQL thread stopped", c.last_sql_errno)
+        });
     }
     if notes.is_empty() {
         String::new()

@@ -12,6 +12,7 @@ use crate::analysis::report::{ClusterReport, Gap, LagSummary, ReplicaReport, Set
 use crate::analysis::stats::{Distribution, Percentiles};
 use crate::clock::format_utc_us;
 use crate::clock::ms;
+use crate::samples::ProgressUnit;
 use crate::store::events::RecordedEvent;
 
 /// How `analyze` prints its report.
@@ -29,6 +30,15 @@ pub const SCHEMA_VERSION: u32 = 2;
 /// How many gaps and episodes the text lists per replica (the longest / first ones);
 /// JSON lists them all.
 pub const TEXT_LIST_LIMIT: usize = 10;
+
+/// A throughput for people: `412.3 tx/s`, or WAL as `1.84 MB/s` (decimal units).
+fn rate(per_s: f64, unit: ProgressUnit) -> String {
+    match unit {
+        ProgressUnit::Transactions => format!("{per_s:.1} tx/s"),
+        ProgressUnit::WalBytes if per_s >= 1e6 => format!("{:.2} MB/s of WAL", per_s / 1e6),
+        ProgressUnit::WalBytes => format!("{:.1} kB/s of WAL", per_s / 1e3),
+    }
+}
 
 /// A duration for people: `0.84 ms`, `12.3 ms`, `4.21 s`, `3 m 05 s`, `2 h 10 m`, `3 d 04 h`.
 pub fn human_us(us: i64) -> String {
@@ -464,18 +474,18 @@ fn capacity_text(out: &mut String, r: &ReplicaReport) {
     let _ = match &r.throughput {
         Some(t) => writeln!(
             out,
-            "              from throughput: C = {:.2} (applied {:.1} tx/s over {} backlog drain(s), {}; \
-             arrivals {:.1} tx/s over {} outside episodes)",
+            "              from throughput: C = {:.2} (applied {} over {} backlog drain(s), {}; \
+             arrivals {} over {} outside episodes)",
             t.capacity,
-            t.apply_tx_per_s,
+            rate(t.apply_per_s, t.unit),
             t.drains,
             human_us(t.drain_us),
-            t.arrival_tx_per_s,
+            rate(t.arrival_per_s, t.unit),
             human_us(t.arrival_us),
         ),
         None => writeln!(
             out,
-            "              from throughput: not enough data (needs GTID positions, a backlog \
+            "              from throughput: not enough data (needs GTID positions or LSNs, a backlog \
              drain of 1 s or more and {} s outside episodes)",
             crate::analysis::capacity::MIN_ARRIVAL_US / 1_000_000
         ),
@@ -618,12 +628,13 @@ fn replica_json(r: &ReplicaReport) -> Value {
             })),
             "throughput": r.throughput.map(|t| json!({
                 "capacity": t.capacity,
-                "apply_tx_per_s": t.apply_tx_per_s,
-                "arrival_tx_per_s": t.arrival_tx_per_s,
+                "unit": t.unit.key(),
+                format!("apply_{}_per_s", t.unit.key()): t.apply_per_s,
+                format!("arrival_{}_per_s", t.unit.key()): t.arrival_per_s,
                 "drains": t.drains,
-                "drain_tx": t.drain_tx,
+                format!("drain_{}", t.unit.key()): t.drained,
                 "drain_s": s(t.drain_us),
-                "arrival_tx": t.arrival_tx,
+                format!("arrival_{}", t.unit.key()): t.arrived,
                 "arrival_s": s(t.arrival_us),
             })),
             "busy": r.busy.map(|b| json!({

@@ -155,7 +155,8 @@ pub struct SplitDoc {
 /// A replica's live check, as `replica_down` and `replica_up` carry it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CheckDoc {
-    /// `healthy`, `lagging`, `unreachable`, `io_stopped`, `sql_stopped`, `stale`.
+    /// `healthy`, `lagging`, `unreachable`, `io_stopped`, `sql_stopped`, `stale`;
+    /// for PostgreSQL `wal_receiver_down` and `replay_paused` in place of the threads'.
     pub reason: String,
     pub detail: String,
     pub lag_lo_ms: Option<f64>,

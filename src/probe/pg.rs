@@ -214,7 +214,9 @@ pub async fn apply(
 /// A standby's replication as one status poll sees it: its WAL receiver as the
 /// channel (`source` its sender, `io` whether it streams), replay paused as the SQL
 /// thread stopped, `recovery_min_apply_delay` as the intended delay (rounded up to
-/// whole seconds); and whether the server takes writes (not in recovery). A primary
+/// whole seconds), the received and replayed LSNs as the positions (text, `16/B374D848`:
+/// capacity counts them in WAL bytes), and the startup process's wait event as whether
+/// replay is applying; and whether the server takes writes (not in recovery). A primary
 /// has no channel. PostgreSQL has no Seconds_Behind_Master: it stays unknown.
 pub async fn status(
     c: &Client,
@@ -224,7 +226,9 @@ pub async fn status(
     const SQL: &str = "SELECT pg_is_in_recovery(), \
         CASE WHEN pg_is_in_recovery() THEN pg_is_wal_replay_paused() ELSE false END, \
         (SELECT setting::bigint FROM pg_settings WHERE name = 'recovery_min_apply_delay'), \
-        r.status, r.sender_host, r.sender_port \
+        r.status, r.sender_host, r.sender_port, \
+        pg_last_wal_receive_lsn()::text, pg_last_wal_replay_lsn()::text, \
+        (SELECT wait_event FROM pg_stat_activity WHERE backend_type = 'startup' LIMIT 1) \
         FROM (SELECT 1) AS one LEFT JOIN pg_stat_wal_receiver AS r ON true";
     let row = timed("status poll", timeout, c.query_one(SQL, &[])).await?;
     let in_recovery: bool = row.get(0);
@@ -236,6 +240,9 @@ pub async fn status(
     let receiver: Option<String> = row.get(3);
     let host: Option<String> = row.get(4);
     let port: Option<i32> = row.get(5);
+    let received: Option<String> = row.get(6);
+    let replayed: Option<String> = row.get(7);
+    let wait_event: Option<String> = row.get(8);
     let channel = ChannelStatus {
         channel: String::new(),
         source: match (host, port) {
@@ -254,12 +261,31 @@ pub async fn status(
         last_io_error: String::new(),
         last_sql_errno: 0,
         last_sql_error: String::new(),
-        gtid_io_pos: String::new(),
-        gtid_applied_pos: String::new(),
+        gtid_io_pos: received.unwrap_or_default(),
+        gtid_applied_pos: replayed.unwrap_or_default(),
         relay_log_space: 0,
-        sql_applying: None,
+        sql_applying: replay_applying(paused, wait_event.as_deref()),
     };
     Ok((vec![channel], false))
+}
+
+/// Whether WAL replay is applying, from the startup process's wait event: waiting for
+/// WAL to arrive, for an intended delay or while paused is not applying; no wait event
+/// or an I/O wait is. `None` while paused.
+fn replay_applying(paused: bool, wait_event: Option<&str>) -> Option<bool> {
+    if paused {
+        return None;
+    }
+    let idle = matches!(
+        wait_event,
+        Some(
+            "RecoveryWalStream"
+                | "RecoveryApplyDelay"
+                | "RecoveryPause"
+                | "RecoveryRetrieveRetryInterval"
+        )
+    );
+    Some(!idle)
 }
 
 #[cfg(test)]
@@ -277,5 +303,20 @@ mod tests {
         assert!(p.last().unwrap().contains("ON CONFLICT DO NOTHING"));
         // Up to date: only the schema's own bookkeeping.
         assert_eq!(plan("lagtrace", 1).len(), 3);
+    }
+
+    #[test]
+    fn replay_applies_unless_it_waits_for_wal_a_delay_or_a_pause() {
+        assert_eq!(replay_applying(false, None), Some(true));
+        assert_eq!(replay_applying(false, Some("WALRead")), Some(true));
+        assert_eq!(
+            replay_applying(false, Some("RecoveryWalStream")),
+            Some(false)
+        );
+        assert_eq!(
+            replay_applying(false, Some("RecoveryApplyDelay")),
+            Some(false)
+        );
+        assert_eq!(replay_applying(true, None), None);
     }
 }

@@ -14,7 +14,7 @@ use super::beat::MAX_BACKOFF;
 use super::conn::{self, Backoff, DbError, FailureRun, column_string, timed};
 use crate::clock::Clock;
 use crate::config::{Address, ConnectionConfig, Kind, Secret};
-use crate::samples::{BACKLOG_MIN_TX, ChannelStatus, IoState, Outcome, Sample, StatusSample};
+use crate::samples::{ChannelStatus, IoState, Outcome, Sample, StatusSample};
 
 /// The status period while a replica works off a backlog.
 pub const BACKLOG_EVERY: Duration = Duration::from_millis(100);
@@ -38,8 +38,8 @@ pub struct Poller {
 /// uniformly over [0.5, 1.5) x `every`: the busy fraction is estimated from what the
 /// polls see, and a poll on a fixed period aliases with periodic work on the primary
 /// (batches every second, a load paced in 100 ms ticks) and sees one phase of it only.
-/// While the last poll showed a backlog of at least [`BACKLOG_MIN_TX`] transactions,
-/// polls come every [`BACKLOG_EVERY`] at most: the apply rate while a backlog drains is
+/// While the last poll showed a backlog (at least
+/// [`crate::samples::ProgressUnit::backlog_min`]), polls come every [`BACKLOG_EVERY`] at most: the apply rate while a backlog drains is
 /// what capacity is measured from, and a drain often lasts only seconds.
 pub async fn run(p: Poller, out: mpsc::Sender<Sample>, mut shutdown: watch::Receiver<bool>) {
     let mut jitter = Jitter::new(p.clock.now_us() as u64 ^ u64::from(p.replica_id) << 32);
@@ -98,8 +98,7 @@ pub async fn run(p: Poller, out: mpsc::Sender<Sample>, mut shutdown: watch::Rece
                 }
             }
         };
-        let backlog = status.main_channel().and_then(|c| c.backlog_tx());
-        every = if backlog.is_some_and(|b| b >= BACKLOG_MIN_TX) {
+        every = if status.main_channel().is_some_and(|c| c.in_backlog()) {
             p.every.min(BACKLOG_EVERY)
         } else {
             p.every

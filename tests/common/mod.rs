@@ -4,7 +4,7 @@
 pub mod proxy;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -617,4 +617,58 @@ pub fn json_documents(file: &Path) -> Vec<serde_json::Value> {
         .into_iter::<serde_json::Value>()
         .map(|v| v.expect("a whole JSON document per run"))
         .collect()
+}
+
+/// A lab script running in its own process group (a load: the script and the sysbench
+/// or pgbench it starts), killed whole when dropped, so a failing test leaves no load
+/// behind.
+pub struct Background(Child);
+
+impl Background {
+    pub fn start(args: &[&str], env: &[(&str, &str)]) -> Background {
+        use std::os::unix::process::CommandExt;
+        let child = Command::new(repo_root().join("scripts/lab.sh"))
+            .args(args)
+            .envs(env.iter().copied())
+            .process_group(0)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start a lab load");
+        Background(child)
+    }
+
+    /// Waits for the script to end by itself, failing the test unless it exited 0.
+    pub fn wait_ok(mut self) {
+        let status = self.0.wait().unwrap();
+        assert!(status.success(), "the lab load failed: {}", self.stderr());
+    }
+
+    /// Fails the test if the script already ended (a load that died early), else stops
+    /// it (when dropped).
+    pub fn stop_running(mut self) {
+        if let Some(status) = self.0.try_wait().unwrap() {
+            panic!("the lab load ended early ({status}): {}", self.stderr());
+        }
+    }
+
+    /// What the script wrote on stderr, once it has ended.
+    fn stderr(&mut self) -> String {
+        let mut text = String::new();
+        if let Some(mut e) = self.0.stderr.take() {
+            let _ = std::io::Read::read_to_string(&mut e, &mut text);
+        }
+        text
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = Command::new("kill")
+                .args(["-TERM", "--", &format!("-{}", self.0.id())])
+                .status();
+        }
+        let _ = self.0.wait();
+    }
 }
