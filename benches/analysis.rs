@@ -106,6 +106,7 @@ fn build(path: &Path, seconds: i64) {
         appender.add(Sample::Status {
             replica: ids[1],
             status: StatusSample {
+                postgres: None,
                 t_us,
                 duration_us: 400,
                 outcome: Outcome::Ok,

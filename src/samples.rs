@@ -362,6 +362,26 @@ pub struct StatusSample {
     pub reason: Option<String>,
     /// Every channel; empty when the poll failed or the server replicates from nothing.
     pub channels: Vec<ChannelStatus>,
+    /// A PostgreSQL standby's own figures; `None` for MySQL/MariaDB and when unread.
+    #[serde(default)]
+    pub postgres: Option<PgFigures>,
+}
+
+/// PostgreSQL's own figures for a standby at one status poll, stored and shown beside
+/// lagtrace's measurements and never used as lag: the replay timestamp is the
+/// primary's clock, and `pg_stat_replication`'s lags are measured only while WAL
+/// flows (NULL on an idle primary) and only up to the standby's last reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct PgFigures {
+    /// `pg_last_xact_replay_timestamp()`: when the last replayed transaction committed
+    /// on the primary, UTC µs by the primary's clock; `None` before one.
+    pub replay_commit_us: Option<i64>,
+    /// The standby's row in its sender's `pg_stat_replication` (matched by
+    /// application_name): `write_lag`, `flush_lag` and `replay_lag`, µs; `None` when
+    /// NULL, or when the row could not be read or was not one.
+    pub write_lag_us: Option<i64>,
+    pub flush_lag_us: Option<i64>,
+    pub replay_lag_us: Option<i64>,
 }
 
 impl StatusSample {

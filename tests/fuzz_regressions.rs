@@ -5,9 +5,9 @@
 
 use std::path::PathBuf;
 
-use lagtrace::samples::{ChannelStatus, IoState, Outcome, StatusSample};
+use lagtrace::samples::{ChannelStatus, IoState, Outcome, PgFigures, StatusSample};
 use lagtrace::store::codec::{
-    Span, SpanChunk, StatusChunk, decode_spans_each, decode_status, encode_spans, encode_status,
+    Span, SpanChunk, decode_spans_each, encode_spans, status_from_bytes, status_to_bytes,
 };
 use lagtrace::xorshift::XorShift;
 
@@ -19,9 +19,7 @@ fn span_chunk(data: &[u8]) {
 }
 
 fn status_chunk(data: &[u8]) {
-    if let Ok(chunk) = postcard::from_bytes::<StatusChunk>(data) {
-        let _ = decode_status(&chunk);
-    }
+    let _ = status_from_bytes(data);
 }
 
 fn config(data: &[u8]) {
@@ -114,6 +112,14 @@ fn mutated_chunks_decode_or_fail_cleanly() {
     let spans = encode_spans(&spans).to_bytes().unwrap();
     let status: Vec<StatusSample> = (0..60i64)
         .map(|k| StatusSample {
+            // Every third sample a PostgreSQL standby's figures, so that mutations
+            // reach the trailer after the chunk too.
+            postgres: (k % 3 == 0).then_some(PgFigures {
+                replay_commit_us: Some(1_700_000_000_000_000 + k * 1_000_000 - 700),
+                write_lag_us: Some(100 + k),
+                flush_lag_us: None,
+                replay_lag_us: Some(900),
+            }),
             t_us: 1_000_000 + k * 1_000_000,
             duration_us: 400,
             outcome: Outcome::Ok,
@@ -140,7 +146,7 @@ fn mutated_chunks_decode_or_fail_cleanly() {
             }],
         })
         .collect();
-    let status = postcard::to_stdvec(&encode_status(&status)).unwrap();
+    let status = status_to_bytes(&status).unwrap();
     let example =
         std::fs::read(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("lagtrace.example.toml"))
             .unwrap();

@@ -216,6 +216,16 @@ fn steady_standbys_lag_under_2_ms_with_true_bounds() {
         let p50 = s["lag"]["percentiles"]["p50_ms"].as_f64().unwrap();
         assert!(p50 < 2.0, "{name}: median lag {p50} ms");
         assert_eq!(s["episodes"].as_array().unwrap().len(), 0, "{s}");
+        // PostgreSQL's own figures are stored and shown beside lagtrace's: its
+        // replay_lag from the sender's pg_stat_replication (beats keep WAL flowing, so
+        // it is not NULL) and the replay timestamp's age.
+        let pg = &s["postgres"];
+        eprintln!("{name}: lagtrace p50 {p50} ms; postgres {pg}");
+        assert!(pg["samples"].as_u64().unwrap() >= 10, "{pg}");
+        for figure in ["replay_lag", "replay_age"] {
+            let p50 = pg[figure]["p50_ms"].as_f64();
+            assert!(p50.is_some_and(|v| v < 1000.0), "{figure}: {pg}");
+        }
     }
     let rows = export_json(&store, &[]);
     let bounded: Vec<_> = rows.iter().filter(|r| r["lag_kind"] == "bounded").collect();
@@ -281,6 +291,10 @@ fn a_paused_replay_is_lag_as_long_as_the_pause() {
     assert!(
         peak_s >= shortest * 0.98 && peak_s <= longest * 1.02,
         "peak {peak_s} s for a pause between {shortest} and {longest} s"
+    );
+    eprintln!(
+        "paused replay: lagtrace peak {peak_s:.3} s; postgres {}",
+        s["postgres"]
     );
     let fall = episodes[0]["fall_vector"].as_f64().unwrap();
     assert!((fall + 1.0).abs() < 0.05, "fall vector {fall}");
@@ -622,7 +636,7 @@ fn pause_standby1_and_measure(pause: Duration) -> WalTruth {
 }
 
 /// Capacity under pgbench's TPC-B-like load (`make oltp DB=postgres`, two clients, as
-/// fast as the machine goes): standby1's replay paused for 20 s, then its catch-up.
+/// fast as the machine goes): standby1's replay paused for 30 s, then its catch-up.
 /// The throughput estimator (replay-LSN progress in the drain over WAL arrival
 /// outside episodes, both in WAL bytes) lands within 20 % of μ/λ measured on the
 /// servers in the same run; the catch-up estimator (from the lag series) is reported.
@@ -654,7 +668,9 @@ fn capacity_from_replay_progress_holds_under_pgbench() {
     let recorder = Recorder::start(&config);
     wait_in_pool(port, &["s1", "s2"]);
     sleep(Duration::from_secs(4));
-    let truth = pause_standby1_and_measure(Duration::from_secs(20));
+    // Replay here is 10 to 25 times faster than the load writes: a 30 s pause drains in
+    // 1.2 to 3 s, long enough for both estimators (a drain of 1 s or more).
+    let truth = pause_standby1_and_measure(Duration::from_secs(30));
     // The recording goes on past the catch-up: arrival is measured outside episodes.
     sleep(Duration::from_secs(8));
     let (code, log) = recorder.stop();
@@ -697,4 +713,57 @@ fn capacity_from_replay_progress_holds_under_pgbench() {
         .filter(|e| e["causes"][0]["code"] == "replay_paused")
         .count();
     assert_eq!(paused, 1, "{s}");
+}
+
+/// A PostgreSQL cluster given as `nodes`, standbys first: `init` and `record` find the
+/// primary (the one server not in recovery) and its standbys (by their WAL receivers'
+/// sender), the primary's node is out of the pool with reason `primary`, and after
+/// `make failover DB=postgres` the demoted primary is measured as a standby of the
+/// promoted one, in the pool with a lag under a second.
+#[test]
+fn nodes_find_the_primary_and_measure_the_demoted_one_after_a_failover() {
+    let _lab = take_pg_lab();
+    ensure_pg_lab();
+    let dir = TempDir::new("pg-nodes");
+    let port = free_port();
+    let config = dir.write(
+        "lagtrace.toml",
+        &format!(
+            "[connection]\nuser = \"lagtrace\"\npassword_env = \"LAGTRACE_IT_PASSWORD\"\n\n\
+             [[cluster]]\nname = \"it_pg_nodes\"\nkind = \"postgres\"\n\
+             nodes = {{ s2 = \"{}\", s1 = \"{}\", p = \"{PG_PRIMARY}\" }}\n\n\
+             [record]\ninterval = \"20ms\"\nstatus_every = \"200ms\"\nstore = \"{}\"\n\n\
+             [http]\nlisten = \"127.0.0.1:{port}\"\nmax_lag = \"1s\"\n",
+            PG_STANDBYS[1].1,
+            PG_STANDBYS[0].1,
+            dir.path().join("s.redb").display()
+        ),
+    );
+    let (code, stdout, stderr) = run(&["init"], &config, LAB_PASSWORD);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(stdout.contains("replica it_pg_nodes/s1"), "{stdout}");
+    let _failback = Failback;
+    let recorder = Recorder::start(&config);
+    wait_in_pool(port, &["s1", "s2"]);
+    assert_eq!(primary_address(port), PG_PRIMARY);
+    let p = http(port, "GET", "/check/p", &[]).unwrap();
+    assert_eq!(
+        (p.code, p.json()["reason"].as_str()),
+        (503, Some("primary"))
+    );
+
+    lab(&["failover"], &[("DB", "postgres")]);
+    let demoted = wait_http(port, "/check/p", Duration::from_secs(15), |x| x.code == 200);
+    assert!(
+        demoted.is_some(),
+        "the old primary never joined the pool: {}",
+        http(port, "GET", "/status", &[]).unwrap().json()
+    );
+    let doc = http(port, "GET", "/check/p", &[]).unwrap().json();
+    assert!(doc["lag_ms"].as_f64().unwrap() < 1000.0, "{doc}");
+    let new = http(port, "GET", "/check/s2", &[]).unwrap().json();
+    assert_eq!(new["reason"], "primary", "{new}");
+    assert_eq!(primary_address(port), PG_STANDBYS[1].1);
+    let (code, log) = recorder.stop();
+    assert_eq!(code, Some(0), "{log}");
 }

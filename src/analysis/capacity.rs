@@ -518,6 +518,7 @@ mod tests {
         applied: u64,
     ) -> StatusSample {
         StatusSample {
+            postgres: None,
             t_us,
             duration_us: 1,
             outcome: Outcome::Ok,

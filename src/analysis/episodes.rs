@@ -331,6 +331,7 @@ mod tests {
 
     pub(crate) fn status_at(t_us: i64, sql_running: bool) -> StatusSample {
         StatusSample {
+            postgres: None,
             t_us,
             duration_us: 500,
             outcome: Outcome::Ok,

@@ -454,6 +454,7 @@ mod tests {
         assert_eq!(h.on_lag(2 * S, 0).unwrap().pool, Pool::In);
 
         let mut status = StatusSample {
+            postgres: None,
             t_us: 3 * S,
             duration_us: 100,
             outcome: Outcome::Ok,
@@ -483,6 +484,7 @@ mod tests {
         t.ignore_intended_delay = true;
         let mut h = Health::new(t);
         let mut status = StatusSample {
+            postgres: None,
             t_us: 0,
             duration_us: 1,
             outcome: Outcome::Ok,

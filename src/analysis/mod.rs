@@ -10,6 +10,7 @@
 //! - `episodes`: lag episodes, their rates and cause hints;
 //! - `outages`: primary outages (runs of failed beats), a cluster fact, never lag;
 //! - `capacity`: replay rate during catch-up and busy fraction;
+//! - `pg`: PostgreSQL's own lag figures, summarized beside lagtrace's;
 //! - `report`: everything above for one replica.
 
 pub mod capacity;
@@ -17,6 +18,7 @@ pub mod episodes;
 pub mod health;
 pub mod lag;
 pub mod outages;
+pub mod pg;
 pub mod report;
 pub mod series;
 pub mod stats;

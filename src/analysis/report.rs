@@ -208,6 +208,8 @@ pub struct ReplicaReport {
     pub planning: Option<Planning>,
     /// Status samples seen (any outcome).
     pub status_samples: usize,
+    /// A PostgreSQL standby's own figures, shown beside lagtrace's lag.
+    pub postgres: Option<super::pg::PgSummary>,
 }
 
 /// The report of one replica from its lag series (its points held) and status samples
@@ -359,6 +361,7 @@ impl ReportBuilder {
         let mut causes = CauseFinder::new(&eps, last_us);
         let mut throughput = ThroughputFinder::new(&eps);
         let mut busy = BusyFinder::new(&eps);
+        let mut postgres = super::pg::PgFinder::default();
         let (mut intended_delay, mut status_samples) = (None, 0);
         for s in status {
             let s = s?;
@@ -366,6 +369,7 @@ impl ReportBuilder {
             causes.push(&s);
             throughput.push(&s);
             busy.push(&s);
+            postgres.push(&s);
             if let Some(c) = s.main_channel() {
                 let max_s = intended_delay.map_or(0, |d: IntendedDelay| d.max_s);
                 intended_delay = Some(IntendedDelay {
@@ -388,6 +392,7 @@ impl ReportBuilder {
             planning: capacity::planning(throughput.as_ref(), replay.as_ref()),
             busy,
             status_samples,
+            postgres: postgres.finish(),
             episodes: eps,
         })
     }

@@ -157,12 +157,6 @@ fn discover_topology(
     let settings = config.connection.clone();
     runtime.block_on(async {
         for cluster in &mut config.clusters {
-            if cluster.kind == crate::config::Kind::Postgres && !cluster.nodes.is_empty() {
-                return Err(CmdError::BadInput(format!(
-                    "cluster {:?}: nodes = [...] is not supported for kind = \"postgres\" yet; give primary and replicas",
-                    cluster.name
-                )));
-            }
             crate::probe::topology::discover(cluster, &settings, password)
                 .await
                 .map_err(CmdError::Runtime)?;

@@ -203,6 +203,7 @@ mod tests {
                 hi_us: 900,
             }),
             status: Some(StatusSample {
+                postgres: None,
                 t_us: 0,
                 duration_us: 1,
                 outcome: Outcome::Ok,

@@ -258,6 +258,7 @@ mod tests {
             ..ChannelStatus::running()
         };
         let status = [StatusSample {
+            postgres: None,
             t_us: 1_050_000,
             duration_us: 100,
             outcome: Outcome::Ok,

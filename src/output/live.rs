@@ -592,6 +592,7 @@ mod tests {
 
     fn running(t_us: i64, sql_running: bool) -> StatusSample {
         StatusSample {
+            postgres: None,
             t_us,
             duration_us: 100,
             outcome: Outcome::Ok,

@@ -165,6 +165,7 @@ fn s3(us: i64) -> String {
 /// "; IO thread Connecting, SQL thread stopped (error 1062)" or "" when both run.
 fn threads_note(channels: &[ChannelStatus]) -> String {
     let main = StatusSample {
+        postgres: None,
         t_us: 0,
         duration_us: 0,
         outcome: crate::samples::Outcome::Ok,

@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 use crate::analysis::capacity::Estimator;
 use crate::analysis::episodes::Episode;
 use crate::analysis::lag::Lag;
+use crate::analysis::pg::PgSummary;
 use crate::analysis::report::{ClusterReport, Gap, LagSummary, ReplicaReport, Settings};
 use crate::analysis::stats::{Distribution, Percentiles};
 use crate::clock::format_utc_us;
@@ -364,6 +365,9 @@ fn replica_text(out: &mut String, r: &ReplicaReport, settings: &Settings) {
             d.last_s, d.max_s
         );
     }
+    if let Some(pg) = &r.postgres {
+        postgres_text(out, pg);
+    }
     episodes_text(out, &r.episodes);
     let v = &r.vector;
     let _ = writeln!(
@@ -387,6 +391,37 @@ fn replica_text(out: &mut String, r: &ReplicaReport, settings: &Settings) {
         writeln!(out, "  now         lagging {lag_now}, not catching up")
     };
     capacity_text(out, r);
+}
+
+/// PostgreSQL's own figures, as it reports them: beside lagtrace's lag, not lag.
+fn postgres_text(out: &mut String, pg: &PgSummary) {
+    let figure = |p: &Option<Percentiles>| match p {
+        Some(p) => format!(
+            "p50 {}  p99 {}  max {} ({} of {} polls)",
+            human_us(p.p50),
+            human_us(p.p99),
+            human_us(p.max),
+            p.count,
+            pg.samples
+        ),
+        None => format!("NULL in all {} polls", pg.samples),
+    };
+    let _ = writeln!(
+        out,
+        "  postgres    replay_lag {}  (pg_stat_replication, as PostgreSQL reports it)",
+        figure(&pg.replay_lag)
+    );
+    let _ = writeln!(
+        out,
+        "              write_lag {}; flush_lag {}",
+        figure(&pg.write_lag),
+        figure(&pg.flush_lag)
+    );
+    let _ = writeln!(
+        out,
+        "              now() - pg_last_xact_replay_timestamp() {}  (the primary's clock against the recorder's)",
+        figure(&pg.replay_age)
+    );
 }
 
 /// A lag as the text shows it: the point estimate, "at least" its lower bound, or
@@ -588,6 +623,13 @@ fn replica_json(r: &ReplicaReport) -> Value {
             "above_max_lag_s": s(l.above_max_us),
         })),
         "intended_delay": r.intended_delay.map(|d| json!({"max_s": d.max_s, "last_s": d.last_s})),
+        "postgres": r.postgres.map(|pg| json!({
+            "samples": pg.samples,
+            "write_lag": pg.write_lag.as_ref().map(percentiles_json),
+            "flush_lag": pg.flush_lag.as_ref().map(percentiles_json),
+            "replay_lag": pg.replay_lag.as_ref().map(percentiles_json),
+            "replay_age": pg.replay_age.as_ref().map(percentiles_json),
+        })),
         "episodes": r.episodes.iter().map(|e| json!({
             "start_utc": format_utc_us(e.start_us),
             "end_utc": e.end_us.map(format_utc_us),

@@ -211,29 +211,46 @@ pub async fn apply(
     Ok((from, latest))
 }
 
+/// One status poll of a PostgreSQL server.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Status {
+    /// A standby's WAL receiver as its one channel; none on a primary.
+    pub channels: Vec<crate::samples::ChannelStatus>,
+    /// Whether the server takes writes (not in recovery).
+    pub writable: bool,
+    /// `pg_last_xact_replay_timestamp()`, UTC µs by the primary's clock.
+    pub replay_commit_us: Option<i64>,
+    /// The application_name a standby's WAL receiver gives its sender, which names the
+    /// standby's row in the sender's `pg_stat_replication`.
+    pub application_name: Option<String>,
+}
+
 /// A standby's replication as one status poll sees it: its WAL receiver as the
 /// channel (`source` its sender, `io` whether it streams), replay paused as the SQL
 /// thread stopped, `recovery_min_apply_delay` as the intended delay (rounded up to
 /// whole seconds), the received and replayed LSNs as the positions (text, `16/B374D848`:
 /// capacity counts them in WAL bytes), and the startup process's wait event as whether
-/// replay is applying; and whether the server takes writes (not in recovery). A primary
-/// has no channel. PostgreSQL has no Seconds_Behind_Master: it stays unknown.
-pub async fn status(
-    c: &Client,
-    timeout: Duration,
-) -> Result<(Vec<crate::samples::ChannelStatus>, bool), DbError> {
+/// replay is applying. PostgreSQL has no Seconds_Behind_Master: it stays unknown.
+pub async fn status(c: &Client, timeout: Duration) -> Result<Status, DbError> {
     use crate::samples::{ChannelStatus, IoState};
     const SQL: &str = "SELECT pg_is_in_recovery(), \
         CASE WHEN pg_is_in_recovery() THEN pg_is_wal_replay_paused() ELSE false END, \
         (SELECT setting::bigint FROM pg_settings WHERE name = 'recovery_min_apply_delay'), \
         r.status, r.sender_host, r.sender_port, \
         pg_last_wal_receive_lsn()::text, pg_last_wal_replay_lsn()::text, \
-        (SELECT wait_event FROM pg_stat_activity WHERE backend_type = 'startup' LIMIT 1) \
+        (SELECT wait_event FROM pg_stat_activity WHERE backend_type = 'startup' LIMIT 1), \
+        (EXTRACT(EPOCH FROM pg_last_xact_replay_timestamp()) * 1000000)::bigint, \
+        r.conninfo, current_setting('cluster_name') \
         FROM (SELECT 1) AS one LEFT JOIN pg_stat_wal_receiver AS r ON true";
     let row = timed("status poll", timeout, c.query_one(SQL, &[])).await?;
     let in_recovery: bool = row.get(0);
     if !in_recovery {
-        return Ok((Vec::new(), true));
+        return Ok(Status {
+            channels: Vec::new(),
+            writable: true,
+            replay_commit_us: None,
+            application_name: None,
+        });
     }
     let paused: bool = row.get(1);
     let delay_ms: i64 = row.get::<_, Option<i64>>(2).unwrap_or(0).max(0);
@@ -243,6 +260,8 @@ pub async fn status(
     let received: Option<String> = row.get(6);
     let replayed: Option<String> = row.get(7);
     let wait_event: Option<String> = row.get(8);
+    let conninfo: Option<String> = row.get(10);
+    let cluster_name: String = row.get(11);
     let channel = ChannelStatus {
         channel: String::new(),
         source: match (host, port) {
@@ -266,7 +285,74 @@ pub async fn status(
         relay_log_space: 0,
         sql_applying: replay_applying(paused, wait_event.as_deref()),
     };
-    Ok((vec![channel], false))
+    Ok(Status {
+        channels: vec![channel],
+        writable: false,
+        replay_commit_us: row.get(9),
+        application_name: conninfo.map(|c| receiver_name(&c, &cluster_name)),
+    })
+}
+
+/// The application_name a WAL receiver connects with: its conninfo's, else the
+/// standby's `cluster_name`, else `walreceiver` (PostgreSQL's own fallbacks).
+fn receiver_name(conninfo: &str, cluster_name: &str) -> String {
+    conninfo_value(conninfo, "application_name")
+        .or_else(|| (!cluster_name.is_empty()).then(|| cluster_name.to_string()))
+        .unwrap_or_else(|| "walreceiver".to_string())
+}
+
+/// The value of `key` in a libpq conninfo string (`key=value key='quoted \' value'`).
+fn conninfo_value(conninfo: &str, key: &str) -> Option<String> {
+    let mut chars = conninfo.chars().peekable();
+    loop {
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        chars.peek()?;
+        let name: String =
+            std::iter::from_fn(|| chars.next_if(|&c| c != '=' && !c.is_whitespace())).collect();
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        chars.next_if_eq(&'=')?;
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        let mut value = String::new();
+        if chars.next_if_eq(&'\'').is_some() {
+            while let Some(c) = chars.next() {
+                match c {
+                    '\\' => value.extend(chars.next()),
+                    '\'' => break,
+                    c => value.push(c),
+                }
+            }
+        } else {
+            while let Some(c) = chars.next_if(|c| !c.is_whitespace()) {
+                if c == '\\' {
+                    value.extend(chars.next());
+                } else {
+                    value.push(c);
+                }
+            }
+        }
+        if name == key {
+            return Some(value);
+        }
+    }
+}
+
+/// A standby's write, flush and replay lag as its sender's `pg_stat_replication`
+/// reports them, µs (`None` where NULL); `None` unless exactly one row carries the
+/// standby's application_name (two standbys sharing a name cannot be told apart).
+pub async fn sender_lags(
+    c: &Client,
+    application_name: &str,
+    timeout: Duration,
+) -> Result<Option<[Option<i64>; 3]>, DbError> {
+    const SQL: &str = "SELECT (EXTRACT(EPOCH FROM write_lag) * 1000000)::bigint, \
+        (EXTRACT(EPOCH FROM flush_lag) * 1000000)::bigint, \
+        (EXTRACT(EPOCH FROM replay_lag) * 1000000)::bigint \
+        FROM pg_stat_replication WHERE application_name = $1";
+    let rows = timed("query", timeout, c.query(SQL, &[&application_name])).await?;
+    Ok(match rows.as_slice() {
+        [row] => Some([row.get(0), row.get(1), row.get(2)]),
+        _ => None,
+    })
 }
 
 /// Whether WAL replay is applying, from the startup process's wait event: waiting for
@@ -303,6 +389,26 @@ mod tests {
         assert!(p.last().unwrap().contains("ON CONFLICT DO NOTHING"));
         // Up to date: only the schema's own bookkeeping.
         assert_eq!(plan("lagtrace", 1).len(), 3);
+    }
+
+    #[test]
+    fn the_receivers_name_comes_from_conninfo_then_cluster_name() {
+        let info = "host=127.0.0.1 port=15432 user=repl application_name=standby1";
+        assert_eq!(receiver_name(info, "lab-s1"), "standby1");
+        assert_eq!(receiver_name("host=h user=repl", "lab-s1"), "lab-s1");
+        assert_eq!(receiver_name("host=h", ""), "walreceiver");
+        let quoted = "user = 'a b' application_name='it\\'s x' password=********";
+        assert_eq!(
+            conninfo_value(quoted, "application_name").unwrap(),
+            "it's x"
+        );
+        assert_eq!(conninfo_value(quoted, "user").unwrap(), "a b");
+        assert_eq!(conninfo_value(quoted, "dbname"), None);
+        assert_eq!(conninfo_value("broken", "broken"), None);
+        assert_eq!(
+            conninfo_value("a='unterminated", "a").unwrap(),
+            "unterminated"
+        );
     }
 
     #[test]

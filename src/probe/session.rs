@@ -180,7 +180,7 @@ impl Session {
                 let sql = super::status::status_sql(c, timeout).await?;
                 super::status::channels(c, sql, timeout).await
             }
-            Session::Postgres(c, _) => Ok(pg::status(c, timeout).await?.0),
+            Session::Postgres(c, _) => Ok(pg::status(c, timeout).await?.channels),
         }
     }
 

@@ -14,7 +14,7 @@ use super::beat::MAX_BACKOFF;
 use super::conn::{self, Backoff, DbError, FailureRun, column_string, timed};
 use crate::clock::Clock;
 use crate::config::{Address, ConnectionConfig, Kind, Secret};
-use crate::samples::{ChannelStatus, IoState, Outcome, Sample, StatusSample};
+use crate::samples::{ChannelStatus, IoState, Outcome, PgFigures, Sample, StatusSample};
 
 /// The status period while a replica works off a backlog.
 pub const BACKLOG_EVERY: Duration = Duration::from_millis(100);
@@ -64,7 +64,11 @@ pub async fn run(p: Poller, out: mpsc::Sender<Sample>, mut shutdown: watch::Rece
         let mut role = None;
         let duration_us = (p.clock.now_us() - t_us).clamp(0, u32::MAX as i64) as u32;
         let status = match result {
-            Ok((channels, writable)) => {
+            Ok(Polled {
+                channels,
+                writable,
+                postgres,
+            }) => {
                 backoff.reset();
                 failures.succeeded();
                 role = writable.map(|writable| Sample::Role {
@@ -83,6 +87,7 @@ pub async fn run(p: Poller, out: mpsc::Sender<Sample>, mut shutdown: watch::Rece
                     outcome: Outcome::Ok,
                     reason: None,
                     channels,
+                    postgres,
                 }
             }
             Err(e) => {
@@ -95,6 +100,7 @@ pub async fn run(p: Poller, out: mpsc::Sender<Sample>, mut shutdown: watch::Rece
                     outcome: e.outcome(),
                     reason: Some(e.to_string()),
                     channels: Vec::new(),
+                    postgres: None,
                 }
             }
         };
@@ -119,18 +125,72 @@ pub async fn run(p: Poller, out: mpsc::Sender<Sample>, mut shutdown: watch::Rece
 }
 
 /// A status poller's connection: MySQL's with the statement that shows its channels,
-/// or PostgreSQL's.
+/// or PostgreSQL's with one to the standby's sender (see [`SenderConn`]).
 enum StatusConn {
     Mysql(Conn, &'static str),
-    Postgres(tokio_postgres::Client),
+    /// Boxed: two PostgreSQL clients are ten times the size of a MySQL connection.
+    Postgres(Box<(tokio_postgres::Client, SenderConn)>),
 }
 
-/// The replication channels, and whether the server takes writes (`None` when
-/// `@@read_only` could not be read: the poll still counts).
-async fn poll(
-    p: &Poller,
-    conn: &mut Option<StatusConn>,
-) -> Result<(Vec<ChannelStatus>, Option<bool>), DbError> {
+/// What one poll read.
+struct Polled {
+    channels: Vec<ChannelStatus>,
+    /// Whether the server takes writes (`None` when `@@read_only` could not be read:
+    /// the poll still counts).
+    writable: Option<bool>,
+    /// A PostgreSQL standby's own figures.
+    postgres: Option<PgFigures>,
+}
+
+/// A PostgreSQL standby poller's connection to the server the standby streams from,
+/// whose `pg_stat_replication` holds the standby's lags as PostgreSQL reports them.
+/// It follows the sender the standby names; a sender that cannot be reached is tried
+/// again after [`SENDER_RETRY`], and meanwhile the poll goes on without its lags.
+#[derive(Default)]
+struct SenderConn {
+    conn: Option<(String, tokio_postgres::Client)>,
+    retry_at: Option<Instant>,
+}
+
+/// How long a status poller waits before it tries an unreachable sender again.
+const SENDER_RETRY: Duration = Duration::from_secs(30);
+
+impl SenderConn {
+    /// The standby's write, flush and replay lag from `source` (`host:port`), as
+    /// `name`'s row there says; `None` when the sender cannot be asked.
+    async fn lags(&mut self, p: &Poller, source: &str, name: &str) -> Option<[Option<i64>; 3]> {
+        if self.conn.as_ref().is_some_and(|(s, _)| s != source) {
+            self.conn = None;
+        }
+        if self.conn.is_none() {
+            if self.retry_at.is_some_and(|t| Instant::now() < t) {
+                return None;
+            }
+            let address = Address::parse(source).ok()?;
+            match super::pg::connect(&address, &p.settings, &p.password).await {
+                Ok(c) => self.conn = Some((source.to_string(), c)),
+                Err(e) => {
+                    tracing::info!(replica = %p.replica, sender = source, error = %e,
+                        "sender unreachable: PostgreSQL's own lags are not recorded until it answers");
+                    self.retry_at = Some(Instant::now() + SENDER_RETRY);
+                    return None;
+                }
+            }
+        }
+        let (_, c) = self.conn.as_ref().expect("connected above");
+        match super::pg::sender_lags(c, name, p.settings.query_timeout).await {
+            Ok(lags) => lags,
+            Err(e) => {
+                tracing::debug!(replica = %p.replica, error = %e, "pg_stat_replication unread");
+                self.conn = None;
+                None
+            }
+        }
+    }
+}
+
+/// One status poll over `conn`, connecting first when it is `None`.
+async fn poll(p: &Poller, conn: &mut Option<StatusConn>) -> Result<Polled, DbError> {
     let timeout = p.settings.query_timeout;
     if conn.is_none() {
         *conn = Some(match p.kind {
@@ -139,16 +199,40 @@ async fn poll(
                 let sql = status_sql(&mut c, timeout).await?;
                 StatusConn::Mysql(c, sql)
             }
-            Kind::Postgres => StatusConn::Postgres(
+            Kind::Postgres => StatusConn::Postgres(Box::new((
                 super::pg::connect(&p.address, &p.settings, &p.password).await?,
-            ),
+                SenderConn::default(),
+            ))),
         });
     }
     let (c, sql) = match conn.as_mut().expect("connected above") {
         StatusConn::Mysql(c, sql) => (c, *sql),
-        StatusConn::Postgres(c) => {
-            let (channels, writable) = super::pg::status(c, timeout).await?;
-            return Ok((channels, Some(writable)));
+        StatusConn::Postgres(pg) => {
+            let (c, sender) = &mut **pg;
+            let s = super::pg::status(c, timeout).await?;
+            let source = s.channels.first().map(|c| c.source.as_str());
+            let postgres = match (source, &s.application_name) {
+                (Some(source), Some(name)) if !source.is_empty() => {
+                    let lags = sender.lags(p, source, name).await;
+                    let [write_lag_us, flush_lag_us, replay_lag_us] = lags.unwrap_or_default();
+                    Some(PgFigures {
+                        replay_commit_us: s.replay_commit_us,
+                        write_lag_us,
+                        flush_lag_us,
+                        replay_lag_us,
+                    })
+                }
+                _ if !s.writable => Some(PgFigures {
+                    replay_commit_us: s.replay_commit_us,
+                    ..PgFigures::default()
+                }),
+                _ => None,
+            };
+            return Ok(Polled {
+                channels: s.channels,
+                writable: Some(s.writable),
+                postgres,
+            });
         }
     };
     let channels = channels(c, sql, p.settings.query_timeout).await?;
@@ -158,15 +242,20 @@ async fn poll(
         c.query_first::<u8, _>("SELECT @@read_only"),
     )
     .await;
-    match read_only {
-        Ok(r) => Ok((channels, r.map(|r| r == 0))),
+    let writable = match read_only {
+        Ok(r) => r.map(|r| r == 0),
         Err(e) => {
             // The channels stand; the connection may be mid-query: start a new one.
             tracing::debug!(replica = %p.replica, error = %e, "@@read_only unread");
             *conn = None;
-            Ok((channels, None))
+            None
         }
-    }
+    };
+    Ok(Polled {
+        channels,
+        writable,
+        postgres: None,
+    })
 }
 
 /// The statement that shows this server's replication channels (it depends on the

@@ -1,7 +1,9 @@
 //! Step 1 of the data flow, before any probing: for a cluster given as `nodes`, which
 //! server is the primary and which replicate from it (plusmoin's discovery). Each node
-//! is asked once for `@@server_id`, `@@read_only` and its replication channels; the
-//! classification itself is a plain function of those answers ([`classify`]).
+//! is asked once for `@@server_id`, `@@read_only` and its replication channels (a
+//! PostgreSQL node for `pg_is_in_recovery()` and its WAL receiver's sender; it has no
+//! server id); the classification itself is a plain function of those answers
+//! ([`classify`]).
 //!
 //! - primary: takes writes and replicates from nothing (when none does, because the
 //!   primary is down, the one server every reachable replica replicates from);
@@ -14,7 +16,7 @@
 
 use mysql_async::prelude::Queryable;
 
-use crate::config::{Address, ClusterConfig, ConnectionConfig, ReplicaConfig, Secret};
+use crate::config::{Address, ClusterConfig, ConnectionConfig, Kind, ReplicaConfig, Secret};
 
 use super::conn::{self, column_string, timed};
 
@@ -131,7 +133,35 @@ fn no_primary(nodes: &[ReplicaConfig], seen: &[Result<Seen, String>]) -> String 
     )
 }
 
-/// Asks one node what [`Seen`] holds.
+/// Asks one PostgreSQL node what [`Seen`] holds: writable when not in recovery, and
+/// its WAL receiver's sender as its source (server id 0: matched by address only).
+async fn ask_postgres(
+    address: &Address,
+    settings: &ConnectionConfig,
+    password: &Secret,
+) -> Result<Seen, String> {
+    let c = super::pg::connect(address, settings, password)
+        .await
+        .map_err(|e| e.to_string())?;
+    let status = super::pg::status(&c, settings.query_timeout)
+        .await
+        .map_err(|e| e.to_string())?;
+    let sources = status
+        .channels
+        .iter()
+        .filter_map(|c| {
+            let (host, port) = c.source.rsplit_once(':')?;
+            Some((host.to_string(), port.parse().ok()?, 0))
+        })
+        .collect();
+    Ok(Seen {
+        server_id: 0,
+        writable: status.writable,
+        sources,
+    })
+}
+
+/// Asks one MySQL/MariaDB node what [`Seen`] holds.
 async fn ask(
     address: &Address,
     settings: &ConnectionConfig,
@@ -184,7 +214,10 @@ pub async fn discover(
     // One after the other: a few nodes, each bounded by the connect and query timeouts.
     let mut seen = Vec::with_capacity(cluster.nodes.len());
     for n in &cluster.nodes {
-        seen.push(ask(&n.address, settings, password).await);
+        seen.push(match cluster.kind {
+            Kind::Mysql => ask(&n.address, settings, password).await,
+            Kind::Postgres => ask_postgres(&n.address, settings, password).await,
+        });
     }
     let roles = classify(&cluster.nodes, &seen, &|(h, p), a| a.is(h, *p))
         .map_err(|e| format!("cluster {}: {e}", cluster.name))?;

@@ -165,7 +165,7 @@ impl Pending {
     fn encode(&self) -> Result<Vec<u8>, postcard::Error> {
         let bytes = match self {
             Pending::Spans(v) => codec::encode_spans(v).to_bytes(),
-            Pending::Status(v) => postcard::to_stdvec(&codec::encode_status(v)),
+            Pending::Status(v) => codec::status_to_bytes(v),
         }?;
         Ok(codec::with_checksum(bytes))
     }

@@ -1,10 +1,11 @@
 //! Status chunks: replication status samples, each stored as the changes from the
-//! sample before it (postcard).
+//! sample before it (postcard), then, when a sample has them, PostgreSQL's own figures
+//! ([`PgTrailer`]).
 
 use serde::{Deserialize, Serialize};
 
 use super::{DecodeError, corrupt};
-use crate::samples::{ChannelStatus, IoState, Outcome, StatusSample};
+use crate::samples::{ChannelStatus, IoState, Outcome, PgFigures, StatusSample};
 
 /// A status sample stored as the difference from the previous one in its chunk.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -186,6 +187,66 @@ pub fn encode_status(samples: &[StatusSample]) -> StatusChunk {
     StatusChunk { t0_us, entries }
 }
 
+/// PostgreSQL's figures of a chunk's samples, one entry per sample, stored after the
+/// [`StatusChunk`] when any sample has them. Readers before it stop at the chunk's end
+/// and never see it, so the store format stays the same; a chunk without it has none.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct PgTrailer(Vec<Option<PgEntry>>);
+
+/// [`PgFigures`] with the replay timestamp as its difference from the sample's time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct PgEntry {
+    replay_commit_dt_us: Option<i64>,
+    write_lag_us: Option<i64>,
+    flush_lag_us: Option<i64>,
+    replay_lag_us: Option<i64>,
+}
+
+/// Status samples (in time order) as a stored chunk's bytes (before the checksum).
+pub fn status_to_bytes(samples: &[StatusSample]) -> Result<Vec<u8>, postcard::Error> {
+    let mut bytes = postcard::to_stdvec(&encode_status(samples))?;
+    if samples.iter().any(|s| s.postgres.is_some()) {
+        let entries = samples.iter().map(|s| {
+            s.postgres.map(|p| PgEntry {
+                replay_commit_dt_us: p.replay_commit_us.map(|r| r.wrapping_sub(s.t_us)),
+                write_lag_us: p.write_lag_us,
+                flush_lag_us: p.flush_lag_us,
+                replay_lag_us: p.replay_lag_us,
+            })
+        });
+        bytes.extend(postcard::to_stdvec(&PgTrailer(entries.collect()))?);
+    }
+    Ok(bytes)
+}
+
+/// A stored chunk's bytes (without the checksum) back as status samples.
+pub fn status_from_bytes(bytes: &[u8]) -> Result<Vec<StatusSample>, DecodeError> {
+    let (chunk, rest): (StatusChunk, &[u8]) =
+        postcard::take_from_bytes(bytes).map_err(|e| corrupt(e.to_string()))?;
+    let mut samples = decode_status(&chunk)?;
+    if rest.is_empty() {
+        return Ok(samples);
+    }
+    let (PgTrailer(entries), _): (PgTrailer, &[u8]) =
+        postcard::take_from_bytes(rest).map_err(|e| corrupt(format!("postgres figures: {e}")))?;
+    if entries.len() != samples.len() {
+        return Err(corrupt(format!(
+            "postgres figures for {} of {} status samples",
+            entries.len(),
+            samples.len()
+        )));
+    }
+    for (s, e) in samples.iter_mut().zip(entries) {
+        s.postgres = e.map(|e| PgFigures {
+            replay_commit_us: e.replay_commit_dt_us.map(|d| s.t_us.wrapping_add(d)),
+            write_lag_us: e.write_lag_us,
+            flush_lag_us: e.flush_lag_us,
+            replay_lag_us: e.replay_lag_us,
+        });
+    }
+    Ok(samples)
+}
+
 /// Decodes a status chunk.
 pub fn decode_status(chunk: &StatusChunk) -> Result<Vec<StatusSample>, DecodeError> {
     let mut out: Vec<StatusSample> = Vec::with_capacity(chunk.entries.len());
@@ -202,6 +263,7 @@ pub fn decode_status(chunk: &StatusChunk) -> Result<Vec<StatusSample>, DecodeErr
                 .collect::<Result<_, _>>()?,
         };
         out.push(StatusSample {
+            postgres: None,
             t_us: t,
             duration_us: e.duration_us,
             outcome: Outcome::from_code(e.outcome).ok_or_else(|| corrupt("status outcome"))?,
@@ -231,6 +293,7 @@ mod tests {
     fn status_round_trip_and_is_compact() {
         let mut samples: Vec<StatusSample> = (0..100)
             .map(|i| StatusSample {
+                postgres: None,
                 t_us: 1_700_000_000_000_000 + i * 1_000_000,
                 duration_us: 300,
                 outcome: Outcome::Ok,
@@ -245,7 +308,57 @@ mod tests {
         samples[52].channels.push(channel(5, Some(3)));
         let chunk = encode_status(&samples);
         assert_eq!(decode_status(&chunk).unwrap(), samples);
+        // Without PostgreSQL figures the stored bytes are the chunk alone.
+        let bytes = status_to_bytes(&samples).unwrap();
+        assert_eq!(bytes, postcard::to_stdvec(&chunk).unwrap());
+        assert_eq!(status_from_bytes(&bytes).unwrap(), samples);
         let bytes = postcard::to_stdvec(&chunk).unwrap().len();
         assert!(bytes < 100 * 40, "{bytes} bytes for 100 samples");
+    }
+
+    #[test]
+    fn postgres_figures_ride_after_the_chunk_which_older_readers_still_read() {
+        let mut samples: Vec<StatusSample> = (0..10)
+            .map(|i| StatusSample {
+                t_us: 1_700_000_000_000_000 + i * 200_000,
+                duration_us: 300,
+                outcome: Outcome::Ok,
+                reason: None,
+                channels: vec![ChannelStatus {
+                    gtid_io_pos: format!("0/{:X}", 0x300_0000 + i * 4096),
+                    gtid_applied_pos: format!("0/{:X}", 0x300_0000 + i * 4000),
+                    ..ChannelStatus::running()
+                }],
+                postgres: Some(PgFigures {
+                    replay_commit_us: Some(1_700_000_000_000_000 + i * 200_000 - 800),
+                    write_lag_us: Some(120),
+                    flush_lag_us: Some(400),
+                    replay_lag_us: (i % 3 != 0).then_some(650),
+                }),
+            })
+            .collect();
+        samples[4].postgres = None;
+        samples[5].postgres = Some(PgFigures::default());
+        let bytes = status_to_bytes(&samples).unwrap();
+        assert_eq!(status_from_bytes(&bytes).unwrap(), samples);
+        // A reader that knows only the chunk reads it and stops there.
+        let old: StatusChunk = postcard::from_bytes(&bytes).unwrap();
+        let without: Vec<StatusSample> = samples
+            .iter()
+            .map(|s| StatusSample {
+                postgres: None,
+                ..s.clone()
+            })
+            .collect();
+        assert_eq!(decode_status(&old).unwrap(), without);
+        // A trailer that does not match the chunk is corruption, not a guess.
+        let mut short = postcard::to_stdvec(&encode_status(&samples[..9])).unwrap();
+        short.extend_from_slice(&bytes[postcard::to_stdvec(&old).unwrap().len()..]);
+        let e = status_from_bytes(&short).unwrap_err();
+        assert!(
+            e.to_string().contains("postgres figures for 10 of 9"),
+            "{e}"
+        );
+        assert!(status_from_bytes(&bytes[..bytes.len() - 1]).is_err());
     }
 }

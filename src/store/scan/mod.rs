@@ -442,6 +442,7 @@ pub(crate) mod tests {
                 appender.add(Sample::Status {
                     replica: ids[1],
                     status: crate::samples::StatusSample {
+                        postgres: None,
                         t_us: t + 700,
                         duration_us: 300,
                         outcome: Outcome::Ok,

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use redb::ReadOnlyTable;
 
-use super::super::codec::{self, SpanChunk, StatusChunk};
+use super::super::codec::{self, SpanChunk};
 use super::super::{StoreError, db_err};
 use super::V1_FOLLOW_UP_GAP_US;
 use crate::samples::{Beat, BeatTimes, Observation, Outcome, StatusSample};
@@ -384,9 +384,8 @@ impl StatusIter<'_> {
         while buf.is_empty()
             && let Some((c, bytes)) = reader.next_chunk()?
         {
-            let chunk: StatusChunk =
-                postcard::from_bytes(bytes.value()).map_err(|e| reader.corrupt(&c, &e))?;
-            let decoded = codec::decode_status(&chunk).map_err(|e| reader.corrupt(&c, &e))?;
+            let decoded =
+                codec::status_from_bytes(bytes.value()).map_err(|e| reader.corrupt(&c, &e))?;
             buf.extend(decoded.into_iter().filter(|s| window.contains(s.t_us)));
         }
         Ok(())
