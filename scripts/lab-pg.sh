@@ -4,7 +4,7 @@
 # refuses root) from .lab/pg/. `scripts/lab.sh` and `make` come here with DB=postgres.
 #
 #   scripts/lab-pg.sh up | down | status | is-up | stall | resume | start-lag | stop-lag
-#                     | load | oltp | failover | failback
+#                     | load | oltp | chain | split | failover | failback
 #
 # Ports: primary 127.0.0.1:15432, standbys 15433 (REPLICA=1) and 15434 (REPLICA=2).
 # The superuser `postgres` logs in through the nodes' Unix sockets without a password
@@ -346,9 +346,57 @@ cmd_failover() {
 }
 
 # failback: the same back to the lab's own topology.
+# chain: standby1 streams from standby2 (cascading replication) instead of the primary.
+cmd_chain() {
+  [ "$(writer_node)" = primary ] || die "chain: the primary is not the writer now (run make failback DB=postgres first)"
+  follow standby1 standby2
+  wait_until "standby1 to stream from standby2" streaming standby1
+  say "chain: standby1 streams from standby2 (127.0.0.1:${PORT[standby2]})"
+}
+
+# The port NODE's primary_conninfo names (empty for a node that streams from nothing).
+source_port() {
+  sed -n "s/^primary_conninfo = .*port=\([0-9]*\).*/\1/p" "$PG_DIR/$1/data/lab.conf"
+}
+
+# split: standby2 is promoted while the primary still takes writes (a split brain: two
+# servers out of recovery); standby1 streams from the primary still (or, after `chain`,
+# follows standby2 onto its new timeline). `failback` ends it.
+cmd_split() {
+  [ "$(writer_node)" = primary ] || die "split: the primary is not the writer now (run make failback DB=postgres first)"
+  sql standby2 "SELECT pg_promote(true, 30)" >/dev/null
+  say "split: standby2 (127.0.0.1:${PORT[standby2]}) takes writes too; the primary still writes and standby1 streams from it"
+}
+
+# rebuild NODE: NODE made again from a base backup of the primary, as a standby of it;
+# what it wrote on its own (the losing side of a split) is gone.
+rebuild() {
+  local node=$1
+  stop_node "$node"
+  rm -rf "$PG_DIR/$node/data"
+  init_standby "$node"
+  start_node "$node"
+  wait_until "$node to stream from the primary" streaming "$node"
+}
+
 cmd_failback() {
   local writer; writer=$(writer_node) || die "failback: no server takes writes"
-  [ "$writer" = primary ] && { say "failback: the primary writes already"; return 0; }
+  if [ "$writer" = primary ]; then
+    # After `split`: standby2 writes too; it diverged, so it is rebuilt, and so is a
+    # standby1 that followed it (`chain`) onto its timeline.
+    if ready standby2 && [ "$(sql standby2 "SELECT pg_is_in_recovery()")" = f ]; then
+      rebuild standby2
+      [ "$(source_port standby1)" = "${PORT[standby2]}" ] && rebuild standby1
+      say "failback: the split is over; standby2 was rebuilt from the primary and streams from it"
+    elif [ "$(source_port standby1)" = "${PORT[standby2]}" ]; then
+      follow standby1 primary
+      wait_until "standby1 to stream from the primary" streaming standby1
+      say "failback: standby1 streams from the primary again"
+    else
+      say "failback: the primary writes already"
+    fi
+    return 0
+  fi
   switch_over "$writer" primary standby1
   say "failback: the primary (127.0.0.1:${PORT[primary]}) writes; standby1 and standby2 stream from it"
 }
@@ -382,7 +430,9 @@ case "${1:-}" in
   stop-lag) set_delay 0 ;;
   load) cmd_load ;;
   oltp) cmd_oltp ;;
+  split) cmd_split ;;
+  chain) cmd_chain ;;
   failover) cmd_failover ;;
   failback) cmd_failback ;;
-  *) die "usage: $0 up|down|status|is-up|stall|resume|start-lag|stop-lag|load|oltp|failover|failback" ;;
+  *) die "usage: $0 up|down|status|is-up|stall|resume|start-lag|stop-lag|load|oltp|chain|split|failover|failback" ;;
 esac

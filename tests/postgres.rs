@@ -268,6 +268,7 @@ fn a_paused_replay_is_lag_as_long_as_the_pause() {
     sleep(Duration::from_secs(10));
     let s1 = http(port, "GET", "/check/s1", &[]).unwrap();
     let s2 = http(port, "GET", "/check/s2", &[]).unwrap();
+    let metrics = http(port, "GET", "/metrics", &[]).unwrap();
     let resumed_from = started.elapsed();
     drop(resume);
     let resumed_by = started.elapsed();
@@ -279,6 +280,23 @@ fn a_paused_replay_is_lag_as_long_as_the_pause() {
         (503, &"replay_paused".into())
     );
     assert_eq!(s2.code, 200, "{}", s2.json());
+    // Prometheus sees the same: s1 out of the pool with replay stopped and a lag of
+    // seconds, s2 in.
+    let gauge = |name: &str, replica: &str| -> f64 {
+        let key = format!("lagtrace_{name}{{cluster=\"it_pg_stall\",replica=\"{replica}\"}} ");
+        metrics
+            .body
+            .lines()
+            .find_map(|l| l.strip_prefix(&key))
+            .unwrap_or_else(|| panic!("no {key} in\n{}", metrics.body))
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(gauge("replica_sql_running", "s1"), 0.0);
+    assert_eq!(gauge("replica_in_pool", "s1"), 0.0);
+    assert!(gauge("replica_lag_seconds", "s1") > 5.0, "{}", metrics.body);
+    assert_eq!(gauge("replica_in_pool", "s2"), 1.0);
+    assert_eq!(gauge("replica_io_running", "s2"), 1.0);
     let doc = analyze_json(&store);
     let s = standby(&doc, "s1");
     let episodes = s["episodes"].as_array().unwrap();
@@ -660,7 +678,7 @@ fn capacity_from_replay_progress_holds_under_pgbench() {
         &["oltp"],
         &[
             ("DB", "postgres"),
-            ("RATE", "0"),
+            ("RATE", "1000"),
             ("THREADS", "2"),
             ("LOAD_SECONDS", "300"),
         ],
@@ -668,9 +686,10 @@ fn capacity_from_replay_progress_holds_under_pgbench() {
     let recorder = Recorder::start(&config);
     wait_in_pool(port, &["s1", "s2"]);
     sleep(Duration::from_secs(4));
-    // Replay here is 10 to 25 times faster than the load writes: a 30 s pause drains in
-    // 1.2 to 3 s, long enough for both estimators (a drain of 1 s or more).
-    let truth = pause_standby1_and_measure(Duration::from_secs(30));
+    // Replay here is 20 to 30 times faster than the load writes: a 60 s pause drains in
+    // 2 to 3 s, long enough for both estimators (a drain of 1 s or more) to average
+    // over a few dozen status samples.
+    let truth = pause_standby1_and_measure(Duration::from_secs(60));
     // The recording goes on past the catch-up: arrival is measured outside episodes.
     sleep(Duration::from_secs(8));
     let (code, log) = recorder.stop();
@@ -766,4 +785,103 @@ fn nodes_find_the_primary_and_measure_the_demoted_one_after_a_failover() {
     assert_eq!(primary_address(port), PG_STANDBYS[1].1);
     let (code, log) = recorder.stop();
     assert_eq!(code, Some(0), "{log}");
+}
+
+/// `/status`'s document of standby `name`.
+fn status_of(port: u16, name: &str) -> serde_json::Value {
+    let status = http(port, "GET", "/status", &[]).unwrap().json();
+    status["clusters"][0]["replicas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["replica"] == name)
+        .cloned()
+        .unwrap_or_else(|| panic!("no {name} in {status}"))
+}
+
+/// A split brain with a follower on the second primary's side (`make chain
+/// DB=postgres`: standby1 streams from standby2; then `make split DB=postgres`:
+/// standby2 is promoted while the primary still writes, and standby1 follows it onto
+/// its new timeline). Beats stay on the primary; once `split` fires, standby2 gets
+/// beats of its own as the part `it_pg_split~s2` (on the row `it_pg_split#split`, which
+/// the part's writer creates there), standby1 is measured against them (its true lag,
+/// not the split's growing age) and both leave the cluster's pool as `split`. `make
+/// failback DB=postgres` rebuilds both from the primary: `split_end`, and both come
+/// back.
+#[test]
+fn a_split_measures_the_promoted_standbys_side_against_its_own_beats() {
+    let _lab = take_pg_lab();
+    let dir = TempDir::new("pg-split");
+    let (config, store, port) = pg_record_config(&dir, "it_pg_split");
+    let fired = dir.path().join("fired.json");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        format!(
+            "{text}\n[triggers]\nsplit = [\"/usr/bin/tee\", \"-a\", \"{}\"]\n",
+            fired.display()
+        ),
+    )
+    .unwrap();
+    let _failback = Failback;
+    lab(&["chain"], &[("DB", "postgres")]);
+    let recorder = Recorder::start(&config);
+    wait_in_pool(port, &["s1", "s2"]);
+    lab(&["split"], &[("DB", "postgres")]);
+    let parted = wait_http(port, "/status", Duration::from_secs(15), |r| {
+        let status = r.json();
+        let replicas = status["clusters"][0]["replicas"]
+            .as_array()
+            .unwrap()
+            .clone();
+        replicas.iter().all(|r| r["reason"] == "split")
+    });
+    assert!(parted.is_some(), "{}", status_of(port, "s1"));
+    assert_eq!(primary_address(port), PG_PRIMARY);
+    let s1 = status_of(port, "s1");
+    assert_eq!(
+        (&s1["part"], &s1["state"]),
+        (&"it_pg_split~s2".into(), &"out".into()),
+        "{s1}"
+    );
+    // The part's beats reach standby1 through standby2, which wrote them.
+    sleep(Duration::from_secs(3));
+    assert_eq!(
+        psql_value(
+            15433,
+            "SELECT writer FROM lagtrace.heartbeat WHERE cluster = 'it_pg_split#split'"
+        ),
+        PG_STANDBYS[1].1
+    );
+    let s1 = status_of(port, "s1");
+    assert!(s1["lag_hi_ms"].as_f64().unwrap() < 1000.0, "{s1}");
+    lab(&["failback"], &[("DB", "postgres")]);
+    wait_in_pool(port, &["s1", "s2"]);
+    assert!(status_of(port, "s1")["part"].is_null());
+    let (code, log) = recorder.stop();
+    assert_eq!(code, Some(0), "{log}");
+    let docs = json_documents(&fired);
+    assert_eq!(docs.len(), 1, "{docs:?}");
+    assert_eq!(
+        docs[0]["split"]["following"]["s2"],
+        serde_json::json!(["s1"])
+    );
+    let stored = export_json(&store, &["--events"]);
+    assert!(
+        stored.iter().any(|e| e["event"] == "split_end"),
+        "{stored:?}"
+    );
+    // standby1 read against the part's beats: well under a second throughout.
+    let rows = export_json(&store, &[]);
+    let part: Vec<f64> = rows
+        .iter()
+        .filter(|r| r["cluster"] == "it_pg_split~s2" && r["replica"] == "s1")
+        .filter_map(|r| r["lag_hi_ms"].as_f64())
+        .collect();
+    assert!(part.len() > 100, "{} rounds", part.len());
+    let max = part.iter().copied().fold(0.0, f64::max);
+    assert!(
+        max < 1000.0,
+        "standby1's lag against standby2 reached {max} ms"
+    );
 }
