@@ -39,8 +39,9 @@ pub struct Poller {
 /// polls see, and a poll on a fixed period aliases with periodic work on the primary
 /// (batches every second, a load paced in 100 ms ticks) and sees one phase of it only.
 /// While the last poll showed a backlog (at least
-/// [`crate::samples::ProgressUnit::backlog_min`]), polls come every [`BACKLOG_EVERY`] at most: the apply rate while a backlog drains is
-/// what capacity is measured from, and a drain often lasts only seconds.
+/// [`crate::samples::ProgressUnit::backlog_min`]), polls come every [`BACKLOG_EVERY`] at
+/// most: the apply rate while a backlog drains is what capacity is measured from, and a
+/// drain often lasts only seconds.
 pub async fn run(p: Poller, out: mpsc::Sender<Sample>, mut shutdown: watch::Receiver<bool>) {
     let mut jitter = Jitter::new(p.clock.now_us() as u64 ^ u64::from(p.replica_id) << 32);
     let mut conn: Option<StatusConn> = None;
@@ -62,12 +63,16 @@ pub async fn run(p: Poller, out: mpsc::Sender<Sample>, mut shutdown: watch::Rece
         let t_us = p.clock.now_us();
         let result = poll(&p, &mut conn).await;
         let mut role = None;
-        let duration_us = (p.clock.now_us() - t_us).clamp(0, u32::MAX as i64) as u32;
+        // A poll's time is its own server's: a PostgreSQL standby's sender, asked after,
+        // does not stretch it.
+        let read_us = result.as_ref().map_or(p.clock.now_us(), |r| r.read_us);
+        let duration_us = (read_us - t_us).clamp(0, u32::MAX as i64) as u32;
         let status = match result {
             Ok(Polled {
                 channels,
                 writable,
                 postgres,
+                ..
             }) => {
                 backoff.reset();
                 failures.succeeded();
@@ -134,6 +139,8 @@ enum StatusConn {
 
 /// What one poll read.
 struct Polled {
+    /// When the server's own answers were in, µs on the recorder's clock.
+    read_us: i64,
     channels: Vec<ChannelStatus>,
     /// Whether the server takes writes (`None` when `@@read_only` could not be read:
     /// the poll still counts).
@@ -144,8 +151,9 @@ struct Polled {
 
 /// A PostgreSQL standby poller's connection to the server the standby streams from,
 /// whose `pg_stat_replication` holds the standby's lags as PostgreSQL reports them.
-/// It follows the sender the standby names; a sender that cannot be reached is tried
-/// again after [`SENDER_RETRY`], and meanwhile the poll goes on without its lags.
+/// It follows the sender the standby names; a sender that cannot be reached or does
+/// not answer within the status period (a primary that is down or frozen) is tried
+/// again after [`SENDER_RETRY`], and meanwhile the polls go on without its lags.
 #[derive(Default)]
 struct SenderConn {
     conn: Option<(String, tokio_postgres::Client)>,
@@ -178,11 +186,13 @@ impl SenderConn {
             }
         }
         let (_, c) = self.conn.as_ref().expect("connected above");
-        match super::pg::sender_lags(c, name, p.settings.query_timeout).await {
+        let timeout = p.settings.query_timeout.min(p.every);
+        match super::pg::sender_lags(c, name, timeout).await {
             Ok(lags) => lags,
             Err(e) => {
                 tracing::debug!(replica = %p.replica, error = %e, "pg_stat_replication unread");
                 self.conn = None;
+                self.retry_at = Some(Instant::now() + SENDER_RETRY);
                 None
             }
         }
@@ -210,6 +220,7 @@ async fn poll(p: &Poller, conn: &mut Option<StatusConn>) -> Result<Polled, DbErr
         StatusConn::Postgres(pg) => {
             let (c, sender) = &mut **pg;
             let s = super::pg::status(c, timeout).await?;
+            let read_us = p.clock.now_us();
             let source = s.channels.first().map(|c| c.source.as_str());
             let postgres = match (source, &s.application_name) {
                 (Some(source), Some(name)) if !source.is_empty() => {
@@ -229,6 +240,7 @@ async fn poll(p: &Poller, conn: &mut Option<StatusConn>) -> Result<Polled, DbErr
                 _ => None,
             };
             return Ok(Polled {
+                read_us,
                 channels: s.channels,
                 writable: Some(s.writable),
                 postgres,
@@ -252,6 +264,7 @@ async fn poll(p: &Poller, conn: &mut Option<StatusConn>) -> Result<Polled, DbErr
         }
     };
     Ok(Polled {
+        read_us: p.clock.now_us(),
         channels,
         writable,
         postgres: None,
