@@ -386,6 +386,18 @@ mod tests {
         assert_eq!(e.causes, vec![Cause::SqlStopped]);
         // The blip: over 1 s for 0.5 s, threads running throughout.
         assert_eq!(eps[1].causes, vec![Cause::ThreadsRunning]);
+
+        // The same stall on a PostgreSQL standby (LSN positions) is paused replay.
+        let pg: Vec<StatusSample> = status
+            .into_iter()
+            .map(|mut s| {
+                s.channels[0].gtid_applied_pos = "0/3000148".into();
+                s
+            })
+            .collect();
+        let eps = episodes(&points, &pg, S, S / 2);
+        assert_eq!(eps[0].causes, vec![Cause::ReplayPaused]);
+        assert_eq!(eps[0].causes[0].code(), "replay_paused");
     }
 
     #[test]

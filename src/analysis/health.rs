@@ -84,7 +84,7 @@ pub enum Reason {
     /// PostgreSQL: WAL replay is paused.
     ReplayPaused,
     /// PostgreSQL: the WAL receiver is not streaming.
-    WalReceiverDown,
+    WalReceiverStopped,
     /// No read for this long (µs).
     Stale { age_us: i64 },
 }
@@ -101,7 +101,7 @@ impl fmt::Display for Reason {
             Reason::SqlStopped { errno: 0 } => f.write_str("SQL thread stopped"),
             Reason::SqlStopped { errno } => write!(f, "SQL thread stopped (error {errno})"),
             Reason::ReplayPaused => f.write_str("replay paused"),
-            Reason::WalReceiverDown => f.write_str("WAL receiver not streaming"),
+            Reason::WalReceiverStopped => f.write_str("WAL receiver not streaming"),
             Reason::Stale { age_us } => write!(f, "no read for {:.1} s", s(*age_us)),
         }
     }
@@ -117,7 +117,7 @@ impl Reason {
             Reason::IoStopped { .. } => "io_stopped",
             Reason::SqlStopped { .. } => "sql_stopped",
             Reason::ReplayPaused => "replay_paused",
-            Reason::WalReceiverDown => "wal_receiver_down",
+            Reason::WalReceiverStopped => "wal_receiver_stopped",
             Reason::Stale { .. } => "stale",
         }
     }
@@ -261,7 +261,7 @@ impl Health {
             }
         } else if let Some(errno) = self.io {
             if self.wal {
-                Reason::WalReceiverDown
+                Reason::WalReceiverStopped
             } else {
                 Reason::IoStopped { errno }
             }
@@ -476,6 +476,37 @@ mod tests {
         assert_eq!(h.stale_at_us(), Some(5 * S));
         let c = h.on_time(5 * S + 1).unwrap();
         assert_eq!(c.reason.code(), "stale");
+    }
+
+    #[test]
+    fn a_postgres_standby_is_out_for_paused_replay_or_a_stopped_receiver() {
+        let mut h = Health::new(th(0));
+        h.on_lag(0, 0);
+        // Its positions are LSNs: the threads are the WAL receiver and replay.
+        let mut status = StatusSample {
+            postgres: None,
+            t_us: S,
+            duration_us: 100,
+            outcome: Outcome::Ok,
+            reason: None,
+            channels: vec![ChannelStatus {
+                sql_running: false,
+                gtid_io_pos: "0/3000148".into(),
+                gtid_applied_pos: "0/3000148".into(),
+                ..ChannelStatus::running()
+            }],
+        };
+        let c = h.on_status(&status).unwrap();
+        assert_eq!(
+            (c.reason.code(), c.reason.to_string()),
+            ("replay_paused", "replay paused".into())
+        );
+        status.t_us = 2 * S;
+        status.channels[0].sql_running = true;
+        status.channels[0].io = IoState::No;
+        // Still out (no change of pool), now for the receiver.
+        assert_eq!(h.on_status(&status), None);
+        assert_eq!(h.verdict(2 * S), (Pool::Out, Reason::WalReceiverStopped));
     }
 
     #[test]

@@ -64,7 +64,7 @@ pub struct ReplicaDoc {
     pub part: Option<String>,
     pub state: State,
     /// Short code of the reason (`healthy`, `lagging`, `unreachable`, `io_stopped`,
-    /// `sql_stopped`, PostgreSQL's `replay_paused` and `wal_receiver_down`, `stale`,
+    /// `sql_stopped`, PostgreSQL's `replay_paused` and `wal_receiver_stopped`, `stale`,
     /// `maintenance`, `starting`, `primary`: a node of a `nodes`
     /// cluster that beats go to now, `split`: on the other side of a split, see `part`).
     pub reason: String,

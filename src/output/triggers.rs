@@ -156,7 +156,7 @@ pub struct SplitDoc {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CheckDoc {
     /// `healthy`, `lagging`, `unreachable`, `io_stopped`, `sql_stopped`, `stale`;
-    /// for PostgreSQL `wal_receiver_down` and `replay_paused` in place of the threads'.
+    /// for PostgreSQL `wal_receiver_stopped` and `replay_paused` in place of the threads'.
     pub reason: String,
     pub detail: String,
     pub lag_lo_ms: Option<f64>,
