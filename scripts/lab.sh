@@ -221,8 +221,22 @@ cmd_up() {
   for node in replica1 replica2; do
     wait_until "$node IO and SQL threads to run" replica_threads_running "$node"
   done
+  settle_replicas
   say "up"
   print_ports
+}
+
+# The replicas apply what `up` just wrote on the primary (users, grants) before anyone
+# reads with them: a replica that has applied the grants' REVOKE but not yet their GRANT
+# denies lagtrace its reads. After a failover the primary's writes reach no replica:
+# the wait gives up after 10 s and says so.
+settle_replicas() {
+  local pos node
+  pos=$(sql primary "SELECT @@gtid_binlog_pos")
+  for node in replica1 replica2; do
+    [ "$(sql "$node" "SELECT MASTER_GTID_WAIT('$pos', 10)")" = 0 ] ||
+      say "$node has not applied the primary's position $pos (it replicates from elsewhere?)"
+  done
 }
 
 docker_up() {
