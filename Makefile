@@ -9,8 +9,10 @@ SECONDS ?= 30
 ROWS ?= 1
 APPLY_MS ?= 0
 THREADS ?= 4
+BENCH_SECONDS ?= 30
+LOAD ?=
 
-.PHONY: demo test bench bench-live up down status start-lag stop-lag slave-lag replica-lag stuff stall resume io-stop io-start block \
+.PHONY: demo test bench bench-live bench-pt up down status start-lag stop-lag slave-lag replica-lag stuff stall resume io-stop io-start block \
         break repair load oltp build release ci-deps fuzz soak failover split chain failback
 
 ## demo: start the lab, record 40 s under load with a 10 s stall, analyze, plot demo/*.svg
@@ -66,6 +68,10 @@ bench:
 	$(CARGO) bench --bench analysis
 	scripts/bench-record.sh
 	scripts/bench-live.sh
+
+## bench-pt: lagtrace and pt-heartbeat side by side on the lab (CPU and statements per lag value, reads per beat); LOAD=200 runs make load under both
+bench-pt:
+	BENCH_SECONDS=$(BENCH_SECONDS) LOAD=$(LOAD) scripts/bench-vs-pt.sh
 
 ## bench-live: /check at 1000 requests/s (wrk): latency and recorder CPU; stall -> 503 detection latency
 bench-live:

@@ -1,7 +1,14 @@
-//! The replica reader: one task per replica, reading the cluster's heartbeat row right
+//! The replica reader: one task per replica, reading the cluster's heartbeat row soon
 //! after each acknowledged beat (or every `read_every` beats), in autocommit READ
 //! COMMITTED so it never reads a stale snapshot. When no beat arrives (the primary is
 //! down) it still reads once per period, so the lag bounds keep widening honestly.
+//!
+//! A healthy replica shows a beat a fraction of a millisecond after the primary
+//! acknowledged it (it receives and applies it first): a read right at the
+//! acknowledgement usually shows the previous beat and needs a follow-up. The
+//! [`Pacer`] learns that delay from recent rounds and waits about that long before the
+//! first read, so that most rounds take one read. The bounds do not change: a read
+//! says what it saw, whenever it ran.
 
 use std::time::Duration;
 
@@ -15,7 +22,7 @@ use crate::clock::Clock;
 use crate::config::{Address, ConnectionConfig, Secret};
 use crate::samples::{Observation, Outcome, Sample};
 
-/// Immediate re-reads after a read that raced the newest beat.
+/// Re-reads after a read that raced the newest beat.
 pub const MAX_FOLLOW_UPS: u32 = 3;
 
 /// Everything a replica reader needs.
@@ -59,9 +66,16 @@ pub async fn run(
 
     let fallback_sleep = tokio::time::sleep(fallback);
     tokio::pin!(fallback_sleep);
+    let mut pacer = Pacer::new(interval_us);
+    // The beat this round reads for, and the start of its last read that missed it.
+    let mut round = BeatNotice::default();
+    let mut missed_at: Option<i64> = None;
+    // The wait before this round's first read, µs.
+    let mut waited_us = 0;
     // A read that shows the beat just before the newest acknowledged one usually raced
-    // the replica applying it: a few immediate follow-up reads then show it, which turns
-    // bounds about one interval wide into bounds a few round trips wide.
+    // the replica applying it: a few follow-up reads (half the pacer's wait apart) then
+    // show it, which turns bounds about one interval wide into bounds a few round trips
+    // wide.
     let mut follow_up = false;
     let mut follow_ups_left = 0;
     loop {
@@ -73,15 +87,22 @@ pub async fn run(
                     if changed.is_err() {
                         break;
                     }
-                    let seq = notices.borrow_and_update().seq;
-                    if r.read_every > 1 && seq < last_read_seq + r.read_every as u64 {
+                    let notice = *notices.borrow_and_update();
+                    if r.read_every > 1 && notice.seq < last_read_seq + r.read_every as u64 {
                         continue;
                     }
-                    last_read_seq = seq;
+                    last_read_seq = notice.seq;
+                    (round, missed_at) = (notice, None);
+                    waited_us = pacer.first_delay_us();
+                    if pause(waited_us, &mut shutdown).await {
+                        break;
+                    }
                 }
                 _ = &mut fallback_sleep => {}
                 _ = shutdown.changed() => break,
             }
+        } else if pause(pacer.follow_up_delay_us(), &mut shutdown).await {
+            break;
         }
         if *shutdown.borrow() {
             break;
@@ -99,6 +120,12 @@ pub async fn run(
             Ok(Some(seq)) => {
                 backoff.reset();
                 failures.succeeded();
+                if round.seq > 0 && seq >= round.seq {
+                    pacer.saw(round.t_ack_us, missed_at.take(), waited_us, r_end_us);
+                    round.seq = 0;
+                } else if seq + 1 == round.seq {
+                    missed_at = Some(r_start_us);
+                }
                 // A read slower than the interval is not followed up: the next beat's
                 // read starts at once anyway, and each such read is its own round.
                 let fast = r_end_us - r_start_us < interval_us;
@@ -153,6 +180,87 @@ pub async fn run(
     }
 }
 
+/// Sleeps `us` microseconds (not at all for 0); true when shutdown came first. tokio's
+/// timer ticks in whole milliseconds, so a wait ends up to a millisecond late: a read
+/// then shows the beat with bounds that much wider, which is cheaper than a second
+/// read (a timer thread precise to tens of microseconds cost as much CPU in wake-ups as
+/// the reads it saved).
+async fn pause(us: i64, shutdown: &mut watch::Receiver<bool>) -> bool {
+    if us <= 0 {
+        return *shutdown.borrow();
+    }
+    tokio::select! {
+        _ = tokio::time::sleep(Duration::from_micros(us as u64)) => *shutdown.borrow(),
+        _ = shutdown.changed() => true,
+    }
+}
+
+/// How many recent rounds the [`Pacer`] learns from.
+const PACER_ROUNDS: usize = 15;
+
+/// When to read after an acknowledgement: the median of the replica's recent
+/// visibility delays (acknowledgement to the beat showing on the replica, µs), capped
+/// at a quarter of the beat interval, before the first read; half that between
+/// follow-ups. A round whose read missed the beat and whose next read showed it puts
+/// the delay between the miss's start and the hit's end (it counts the middle); a round
+/// whose first read showed it only says the delay was shorter, so it counts 7/8 of the
+/// wait it asked for: the pacer keeps probing earlier and follows a replica that became
+/// faster. (Counting the read's actual start instead would settle at 7 times the
+/// wake-up latency, whatever the replica does.)
+#[derive(Debug, Clone)]
+pub struct Pacer {
+    recent: [i64; PACER_ROUNDS],
+    len: usize,
+    next: usize,
+    cap_us: i64,
+}
+
+impl Pacer {
+    pub fn new(interval_us: i64) -> Pacer {
+        Pacer {
+            recent: [0; PACER_ROUNDS],
+            len: 0,
+            next: 0,
+            cap_us: interval_us / 4,
+        }
+    }
+
+    /// The wait before a beat's first read, µs (0 until a round has been seen).
+    pub fn first_delay_us(&self) -> i64 {
+        if self.len == 0 {
+            return 0;
+        }
+        let mut sorted = self.recent;
+        let sorted = &mut sorted[..self.len];
+        sorted.sort_unstable();
+        sorted[self.len / 2].clamp(0, self.cap_us)
+    }
+
+    /// The wait before a follow-up read, µs.
+    pub fn follow_up_delay_us(&self) -> i64 {
+        self.first_delay_us() / 2
+    }
+
+    /// A round for the beat acknowledged at `t_ack_us` showed it in a read that ended
+    /// at `hit_end_us`; `missed_at_us` is the start of the round's last read that did
+    /// not show it, `None` when the first read (after a wait of `waited_us`) showed it.
+    pub fn saw(
+        &mut self,
+        t_ack_us: i64,
+        missed_at_us: Option<i64>,
+        waited_us: i64,
+        hit_end_us: i64,
+    ) {
+        let delay_us = match missed_at_us {
+            Some(miss) => (miss + hit_end_us) / 2 - t_ack_us,
+            None => waited_us * 7 / 8,
+        };
+        self.recent[self.next] = delay_us.max(0);
+        self.next = (self.next + 1) % PACER_ROUNDS;
+        self.len = (self.len + 1).min(PACER_ROUNDS);
+    }
+}
+
 /// Reads the visible beat number, connecting (and preparing the read once per
 /// connection, so each read is one execute of a parsed statement) when needed.
 async fn read_seq(r: &Reader, conn: &mut Option<Session>) -> Result<Option<u64>, DbError> {
@@ -161,4 +269,46 @@ async fn read_seq(r: &Reader, conn: &mut Option<Session>) -> Result<Option<u64>,
     }
     let c = conn.as_mut().expect("connected above");
     c.read(&r.row, r.settings.query_timeout).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pacer_waits_the_median_visibility_delay_capped() {
+        let mut p = Pacer::new(10_000);
+        assert_eq!(p.first_delay_us(), 0);
+        // Misses then hits: the delay lies between a miss's start and the hit's end.
+        for k in 0..5 {
+            p.saw(1_000, Some(1_100), 1_400, 1_500 + k);
+        }
+        assert_eq!(p.first_delay_us(), 301);
+        assert_eq!(p.follow_up_delay_us(), 150);
+        // A slow outlier does not move the median; a lagging replica is capped.
+        p.saw(0, Some(50_000), 60_000, 60_100);
+        assert_eq!(p.first_delay_us(), 301);
+        let mut slow = Pacer::new(10_000);
+        slow.saw(0, Some(50_000), 60_000, 60_100);
+        assert_eq!(slow.first_delay_us(), 2_500);
+    }
+
+    #[test]
+    fn first_read_hits_make_the_pacer_probe_earlier() {
+        let mut p = Pacer::new(10_000);
+        for _ in 0..PACER_ROUNDS {
+            p.saw(0, Some(300), 500, 700);
+        }
+        assert_eq!(p.first_delay_us(), 500);
+        // Every first read now shows the beat: the wait shrinks (it halves within 60
+        // rounds, 0.6 s at 10 ms) until reads start to miss again.
+        let mut wait = p.first_delay_us();
+        for _ in 0..60 {
+            p.saw(0, None, wait, wait + 200);
+            let next = p.first_delay_us();
+            assert!(next <= wait);
+            wait = next;
+        }
+        assert!(wait <= 250, "{wait}");
+    }
 }

@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# lagtrace against pt-heartbeat, side by side on the MariaDB lab in one run: each at 10 ms
+# beats with the lab's two replicas for BENCH_SECONDS (default 30), one after the other,
+# the same load running under both when LOAD is set (`make load` at LOAD tx/s).
+#
+#   make bench-pt [BENCH_SECONDS=30] [LOAD=200]
+#   LAGTRACE_BIN=/path/to/lagtrace scripts/bench-vs-pt.sh    # another build, e.g. an older one
+#
+# A lag value is one replica's lag at one beat: a probe round of lagtrace (a row of
+# `lagtrace export`), a line of a `pt-heartbeat --monitor`. Printed per lag value: CPU
+# (user + system, of lagtrace, or of pt-heartbeat's --update and its two --monitor
+# processes) and statements (the servers' Questions, all three summed); for lagtrace also
+# the reads per beat per replica and the bounds' width. Statements are shown only without a
+# load (the servers count the load's too). The ratio is pt-heartbeat's CPU
+# per lag value over lagtrace's.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# shellcheck source=scripts/common.sh
+. scripts/common.sh
+secs=${BENCH_SECONDS:-30}
+load=${LOAD:-}
+[[ "$secs" =~ ^[0-9]+$ && "$secs" -gt 0 ]] || { echo "bench: BENCH_SECONDS must be a positive integer" >&2; exit 1; }
+[ -z "$load" ] || [[ "$load" =~ ^[0-9]+$ ]] || { echo "bench: LOAD must be a whole number of tx/s" >&2; exit 1; }
+if ! command -v pt-heartbeat >/dev/null || [ ! -x /usr/bin/time ]; then
+  echo "bench: installing percona-toolkit and time (apt-get)"
+  apt_install_quiet percona-toolkit time >/dev/null || { echo "bench: apt-get failed" >&2; exit 1; }
+fi
+scripts/lab.sh up >/dev/null
+lt=${LAGTRACE_BIN:-}
+if [ -z "$lt" ]; then
+  cargo build --release --quiet
+  lt=target/release/lagtrace
+fi
+export LAGTRACE_PASSWORD=${LAGTRACE_PASSWORD:-lagtrace-lab}
+lab_dir=$(pwd)/.lab
+sock() { local p="$lab_dir/$1/mysqld.sock"; [ ${#p} -gt 100 ] && p="/tmp/lagtrace-lab-$2.sock"; echo "$p"; }
+declare -A SOCK=([primary]=$(sock primary 13306) [replica1]=$(sock replica1 13307) [replica2]=$(sock replica2 13308))
+root_sql() { mariadb --no-defaults --protocol=socket --socket="${SOCK[$1]}" -uroot --batch --skip-column-names -e "$2"; }
+# Statements all three servers have run so far (each call adds its own one per server).
+questions() {
+  local n total=0
+  for n in primary replica1 replica2; do
+    total=$((total + $(root_sql "$n" "SHOW GLOBAL STATUS LIKE 'Questions'" | cut -f2)))
+  done
+  echo "$total"
+}
+work=$(mktemp -d)
+load_pid=
+cleanup() {
+  [ -n "$load_pid" ] && kill -- -"$load_pid" 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+start_load() {
+  [ -n "$load" ] || return 0
+  setsid env RATE="$load" LOAD_SECONDS=$((secs + 10)) scripts/lab.sh load >/dev/null 2>&1 &
+  load_pid=$!
+  sleep 2
+}
+stop_load() {
+  [ -n "$load_pid" ] || return 0
+  kill -- -"$load_pid" 2>/dev/null || true
+  wait "$load_pid" 2>/dev/null || true
+  load_pid=
+}
+cpu_s() { awk '{ print $1 + $2 }' "$1"; }
+
+# lagtrace
+"$lt" init -c lagtrace.example.toml >/dev/null
+start_load
+q0=$(questions)
+/usr/bin/time -o "$work/lt.time" -f "%U %S" "$lt" record -c lagtrace.example.toml \
+  --store "$work/b.redb" --interval 10ms --duration "${secs}s" >"$work/lt.out"
+q1=$(questions)
+stop_load
+beats=$(sed -n 's/.*recorded \([0-9]*\) beats.*/\1/p' "$work/lt.out")
+rounds=$(($("$lt" export --store "$work/b.redb" | wc -l) - 1))
+reads=$(($("$lt" export --reads --store "$work/b.redb" | wc -l) - 1))
+"$lt" analyze --format json --store "$work/b.redb" >"$work/lt.json"
+widths=$(python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+for r in d["replicas"]:
+    w = r["lag"]["bound_width"]
+    print("    %s: bounds width p50 %.3f ms, p90 %.3f ms, p99 %.3f ms" % (r["replica"], w["p50_ms"], w["p90_ms"], w["p99_ms"]))
+' "$work/lt.json")
+lt_cpu=$(cpu_s "$work/lt.time")
+
+# pt-heartbeat: --update on the primary, one --monitor per replica, at the same interval.
+pt=(--database lagtrace_pt --user root --interval 0.01 --run-time "${secs}s")
+root_sql primary "CREATE DATABASE IF NOT EXISTS lagtrace_pt"
+pt-heartbeat "${pt[@]}" --socket "${SOCK[primary]}" --create-table --update --run-time 1s >/dev/null 2>&1 || true
+sleep 1
+start_load
+q2=$(questions)
+/usr/bin/time -o "$work/pu.time" -f "%U %S" pt-heartbeat "${pt[@]}" --socket "${SOCK[primary]}" --update \
+  >/dev/null 2>"$work/pu.err" &
+upd=$!
+for n in replica1 replica2; do
+  /usr/bin/time -o "$work/pm-$n.time" -f "%U %S" pt-heartbeat "${pt[@]}" --socket "${SOCK[$n]}" \
+    --monitor --master-server-id 1 >"$work/pm-$n.out" 2>"$work/pm-$n.err" &
+done
+wait
+q3=$(questions)
+stop_load
+pt_values=$(cat "$work"/pm-*.out | grep -c 's \[' || true)
+pt_cpu=$(awk '{ s += $1 + $2 } END { print s }' "$work"/pu.time "$work"/pm-*.time)
+[ "$pt_values" -gt 0 ] || { echo "bench: pt-heartbeat --monitor printed nothing:" >&2; cat "$work"/pm-*.err "$work/pu.err" >&2; exit 1; }
+
+awk -v s="$secs" -v rate="${load:-0}" -v b="$beats" -v r="$rounds" -v rd="$reads" -v lc="$lt_cpu" \
+  -v lq=$((q1 - q0 - 3)) -v pv="$pt_values" -v pc="$pt_cpu" -v pq=$((q3 - q2 - 3)) 'BEGIN {
+  printf "10 ms beats, 2 replicas, %d s each, load %d tx/s\n", s, rate
+  # Under a load the servers count its statements too.
+  printf "  lagtrace:     %d lag values, CPU %.2f s = %.4f ms per lag value", r, lc, lc * 1000 / r
+  if (rate == 0) printf ", %.2f statements per lag value", lq / r
+  printf "\n                %.2f reads per beat per replica (target <= 1.3)\n", rd / b / 2
+  printf "  pt-heartbeat: %d lag values, CPU %.2f s = %.4f ms per lag value", pv, pc, pc * 1000 / pv
+  if (rate == 0) printf ", %.2f statements per lag value", pq / pv
+  printf "\n  pt-heartbeat / lagtrace CPU per lag value: %.1f x (target >= 3 in poll mode)\n", (pc / pv) / (lc / r)
+}'
+echo "$widths"
