@@ -3,7 +3,8 @@
 # with pg_basebackup from Debian's postgresql-15, run as the `postgres` user (initdb
 # refuses root) from .lab/pg/. `scripts/lab.sh` and `make` come here with DB=postgres.
 #
-#   scripts/lab-pg.sh up | down | status | is-up | stall | resume | start-lag | stop-lag
+#   scripts/lab-pg.sh up | down | status | is-up | stall | resume | io-stop | io-start
+#                     | start-lag | stop-lag
 #                     | load | oltp | chain | split | failover | failback
 #
 # Ports: primary 127.0.0.1:15432, standbys 15433 (REPLICA=1) and 15434 (REPLICA=2).
@@ -254,6 +255,26 @@ cmd_resume() {
   say "$n: WAL replay resumed"
 }
 
+# io-stop / io-start: a standby's WAL receiver stops (its primary_conninfo commented out
+# and the configuration reloaded: PostgreSQL 13+ stops the receiver) / streams again.
+cmd_io_stop() {
+  local n; n=$(standby_node)
+  sed -i 's/^primary_conninfo = /#io-stop# primary_conninfo = /' "$PG_DIR/$n/data/lab.conf"
+  sql "$n" "SELECT pg_reload_conf()" >/dev/null
+  wait_until "$n's WAL receiver to stop" not_streaming "$n"
+  say "$n: WAL receiver stopped (start it with: make io-start DB=postgres REPLICA=$REPLICA)"
+}
+
+cmd_io_start() {
+  local n; n=$(standby_node)
+  sed -i 's/^#io-stop# primary_conninfo = /primary_conninfo = /' "$PG_DIR/$n/data/lab.conf"
+  sql "$n" "SELECT pg_reload_conf()" >/dev/null
+  wait_until "$n to stream again" streaming "$n"
+  say "$n: WAL receiver streams again"
+}
+
+not_streaming() { [ -z "$(sql "$1" "SELECT status FROM pg_stat_wal_receiver")" ]; }
+
 # start-lag LAG=2s / stop-lag: an intended delay (recovery_min_apply_delay) on a standby.
 set_delay() {
   local n delay=$1; n=$(standby_node)
@@ -426,6 +447,8 @@ case "${1:-}" in
   is-up) cmd_is_up ;;
   stall) cmd_stall ;;
   resume) cmd_resume ;;
+  io-stop) cmd_io_stop ;;
+  io-start) cmd_io_start ;;
   start-lag) set_delay "${LAG:-2s}" ;;
   stop-lag) set_delay 0 ;;
   load) cmd_load ;;
@@ -434,5 +457,5 @@ case "${1:-}" in
   chain) cmd_chain ;;
   failover) cmd_failover ;;
   failback) cmd_failback ;;
-  *) die "usage: $0 up|down|status|is-up|stall|resume|start-lag|stop-lag|load|oltp|chain|split|failover|failback" ;;
+  *) die "usage: $0 up|down|status|is-up|stall|resume|io-stop|io-start|start-lag|stop-lag|load|oltp|chain|split|failover|failback" ;;
 esac

@@ -377,7 +377,22 @@ wait_applied() {
   sql "$from" "SET GLOBAL read_only = ON"
   pos=$(sql "$from" "SELECT @@gtid_binlog_pos")
   for node in "$@"; do
-    [ "$(sql "$node" "SELECT MASTER_GTID_WAIT('$pos', 30)")" = 0 ] || die "$node did not reach $from's position $pos within 30 s"
+    wait_until "$node to reach $from's position $pos" has_position "$node" "$pos"
+  done
+}
+
+# has_position NODE POS: NODE has every transaction of the GTID position POS, applied or
+# written itself (@@gtid_current_pos). MASTER_GTID_WAIT looks at the applied ones only,
+# so it waited in vain on an old primary for the transactions it wrote (a failback
+# right after a failover, with no writes in between).
+has_position() {
+  local have gtid domain seq got
+  have=$(sql "$1" "SELECT @@gtid_current_pos")
+  for gtid in ${2//,/ }; do
+    domain=${gtid%%-*}
+    seq=${gtid##*-}
+    got=$(tr ',' '\n' <<<"$have" | awk -F- -v d="$domain" '$1 == d { print $3 }')
+    [ -n "$got" ] && [ "$got" -ge "$seq" ] || return 1
   done
 }
 

@@ -885,3 +885,75 @@ fn a_split_measures_the_promoted_standbys_side_against_its_own_beats() {
         "standby1's lag against standby2 reached {max} ms"
     );
 }
+
+/// Starts standby1's WAL receiver again on drop, so a failed test never leaves it off.
+struct IoStart;
+
+impl Drop for IoStart {
+    fn drop(&mut self) {
+        lab(&["io-start"], &[("DB", "postgres"), ("REPLICA", "1")]);
+    }
+}
+
+/// standby1's WAL receiver stopped for 6 s (`make io-stop DB=postgres`): nothing more
+/// reaches it, so its lag grows a second per second; the live check takes it out with
+/// reason `wal_receiver_stopped` (PostgreSQL's words, not a thread's), the episode's
+/// cause says the same and its peak is the stop's length; after `make io-start` it
+/// catches up and comes back. standby2 never leaves the pool.
+#[test]
+fn a_stopped_wal_receiver_is_lag_and_named_so() {
+    let _lab = take_pg_lab();
+    let dir = TempDir::new("pg-io-stop");
+    let (config, store, port) = pg_record_config(&dir, "it_pg_io");
+    let recorder = Recorder::start(&config);
+    wait_in_pool(port, &["s1", "s2"]);
+    sleep(Duration::from_secs(1));
+    let started = Instant::now();
+    let io_start = IoStart;
+    lab(&["io-stop"], &[("DB", "postgres"), ("REPLICA", "1")]);
+    let stopped_by = started.elapsed();
+    sleep(Duration::from_secs(6));
+    let s1 = http(port, "GET", "/check/s1", &[]).unwrap();
+    let s2 = http(port, "GET", "/check/s2", &[]).unwrap();
+    let restarted_from = started.elapsed();
+    drop(io_start);
+    let restarted_by = started.elapsed();
+    wait_in_pool(port, &["s1"]);
+    let (code, log) = recorder.stop();
+    assert_eq!(code, Some(0), "{log}");
+    let doc = s1.json();
+    assert_eq!(
+        (s1.code, doc["reason"].as_str()),
+        (503, Some("wal_receiver_stopped")),
+        "{doc}"
+    );
+    assert!(doc["lag_lo_ms"].as_f64().unwrap() > 4000.0, "{doc}");
+    assert_eq!(s2.code, 200, "{}", s2.json());
+    let analyzed = analyze_json(&store);
+    let s = standby(&analyzed, "s1");
+    let episodes = s["episodes"].as_array().unwrap();
+    assert_eq!(episodes.len(), 1, "{s}");
+    assert_eq!(
+        episodes[0]["causes"][0]["code"], "wal_receiver_stopped",
+        "{s}"
+    );
+    let peak_s = episodes[0]["peak_ms"].as_f64().unwrap() / 1000.0;
+    let (shortest, longest) = (
+        (restarted_from - stopped_by).as_secs_f64(),
+        restarted_by.as_secs_f64(),
+    );
+    assert!(
+        peak_s >= shortest * 0.98 && peak_s <= longest * 1.02,
+        "peak {peak_s} s for a stop between {shortest} and {longest} s"
+    );
+    eprintln!(
+        "stopped receiver: peak {peak_s:.3} s for a stop between {shortest:.3} and {longest:.3} s"
+    );
+    assert_eq!(
+        standby(&analyzed, "s2")["episodes"]
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
+}
