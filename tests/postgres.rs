@@ -957,3 +957,83 @@ fn a_stopped_wal_receiver_is_lag_and_named_so() {
         0
     );
 }
+
+/// Brings the PostgreSQL lab's stopped nodes back (`make up DB=postgres`) on drop.
+struct Up;
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        lab(&["up"], &[("DB", "postgres")]);
+    }
+}
+
+/// standby1 killed (SIGKILL to its postmaster and every process of it, as a crash or
+/// the OOM killer would) for 4 s, then started again (crash recovery, then streaming):
+/// while it is down it is unreachable, never lagging, and a gap, not an episode, in
+/// analyze; it comes back into the pool once it answers; standby2 never leaves.
+#[test]
+fn a_killed_standby_is_unreachable_never_lag_and_comes_back() {
+    let _lab = take_pg_lab();
+    let dir = TempDir::new("pg-kill");
+    let (config, store, port) = pg_record_config(&dir, "it_pg_kill");
+    let recorder = Recorder::start(&config);
+    wait_in_pool(port, &["s1", "s2"]);
+    sleep(Duration::from_secs(1));
+    let up = Up;
+    let data = repo_root().join(".lab/pg/standby1/data/postmaster.pid");
+    let postmaster = std::fs::read_to_string(&data).unwrap();
+    let postmaster = postmaster.lines().next().unwrap().trim().to_string();
+    let children = std::process::Command::new("pgrep")
+        .args(["-P", &postmaster])
+        .output()
+        .unwrap();
+    let mut pids = vec![postmaster];
+    pids.extend(
+        String::from_utf8_lossy(&children.stdout)
+            .split_whitespace()
+            .map(String::from),
+    );
+    let killed = std::process::Command::new("kill")
+        .arg("-KILL")
+        .args(&pids)
+        .status()
+        .unwrap();
+    assert!(killed.success(), "cannot kill {pids:?}");
+    sleep(Duration::from_secs(4));
+    let s1 = http(port, "GET", "/check/s1", &[]).unwrap();
+    let s2 = http(port, "GET", "/check/s2", &[]).unwrap();
+    let restarted = Instant::now();
+    drop(up);
+    wait_in_pool(port, &["s1"]);
+    let back_after = restarted.elapsed();
+    let (code, log) = recorder.stop();
+    assert_eq!(code, Some(0), "{log}");
+    let doc = s1.json();
+    assert_eq!(s1.code, 503, "{doc}");
+    assert!(
+        ["unreachable", "stale"].contains(&doc["reason"].as_str().unwrap()),
+        "{doc}"
+    );
+    assert_eq!(s2.code, 200, "{}", s2.json());
+    let analyzed = analyze_json(&store);
+    let s = standby(&analyzed, "s1");
+    assert_eq!(s["episodes"].as_array().unwrap().len(), 0, "{s}");
+    assert_eq!(s["lag"]["above_max_lag_s"], 0.0, "{s}");
+    let gaps = s["coverage"]["gaps"].as_array().unwrap();
+    let down: f64 = gaps
+        .iter()
+        .filter(|g| g["kind"] == "unreachable")
+        .map(|g| g["duration_s"].as_f64().unwrap())
+        .sum();
+    eprintln!(
+        "killed standby: unreachable for {down:.2} s in analyze; back in the pool {back_after:?} after the restart began"
+    );
+    assert!(down >= 3.5, "{gaps:?}");
+    assert_eq!(
+        standby(&analyzed, "s2")["episodes"]
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
+}
