@@ -196,18 +196,6 @@ fn beats_follow_a_failover_and_the_failback_and_lag_stays_true() {
     );
 }
 
-/// `/status`'s document of replica `name`.
-fn status_of(port: u16, name: &str) -> serde_json::Value {
-    let status = http(port, "GET", "/status", &[]).unwrap().json();
-    status["clusters"][0]["replicas"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["replica"] == name)
-        .cloned()
-        .unwrap_or_else(|| panic!("no {name} in {status}"))
-}
-
 /// A split with a follower on the second primary's side (`make chain`, then `make
 /// split`: replica1 replicates from replica2, which starts taking writes): beats stay
 /// on the primary; once `split` fires, replica2 gets beats of its own as the part

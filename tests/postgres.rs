@@ -142,7 +142,7 @@ fn check_is_ok_then_critical_for_a_paused_replay() {
             "{stdout}"
         );
     }
-    let resume = Resume;
+    let resume = Undo("resume");
     lab(&["stall"], &[("DB", "postgres"), ("REPLICA", "1")]);
     let (code, stdout, stderr) = run(
         &[
@@ -239,85 +239,136 @@ fn steady_standbys_lag_under_2_ms_with_true_bounds() {
     }
 }
 
-/// Resumes standby1's replay on drop, so a failed test never leaves it paused.
-struct Resume;
+/// Runs `lab <command> DB=postgres REPLICA=1` on drop: a test's disturbance of
+/// standby1 is undone even when the test fails.
+struct Undo(&'static str);
 
-impl Drop for Resume {
+impl Drop for Undo {
     fn drop(&mut self) {
-        lab(&["resume"], &[("DB", "postgres"), ("REPLICA", "1")]);
+        lab(&[self.0], &[("DB", "postgres"), ("REPLICA", "1")]);
     }
 }
 
-/// WAL replay paused for 10 s on standby1 (`make stall DB=postgres`): its lag peaks at
-/// the pause's length within 2 %, falls behind at one second per second (vector -1),
-/// the episode names the stopped replay and the live check takes it out; standby2
-/// never leaves the pool.
-#[test]
-fn a_paused_replay_is_lag_as_long_as_the_pause() {
-    let _lab = take_pg_lab();
-    let dir = TempDir::new("pg-stall");
-    let (config, store, port) = pg_record_config(&dir, "it_pg_stall");
+/// What a recorder saw while standby1 was disturbed.
+struct Disturbed {
+    store: PathBuf,
+    /// `/check/s1`, `/check/s2` and `/metrics` at the end of the disturbance.
+    s1: Response,
+    s2: Response,
+    metrics: Response,
+    /// The disturbance lasted at least `shortest_s` and at most `longest_s` (each lab
+    /// command takes effect somewhere within its run).
+    shortest_s: f64,
+    longest_s: f64,
+}
+
+/// Records cluster `cluster` (10 ms beats) with standby1 disturbed by `lab <start>` for
+/// `hold`, then `lab <undo>`, until standby1 is back in the pool.
+fn disturb_standby1(
+    dir: &TempDir,
+    cluster: &str,
+    (start, undo): (&str, &'static str),
+    hold: Duration,
+) -> Disturbed {
+    let (config, store, port) = pg_record_config(dir, cluster);
     let recorder = Recorder::start(&config);
     wait_in_pool(port, &["s1", "s2"]);
     sleep(Duration::from_secs(1));
     let started = Instant::now();
-    let resume = Resume;
-    lab(&["stall"], &[("DB", "postgres"), ("REPLICA", "1")]);
-    // The pause took effect somewhere within the stall command.
-    let paused_by = started.elapsed();
-    sleep(Duration::from_secs(10));
+    let guard = Undo(undo);
+    lab(&[start], &[("DB", "postgres"), ("REPLICA", "1")]);
+    let in_effect_by = started.elapsed();
+    sleep(hold);
     let s1 = http(port, "GET", "/check/s1", &[]).unwrap();
     let s2 = http(port, "GET", "/check/s2", &[]).unwrap();
     let metrics = http(port, "GET", "/metrics", &[]).unwrap();
-    let resumed_from = started.elapsed();
-    drop(resume);
-    let resumed_by = started.elapsed();
+    let undone_from = started.elapsed();
+    drop(guard);
+    let undone_by = started.elapsed();
     wait_in_pool(port, &["s1"]);
     let (code, log) = recorder.stop();
     assert_eq!(code, Some(0), "{log}");
+    Disturbed {
+        store,
+        s1,
+        s2,
+        metrics,
+        shortest_s: (undone_from - in_effect_by).as_secs_f64(),
+        longest_s: undone_by.as_secs_f64(),
+    }
+}
+
+/// standby1's one episode in `doc` (analyze JSON): its peak is as long as the
+/// disturbance (within 2 %) and its first cause is `cause`; standby2 has none. Returns
+/// standby1's document and the peak, s.
+fn one_episode_as_long_as<'a>(
+    doc: &'a serde_json::Value,
+    d: &Disturbed,
+    cause: &str,
+) -> (&'a serde_json::Value, f64) {
+    let s = standby(doc, "s1");
+    let episodes = s["episodes"].as_array().unwrap();
+    assert_eq!(episodes.len(), 1, "{s}");
+    assert_eq!(episodes[0]["causes"][0]["code"], cause, "{s}");
+    let peak_s = episodes[0]["peak_ms"].as_f64().unwrap() / 1000.0;
+    assert!(
+        peak_s >= d.shortest_s * 0.98 && peak_s <= d.longest_s * 1.02,
+        "peak {peak_s} s for a disturbance between {} and {} s",
+        d.shortest_s,
+        d.longest_s
+    );
+    assert_eq!(standby(doc, "s2")["episodes"].as_array().unwrap().len(), 0);
+    (s, peak_s)
+}
+
+/// WAL replay paused for 10 s on standby1 (`make stall DB=postgres`): its lag peaks at
+/// the pause's length within 2 %, falls behind at one second per second (vector -1),
+/// the episode names the paused replay and the live check and /metrics take it out;
+/// standby2 never leaves the pool.
+#[test]
+fn a_paused_replay_is_lag_as_long_as_the_pause() {
+    let _lab = take_pg_lab();
+    let dir = TempDir::new("pg-stall");
+    let d = disturb_standby1(
+        &dir,
+        "it_pg_stall",
+        ("stall", "resume"),
+        Duration::from_secs(10),
+    );
     assert_eq!(
-        (s1.code, &s1.json()["reason"]),
+        (d.s1.code, &d.s1.json()["reason"]),
         (503, &"replay_paused".into())
     );
-    assert_eq!(s2.code, 200, "{}", s2.json());
+    assert_eq!(d.s2.code, 200, "{}", d.s2.json());
     // Prometheus sees the same: s1 out of the pool with replay stopped and a lag of
     // seconds, s2 in.
     let gauge = |name: &str, replica: &str| -> f64 {
         let key = format!("lagtrace_{name}{{cluster=\"it_pg_stall\",replica=\"{replica}\"}} ");
-        metrics
+        d.metrics
             .body
             .lines()
             .find_map(|l| l.strip_prefix(&key))
-            .unwrap_or_else(|| panic!("no {key} in\n{}", metrics.body))
+            .unwrap_or_else(|| panic!("no {key} in\n{}", d.metrics.body))
             .parse()
             .unwrap()
     };
     assert_eq!(gauge("replica_sql_running", "s1"), 0.0);
     assert_eq!(gauge("replica_in_pool", "s1"), 0.0);
-    assert!(gauge("replica_lag_seconds", "s1") > 5.0, "{}", metrics.body);
+    assert!(
+        gauge("replica_lag_seconds", "s1") > 5.0,
+        "{}",
+        d.metrics.body
+    );
     assert_eq!(gauge("replica_in_pool", "s2"), 1.0);
     assert_eq!(gauge("replica_io_running", "s2"), 1.0);
-    let doc = analyze_json(&store);
-    let s = standby(&doc, "s1");
-    let episodes = s["episodes"].as_array().unwrap();
-    assert_eq!(episodes.len(), 1, "{s}");
-    let peak_s = episodes[0]["peak_ms"].as_f64().unwrap() / 1000.0;
-    let (shortest, longest) = (
-        (resumed_from - paused_by).as_secs_f64(),
-        resumed_by.as_secs_f64(),
-    );
-    assert!(
-        peak_s >= shortest * 0.98 && peak_s <= longest * 1.02,
-        "peak {peak_s} s for a pause between {shortest} and {longest} s"
-    );
+    let doc = analyze_json(&d.store);
+    let (s, peak_s) = one_episode_as_long_as(&doc, &d, "replay_paused");
     eprintln!(
         "paused replay: lagtrace peak {peak_s:.3} s; postgres {}",
         s["postgres"]
     );
-    let fall = episodes[0]["fall_vector"].as_f64().unwrap();
+    let fall = s["episodes"][0]["fall_vector"].as_f64().unwrap();
     assert!((fall + 1.0).abs() < 0.05, "fall vector {fall}");
-    assert_eq!(episodes[0]["causes"][0]["code"], "replay_paused", "{s}");
-    assert_eq!(standby(&doc, "s2")["episodes"].as_array().unwrap().len(), 0);
 }
 
 /// The PostgreSQL primary's processes (the postmaster and its children: backends,
@@ -628,7 +679,7 @@ fn pause_standby1_and_measure(pause: Duration) -> WalTruth {
     sleep(Duration::from_secs(6));
     let (t1, w1) = (Instant::now(), flushed());
     let arrival_per_s = (w1 - w0) as f64 / (t1 - t0).as_secs_f64();
-    let resume = Resume;
+    let resume = Undo("resume");
     lab(&["stall"], &[("DB", "postgres"), ("REPLICA", "1")]);
     sleep(pause);
     let r0 = replayed();
@@ -787,18 +838,6 @@ fn nodes_find_the_primary_and_measure_the_demoted_one_after_a_failover() {
     assert_eq!(code, Some(0), "{log}");
 }
 
-/// `/status`'s document of standby `name`.
-fn status_of(port: u16, name: &str) -> serde_json::Value {
-    let status = http(port, "GET", "/status", &[]).unwrap().json();
-    status["clusters"][0]["replicas"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["replica"] == name)
-        .cloned()
-        .unwrap_or_else(|| panic!("no {name} in {status}"))
-}
-
 /// A split brain with a follower on the second primary's side (`make chain
 /// DB=postgres`: standby1 streams from standby2; then `make split DB=postgres`:
 /// standby2 is promoted while the primary still writes, and standby1 follows it onto
@@ -886,15 +925,6 @@ fn a_split_measures_the_promoted_standbys_side_against_its_own_beats() {
     );
 }
 
-/// Starts standby1's WAL receiver again on drop, so a failed test never leaves it off.
-struct IoStart;
-
-impl Drop for IoStart {
-    fn drop(&mut self) {
-        lab(&["io-start"], &[("DB", "postgres"), ("REPLICA", "1")]);
-    }
-}
-
 /// standby1's WAL receiver stopped for 6 s (`make io-stop DB=postgres`): nothing more
 /// reaches it, so its lag grows a second per second; the live check takes it out with
 /// reason `wal_receiver_stopped` (PostgreSQL's words, not a thread's), the episode's
@@ -904,57 +934,25 @@ impl Drop for IoStart {
 fn a_stopped_wal_receiver_is_lag_and_named_so() {
     let _lab = take_pg_lab();
     let dir = TempDir::new("pg-io-stop");
-    let (config, store, port) = pg_record_config(&dir, "it_pg_io");
-    let recorder = Recorder::start(&config);
-    wait_in_pool(port, &["s1", "s2"]);
-    sleep(Duration::from_secs(1));
-    let started = Instant::now();
-    let io_start = IoStart;
-    lab(&["io-stop"], &[("DB", "postgres"), ("REPLICA", "1")]);
-    let stopped_by = started.elapsed();
-    sleep(Duration::from_secs(6));
-    let s1 = http(port, "GET", "/check/s1", &[]).unwrap();
-    let s2 = http(port, "GET", "/check/s2", &[]).unwrap();
-    let restarted_from = started.elapsed();
-    drop(io_start);
-    let restarted_by = started.elapsed();
-    wait_in_pool(port, &["s1"]);
-    let (code, log) = recorder.stop();
-    assert_eq!(code, Some(0), "{log}");
-    let doc = s1.json();
+    let d = disturb_standby1(
+        &dir,
+        "it_pg_io",
+        ("io-stop", "io-start"),
+        Duration::from_secs(6),
+    );
+    let doc = d.s1.json();
     assert_eq!(
-        (s1.code, doc["reason"].as_str()),
+        (d.s1.code, doc["reason"].as_str()),
         (503, Some("wal_receiver_stopped")),
         "{doc}"
     );
     assert!(doc["lag_lo_ms"].as_f64().unwrap() > 4000.0, "{doc}");
-    assert_eq!(s2.code, 200, "{}", s2.json());
-    let analyzed = analyze_json(&store);
-    let s = standby(&analyzed, "s1");
-    let episodes = s["episodes"].as_array().unwrap();
-    assert_eq!(episodes.len(), 1, "{s}");
-    assert_eq!(
-        episodes[0]["causes"][0]["code"], "wal_receiver_stopped",
-        "{s}"
-    );
-    let peak_s = episodes[0]["peak_ms"].as_f64().unwrap() / 1000.0;
-    let (shortest, longest) = (
-        (restarted_from - stopped_by).as_secs_f64(),
-        restarted_by.as_secs_f64(),
-    );
-    assert!(
-        peak_s >= shortest * 0.98 && peak_s <= longest * 1.02,
-        "peak {peak_s} s for a stop between {shortest} and {longest} s"
-    );
+    assert_eq!(d.s2.code, 200, "{}", d.s2.json());
+    let analyzed = analyze_json(&d.store);
+    let (_, peak_s) = one_episode_as_long_as(&analyzed, &d, "wal_receiver_stopped");
     eprintln!(
-        "stopped receiver: peak {peak_s:.3} s for a stop between {shortest:.3} and {longest:.3} s"
-    );
-    assert_eq!(
-        standby(&analyzed, "s2")["episodes"]
-            .as_array()
-            .unwrap()
-            .len(),
-        0
+        "stopped receiver: peak {peak_s:.3} s for a stop between {:.3} and {:.3} s",
+        d.shortest_s, d.longest_s
     );
 }
 

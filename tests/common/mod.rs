@@ -609,6 +609,18 @@ pub fn wait_in_pool(port: u16, replicas: &[&str]) {
     }
 }
 
+/// `/status`'s document of replica `name` of the first cluster.
+pub fn status_of(port: u16, name: &str) -> serde_json::Value {
+    let status = http(port, "GET", "/status", &[]).unwrap().json();
+    status["clusters"][0]["replicas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["replica"] == name)
+        .cloned()
+        .unwrap_or_else(|| panic!("no {name} in {status}"))
+}
+
 /// The JSON documents a file holds one after the other (what `tee -a` triggers wrote,
 /// one per run), in order; none when the file does not exist.
 pub fn json_documents(file: &Path) -> Vec<serde_json::Value> {
