@@ -344,7 +344,8 @@ writer_node() {
 follow() {
   local node=$1 source=$2 data="$PG_DIR/$1/data"
   sql "$source" "SELECT pg_create_physical_replication_slot('$node') WHERE NOT EXISTS (SELECT FROM pg_replication_slots WHERE slot_name = '$node')" >/dev/null
-  sed -i "s/^primary_conninfo = .*/primary_conninfo = 'host=127.0.0.1 port=${PORT[$source]} user=repl application_name=$node'/" "$data/lab.conf"
+  # A receiver stopped by io-stop (its line commented out) streams again from SOURCE.
+  sed -i "s/^\(#io-stop# \)\{0,1\}primary_conninfo = .*/primary_conninfo = 'host=127.0.0.1 port=${PORT[$source]} user=repl application_name=$node'/" "$data/lab.conf"
   grep -q "^primary_conninfo" "$data/lab.conf" || {
     echo "primary_conninfo = 'host=127.0.0.1 port=${PORT[$source]} user=repl application_name=$node'" >>"$data/lab.conf"
     echo "primary_slot_name = '$node'" >>"$data/lab.conf"
