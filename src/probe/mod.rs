@@ -4,11 +4,12 @@
 //! the status poller per replica (`status`). Probe tasks only produce samples. Before
 //! them, `topology` finds the primary and replicas of a cluster given as `nodes`.
 //! `pg` says the same things to PostgreSQL (`kind = "postgres"`); `session` is a probe's
-//! connection of either kind.
+//! connection of either kind; `fine_sleep` times reads finer than tokio's millisecond.
 
 pub mod beat;
 pub mod check;
 pub mod conn;
+pub mod fine_sleep;
 pub mod pg;
 pub mod reader;
 pub mod schema;
