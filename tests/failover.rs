@@ -230,15 +230,7 @@ fn a_split_keeps_beats_on_the_primary_and_measures_the_second_primarys_side() {
     sleep(Duration::from_secs(2));
     assert!(beats_ok(port) > before + 100);
     // `split` fires once replica2 has taken writes alone for 3 s; then r2 has a part.
-    let parted = wait_http(port, "/status", Duration::from_secs(10), |r| {
-        let status = r.json();
-        let replicas = status["clusters"][0]["replicas"]
-            .as_array()
-            .unwrap()
-            .clone();
-        replicas.iter().all(|r| r["reason"] == "split")
-    });
-    assert!(parted.is_some(), "{}", status_of(port, "r1"));
+    wait_all_split(port, Duration::from_secs(10));
     let r1 = status_of(port, "r1");
     assert_eq!(r1["part"], "it_split~r2", "{r1}");
     assert_eq!(r1["state"], "out", "{r1}");

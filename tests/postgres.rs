@@ -375,28 +375,34 @@ fn a_paused_replay_is_lag_as_long_as_the_pause() {
 /// WAL senders, writers), frozen with SIGSTOP until this is dropped.
 struct Frozen(Vec<String>);
 
+/// Sends `signal` (`STOP`, `KILL`) to a PostgreSQL lab node's postmaster and all its
+/// children; returns their pids.
+fn signal_node(node: &str, signal: &str) -> Vec<String> {
+    let pidfile = repo_root().join(format!(".lab/pg/{node}/data/postmaster.pid"));
+    let postmaster = std::fs::read_to_string(&pidfile).unwrap();
+    let postmaster = postmaster.lines().next().unwrap().trim().to_string();
+    let children = std::process::Command::new("pgrep")
+        .args(["-P", &postmaster])
+        .output()
+        .unwrap();
+    let mut pids = vec![postmaster];
+    pids.extend(
+        String::from_utf8_lossy(&children.stdout)
+            .split_whitespace()
+            .map(String::from),
+    );
+    let status = std::process::Command::new("kill")
+        .arg(format!("-{signal}"))
+        .args(&pids)
+        .status()
+        .unwrap();
+    assert!(status.success(), "cannot send {signal} to {node}: {pids:?}");
+    pids
+}
+
 impl Frozen {
     fn primary() -> Frozen {
-        let pidfile = repo_root().join(".lab/pg/primary/data/postmaster.pid");
-        let postmaster = std::fs::read_to_string(&pidfile).unwrap();
-        let postmaster = postmaster.lines().next().unwrap().trim().to_string();
-        let children = std::process::Command::new("pgrep")
-            .args(["-P", &postmaster])
-            .output()
-            .unwrap();
-        let mut pids = vec![postmaster];
-        pids.extend(
-            String::from_utf8_lossy(&children.stdout)
-                .split_whitespace()
-                .map(String::from),
-        );
-        let status = std::process::Command::new("kill")
-            .arg("-STOP")
-            .args(&pids)
-            .status()
-            .unwrap();
-        assert!(status.success(), "cannot freeze {pids:?}");
-        Frozen(pids)
+        Frozen(signal_node("primary", "STOP"))
     }
 }
 
@@ -867,15 +873,7 @@ fn a_split_measures_the_promoted_standbys_side_against_its_own_beats() {
     let recorder = Recorder::start(&config);
     wait_in_pool(port, &["s1", "s2"]);
     lab(&["split"], &[("DB", "postgres")]);
-    let parted = wait_http(port, "/status", Duration::from_secs(15), |r| {
-        let status = r.json();
-        let replicas = status["clusters"][0]["replicas"]
-            .as_array()
-            .unwrap()
-            .clone();
-        replicas.iter().all(|r| r["reason"] == "split")
-    });
-    assert!(parted.is_some(), "{}", status_of(port, "s1"));
+    wait_all_split(port, Duration::from_secs(15));
     assert_eq!(primary_address(port), PG_PRIMARY);
     let s1 = status_of(port, "s1");
     assert_eq!(
@@ -978,25 +976,7 @@ fn a_killed_standby_is_unreachable_never_lag_and_comes_back() {
     wait_in_pool(port, &["s1", "s2"]);
     sleep(Duration::from_secs(1));
     let up = Up;
-    let data = repo_root().join(".lab/pg/standby1/data/postmaster.pid");
-    let postmaster = std::fs::read_to_string(&data).unwrap();
-    let postmaster = postmaster.lines().next().unwrap().trim().to_string();
-    let children = std::process::Command::new("pgrep")
-        .args(["-P", &postmaster])
-        .output()
-        .unwrap();
-    let mut pids = vec![postmaster];
-    pids.extend(
-        String::from_utf8_lossy(&children.stdout)
-            .split_whitespace()
-            .map(String::from),
-    );
-    let killed = std::process::Command::new("kill")
-        .arg("-KILL")
-        .args(&pids)
-        .status()
-        .unwrap();
-    assert!(killed.success(), "cannot kill {pids:?}");
+    signal_node("standby1", "KILL");
     sleep(Duration::from_secs(4));
     let s1 = http(port, "GET", "/check/s1", &[]).unwrap();
     let s2 = http(port, "GET", "/check/s2", &[]).unwrap();

@@ -621,6 +621,24 @@ pub fn status_of(port: u16, name: &str) -> serde_json::Value {
         .unwrap_or_else(|| panic!("no {name} in {status}"))
 }
 
+/// Waits up to `within` for every replica of the first cluster to be out of its pool
+/// as `split` (on the other side of a split brain); fails the test otherwise.
+pub fn wait_all_split(port: u16, within: std::time::Duration) {
+    let parted = wait_http(port, "/status", within, |r| {
+        let status = r.json();
+        let replicas = status["clusters"][0]["replicas"]
+            .as_array()
+            .unwrap()
+            .clone();
+        replicas.iter().all(|r| r["reason"] == "split")
+    });
+    assert!(
+        parted.is_some(),
+        "not every replica left as split: {}",
+        http(port, "GET", "/status", &[]).map_or(serde_json::Value::Null, |r| r.json())
+    );
+}
+
 /// The JSON documents a file holds one after the other (what `tee -a` triggers wrote,
 /// one per run), in order; none when the file does not exist.
 pub fn json_documents(file: &Path) -> Vec<serde_json::Value> {
