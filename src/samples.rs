@@ -283,6 +283,14 @@ pub fn lsn_bytes(pos: &str) -> Option<u64> {
     Some(hex(hi)? << 32 | hex(lo)?)
 }
 
+/// A channel's `source` (`host:port`, as the status poll writes it) as host and port,
+/// split at the last colon so an IPv6 host (`::1:5432`, which the servers report
+/// unbracketed) keeps its own; `None` when there is no port.
+pub fn source_host_port(source: &str) -> Option<(&str, u16)> {
+    let (host, port) = source.rsplit_once(':')?;
+    Some((host, port.parse().ok()?))
+}
+
 /// The number of transactions a GTID position stands for: for MariaDB (`0-1-120,1-5-7`)
 /// the sum over domains of the highest sequence number, for MySQL
 /// (`3E11FA47-...:1-5:11-18,...`) the sum of the interval lengths. `None` when empty or
@@ -467,6 +475,18 @@ mod tests {
         assert_eq!(transactions_in("0-1"), None);
         assert_eq!(transactions_in("uuid:9-3"), None);
         assert_eq!(transactions_in("x-1-2"), None);
+    }
+
+    #[test]
+    fn sources_split_at_the_last_colon() {
+        assert_eq!(
+            source_host_port("127.0.0.1:15432"),
+            Some(("127.0.0.1", 15432))
+        );
+        assert_eq!(source_host_port("::1:5432"), Some(("::1", 5432)));
+        assert_eq!(source_host_port("db1"), None);
+        assert_eq!(source_host_port("db1:x"), None);
+        assert_eq!(source_host_port(""), None);
     }
 
     #[test]

@@ -560,8 +560,7 @@ impl ClusterEvents {
     /// The cluster's server a channel's source `host:port` names, if any (names and
     /// IPs compared by [`Address::is`]).
     fn source_node(&self, source: &str) -> Option<&Address> {
-        let (host, port) = source.rsplit_once(':')?;
-        let port: u16 = port.parse().ok()?;
+        let (host, port) = crate::samples::source_host_port(source)?;
         self.nodes.iter().map(|(_, a)| a).find(|a| a.is(host, port))
     }
 

@@ -174,7 +174,14 @@ impl SenderConn {
             if self.retry_at.is_some_and(|t| Instant::now() < t) {
                 return None;
             }
-            let address = Address::parse(source).ok()?;
+            // A sender named by a socket directory runs on the standby's own host,
+            // which a connection from here cannot reach.
+            let (host, port) = crate::samples::source_host_port(source)
+                .filter(|(host, _)| !host.starts_with('/'))?;
+            let address = Address {
+                host: host.to_string(),
+                port,
+            };
             match super::pg::connect(&address, &p.settings, &p.password).await {
                 Ok(c) => self.conn = Some((source.to_string(), c)),
                 Err(e) => {

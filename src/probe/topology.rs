@@ -150,8 +150,8 @@ async fn ask_postgres(
         .channels
         .iter()
         .filter_map(|c| {
-            let (host, port) = c.source.rsplit_once(':')?;
-            Some((host.to_string(), port.parse().ok()?, 0))
+            let (host, port) = crate::samples::source_host_port(&c.source)?;
+            Some((host.to_string(), port, 0))
         })
         .collect();
     Ok(Seen {
