@@ -16,7 +16,7 @@ pub use checksum::{CHECKSUM_BYTES, checked, with_checksum};
 pub use spans::{
     Span, SpanChunk, decode_spans, decode_spans_each, decode_spans_into, encode_spans,
 };
-pub use status::{StatusChunk, decode_status, encode_status, status_from_bytes, status_to_bytes};
+pub use status::{status_from_bytes, status_to_bytes};
 
 /// Why a chunk could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq)]

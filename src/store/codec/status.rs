@@ -40,7 +40,7 @@ struct ChannelEntry {
 
 /// The stored form of a status chunk (postcard).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StatusChunk {
+struct StatusChunk {
     t0_us: i64,
     entries: Vec<StatusEntry>,
 }
@@ -160,7 +160,7 @@ fn channel_apply(
 }
 
 /// Encodes status samples (in time order) as a chunk.
-pub fn encode_status(samples: &[StatusSample]) -> StatusChunk {
+fn encode_status(samples: &[StatusSample]) -> StatusChunk {
     let t0_us = samples.first().map_or(0, |s| s.t_us);
     let mut prev: Option<&StatusSample> = None;
     let mut entries = Vec::with_capacity(samples.len());
@@ -248,7 +248,7 @@ pub fn status_from_bytes(bytes: &[u8]) -> Result<Vec<StatusSample>, DecodeError>
 }
 
 /// Decodes a status chunk.
-pub fn decode_status(chunk: &StatusChunk) -> Result<Vec<StatusSample>, DecodeError> {
+fn decode_status(chunk: &StatusChunk) -> Result<Vec<StatusSample>, DecodeError> {
     let mut out: Vec<StatusSample> = Vec::with_capacity(chunk.entries.len());
     let mut t = chunk.t0_us;
     for e in &chunk.entries {
