@@ -32,9 +32,8 @@ if [ -z "$lt" ]; then
   lt=target/release/lagtrace
 fi
 export LAGTRACE_PASSWORD=${LAGTRACE_PASSWORD:-lagtrace-lab}
-lab_dir=$(pwd)/.lab
-sock() { local p="$lab_dir/$1/mysqld.sock"; [ ${#p} -gt 100 ] && p="/tmp/lagtrace-lab-$2.sock"; echo "$p"; }
-declare -A SOCK=([primary]=$(sock primary 13306) [replica1]=$(sock replica1 13307) [replica2]=$(sock replica2 13308))
+declare -A SOCK
+for n in primary replica1 replica2; do SOCK[$n]=$(scripts/lab.sh socket "$n"); done
 root_sql() { mariadb --no-defaults --protocol=socket --socket="${SOCK[$1]}" -uroot --batch --skip-column-names -e "$2"; }
 # Statements all three servers have run so far (each call adds its own one per server).
 questions() {

@@ -2,8 +2,10 @@
 # The lagtrace lab: a MariaDB primary and two GTID replicas on loopback.
 #
 #   scripts/lab.sh up | down | status | is-up | start-lag | stop-lag | slave-lag | stuff
-#                  | stall | resume | block | break | repair | load
+#                  | stall | resume | block | break | repair | load | socket NODE
 #
+# `socket NODE` prints the Unix socket of NODE (primary, replica1, replica2), where root
+# logs in without a password: for scripts that drive the servers as root (bench-vs-pt).
 # Natively (default) it runs Debian's mariadbd from .lab/; with LAB=docker it
 # drives docker-compose.yml instead (same ports and users; not exercised by CI).
 # `make load SECONDS=n` reaches this script as LOAD_SECONDS (bash owns $SECONDS).
@@ -570,5 +572,9 @@ case "${1:-}" in
   split) cmd_split ;;
   chain) cmd_chain ;;
   failback) cmd_failback ;;
-  *) die "usage: $0 up|down|status|is-up|start-lag|stop-lag|slave-lag|stuff|stall|resume|io-stop|io-start|block|break|repair|load|oltp|failover|split|chain|failback" ;;
+  socket)
+    [[ " ${NODES[*]} " == *" ${2:-} "* ]] || die "socket: NODE must be one of ${NODES[*]}, not '${2:-}'"
+    socket_of "$2"
+    ;;
+  *) die "usage: $0 up|down|status|is-up|start-lag|stop-lag|slave-lag|stuff|stall|resume|io-stop|io-start|block|break|repair|load|oltp|failover|split|chain|failback|socket NODE" ;;
 esac
