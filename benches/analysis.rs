@@ -98,6 +98,7 @@ fn build(path: &Path, seconds: i64) {
                     outcome: Outcome::Ok,
                     reason: None,
                     follow_up: false,
+                    probe: Default::default(),
                 },
             });
         }

@@ -54,6 +54,7 @@ fn synthetic_hours(hours: i64, hz: i64, cluster: u32, replica: u32) -> Vec<Sampl
                 outcome: Outcome::Ok,
                 reason: None,
                 follow_up: false,
+                probe: Default::default(),
             },
         });
     }

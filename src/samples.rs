@@ -144,6 +144,53 @@ pub struct Observation {
     /// of the same probe round as the read before it. The reader marks it when it takes
     /// it; rounds are never guessed from timing.
     pub follow_up: bool,
+    /// How the beat was seen: a query, or the replica's binary log stream.
+    pub probe: Probe,
+}
+
+/// How a replica's observation was taken (`docs/binlog-probe.md`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Probe {
+    /// A read of the heartbeat row, in `[r_start_us, r_end_us]`.
+    #[default]
+    Poll = 0,
+    /// The beat's own row event from the replica's binary log stream, delivered at
+    /// `r_end_us`: the replica wrote it (applied the beat) within `[r_start_us,
+    /// r_end_us]`, `r_start_us` being the delivery less an upper bound on the stream's
+    /// delay. At that moment the beat was the newest change it had.
+    BinlogEvent = 1,
+    /// Another message of the stream (another transaction, the server's binlog
+    /// heartbeat) with no newer beat: the replica still showed this beat, as a read in
+    /// `[r_start_us, r_end_us]` would have.
+    BinlogIdle = 2,
+}
+
+impl Probe {
+    pub fn code(self) -> u8 {
+        self as u8
+    }
+
+    pub fn from_code(code: u8) -> Option<Probe> {
+        [Probe::Poll, Probe::BinlogEvent, Probe::BinlogIdle]
+            .get(code as usize)
+            .copied()
+    }
+
+    /// Whether it came from the binary log stream.
+    pub fn is_binlog(self) -> bool {
+        self != Probe::Poll
+    }
+
+    /// Stable lower-case name used in exports, JSON and logs: `poll`, `binlog`,
+    /// `binlog_idle`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Probe::Poll => "poll",
+            Probe::BinlogEvent => "binlog",
+            Probe::BinlogIdle => "binlog_idle",
+        }
+    }
 }
 
 /// State of a replica's IO thread as the server reports it.
@@ -454,6 +501,16 @@ pub enum Sample {
     State {
         cluster: String,
         doc: String,
+    },
+    /// How a replica is probed from `t_us` on, and why when it is not the configured
+    /// way (`probe = "auto"` fell back to polling). The record loop shows it live and
+    /// stores it as a `probe` event.
+    ProbeChoice {
+        replica: u32,
+        t_us: i64,
+        /// The binary log stream (true) or reads of the row.
+        binlog: bool,
+        reason: Option<String>,
     },
 }
 

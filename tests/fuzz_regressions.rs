@@ -106,6 +106,7 @@ fn mutated_chunks_decode_or_fail_cleanly() {
                 },
                 reason: failed.then(|| "timed out".to_string()),
                 follow_up: k % 13 == 7,
+                probe: Default::default(),
             }
         })
         .collect();

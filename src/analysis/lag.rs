@@ -15,7 +15,7 @@
 //! lower bound, never a midpoint. A read is matched only to beats of its own recorder
 //! session: a seq written by anything else (`check`, a second recorder) is a foreign beat.
 
-use crate::samples::{BeatTimes, Observation};
+use crate::samples::{BeatTimes, Observation, Probe};
 use crate::store::StoreError;
 use crate::store::scan::{BeatReader, Beats};
 
@@ -212,7 +212,15 @@ pub fn lag_at(beats: &[BeatTimes], i: usize, continuity: Continuity, obs: &Obser
         .take_while(|b| b.t_send_us <= obs.r_start_us)
         .filter_map(BeatTimes::t_ack_us)
         .find(|&ack| ack <= obs.r_start_us);
-    let (lo_us, hi_us) = bounds(obs.r_start_us, obs.r_end_us, k.t_send_us, next_ack);
+    let (mut lo_us, hi_us) = bounds(obs.r_start_us, obs.r_end_us, k.t_send_us, next_ack);
+    // The beat's own row event from the binary log stream: the replica wrote it within
+    // the span, when it was the newest change the replica had, so it then lagged at
+    // least from the beat's acknowledgement (docs/binlog-probe.md).
+    if obs.probe == Probe::BinlogEvent
+        && let Some(ack) = k.t_ack_us()
+    {
+        lo_us = lo_us.max(obs.r_start_us - ack).min(hi_us);
+    }
     let deadline = k.t_send_us + continuity.limit_us;
     let continuous = obs.r_start_us <= deadline
         || later()
@@ -691,6 +699,7 @@ mod tests {
             },
             reason: None,
             follow_up: false,
+            probe: Default::default(),
         }
     }
 
@@ -731,6 +740,39 @@ mod tests {
             Lag::Bounded {
                 lo_us: 1_000_600 - 40_300,
                 hi_us: 1_000_900 - 30_000
+            }
+        );
+    }
+
+    #[test]
+    fn a_beats_own_binlog_event_bounds_from_its_acknowledgement() {
+        let beats = steady(1, 100);
+        // Beat 3's row event arrives at t = 1.0 s; the stream delivers within 300 µs.
+        let mut o = obs(Some(3), 1_000_600, 1_000_900);
+        o.probe = Probe::BinlogEvent;
+        // The replica wrote beat 3 within the span, beat 3 then its newest change:
+        // at least since beat 3's acknowledgement, not only since beat 4's.
+        assert_eq!(
+            lag(&beats, &o).unwrap(),
+            Lag::Bounded {
+                lo_us: 1_000_600 - 30_300,
+                hi_us: 1_000_900 - 30_000
+            }
+        );
+        // Any other message of the stream is a read: the rule of the next beat.
+        o.probe = Probe::BinlogIdle;
+        assert_eq!(
+            lag(&beats, &o),
+            lag(&beats, &obs(Some(3), 1_000_600, 1_000_900))
+        );
+        // A caught-up replica: the event came before the next beat was sent.
+        let mut o = obs(Some(2), 20_310, 20_450);
+        o.probe = Probe::BinlogEvent;
+        assert_eq!(
+            lag(&beats, &o).unwrap(),
+            Lag::Bounded {
+                lo_us: 10,
+                hi_us: 450
             }
         );
     }

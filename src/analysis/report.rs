@@ -136,6 +136,8 @@ pub struct Coverage {
     /// after the one seen).
     pub at_least_rounds: usize,
     pub failed_reads: usize,
+    /// Reads that came from the binary log stream (`probe = "binlog"` or `"auto"`).
+    pub binlog_reads: usize,
     /// Rounds that showed an older session's beat before this session's first beat
     /// was acknowledged.
     pub before_first_beat: u64,
@@ -423,6 +425,7 @@ fn coverage(series: &LagSeries, rounds: usize, at_least_rounds: usize, gap_us: i
         rounds,
         at_least_rounds,
         failed_reads: series.failed_reads,
+        binlog_reads: series.binlog_reads,
         before_first_beat: series.before_first_beat,
         foreign_rounds: series.foreign,
         foreign_seqs: series.foreign_seqs.clone(),
@@ -467,6 +470,7 @@ mod tests {
                     outcome: Outcome::Ok,
                     reason: None,
                     follow_up: false,
+                    probe: Default::default(),
                 }
             })
             .collect();
@@ -521,6 +525,7 @@ mod tests {
             outcome: Outcome::Ok,
             reason: None,
             follow_up: false,
+            probe: Default::default(),
         };
         let failed = |t: i64| Observation {
             seq: None,

@@ -63,6 +63,8 @@ pub struct LagSeries {
     pub reads: usize,
     /// Reads that failed.
     pub failed_reads: usize,
+    /// Reads that came from the binary log stream rather than a query.
+    pub binlog_reads: usize,
     /// Rounds whose reads showed a seq older than their session's first beat before
     /// that beat was acknowledged (a restart's first read, seq 0 after `init`).
     pub before_first_beat: u64,
@@ -126,6 +128,7 @@ impl SeriesBuilder {
     pub fn push(&mut self, obs: &Observation, session: u32, lag: Option<Lag>, out: &mut Batch) {
         let series = &mut self.out;
         series.reads += 1;
+        series.binlog_reads += usize::from(obs.probe.is_binlog());
         let t = obs.r_start_us;
         if let Some(prev) = series.last_read_us.filter(|&p| t - p > MIN_SILENCE_US) {
             series.silences.push((prev, t));
@@ -318,12 +321,14 @@ mod tests {
             },
             reason: None,
             follow_up: false,
+            probe: Default::default(),
         }
     }
 
     fn follow(seq: u64, start: i64, end: i64) -> Observation {
         Observation {
             follow_up: true,
+            probe: Default::default(),
             ..read(Some(seq), start, end)
         }
     }

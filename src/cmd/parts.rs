@@ -19,10 +19,10 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::clock::Clock;
-use crate::config::{Address, ConnectionConfig, Kind, Secret};
+use crate::config::{Address, ConnectionConfig, Kind, ProbeMode, Secret};
 use crate::output::triggers::{ClusterEvents, Side};
 use crate::probe::beat::{self, BeatNotice, BeatWriter};
-use crate::probe::{reader, schema, status};
+use crate::probe::{binlog, reader, schema, status};
 use crate::samples::Sample;
 use crate::store::{cluster_key, replica_key};
 
@@ -69,6 +69,8 @@ pub struct Spawner {
     read_every: u32,
     /// Mean time between status polls.
     status_every: Duration,
+    /// Binary log streams register as this plus their replica's id.
+    binlog_server_id: u32,
     clock: Clock,
 }
 
@@ -88,6 +90,7 @@ impl Spawner {
             interval: config.record.interval,
             read_every: config.record.read_every,
             status_every: config.record.status_every,
+            binlog_server_id: config.record.binlog_server_id,
             clock,
         }
     }
@@ -182,10 +185,11 @@ impl Spawner {
     }
 
     /// A reader of `replica` (as `replica_id`, of `cluster`) reading row `row` after
-    /// each beat `notices` announces.
+    /// each beat `notices` announces, or with `probe` other than poll, following its
+    /// binary log (`probe::binlog`).
     pub fn reader(
         &self,
-        (replica_id, kind): (u32, Kind),
+        (replica_id, kind, probe): (u32, Kind, ProbeMode),
         cluster: &str,
         row: String,
         replica: &ReplicaProbe,
@@ -204,7 +208,15 @@ impl Spawner {
             read_every: self.read_every,
             clock: self.clock,
         };
-        self.spawn(|out, shutdown| reader::run(r, out, notices, shutdown))
+        if probe == ProbeMode::Poll {
+            return self.spawn(|out, shutdown| reader::run(r, out, notices, shutdown));
+        }
+        let b = binlog::Binlog {
+            reader: r,
+            mode: probe,
+            server_id: self.binlog_server_id.saturating_add(replica_id),
+        };
+        self.spawn(|out, shutdown| binlog::run(b, out, notices, shutdown))
     }
 }
 
@@ -268,6 +280,7 @@ struct Part {
 pub struct ClusterProbes {
     name: String,
     kind: Kind,
+    probe: ProbeMode,
     cluster_id: u32,
     /// The cluster's own beats.
     notices: watch::Receiver<BeatNotice>,
@@ -279,18 +292,20 @@ pub struct ClusterProbes {
 impl ClusterProbes {
     /// Starts a reader on each of `replicas`, against the cluster's beats.
     pub fn start(
-        (name, kind): (&str, Kind),
+        (name, kind, probe): (&str, Kind, ProbeMode),
         cluster_id: u32,
         notices: watch::Receiver<BeatNotice>,
         mut replicas: Vec<ReplicaProbe>,
         spawner: &Spawner,
     ) -> ClusterProbes {
         for r in &mut replicas {
-            r.reader = spawner.reader((r.id, kind), name, name.to_string(), r, notices.clone());
+            let id = (r.id, kind, probe);
+            r.reader = spawner.reader(id, name, name.to_string(), r, notices.clone());
         }
         ClusterProbes {
             name: name.to_string(),
             kind,
+            probe,
             cluster_id,
             notices,
             replicas,
@@ -405,7 +420,8 @@ impl ClusterProbes {
             });
             r.side = side;
             if let Some((replica_id, cluster_id, cluster, row, notices)) = target {
-                r.reader = spawner.reader((replica_id, self.kind), &cluster, row, r, notices);
+                let id = (replica_id, self.kind, self.probe);
+                r.reader = spawner.reader(id, &cluster, row, r, notices);
                 changes.push(Change::Reads {
                     view: r.view,
                     replica_id,

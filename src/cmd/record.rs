@@ -22,12 +22,14 @@ use super::CmdError;
 use super::parts::{self, Change, ClusterProbes, ReplicaProbe, Spawner};
 use crate::analysis::lag::{Lag, RecentBeats, Unknown};
 use crate::clock::Clock;
-use crate::config::{Config, Secret, parse_duration};
+use crate::config::{Config, ProbeMode, Secret, parse_duration, parse_probe};
 use crate::output::console::{self, ReplicaView, Totals};
 use crate::output::http::{self, Server};
 use crate::output::live::{self, Live, Shared};
 use crate::output::statsd::Statsd;
-use crate::output::triggers::{ClusterEvents, ClusterState, Event, TriggerRun, Triggers};
+use crate::output::triggers::{
+    ClusterEvents, ClusterState, Event, ProbeEvent, TriggerRun, Triggers,
+};
 use crate::probe::beat;
 use crate::samples::{Outcome, Sample};
 use crate::store::writer::{self, SampleSender, WriterStats};
@@ -66,6 +68,10 @@ pub struct Args {
     /// e.g. 30d
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub retain: Option<Duration>,
+    /// How replicas are probed (overrides record.probe and every cluster's probe):
+    /// poll, auto (the binary log stream where the replica allows it) or binlog
+    #[arg(long, value_name = "MODE", value_parser = parse_probe)]
+    pub probe: Option<ProbeMode>,
     /// Stop after this long
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub duration: Option<Duration>,
@@ -95,6 +101,7 @@ pub fn run(opts: &Args) -> Result<(), CmdError> {
         flush: opts.flush,
         status_every: opts.status_every,
         retain: opts.retain,
+        probe: opts.probe,
     };
     let (mut config, password) = super::load_config(&opts.config, &overrides)?;
     probe_every_node(&mut config);
@@ -456,7 +463,7 @@ async fn record_loop(
         probes.insert(
             cluster_id,
             ClusterProbes::start(
-                (&cluster.name, cluster.kind),
+                (&cluster.name, cluster.kind, cluster.probe),
                 cluster_id,
                 notice_rx,
                 replicas,
@@ -555,6 +562,26 @@ async fn record_loop(
                         }
                     }
                     Sample::Event { .. } | Sample::State { .. } => {}
+                    Sample::ProbeChoice { replica, t_us, binlog, reason } => {
+                        if let Some(route) = routes.get(replica) {
+                            let view = &views[route.view];
+                            if let Some(why) = reason {
+                                tracing::warn!(
+                                    cluster = %view.cluster,
+                                    replica = %view.replica,
+                                    "reads by polling: {why}"
+                                );
+                            }
+                            live::lock(ctx.live).on_probe(route.view, *binlog, reason.clone());
+                            let event = ProbeEvent::new(
+                                (&view.cluster, &view.replica),
+                                *t_us,
+                                *binlog,
+                                reason.clone(),
+                            );
+                            store_event(&store, *t_us, &event);
+                        }
+                    }
                     Sample::Status { replica, status } => {
                         if let Some(route) = routes.get(replica) {
                             let view = &mut views[route.view];
@@ -566,7 +593,7 @@ async fn record_loop(
                         }
                     }
                 }
-                let live_only = matches!(sample, Sample::Role { .. });
+                let live_only = matches!(sample, Sample::Role { .. } | Sample::ProbeChoice { .. });
                 if !store_gone && !live_only && store.send(sample).is_err() {
                     // The writer ended with a store error; it is reported after shutdown.
                     store_gone = true;

@@ -18,7 +18,7 @@ mod validate;
 
 pub use address::{check_statsd_prefix, statsd_address};
 pub use secret::{Secret, resolve_password};
-pub use validate::{node_name, parse_duration};
+pub use validate::{node_name, parse_duration, parse_probe};
 
 /// Default beat interval.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_millis(100);
@@ -74,7 +74,47 @@ pub struct RecordConfig {
     /// `/status`'s document (with or without `[http]`) is also written here,
     /// atomically (a temporary file renamed over it), every second.
     pub status_file: Option<PathBuf>,
+    /// How replicas are probed, unless their cluster says otherwise.
+    pub probe: ProbeMode,
+    /// The binary log streams' replication server ids are this plus the replica's
+    /// store id: each must differ from every real server's `server_id`, and two
+    /// recorders watching one replica need different ones.
+    pub binlog_server_id: u32,
 }
+
+/// How a replica's heartbeat is seen (`probe`, `docs/binlog-probe.md`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ProbeMode {
+    /// Read the row after each beat.
+    #[default]
+    Poll,
+    /// The binary log stream where the replica allows it, else polling (and why is
+    /// logged once, shown in `/status` and stored).
+    Auto,
+    /// The binary log stream only: a replica that does not allow it has failed reads.
+    Binlog,
+}
+
+impl ProbeMode {
+    /// As the config spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            ProbeMode::Poll => "poll",
+            ProbeMode::Auto => "auto",
+            ProbeMode::Binlog => "binlog",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<ProbeMode> {
+        [ProbeMode::Poll, ProbeMode::Auto, ProbeMode::Binlog]
+            .into_iter()
+            .find(|m| m.name() == s)
+    }
+}
+
+/// The default base of binary log stream server ids: far above the small numbers
+/// servers are usually given.
+pub const DEFAULT_BINLOG_SERVER_ID: u32 = 1_280_000_000;
 
 /// Shortest retention: long enough for every live check and a short test.
 pub const MIN_RETAIN: Duration = Duration::from_secs(10);
@@ -149,6 +189,8 @@ pub struct ClusterConfig {
     /// every command that connects does before anything else; until then they hold
     /// the first node and the others.
     pub nodes: Vec<ReplicaConfig>,
+    /// How its replicas are probed: its own `probe`, else `[record] probe`.
+    pub probe: ProbeMode,
 }
 
 impl ClusterConfig {
@@ -278,6 +320,8 @@ pub struct Overrides {
     pub status_every: Option<Duration>,
     /// `--retain` for `record.retain`.
     pub retain: Option<Duration>,
+    /// `--probe` for `record.probe` and every cluster's `probe`.
+    pub probe: Option<ProbeMode>,
 }
 
 /// Reads and validates a config file.

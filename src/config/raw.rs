@@ -31,6 +31,8 @@ pub(super) struct RawRecord {
     pub(super) status_every: Option<String>,
     pub(super) retain: Option<String>,
     pub(super) status_file: Option<String>,
+    pub(super) probe: Option<String>,
+    pub(super) binlog_server_id: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -56,6 +58,7 @@ pub(super) struct RawCluster {
     #[serde(default)]
     pub(super) replicas: BTreeMap<String, String>,
     pub(super) nodes: Option<RawNodes>,
+    pub(super) probe: Option<String>,
 }
 
 /// `nodes`: addresses (each named after its address) or `{ name = "host:port" }`.

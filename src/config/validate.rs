@@ -106,7 +106,7 @@ impl Validator<'_> {
         let mut clusters = Vec::new();
         let mut names: HashMap<String, String> = HashMap::new();
         for (i, rc) in raw.cluster.into_iter().enumerate() {
-            let c = self.cluster(i, rc, &mut names)?;
+            let c = self.cluster(i, rc, &mut names, record.probe)?;
             clusters.push(c);
         }
         let statsd = raw.statsd.map(|s| self.statsd(s)).transpose()?;
@@ -238,6 +238,21 @@ impl Validator<'_> {
             }
             None => None,
         };
+        let probe = match (o.probe, raw.probe) {
+            (Some(m), _) => m,
+            (None, None) => ProbeMode::default(),
+            (None, Some(s)) => self.probe_mode(&[Seg::Key("record"), Seg::Key("probe")], &s)?,
+        };
+        let binlog_server_id = raw.binlog_server_id.unwrap_or(DEFAULT_BINLOG_SERVER_ID);
+        if !(1..=u32::MAX - u32::from(u16::MAX)).contains(&binlog_server_id) {
+            return Err(self.err(
+                &[Seg::Key("record"), Seg::Key("binlog_server_id")],
+                format!(
+                    "{binlog_server_id} is out of range: use 1 to {} (the streams add their replica's id)",
+                    u32::MAX - u32::from(u16::MAX)
+                ),
+            ));
+        }
         Ok(RecordConfig {
             interval,
             store,
@@ -246,7 +261,14 @@ impl Validator<'_> {
             status_every,
             retain,
             status_file,
+            probe,
+            binlog_server_id,
         })
+    }
+
+    /// A `probe` key's value.
+    fn probe_mode(&self, path: &[Seg<'_>], s: &str) -> Result<ProbeMode, ConfigError> {
+        parse_probe(s).map_err(|m| self.err(path, m))
     }
 
     /// A duration key with a default and an inclusive range.
@@ -368,6 +390,7 @@ impl Validator<'_> {
         i: usize,
         raw: RawCluster,
         names: &mut HashMap<String, String>,
+        record_probe: ProbeMode,
     ) -> Result<ClusterConfig, ConfigError> {
         let base = [Seg::Key("cluster"), Seg::Index(i)];
         let at = |k| [Seg::Key("cluster"), Seg::Index(i), Seg::Key(k)];
@@ -451,12 +474,23 @@ impl Validator<'_> {
                 ));
             }
         };
+        let probe = match (self.overrides.probe, raw.probe) {
+            (Some(_), _) | (None, None) => record_probe,
+            (None, Some(s)) => self.probe_mode(&at("probe"), &s)?,
+        };
+        if kind == Kind::Postgres && probe == ProbeMode::Binlog {
+            return Err(self.err(
+                &at("probe"),
+                "a PostgreSQL cluster has no binary log: use \"poll\" (or \"auto\")",
+            ));
+        }
         Ok(ClusterConfig {
             name: raw.name,
             kind,
             primary,
             replicas,
             nodes,
+            probe,
         })
     }
 
@@ -703,6 +737,12 @@ fn check_name(name: &str) -> Result<(), String> {
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text.trim())
         .map_err(|e| format!("bad duration {text:?}: {e} (examples: 10ms, 1.5s, 5m)"))
+}
+
+/// Parses a probe mode (`poll`, `auto`, `binlog`), with a message naming the value.
+pub fn parse_probe(text: &str) -> Result<ProbeMode, String> {
+    ProbeMode::parse(text.trim())
+        .ok_or_else(|| format!("unknown probe {text:?}; use poll, auto or binlog"))
 }
 
 fn path_string(path: &[Seg<'_>]) -> String {

@@ -197,6 +197,7 @@ mod tests {
                 outcome: Outcome::Ok,
                 reason: None,
                 follow_up: false,
+                probe: Default::default(),
             }),
             lag: Some(Lag::Bounded {
                 lo_us: 100,

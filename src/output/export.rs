@@ -4,7 +4,9 @@
 //!
 //! Columns (README, "export"): `time_utc, cluster, replica, seq, lag_kind, lag_ms,
 //! lag_lo_ms, lag_hi_ms, reads, rtt_ms, outcome, reason, io_running, sql_running,
-//! seconds_behind_master, sql_delay_s`. `lag_kind` is `bounded`, `at_least` (no upper
+//! seconds_behind_master, sql_delay_s, probe`. `probe` is `poll` (a read of the row) or
+//! `binlog` (the replica's binary log stream; `rtt_ms` is then the delivery delay
+//! bound). `lag_kind` is `bounded`, `at_least` (no upper
 //! bound: `lag_ms` is the lower bound), `before_first_beat` or `foreign_beat`. Empty
 //! (CSV) or null (JSON) means unknown: no lag for a failed read, no upper bound for
 //! "at least" lag, no status before the first poll, and Seconds_Behind_Master when the
@@ -41,6 +43,8 @@ pub struct Row {
     pub sql_running: Option<&'static str>,
     pub seconds_behind_master: Option<u32>,
     pub sql_delay_s: Option<u32>,
+    /// `poll` or `binlog`.
+    pub probe: &'static str,
 }
 
 /// A round being gathered: the read kept so far, its lag, and the reads in it.
@@ -149,6 +153,7 @@ impl<'a> Rows<'a> {
             sql_running: channel.map(|c| if c.sql_running { "Yes" } else { "No" }),
             seconds_behind_master: channel.and_then(|c| c.seconds_behind_master),
             sql_delay_s: channel.map(|c| c.sql_delay_s),
+            probe: obs.probe.name(),
         }
     }
 }
@@ -276,6 +281,7 @@ mod tests {
             },
             reason: seq.is_none().then(|| "connection refused".into()),
             follow_up,
+            probe: Default::default(),
         };
         let observations = [
             read(1_000_500, 1_000_700, Some(1), false),
@@ -343,7 +349,7 @@ mod tests {
         let mut lines = text.lines();
         assert_eq!(
             lines.next().unwrap(),
-            "time_utc,cluster,replica,seq,lag_kind,lag_ms,lag_lo_ms,lag_hi_ms,reads,rtt_ms,outcome,reason,io_running,sql_running,seconds_behind_master,sql_delay_s"
+            "time_utc,cluster,replica,seq,lag_kind,lag_ms,lag_lo_ms,lag_hi_ms,reads,rtt_ms,outcome,reason,io_running,sql_running,seconds_behind_master,sql_delay_s,probe"
         );
         assert!(
             text.contains(",refused,connection refused,Yes,No,,2"),

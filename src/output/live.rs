@@ -96,6 +96,12 @@ pub struct ReplicaDoc {
     pub reads_failed: u64,
     /// Time of the last read, successful or not (RFC 3339 UTC).
     pub last_read: Option<String>,
+    /// How the replica is probed: `poll` or `binlog`; null until its probe starts.
+    pub probe: Option<&'static str>,
+    /// Why it is polled where the config asked for the binary log (`probe = "auto"`
+    /// found the stream not possible); null otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub probe_note: Option<String>,
 }
 
 /// The version of [`Snapshot`]'s shape, in `/status` and the status file: raised when a
@@ -208,6 +214,8 @@ struct ReplicaLive {
     reads_ok: u64,
     reads_failed: u64,
     last_read_us: Option<i64>,
+    /// How it is probed (the binary log stream: true), and why not as configured.
+    probe: Option<(bool, Option<String>)>,
     /// While on a split part's side: the part's name and why it is out of the pool.
     split: Option<(String, String)>,
 }
@@ -257,6 +265,7 @@ impl Live {
                     reads_ok: 0,
                     reads_failed: 0,
                     last_read_us: None,
+                    probe: None,
                     split: None,
                 });
             }
@@ -289,6 +298,14 @@ impl Live {
                     .entry(("beat", beat.outcome.name()))
                     .or_default() += 1;
             }
+        }
+    }
+
+    /// Replica number `replica` is probed by `probe` from now on (`reason`: why not
+    /// as configured).
+    pub fn on_probe(&mut self, replica: usize, binlog: bool, reason: Option<String>) {
+        if let Some(r) = self.replicas.get_mut(replica) {
+            r.probe = Some((binlog, reason));
         }
     }
 
@@ -541,6 +558,11 @@ impl Live {
             reads_ok: r.reads_ok,
             reads_failed: r.reads_failed,
             last_read: r.last_read_us.map(format_utc_us),
+            probe: r
+                .probe
+                .as_ref()
+                .map(|(binlog, _)| if *binlog { "binlog" } else { "poll" }),
+            probe_note: r.probe.as_ref().and_then(|(_, why)| why.clone()),
         }
     }
 }
@@ -587,6 +609,7 @@ mod tests {
             outcome: Outcome::Ok,
             reason: None,
             follow_up: false,
+            probe: Default::default(),
         }
     }
 

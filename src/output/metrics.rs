@@ -248,6 +248,8 @@ mod tests {
             reads_ok: 7,
             reads_failed: 1,
             last_read: None,
+            probe: None,
+            probe_note: None,
         }
     }
 

@@ -170,6 +170,18 @@ pub fn event_detail(e: &RecordedEvent) -> String {
             d["check"]["detail"].as_str().unwrap_or("")
         ),
         "split" => format!("{} takes writes too", name(&d["node"])),
+        "probe" => match d["reason"].as_str() {
+            Some(why) => format!(
+                "{}: {} ({why})",
+                name(&d["node"]),
+                d["probe"].as_str().unwrap_or("?")
+            ),
+            None => format!(
+                "{}: {}",
+                name(&d["node"]),
+                d["probe"].as_str().unwrap_or("?")
+            ),
+        },
         "split_end" => format!(
             "{} no longer takes writes beside the primary",
             name(&d["node"])
@@ -253,9 +265,14 @@ fn replica_text(out: &mut String, r: &ReplicaReport, settings: &Settings) {
         ),
         _ => writeln!(out, "{}/{}  no reads recorded", r.cluster, r.replica),
     };
+    let from_binlog = match c.binlog_reads {
+        0 => String::new(),
+        n if n == c.reads => " (all from the binary log stream)".to_string(),
+        n => format!(" ({n} from the binary log stream)"),
+    };
     let _ = writeln!(
         out,
-        "  coverage    {} reads, {} probe rounds with a lag ({} of them only a lower bound), {} failed",
+        "  coverage    {} reads{from_binlog}, {} probe rounds with a lag ({} of them only a lower bound), {} failed",
         c.reads, c.rounds, c.at_least_rounds, c.failed_reads
     );
     if c.before_first_beat > 0 {
@@ -602,6 +619,7 @@ fn replica_json(r: &ReplicaReport) -> Value {
             "rounds": c.rounds,
             "at_least_rounds": c.at_least_rounds,
             "failed_reads": c.failed_reads,
+            "binlog_reads": c.binlog_reads,
             "before_first_beat_rounds": c.before_first_beat,
             "foreign_rounds": c.foreign_rounds,
             "foreign_seqs": c.foreign_seqs,

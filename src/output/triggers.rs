@@ -96,6 +96,56 @@ pub struct ClusterState {
     pub in_pool: std::collections::BTreeMap<String, bool>,
 }
 
+/// How a replica is probed, stored as an event (`probe`) when its probe starts and
+/// whenever that changes (`probe = "auto"` falling back to polling says why). Never
+/// runs a trigger.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ProbeEvent {
+    pub schema: u32,
+    /// Always `probe`.
+    pub event: &'static str,
+    pub time_utc: String,
+    /// The same time, UTC µs (for the store's key).
+    #[serde(skip)]
+    pub t_us: i64,
+    pub cluster: String,
+    /// The replica, by name.
+    pub node: NodeName,
+    /// `poll` or `binlog`.
+    pub probe: &'static str,
+    /// Why it is not probed as configured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// A server named only, where an event needs no more of it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NodeName {
+    pub name: String,
+}
+
+impl ProbeEvent {
+    pub fn new(
+        (cluster, replica): (&str, &str),
+        t_us: i64,
+        binlog: bool,
+        reason: Option<String>,
+    ) -> ProbeEvent {
+        ProbeEvent {
+            schema: SCHEMA,
+            event: "probe",
+            time_utc: format_utc_us(t_us),
+            t_us,
+            cluster: cluster.to_string(),
+            node: NodeName {
+                name: replica.to_string(),
+            },
+            probe: if binlog { "binlog" } else { "poll" },
+            reason,
+        }
+    }
+}
+
 /// The record of one trigger run, stored as an event (`trigger_run`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TriggerRun {
@@ -1123,6 +1173,8 @@ mod tests {
             reads_ok: 0,
             reads_failed: 0,
             last_read: None,
+            probe: None,
+            probe_note: None,
         }
     }
 

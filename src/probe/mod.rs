@@ -7,6 +7,7 @@
 //! connection of either kind; `fine_sleep` times reads finer than tokio's millisecond.
 
 pub mod beat;
+pub mod binlog;
 pub mod check;
 pub mod conn;
 pub mod fine_sleep;

@@ -21,7 +21,7 @@ use super::fine_sleep::FineTimer;
 use super::session::Session;
 use crate::clock::Clock;
 use crate::config::{Address, ConnectionConfig, Secret};
-use crate::samples::{Observation, Outcome, Sample};
+use crate::samples::{Observation, Outcome, Probe, Sample};
 
 /// Re-reads after a read that raced the newest beat.
 pub const MAX_FOLLOW_UPS: u32 = 3;
@@ -142,6 +142,7 @@ pub async fn run(
                     outcome: Outcome::Ok,
                     reason: None,
                     follow_up: this_is_follow_up,
+                    probe: Probe::Poll,
                 }
             }
             Ok(None) => Observation {
@@ -154,6 +155,7 @@ pub async fn run(
                     r.row, r.cluster
                 )),
                 follow_up: this_is_follow_up,
+                probe: Probe::Poll,
             },
             Err(e) => {
                 conn = None;
@@ -166,6 +168,7 @@ pub async fn run(
                     outcome: e.outcome(),
                     reason: Some(e.to_string()),
                     follow_up: this_is_follow_up,
+                    probe: Probe::Poll,
                 }
             }
         };

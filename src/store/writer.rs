@@ -429,7 +429,7 @@ fn add(open: &mut Chunks, sample: Sample) {
             }
         }
         Sample::Event { t_us, doc } => open.events.push((t_us, doc)),
-        Sample::Role { .. } => {}
+        Sample::Role { .. } | Sample::ProbeChoice { .. } => {}
         Sample::State { cluster, doc } => {
             open.states.insert(cluster, doc);
         }

@@ -137,6 +137,33 @@ pub fn lab(args: &[&str], env: &[(&str, &str)]) {
     );
 }
 
+/// Runs `sql` as the lab's root over `node`'s socket (`primary`, `replica1`,
+/// `replica2`); returns its output (tab-separated, no column names), failing the test
+/// if it fails.
+pub fn root_sql(node: &str, sql: &str) -> String {
+    let socket = Command::new(repo_root().join("scripts/lab.sh"))
+        .args(["socket", node])
+        .env("DB", "mariadb")
+        .output()
+        .expect("run scripts/lab.sh socket");
+    let socket = String::from_utf8_lossy(&socket.stdout).trim().to_string();
+    let out = Command::new("mariadb")
+        .args([
+            "--no-defaults",
+            "--batch",
+            "--skip-column-names",
+            "-uroot",
+            "-S",
+        ])
+        .arg(&socket)
+        .args(["-e", sql])
+        .output()
+        .expect("run the mariadb client");
+    let (stdout, stderr) = texts(&out);
+    assert!(out.status.success(), "{node}: {sql}: {stderr}");
+    stdout
+}
+
 /// The pid of a lab server (`primary`, `replica1`, `replica2`).
 pub fn lab_pid(node: &str) -> u32 {
     let path = repo_root().join(".lab").join(node).join("mysqld.pid");
@@ -200,6 +227,8 @@ pub struct Row {
     pub sql_running: Option<String>,
     pub sbm: Option<u64>,
     pub sql_delay_s: Option<u64>,
+    /// `poll` or `binlog`.
+    pub probe: String,
 }
 
 /// UTC µs of an RFC 3339 time as lagtrace prints it (`2026-11-29T20:31:46.862288Z`).
@@ -247,6 +276,7 @@ pub fn export_rows(store: &Path) -> Vec<Row> {
             sql_running: v["sql_running"].as_str().map(String::from),
             sbm: v["seconds_behind_master"].as_u64(),
             sql_delay_s: v["sql_delay_s"].as_u64(),
+            probe: v["probe"].as_str().unwrap().to_string(),
         })
         .collect()
 }

@@ -139,3 +139,56 @@ fn reset(s: &TcpStream) {
     let _ = socket2::SockRef::from(s).set_linger(Some(Duration::ZERO));
     let _ = s.shutdown(Shutdown::Both);
 }
+
+/// A one-way delay line on loopback: forwards to `upstream` (`127.0.0.1:port`), holding
+/// every server-to-client chunk until `delay` after it arrived (a link of known latency
+/// in front of a replica's IO thread), the client's bytes at once. Unlike
+/// [`Mode::Delay`], chunks queue without adding up their delays. Returns its port; its
+/// threads live until the test process ends.
+pub fn delay_line(upstream: &str, delay: Duration) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a proxy port");
+    let port = listener.local_addr().unwrap().port();
+    let upstream = upstream.to_string();
+    spawn(move || {
+        for client in listener.incoming() {
+            let Ok(client) = client else { return };
+            let Ok(server) = TcpStream::connect(&upstream) else {
+                reset(&client);
+                continue;
+            };
+            let _ = client.set_nodelay(true);
+            let _ = server.set_nodelay(true);
+            let (mut up_from, mut up_to) =
+                (client.try_clone().unwrap(), server.try_clone().unwrap());
+            spawn(move || {
+                let _ = std::io::copy(&mut up_from, &mut up_to);
+                let _ = up_to.shutdown(Shutdown::Both);
+            });
+            let (tx, rx) = std::sync::mpsc::channel::<(Instant, Vec<u8>)>();
+            let mut from = server;
+            spawn(move || {
+                let mut buf = [0u8; 16 * 1024];
+                while let Ok(n) = from.read(&mut buf) {
+                    if n == 0 || tx.send((Instant::now(), buf[..n].to_vec())).is_err() {
+                        break;
+                    }
+                }
+            });
+            let mut to = client;
+            spawn(move || {
+                for (arrived, chunk) in rx {
+                    let due = arrived + delay;
+                    let now = Instant::now();
+                    if due > now {
+                        sleep(due - now);
+                    }
+                    if to.write_all(&chunk).is_err() {
+                        break;
+                    }
+                }
+                let _ = to.shutdown(Shutdown::Both);
+            });
+        }
+    });
+    port
+}

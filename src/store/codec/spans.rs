@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::bits::*;
 use super::{DecodeError, corrupt};
-use crate::samples::{Beat, Observation, Outcome};
+use crate::samples::{Beat, Observation, Outcome, Probe};
 
 /// One span: the common shape of a beat and an observation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,6 +17,8 @@ pub struct Span {
     pub reason: Option<String>,
     /// An observation's follow-up mark (always false for beats).
     pub follow_up: bool,
+    /// How an observation was taken (always poll for beats).
+    pub probe: Probe,
 }
 
 impl From<&Beat> for Span {
@@ -28,6 +30,7 @@ impl From<&Beat> for Span {
             outcome: b.outcome,
             reason: b.reason.clone(),
             follow_up: false,
+            probe: Probe::Poll,
         }
     }
 }
@@ -55,6 +58,7 @@ impl Span {
             outcome: o.outcome,
             reason: o.reason.clone(),
             follow_up: o.follow_up,
+            probe: o.probe,
         }
     }
 }
@@ -68,6 +72,7 @@ impl From<Span> for Observation {
             outcome: s.outcome,
             reason: s.reason,
             follow_up: s.follow_up,
+            probe: s.probe,
         }
     }
 }
@@ -104,14 +109,27 @@ pub struct SpanChunk {
     /// Format 2: Rice parameter of the mark-run column, the eighth in `bits`.
     #[serde(skip)]
     pub k_mark: u8,
+    /// Runs of equal probe kinds (0: every span is a poll, and nothing of this is
+    /// stored). Stored after the mark fields, see [`SpanChunk::to_bytes`]; no format
+    /// change: older readers stop before it.
+    #[serde(skip)]
+    pub probe_runs: u32,
+    /// Rice parameters of the probe-run columns (each run's [`Probe::code`], its
+    /// length - 1), the ninth and tenth in `bits`.
+    #[serde(skip)]
+    pub k_probe: [u8; 2],
 }
 
 impl SpanChunk {
     /// The stored bytes: the format 1 layout (postcard) followed by the format 2 mark
-    /// fields `(mark_runs, k_mark)` (postcard), so both formats share one reader.
+    /// fields `(mark_runs, k_mark)` (postcard), so both formats share one reader; then,
+    /// when some span came from a binary log stream, `(probe_runs, k_probe)`.
     pub fn to_bytes(&self) -> Result<Vec<u8>, postcard::Error> {
         let mut bytes = postcard::to_stdvec(self)?;
         bytes.extend(postcard::to_stdvec(&(self.mark_runs, self.k_mark))?);
+        if self.probe_runs > 0 {
+            bytes.extend(postcard::to_stdvec(&(self.probe_runs, self.k_probe))?);
+        }
         Ok(bytes)
     }
 
@@ -119,8 +137,12 @@ impl SpanChunk {
     pub fn from_bytes(bytes: &[u8]) -> Result<SpanChunk, postcard::Error> {
         let (mut chunk, rest): (SpanChunk, &[u8]) = postcard::take_from_bytes(bytes)?;
         if !rest.is_empty() {
-            let ((runs, k), _): ((u32, u8), _) = postcard::take_from_bytes(rest)?;
+            let ((runs, k), rest): ((u32, u8), _) = postcard::take_from_bytes(rest)?;
             (chunk.mark_runs, chunk.k_mark) = (runs, k);
+            if !rest.is_empty() {
+                let ((runs, k), _): ((u32, [u8; 2]), _) = postcard::take_from_bytes(rest)?;
+                (chunk.probe_runs, chunk.k_probe) = (runs, k);
+            }
         }
         Ok(chunk)
     }
@@ -238,6 +260,8 @@ pub fn encode_spans(spans: &[Span]) -> SpanChunk {
             notes: Vec::new(),
             mark_runs: 0,
             k_mark: 0,
+            probe_runs: 0,
+            k_probe: [0; 2],
         };
     };
     let t0_us = first.start_us;
@@ -321,10 +345,30 @@ pub fn encode_spans(spans: &[Span]) -> SpanChunk {
             w.rice(v, k[i]);
         }
     }
-    let col_mark = mark_runs(spans);
+    let col_mark = bool_runs(spans.iter().map(|s| s.follow_up));
     let k_mark = best_rice_k(&col_mark);
     for &v in &col_mark {
         w.rice(v, k_mark);
+    }
+    let (mut col_probe_code, mut col_probe_len) = (Vec::new(), Vec::new());
+    if spans.iter().any(|s| s.probe != Probe::Poll) {
+        for s in spans {
+            match col_probe_code.last() {
+                Some(&code) if code == u64::from(s.probe.code()) => {
+                    *col_probe_len.last_mut().expect("a run per code") += 1;
+                }
+                _ => {
+                    col_probe_code.push(u64::from(s.probe.code()));
+                    col_probe_len.push(0u64);
+                }
+            }
+        }
+    }
+    let k_probe = [best_rice_k(&col_probe_code), best_rice_k(&col_probe_len)];
+    for (col, k) in [(&col_probe_code, k_probe[0]), (&col_probe_len, k_probe[1])] {
+        for &v in col {
+            w.rice(v, k);
+        }
     }
     let notes = spans
         .iter()
@@ -345,20 +389,22 @@ pub fn encode_spans(spans: &[Span]) -> SpanChunk {
         notes,
         mark_runs: col_mark.len() as u32,
         k_mark,
+        probe_runs: col_probe_code.len() as u32,
+        k_probe,
     }
 }
 
-/// The follow-up marks as run lengths, alternating from "first read": the first run
-/// as its length (0 when the chunk starts with a follow-up), the others as length - 1.
-fn mark_runs(spans: &[Span]) -> Vec<u64> {
+/// Per-span flags (follow-up marks) as run lengths, alternating from false: the first run as its length (0 when the chunk starts with a true), the
+/// others as length - 1.
+fn bool_runs(flags: impl Iterator<Item = bool>) -> Vec<u64> {
     let mut runs = Vec::new();
     let (mut current, mut len) = (false, 0u64);
-    for s in spans {
-        if s.follow_up == current {
+    for flag in flags {
+        if flag == current {
             len += 1;
         } else {
             runs.push(len);
-            (current, len) = (s.follow_up, 1);
+            (current, len) = (flag, 1);
         }
     }
     runs.push(len);
@@ -415,23 +461,53 @@ pub fn decode_spans_each(chunk: &SpanChunk, mut each: impl FnMut(Span)) -> Resul
     let col_seq = read_col(n - 1, chunk.k[4])?;
     let col_run_code = read_col(runs, chunk.k[5])?;
     let col_run_len = read_col(runs, chunk.k[6])?;
-    let mut marks = Vec::new();
-    if chunk.mark_runs > 0 {
-        if chunk.mark_runs as usize > n + 1 || chunk.k_mark > 63 {
-            return Err(corrupt("mark runs do not match the chunk"));
+    let mut flags = |runs: u32, k: u8, what: &str| -> Result<Vec<bool>, DecodeError> {
+        let mut flags = Vec::new();
+        if runs == 0 {
+            return Ok(flags);
         }
-        let col_mark = read_col(chunk.mark_runs as usize, chunk.k_mark)?;
-        marks.reserve(n);
-        for (i, &len) in col_mark.iter().enumerate() {
+        if runs as usize > n + 1 || k > 63 {
+            return Err(corrupt(format!("{what} runs do not match the chunk")));
+        }
+        let col = read_col(runs as usize, k)?;
+        flags.reserve(n);
+        for (i, &len) in col.iter().enumerate() {
             let len = usize::try_from(len)
                 .ok()
                 .and_then(|l| l.checked_add(usize::from(i > 0)))
-                .filter(|&l| l <= n - marks.len())
-                .ok_or_else(|| corrupt("mark runs longer than the chunk"))?;
-            marks.extend(std::iter::repeat_n(i % 2 == 1, len));
+                .filter(|&l| l <= n - flags.len())
+                .ok_or_else(|| corrupt(format!("{what} runs longer than the chunk")))?;
+            flags.extend(std::iter::repeat_n(i % 2 == 1, len));
         }
-        if marks.len() != n {
-            return Err(corrupt("mark runs shorter than the chunk"));
+        if flags.len() != n {
+            return Err(corrupt(format!("{what} runs shorter than the chunk")));
+        }
+        Ok(flags)
+    };
+    let marks = flags(chunk.mark_runs, chunk.k_mark, "mark")?;
+    let mut probes = Vec::new();
+    if chunk.probe_runs > 0 {
+        let runs = chunk.probe_runs as usize;
+        if runs > n || chunk.k_probe.iter().any(|&k| k > 63) {
+            return Err(corrupt("probe runs do not match the chunk"));
+        }
+        let codes = read_col(runs, chunk.k_probe[0])?;
+        let lens = read_col(runs, chunk.k_probe[1])?;
+        probes.reserve(n);
+        for (&code, &len) in codes.iter().zip(&lens) {
+            let probe = u8::try_from(code)
+                .ok()
+                .and_then(Probe::from_code)
+                .ok_or_else(|| corrupt("unknown probe code"))?;
+            let len = usize::try_from(len)
+                .ok()
+                .and_then(|l| l.checked_add(1))
+                .filter(|&l| l <= n - probes.len())
+                .ok_or_else(|| corrupt("probe runs longer than the chunk"))?;
+            probes.extend(std::iter::repeat_n(probe, len));
+        }
+        if probes.len() != n {
+            return Err(corrupt("probe runs shorter than the chunk"));
         }
     }
 
@@ -491,6 +567,7 @@ pub fn decode_spans_each(chunk: &SpanChunk, mut each: impl FnMut(Span)) -> Resul
             outcome: outcomes[i],
             reason,
             follow_up: marks.get(i).copied().unwrap_or(false),
+            probe: probes.get(i).copied().unwrap_or(Probe::Poll),
         });
     }
     Ok(())
@@ -517,6 +594,7 @@ mod tests {
                     outcome: Outcome::Ok,
                     reason: None,
                     follow_up: false,
+                    probe: Default::default(),
                 }
             })
             .collect()
@@ -580,6 +658,7 @@ mod tests {
                         },
                         reason: failed.then(|| "read timed out".to_string()),
                         follow_up: false,
+                        probe: Default::default(),
                     }
                 })
                 .collect();
@@ -608,6 +687,7 @@ mod tests {
                 outcome: Outcome::Driver,
                 reason: None,
                 follow_up: false,
+                probe: Default::default(),
             },
             Span {
                 start_us: i64::MAX / 2,
@@ -616,6 +696,7 @@ mod tests {
                 outcome: Outcome::Ok,
                 reason: None,
                 follow_up: false,
+                probe: Default::default(),
             },
         ];
         assert_eq!(decode_spans(&encode_spans(&spans)).unwrap(), spans);
@@ -640,6 +721,7 @@ mod tests {
                 outcome: Outcome::Ok,
                 reason: None,
                 follow_up: false,
+                probe: Default::default(),
             },
             Observation {
                 r_start_us: 3,
@@ -648,6 +730,7 @@ mod tests {
                 outcome: Outcome::Timeout,
                 reason: Some("read timed out".into()),
                 follow_up: false,
+                probe: Default::default(),
             },
         ];
         let spans = vec![
@@ -691,6 +774,7 @@ mod tests {
                 },
                 reason: (i % 50 == 3).then(|| "timed out".to_string()),
                 follow_up: false,
+                probe: Default::default(),
             })
             .collect();
         let now = encode_spans(&spans);
@@ -736,5 +820,43 @@ mod tests {
         let c = encode_spans(&beats);
         assert_eq!(c.mark_runs, 1);
         assert_eq!(decode_spans(&c).unwrap(), beats);
+    }
+
+    #[test]
+    fn probe_kinds_round_trip_and_older_readers_see_polls() {
+        let mut spans = steady(600, 10_000, 11);
+        // A stream that falls back to polling and comes back, follow-ups among them.
+        for (i, s) in spans.iter_mut().enumerate() {
+            s.probe = match i {
+                100..250 => Probe::Poll,
+                300..310 | 400 => Probe::BinlogIdle,
+                _ => Probe::BinlogEvent,
+            };
+            s.follow_up = i % 5 == 4 && s.probe == Probe::Poll;
+        }
+        let chunk = encode_spans(&spans);
+        assert_eq!(chunk.probe_runs, 7);
+        let bytes = chunk.to_bytes().unwrap();
+        let back = SpanChunk::from_bytes(&bytes).unwrap();
+        assert_eq!(decode_spans(&back).unwrap(), spans);
+        // A reader that stops after the mark fields (lagtrace before the binlog probe)
+        // gets the same spans, every one a poll.
+        let mut older = SpanChunk::from_bytes(&bytes).unwrap();
+        (older.probe_runs, older.k_probe) = (0, [0; 2]);
+        let polls: Vec<Span> = spans
+            .iter()
+            .cloned()
+            .map(|s| Span {
+                probe: Probe::Poll,
+                ..s
+            })
+            .collect();
+        assert_eq!(decode_spans(&older).unwrap(), polls);
+        // All polls: nothing is stored for the kinds.
+        let c = encode_spans(&polls);
+        assert_eq!(c.probe_runs, 0);
+        let back = SpanChunk::from_bytes(&c.to_bytes().unwrap()).unwrap();
+        assert_eq!(back.probe_runs, 0);
+        assert_eq!(decode_spans(&back).unwrap(), polls);
     }
 }

@@ -435,6 +435,7 @@ pub(crate) mod tests {
                     outcome: Outcome::Ok,
                     reason: None,
                     follow_up: false,
+                    probe: Default::default(),
                 },
             });
             // The recorder commits every second, after a status poll.
@@ -642,6 +643,7 @@ pub(crate) mod tests {
                     outcome: Outcome::Ok,
                     reason: None,
                     follow_up: false,
+                    probe: Default::default(),
                 },
             });
         }

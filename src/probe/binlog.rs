@@ -1,0 +1,717 @@
+//! The binary log probe: one task per replica that follows the replica's own binary
+//! log (a replication connection to the replica, as a replica of it would open) and
+//! takes each heartbeat row event as an observation, with no query per beat. Why its
+//! bounds hold is in `docs/binlog-probe.md`; in short:
+//!
+//! - the event of beat `k` arriving at `t` says the replica had applied `k` by `t`
+//!   (upper bound), and lacked `k + 1` at `t - delay_us`, where `delay_us` bounds the
+//!   stream's delivery delay (lower bound). It is stored as an observation spanning
+//!   `[t - delay_us, t]`, so every formula of the Lag model applies unchanged;
+//! - any other message (another transaction's event, the server's binlog heartbeat,
+//!   sent every `heartbeat_period` while the binary log is idle) says the same of the
+//!   newest beat seen: a stalled replica keeps producing observations;
+//! - `delay_us` is measured, never assumed: the largest of a few query round trips on
+//!   the stream's connection, and of how late the stream delivered a beat that a read
+//!   once a second (the cross-check) had already seen;
+//! - after (re)connecting, the stream first sends what the binary log gained while
+//!   the connection was set up: until it has caught up, an event's lower bound is the
+//!   start of a read of the row made during the setup instead; and messages that
+//!   arrive back to back (less than [`BACKLOG_GAP_US`] apart, a backlog being sent
+//!   after a stall) prove only what the first of their run proves.
+//!
+//! The stream starts at the replica's current GTID position (never at an older one:
+//! events replayed late would look like lag), so a reconnection leaves a gap, stored
+//! as the failed observation that ended the stream. A stream that stops delivering
+//! (the cross-check saw a beat it did not bring, or nothing at all arrived for a
+//! while) is reconnected. MariaDB only so far; elsewhere `probe = "auto"` polls.
+
+use std::future::poll_fn;
+use std::pin::Pin;
+use std::time::Duration;
+
+use futures_core::Stream;
+use mysql_async::binlog::events::{Event, EventData, RowsEventData};
+use mysql_async::binlog::value::BinlogValue;
+use mysql_async::prelude::Queryable;
+use mysql_async::{BinlogStream, BinlogStreamRequest, Value};
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+use super::beat::{BeatNotice, MAX_BACKOFF};
+use super::conn::{self, Backoff, DbError, FailureRun, timed};
+use super::reader::{self, Reader};
+use super::session::Session;
+use crate::config::{Kind, ProbeMode};
+use crate::samples::{Observation, Outcome, Probe, Sample};
+
+/// Everything a binary log probe needs: a poll reader's settings (it falls back to
+/// one, and cross-checks with one), how it was asked for, and its stream's server id.
+#[derive(Debug, Clone)]
+pub struct Binlog {
+    pub reader: Reader,
+    /// `Auto` or `Binlog`.
+    pub mode: ProbeMode,
+    /// The replication server id the stream registers with.
+    pub server_id: u32,
+}
+
+/// How often the cross-check reads the row.
+const CROSS_CHECK_EVERY: Duration = Duration::from_secs(1);
+/// A beat a cross-check read showed and the stream has not brought this long after
+/// ends the stream.
+const UNDELIVERED_AFTER_US: i64 = 2_000_000;
+/// The smallest delivery delay bound, µs.
+const MIN_DELAY_US: i64 = 100;
+/// How long a late delivery the cross-check measured keeps widening the bounds, µs.
+const LATENESS_KEPT_US: i64 = 60_000_000;
+/// Messages that follow each other closer than this may be a backlog the server is
+/// still sending (after a stall, during a catch-up): they prove only what the first
+/// message of their run proves, µs.
+const BACKLOG_GAP_US: i64 = 200;
+
+/// The server's binlog heartbeat period for a beat interval: a beat's period, within
+/// 10 ms and 1 s (a stalled replica's lag then moves by at most that between
+/// observations).
+pub fn heartbeat_period(interval: Duration) -> Duration {
+    interval.clamp(Duration::from_millis(10), Duration::from_secs(1))
+}
+
+/// Nothing at all (no event, no heartbeat) for this long ends the stream.
+fn silence_limit(interval: Duration) -> Duration {
+    (heartbeat_period(interval) * 5).max(Duration::from_secs(2))
+}
+
+/// Why a stream could not start.
+enum SetupError {
+    /// The replica does not allow it (binary log off, no `log_slave_updates`, not
+    /// row-based, a missing privilege, not MariaDB): `auto` polls instead.
+    Unsupported(String),
+    /// Anything else (the replica is down, a timeout): try again.
+    Failed(DbError),
+}
+
+impl From<DbError> for SetupError {
+    fn from(e: DbError) -> Self {
+        SetupError::Failed(e)
+    }
+}
+
+/// A started stream and what its setup learned.
+struct Opened {
+    stream: BinlogStream,
+    /// When the stream was requested, µs.
+    requested_us: i64,
+    /// The largest query round trip of the setup, µs.
+    round_trip_us: i64,
+    /// The row's beat as a read showed it during the setup: a poll observation.
+    read: Observation,
+}
+
+/// How following a stream ended.
+enum End {
+    Shutdown,
+    /// The stream broke or stopped delivering: the failed observation to store.
+    Lost(DbError),
+}
+
+/// Follows the replica's binary log until `shutdown` turns true or the beat writer
+/// goes away; with `probe = "auto"`, polls instead (through [`reader::run`]) when the
+/// replica does not allow a stream.
+pub async fn run(
+    b: Binlog,
+    out: mpsc::Sender<Sample>,
+    mut notices: watch::Receiver<BeatNotice>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let r = &b.reader;
+    if r.kind == Kind::Postgres {
+        let why = "PostgreSQL has no binary log".to_string();
+        choose(&out, r, false, Some(why)).await;
+        return reader::run(b.reader, out, notices, shutdown).await;
+    }
+    let mut backoff = Backoff::new(r.interval.max(Duration::from_millis(50)), MAX_BACKOFF);
+    let mut failures = FailureRun::new("binlog", &r.cluster, &r.replica);
+    let mut announced = false;
+    let mut refused_before: Option<String> = None;
+    loop {
+        if *shutdown.borrow() {
+            break;
+        }
+        let mut t0_us = r.clock.now_us();
+        let failed = match open(&b).await {
+            Ok(opened) => {
+                backoff.reset();
+                failures.succeeded();
+                refused_before = None;
+                if !announced {
+                    announced = true;
+                    choose(&out, r, true, None).await;
+                }
+                match follow(&b, opened, &out, &mut notices, &mut shutdown).await {
+                    End::Shutdown => break,
+                    End::Lost(e) => {
+                        t0_us = r.clock.now_us();
+                        e
+                    }
+                }
+            }
+            Err(SetupError::Unsupported(why)) if b.mode == ProbeMode::Auto => {
+                choose(&out, r, false, Some(why)).await;
+                return reader::run(b.reader, out, notices, shutdown).await;
+            }
+            Err(SetupError::Unsupported(why)) => {
+                if refused_before.as_deref() != Some(why.as_str()) {
+                    tracing::error!(cluster = %r.cluster, replica = %r.replica, "probe = \"binlog\" but the replica does not allow a binary log stream: {why}");
+                    refused_before = Some(why.clone());
+                }
+                DbError::AccessDenied { message: why }
+            }
+            Err(SetupError::Failed(e)) => e,
+        };
+        failures.failed(&failed);
+        let obs = Observation {
+            r_start_us: t0_us,
+            r_end_us: r.clock.now_us().max(t0_us),
+            seq: None,
+            outcome: failed.outcome(),
+            reason: Some(format!("binary log stream: {failed}")),
+            follow_up: false,
+            probe: Probe::BinlogEvent,
+        };
+        if send(&out, r, obs).await.is_err() {
+            break;
+        }
+        let wait = backoff.next_delay();
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = shutdown.changed() => break,
+        }
+    }
+}
+
+/// Tells the record loop how the replica is probed.
+async fn choose(out: &mpsc::Sender<Sample>, r: &Reader, binlog: bool, reason: Option<String>) {
+    let _ = out
+        .send(Sample::ProbeChoice {
+            replica: r.replica_id,
+            t_us: r.clock.now_us(),
+            binlog,
+            reason,
+        })
+        .await;
+}
+
+async fn send(out: &mpsc::Sender<Sample>, r: &Reader, observation: Observation) -> Result<(), ()> {
+    out.send(Sample::Observation {
+        replica: r.replica_id,
+        observation,
+    })
+    .await
+    .map_err(|_| ())
+}
+
+/// Connects, checks that the replica can stream its binary log with the heartbeat's
+/// row events in it, measures round trips, reads the row once, and starts the stream
+/// at the current GTID position.
+async fn open(b: &Binlog) -> Result<Opened, SetupError> {
+    let r = &b.reader;
+    let timeout = r.settings.query_timeout;
+    let mut c = conn::connect(&r.address, &r.settings, &r.password).await?;
+    type Facts = (String, u8, u8, String, String, String);
+    let facts: Option<Facts> = timed(
+        "binlog setup",
+        timeout,
+        c.query_first(
+            "SELECT @@version, @@log_bin, @@log_slave_updates, @@binlog_format, \
+             @@binlog_row_image, @@gtid_binlog_pos",
+        ),
+    )
+    .await
+    .map_err(|e| match e {
+        // MySQL has no @@gtid_binlog_pos.
+        DbError::Server { code: 1193, .. } => SetupError::Unsupported(
+            "not MariaDB: the binary log probe is built for MariaDB so far".into(),
+        ),
+        e => SetupError::Failed(e),
+    })?;
+    let Some((version, log_bin, log_slave_updates, format, image, position)) = facts else {
+        return Err(SetupError::Failed(DbError::Driver {
+            message: "SELECT @@log_bin returned no row".into(),
+        }));
+    };
+    if let Some(why) = unsupported(&version, log_bin, log_slave_updates, &format, &image) {
+        return Err(SetupError::Unsupported(why));
+    }
+    let mut round_trip_us = 0;
+    for _ in 0..3 {
+        let t = r.clock.now_us();
+        timed("binlog setup", timeout, c.query_drop("DO 1")).await?;
+        round_trip_us = round_trip_us.max(r.clock.now_us() - t);
+    }
+    let read_start_us = r.clock.now_us();
+    let seq: Option<u64> = timed(
+        "heartbeat read",
+        timeout,
+        c.exec_first(
+            format!(
+                "SELECT seq FROM `{}`.heartbeat WHERE cluster = ?",
+                r.settings.database
+            ),
+            (&r.row,),
+        ),
+    )
+    .await?;
+    let read_end_us = r.clock.now_us();
+    let read = Observation {
+        r_start_us: read_start_us,
+        r_end_us: read_end_us,
+        seq,
+        outcome: if seq.is_some() {
+            Outcome::Ok
+        } else {
+            Outcome::MissingRow
+        },
+        reason: seq.is_none().then(|| {
+            format!(
+                "no heartbeat row {:?} (cluster {}); run lagtrace init",
+                r.row, r.cluster
+            )
+        }),
+        follow_up: false,
+        probe: Probe::Poll,
+    };
+    let period_ns = heartbeat_period(r.interval).as_nanos() as u64;
+    timed(
+        "binlog setup",
+        timeout,
+        c.exec_drop(
+            "SET @mariadb_slave_capability = 4, @slave_connect_state = ?, \
+             @master_heartbeat_period = ?",
+            (position, period_ns),
+        ),
+    )
+    .await?;
+    let requested_us = r.clock.now_us();
+    let stream = timed(
+        "binlog stream request",
+        timeout,
+        c.get_binlog_stream(BinlogStreamRequest::new(b.server_id)),
+    )
+    .await
+    .map_err(|e| match e {
+        DbError::AccessDenied { message } => SetupError::Unsupported(format!(
+            "the user may not stream the binary log (grant REPLICATION SLAVE): {message}"
+        )),
+        e => SetupError::Failed(e),
+    })?;
+    Ok(Opened {
+        stream,
+        requested_us,
+        round_trip_us,
+        read,
+    })
+}
+
+/// Why a replica with these settings cannot be followed through its binary log, if
+/// it cannot.
+fn unsupported(
+    version: &str,
+    log_bin: u8,
+    log_slave_updates: u8,
+    format: &str,
+    image: &str,
+) -> Option<String> {
+    if !version.contains("MariaDB") {
+        Some("not MariaDB: the binary log probe is built for MariaDB so far".into())
+    } else if log_bin == 0 {
+        Some("its binary log is off (log_bin)".into())
+    } else if log_slave_updates == 0 {
+        Some("log_slave_updates is off: replicated changes are not in its binary log".into())
+    } else if !format.eq_ignore_ascii_case("ROW") {
+        Some(format!(
+            "binlog_format is {format}: the probe reads row events (ROW)"
+        ))
+    } else if image.eq_ignore_ascii_case("MINIMAL") {
+        Some("binlog_row_image is MINIMAL: the row events lack the heartbeat's cluster".into())
+    } else {
+        None
+    }
+}
+
+/// The newest beat of heartbeat row `row` (in schema `database`) that `event`
+/// carries: `(seq, t_send_us)`.
+fn heartbeat_row(
+    stream: &BinlogStream,
+    event: &Event,
+    (database, row): (&str, &str),
+) -> Option<(u64, i64)> {
+    use mysql_async::binlog::EventType;
+    let kind = event.header().event_type().ok()?;
+    if !matches!(
+        kind,
+        EventType::UPDATE_ROWS_EVENT
+            | EventType::WRITE_ROWS_EVENT
+            | EventType::UPDATE_ROWS_EVENT_V1
+            | EventType::WRITE_ROWS_EVENT_V1
+    ) {
+        return None;
+    }
+    let Ok(Some(EventData::RowsEvent(rows))) = event.read_data() else {
+        return None;
+    };
+    if matches!(
+        rows,
+        RowsEventData::DeleteRowsEvent(_) | RowsEventData::DeleteRowsEventV1(_)
+    ) {
+        return None;
+    }
+    let tme = stream.get_tme(rows.table_id())?;
+    if tme.database_name() != database || tme.table_name() != "heartbeat" {
+        return None;
+    }
+    let mut newest: Option<(u64, i64)> = None;
+    for r in rows.rows(tme) {
+        let Ok((_, Some(after))) = r else { continue };
+        let name = match after.as_ref(0) {
+            Some(BinlogValue::Value(Value::Bytes(b))) => b.as_slice(),
+            _ => continue,
+        };
+        if name != row.as_bytes() {
+            continue;
+        }
+        let seq = match after.as_ref(1) {
+            Some(BinlogValue::Value(Value::UInt(v))) => *v,
+            Some(BinlogValue::Value(Value::Int(v))) => *v as u64,
+            _ => continue,
+        };
+        let t_send_us = match after.as_ref(2) {
+            Some(BinlogValue::Value(Value::Int(v))) => *v,
+            Some(BinlogValue::Value(Value::UInt(v))) => *v as i64,
+            _ => continue,
+        };
+        if newest.is_none_or(|(s, _)| seq > s) {
+            newest = Some((seq, t_send_us));
+        }
+    }
+    newest
+}
+
+/// The stream's next event.
+async fn next_event(stream: &mut BinlogStream) -> Option<mysql_async::Result<Event>> {
+    poll_fn(|cx| Pin::new(&mut *stream).poll_next(cx)).await
+}
+
+/// What the stream has shown, and how far it can be trusted.
+struct Seen {
+    /// The newest beat shown.
+    seq: Option<u64>,
+    /// Every message's arrival proves the replica lacked `seq + 1` this long before
+    /// it (the delivery delay bound), µs.
+    delay_us: i64,
+    /// From the setup's round trips, µs.
+    round_trip_us: i64,
+    /// The largest lateness the cross-check measured, and when, µs.
+    late: (i64, i64),
+    /// Until the stream has caught up with what the binary log gained during the
+    /// setup, its events only prove the replica lacked the next beat at the setup's
+    /// start.
+    caught_up: bool,
+    /// The arrival of the first message of the current run (messages less than
+    /// [`BACKLOG_GAP_US`] apart), µs: the server had sent everything written before
+    /// it less [`Seen::delay_us`].
+    run_start_us: i64,
+    /// Since the stream caught up: the newest message's run start and arrival, µs.
+    certified: Option<(i64, i64)>,
+    /// The end of the newest observation sent, µs.
+    sent_end_us: i64,
+    /// Whether an observation was sent since the last beat notice.
+    sent_since_notice: bool,
+    /// When the last beat notice (or quiet period) was taken, µs.
+    notice_us: i64,
+    /// The arrival of the newest message of any kind, µs.
+    heard_us: i64,
+    /// A beat the cross-check saw before the stream brought it, and when the read
+    /// that saw it ended, µs.
+    pending: Option<(u64, i64)>,
+}
+
+impl Seen {
+    fn refresh_delay(&mut self, now_us: i64) {
+        if now_us - self.late.1 > LATENESS_KEPT_US {
+            self.late = (0, now_us);
+        }
+        self.delay_us = self.round_trip_us.max(self.late.0).max(MIN_DELAY_US);
+    }
+}
+
+/// Takes observations from the stream until it breaks, stops delivering, or the
+/// recorder stops.
+async fn follow(
+    b: &Binlog,
+    opened: Opened,
+    out: &mpsc::Sender<Sample>,
+    notices: &mut watch::Receiver<BeatNotice>,
+    shutdown: &mut watch::Receiver<bool>,
+) -> End {
+    let r = &b.reader;
+    let Opened {
+        mut stream,
+        requested_us,
+        round_trip_us,
+        read,
+    } = opened;
+    let mut seen = Seen {
+        seq: read.seq,
+        delay_us: 0,
+        round_trip_us,
+        late: (0, requested_us),
+        caught_up: false,
+        run_start_us: requested_us,
+        certified: None,
+        sent_end_us: read.r_end_us,
+        sent_since_notice: true,
+        notice_us: requested_us,
+        heard_us: requested_us,
+        pending: None,
+    };
+    seen.refresh_delay(requested_us);
+    // The setup's read did not show beat `seq + 1` when it began, so no later beat was
+    // there either: what the stream brings before it has caught up proves no more.
+    let setup_read_us = read.r_start_us;
+    if send(out, r, read).await.is_err() {
+        return End::Shutdown;
+    }
+    let (cross_tx, mut cross_rx) = mpsc::channel(2);
+    let cross = tokio::spawn(cross_check(r.clone(), cross_tx));
+    let _abort = AbortOnDrop(cross);
+    let period = r.interval * r.read_every;
+    let fallback = period + period / 2;
+    let silence_us = crate::clock::duration_us(silence_limit(r.interval));
+    let key = (r.settings.database.as_str(), r.row.as_str());
+    let mut tick = tokio::time::interval_at(Instant::now() + fallback, fallback);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            biased;
+            _ = shutdown.changed() => return End::Shutdown,
+            event = next_event(&mut stream) => {
+                let t_us = r.clock.now_us();
+                let event = match event {
+                    None => return End::Lost(DbError::Io { message: "the stream ended".into() }),
+                    Some(Err(e)) => return End::Lost(e.into()),
+                    Some(Ok(event)) => event,
+                };
+                if t_us - seen.heard_us >= BACKLOG_GAP_US {
+                    seen.run_start_us = t_us;
+                }
+                seen.heard_us = t_us;
+                let is_heartbeat = matches!(
+                    event.header().event_type(),
+                    Ok(mysql_async::binlog::EventType::HEARTBEAT_EVENT)
+                );
+                let beat = heartbeat_row(&stream, &event, key);
+                let was_caught_up = seen.caught_up;
+                if let Some((seq, t_send_us)) = beat {
+                    // A beat sent after the stream was requested was written after it:
+                    // everything before it in the binary log has arrived.
+                    seen.caught_up |= t_send_us >= requested_us;
+                    if let Some((pending, read_end_us)) = seen.pending
+                        && seq >= pending
+                    {
+                        let late_us = t_us - read_end_us;
+                        if late_us > seen.late.0 {
+                            seen.late = (late_us, t_us);
+                        }
+                        seen.pending = None;
+                    }
+                    seen.refresh_delay(t_us);
+                    if seen.seq.is_none_or(|s| seq > s) {
+                        seen.seq = Some(seq);
+                        let r_start_us = if was_caught_up {
+                            seen.run_start_us - seen.delay_us
+                        } else {
+                            setup_read_us
+                        };
+                        if emit(out, (r, Probe::BinlogEvent), &mut seen, seq, (r_start_us, t_us)).await.is_err() {
+                            return End::Shutdown;
+                        }
+                    }
+                }
+                // The server sends a heartbeat only when it has sent everything.
+                seen.caught_up |= is_heartbeat;
+                if seen.caught_up {
+                    seen.certified = Some((seen.run_start_us, t_us));
+                }
+            }
+            changed = notices.changed() => {
+                if changed.is_err() {
+                    return End::Shutdown;
+                }
+                let newest = notices.borrow_and_update().seq;
+                tick.reset();
+                let now_us = r.clock.now_us();
+                if let Some(lost) = check(&seen, now_us, silence_us) {
+                    return End::Lost(lost);
+                }
+                // A replica that has not shown the beat before the newest yet: its
+                // lag is growing past an interval, worth an observation per beat.
+                let behind = seen.seq.is_none_or(|s| s.saturating_add(1) < newest);
+                if snapshot(out, r, &mut seen, (now_us, behind)).await.is_err() {
+                    return End::Shutdown;
+                }
+            }
+            _ = tick.tick() => {
+                let now_us = r.clock.now_us();
+                if let Some(lost) = check(&seen, now_us, silence_us) {
+                    return End::Lost(lost);
+                }
+                if snapshot(out, r, &mut seen, (now_us, true)).await.is_err() {
+                    return End::Shutdown;
+                }
+            }
+            Some((seq, read_end_us)) = cross_rx.recv() => {
+                if seen.seq.is_none_or(|s| seq > s) && seen.pending.is_none() {
+                    seen.pending = Some((seq, read_end_us));
+                }
+            }
+        }
+    }
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Why the stream must be given up, if it must: it brought nothing at all for the
+/// silence limit, or not a beat that a cross-check read showed long ago.
+fn check(seen: &Seen, now_us: i64, silence_us: i64) -> Option<DbError> {
+    if now_us - seen.heard_us > silence_us {
+        return Some(DbError::Timeout {
+            what: "binary log stream (no event, no heartbeat)",
+            after: Duration::from_micros((now_us - seen.heard_us) as u64),
+        });
+    }
+    match seen.pending {
+        Some((seq, read_end_us)) if now_us - read_end_us > UNDELIVERED_AFTER_US => {
+            Some(DbError::Io {
+                message: format!(
+                    "the stream stopped delivering: a read showed beat {seq} {:.1} s ago and the stream has not brought it",
+                    (now_us - read_end_us) as f64 / 1e6
+                ),
+            })
+        }
+        _ => None,
+    }
+}
+
+/// Sends one binary log observation (`probe`) of `seq` spanning `[r_start_us,
+/// r_end_us]`.
+async fn emit(
+    out: &mpsc::Sender<Sample>,
+    (r, probe): (&Reader, Probe),
+    seen: &mut Seen,
+    seq: u64,
+    (r_start_us, r_end_us): (i64, i64),
+) -> Result<(), ()> {
+    seen.sent_end_us = r_end_us;
+    seen.sent_since_notice = true;
+    let obs = Observation {
+        r_start_us: r_start_us.min(r_end_us),
+        r_end_us,
+        seq: Some(seq),
+        outcome: Outcome::Ok,
+        reason: None,
+        follow_up: false,
+        probe,
+    };
+    send(out, r, obs).await
+}
+
+/// At a beat notice (or a period without one) taken at `now_us`: when the stream
+/// brought no beat since the last notice but some other message, and the replica is
+/// `behind` (or no beat came), what its newest message proves (still the same beat,
+/// as of its arrival) becomes an observation. (A replica within an interval would
+/// only get bounds an interval wide from it: its next event says more.)
+async fn snapshot(
+    out: &mpsc::Sender<Sample>,
+    r: &Reader,
+    seen: &mut Seen,
+    (now_us, behind): (i64, bool),
+) -> Result<(), ()> {
+    let quiet = !std::mem::replace(&mut seen.sent_since_notice, false);
+    let after_us = std::mem::replace(&mut seen.notice_us, now_us).max(seen.sent_end_us);
+    match (seen.seq, seen.certified) {
+        (Some(seq), Some((run_start_us, at_us))) if quiet && behind && at_us > after_us => {
+            let start = run_start_us - seen.delay_us;
+            emit(out, (r, Probe::BinlogIdle), seen, seq, (start, at_us)).await?;
+            seen.sent_since_notice = false;
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Reads the row once per [`CROSS_CHECK_EVERY`] on a connection of its own and sends
+/// `(seq, read_end_us)`, so that a stream that stops delivering is noticed.
+async fn cross_check(r: Reader, found: mpsc::Sender<(u64, i64)>) {
+    let mut conn: Option<Session> = None;
+    let mut tick = tokio::time::interval(CROSS_CHECK_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if conn.is_none() {
+            conn = Session::reader(r.kind, &r.address, &r.settings, &r.password)
+                .await
+                .ok();
+        }
+        let Some(c) = conn.as_mut() else { continue };
+        match c.read(&r.row, r.settings.query_timeout).await {
+            Ok(Some(seq)) => {
+                if found.send((seq, r.clock.now_us())).await.is_err() {
+                    return;
+                }
+            }
+            Ok(None) => {}
+            Err(_) => conn = None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_row_based_mariadb_binary_log_with_replicated_changes_is_followed() {
+        let ok = "10.11.6-MariaDB-0+deb12u1-log";
+        assert_eq!(unsupported(ok, 1, 1, "ROW", "FULL"), None);
+        assert_eq!(unsupported(ok, 1, 1, "row", "NOBLOB"), None);
+        for (why, got) in [
+            ("not MariaDB", unsupported("8.0.36", 1, 1, "ROW", "FULL")),
+            ("log_bin", unsupported(ok, 0, 1, "ROW", "FULL")),
+            ("log_slave_updates", unsupported(ok, 1, 0, "ROW", "FULL")),
+            ("MIXED", unsupported(ok, 1, 1, "MIXED", "FULL")),
+            ("MINIMAL", unsupported(ok, 1, 1, "ROW", "MINIMAL")),
+        ] {
+            assert!(
+                got.as_deref().is_some_and(|g| g.contains(why)),
+                "{why}: {got:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_heartbeat_period_follows_the_interval_within_limits() {
+        let ms = Duration::from_millis;
+        assert_eq!(heartbeat_period(ms(1)), ms(10));
+        assert_eq!(heartbeat_period(ms(100)), ms(100));
+        assert_eq!(heartbeat_period(ms(5000)), ms(1000));
+        assert_eq!(silence_limit(ms(100)), ms(2000));
+        assert_eq!(silence_limit(ms(5000)), ms(5000));
+    }
+}

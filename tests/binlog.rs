@@ -1,0 +1,429 @@
+//! The binary log probe (`probe = "binlog"` / `"auto"`, issue 12) against the lab's
+//! real servers: the steady state (no query per beat, tight bounds), a stalled SQL
+//! thread, a replica killed and restarted, binary logs purged and the stream's dump
+//! thread killed, a user without the replication grant, and a replica behind a link
+//! of known delay (the truth the bounds must hold).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::Value;
+
+/// A lab config for `cluster` at 10 ms beats with `probe`, `[http]` on a free port, as
+/// `user` (the lab's password); init has run. Returns the config, the store, the port.
+fn setup(dir: &TempDir, cluster: &str, probe: &str, user: &str) -> (PathBuf, PathBuf, u16) {
+    let port = free_port();
+    let store = dir.path().join("s.redb");
+    let config = lab_config(cluster, PRIMARY, &REPLICAS, "LAGTRACE_IT_PASSWORD")
+        .replace("user = \"lagtrace\"", &format!("user = \"{user}\""));
+    let config = format!(
+        "{config}\n[record]\ninterval = \"10ms\"\nprobe = \"{probe}\"\nstore = \"{}\"\n\n\
+         [http]\nlisten = \"127.0.0.1:{port}\"\nmax_lag = \"1s\"\n",
+        store.display()
+    );
+    (init_config(dir, &config), store, port)
+}
+
+/// `Com_select` of a lab node: the SELECT statements it ran.
+fn selects(node: &str) -> u64 {
+    root_sql(node, "SHOW GLOBAL STATUS LIKE 'Com_select'")
+        .split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .expect("Com_select")
+}
+
+fn rows_of<'a>(rows: &'a [Row], replica: &str) -> Vec<&'a Row> {
+    rows.iter().filter(|r| r.replica == replica).collect()
+}
+
+/// Waits until `/status` says replica `name` is probed by `probe`.
+fn wait_probe(port: u16, name: &str, probe: &str) -> Value {
+    let found = wait_http(port, "/status", Duration::from_secs(10), |r| {
+        r.json()["clusters"][0]["replicas"]
+            .as_array()
+            .is_some_and(|rs| {
+                rs.iter()
+                    .any(|r| r["replica"] == name && r["probe"] == probe)
+            })
+    });
+    match found {
+        Some(_) => status_of(port, name),
+        None => http(port, "GET", "/status", &[]).map_or(Value::Null, |r| r.json()),
+    }
+}
+
+fn lag(doc: &Value, replica: &str) -> Value {
+    replica_doc(doc, replica)["lag"].clone()
+}
+
+#[test]
+fn the_stream_sees_every_beat_without_a_query_per_beat_and_with_tight_bounds() {
+    let _lab = take_lab();
+    let dir = TempDir::new("bl-steady");
+    let (config, store, port) = setup(&dir, "it_bl_steady", "binlog", "lagtrace");
+    let recorder = Recorder::start(&config);
+    let s1 = wait_probe(port, "r1", "binlog");
+    assert_eq!(s1["probe"], "binlog", "{s1}");
+    let selects_before = selects("replica1");
+    sleep(Duration::from_secs(10));
+    let selects_during = selects("replica1") - selects_before;
+    let (code, log) = recorder.stop();
+    assert_eq!(code, Some(0), "{log}");
+    // 1000 beats in 10 s; the replica ran the cross-check's read once a second (and
+    // the other tests' recorders nothing: the lab is taken).
+    eprintln!("replica1 ran {selects_during} SELECTs in 10 s of 10 ms beats");
+    assert!(
+        selects_during <= 40,
+        "{selects_during} SELECTs: a query per beat?"
+    );
+
+    let doc = analyze_json(&store);
+    for r in ["r1", "r2"] {
+        let c = &replica_doc(&doc, r)["coverage"];
+        let (reads, binlog) = (
+            c["reads"].as_u64().unwrap(),
+            c["binlog_reads"].as_u64().unwrap(),
+        );
+        let lag = lag(&doc, r);
+        eprintln!("{r}: {reads} reads, {binlog} from the stream; lag {lag}");
+        assert!(binlog + 5 >= reads && reads >= 1000, "{r}: {c}");
+        let p50 = lag["percentiles"]["p50_ms"].as_f64().unwrap();
+        let width_p99 = lag["bound_width"]["p99_ms"].as_f64().unwrap();
+        assert!(p50 < 1.5, "{r}: median lag {p50} ms on an idle lab");
+        // The target (p99 <= 2 ms) is a benchmark's; on a shared machine allow more.
+        assert!(width_p99 < 5.0, "{r}: bounds width p99 {width_p99} ms");
+        assert_eq!(
+            replica_doc(&doc, r)["episodes"].as_array().unwrap().len(),
+            0
+        );
+    }
+    let rows = export_rows(&store);
+    assert!(rows.iter().filter(|r| r.probe == "binlog").count() >= 1900);
+    assert!(rows.iter().all(|r| r.outcome == "ok"), "a failed read");
+}
+
+#[test]
+fn a_stalled_sql_thread_is_one_episode_with_its_length_as_peak_from_the_stream() {
+    let _lab = take_lab();
+    let dir = TempDir::new("bl-stall");
+    let (config, store, port) = setup(&dir, "it_bl_stall", "binlog", "lagtrace");
+    let recorder = Recorder::start(&config);
+    wait_probe(port, "r1", "binlog");
+    sleep(Duration::from_secs(3));
+    let t0 = now_us();
+    lab(&["stall"], &[("REPLICA", "1")]);
+    sleep(Duration::from_secs(10));
+    lab(&["resume"], &[("REPLICA", "1")]);
+    let stall_ms = (now_us() - t0) as f64 / 1000.0;
+    sleep(Duration::from_secs(3));
+    let (code, log) = recorder.stop();
+    assert_eq!(code, Some(0), "{log}");
+
+    let doc = analyze_json(&store);
+    let r1 = replica_doc(&doc, "r1");
+    let eps = r1["episodes"].as_array().unwrap();
+    assert_eq!(eps.len(), 1, "{eps:?}");
+    let peak = eps[0]["peak_ms"].as_f64().unwrap();
+    eprintln!(
+        "r1: peak {peak} ms for a {stall_ms} ms stall; {}",
+        r1["vector"]
+    );
+    assert!(
+        (peak - stall_ms).abs() <= 0.02 * stall_ms,
+        "peak {peak} ms for a {stall_ms} ms stall"
+    );
+    let min = r1["vector"]["min"].as_f64().unwrap();
+    assert!(min < -0.95, "vector min {min}");
+    // Through the stall the stream kept observing: the server's binlog heartbeats.
+    let rows = export_rows(&store);
+    let during: Vec<&Row> = rows_of(&rows, "r1")
+        .into_iter()
+        .filter(|r| r.t_us > t0 + 1_000_000 && r.t_us < t0 + 9_000_000)
+        .collect();
+    assert!(
+        during.len() > 400,
+        "{} rounds during the stall",
+        during.len()
+    );
+    assert!(
+        during
+            .iter()
+            .all(|r| r.probe.starts_with("binlog") && r.outcome == "ok")
+    );
+    assert_eq!(
+        replica_doc(&doc, "r2")["episodes"]
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
+}
+
+#[test]
+fn a_killed_replica_is_a_gap_and_the_stream_comes_back_by_itself() {
+    let _lab = take_lab();
+    let dir = TempDir::new("bl-restart");
+    let (config, store, port) = setup(&dir, "it_bl_restart", "binlog", "lagtrace");
+    let recorder = Recorder::start(&config);
+    wait_probe(port, "r1", "binlog");
+    sleep(Duration::from_secs(2));
+    let killed_at = now_us();
+    signal(lab_pid("replica1"), "KILL");
+    sleep(Duration::from_secs(3));
+    lab(&["up"], &[]);
+    let up_at = now_us();
+    sleep(Duration::from_secs(5));
+    let (code, log) = recorder.stop();
+    assert_eq!(code, Some(0), "{log}");
+
+    let doc = analyze_json(&store);
+    let r1 = replica_doc(&doc, "r1");
+    let gaps = r1["coverage"]["gaps"].as_array().unwrap();
+    let unreachable: Vec<&Value> = gaps.iter().filter(|g| g["kind"] == "unreachable").collect();
+    eprintln!("r1 gaps: {gaps:?}");
+    assert!(
+        unreachable.iter().any(|g| {
+            let s = g["duration_s"].as_f64().unwrap();
+            (2.5..=(up_at - killed_at) as f64 / 1e6 + 2.0).contains(&s)
+        }),
+        "no gap for the {:.1} s the replica was down: {gaps:?}",
+        (up_at - killed_at) as f64 / 1e6
+    );
+    let rows = export_rows(&store);
+    let after: Vec<&Row> = rows_of(&rows, "r1")
+        .into_iter()
+        .filter(|r| r.t_us > up_at + 2_000_000)
+        .collect();
+    assert!(
+        after.len() > 200,
+        "{} rounds after the restart",
+        after.len()
+    );
+    assert!(
+        after
+            .iter()
+            .all(|r| r.probe.starts_with("binlog") && r.outcome == "ok"),
+        "the stream did not come back"
+    );
+    // No lag is made up from the downtime: what the replica lacked after its restart
+    // it really lacked (it had to fetch the beats of the outage).
+    let max = lag(&doc, "r1")["percentiles"]["max_ms"].as_f64().unwrap();
+    assert!(
+        max < (up_at - killed_at) as f64 / 1000.0 + 3000.0,
+        "max lag {max} ms"
+    );
+}
+
+#[test]
+fn purged_logs_and_a_killed_dump_thread_restart_the_stream_at_the_current_position() {
+    let _lab = take_lab();
+    let dir = TempDir::new("bl-purge");
+    let (config, store, port) = setup(&dir, "it_bl_purge", "binlog", "lagtrace");
+    let recorder = Recorder::start(&config);
+    wait_probe(port, "r1", "binlog");
+    sleep(Duration::from_secs(2));
+    root_sql("replica1", "FLUSH BINARY LOGS; FLUSH BINARY LOGS");
+    root_sql(
+        "replica1",
+        "PURGE BINARY LOGS BEFORE NOW() + INTERVAL 1 DAY",
+    );
+    sleep(Duration::from_secs(2));
+    let dumps = root_sql(
+        "replica1",
+        "SELECT id FROM information_schema.processlist WHERE command LIKE 'Binlog Dump%' AND user = 'lagtrace'",
+    );
+    let ids: Vec<&str> = dumps.split_whitespace().collect();
+    assert_eq!(ids.len(), 1, "one stream from the recorder: {dumps:?}");
+    let killed_at = now_us();
+    root_sql("replica1", &format!("KILL {}", ids[0]));
+    sleep(Duration::from_secs(3));
+    let (code, log) = recorder.stop();
+    assert_eq!(code, Some(0), "{log}");
+
+    let rows = export_rows(&store);
+    let r1 = rows_of(&rows, "r1");
+    let failed: Vec<&&Row> = r1.iter().filter(|r| r.outcome != "ok").collect();
+    eprintln!("failed rounds: {failed:?}");
+    assert!(
+        failed.len() == 1 && failed[0].t_us >= killed_at - 100_000,
+        "one failed round for the killed stream: {failed:?}"
+    );
+    let after: Vec<&&Row> = r1.iter().filter(|r| r.t_us > killed_at + 500_000).collect();
+    assert!(after.len() > 150 && after.iter().all(|r| r.probe == "binlog" || r.reads == 1));
+    // The reconnection invents no lag: its first events are this moment's.
+    let doc = analyze_json(&store);
+    let max = lag(&doc, "r1")["percentiles"]["max_ms"].as_f64().unwrap();
+    assert!(max < 100.0, "max lag {max} ms around a reconnection");
+    assert_eq!(
+        replica_doc(&doc, "r1")["episodes"]
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
+}
+
+/// Drops a lab user when the test ends, even by panic.
+struct DropUser(&'static str);
+
+impl Drop for DropUser {
+    fn drop(&mut self) {
+        let sql = format!("DROP USER IF EXISTS '{}'@'127.0.0.1'", self.0);
+        let _ = std::panic::catch_unwind(|| root_sql("primary", &sql));
+    }
+}
+
+#[test]
+fn without_the_replication_grant_auto_polls_and_says_why_and_binlog_fails_reads() {
+    let _lab = take_lab();
+    let user = "lt_no_binlog";
+    root_sql(
+        "primary",
+        &format!(
+            "CREATE USER IF NOT EXISTS '{user}'@'127.0.0.1' IDENTIFIED BY '{LAB_PASSWORD}';\
+             GRANT SELECT, INSERT, UPDATE, CREATE ON lagtrace.* TO '{user}'@'127.0.0.1';\
+             GRANT SLAVE MONITOR ON *.* TO '{user}'@'127.0.0.1'"
+        ),
+    );
+    let _drop = DropUser(user);
+    // The user reaches the replicas through replication.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while root_sql(
+        "replica2",
+        &format!("SELECT COUNT(*) FROM mysql.user WHERE user = '{user}'"),
+    )
+    .trim()
+        != "1"
+    {
+        assert!(Instant::now() < deadline, "the user never reached replica2");
+        sleep(Duration::from_millis(100));
+    }
+
+    let dir = TempDir::new("bl-grant");
+    let (config, store, port) = setup(&dir, "it_bl_grant", "auto", user);
+    let recorder = Recorder::start(&config);
+    let s1 = wait_probe(port, "r1", "poll");
+    assert_eq!(s1["probe"], "poll", "{s1}");
+    let note = s1["probe_note"].as_str().unwrap_or("");
+    assert!(note.contains("REPLICATION SLAVE"), "{s1}");
+    sleep(Duration::from_secs(3));
+    let (code, log) = recorder.stop();
+    assert_eq!(code, Some(0), "{log}");
+    assert!(
+        log.lines()
+            .filter(|l| l.contains("REPLICATION SLAVE"))
+            .count()
+            == 2,
+        "said once per replica: {log}"
+    );
+    let doc = analyze_json(&store);
+    for r in ["r1", "r2"] {
+        let c = &replica_doc(&doc, r)["coverage"];
+        assert_eq!(c["binlog_reads"], 0, "{c}");
+        assert!(c["rounds"].as_u64().unwrap() > 200, "polled: {c}");
+    }
+    let out = lagtrace()
+        .args(["analyze", "--store"])
+        .arg(&store)
+        .output()
+        .unwrap();
+    let text = texts(&out).0;
+    assert!(
+        text.contains("probe         r1: poll (the user may not stream the binary log"),
+        "{text}"
+    );
+
+    // Asked for the stream only: reads fail, saying why, and nothing is measured.
+    let dir = TempDir::new("bl-grant-only");
+    let (config, store, _port) = setup(&dir, "it_bl_grant_only", "binlog", user);
+    let recorder = Recorder::start(&config);
+    sleep(Duration::from_secs(3));
+    let (code, log) = recorder.stop();
+    assert_eq!(code, Some(0), "{log}");
+    assert!(log.contains("grant REPLICATION SLAVE"), "{log}");
+    let rows = export_rows(&store);
+    assert!(!rows.is_empty());
+    assert!(
+        rows.iter().all(|r| r.outcome == "access_denied"
+            && r.reason
+                .as_deref()
+                .is_some_and(|w| w.contains("REPLICATION SLAVE"))),
+        "{:?}",
+        rows.first()
+    );
+}
+
+/// Points replica2's replication at `port` and back to the primary when dropped.
+struct Source;
+
+impl Source {
+    fn set(port: u16) {
+        root_sql(
+            "replica2",
+            &format!("STOP SLAVE; CHANGE MASTER TO MASTER_PORT = {port}; START SLAVE"),
+        );
+    }
+}
+
+impl Drop for Source {
+    fn drop(&mut self) {
+        let _ = std::panic::catch_unwind(|| Source::set(13306));
+    }
+}
+
+/// The bounded lag rounds of `replica` from `store` after `from_us`.
+fn bounds_after(store: &Path, replica: &str, from_us: i64) -> Vec<Row> {
+    export_rows(store)
+        .into_iter()
+        .filter(|r| {
+            r.replica == replica && r.t_us > from_us && r.lag_kind.as_deref() == Some("bounded")
+        })
+        .collect()
+}
+
+#[test]
+fn behind_a_link_of_known_delay_the_stream_reads_that_delay_within_its_bounds() {
+    let _lab = take_lab();
+    const D_MS: f64 = 50.0;
+    let port = common::proxy::delay_line(PRIMARY, Duration::from_millis(D_MS as u64));
+    let _source = Source;
+    Source::set(port);
+    sleep(Duration::from_secs(1));
+    let dir = TempDir::new("bl-delay");
+    let (config, store, http_port) = setup(&dir, "it_bl_delay", "binlog", "lagtrace");
+    let recorder = Recorder::start(&config);
+    wait_probe(http_port, "r2", "binlog");
+    let from = now_us() + 2_000_000;
+    sleep(Duration::from_secs(12));
+    let (code, log) = recorder.stop();
+    assert_eq!(code, Some(0), "{log}");
+
+    let rounds = bounds_after(&store, "r2", from);
+    assert!(rounds.len() > 900, "{} rounds", rounds.len());
+    let mut judged: Vec<f64> = rounds.iter().map(|r| r.lag_ms.unwrap()).collect();
+    let median = median(&mut judged);
+    // The true lag: the link's delay (never less), plus the replica applying the beat
+    // (well under a millisecond on the idle lab) and the delay line's own scheduling
+    // (threads that sleep, on a busy 2-core machine: a few ms at times).
+    let (truth_lo, truth_hi) = (D_MS, D_MS + 10.0);
+    let holds = |r: &&Row| r.lo_ms.unwrap() <= truth_hi && r.hi_ms.unwrap() >= truth_lo;
+    let holding = rounds.iter().filter(holds).count();
+    for r in rounds.iter().filter(|r| !holds(r)).take(10) {
+        eprintln!("bounds miss the truth: {r:?}");
+    }
+    let share = holding as f64 / rounds.len() as f64;
+    eprintln!(
+        "r2 behind {D_MS} ms: median {median:.2} ms, bounds hold in {holding} of {} rounds",
+        rounds.len()
+    );
+    assert!(
+        (D_MS..=D_MS + 10.0).contains(&median),
+        "median {median} ms behind a {D_MS} ms link"
+    );
+    assert!(share >= 0.999, "bounds held in {share:.4} of the rounds");
+}
