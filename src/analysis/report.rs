@@ -400,12 +400,20 @@ impl ReportBuilder {
     }
 }
 
-/// Gaps are silences longer than `gap_us` and runs of failed reads.
+/// Gaps are silences longer than `gap_us` and runs of failed reads. A silence between
+/// two failed reads of one run (a probe retrying slower than once a second) is part of
+/// that run's gap, not a second one.
 fn coverage(series: &LagSeries, rounds: usize, at_least_rounds: usize, gap_us: i64) -> Coverage {
+    let within_outage = |start: i64, end: i64| {
+        series
+            .outages
+            .iter()
+            .any(|o| o.start_us <= start && end <= o.end_us)
+    };
     let silences = series
         .silences
         .iter()
-        .filter(|(start, end)| end - start > gap_us)
+        .filter(|(start, end)| end - start > gap_us && !within_outage(*start, *end))
         .map(|&(start_us, end_us)| Gap {
             start_us,
             end_us,
@@ -551,5 +559,23 @@ mod tests {
             ]
         );
         assert_eq!((r.coverage.reads, r.coverage.failed_reads), (5, 2));
+        // A probe retrying every 1.5 s while the replica is down: one gap, the failure
+        // run's, not also one per retry.
+        let observations = [
+            ok(100),
+            failed(200),
+            failed(2 * S),
+            failed(7 * S / 2),
+            ok(5 * S),
+        ];
+        let r = report(&series::lag_series(&beats, &CONT, &observations, 0));
+        assert_eq!(
+            r.coverage.gaps,
+            vec![Gap {
+                start_us: 200,
+                end_us: 5 * S,
+                outcome: Some(Outcome::Refused)
+            }]
+        );
     }
 }
