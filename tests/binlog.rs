@@ -311,6 +311,20 @@ fn without_the_replication_grant_auto_polls_and_says_why_and_binlog_fails_reads(
 
     let dir = TempDir::new("bl-grant");
     let (config, store, port) = setup(&dir, "it_bl_grant", "auto", user);
+    // init (setup ran it) reports the replicas as polled, and why.
+    let out = lagtrace()
+        .args(["init", "-c"])
+        .arg(&config)
+        .env("LAGTRACE_IT_PASSWORD", LAB_PASSWORD)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = texts(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert_eq!(
+        stdout.matches("polled (no binary log stream: the user may not stream the binary log (grant REPLICATION SLAVE))").count(),
+        2,
+        "{stdout}"
+    );
     let recorder = Recorder::start(&config);
     let s1 = wait_probe(port, "r1", "poll");
     assert_eq!(s1["probe"], "poll", "{s1}");
@@ -343,9 +357,34 @@ fn without_the_replication_grant_auto_polls_and_says_why_and_binlog_fails_reads(
         "{text}"
     );
 
-    // Asked for the stream only: reads fail, saying why, and nothing is measured.
+    // Asked for the stream only: init fails those replicas, reads fail saying why, and
+    // nothing is measured.
     let dir = TempDir::new("bl-grant-only");
-    let (config, store, _port) = setup(&dir, "it_bl_grant_only", "binlog", user);
+    let config = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("probe = \"auto\"", "probe = \"binlog\"")
+        .replace("it_bl_grant", "it_bl_grant_only")
+        .replace(
+            &store.display().to_string(),
+            &dir.path().join("s.redb").display().to_string(),
+        );
+    let config = dir.write("lagtrace.toml", &config);
+    let store = dir.path().join("s.redb");
+    let out = lagtrace()
+        .args(["init", "-c"])
+        .arg(&config)
+        .env("LAGTRACE_IT_PASSWORD", LAB_PASSWORD)
+        .output()
+        .unwrap();
+    let (stdout, _) = texts(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert_eq!(
+        stdout
+            .matches("FAILED, probe = \"binlog\" but the user may not stream")
+            .count(),
+        2,
+        "{stdout}"
+    );
     let recorder = Recorder::start(&config);
     sleep(Duration::from_secs(3));
     let (code, log) = recorder.stop();

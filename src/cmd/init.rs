@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
 
 use super::CmdError;
-use crate::config::{Address, Config, ConnectionConfig, Kind, Secret};
+use crate::config::{Address, Config, ConnectionConfig, Kind, ProbeMode, Secret};
 use crate::probe::conn::{self, DbError};
-use crate::probe::{pg, schema};
+use crate::probe::{binlog, pg, schema};
 
 /// `lagtrace init`'s command line.
 #[derive(Debug, Clone, clap::Args)]
@@ -114,16 +114,17 @@ async fn init_all(config: &Config, password: &Secret, wait: Duration) -> usize {
         let wait = if primary_ok { wait } else { Duration::ZERO };
         let mut checks = JoinSet::new();
         for (i, replica) in cluster.replicas.iter().enumerate() {
-            let (addr, conn_cfg, pw, name, kind) = (
+            let (addr, conn_cfg, pw, name, kind, probe) = (
                 replica.address.clone(),
                 config.connection.clone(),
                 password.clone(),
                 cluster.name.clone(),
                 cluster.kind,
+                cluster.probe,
             );
             checks.spawn(async move {
                 let result = match kind {
-                    Kind::Mysql => check_replica(&addr, &name, &conn_cfg, &pw, wait).await,
+                    Kind::Mysql => check_replica(&addr, (&name, probe), &conn_cfg, &pw, wait).await,
                     Kind::Postgres => check_pg_standby(&addr, &name, &conn_cfg, &pw, wait).await,
                 };
                 (i, result)
@@ -205,7 +206,7 @@ async fn init_primary(
 
 async fn check_replica(
     addr: &Address,
-    cluster: &str,
+    (cluster, probe): (&str, ProbeMode),
     settings: &ConnectionConfig,
     password: &Secret,
     wait: Duration,
@@ -235,9 +236,22 @@ async fn check_replica(
     loop {
         match schema::visible_seq(&mut c, &settings.database, cluster, timeout).await {
             Ok(Some(seq)) => {
+                let stream = match probe {
+                    ProbeMode::Poll => String::new(),
+                    _ => match binlog::readiness(&mut c, timeout).await {
+                        Ok(None) => ", binary log stream ready".to_string(),
+                        Ok(Some(why)) if probe == ProbeMode::Auto => {
+                            format!(", polled (no binary log stream: {why})")
+                        }
+                        Ok(Some(why)) => {
+                            return Err(format!("probe = \"binlog\" but {why}"));
+                        }
+                        Err(e) => return Err(describe(&e, user)),
+                    },
+                };
                 let _ = c.disconnect().await;
                 return Ok(format!(
-                    "{user} reads {}.heartbeat (cluster {cluster}, seq {seq}), replicating from {}",
+                    "{user} reads {}.heartbeat (cluster {cluster}, seq {seq}), replicating from {}{stream}",
                     settings.database,
                     facts.sources.join(", ")
                 ));

@@ -101,6 +101,47 @@ fn retain_is_optional_and_bounded() {
 }
 
 #[test]
+fn probe_defaults_to_poll_and_a_cluster_or_the_command_line_may_choose() {
+    let c = parse("t.toml", GOOD).unwrap();
+    assert_eq!(c.record.probe, ProbeMode::Poll);
+    assert_eq!(c.clusters[0].probe, ProbeMode::Poll);
+    assert_eq!(c.record.binlog_server_id, DEFAULT_BINLOG_SERVER_ID);
+    let text = good_with(
+        "store = ",
+        "probe = \"auto\"\nbinlog_server_id = 77\nstore = ",
+    )
+    .replace("replicas = {", "probe = \"binlog\"\nreplicas = {");
+    let c = parse("t.toml", &text).unwrap();
+    assert_eq!(
+        (c.record.probe, c.clusters[0].probe),
+        (ProbeMode::Auto, ProbeMode::Binlog)
+    );
+    assert_eq!(c.record.binlog_server_id, 77);
+    // --probe wins over both.
+    let o = Overrides {
+        probe: Some(ProbeMode::Poll),
+        ..Overrides::default()
+    };
+    let c = parse_with("t.toml", &text, &o).unwrap();
+    assert_eq!(
+        (c.record.probe, c.clusters[0].probe),
+        (ProbeMode::Poll, ProbeMode::Poll)
+    );
+
+    let e = err_of(&good_with("store = ", "probe = \"stream\"\nstore = "));
+    assert_eq!(e.key, "record.probe");
+    assert!(e.message.contains("use poll, auto or binlog"), "{e}");
+    let e = err_of(&good_with("store = ", "binlog_server_id = 0\nstore = "));
+    assert_eq!(e.key, "record.binlog_server_id");
+    let e = err_of(&GOOD.replace(
+        "replicas = {",
+        "kind = \"postgres\"\nprobe = \"binlog\"\nreplicas = {",
+    ));
+    assert_eq!(e.key, "cluster[0].probe");
+    assert!(e.message.contains("no binary log"), "{e}");
+}
+
+#[test]
 fn unknown_key_names_key_and_line() {
     let e = err_of(&good_with("interval = \"10ms\"", "intervall = \"10ms\""));
     assert_eq!(e.line, Some(3));

@@ -312,6 +312,45 @@ async fn open(b: &Binlog) -> Result<Opened, SetupError> {
     })
 }
 
+/// Why `conn`'s server cannot be followed through its binary log by this user, if it
+/// cannot (what `init` reports for `probe = "auto"` / `"binlog"`): the server's
+/// settings, then the user's `REPLICATION SLAVE` privilege.
+pub async fn readiness(
+    conn: &mut mysql_async::Conn,
+    timeout: Duration,
+) -> Result<Option<String>, DbError> {
+    type Settings = (String, u8, u8, String, String);
+    let settings: Option<Settings> = timed(
+        "query",
+        timeout,
+        conn.query_first(
+            "SELECT @@version, @@log_bin, @@log_slave_updates, @@binlog_format, @@binlog_row_image",
+        ),
+    )
+    .await?;
+    let Some((version, log_bin, log_slave_updates, format, image)) = settings else {
+        return Err(DbError::Driver {
+            message: "SELECT @@log_bin returned no row".into(),
+        });
+    };
+    if let Some(why) = unsupported(&version, log_bin, log_slave_updates, &format, &image) {
+        return Ok(Some(why));
+    }
+    // The privileges of the current user (information_schema shows no one else's).
+    let granted: Option<String> = timed(
+        "query",
+        timeout,
+        conn.query_first(
+            "SELECT PRIVILEGE_TYPE FROM information_schema.USER_PRIVILEGES \
+             WHERE PRIVILEGE_TYPE = 'REPLICATION SLAVE' LIMIT 1",
+        ),
+    )
+    .await?;
+    Ok(granted
+        .is_none()
+        .then(|| "the user may not stream the binary log (grant REPLICATION SLAVE)".to_string()))
+}
+
 /// Why a replica with these settings cannot be followed through its binary log, if
 /// it cannot.
 fn unsupported(
