@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # lagtrace against pt-heartbeat, side by side on the MariaDB lab in one run: each at 10 ms
 # beats with the lab's two replicas for BENCH_SECONDS (default 30), one after the other,
-# the same load running under both when LOAD is set (`make load` at LOAD tx/s).
+# the same load running under each when LOAD is set (`make load` at LOAD tx/s). lagtrace
+# runs once per probe mode in PROBES (default "poll binlog").
 #
-#   make bench-pt [BENCH_SECONDS=30] [LOAD=200]
+#   make bench-pt [BENCH_SECONDS=30] [LOAD=200] [PROBES="poll binlog"]
 #   LAGTRACE_BIN=/path/to/lagtrace scripts/bench-vs-pt.sh    # another build, e.g. an older one
 #
 # A lag value is one replica's lag at one beat: a probe round of lagtrace (a row of
@@ -64,26 +65,32 @@ stop_load() {
 }
 cpu_s() { awk '{ print $1 + $2 }' "$1"; }
 
-# lagtrace
+# lagtrace, once per probe mode: its figures go to $work/lt-MODE.fig for the summary.
 "$lt" init -c lagtrace.example.toml >/dev/null
-start_load
-q0=$(questions)
-/usr/bin/time -o "$work/lt.time" -f "%U %S" "$lt" record -c lagtrace.example.toml \
-  --store "$work/b.redb" --interval 10ms --duration "${secs}s" >"$work/lt.out"
-q1=$(questions)
-stop_load
-beats=$(sed -n 's/.*recorded \([0-9]*\) beats.*/\1/p' "$work/lt.out")
-rounds=$(($("$lt" export --store "$work/b.redb" | wc -l) - 1))
-reads=$(($("$lt" export --reads --store "$work/b.redb" | wc -l) - 1))
-"$lt" analyze --format json --store "$work/b.redb" >"$work/lt.json"
-widths=$(python3 -c '
+probes=${PROBES:-poll binlog}
+for probe in $probes; do
+  case $probe in poll|binlog|auto) ;; *) echo "bench: PROBES takes poll, binlog, auto" >&2; exit 1 ;; esac
+  start_load
+  q0=$(questions)
+  /usr/bin/time -o "$work/lt.time" -f "%U %S" "$lt" record -c lagtrace.example.toml \
+    --store "$work/$probe.redb" --interval 10ms --probe "$probe" --duration "${secs}s" >"$work/lt.out"
+  q1=$(questions)
+  stop_load
+  beats=$(sed -n 's/.*recorded \([0-9]*\) beats.*/\1/p' "$work/lt.out")
+  rounds=$(($("$lt" export --store "$work/$probe.redb" | wc -l) - 1))
+  "$lt" export --reads --format jsonl --store "$work/$probe.redb" >"$work/reads.jsonl"
+  reads=$(grep -c '"probe":"poll"' "$work/reads.jsonl" || true)
+  from_log=$(grep -c '"probe":"binlog' "$work/reads.jsonl" || true)
+  "$lt" analyze --format json --store "$work/$probe.redb" >"$work/lt.json"
+  python3 -c '
 import json, sys
 d = json.load(open(sys.argv[1]))
 for r in d["replicas"]:
-    w = r["lag"]["bound_width"]
-    print("    %s: bounds width p50 %.3f ms, p90 %.3f ms, p99 %.3f ms" % (r["replica"], w["p50_ms"], w["p90_ms"], w["p99_ms"]))
-' "$work/lt.json")
-lt_cpu=$(cpu_s "$work/lt.time")
+    w, l = r["lag"]["bound_width"], r["lag"]["percentiles"]
+    print("    %s: lag p50 %.3f ms; bounds width p50 %.3f ms, p90 %.3f ms, p99 %.3f ms" % (r["replica"], l["p50_ms"], w["p50_ms"], w["p90_ms"], w["p99_ms"]))
+' "$work/lt.json" >"$work/widths-$probe"
+  echo "$probe $beats $rounds $reads $from_log $(cpu_s "$work/lt.time") $((q1 - q0 - 3))" >"$work/lt-$probe.fig"
+done
 
 # pt-heartbeat: --update on the primary, one --monitor per replica, at the same interval.
 pt=(--database lagtrace_pt --user root --interval 0.01 --run-time "${secs}s")
@@ -106,15 +113,19 @@ pt_values=$(cat "$work"/pm-*.out | grep -c 's \[' || true)
 pt_cpu=$(awk '{ s += $1 + $2 } END { print s }' "$work"/pu.time "$work"/pm-*.time)
 [ "$pt_values" -gt 0 ] || { echo "bench: pt-heartbeat --monitor printed nothing:" >&2; cat "$work"/pm-*.err "$work/pu.err" >&2; exit 1; }
 
-awk -v s="$secs" -v rate="${load:-0}" -v b="$beats" -v r="$rounds" -v rd="$reads" -v lc="$lt_cpu" \
-  -v lq=$((q1 - q0 - 3)) -v pv="$pt_values" -v pc="$pt_cpu" -v pq=$((q3 - q2 - 3)) 'BEGIN {
-  printf "10 ms beats, 2 replicas, %d s each, load %d tx/s\n", s, rate
+printf "10 ms beats, 2 replicas, %d s each, load %d tx/s\n" "$secs" "${load:-0}"
+printf "  pt-heartbeat:     %d lag values, CPU %.2f s = %.4f ms per lag value" "$pt_values" "$pt_cpu" \
+  "$(awk -v c="$pt_cpu" -v v="$pt_values" 'BEGIN { print c * 1000 / v }')"
+[ -n "$load" ] || printf ", %.2f statements per lag value" "$(awk -v q=$((q3 - q2 - 3)) -v v="$pt_values" 'BEGIN { print q / v }')"
+echo
+for probe in $probes; do
   # Under a load the servers count its statements too.
-  printf "  lagtrace:     %d lag values, CPU %.2f s = %.4f ms per lag value", r, lc, lc * 1000 / r
-  if (rate == 0) printf ", %.2f statements per lag value", lq / r
-  printf "\n                %.2f reads per beat per replica (target <= 1.3)\n", rd / b / 2
-  printf "  pt-heartbeat: %d lag values, CPU %.2f s = %.4f ms per lag value", pv, pc, pc * 1000 / pv
-  if (rate == 0) printf ", %.2f statements per lag value", pq / pv
-  printf "\n  pt-heartbeat / lagtrace CPU per lag value: %.1f x (target >= 3 in poll mode)\n", (pc / pv) / (lc / r)
-}'
-echo "$widths"
+  awk -v rate="${load:-0}" -v pv="$pt_values" -v pc="$pt_cpu" '{
+    probe = $1; b = $2; r = $3; rd = $4; bl = $5; lc = $6; lq = $7
+    printf "  lagtrace %-7s  %d lag values, CPU %.2f s = %.4f ms per lag value", probe, r, lc, lc * 1000 / r
+    if (rate == 0) printf ", %.2f statements per lag value", lq / r
+    printf "\n                    %.2f reads per beat per replica (poll target <= 1.3), %d observations from binary log streams\n", rd / b / 2, bl
+    printf "                    pt-heartbeat / lagtrace CPU per lag value: %.1f x (targets >= 3 poll, >= 10 binlog)\n", (pc / pv) / (lc / r)
+  }' "$work/lt-$probe.fig"
+  cat "$work/widths-$probe"
+done
