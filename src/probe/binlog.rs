@@ -151,7 +151,7 @@ pub async fn run(
                     End::Shutdown => break,
                     End::Lost(e) => {
                         t0_us = r.clock.now_us();
-                        e
+                        (e.outcome(), e.to_string())
                     }
                 }
             }
@@ -164,17 +164,23 @@ pub async fn run(
                     tracing::error!(cluster = %r.cluster, replica = %r.replica, "probe = \"binlog\" but the replica does not allow a binary log stream: {why}");
                     refused_before = Some(why.clone());
                 }
-                DbError::AccessDenied { message: why }
+                // A missing privilege is access denied; a setting, the server's refusal.
+                let outcome = if why.contains("REPLICATION SLAVE") {
+                    Outcome::AccessDenied
+                } else {
+                    Outcome::ServerError
+                };
+                (outcome, why)
             }
-            Err(SetupError::Failed(e)) => e,
+            Err(SetupError::Failed(e)) => (e.outcome(), e.to_string()),
         };
-        failures.failed(&failed);
+        failures.failed(&failed.1);
         let obs = Observation {
             r_start_us: t0_us,
             r_end_us: r.clock.now_us().max(t0_us),
             seq: None,
-            outcome: failed.outcome(),
-            reason: Some(format!("binary log stream: {failed}")),
+            outcome: failed.0,
+            reason: Some(format!("binary log stream: {}", failed.1)),
             follow_up: false,
             probe: Probe::BinlogEvent,
         };

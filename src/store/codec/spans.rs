@@ -315,18 +315,7 @@ pub fn encode_spans(spans: &[Span]) -> SpanChunk {
         .windows(2)
         .map(|w| zigzag((w[1].seq.wrapping_sub(w[0].seq) as i64).wrapping_sub(1)))
         .collect();
-    let (mut col_run_code, mut col_run_len) = (Vec::new(), Vec::new());
-    for s in spans {
-        match col_run_code.last() {
-            Some(&code) if code == s.outcome.code() as u64 => {
-                *col_run_len.last_mut().expect("a run per code") += 1;
-            }
-            _ => {
-                col_run_code.push(s.outcome.code() as u64);
-                col_run_len.push(0u64);
-            }
-        }
-    }
+    let (col_run_code, col_run_len) = code_runs(spans.iter().map(|s| s.outcome.code()));
 
     let mut w = BitWriter::default();
     let mut k = [0u8; 7];
@@ -350,20 +339,11 @@ pub fn encode_spans(spans: &[Span]) -> SpanChunk {
     for &v in &col_mark {
         w.rice(v, k_mark);
     }
-    let (mut col_probe_code, mut col_probe_len) = (Vec::new(), Vec::new());
-    if spans.iter().any(|s| s.probe != Probe::Poll) {
-        for s in spans {
-            match col_probe_code.last() {
-                Some(&code) if code == u64::from(s.probe.code()) => {
-                    *col_probe_len.last_mut().expect("a run per code") += 1;
-                }
-                _ => {
-                    col_probe_code.push(u64::from(s.probe.code()));
-                    col_probe_len.push(0u64);
-                }
-            }
-        }
-    }
+    let (col_probe_code, col_probe_len) = if spans.iter().any(|s| s.probe != Probe::Poll) {
+        code_runs(spans.iter().map(|s| s.probe.code()))
+    } else {
+        (Vec::new(), Vec::new())
+    };
     let k_probe = [best_rice_k(&col_probe_code), best_rice_k(&col_probe_len)];
     for (col, k) in [(&col_probe_code, k_probe[0]), (&col_probe_len, k_probe[1])] {
         for &v in col {
@@ -392,6 +372,48 @@ pub fn encode_spans(spans: &[Span]) -> SpanChunk {
         probe_runs: col_probe_code.len() as u32,
         k_probe,
     }
+}
+
+/// Runs of equal codes (outcomes, probe kinds): each run's code, and its length - 1.
+fn code_runs(codes: impl Iterator<Item = u8>) -> (Vec<u64>, Vec<u64>) {
+    let (mut run_codes, mut run_lens) = (Vec::new(), Vec::new());
+    for code in codes.map(u64::from) {
+        match run_codes.last() {
+            Some(&c) if c == code => *run_lens.last_mut().expect("a run per code") += 1,
+            _ => {
+                run_codes.push(code);
+                run_lens.push(0u64);
+            }
+        }
+    }
+    (run_codes, run_lens)
+}
+
+/// [`code_runs`] read back into the `n` values they stand for, each code through
+/// `from_code`; `what` names the values in errors.
+fn expand_runs<T: Copy>(
+    (codes, lens): (&[u64], &[u64]),
+    n: usize,
+    from_code: impl Fn(u8) -> Option<T>,
+    what: &str,
+) -> Result<Vec<T>, DecodeError> {
+    let mut out = Vec::with_capacity(n);
+    for (&code, &len) in codes.iter().zip(lens) {
+        let value = u8::try_from(code)
+            .ok()
+            .and_then(&from_code)
+            .ok_or_else(|| corrupt(format!("unknown {what} code")))?;
+        let len = usize::try_from(len)
+            .ok()
+            .and_then(|l| l.checked_add(1))
+            .filter(|&l| l <= n - out.len())
+            .ok_or_else(|| corrupt(format!("{what} runs longer than the chunk")))?;
+        out.extend(std::iter::repeat_n(value, len));
+    }
+    if out.len() != n {
+        return Err(corrupt(format!("{what} runs shorter than the chunk")));
+    }
+    Ok(out)
 }
 
 /// Per-span flags (follow-up marks) as run lengths, alternating from false: the first run as its length (0 when the chunk starts with a true), the
@@ -493,38 +515,15 @@ pub fn decode_spans_each(chunk: &SpanChunk, mut each: impl FnMut(Span)) -> Resul
         }
         let codes = read_col(runs, chunk.k_probe[0])?;
         let lens = read_col(runs, chunk.k_probe[1])?;
-        probes.reserve(n);
-        for (&code, &len) in codes.iter().zip(&lens) {
-            let probe = u8::try_from(code)
-                .ok()
-                .and_then(Probe::from_code)
-                .ok_or_else(|| corrupt("unknown probe code"))?;
-            let len = usize::try_from(len)
-                .ok()
-                .and_then(|l| l.checked_add(1))
-                .filter(|&l| l <= n - probes.len())
-                .ok_or_else(|| corrupt("probe runs longer than the chunk"))?;
-            probes.extend(std::iter::repeat_n(probe, len));
-        }
-        if probes.len() != n {
-            return Err(corrupt("probe runs shorter than the chunk"));
-        }
+        probes = expand_runs((&codes, &lens), n, Probe::from_code, "probe")?;
     }
 
-    let mut outcomes = Vec::with_capacity(n);
-    for (&code, &len) in col_run_code.iter().zip(&col_run_len) {
-        let code = u8::try_from(code).map_err(|_| corrupt("outcome code"))?;
-        let outcome = Outcome::from_code(code).ok_or_else(|| corrupt("unknown outcome code"))?;
-        let len = usize::try_from(len)
-            .ok()
-            .and_then(|l| l.checked_add(1))
-            .filter(|&l| l <= n - outcomes.len())
-            .ok_or_else(|| corrupt("outcome runs longer than the chunk"))?;
-        outcomes.extend(std::iter::repeat_n(outcome, len));
-    }
-    if outcomes.len() != n {
-        return Err(corrupt("outcome runs shorter than the chunk"));
-    }
+    let outcomes = expand_runs(
+        (&col_run_code, &col_run_len),
+        n,
+        Outcome::from_code,
+        "outcome",
+    )?;
 
     let mut notes = chunk.notes.iter().peekable();
     let mut prev_end: Option<i64> = None;
