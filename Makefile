@@ -11,8 +11,11 @@ APPLY_MS ?= 0
 THREADS ?= 4
 BENCH_SECONDS ?= 30
 LOAD ?=
+REPLICAS ?= 100
+RSS_SECONDS ?= 150
+PROBES ?=
 
-.PHONY: demo test bench bench-live bench-pt up down status start-lag stop-lag slave-lag replica-lag stuff stall resume io-stop io-start block \
+.PHONY: demo test bench bench-live bench-pt bench-rss up down status start-lag stop-lag slave-lag replica-lag stuff stall resume io-stop io-start block \
         break repair load oltp build release ci-deps fuzz soak failover split chain failback
 
 ## demo: start the lab, record 40 s under load with a 10 s stall, analyze, plot demo/*.svg
@@ -71,7 +74,11 @@ bench:
 
 ## bench-pt: lagtrace and pt-heartbeat side by side on the lab (CPU and statements per lag value, reads per beat); LOAD=200 runs make load under both
 bench-pt:
-	BENCH_SECONDS=$(BENCH_SECONDS) LOAD=$(LOAD) scripts/bench-vs-pt.sh
+	BENCH_SECONDS=$(BENCH_SECONDS) LOAD=$(LOAD) PROBES="$(PROBES)" scripts/bench-vs-pt.sh
+
+## bench-rss: the recorder's peak RSS with REPLICAS=100 replicas (the lab's two through HAProxy) for RSS_SECONDS=150, per probe mode
+bench-rss:
+	REPLICAS=$(REPLICAS) BENCH_SECONDS=$(RSS_SECONDS) PROBES="$(PROBES)" scripts/bench-rss.sh
 
 ## bench-live: /check at 1000 requests/s (wrk): latency and recorder CPU; stall -> 503 detection latency
 bench-live:

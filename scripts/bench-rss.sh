@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# Recorder memory with many replicas: `lagtrace record` at 10 ms with REPLICAS (default
+# 100) replicas for BENCH_SECONDS (default 150: long enough for every open chunk to
+# reach its cap, 1024 spans and 120 status samples, so the peak is the steady state's),
+# once per probe mode in PROBES (default "poll binlog"), under /usr/bin/time. The replicas are the lab's two, each reached
+# through REPLICAS/2 loopback ports of an HAProxy in TCP mode (the config refuses two
+# replicas at one address), so each replica name has connections of its own.
+#
+#   make bench-rss [REPLICAS=100] [RSS_SECONDS=150] [PROBES="poll binlog"]
+#
+# Prints peak RSS, CPU and lag rounds per mode. Raises the lab's max_connections (each
+# replica takes a reader or a stream plus its check, and a status poller) for the run
+# and sets it back after.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# shellcheck source=scripts/common.sh
+. scripts/common.sh
+n=${REPLICAS:-100}
+secs=${BENCH_SECONDS:-150}
+probes=${PROBES:-poll binlog}
+[[ "$n" =~ ^[0-9]+$ && "$n" -ge 2 && "$n" -le 1000 ]] || { echo "bench: REPLICAS must be 2 to 1000" >&2; exit 1; }
+[[ "$secs" =~ ^[0-9]+$ && "$secs" -gt 0 ]] || { echo "bench: BENCH_SECONDS must be a positive integer" >&2; exit 1; }
+if ! command -v haproxy >/dev/null || [ ! -x /usr/bin/time ]; then
+  echo "bench: installing haproxy and time (apt-get)"
+  apt_install_quiet haproxy time >/dev/null || { echo "bench: apt-get failed" >&2; exit 1; }
+fi
+scripts/lab.sh up >/dev/null
+cargo build --release --quiet
+lt=target/release/lagtrace
+export LAGTRACE_PASSWORD=${LAGTRACE_PASSWORD:-lagtrace-lab}
+declare -A SOCK
+for node in primary replica1 replica2; do SOCK[$node]=$(scripts/lab.sh socket "$node"); done
+root_sql() { mariadb --no-defaults --protocol=socket --socket="${SOCK[$1]}" -uroot --batch --skip-column-names -e "$2"; }
+
+work=$(mktemp -d)
+haproxy_pid=
+declare -A MAXCONN
+for node in primary replica1 replica2; do MAXCONN[$node]=$(root_sql "$node" "SELECT @@max_connections"); done
+cleanup() {
+  [ -n "$haproxy_pid" ] && kill "$haproxy_pid" 2>/dev/null || true
+  for node in primary replica1 replica2; do root_sql "$node" "SET GLOBAL max_connections = ${MAXCONN[$node]}" || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+for node in primary replica1 replica2; do root_sql "$node" "SET GLOBAL max_connections = $((n * 4 + 100))"; done
+
+# Free loopback ports for the replicas: BASE .. BASE + n - 1.
+base=$(python3 -c '
+import socket, sys
+n = int(sys.argv[1])
+for base in range(20000, 60000, 97):
+    try:
+        socks = []
+        for p in range(base, base + n):
+            s = socket.socket(); s.bind(("127.0.0.1", p)); socks.append(s)
+        print(base); break
+    except OSError:
+        for s in socks: s.close()
+' "$n")
+{
+  printf 'global\n  maxconn %d\n\ndefaults\n  mode tcp\n  timeout connect 2s\n  timeout client 1h\n  timeout server 1h\n\n' $((n * 8 + 100))
+  for i in $(seq 0 $((n - 1))); do
+    upstream=13307; [ $((i % 2)) = 1 ] && upstream=13308
+    printf 'listen r%03d\n  bind 127.0.0.1:%d\n  server s 127.0.0.1:%d\n\n' "$i" $((base + i)) "$upstream"
+  done
+} >"$work/haproxy.cfg"
+haproxy -f "$work/haproxy.cfg" -db >"$work/haproxy.log" 2>&1 &
+haproxy_pid=$!
+sleep 1
+kill -0 "$haproxy_pid" 2>/dev/null || { echo "bench: haproxy did not start:" >&2; cat "$work/haproxy.log" >&2; exit 1; }
+
+{
+  printf '[record]\ninterval = "10ms"\n\n[connection]\nuser = "lagtrace"\npassword_env = "LAGTRACE_PASSWORD"\n\n'
+  printf '[[cluster]]\nname = "many"\nprimary = "127.0.0.1:13306"\nreplicas = { '
+  for i in $(seq 0 $((n - 1))); do
+    [ "$i" = 0 ] || printf ', '
+    printf 'r%03d = "127.0.0.1:%d"' "$i" $((base + i))
+  done
+  printf ' }\n'
+} >"$work/many.toml"
+"$lt" init -c "$work/many.toml" --wait 20s >"$work/init.out" || { echo "bench: init failed:" >&2; grep -v ': OK' "$work/init.out" >&2; exit 1; }
+
+echo "record 10 ms, $n replicas (the lab's two through HAProxy), ${secs} s each"
+for probe in $probes; do
+  /usr/bin/time -f "%M %U %S" -o "$work/time" "$lt" record -c "$work/many.toml" --quiet \
+    --store "$work/$probe.redb" --probe "$probe" --duration "${secs}s" 2>"$work/record.err" || {
+    echo "bench: record failed:" >&2; tail -5 "$work/record.err" >&2; exit 1; }
+  rounds=$(($("$lt" export --store "$work/$probe.redb" | wc -l) - 1))
+  failed=$("$lt" export --store "$work/$probe.redb" --format jsonl | grep -vc '"outcome":"ok"' || true)
+  from_log=$("$lt" export --store "$work/$probe.redb" --format jsonl | grep -c '"probe":"binlog' || true)
+  read -r rss user sys <"$work/time"
+  awk -v p="$probe" -v r="$rss" -v u="$user" -v s="$sys" -v n="$rounds" -v f="$failed" -v b="$from_log" 'BEGIN {
+    printf "  %-7s peak RSS %.1f MB (target <= 30), CPU %.2f s, %d lag rounds (%d failed, %d from binary log streams)\n", p, r / 1024, u + s, n, f, b
+  }'
+done
