@@ -19,7 +19,7 @@ use crate::analysis::series::LagPoint;
 use crate::analysis::vector;
 use crate::clock::format_utc_us;
 use crate::clock::ms;
-use crate::config::{Config, HttpConfig};
+use crate::config::{Config, HttpConfig, ProbeMode};
 use crate::samples::{Beat, IoState, Observation, Outcome, StatusSample};
 
 /// The live picture shared between the sample loop and the listeners.
@@ -96,7 +96,8 @@ pub struct ReplicaDoc {
     pub reads_failed: u64,
     /// Time of the last read, successful or not (RFC 3339 UTC).
     pub last_read: Option<String>,
-    /// How the replica is probed: `poll` or `binlog`; null until its probe starts.
+    /// How the replica is probed: `poll` or `binlog`; with `probe = "auto"` or
+    /// `"binlog"`, null until the replica was first reached.
     pub probe: Option<&'static str>,
     /// Why it is polled where the config asked for the binary log (`probe = "auto"`
     /// found the stream not possible); null otherwise.
@@ -265,7 +266,9 @@ impl Live {
                     reads_ok: 0,
                     reads_failed: 0,
                     last_read_us: None,
-                    probe: None,
+                    // A polled replica is polled from the start; a stream (or `auto`
+                    // falling back) says so when its probe has started.
+                    probe: (c.probe == ProbeMode::Poll).then_some((false, None)),
                     split: None,
                 });
             }
@@ -693,6 +696,22 @@ mod tests {
         let snap = l.snapshot(6 * S);
         assert_eq!(snap.probe_errors["read"]["refused"], 1);
         assert_eq!(snap.clusters[0].replicas.len(), 2);
+    }
+
+    #[test]
+    fn a_polled_replica_says_so_from_the_start_and_a_fallback_says_why() {
+        let mut l = live(None);
+        let d = l.check("r1", Check::Pool, 0).unwrap();
+        assert_eq!((d.probe, d.probe_note), (Some("poll"), None));
+        l.on_probe(1, true, None);
+        assert_eq!(l.check("r2", Check::Pool, 0).unwrap().probe, Some("binlog"));
+        l.on_probe(1, false, Some("its binary log is off (log_bin)".into()));
+        let d = l.check("r2", Check::Pool, 0).unwrap();
+        assert_eq!(d.probe, Some("poll"));
+        assert_eq!(
+            d.probe_note.as_deref(),
+            Some("its binary log is off (log_bin)")
+        );
     }
 
     #[test]

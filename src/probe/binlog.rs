@@ -458,8 +458,8 @@ struct Seen {
     /// The largest lateness the cross-check measured, and when, µs.
     late: (i64, i64),
     /// Until the stream has caught up with what the binary log gained during the
-    /// setup, its events only prove the replica lacked the next beat at the setup's
-    /// start.
+    /// setup, its events only prove the replica lacked the next beat when the setup's
+    /// read of the row began.
     caught_up: bool,
     /// The arrival of the first message of the current run (messages less than
     /// [`BACKLOG_GAP_US`] apart), µs: the server had sent everything written before
