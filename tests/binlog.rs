@@ -37,8 +37,17 @@ fn selects(node: &str) -> u64 {
         .expect("Com_select")
 }
 
-fn rows_of<'a>(rows: &'a [Row], replica: &str) -> Vec<&'a Row> {
-    rows.iter().filter(|r| r.replica == replica).collect()
+/// The export rows of `replica` that start within `(from_us, to_us)`.
+fn rows_within<'a>(rows: &'a [Row], replica: &str, (from_us, to_us): (i64, i64)) -> Vec<&'a Row> {
+    rows.iter()
+        .filter(|r| r.replica == replica && r.t_us > from_us && r.t_us < to_us)
+        .collect()
+}
+
+/// Whether every row came from the binary log stream and measured a lag.
+fn all_streamed_ok(rows: &[&Row]) -> bool {
+    rows.iter()
+        .all(|r| r.probe.starts_with("binlog") && r.outcome == "ok")
 }
 
 /// Waits until `/status` says replica `name` is probed by `probe`.
@@ -162,20 +171,13 @@ fn a_stalled_sql_thread_is_one_episode_with_its_length_as_peak_from_the_stream()
     assert!(min < -0.95, "vector min {min}");
     // Through the stall the stream kept observing: the server's binlog heartbeats.
     let rows = export_rows(&store);
-    let during: Vec<&Row> = rows_of(&rows, "r1")
-        .into_iter()
-        .filter(|r| r.t_us > t0 + 1_000_000 && r.t_us < t0 + 9_000_000)
-        .collect();
+    let during = rows_within(&rows, "r1", (t0 + 1_000_000, t0 + 9_000_000));
     assert!(
         during.len() > 400,
         "{} rounds during the stall",
         during.len()
     );
-    assert!(
-        during
-            .iter()
-            .all(|r| r.probe.starts_with("binlog") && r.outcome == "ok")
-    );
+    assert!(all_streamed_ok(&during));
     assert_eq!(
         replica_doc(&doc, "r2")["episodes"]
             .as_array()
@@ -217,21 +219,13 @@ fn a_killed_replica_is_a_gap_and_the_stream_comes_back_by_itself() {
         "one gap, not also silences in it"
     );
     let rows = export_rows(&store);
-    let after: Vec<&Row> = rows_of(&rows, "r1")
-        .into_iter()
-        .filter(|r| r.t_us > up_at + 2_000_000)
-        .collect();
+    let after = rows_within(&rows, "r1", (up_at + 2_000_000, i64::MAX));
     assert!(
         after.len() > 200,
         "{} rounds after the restart",
         after.len()
     );
-    assert!(
-        after
-            .iter()
-            .all(|r| r.probe.starts_with("binlog") && r.outcome == "ok"),
-        "the stream did not come back"
-    );
+    assert!(all_streamed_ok(&after), "the stream did not come back");
     // No lag is made up from the downtime: what the replica lacked after its restart
     // it really lacked (it had to fetch the beats of the outage).
     let max = lag(&doc, "r1")["percentiles"]["max_ms"].as_f64().unwrap();
@@ -264,7 +258,7 @@ fn purged_logs_and_a_killed_dump_thread_restart_the_stream_at_the_current_positi
     stop_ok(recorder);
 
     let rows = export_rows(&store);
-    let r1 = rows_of(&rows, "r1");
+    let r1 = rows_within(&rows, "r1", (i64::MIN, i64::MAX));
     let failed: Vec<&&Row> = r1.iter().filter(|r| r.outcome != "ok").collect();
     eprintln!("failed rounds: {failed:?}");
     assert!(

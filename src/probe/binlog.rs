@@ -223,31 +223,10 @@ async fn open(b: &Binlog) -> Result<Opened, SetupError> {
     let r = &b.reader;
     let timeout = r.settings.query_timeout;
     let mut c = conn::connect(&r.address, &r.settings, &r.password).await?;
-    type Facts = (String, u8, u8, String, String, String);
-    let facts: Option<Facts> = timed(
-        "binlog setup",
-        timeout,
-        c.query_first(
-            "SELECT @@version, @@log_bin, @@log_slave_updates, @@binlog_format, \
-             @@binlog_row_image, @@gtid_binlog_pos",
-        ),
-    )
-    .await
-    .map_err(|e| match e {
-        // MySQL has no @@gtid_binlog_pos.
-        DbError::Server { code: 1193, .. } => SetupError::Unsupported(
-            "not MariaDB: the binary log probe is built for MariaDB so far".into(),
-        ),
-        e => SetupError::Failed(e),
-    })?;
-    let Some((version, log_bin, log_slave_updates, format, image, position)) = facts else {
-        return Err(SetupError::Failed(DbError::Driver {
-            message: "SELECT @@log_bin returned no row".into(),
-        }));
+    let position = match stream_settings(&mut c, timeout).await? {
+        Ok(position) => position,
+        Err(why) => return Err(SetupError::Unsupported(why)),
     };
-    if let Some(why) = unsupported(&version, log_bin, log_slave_updates, &format, &image) {
-        return Err(SetupError::Unsupported(why));
-    }
     let mut round_trip_us = 0;
     for _ in 0..3 {
         let t = r.clock.now_us();
@@ -277,12 +256,7 @@ async fn open(b: &Binlog) -> Result<Opened, SetupError> {
         } else {
             Outcome::MissingRow
         },
-        reason: seq.is_none().then(|| {
-            format!(
-                "no heartbeat row {:?} (cluster {}); run lagtrace init",
-                r.row, r.cluster
-            )
-        }),
+        reason: seq.is_none().then(|| reader::missing_row(r)),
         follow_up: false,
         probe: Probe::Poll,
     };
@@ -325,21 +299,7 @@ pub async fn readiness(
     conn: &mut mysql_async::Conn,
     timeout: Duration,
 ) -> Result<Option<String>, DbError> {
-    type Settings = (String, u8, u8, String, String);
-    let settings: Option<Settings> = timed(
-        "query",
-        timeout,
-        conn.query_first(
-            "SELECT @@version, @@log_bin, @@log_slave_updates, @@binlog_format, @@binlog_row_image",
-        ),
-    )
-    .await?;
-    let Some((version, log_bin, log_slave_updates, format, image)) = settings else {
-        return Err(DbError::Driver {
-            message: "SELECT @@log_bin returned no row".into(),
-        });
-    };
-    if let Some(why) = unsupported(&version, log_bin, log_slave_updates, &format, &image) {
+    if let Err(why) = stream_settings(conn, timeout).await? {
         return Ok(Some(why));
     }
     // The privileges of the current user (information_schema shows no one else's).
@@ -357,6 +317,43 @@ pub async fn readiness(
         .then(|| "the user may not stream the binary log (grant REPLICATION SLAVE)".to_string()))
 }
 
+/// The server's current GTID position, or why its settings rule a stream out (for
+/// both the stream's setup and `init`'s [`readiness`]).
+async fn stream_settings(
+    conn: &mut mysql_async::Conn,
+    timeout: Duration,
+) -> Result<Result<String, String>, DbError> {
+    type Settings = (String, u8, u8, String, String, String);
+    let settings: Option<Settings> = match timed(
+        "binlog setup",
+        timeout,
+        conn.query_first(
+            "SELECT @@version, @@log_bin, @@log_slave_updates, @@binlog_format, \
+             @@binlog_row_image, @@gtid_binlog_pos",
+        ),
+    )
+    .await
+    {
+        Ok(settings) => settings,
+        // MySQL has no @@gtid_binlog_pos.
+        Err(DbError::Server { code: 1193, .. }) => return Ok(Err(NOT_MARIADB.into())),
+        Err(e) => return Err(e),
+    };
+    let Some((version, log_bin, log_slave_updates, format, image, position)) = settings else {
+        return Err(DbError::Driver {
+            message: "SELECT @@log_bin returned no row".into(),
+        });
+    };
+    Ok(
+        match unsupported(&version, log_bin, log_slave_updates, &format, &image) {
+            Some(why) => Err(why),
+            None => Ok(position),
+        },
+    )
+}
+
+const NOT_MARIADB: &str = "not MariaDB: the binary log probe is built for MariaDB so far";
+
 /// Why a replica with these settings cannot be followed through its binary log, if
 /// it cannot.
 fn unsupported(
@@ -367,7 +364,7 @@ fn unsupported(
     image: &str,
 ) -> Option<String> {
     if !version.contains("MariaDB") {
-        Some("not MariaDB: the binary log probe is built for MariaDB so far".into())
+        Some(NOT_MARIADB.into())
     } else if log_bin == 0 {
         Some("its binary log is off (log_bin)".into())
     } else if log_slave_updates == 0 {

@@ -150,10 +150,7 @@ pub async fn run(
                 r_end_us,
                 seq: None,
                 outcome: Outcome::MissingRow,
-                reason: Some(format!(
-                    "no heartbeat row {:?} (cluster {}); run lagtrace init",
-                    r.row, r.cluster
-                )),
+                reason: Some(missing_row(&r)),
                 follow_up: this_is_follow_up,
                 probe: Probe::Poll,
             },
@@ -263,6 +260,14 @@ impl Pacer {
         self.next = (self.next + 1) % PACER_ROUNDS;
         self.len = (self.len + 1).min(PACER_ROUNDS);
     }
+}
+
+/// Why a read found no heartbeat row.
+pub fn missing_row(r: &Reader) -> String {
+    format!(
+        "no heartbeat row {:?} (cluster {}); run lagtrace init",
+        r.row, r.cluster
+    )
 }
 
 /// Reads the visible beat number, connecting (and preparing the read once per

@@ -566,6 +566,20 @@ mod tests {
     use crate::store::scan::{Filter, load};
     use crate::store::{Store, cluster_key};
 
+    /// Beat `k + 1` of cluster id `cluster`, a millisecond apart, acknowledged.
+    fn beat_sample(cluster: u32, k: u64) -> Sample {
+        Sample::Beat {
+            cluster,
+            beat: Beat {
+                seq: k + 1,
+                t_send_us: k as i64 * 1_000,
+                t_done_us: k as i64 * 1_000 + 300,
+                outcome: Outcome::Ok,
+                reason: None,
+            },
+        }
+    }
+
     /// Samples past MAX_UNFLUSHED waiting for a flush are counted as unstored, never
     /// held; a successful flush stores the rest and takes samples again.
     #[test]
@@ -575,16 +589,7 @@ mod tests {
         let ids = store.intern(&[cluster_key("c")]).unwrap();
         let session = begin_session(&store, 0);
         let mut appender = Appender::new(store, session);
-        let beat = |k: u64| Sample::Beat {
-            cluster: ids[0],
-            beat: Beat {
-                seq: k + 1,
-                t_send_us: k as i64 * 1_000,
-                t_done_us: k as i64 * 1_000 + 300,
-                outcome: Outcome::Ok,
-                reason: None,
-            },
-        };
+        let beat = |k: u64| beat_sample(ids[0], k);
         for k in 0..MAX_UNFLUSHED + 5 {
             appender.add(beat(k));
         }
@@ -607,16 +612,7 @@ mod tests {
         let store = Store::open_or_create(&path).unwrap();
         let ids = store.intern(&[cluster_key("c")]).unwrap();
         let session = begin_session(&store, 0);
-        let beat = |k: u64| Sample::Beat {
-            cluster: ids[0],
-            beat: Beat {
-                seq: k + 1,
-                t_send_us: k as i64 * 1_000,
-                t_done_us: k as i64 * 1_000 + 300,
-                outcome: Outcome::Ok,
-                reason: None,
-            },
-        };
+        let beat = |k: u64| beat_sample(ids[0], k);
         // A long flush period: the writer sleeps while the samples come.
         let clock = crate::clock::Clock::start();
         let (tx, writer) = spawn(store, session, Duration::from_secs(60), None, clock, 3);
