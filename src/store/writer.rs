@@ -26,7 +26,7 @@ use std::sync::mpsc::{Receiver, Sender, TryRecvError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::codec::{self, Span};
+use super::codec::{self, PackedSpans, Span};
 use super::prune::Cutoff;
 use super::{CHUNKS, KIND_BEATS, KIND_OBSERVATIONS, KIND_STATUS, Store, StoreError, db_err};
 use crate::clock::Clock;
@@ -38,8 +38,9 @@ use crate::samples::{Sample, StatusSample};
 /// re-encoding of open chunks cheap.
 pub const SEAL_BYTES: usize = 4_096 - 128;
 /// Spans per chunk before it is sealed whatever its size. (Sealing at 1024 spans to
-/// bound an open chunk's memory, 56 bytes a span, made chunks of about 2.5 KB that take
-/// a 4 KB page each: the store bench's file grew by half for 0.5 % fewer chunk bytes.)
+/// bound an open chunk's memory, then 56 bytes a span, made chunks of about 2.5 KB that
+/// take a 4 KB page each: the store bench's file grew by half for 0.5 % fewer chunk
+/// bytes. Open chunks are packed instead, about 6 bytes a span: see [`PackedSpans`].)
 pub const MAX_SPANS: usize = 16_384;
 /// Status samples per chunk before it is sealed: two minutes at the default poll. They
 /// wait in memory too, at several hundred bytes each (their strings): 900 was 15
@@ -59,8 +60,8 @@ pub const COMPACT_EVERY: Duration = Duration::from_secs(3600);
 /// memory with 2 replicas.
 pub const CHANNEL_CAPACITY: usize = 50_000;
 /// Samples kept in memory while the store cannot be written (a full disk): about 55
-/// minutes of two replicas at 10 ms, 56 MB (a span is 56 bytes, and a failed probe's
-/// reason more). Samples past it are unstored.
+/// minutes of two replicas at 10 ms, about 6 MB packed (a failed probe's reason takes
+/// its length more). Samples past it are unstored.
 pub const MAX_UNFLUSHED: u64 = 1_000_000;
 
 /// The probes' side of the channel: never blocks, counts what it had to drop.
@@ -140,7 +141,7 @@ pub fn prune_every(retain: Duration) -> Duration {
 
 /// One series' open chunk: its samples since the chunk began.
 enum Pending {
-    Spans(Vec<Span>),
+    Spans(PackedSpans),
     Status(Vec<StatusSample>),
 }
 
@@ -154,10 +155,7 @@ impl Pending {
 
     fn first_last_us(&self) -> (i64, i64) {
         match self {
-            Pending::Spans(v) => (
-                v.first().map_or(0, |s| s.start_us),
-                v.last().map_or(0, |s| s.start_us),
-            ),
+            Pending::Spans(v) => v.first_last_start_us(),
             Pending::Status(v) => (
                 v.first().map_or(0, |s| s.t_us),
                 v.last().map_or(0, |s| s.t_us),
@@ -177,7 +175,7 @@ impl Pending {
     /// The chunk as stored: encoded, then its checksum.
     fn encode(&self) -> Result<Vec<u8>, postcard::Error> {
         let bytes = match self {
-            Pending::Spans(v) => codec::encode_spans(v).to_bytes(),
+            Pending::Spans(v) => codec::encode_spans(&v.unpack()).to_bytes(),
             Pending::Status(v) => codec::status_to_bytes(v),
         }?;
         Ok(codec::with_checksum(bytes))
@@ -429,15 +427,15 @@ impl Appender {
 fn add(open: &mut Chunks, sample: Sample) {
     match sample {
         Sample::Beat { cluster, beat } => {
-            spans(open, (KIND_BEATS, cluster)).push(Span::from(&beat));
+            spans(open, (KIND_BEATS, cluster)).push(&Span::from(&beat));
         }
         Sample::Observation {
             replica,
             observation,
         } => {
             let spans = spans(open, (KIND_OBSERVATIONS, replica));
-            let prev_seq = spans.last().map_or(0, |s| s.seq);
-            spans.push(Span::from_observation(&observation, prev_seq));
+            let prev_seq = spans.last_seq().unwrap_or(0);
+            spans.push(&Span::from_observation(&observation, prev_seq));
         }
         Sample::Status { replica, status } => {
             let chunk = open_chunk(open, (KIND_STATUS, replica));
@@ -463,7 +461,7 @@ fn open_chunk(chunks: &mut Chunks, key: (u8, u32)) -> &mut OpenChunk {
         pending: if key.0 == KIND_STATUS {
             Pending::Status(Vec::new())
         } else {
-            Pending::Spans(Vec::new())
+            Pending::Spans(PackedSpans::default())
         },
         dirty: false,
         last_len: 0,
@@ -472,7 +470,7 @@ fn open_chunk(chunks: &mut Chunks, key: (u8, u32)) -> &mut OpenChunk {
     chunk
 }
 
-fn spans(open: &mut Chunks, key: (u8, u32)) -> &mut Vec<Span> {
+fn spans(open: &mut Chunks, key: (u8, u32)) -> &mut PackedSpans {
     match &mut open_chunk(open, key).pending {
         Pending::Spans(v) => v,
         Pending::Status(_) => unreachable!("span kinds always hold spans"),

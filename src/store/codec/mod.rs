@@ -9,10 +9,12 @@
 
 mod bits;
 mod checksum;
+mod packed;
 mod spans;
 mod status;
 
 pub use checksum::{CHECKSUM_BYTES, checked, with_checksum};
+pub use packed::PackedSpans;
 pub use spans::{
     Span, SpanChunk, decode_spans, decode_spans_each, decode_spans_into, encode_spans,
 };
