@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Recorder memory with many replicas: `lagtrace record` at 10 ms with REPLICAS (default
 # 100) replicas for BENCH_SECONDS (default 150: long enough for every open chunk to
-# reach its cap, 1024 spans and 120 status samples, so the peak is the steady state's),
-# once per probe mode in PROBES (default "poll binlog"), under /usr/bin/time. The replicas are the lab's two, each reached
+# be sealed once, at about 4 KB encoded or 120 status samples, so the peak is the
+# steady state's), once per probe mode in PROBES (default "poll binlog"), under
+# /usr/bin/time. The replicas are the lab's two, each reached
 # through REPLICAS/2 loopback ports of an HAProxy in TCP mode (the config refuses two
 # replicas at one address), so each replica name has connections of its own.
 #

@@ -127,7 +127,7 @@ pub async fn run(
     if r.kind == Kind::Postgres {
         let why = "PostgreSQL has no binary log".to_string();
         choose(&out, r, false, Some(why)).await;
-        return reader::run(b.reader, out, notices, shutdown).await;
+        return Box::pin(reader::run(b.reader, out, notices, shutdown)).await;
     }
     let mut backoff = Backoff::new(r.interval.max(Duration::from_millis(50)), MAX_BACKOFF);
     let mut failures = FailureRun::new("binlog", &r.cluster, &r.replica);
@@ -138,7 +138,7 @@ pub async fn run(
             break;
         }
         let mut t0_us = r.clock.now_us();
-        let failed = match open(&b).await {
+        let failed = match Box::pin(open(&b)).await {
             Ok(opened) => {
                 backoff.reset();
                 failures.succeeded();
@@ -147,7 +147,7 @@ pub async fn run(
                     announced = true;
                     choose(&out, r, true, None).await;
                 }
-                match follow(&b, opened, &out, &mut notices, &mut shutdown).await {
+                match Box::pin(follow(&b, opened, &out, &mut notices, &mut shutdown)).await {
                     End::Shutdown => break,
                     End::Lost(e) => {
                         t0_us = r.clock.now_us();
@@ -157,7 +157,7 @@ pub async fn run(
             }
             Err(SetupError::Unsupported(why)) if b.mode == ProbeMode::Auto => {
                 choose(&out, r, false, Some(why)).await;
-                return reader::run(b.reader, out, notices, shutdown).await;
+                return Box::pin(reader::run(b.reader, out, notices, shutdown)).await;
             }
             Err(SetupError::Unsupported(why)) => {
                 if refused_before.as_deref() != Some(why.as_str()) {
@@ -707,9 +707,8 @@ async fn cross_check(r: Reader, found: mpsc::Sender<(u64, i64)>) {
     loop {
         tick.tick().await;
         if conn.is_none() {
-            conn = Session::reader(r.kind, &r.address, &r.settings, &r.password)
-                .await
-                .ok();
+            let session = Session::reader(r.kind, &r.address, &r.settings, &r.password);
+            conn = Box::pin(session).await.ok();
         }
         let Some(c) = conn.as_mut() else { continue };
         match c.read(&r.row, r.settings.query_timeout).await {

@@ -215,7 +215,14 @@ pub async fn connect(
         .pass(Some(password.expose().to_string()))
         .prefer_socket(false)
         .tcp_nodelay(true);
-    timed("connect", settings.connect_timeout, Conn::new(opts)).await
+    // Boxed: the handshake's state is several KB, and a task that awaited it inline
+    // would keep that much for its whole life (a task per replica and per poller).
+    timed(
+        "connect",
+        settings.connect_timeout,
+        Box::pin(Conn::new(opts)),
+    )
+    .await
 }
 
 /// What a server says about itself: enough to decide whether lagtrace may write to it.

@@ -274,7 +274,9 @@ pub fn missing_row(r: &Reader) -> String {
 /// connection, so each read is one execute of a parsed statement) when needed.
 async fn read_seq(r: &Reader, conn: &mut Option<Session>) -> Result<Option<u64>, DbError> {
     if conn.is_none() {
-        *conn = Some(Session::reader(r.kind, &r.address, &r.settings, &r.password).await?);
+        // Boxed so that the connection's setup does not size the task (see conn::connect).
+        let session = Session::reader(r.kind, &r.address, &r.settings, &r.password);
+        *conn = Some(Box::pin(session).await?);
     }
     let c = conn.as_mut().expect("connected above");
     c.read(&r.row, r.settings.query_timeout).await

@@ -61,7 +61,9 @@ pub async fn run(p: Poller, out: mpsc::Sender<Sample>, mut shutdown: watch::Rece
             continue;
         }
         let t_us = p.clock.now_us();
-        let result = poll(&p, &mut conn).await;
+        // Boxed: a poll (a connection's setup, PostgreSQL's sender lookup) is large,
+        // and a task that held it inline would keep it between polls.
+        let result = Box::pin(poll(&p, &mut conn)).await;
         let mut role = None;
         // A poll's time is its own server's: a PostgreSQL standby's sender, asked after,
         // does not stretch it.

@@ -2,12 +2,13 @@
 //!
 //! Probe tasks never touch the disk: they send samples without waiting (see
 //! [`SampleSender`]); when [`CHANNEL_CAPACITY`] samples are queued the sample is dropped
-//! and counted, never waited for. The thread
-//! keeps one open chunk per series and, every `flush` period, rewrites each changed open
-//! chunk in one write transaction (redb's default `Durability::Immediate`: durable when
-//! commit returns). A crash therefore loses at most one flush period, and redb's
-//! copy-on-write commit never leaves a half-written file. A chunk is sealed once it holds
-//! [`MAX_SPANS`] spans (or [`MAX_STATUS`] status samples) or covers [`MAX_CHUNK_SPAN_US`].
+//! and counted, never waited for. The thread takes the queued samples into one open
+//! chunk per series every [`DRAIN_EVERY`] and, every `flush` period, rewrites each
+//! changed open chunk in one write transaction (redb's default `Durability::Immediate`:
+//! durable when commit returns). A crash therefore loses at most one flush period, and
+//! redb's copy-on-write commit never leaves a half-written file. A chunk is sealed once
+//! it holds [`MAX_SPANS`] spans (or [`MAX_STATUS`] status samples) or covers
+//! [`MAX_CHUNK_SPAN_US`].
 //! With a retention, the thread also drops chunks older than it (see [`super::prune`])
 //! every [`prune_every`]: a transaction of its own, between flushes, while the probes
 //! go on filling the channel.
@@ -26,11 +27,11 @@ use std::sync::mpsc::{Receiver, Sender, TryRecvError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::codec::{self, PackedSpans, Span};
+use super::codec::{self, PackedSpans, PackedStatus, Span};
 use super::prune::Cutoff;
 use super::{CHUNKS, KIND_BEATS, KIND_OBSERVATIONS, KIND_STATUS, Store, StoreError, db_err};
 use crate::clock::Clock;
-use crate::samples::{Sample, StatusSample};
+use crate::samples::Sample;
 
 /// A chunk is sealed before its encoding would pass this size at the next flush, so
 /// that it fills most of a 4 KiB redb page with its key (redb allocates pages in
@@ -59,6 +60,11 @@ pub const COMPACT_EVERY: Duration = Duration::from_secs(3600);
 /// (7.2 MB) was resident once the queue had gone round it, a quarter of the recorder's
 /// memory with 2 replicas.
 pub const CHANNEL_CAPACITY: usize = 50_000;
+/// How often the writer takes the queued samples into its open chunks between
+/// flushes: a sample waiting in the channel takes about 150 bytes, packed in its chunk
+/// about 5. With 100 replicas at 10 ms, a second's queue was 1.5 MB of the recorder's
+/// heap.
+pub const DRAIN_EVERY: Duration = Duration::from_millis(100);
 /// Samples kept in memory while the store cannot be written (a full disk): about 55
 /// minutes of two replicas at 10 ms, about 6 MB packed (a failed probe's reason takes
 /// its length more). Samples past it are unstored.
@@ -142,7 +148,7 @@ pub fn prune_every(retain: Duration) -> Duration {
 /// One series' open chunk: its samples since the chunk began.
 enum Pending {
     Spans(PackedSpans),
-    Status(Vec<StatusSample>),
+    Status(PackedStatus),
 }
 
 impl Pending {
@@ -156,10 +162,7 @@ impl Pending {
     fn first_last_us(&self) -> (i64, i64) {
         match self {
             Pending::Spans(v) => v.first_last_start_us(),
-            Pending::Status(v) => (
-                v.first().map_or(0, |s| s.t_us),
-                v.last().map_or(0, |s| s.t_us),
-            ),
+            Pending::Status(v) => v.first_last_t_us(),
         }
     }
 
@@ -176,7 +179,7 @@ impl Pending {
     fn encode(&self) -> Result<Vec<u8>, postcard::Error> {
         let bytes = match self {
             Pending::Spans(v) => codec::encode_spans(&v.unpack()).to_bytes(),
-            Pending::Status(v) => codec::status_to_bytes(v),
+            Pending::Status(v) => codec::status_to_bytes(&v.unpack()?),
         }?;
         Ok(codec::with_checksum(bytes))
     }
@@ -257,11 +260,15 @@ fn run(
     // When the store stopped taking writes, while it does not.
     let mut failing_since: Option<Instant> = None;
     loop {
-        // Sleep until the flush is due, then take everything queued: one wake-up per
-        // flush instead of one per sample. The queue is sized for many flush periods.
-        // [`Writer::finish`] wakes the thread early (as may a spurious wake-up: then
-        // this flush just comes early).
-        std::thread::park_timeout(next_flush.saturating_duration_since(Instant::now()));
+        // Sleep, then take everything queued: one wake-up per [`DRAIN_EVERY`] instead of
+        // one per sample, and a flush when it is due. [`Writer::finish`] wakes the
+        // thread early (as may a spurious wake-up: then this drain just comes early).
+        let next_drain = Instant::now() + DRAIN_EVERY;
+        std::thread::park_timeout(
+            next_flush
+                .min(next_drain)
+                .saturating_duration_since(Instant::now()),
+        );
         loop {
             match rx.try_recv() {
                 Ok(sample) => {
@@ -271,6 +278,9 @@ fn run(
                 Err(TryRecvError::Empty) => break,
                 Err(TryRecvError::Disconnected) => return appender.finish(),
             }
+        }
+        if Instant::now() < next_flush {
+            continue;
         }
         match appender.flush() {
             Ok(()) => {
@@ -355,7 +365,10 @@ impl Appender {
             return;
         }
         self.unflushed += 1;
-        add(&mut self.chunks, sample);
+        if let Err(e) = add(&mut self.chunks, sample) {
+            tracing::warn!(error = %e, "a status sample could not be encoded; not stored");
+            self.stats.unstored += 1;
+        }
     }
 
     /// Commits everything added since the last successful flush in one write
@@ -424,7 +437,8 @@ impl Appender {
     }
 }
 
-fn add(open: &mut Chunks, sample: Sample) {
+/// Puts a sample in its place; a status sample that cannot be encoded is refused.
+fn add(open: &mut Chunks, sample: Sample) -> Result<(), postcard::Error> {
     match sample {
         Sample::Beat { cluster, beat } => {
             spans(open, (KIND_BEATS, cluster)).push(&Span::from(&beat));
@@ -440,7 +454,7 @@ fn add(open: &mut Chunks, sample: Sample) {
         Sample::Status { replica, status } => {
             let chunk = open_chunk(open, (KIND_STATUS, replica));
             if let Pending::Status(v) = &mut chunk.pending {
-                v.push(status);
+                v.push(&status)?;
             }
         }
         Sample::Event { t_us, doc } => open.events.push((t_us, doc)),
@@ -449,6 +463,7 @@ fn add(open: &mut Chunks, sample: Sample) {
             open.states.insert(cluster, doc);
         }
     }
+    Ok(())
 }
 
 /// The open chunk of a series, marked dirty; a full one is sealed and a new one begun.
@@ -459,7 +474,7 @@ fn open_chunk(chunks: &mut Chunks, key: (u8, u32)) -> &mut OpenChunk {
     }
     let chunk = chunks.open.entry(key).or_insert_with(|| OpenChunk {
         pending: if key.0 == KIND_STATUS {
-            Pending::Status(Vec::new())
+            Pending::Status(PackedStatus::default())
         } else {
             Pending::Spans(PackedSpans::default())
         },

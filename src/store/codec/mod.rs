@@ -14,7 +14,7 @@ mod spans;
 mod status;
 
 pub use checksum::{CHECKSUM_BYTES, checked, with_checksum};
-pub use packed::PackedSpans;
+pub use packed::{PackedSpans, PackedStatus};
 pub use spans::{
     Span, SpanChunk, decode_spans, decode_spans_each, decode_spans_into, encode_spans,
 };
