@@ -77,20 +77,30 @@ impl DbError {
     }
 }
 
-/// Reconnection delays: starts at `min`, doubles per failure, capped at `max`.
+/// Reconnection delays: start at `min`, double per failure, capped at `max`, each drawn
+/// in [d/2, d) ("equal jitter"), so that the probes that lost a server (or the proxy in
+/// front of many) at the same moment do not all retry in step against it.
 #[derive(Debug, Clone)]
 pub struct Backoff {
     min: Duration,
     max: Duration,
     next: Duration,
+    jitter: crate::xorshift::XorShift,
 }
 
 impl Backoff {
     pub fn new(min: Duration, max: Duration) -> Backoff {
+        // Each backoff its own sequence: the time and a count of those made before.
+        static MADE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let made = MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
         Backoff {
             min,
             max,
             next: min,
+            jitter: crate::xorshift::XorShift::new(now ^ made.wrapping_mul(0x9e37_79b9_7f4a_7c15)),
         }
     }
 
@@ -98,7 +108,7 @@ impl Backoff {
     pub fn next_delay(&mut self) -> Duration {
         let d = self.next;
         self.next = (self.next * 2).min(self.max);
-        d
+        d.mul_f64(0.5 + 0.5 * self.jitter.unit())
     }
 
     pub fn reset(&mut self) {
@@ -305,12 +315,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn backoff_doubles_up_to_the_cap() {
+    fn backoff_doubles_up_to_the_cap_with_jitter() {
         let mut b = Backoff::new(Duration::from_millis(100), Duration::from_millis(500));
         let got: Vec<_> = (0..5).map(|_| b.next_delay().as_millis()).collect();
-        assert_eq!(got, [100, 200, 400, 500, 500]);
+        for (d, cap) in got.iter().zip([100, 200, 400, 500, 500]) {
+            assert!((cap / 2..cap).contains(d), "{got:?}");
+        }
         b.reset();
-        assert_eq!(b.next_delay().as_millis(), 100);
+        assert!((50..100).contains(&b.next_delay().as_millis()));
+        // Two backoffs made at once do not retry in step.
+        let mut a = Backoff::new(Duration::from_secs(1), Duration::from_secs(1));
+        let mut b = Backoff::new(Duration::from_secs(1), Duration::from_secs(1));
+        let (a, b): (Vec<_>, Vec<_>) = (0..8).map(|_| (a.next_delay(), b.next_delay())).unzip();
+        assert_ne!(a, b);
     }
 
     #[test]
