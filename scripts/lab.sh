@@ -140,8 +140,8 @@ start_node() {
 
 # The least the lagtrace user needs, as the README's "Grants" documents it (tests/grants.rs
 # compares them): write only to its own schema (read_only=ON keeps it read-only on
-# replicas), read replication status everywhere, stream binary logs (the binlog probe),
-# nothing else. Applied again on every
+# replicas), read replication status everywhere, stream binary logs from their current
+# position (the binlog probe), nothing else. Applied again on every
 # `up`, so a lab made with wider grants converges.
 lagtrace_grants_sql() { # lagtrace_grants_sql USER_HOST
   local host=$1
@@ -149,7 +149,7 @@ lagtrace_grants_sql() { # lagtrace_grants_sql USER_HOST
 REVOKE ALL PRIVILEGES, GRANT OPTION FROM 'lagtrace'@'$host';
 GRANT SELECT, INSERT, UPDATE, CREATE ON lagtrace.* TO 'lagtrace'@'$host';
 GRANT SLAVE MONITOR ON *.* TO 'lagtrace'@'$host';
-GRANT REPLICATION SLAVE ON *.* TO 'lagtrace'@'$host';
+GRANT REPLICATION SLAVE, BINLOG MONITOR ON *.* TO 'lagtrace'@'$host';
 SQL
 }
 

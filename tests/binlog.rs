@@ -290,31 +290,72 @@ impl Drop for DropUser {
     }
 }
 
-#[test]
-fn without_the_replication_grant_auto_polls_and_says_why_and_binlog_fails_reads() {
-    let _lab = take_lab();
-    let user = "lt_no_binlog";
+/// Creates lab user `user` with the lagtrace schema's grants and `global` on `*.*`,
+/// waits until replication has brought it to the replicas, and drops it when the
+/// returned guard goes.
+fn lab_user(user: &'static str, global: &str) -> DropUser {
     root_sql(
         "primary",
         &format!(
             "CREATE USER IF NOT EXISTS '{user}'@'127.0.0.1' IDENTIFIED BY '{LAB_PASSWORD}';\
              GRANT SELECT, INSERT, UPDATE, CREATE ON lagtrace.* TO '{user}'@'127.0.0.1';\
-             GRANT SLAVE MONITOR ON *.* TO '{user}'@'127.0.0.1'"
+             GRANT {global} ON *.* TO '{user}'@'127.0.0.1'"
         ),
     );
-    let _drop = DropUser(user);
-    // The user reaches the replicas through replication.
+    let drop = DropUser(user);
     let deadline = Instant::now() + Duration::from_secs(10);
-    while root_sql(
-        "replica2",
-        &format!("SELECT COUNT(*) FROM mysql.user WHERE user = '{user}'"),
-    )
-    .trim()
-        != "1"
-    {
-        assert!(Instant::now() < deadline, "the user never reached replica2");
-        sleep(Duration::from_millis(100));
+    for replica in ["replica1", "replica2"] {
+        while root_sql(
+            replica,
+            &format!("SELECT COUNT(*) FROM mysql.user WHERE user = '{user}'"),
+        )
+        .trim()
+            != "1"
+        {
+            assert!(
+                Instant::now() < deadline,
+                "the user never reached {replica}"
+            );
+            sleep(Duration::from_millis(100));
+        }
     }
+    drop
+}
+
+/// Without `BINLOG MONITOR` the file position is unknown and the stream starts by GTID
+/// (the server scans its current binary log file first): it still brings every beat.
+#[test]
+fn without_binlog_monitor_the_stream_starts_by_gtid_and_brings_every_beat() {
+    let _lab = take_lab();
+    let user = "lt_no_monitor";
+    let _drop = lab_user(user, "SLAVE MONITOR, REPLICATION SLAVE");
+    let dir = TempDir::new("bl-gtid");
+    let (config, store, port) = setup(&dir, "it_bl_gtid", "binlog", user);
+    let recorder = Recorder::start(&config);
+    for r in ["r1", "r2"] {
+        wait_probe(port, r, "binlog");
+    }
+    sleep(Duration::from_secs(3));
+    let log = stop_ok(recorder);
+    assert_eq!(
+        log.matches("starts by GTID").count(),
+        2,
+        "said once per replica: {log}"
+    );
+    let rows = export_rows(&store);
+    for r in ["r1", "r2"] {
+        let mine: Vec<&Row> = rows.iter().filter(|row| row.replica == r).collect();
+        // After the setup's read, every observation came from the stream, and fine.
+        assert!(mine.len() > 200, "{r}: {} rounds", mine.len());
+        assert!(all_streamed_ok(&mine[1..]), "{r}: {:?}", &mine[..5]);
+    }
+}
+
+#[test]
+fn without_the_replication_grant_auto_polls_and_says_why_and_binlog_fails_reads() {
+    let _lab = take_lab();
+    let user = "lt_no_binlog";
+    let _drop = lab_user(user, "SLAVE MONITOR");
 
     let dir = TempDir::new("bl-grant");
     let (config, store, port) = setup(&dir, "it_bl_grant", "auto", user);
