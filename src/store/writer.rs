@@ -41,11 +41,11 @@ pub const SEAL_BYTES: usize = 4_096 - 128;
 /// Spans per chunk before it is sealed whatever its size. (Sealing at 1024 spans to
 /// bound an open chunk's memory, then 56 bytes a span, made chunks of about 2.5 KB that
 /// take a 4 KB page each: the store bench's file grew by half for 0.5 % fewer chunk
-/// bytes. Open chunks are packed instead, about 6 bytes a span: see [`PackedSpans`].)
+/// bytes. Open chunks are packed instead, about 5 bytes a span: see [`PackedSpans`].)
 pub const MAX_SPANS: usize = 16_384;
 /// Status samples per chunk before it is sealed: two minutes at the default poll. They
-/// wait in memory too, at several hundred bytes each (their strings): 900 was 15
-/// minutes and about 0.4 MB per replica.
+/// wait in memory too (as structs and strings, several hundred bytes each, 900 were
+/// about 0.4 MB per replica; now packed, see [`PackedStatus`]).
 pub const MAX_STATUS: usize = 120;
 /// Longest time a chunk covers (1 h), so a reader can find every chunk overlapping a
 /// window by starting its key range one hour early.
