@@ -331,6 +331,21 @@ fn without_binlog_monitor_the_stream_starts_by_gtid_and_brings_every_beat() {
     let _drop = lab_user(user, "SLAVE MONITOR, REPLICATION SLAVE");
     let dir = TempDir::new("bl-gtid");
     let (config, store, port) = setup(&dir, "it_bl_gtid", "binlog", user);
+    let out = lagtrace()
+        .args(["init", "-c"])
+        .arg(&config)
+        .env("LAGTRACE_IT_PASSWORD", LAB_PASSWORD)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = texts(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert_eq!(
+        stdout
+            .matches("binary log stream ready, from a GTID (without BINLOG MONITOR")
+            .count(),
+        2,
+        "{stdout}"
+    );
     let recorder = Recorder::start(&config);
     for r in ["r1", "r2"] {
         wait_probe(port, r, "binlog");

@@ -239,7 +239,11 @@ async fn check_replica(
                 let stream = match probe {
                     ProbeMode::Poll => String::new(),
                     _ => match binlog::readiness(&mut c, timeout).await {
-                        Ok(None) => ", binary log stream ready".to_string(),
+                        Ok(None) => match binlog::binlog_file_position(&mut c, timeout).await {
+                            Ok(Some(_)) => ", binary log stream ready".to_string(),
+                            Ok(None) => ", binary log stream ready, from a GTID (without BINLOG MONITOR the replica scans its current binary log file at each start)".to_string(),
+                            Err(e) => return Err(describe(&e, user)),
+                        },
                         Ok(Some(why)) if probe == ProbeMode::Auto => {
                             format!(", polled (no binary log stream: {why})")
                         }

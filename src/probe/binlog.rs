@@ -317,7 +317,7 @@ async fn open(b: &Binlog) -> Result<Opened, SetupError> {
 
 /// The server's current binary log file and position (`SHOW MASTER STATUS`), or `None`
 /// when the user lacks `BINLOG MONITOR` (the stream then starts by GTID).
-async fn binlog_file_position(
+pub async fn binlog_file_position(
     conn: &mut mysql_async::Conn,
     timeout: Duration,
 ) -> Result<Option<(String, u64)>, DbError> {
