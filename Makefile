@@ -76,9 +76,9 @@ bench:
 bench-pt:
 	BENCH_SECONDS=$(BENCH_SECONDS) LOAD=$(LOAD) PROBES="$(PROBES)" scripts/bench-vs-pt.sh
 
-## bench-rss: the recorder's peak RSS with REPLICAS=100 replicas (the lab's two through HAProxy) for RSS_SECONDS=150, per probe mode
+## bench-rss: the recorder's peak RSS with REPLICAS=100 replicas (the lab's two through HAProxy) for RSS_SECONDS=150, per probe mode; OUTAGE_AT=40 [OUTAGE_S=40] cuts every replica off for a while
 bench-rss:
-	REPLICAS=$(REPLICAS) BENCH_SECONDS=$(RSS_SECONDS) PROBES="$(PROBES)" scripts/bench-rss.sh
+	REPLICAS=$(REPLICAS) BENCH_SECONDS=$(RSS_SECONDS) PROBES="$(PROBES)" OUTAGE_AT=$(OUTAGE_AT) OUTAGE_S=$(OUTAGE_S) scripts/bench-rss.sh
 
 ## bench-live: /check at 1000 requests/s (wrk): latency and recorder CPU; stall -> 503 detection latency
 bench-live:

@@ -8,6 +8,11 @@
 # replicas at one address), so each replica name has connections of its own.
 #
 #   make bench-rss [REPLICAS=100] [RSS_SECONDS=150] [PROBES="poll binlog"]
+#   OUTAGE_AT=40 OUTAGE_S=40 make bench-rss    # every replica unreachable for a while
+#
+# With OUTAGE_AT, HAProxy is stopped OUTAGE_AT seconds into each recording and started
+# again OUTAGE_S (default 40) seconds later: memory through an incident that cuts every
+# replica off at once and brings them back together.
 #
 # Prints peak RSS, CPU and lag rounds per mode. Raises the lab's max_connections (each
 # replica takes a reader or a stream plus its check, and a status poller) for the run
@@ -18,9 +23,12 @@ cd "$(dirname "$0")/.."
 . scripts/common.sh
 n=${REPLICAS:-100}
 secs=${BENCH_SECONDS:-150}
+outage_at=${OUTAGE_AT:-}
+outage_s=${OUTAGE_S:-40}
 probes=${PROBES:-poll binlog}
 [[ "$n" =~ ^[0-9]+$ && "$n" -ge 2 && "$n" -le 1000 ]] || { echo "bench: REPLICAS must be 2 to 1000" >&2; exit 1; }
 [[ "$secs" =~ ^[0-9]+$ && "$secs" -gt 0 ]] || { echo "bench: BENCH_SECONDS must be a positive integer" >&2; exit 1; }
+[[ -z "$outage_at" || ( "$outage_at" =~ ^[0-9]+$ && "$outage_s" =~ ^[0-9]+$ ) ]] || { echo "bench: OUTAGE_AT and OUTAGE_S must be whole seconds" >&2; exit 1; }
 if ! command -v haproxy >/dev/null || [ ! -x /usr/bin/time ]; then
   echo "bench: installing haproxy and time (apt-get)"
   apt_install_quiet haproxy time >/dev/null || { echo "bench: apt-get failed" >&2; exit 1; }
@@ -35,10 +43,12 @@ root_sql() { mariadb --no-defaults --protocol=socket --socket="${SOCK[$1]}" -uro
 
 work=$(mktemp -d)
 haproxy_pid=
+outage_pid=
 declare -A MAXCONN
 for node in primary replica1 replica2; do MAXCONN[$node]=$(root_sql "$node" "SELECT @@max_connections"); done
 cleanup() {
-  [ -n "$haproxy_pid" ] && kill "$haproxy_pid" 2>/dev/null || true
+  [ -n "$outage_pid" ] && kill "$outage_pid" 2>/dev/null || true
+  [ -f "$work/haproxy.pid" ] && kill "$(cat "$work/haproxy.pid")" 2>/dev/null || true
   for node in primary replica1 replica2; do root_sql "$node" "SET GLOBAL max_connections = ${MAXCONN[$node]}" || true; done
   rm -rf "$work"
 }
@@ -65,10 +75,8 @@ for base in range(20000, 60000, 97):
     printf 'listen r%03d\n  bind 127.0.0.1:%d\n  server s 127.0.0.1:%d\n\n' "$i" $((base + i)) "$upstream"
   done
 } >"$work/haproxy.cfg"
-haproxy -f "$work/haproxy.cfg" -db >"$work/haproxy.log" 2>&1 &
-haproxy_pid=$!
-sleep 1
-kill -0 "$haproxy_pid" 2>/dev/null || { echo "bench: haproxy did not start:" >&2; cat "$work/haproxy.log" >&2; exit 1; }
+start_haproxy() { haproxy -f "$work/haproxy.cfg" -D -p "$work/haproxy.pid" >>"$work/haproxy.log" 2>&1; }
+start_haproxy || { echo "bench: haproxy did not start:" >&2; cat "$work/haproxy.log" >&2; exit 1; }
 
 {
   printf '[record]\ninterval = "10ms"\n\n[connection]\nuser = "lagtrace"\npassword_env = "LAGTRACE_PASSWORD"\n\n'
@@ -82,13 +90,19 @@ kill -0 "$haproxy_pid" 2>/dev/null || { echo "bench: haproxy did not start:" >&2
 "$lt" init -c "$work/many.toml" --wait 20s >"$work/init.out" || { echo "bench: init failed:" >&2; grep -v ': OK' "$work/init.out" >&2; exit 1; }
 
 echo "record 10 ms, $n replicas (the lab's two through HAProxy), ${secs} s each"
+[ -z "$outage_at" ] || echo "every replica unreachable from ${outage_at} s to $((outage_at + outage_s)) s (HAProxy stopped)"
 for probe in $probes; do
+  if [ -n "$outage_at" ]; then
+    ( sleep "$outage_at"; kill "$(cat "$work/haproxy.pid")"; sleep "$outage_s"; start_haproxy ) &
+    outage_pid=$!
+  fi
   /usr/bin/time -f "%M %U %S" -o "$work/time" "$lt" record -c "$work/many.toml" --quiet \
     --store "$work/$probe.redb" --probe "$probe" --duration "${secs}s" 2>"$work/record.err" || {
     echo "bench: record failed:" >&2; tail -5 "$work/record.err" >&2; exit 1; }
   rounds=$(($("$lt" export --store "$work/$probe.redb" | wc -l) - 1))
   failed=$("$lt" export --store "$work/$probe.redb" --format jsonl | grep -vc '"outcome":"ok"' || true)
   from_log=$("$lt" export --store "$work/$probe.redb" --format jsonl | grep -c '"probe":"binlog' || true)
+  if [ -n "$outage_pid" ]; then wait "$outage_pid" || true; outage_pid=; fi
   read -r rss user sys <"$work/time"
   awk -v p="$probe" -v r="$rss" -v u="$user" -v s="$sys" -v n="$rounds" -v f="$failed" -v b="$from_log" 'BEGIN {
     printf "  %-7s peak RSS %.1f MB (target <= 30), CPU %.2f s, %d lag rounds (%d failed, %d from binary log streams)\n", p, r / 1024, u + s, n, f, b
