@@ -290,6 +290,18 @@ impl Drop for DropUser {
     }
 }
 
+/// Runs `lagtrace init` on `config`: its exit code, and its stdout then stderr.
+fn init(config: &Path) -> (Option<i32>, String) {
+    let out = lagtrace()
+        .args(["init", "-c"])
+        .arg(config)
+        .env("LAGTRACE_IT_PASSWORD", LAB_PASSWORD)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = texts(&out);
+    (out.status.code(), format!("{stdout}{stderr}"))
+}
+
 /// Creates lab user `user` with the lagtrace schema's grants and `global` on `*.*`,
 /// waits until replication has brought it to the replicas, and drops it when the
 /// returned guard goes.
@@ -331,14 +343,8 @@ fn without_binlog_monitor_the_stream_starts_by_gtid_and_brings_every_beat() {
     let _drop = lab_user(user, "SLAVE MONITOR, REPLICATION SLAVE");
     let dir = TempDir::new("bl-gtid");
     let (config, store, port) = setup(&dir, "it_bl_gtid", "binlog", user);
-    let out = lagtrace()
-        .args(["init", "-c"])
-        .arg(&config)
-        .env("LAGTRACE_IT_PASSWORD", LAB_PASSWORD)
-        .output()
-        .unwrap();
-    let (stdout, stderr) = texts(&out);
-    assert!(out.status.success(), "{stdout}{stderr}");
+    let (code, stdout) = init(&config);
+    assert_eq!(code, Some(0), "{stdout}");
     assert_eq!(
         stdout
             .matches("binary log stream ready, from a GTID (without BINLOG MONITOR")
@@ -375,14 +381,8 @@ fn without_the_replication_grant_auto_polls_and_says_why_and_binlog_fails_reads(
     let dir = TempDir::new("bl-grant");
     let (config, store, port) = setup(&dir, "it_bl_grant", "auto", user);
     // init (setup ran it) reports the replicas as polled, and why.
-    let out = lagtrace()
-        .args(["init", "-c"])
-        .arg(&config)
-        .env("LAGTRACE_IT_PASSWORD", LAB_PASSWORD)
-        .output()
-        .unwrap();
-    let (stdout, stderr) = texts(&out);
-    assert!(out.status.success(), "{stdout}{stderr}");
+    let (code, stdout) = init(&config);
+    assert_eq!(code, Some(0), "{stdout}");
     assert_eq!(
         stdout.matches("polled (no binary log stream: the user may not stream the binary log (grant REPLICATION SLAVE))").count(),
         2,
@@ -432,14 +432,8 @@ fn without_the_replication_grant_auto_polls_and_says_why_and_binlog_fails_reads(
         );
     let config = dir.write("lagtrace.toml", &config);
     let store = dir.path().join("s.redb");
-    let out = lagtrace()
-        .args(["init", "-c"])
-        .arg(&config)
-        .env("LAGTRACE_IT_PASSWORD", LAB_PASSWORD)
-        .output()
-        .unwrap();
-    let (stdout, _) = texts(&out);
-    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    let (code, stdout) = init(&config);
+    assert_eq!(code, Some(1), "{stdout}");
     assert_eq!(
         stdout
             .matches("FAILED, probe = \"binlog\" but the user may not stream")
