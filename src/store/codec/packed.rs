@@ -1,18 +1,16 @@
 //! Samples packed in memory: the writer's open chunks, between their samples' arrival
 //! and the chunk's sealing. Status samples are simply their postcard bytes (about a
-//! fifth of their size as structs and strings); spans are packed as follows.
-//! A [`Span`] takes 56 bytes; packed as a flag byte and three
-//! varint deltas it takes about 6, so a hundred replicas' open chunks (thousands of
-//! spans each before they reach a page's worth of Rice-coded bytes) hold about 2 MB
-//! instead of 22 MB. Unpacked only to be encoded, one chunk at a time.
+//! fifth of their size as structs and strings). A [`Span`] takes 56 bytes; packed as
+//! below it takes 4-5, so a hundred replicas' open chunks (thousands of spans each
+//! before they reach a page's worth of Rice-coded bytes) hold about 2 MB instead of
+//! 22 MB. Both are unpacked only to be encoded, one chunk at a time.
 //!
 //! Each span is: a flag byte (outcome code in bits 0-3, the follow-up mark in bit 4,
 //! the probe code in bits 5-6, "has a reason" in bit 7); then LEB128 varints of three
-//! zig-zagged residuals: the start less the previous start plus the previous step (µs),
-//! the duration (end − start) less the previous duration (µs), and seq − previous seq
-//! (everything before the first span is 0); then, with a reason, its length (varint)
-//! and UTF-8 bytes. A steady series costs 4-5 bytes a span. Wrapping arithmetic
-//! throughout, so any values round-trip.
+//! zig-zagged residuals: the step (start − previous start) less the previous step
+//! (µs), the duration (end − start) less the previous duration (µs), and seq − previous
+//! seq (everything before the first span is 0); then, with a reason, its length
+//! (varint) and UTF-8 bytes. Wrapping arithmetic throughout, so any values round-trip.
 
 use super::Span;
 use super::bits::{unzigzag, zigzag};
