@@ -290,18 +290,6 @@ impl Drop for DropUser {
     }
 }
 
-/// Runs `lagtrace init` on `config`: its exit code, and its stdout then stderr.
-fn init(config: &Path) -> (Option<i32>, String) {
-    let out = lagtrace()
-        .args(["init", "-c"])
-        .arg(config)
-        .env("LAGTRACE_IT_PASSWORD", LAB_PASSWORD)
-        .output()
-        .unwrap();
-    let (stdout, stderr) = texts(&out);
-    (out.status.code(), format!("{stdout}{stderr}"))
-}
-
 /// Creates lab user `user` with the lagtrace schema's grants and `global` on `*.*`,
 /// waits until replication has brought it to the replicas, and drops it when the
 /// returned guard goes.
@@ -343,7 +331,7 @@ fn without_binlog_monitor_the_stream_starts_by_gtid_and_brings_every_beat() {
     let _drop = lab_user(user, "SLAVE MONITOR, REPLICATION SLAVE");
     let dir = TempDir::new("bl-gtid");
     let (config, store, port) = setup(&dir, "it_bl_gtid", "binlog", user);
-    let (code, stdout) = init(&config);
+    let (code, stdout) = run_init(&config);
     assert_eq!(code, Some(0), "{stdout}");
     assert_eq!(
         stdout
@@ -381,7 +369,7 @@ fn without_the_replication_grant_auto_polls_and_says_why_and_binlog_fails_reads(
     let dir = TempDir::new("bl-grant");
     let (config, store, port) = setup(&dir, "it_bl_grant", "auto", user);
     // init (setup ran it) reports the replicas as polled, and why.
-    let (code, stdout) = init(&config);
+    let (code, stdout) = run_init(&config);
     assert_eq!(code, Some(0), "{stdout}");
     assert_eq!(
         stdout.matches("polled (no binary log stream: the user may not stream the binary log (grant REPLICATION SLAVE))").count(),
@@ -432,7 +420,7 @@ fn without_the_replication_grant_auto_polls_and_says_why_and_binlog_fails_reads(
         );
     let config = dir.write("lagtrace.toml", &config);
     let store = dir.path().join("s.redb");
-    let (code, stdout) = init(&config);
+    let (code, stdout) = run_init(&config);
     assert_eq!(code, Some(1), "{stdout}");
     assert_eq!(
         stdout

@@ -27,16 +27,10 @@ fn nodes_config(dir: &TempDir, cluster: &str, nodes: &[&str], port: u16) -> std:
     )
 }
 
-/// Runs `lagtrace init` (which discovers too); returns its stdout.
+/// Runs `lagtrace init` (which discovers too), which must succeed; returns its output.
 fn init(config: &std::path::Path) -> String {
-    let init = lagtrace()
-        .args(["init", "-c"])
-        .arg(config)
-        .env("LAGTRACE_IT_PASSWORD", LAB_PASSWORD)
-        .output()
-        .unwrap();
-    let (out, err) = texts(&init);
-    assert!(init.status.success(), "{out}{err}");
+    let (code, out) = run_init(config);
+    assert_eq!(code, Some(0), "{out}");
     out
 }
 

@@ -189,15 +189,22 @@ pub fn signal(pid: u32, name: &str) {
 /// password in `LAGTRACE_IT_PASSWORD`, failing the test if it fails.
 pub fn init_config(dir: &TempDir, config: &str) -> PathBuf {
     let path = dir.write("lagtrace.toml", config);
+    let (code, text) = run_init(&path);
+    assert_eq!(code, Some(0), "init failed: {text}");
+    path
+}
+
+/// Runs `lagtrace init -c config` with the lab's password in `LAGTRACE_IT_PASSWORD`:
+/// its exit code, and its stdout then stderr.
+pub fn run_init(config: &Path) -> (Option<i32>, String) {
     let out = lagtrace()
         .args(["init", "-c"])
-        .arg(&path)
+        .arg(config)
         .env("LAGTRACE_IT_PASSWORD", LAB_PASSWORD)
         .output()
         .unwrap();
     let (stdout, stderr) = texts(&out);
-    assert!(out.status.success(), "init failed: {stdout}{stderr}");
-    path
+    (out.status.code(), format!("{stdout}{stderr}"))
 }
 
 /// UTC microseconds now (the wall clock, for comparing with exported times).
