@@ -37,23 +37,21 @@ scripts/lab.sh up >/dev/null
 cargo build --release --quiet
 lt=target/release/lagtrace
 export LAGTRACE_PASSWORD=${LAGTRACE_PASSWORD:-lagtrace-lab}
-declare -A SOCK
-for node in primary replica1 replica2; do SOCK[$node]=$(scripts/lab.sh socket "$node"); done
-root_sql() { mariadb --no-defaults --protocol=socket --socket="${SOCK[$1]}" -uroot --batch --skip-column-names -e "$2"; }
+lab_sockets
 
 work=$(mktemp -d)
 haproxy_pid=
 outage_pid=
 declare -A MAXCONN
-for node in primary replica1 replica2; do MAXCONN[$node]=$(root_sql "$node" "SELECT @@max_connections"); done
+for node in primary replica1 replica2; do MAXCONN[$node]=$(lab_root_sql "$node" "SELECT @@max_connections"); done
 cleanup() {
   [ -n "$outage_pid" ] && kill "$outage_pid" 2>/dev/null || true
   [ -f "$work/haproxy.pid" ] && kill "$(cat "$work/haproxy.pid")" 2>/dev/null || true
-  for node in primary replica1 replica2; do root_sql "$node" "SET GLOBAL max_connections = ${MAXCONN[$node]}" || true; done
+  for node in primary replica1 replica2; do lab_root_sql "$node" "SET GLOBAL max_connections = ${MAXCONN[$node]}" || true; done
   rm -rf "$work"
 }
 trap cleanup EXIT
-for node in primary replica1 replica2; do root_sql "$node" "SET GLOBAL max_connections = $((n * 4 + 100))"; done
+for node in primary replica1 replica2; do lab_root_sql "$node" "SET GLOBAL max_connections = $((n * 4 + 100))"; done
 
 # Free loopback ports for the replicas: BASE .. BASE + n - 1.
 base=$(python3 -c '

@@ -33,14 +33,12 @@ if [ -z "$lt" ]; then
   lt=target/release/lagtrace
 fi
 export LAGTRACE_PASSWORD=${LAGTRACE_PASSWORD:-lagtrace-lab}
-declare -A SOCK
-for n in primary replica1 replica2; do SOCK[$n]=$(scripts/lab.sh socket "$n"); done
-root_sql() { mariadb --no-defaults --protocol=socket --socket="${SOCK[$1]}" -uroot --batch --skip-column-names -e "$2"; }
+lab_sockets
 # Statements all three servers have run so far (each call adds its own one per server).
 questions() {
   local n total=0
   for n in primary replica1 replica2; do
-    total=$((total + $(root_sql "$n" "SHOW GLOBAL STATUS LIKE 'Questions'" | cut -f2)))
+    total=$((total + $(lab_root_sql "$n" "SHOW GLOBAL STATUS LIKE 'Questions'" | cut -f2)))
   done
   echo "$total"
 }
@@ -94,16 +92,16 @@ done
 
 # pt-heartbeat: --update on the primary, one --monitor per replica, at the same interval.
 pt=(--database lagtrace_pt --user root --interval 0.01 --run-time "${secs}s")
-root_sql primary "CREATE DATABASE IF NOT EXISTS lagtrace_pt"
-pt-heartbeat "${pt[@]}" --socket "${SOCK[primary]}" --create-table --update --run-time 1s >/dev/null 2>&1 || true
+lab_root_sql primary "CREATE DATABASE IF NOT EXISTS lagtrace_pt"
+pt-heartbeat "${pt[@]}" --socket "${LAB_SOCK[primary]}" --create-table --update --run-time 1s >/dev/null 2>&1 || true
 sleep 1
 start_load
 q2=$(questions)
-/usr/bin/time -o "$work/pu.time" -f "%U %S" pt-heartbeat "${pt[@]}" --socket "${SOCK[primary]}" --update \
+/usr/bin/time -o "$work/pu.time" -f "%U %S" pt-heartbeat "${pt[@]}" --socket "${LAB_SOCK[primary]}" --update \
   >/dev/null 2>"$work/pu.err" &
 upd=$!
 for n in replica1 replica2; do
-  /usr/bin/time -o "$work/pm-$n.time" -f "%U %S" pt-heartbeat "${pt[@]}" --socket "${SOCK[$n]}" \
+  /usr/bin/time -o "$work/pm-$n.time" -f "%U %S" pt-heartbeat "${pt[@]}" --socket "${LAB_SOCK[$n]}" \
     --monitor --master-server-id 1 >"$work/pm-$n.out" 2>"$work/pm-$n.err" &
 done
 wait

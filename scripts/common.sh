@@ -1,5 +1,6 @@
-# Sourced by scripts/lab.sh, scripts/lab-pg.sh and scripts/test.sh: what they share.
-# The sourcing script defines die (one line on stderr, exit 1) and UP_TIMEOUT_S.
+# Sourced by scripts/lab.sh, scripts/lab-pg.sh, scripts/test.sh and the bench scripts:
+# what they share. The sourcing script defines die (one line on stderr, exit 1) and
+# UP_TIMEOUT_S where it uses wait_until.
 
 # apt_install_quiet PACKAGE...: apt-get update, then install the packages (without
 # recommends, keeping config files already there) with no service started meanwhile:
@@ -29,4 +30,19 @@ wait_until() {
     [ $SECONDS -lt $deadline ] || die "timed out after ${UP_TIMEOUT_S}s waiting for $what"
     sleep 0.2
   done
+}
+
+# lab_sockets: fills LAB_SOCK[node] with the Unix socket of each MariaDB lab node
+# (primary, replica1, replica2), for lab_root_sql and for tools that take a socket.
+# Run from the repository's root, with the lab up.
+lab_sockets() {
+  declare -gA LAB_SOCK
+  local node
+  for node in primary replica1 replica2; do LAB_SOCK[$node]=$(scripts/lab.sh socket "$node"); done
+}
+
+# lab_root_sql NODE SQL: runs SQL as root on lab node NODE through its socket (after
+# lab_sockets); rows tab-separated, no header.
+lab_root_sql() {
+  mariadb --no-defaults --protocol=socket --socket="${LAB_SOCK[$1]}" -uroot --batch --skip-column-names -e "$2"
 }
