@@ -593,16 +593,23 @@ mod tests {
         }
     }
 
+    /// A new store named after `tag` with cluster `c` and a session begun: its path,
+    /// the store, the cluster's id and the session.
+    fn one_cluster(tag: &str) -> (std::path::PathBuf, Store, u32, u32) {
+        let path = fresh_path(tag);
+        let store = Store::open_or_create(&path).unwrap();
+        let ids = store.intern(&[cluster_key("c")]).unwrap();
+        let session = begin_session(&store, 0);
+        (path, store, ids[0], session)
+    }
+
     /// Samples past MAX_UNFLUSHED waiting for a flush are counted as unstored, never
     /// held; a successful flush stores the rest and takes samples again.
     #[test]
     fn memory_waiting_for_a_flush_is_bounded_and_the_excess_counted() {
-        let path = fresh_path("writer-cap");
-        let store = Store::open_or_create(&path).unwrap();
-        let ids = store.intern(&[cluster_key("c")]).unwrap();
-        let session = begin_session(&store, 0);
+        let (path, store, cluster, session) = one_cluster("writer-cap");
         let mut appender = Appender::new(store, session);
-        let beat = |k: u64| beat_sample(ids[0], k);
+        let beat = |k: u64| beat_sample(cluster, k);
         for k in 0..MAX_UNFLUSHED + 5 {
             appender.add(beat(k));
         }
@@ -621,11 +628,8 @@ mod tests {
     /// takes any are dropped and counted, and what it took is stored.
     #[test]
     fn a_full_channel_drops_and_counts_and_makes_room_as_the_writer_takes() {
-        let path = fresh_path("writer-channel");
-        let store = Store::open_or_create(&path).unwrap();
-        let ids = store.intern(&[cluster_key("c")]).unwrap();
-        let session = begin_session(&store, 0);
-        let beat = |k: u64| beat_sample(ids[0], k);
+        let (path, store, cluster, session) = one_cluster("writer-channel");
+        let beat = |k: u64| beat_sample(cluster, k);
         // A long flush period: the writer sleeps while the samples come.
         let clock = crate::clock::Clock::start();
         let (tx, writer) = spawn(store, session, Duration::from_secs(60), None, clock, 3);
