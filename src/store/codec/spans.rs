@@ -200,6 +200,55 @@ fn grid_us(t0_us: i64, step_ns: i64, g: i64) -> i64 {
     t0_us.wrapping_add(offset)
 }
 
+/// [`grid_us`] slot after slot, as a decoder walks a chunk: a step to the next slot
+/// adds the step's whole microseconds and carries its remainder, with no division.
+/// Gives exactly what `grid_us` gives for every slot (both are the floor of `g *
+/// step_ns / 1000`, wrapped to 64 bits).
+struct Grid {
+    t0_us: i64,
+    step_ns: i64,
+    /// `step_ns` as whole microseconds and the nanoseconds left, in [0, 1000).
+    step_us: i64,
+    step_rem_ns: i64,
+    /// The slot, and `g * step_ns` as whole microseconds and nanoseconds left.
+    g: i64,
+    us: i64,
+    rem_ns: i64,
+}
+
+impl Grid {
+    fn new(t0_us: i64, step_ns: i64) -> Grid {
+        Grid {
+            t0_us,
+            step_ns,
+            step_us: step_ns.div_euclid(1000),
+            step_rem_ns: step_ns.rem_euclid(1000),
+            g: 0,
+            us: 0,
+            rem_ns: 0,
+        }
+    }
+
+    /// The grid point of slot `g`.
+    #[inline]
+    fn at(&mut self, g: i64) -> i64 {
+        if g == self.g.wrapping_add(1) {
+            self.us = self.us.wrapping_add(self.step_us);
+            self.rem_ns += self.step_rem_ns;
+            if self.rem_ns >= 1000 {
+                self.rem_ns -= 1000;
+                self.us = self.us.wrapping_add(1);
+            }
+        } else if g != self.g {
+            let product = i128::from(g) * i128::from(self.step_ns);
+            self.us = product.div_euclid(1000) as i64;
+            self.rem_ns = product.rem_euclid(1000) as i64;
+        }
+        self.g = g;
+        self.t0_us.wrapping_add(self.us)
+    }
+}
+
 /// Grid slots of the starts: consecutive starts one step apart are one slot apart; a
 /// follow-up read shares its slot; a gap skips slots.
 fn grid_slots(spans: &[Span], step_us: i64) -> Vec<i64> {
@@ -524,10 +573,14 @@ pub fn decode_spans_each(chunk: &SpanChunk, mut each: impl FnMut(Span)) -> Resul
         Outcome::from_code,
         "outcome",
     )?;
+    if col_offset.len() != n - follow_ups || col_gap.len() != follow_ups {
+        return Err(corrupt("offset columns do not match the chunk"));
+    }
 
-    let mut notes = chunk.notes.iter().peekable();
-    let mut prev_end: Option<i64> = None;
-    let (mut slot, mut seq) = (0i64, chunk.seq0);
+    let mut notes = chunk.notes.iter();
+    let mut note = notes.next();
+    let mut grid = Grid::new(chunk.t0_us, chunk.step_ns);
+    let (mut slot, mut seq, mut prev_end) = (0i64, chunk.seq0, 0i64);
     let (mut offsets, mut gaps) = (col_offset.iter(), col_gap.iter());
     for i in 0..n {
         let mut follow_up = false;
@@ -539,26 +592,26 @@ pub fn decode_spans_each(chunk: &SpanChunk, mut each: impl FnMut(Span)) -> Resul
                 .wrapping_add(1)
                 .wrapping_add(unzigzag(col_seq[i - 1]) as u64);
         }
-        let start = match prev_end {
-            Some(prev_end) if follow_up => {
-                let gap = gaps.next().ok_or_else(|| corrupt("follow-up column"))?;
-                prev_end.wrapping_add(unzigzag(*gap))
-            }
-            _ => {
-                let off = offsets.next().ok_or_else(|| corrupt("offset column"))?;
-                grid_us(chunk.t0_us, chunk.step_ns, slot)
-                    .wrapping_add(chunk.offset_us)
-                    .wrapping_add(unzigzag(*off))
-            }
+        // The columns' lengths were checked against the follow-ups above, and the first
+        // span is never one: neither iterator runs out.
+        let start = if follow_up {
+            prev_end.wrapping_add(unzigzag(gaps.next().copied().unwrap_or_default()))
+        } else {
+            grid.at(slot)
+                .wrapping_add(chunk.offset_us)
+                .wrapping_add(unzigzag(offsets.next().copied().unwrap_or_default()))
         };
-        let reason = match notes.peek() {
-            Some((idx, _)) if *idx as usize == i => notes.next().map(|(_, r)| r.clone()),
+        let reason = match note {
+            Some((idx, r)) if *idx as usize == i => {
+                note = notes.next();
+                Some(r.clone())
+            }
             _ => None,
         };
         let end_us = start
             .wrapping_add(chunk.dur_us)
             .wrapping_add(unzigzag(col_dur[i]));
-        prev_end = Some(end_us);
+        prev_end = end_us;
         each(Span {
             start_us: start,
             end_us,
@@ -597,6 +650,43 @@ mod tests {
                 }
             })
             .collect()
+    }
+
+    #[test]
+    fn the_walking_grid_gives_what_grid_us_gives() {
+        let mut x = crate::xorshift::XorShift::new(11);
+        let steps = [
+            0,
+            1,
+            999,
+            1000,
+            10_000_013,
+            -7_654_321,
+            i64::MAX,
+            i64::MIN,
+            x.next_u64() as i64,
+        ];
+        for step_ns in steps {
+            let t0_us = x.next_u64() as i64;
+            let mut grid = Grid::new(t0_us, step_ns);
+            let mut g = 0i64;
+            for i in 0..5_000u64 {
+                // Mostly the next slot; now and then the same one, a jump, a step back
+                // or a slot far away (where the product overflows 64 bits).
+                g = match i % 97 {
+                    13 => g,
+                    29 => g.wrapping_add(x.below(1_000) as i64),
+                    41 => g.wrapping_sub(3),
+                    83 => x.next_u64() as i64,
+                    _ => g.wrapping_add(1),
+                };
+                assert_eq!(
+                    grid.at(g),
+                    grid_us(t0_us, step_ns, g),
+                    "step {step_ns} slot {g}"
+                );
+            }
+        }
     }
 
     #[test]
