@@ -246,6 +246,8 @@ pub fn walk_rounds(
     let beats = rec.beats_of(&rs.cluster);
     let (series, outages) = std::thread::scope(|scope| {
         let (tx, rx) = std::sync::mpsc::sync_channel::<Batch>(4);
+        // Batches handed back once sunk, so that their buffers are allocated once.
+        let (back_tx, back_rx) = std::sync::mpsc::channel::<Batch>();
         let producer = scope.spawn(move || {
             let mut window = BeatWindow::new(beats, &continuity);
             if with_outages {
@@ -257,8 +259,12 @@ pub fn walk_rounds(
                 let lag = window.lag(session, o)?;
                 builder.push(o, session, lag, &mut batch);
                 if batch.rounds.len() + batch.failures.len() >= BATCH_ROUNDS {
+                    let next = back_rx.try_recv().unwrap_or_else(|_| Batch {
+                        rounds: Vec::with_capacity(BATCH_ROUNDS),
+                        failures: Vec::new(),
+                    });
                     // The receiver only stops early when it panicked.
-                    let _ = tx.send(std::mem::take(&mut batch));
+                    let _ = tx.send(std::mem::replace(&mut batch, next));
                 }
                 Ok::<(), crate::store::StoreError>(())
             })?;
@@ -266,8 +272,12 @@ pub fn walk_rounds(
             let _ = tx.send(batch);
             Ok((series, window.outages()?))
         });
-        for batch in rx {
+        for mut batch in rx {
             sink(&batch);
+            batch.rounds.clear();
+            batch.failures.clear();
+            // The producer may be done and gone: then the batch is dropped.
+            let _ = back_tx.send(batch);
         }
         producer
             .join()

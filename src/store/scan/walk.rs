@@ -206,10 +206,14 @@ impl Observations {
             // One store: straight from the decoder, no buffer.
             let mut reader = ChunkReader::new(stream, 0);
             while let Some((c, bytes)) = reader.next_chunk()? {
+                // Only an error is stored: writing `Ok` over a large `Result` for every
+                // observation costs more than the decoding does.
                 let mut result = Ok(());
                 self.decode(&reader, &c, bytes.value(), |o| {
-                    if result.is_ok() {
-                        result = f(o, c.session);
+                    if result.is_ok()
+                        && let Err(e) = f(o, c.session)
+                    {
+                        result = Err(e);
                     }
                 })?;
                 self.count_decoded();
