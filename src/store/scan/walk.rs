@@ -487,32 +487,42 @@ impl<'s> BeatCursor<'s> {
         }
     }
 
-    /// Decodes the next chunk that holds beats to keep; false at the end.
+    /// Decodes the next chunk that holds beats to keep into the buffer; false at the
+    /// end.
     fn refill(&mut self, beats: &Beats) -> Result<bool, StoreError> {
         (self.pos, self.failed_pos) = (0, 0);
         self.buf.clear();
         self.failed.clear();
-        while let Some((c, bytes)) = self.reader.next_chunk()? {
-            let chunk =
-                SpanChunk::from_bytes(bytes.value()).map_err(|e| self.reader.corrupt(&c, &e))?;
-            let (buf, failed) = (&mut self.buf, &mut self.failed);
+        let (buf, failed) = (&mut self.buf, &mut self.failed);
+        Self::next_beats(&mut self.reader, beats, |b, f| {
+            buf.push(b);
+            if let Some(f) = f {
+                failed.push((buf.len() - 1, f));
+            }
+        })
+    }
+
+    /// Decodes the next chunk that holds beats to keep, calling `keep` with each and,
+    /// for a failed one, the beat whole; false at the end.
+    fn next_beats(
+        reader: &mut ChunkReader,
+        beats: &Beats,
+        mut keep: impl FnMut(BeatTimes, Option<Beat>),
+    ) -> Result<bool, StoreError> {
+        while let Some((c, bytes)) = reader.next_chunk()? {
+            let chunk = SpanChunk::from_bytes(bytes.value()).map_err(|e| reader.corrupt(&c, &e))?;
+            let mut kept = false;
             codec::decode_spans_each(&chunk, |s| {
                 if !beats.window.contains(s.start_us) {
                     return;
                 }
+                kept = true;
                 let ok = s.outcome == Outcome::Ok;
-                buf.push(BeatTimes::new(
-                    s.seq,
-                    s.start_us,
-                    ok.then_some(s.end_us),
-                    c.session,
-                ));
-                if !ok {
-                    failed.push((buf.len() - 1, Beat::from(s)));
-                }
+                let times = BeatTimes::new(s.seq, s.start_us, ok.then_some(s.end_us), c.session);
+                keep(times, (!ok).then(|| Beat::from(s)));
             })
-            .map_err(|e| self.reader.corrupt(&c, &e))?;
-            if !self.buf.is_empty() {
+            .map_err(|e| reader.corrupt(&c, &e))?;
+            if kept {
                 return Ok(true);
             }
         }
@@ -542,6 +552,24 @@ impl BeatReader<'_> {
         out: &mut Vec<BeatTimes>,
         failed: &mut Vec<Beat>,
     ) -> Result<bool, StoreError> {
+        if let [c] = self.cursors.as_mut_slice()
+            && c.peek().is_none()
+        {
+            // One store, its chunk given out: the next chunk goes straight to `out`.
+            let (last_seq, mut decoded_last) = (self.last_seq, None);
+            let more = BeatCursor::next_beats(&mut c.reader, self.beats, |b, f| {
+                decoded_last = Some(b.seq);
+                if last_seq.is_none_or(|l| b.seq > l) {
+                    out.push(b);
+                    failed.extend(f);
+                }
+            })?;
+            self.last_seq = decoded_last.max(self.last_seq);
+            if !more {
+                self.cursors.clear();
+            }
+            return Ok(more);
+        }
         for c in &mut self.cursors {
             if c.peek().is_none() {
                 c.refill(self.beats)?;
