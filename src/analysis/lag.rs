@@ -15,7 +15,7 @@
 //! lower bound, never a midpoint. A read is matched only to beats of its own recorder
 //! session: a seq written by anything else (`check`, a second recorder) is a foreign beat.
 
-use crate::samples::{BeatTimes, Observation, Probe};
+use crate::samples::{Beat, BeatTimes, Observation, Probe};
 use crate::store::StoreError;
 use crate::store::scan::{BeatReader, Beats};
 
@@ -332,6 +332,8 @@ fn find_seq(beats: &[BeatTimes], at: usize, seq: u64) -> Option<usize> {
 /// order, and no read shows a beat of its session sent after the read ended.
 pub struct BeatWindow<'a> {
     reader: BeatReader<'a>,
+    /// The beats from the start, decoded on another thread, until the window goes back.
+    ahead: Option<BeatsAhead>,
     continuity: &'a [Continuity],
     /// A run of consecutive beats of the cluster, ordered by seq.
     beats: Vec<BeatTimes>,
@@ -385,6 +387,7 @@ impl<'a> BeatWindow<'a> {
         let first_seqs = beats.first_seqs();
         BeatWindow {
             reader: beats.reader(),
+            ahead: None,
             continuity,
             beats: Vec::new(),
             failed: Vec::new(),
@@ -399,6 +402,13 @@ impl<'a> BeatWindow<'a> {
             fed_seq: None,
             went_back: 0,
         }
+    }
+
+    /// Takes its beats from `ahead` (which reads the same beats from the start on
+    /// another thread) until it has to go back.
+    pub fn reading_ahead(mut self, ahead: BeatsAhead) -> Self {
+        self.ahead = Some(ahead);
+        self
     }
 
     /// Also finds the cluster's primary outages from the beats read (see
@@ -471,7 +481,10 @@ impl<'a> BeatWindow<'a> {
     /// outages need of them.
     fn read_more(&mut self) -> Result<(), StoreError> {
         let from = self.beats.len();
-        self.exhausted = !self.reader.fill(&mut self.beats, &mut self.failed)?;
+        self.exhausted = match &mut self.ahead {
+            Some(ahead) => !ahead.fill(&mut self.beats, &mut self.failed)?,
+            None => !self.reader.fill(&mut self.beats, &mut self.failed)?,
+        };
         if let Some(finder) = &mut self.outages {
             // Beats read again after going back were fed the first time.
             let fed = self.fed_seq;
@@ -502,6 +515,8 @@ impl<'a> BeatWindow<'a> {
 
     /// Goes back to the chunk holding `seq` and reads on to `until_us`.
     fn go_back(&mut self, seq: u64, until_us: i64) -> Result<(), StoreError> {
+        // The thread reading ahead stops once it finds nobody takes its beats.
+        self.ahead = None;
         self.reader.seek(seq);
         self.went_back += 1;
         self.beats.clear();
@@ -550,6 +565,66 @@ impl<'a> BeatWindow<'a> {
                 lo_us: (obs.r_start_us - ack).max(0),
             },
             None => Lag::Unknown(Unknown::BeforeFirstBeat),
+        }
+    }
+}
+
+/// A chunk's worth of beats, and the failed ones among them whole ([`BeatReader::fill`]).
+type BeatChunk = (Vec<BeatTimes>, Vec<Beat>);
+
+/// A cluster's beats read from the first on by a thread of their own, a chunk's worth
+/// at a time, so that decoding them overlaps matching reads to them
+/// ([`BeatWindow::reading_ahead`]).
+pub struct BeatsAhead {
+    chunks: std::sync::mpsc::Receiver<Result<BeatChunk, StoreError>>,
+    /// Emptied buffers, handed back for reuse.
+    spent: std::sync::mpsc::Sender<Vec<BeatTimes>>,
+}
+
+impl BeatsAhead {
+    /// Starts reading `beats` on a thread of `scope`; it ends at the last beat, at the
+    /// first error (handed on), or when the `BeatsAhead` is dropped.
+    pub fn start<'scope, 'env: 'scope>(
+        scope: &'scope std::thread::Scope<'scope, 'env>,
+        beats: &'env Beats,
+    ) -> BeatsAhead {
+        let (tx, chunks) = std::sync::mpsc::sync_channel(4);
+        let (spent, spent_rx) = std::sync::mpsc::channel::<Vec<BeatTimes>>();
+        scope.spawn(move || {
+            let mut reader = beats.reader();
+            loop {
+                let mut times = spent_rx.try_recv().unwrap_or_default();
+                let mut failed = Vec::new();
+                let sent = match reader.fill(&mut times, &mut failed) {
+                    Ok(true) => tx.send(Ok((times, failed))),
+                    Ok(false) => return,
+                    Err(e) => tx.send(Err(e)),
+                };
+                if sent.is_err() {
+                    return;
+                }
+            }
+        });
+        BeatsAhead { chunks, spent }
+    }
+
+    /// As [`BeatReader::fill`].
+    fn fill(
+        &mut self,
+        out: &mut Vec<BeatTimes>,
+        failed: &mut Vec<Beat>,
+    ) -> Result<bool, StoreError> {
+        match self.chunks.recv() {
+            Ok(chunk) => {
+                let (mut times, f) = chunk?;
+                out.extend_from_slice(&times);
+                failed.extend(f);
+                times.clear();
+                let _ = self.spent.send(times);
+                Ok(true)
+            }
+            // The reader gave its last beat.
+            Err(_) => Ok(false),
         }
     }
 }
@@ -1017,7 +1092,27 @@ mod tests {
         let (all, failed) = beats.collect().unwrap();
         assert_eq!((all.len(), failed.len()), (12_000, 857));
         let continuity = continuity_of(&rec.sessions);
-        let mut window = BeatWindow::new(beats, &continuity).with_outages();
+        // Read here, and read ahead on another thread (dropped at the first go-back).
+        check_window(
+            &all,
+            &failed,
+            &continuity,
+            BeatWindow::new(beats, &continuity),
+        );
+        std::thread::scope(|scope| {
+            let ahead = BeatsAhead::start(scope, beats);
+            let window = BeatWindow::new(beats, &continuity).reading_ahead(ahead);
+            check_window(&all, &failed, &continuity, window);
+        });
+    }
+
+    fn check_window(
+        all: &[BeatTimes],
+        failed: &[crate::samples::Beat],
+        continuity: &[Continuity],
+        window: BeatWindow,
+    ) {
+        let mut window = window.with_outages();
         let mut x = crate::xorshift::XorShift::new(0x5eed);
         let mut t = 500_000i64;
         let mut checked = 0;
@@ -1038,7 +1133,7 @@ mod tests {
             let c = continuity[session as usize];
             assert_eq!(
                 window.lag(session, &o).unwrap(),
-                lag_of(&all, session, c, &o),
+                lag_of(all, session, c, &o),
                 "seq {seq} at {t} (session {session})"
             );
             checked += 1;
@@ -1057,7 +1152,7 @@ mod tests {
         let outages = window.outages().unwrap().unwrap();
         assert_eq!(
             outages,
-            crate::analysis::outages::primary_outages(&all, &failed)
+            crate::analysis::outages::primary_outages(all, failed)
         );
         assert_eq!(outages.len(), 857);
     }

@@ -248,8 +248,9 @@ pub fn walk_rounds(
         let (tx, rx) = std::sync::mpsc::sync_channel::<Batch>(4);
         // Batches handed back once sunk, so that their buffers are allocated once.
         let (back_tx, back_rx) = std::sync::mpsc::channel::<Batch>();
+        let ahead = super::lag::BeatsAhead::start(scope, beats);
         let producer = scope.spawn(move || {
-            let mut window = BeatWindow::new(beats, &continuity);
+            let mut window = BeatWindow::new(beats, &continuity).reading_ahead(ahead);
             if with_outages {
                 window = window.with_outages();
             }
