@@ -1,8 +1,8 @@
 //! The binary log probe (`probe = "binlog"` / `"auto"`, issue 12) against the lab's
 //! real servers: the steady state (no query per beat, tight bounds), a stalled SQL
 //! thread, a replica killed and restarted, binary logs purged and the stream's dump
-//! thread killed, a user without the replication grant, and a replica behind a link
-//! of known delay (the truth the bounds must hold).
+//! thread killed, a user without the replication grant or without BINLOG MONITOR, and
+//! a replica behind a link of known delay (the truth the bounds must hold).
 
 mod common;
 
@@ -322,6 +322,14 @@ fn lab_user(user: &'static str, global: &str) -> DropUser {
     drop
 }
 
+/// Runs `init` on `config`: it exits with `code` and says `phrase` once for each of the
+/// lab's two replicas.
+fn init_says_per_replica(config: &Path, code: i32, phrase: &str) {
+    let (got, stdout) = run_init(config);
+    assert_eq!(got, Some(code), "{stdout}");
+    assert_eq!(stdout.matches(phrase).count(), 2, "{stdout}");
+}
+
 /// Without `BINLOG MONITOR` the file position is unknown and the stream starts by GTID
 /// (the server scans its current binary log file first): it still brings every beat.
 #[test]
@@ -331,14 +339,10 @@ fn without_binlog_monitor_the_stream_starts_by_gtid_and_brings_every_beat() {
     let _drop = lab_user(user, "SLAVE MONITOR, REPLICATION SLAVE");
     let dir = TempDir::new("bl-gtid");
     let (config, store, port) = setup(&dir, "it_bl_gtid", "binlog", user);
-    let (code, stdout) = run_init(&config);
-    assert_eq!(code, Some(0), "{stdout}");
-    assert_eq!(
-        stdout
-            .matches("binary log stream ready, from a GTID (without BINLOG MONITOR")
-            .count(),
-        2,
-        "{stdout}"
+    init_says_per_replica(
+        &config,
+        0,
+        "binary log stream ready, from a GTID (without BINLOG MONITOR",
     );
     let recorder = Recorder::start(&config);
     for r in ["r1", "r2"] {
@@ -369,12 +373,10 @@ fn without_the_replication_grant_auto_polls_and_says_why_and_binlog_fails_reads(
     let dir = TempDir::new("bl-grant");
     let (config, store, port) = setup(&dir, "it_bl_grant", "auto", user);
     // init (setup ran it) reports the replicas as polled, and why.
-    let (code, stdout) = run_init(&config);
-    assert_eq!(code, Some(0), "{stdout}");
-    assert_eq!(
-        stdout.matches("polled (no binary log stream: the user may not stream the binary log (grant REPLICATION SLAVE))").count(),
-        2,
-        "{stdout}"
+    init_says_per_replica(
+        &config,
+        0,
+        "polled (no binary log stream: the user may not stream the binary log (grant REPLICATION SLAVE))",
     );
     let recorder = Recorder::start(&config);
     let s1 = wait_probe(port, "r1", "poll");
@@ -420,14 +422,10 @@ fn without_the_replication_grant_auto_polls_and_says_why_and_binlog_fails_reads(
         );
     let config = dir.write("lagtrace.toml", &config);
     let store = dir.path().join("s.redb");
-    let (code, stdout) = run_init(&config);
-    assert_eq!(code, Some(1), "{stdout}");
-    assert_eq!(
-        stdout
-            .matches("FAILED, probe = \"binlog\" but the user may not stream")
-            .count(),
-        2,
-        "{stdout}"
+    init_says_per_replica(
+        &config,
+        1,
+        "FAILED, probe = \"binlog\" but the user may not stream",
     );
     let recorder = Recorder::start(&config);
     sleep(Duration::from_secs(3));
