@@ -475,9 +475,9 @@ fn bounds_after(store: &Path, replica: &str, from_us: i64) -> Vec<Row> {
 fn behind_a_link_of_known_delay_the_stream_reads_that_delay_within_its_bounds() {
     let _lab = take_lab();
     const D_MS: f64 = 50.0;
-    let port = common::proxy::delay_line(PRIMARY, Duration::from_millis(D_MS as u64));
+    let line = common::proxy::delay_line(PRIMARY, Duration::from_millis(D_MS as u64));
     let _source = Source;
-    Source::set(port);
+    Source::set(line.port);
     sleep(Duration::from_secs(1));
     let (_dir, store, recorder) = streaming("bl_delay");
     let from = now_us() + 2_000_000;
@@ -489,17 +489,22 @@ fn behind_a_link_of_known_delay_the_stream_reads_that_delay_within_its_bounds() 
     let mut judged: Vec<f64> = rounds.iter().map(|r| r.lag_ms.unwrap()).collect();
     let median = median(&mut judged);
     // The true lag: the link's delay (never less), plus the replica applying the beat
-    // (well under a millisecond on the idle lab) and the delay line's own scheduling
-    // (threads that sleep, on a busy 2-core machine: a few ms at times).
-    let (truth_lo, truth_hi) = (D_MS, D_MS + 10.0);
-    let holds = |r: &&Row| r.lo_ms.unwrap() <= truth_hi && r.hi_ms.unwrap() >= truth_lo;
+    // (well under a millisecond on the idle lab), plus the delay line's own scheduling:
+    // a few ms at times, and when it passed a chunk on late in the 200 ms before a read
+    // (the beat's whole way from the primary; a busy 2-core machine can stall the line's
+    // thread for tens of ms), that lateness too.
+    let truth_lo = D_MS;
+    let truth_hi = |r: &Row| D_MS + 10.0 + line.late_us(r.t_us - 200_000, r.t_us) as f64 / 1e3;
+    let holds = |r: &&Row| r.lo_ms.unwrap() <= truth_hi(r) && r.hi_ms.unwrap() >= truth_lo;
+    let widened = rounds.iter().filter(|r| truth_hi(r) > D_MS + 10.0).count();
     let holding = rounds.iter().filter(holds).count();
     for r in rounds.iter().filter(|r| !holds(r)).take(10) {
         eprintln!("bounds miss the truth: {r:?}");
     }
     let share = holding as f64 / rounds.len() as f64;
     eprintln!(
-        "r2 behind {D_MS} ms: median {median:.2} ms, bounds hold in {holding} of {} rounds",
+        "r2 behind {D_MS} ms: median {median:.2} ms, bounds hold in {holding} of {} rounds \
+         ({widened} with the truth widened by the line's lateness)",
         rounds.len()
     );
     assert!(

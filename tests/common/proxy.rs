@@ -140,18 +140,43 @@ fn reset(s: &TcpStream) {
     let _ = s.shutdown(Shutdown::Both);
 }
 
+/// A running delay line: its port, and the chunks it passed on late.
+pub struct DelayLine {
+    pub port: u16,
+    /// `(wall clock µs when written, µs past due)` for every chunk written more than
+    /// 1 ms after it was due: the line's own scheduling on a busy machine, which adds
+    /// to the link's delay.
+    late: Arc<Mutex<Vec<(i64, i64)>>>,
+}
+
+impl DelayLine {
+    /// The most any chunk written in `[from_us, to_us]` (wall clock µs) was late, in µs;
+    /// 0 when none was more than 1 ms late.
+    pub fn late_us(&self, from_us: i64, to_us: i64) -> i64 {
+        let late = self.late.lock().unwrap();
+        late.iter()
+            .filter(|(at, _)| (from_us..=to_us).contains(at))
+            .map(|&(_, by)| by)
+            .max()
+            .unwrap_or(0)
+    }
+}
+
 /// A one-way delay line on loopback: forwards to `upstream` (`127.0.0.1:port`), holding
 /// every server-to-client chunk until `delay` after it arrived (a link of known latency
 /// in front of a replica's IO thread), the client's bytes at once. Unlike
-/// [`Mode::Delay`], chunks queue without adding up their delays. Returns its port; its
-/// threads live until the test process ends.
-pub fn delay_line(upstream: &str, delay: Duration) -> u16 {
+/// [`Mode::Delay`], chunks queue without adding up their delays. Its threads live until
+/// the test process ends.
+pub fn delay_line(upstream: &str, delay: Duration) -> DelayLine {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind a proxy port");
     let port = listener.local_addr().unwrap().port();
     let upstream = upstream.to_string();
+    let late = Arc::new(Mutex::new(Vec::new()));
+    let late_log = late.clone();
     spawn(move || {
         for client in listener.incoming() {
             let Ok(client) = client else { return };
+            let late = late_log.clone();
             let Ok(server) = TcpStream::connect(&upstream) else {
                 reset(&client);
                 continue;
@@ -185,10 +210,16 @@ pub fn delay_line(upstream: &str, delay: Duration) -> u16 {
                     if to.write_all(&chunk).is_err() {
                         break;
                     }
+                    let by = Instant::now().saturating_duration_since(due);
+                    if by > Duration::from_millis(1) {
+                        late.lock()
+                            .unwrap()
+                            .push((super::now_us(), by.as_micros() as i64));
+                    }
                 }
                 let _ = to.shutdown(Shutdown::Both);
             });
         }
     });
-    port
+    DelayLine { port, late }
 }
