@@ -443,7 +443,7 @@ impl<'a> BeatWindow<'a> {
         };
         // Every beat sent before the read's end plus the continuity limit can matter.
         let until_us = obs.r_end_us.max(obs.r_start_us) + continuity.limit_us;
-        self.load(until_us)?;
+        self.load(until_us, seq)?;
         let older = self.beats.first().is_none_or(|b| seq < b.seq);
         if older
             && self.trimmed
@@ -469,10 +469,16 @@ impl<'a> BeatWindow<'a> {
         Ok(Some(lag_at(&self.beats, i, continuity, obs)))
     }
 
-    /// Reads beats until one sent after `until_us` is held (or there are no more).
-    fn load(&mut self, until_us: i64) -> Result<(), StoreError> {
+    /// Reads beats until one sent after `until_us` is held (or there are no more), for
+    /// a read that showed `seq`. Beats more than [`Self::KEEP`] before `seq` are
+    /// dropped as they come, as [`Self::trim`] would drop them: a window's first read
+    /// loads the hours of lookback before it ([`crate::store::scan::BEAT_LOOKBACK_US`]),
+    /// which would otherwise all be held at once.
+    fn load(&mut self, until_us: i64, seq: u64) -> Result<(), StoreError> {
         while !self.exhausted && self.beats.last().is_none_or(|b| b.t_send_us <= until_us) {
             self.read_more()?;
+            let before = self.beats.partition_point(|b| b.seq < seq);
+            self.cut(before.saturating_sub(Self::KEEP));
         }
         Ok(())
     }
@@ -521,7 +527,7 @@ impl<'a> BeatWindow<'a> {
         self.went_back += 1;
         self.beats.clear();
         (self.at, self.exhausted) = (0, false);
-        self.load(until_us)?;
+        self.load(until_us, seq)?;
         // Whether beats older than the first held exist is not known: assume so.
         self.trimmed = true;
         Ok(())
@@ -539,10 +545,15 @@ impl<'a> BeatWindow<'a> {
     /// Drops the beats more than [`Self::KEEP`] before `at`, once they are half of
     /// those held (so the copy costs little per read).
     fn trim(&mut self) {
-        let cut = self.at.saturating_sub(Self::KEEP);
-        if cut > Self::KEEP && cut * 2 > self.beats.len() {
-            self.beats.drain(..cut);
-            self.at -= cut;
+        self.cut(self.at.saturating_sub(Self::KEEP));
+    }
+
+    /// Drops the first `n` beats held, once they are more than [`Self::KEEP`] and half
+    /// of those held.
+    fn cut(&mut self, n: usize) {
+        if n > Self::KEEP && n * 2 > self.beats.len() {
+            self.beats.drain(..n);
+            self.at = self.at.saturating_sub(n);
             self.trimmed = true;
         }
     }
@@ -1053,18 +1064,26 @@ mod tests {
 
     /// Beats of two recorder sessions in a real store: 6_000 of the first (every 7th
     /// failed) every 10 ms, then, after a 5 s gap, 6_000 of the second.
+    /// Two sessions of 6 000 beats at 100 Hz, from 1 s and from 66 s; one beat in seven
+    /// of the first fails.
     fn two_session_store(name: &str) -> std::path::PathBuf {
+        store_of_sessions(name, &[1_000_000, 66_000_000], 6_000)
+    }
+
+    /// Sessions starting at `t0s_us`, `n` beats each at 100 Hz, in chunks of 100; one
+    /// beat in seven of the first session fails.
+    fn store_of_sessions(name: &str, t0s_us: &[i64], n: i64) -> std::path::PathBuf {
         use crate::samples::{Outcome, Sample};
         use crate::store::scan::tests::{begin_session, fresh_path};
         use crate::store::writer::Appender;
         use crate::store::{Store, cluster_key};
         let path = fresh_path(&format!("window-{name}"));
-        for (session, t0_us) in [(0, 1_000_000i64), (1, 66_000_000)] {
+        for (session, &t0_us) in t0s_us.iter().enumerate() {
             let store = Store::open_or_create(&path).unwrap();
             let ids = store.intern(&[cluster_key("c")]).unwrap();
             let id = begin_session(&store, t0_us);
             let mut appender = Appender::new(store, id);
-            for k in 0..6_000i64 {
+            for k in 0..n {
                 let t = t0_us + k * 10_000;
                 let failed = session == 0 && k % 7 == 3;
                 appender.add(Sample::Beat {
@@ -1113,6 +1132,47 @@ mod tests {
             let ahead = BeatsAhead::start(scope, beats);
             let window = BeatWindow::new(beats, &continuity).reading_ahead(ahead);
             check_window(&all, &failed, &continuity, window);
+        });
+    }
+
+    #[test]
+    fn a_first_read_after_hours_of_lookback_holds_only_what_the_window_keeps() {
+        let path = store_of_sessions("late", &[1_000_000], 60_000);
+        let rec = crate::store::scan::load(
+            std::slice::from_ref(&path),
+            &crate::store::scan::Filter::default(),
+        )
+        .unwrap();
+        let beats = rec.beats_of("c");
+        let (all, _) = beats.collect().unwrap();
+        let continuity = continuity_of(&rec.sessions);
+        // The first read comes after 59 000 beats (as `analyze --from` loads hours of
+        // beats before its window): those more than KEEP before the one it shows are
+        // dropped as they are read, so the buffer never grows to hold them all, with
+        // the reader here and reading ahead (a batch at a time) alike.
+        let late = |mut window: BeatWindow| {
+            let mut t = 591_000_000i64;
+            for _ in 0..200 {
+                let newest = all.partition_point(|b| b.t_send_us < t) - 1;
+                let o = obs(Some(all[newest - 2].seq), t, t + 300);
+                assert_eq!(
+                    window.lag(0, &o).unwrap(),
+                    lag_of(&all, 0, continuity[0], &o),
+                    "at {t}"
+                );
+                t += 5_000;
+            }
+            let most = 2 * (2 * BeatWindow::KEEP + BeatsAhead::BATCH_BEATS);
+            assert!(
+                window.beats.capacity() <= most,
+                "room for {} beats",
+                window.beats.capacity()
+            );
+        };
+        late(BeatWindow::new(beats, &continuity));
+        std::thread::scope(|scope| {
+            let ahead = BeatsAhead::start(scope, beats);
+            late(BeatWindow::new(beats, &continuity).reading_ahead(ahead));
         });
     }
 
