@@ -280,17 +280,24 @@ impl Observations {
         // analysis did, from a read starting within 1 ms of the previous one's end.
         let infer = reader.stream.version < 2;
         let mut prev_end: Option<i64> = None;
-        codec::decode_spans_each(&chunk, |s| {
-            let mut o = Observation::from(s);
-            if infer {
-                o.follow_up = o.outcome == Outcome::Ok
-                    && prev_end.is_some_and(|end| o.r_start_us - end < V1_FOLLOW_UP_GAP_US);
-                prev_end = (o.outcome == Outcome::Ok).then_some(o.r_end_us);
-            }
-            if self.window.contains(o.r_start_us) {
-                each(&o);
-            }
-        })
+        codec::decode_spans_each(
+            &chunk,
+            // Called for each span, this closure took the span's fields from memory just
+            // written in narrower pieces: the loads waited for the stores (no store
+            // forwarding), a tenth of the walk. Inlined, the fields stay in registers.
+            #[inline(always)]
+            |s| {
+                let mut o = Observation::from(s);
+                if infer {
+                    o.follow_up = o.outcome == Outcome::Ok
+                        && prev_end.is_some_and(|end| o.r_start_us - end < V1_FOLLOW_UP_GAP_US);
+                    prev_end = (o.outcome == Outcome::Ok).then_some(o.r_end_us);
+                }
+                if self.window.contains(o.r_start_us) {
+                    each(&o);
+                }
+            },
+        )
         .map_err(|e| reader.corrupt(c, &e))
     }
 
@@ -512,15 +519,21 @@ impl<'s> BeatCursor<'s> {
         while let Some((c, bytes)) = reader.next_chunk()? {
             let chunk = SpanChunk::from_bytes(bytes.value()).map_err(|e| reader.corrupt(&c, &e))?;
             let mut kept = false;
-            codec::decode_spans_each(&chunk, |s| {
-                if !beats.window.contains(s.start_us) {
-                    return;
-                }
-                kept = true;
-                let ok = s.outcome == Outcome::Ok;
-                let times = BeatTimes::new(s.seq, s.start_us, ok.then_some(s.end_us), c.session);
-                keep(times, (!ok).then(|| Beat::from(s)));
-            })
+            codec::decode_spans_each(
+                &chunk,
+                // Inlined, as in `Observations::decode`, and `keep` too (`fill`).
+                #[inline(always)]
+                |s| {
+                    if !beats.window.contains(s.start_us) {
+                        return;
+                    }
+                    kept = true;
+                    let ok = s.outcome == Outcome::Ok;
+                    let times =
+                        BeatTimes::new(s.seq, s.start_us, ok.then_some(s.end_us), c.session);
+                    keep(times, (!ok).then(|| Beat::from(s)));
+                },
+            )
             .map_err(|e| reader.corrupt(&c, &e))?;
             if kept {
                 return Ok(true);
@@ -557,13 +570,18 @@ impl BeatReader<'_> {
         {
             // One store, its chunk given out: the next chunk goes straight to `out`.
             let (last_seq, mut decoded_last) = (self.last_seq, None);
-            let more = BeatCursor::next_beats(&mut c.reader, self.beats, |b, f| {
-                decoded_last = Some(b.seq);
-                if last_seq.is_none_or(|l| b.seq > l) {
-                    out.push(b);
-                    failed.extend(f);
-                }
-            })?;
+            let more = BeatCursor::next_beats(
+                &mut c.reader,
+                self.beats,
+                #[inline(always)]
+                |b, f| {
+                    decoded_last = Some(b.seq);
+                    if last_seq.is_none_or(|l| b.seq > l) {
+                        out.push(b);
+                        failed.extend(f);
+                    }
+                },
+            )?;
             self.last_seq = decoded_last.max(self.last_seq);
             if !more {
                 self.cursors.clear();
