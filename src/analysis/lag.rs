@@ -203,15 +203,33 @@ pub fn lag_of(
 
 /// The lag of a read that showed `beats[i]`, a beat of its own session.
 pub fn lag_at(beats: &[BeatTimes], i: usize, continuity: Continuity, obs: &Observation) -> Lag {
+    lag_at_held(beats, i, continuity, obs).0
+}
+
+/// [`lag_at`] over beats that may stop short of the cluster's last beat, and whether
+/// they settle it: false when a search ran past the last of them without an answer,
+/// so that beats after it could change the lag.
+fn lag_at_held(
+    beats: &[BeatTimes],
+    i: usize,
+    continuity: Continuity,
+    obs: &Observation,
+) -> (Lag, bool) {
     let k = &beats[i];
-    let mine = |b: &&BeatTimes| b.session == k.session;
-    let later = || beats[i + 1..].iter().filter(mine);
+    let mut later = beats[i + 1..].iter().filter(|b| b.session == k.session);
     // The first later beat acknowledged before the read began: beats sent after the
     // read began cannot have been, which ends the search.
-    let next_ack = later()
-        .take_while(|b| b.t_send_us <= obs.r_start_us)
-        .filter_map(BeatTimes::t_ack_us)
-        .find(|&ack| ack <= obs.r_start_us);
+    let (mut next_ack, mut settled) = (None, false);
+    for b in later.clone() {
+        if b.t_send_us > obs.r_start_us {
+            settled = true;
+            break;
+        }
+        if let Some(ack) = b.t_ack_us().filter(|&ack| ack <= obs.r_start_us) {
+            (next_ack, settled) = (Some(ack), true);
+            break;
+        }
+    }
     let (mut lo_us, hi_us) = bounds(obs.r_start_us, obs.r_end_us, k.t_send_us, next_ack);
     // The beat's own row event from the binary log stream: the replica wrote it within
     // the span, when it was the newest change the replica had, so it then lagged at
@@ -221,17 +239,21 @@ pub fn lag_at(beats: &[BeatTimes], i: usize, continuity: Continuity, obs: &Obser
     {
         lo_us = lo_us.max(obs.r_start_us - ack).min(hi_us);
     }
+    // Continuous when the read began by the deadline, or a later beat sent by then was
+    // acknowledged by then (a later one sent after it ends the search).
     let deadline = k.t_send_us + continuity.limit_us;
-    let continuous = obs.r_start_us <= deadline
-        || later()
-            .take_while(|b| b.t_send_us <= deadline)
-            .filter_map(BeatTimes::t_ack_us)
-            .any(|ack| ack <= deadline);
-    if continuous {
+    let continuous = obs.r_start_us <= deadline || {
+        let found = later
+            .find(|b| b.t_send_us > deadline || b.t_ack_us().is_some_and(|ack| ack <= deadline));
+        settled &= found.is_some();
+        found.is_some_and(|b| b.t_send_us <= deadline)
+    };
+    let lag = if continuous {
         Lag::Bounded { lo_us, hi_us }
     } else {
         Lag::AtLeast { lo_us }
-    }
+    };
+    (lag, settled)
 }
 
 /// The lag of a read whose seq is not a beat of its session: older than the session's
@@ -325,11 +347,13 @@ fn find_seq(beats: &[BeatTimes], at: usize, seq: u64) -> Option<usize> {
 
 /// [`lag_of`] for reads walked in time order over a cluster's beats read from the store
 /// as the walk goes ([`BeatReader`]): it holds the beats from a little before the one
-/// the last read showed to a little after the last read, so its memory follows the
-/// replica's lag, never the recording's length. A read of an older beat than those held
-/// sends the reader back. Gives the same answers as [`lag_of`] over every beat, given
-/// what the writer and the clock guarantee: within a session, beats are sent in seq
-/// order, and no read shows a beat of its session sent after the read ended.
+/// the last read showed to as far after it as that read's lag needs (usually the next
+/// beat), so its memory follows neither the recording's length nor the replica's lag
+/// (a replica stopped for a day shows one beat all day). A read of an older beat than
+/// those held sends the reader back. Gives the same answers as [`lag_of`] over every
+/// beat, given what the writer and the clock guarantee: within a session, beats are
+/// sent in seq order, and no read shows a beat of its session sent after the read
+/// ended.
 pub struct BeatWindow<'a> {
     reader: BeatReader<'a>,
     /// The beats from the start, decoded on another thread, until the window goes back.
@@ -441,9 +465,10 @@ impl<'a> BeatWindow<'a> {
         let Some(seq) = obs.seq else {
             return Ok(None);
         };
-        // Every beat sent before the read's end plus the continuity limit can matter.
+        // Every beat sent before the read's end plus the continuity limit can matter;
+        // the beats up to the one it showed are read first, the rest only as needed.
         let until_us = obs.r_end_us.max(obs.r_start_us) + continuity.limit_us;
-        self.load(until_us, seq)?;
+        self.load(until_us, seq, true)?;
         let older = self.beats.first().is_none_or(|b| seq < b.seq);
         if older
             && self.trimmed
@@ -453,6 +478,9 @@ impl<'a> BeatWindow<'a> {
             self.go_back(seq, until_us)?;
         }
         let Some(i) = find_seq(&self.beats, self.at, seq) else {
+            // No beat held is the one shown: what the session's beats up to the read
+            // say decides (`unmatched`), so those are read.
+            self.load(until_us, seq, false)?;
             if self.trimmed && self.beats.first().is_some_and(|b| seq < b.seq) {
                 self.missing = Some(seq);
             }
@@ -461,25 +489,44 @@ impl<'a> BeatWindow<'a> {
         };
         self.at = i;
         self.trim();
-        let i = self.at;
-        if self.beats[i].session != session {
+        if self.beats[self.at].session != session {
+            self.load(until_us, seq, false)?;
             self.unmatched_read(obs.r_start_us);
             return Ok(Some(self.unmatched(session, seq, obs)));
         }
-        Ok(Some(lag_at(&self.beats, i, continuity, obs)))
+        loop {
+            let (lag, settled) = lag_at_held(&self.beats, self.at, continuity, obs);
+            if settled || self.loaded(until_us) {
+                return Ok(Some(lag));
+            }
+            self.read_more_for(seq)?;
+        }
     }
 
-    /// Reads beats until one sent after `until_us` is held (or there are no more), for
-    /// a read that showed `seq`. Beats more than [`Self::KEEP`] before `seq` are
-    /// dropped as they come, as [`Self::trim`] would drop them: a window's first read
-    /// loads the hours of lookback before it ([`crate::store::scan::BEAT_LOOKBACK_US`]),
-    /// which would otherwise all be held at once.
-    fn load(&mut self, until_us: i64, seq: u64) -> Result<(), StoreError> {
-        while !self.exhausted && self.beats.last().is_none_or(|b| b.t_send_us <= until_us) {
-            self.read_more()?;
-            let before = self.beats.partition_point(|b| b.seq < seq);
-            self.cut(before.saturating_sub(Self::KEEP));
+    /// Whether every beat sent by `until_us` is held (or the reader has no more).
+    fn loaded(&self, until_us: i64) -> bool {
+        self.exhausted || self.beats.last().is_some_and(|b| b.t_send_us > until_us)
+    }
+
+    /// Reads beats until one sent after `until_us` is held, or, when `to_seq`, until
+    /// beat `seq` or a later one is (or there are no more), for a read that showed
+    /// `seq`.
+    fn load(&mut self, until_us: i64, seq: u64, to_seq: bool) -> Result<(), StoreError> {
+        let seq_held = |w: &Self| to_seq && w.beats.last().is_some_and(|b| b.seq >= seq);
+        while !(self.loaded(until_us) || seq_held(self)) {
+            self.read_more_for(seq)?;
         }
+        Ok(())
+    }
+
+    /// [`BeatWindow::read_more`] for a read that showed `seq`, dropping the beats more
+    /// than [`Self::KEEP`] before it as they come, as [`Self::trim`] would drop them: a
+    /// window's first read loads the hours of lookback before it
+    /// ([`crate::store::scan::BEAT_LOOKBACK_US`]), which would otherwise all be held.
+    fn read_more_for(&mut self, seq: u64) -> Result<(), StoreError> {
+        self.read_more()?;
+        let before = self.beats.partition_point(|b| b.seq < seq);
+        self.cut(before.saturating_sub(Self::KEEP));
         Ok(())
     }
 
@@ -527,7 +574,7 @@ impl<'a> BeatWindow<'a> {
         self.went_back += 1;
         self.beats.clear();
         (self.at, self.exhausted) = (0, false);
-        self.load(until_us, seq)?;
+        self.load(until_us, seq, true)?;
         // Whether beats older than the first held exist is not known: assume so.
         self.trimmed = true;
         Ok(())
@@ -1173,6 +1220,52 @@ mod tests {
         std::thread::scope(|scope| {
             let ahead = BeatsAhead::start(scope, beats);
             late(BeatWindow::new(beats, &continuity).reading_ahead(ahead));
+        });
+    }
+
+    #[test]
+    fn a_replica_stopped_for_long_holds_only_what_the_window_keeps() {
+        let path = store_of_sessions("stopped", &[1_000_000], 60_000);
+        let rec = crate::store::scan::load(
+            std::slice::from_ref(&path),
+            &crate::store::scan::Filter::default(),
+        )
+        .unwrap();
+        let beats = rec.beats_of("c");
+        let (all, _) = beats.collect().unwrap();
+        let continuity = continuity_of(&rec.sessions);
+        // Its SQL thread stops at 20 s: every read shows the beat of 20 s for 8 minutes,
+        // then it catches up at twice real time. The window never holds the minutes
+        // between the beat shown and the read, with the reader here and reading ahead.
+        let stopped = |mut window: BeatWindow| {
+            let (mut t, stop, resume) = (2_000_000i64, 20_000_000i64, 500_000_000i64);
+            while t < 600_000_000 {
+                let h = if t < stop {
+                    t
+                } else {
+                    stop + (t - resume).max(0) * 2
+                }
+                .min(t);
+                let shown = all.partition_point(|b| b.t_send_us <= h.min(t - 1_000)) - 1;
+                let o = obs(Some(all[shown].seq), t, t + 300);
+                assert_eq!(
+                    window.lag(0, &o).unwrap(),
+                    lag_of(&all, 0, continuity[0], &o),
+                    "at {t}"
+                );
+                t += 7_000;
+            }
+            let most = 2 * (2 * BeatWindow::KEEP + BeatsAhead::BATCH_BEATS);
+            assert!(
+                window.beats.capacity() <= most,
+                "room for {} beats",
+                window.beats.capacity()
+            );
+        };
+        stopped(BeatWindow::new(beats, &continuity));
+        std::thread::scope(|scope| {
+            let ahead = BeatsAhead::start(scope, beats);
+            stopped(BeatWindow::new(beats, &continuity).reading_ahead(ahead));
         });
     }
 
