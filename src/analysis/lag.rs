@@ -1184,48 +1184,40 @@ mod tests {
 
     #[test]
     fn a_first_read_after_hours_of_lookback_holds_only_what_the_window_keeps() {
-        let path = store_of_sessions("late", &[1_000_000], 60_000);
-        let rec = crate::store::scan::load(
-            std::slice::from_ref(&path),
-            &crate::store::scan::Filter::default(),
-        )
-        .unwrap();
-        let beats = rec.beats_of("c");
-        let (all, _) = beats.collect().unwrap();
-        let continuity = continuity_of(&rec.sessions);
         // The first read comes after 59 000 beats (as `analyze --from` loads hours of
-        // beats before its window): those more than KEEP before the one it shows are
-        // dropped as they are read, so the buffer never grows to hold them all, with
-        // the reader here and reading ahead (a batch at a time) alike.
-        let late = |mut window: BeatWindow| {
-            let mut t = 591_000_000i64;
-            for _ in 0..200 {
-                let newest = all.partition_point(|b| b.t_send_us < t) - 1;
-                let o = obs(Some(all[newest - 2].seq), t, t + 300);
-                assert_eq!(
-                    window.lag(0, &o).unwrap(),
-                    lag_of(&all, 0, continuity[0], &o),
-                    "at {t}"
-                );
-                t += 5_000;
-            }
-            let most = 2 * (2 * BeatWindow::KEEP + BeatsAhead::BATCH_BEATS);
-            assert!(
-                window.beats.capacity() <= most,
-                "room for {} beats",
-                window.beats.capacity()
-            );
-        };
-        late(BeatWindow::new(beats, &continuity));
-        std::thread::scope(|scope| {
-            let ahead = BeatsAhead::start(scope, beats);
-            late(BeatWindow::new(beats, &continuity).reading_ahead(ahead));
+        // beats before its window) and shows a beat just behind: those more than KEEP
+        // before it are dropped as they are read.
+        reads_hold_little("late", (591_000_000, 592_000_000, 5_000), |all, t| {
+            all[all.partition_point(|b| b.t_send_us < t) - 3].seq
         });
     }
 
     #[test]
     fn a_replica_stopped_for_long_holds_only_what_the_window_keeps() {
-        let path = store_of_sessions("stopped", &[1_000_000], 60_000);
+        // Its SQL thread stops at 20 s: every read shows the beat of 20 s for 8 minutes,
+        // then it catches up at twice real time. The minutes between the beat shown and
+        // the read are never held.
+        let (stop, resume) = (20_000_000, 500_000_000);
+        reads_hold_little("stopped", (2_000_000, 600_000_000, 7_000), |all, t| {
+            let h = if t < stop {
+                t
+            } else {
+                stop + (t - resume).max(0) * 2
+            };
+            all[all.partition_point(|b| b.t_send_us <= h.min(t - 1_000)) - 1].seq
+        });
+    }
+
+    /// Reads of session 0 from `from_us` to `to_us`, one every `step_us`, each showing
+    /// beat `shown(all, t)`, through a window over one session of 60 000 beats (with the
+    /// reader here and reading ahead alike): each gets the lag the lookup over every
+    /// beat gives, and the buffer never has room for much more than KEEP and a batch.
+    fn reads_hold_little(
+        name: &str,
+        (from_us, to_us, step_us): (i64, i64, i64),
+        shown: impl Fn(&[BeatTimes], i64) -> u64,
+    ) {
+        let path = store_of_sessions(name, &[1_000_000], 60_000);
         let rec = crate::store::scan::load(
             std::slice::from_ref(&path),
             &crate::store::scan::Filter::default(),
@@ -1234,26 +1226,16 @@ mod tests {
         let beats = rec.beats_of("c");
         let (all, _) = beats.collect().unwrap();
         let continuity = continuity_of(&rec.sessions);
-        // Its SQL thread stops at 20 s: every read shows the beat of 20 s for 8 minutes,
-        // then it catches up at twice real time. The window never holds the minutes
-        // between the beat shown and the read, with the reader here and reading ahead.
-        let stopped = |mut window: BeatWindow| {
-            let (mut t, stop, resume) = (2_000_000i64, 20_000_000i64, 500_000_000i64);
-            while t < 600_000_000 {
-                let h = if t < stop {
-                    t
-                } else {
-                    stop + (t - resume).max(0) * 2
-                }
-                .min(t);
-                let shown = all.partition_point(|b| b.t_send_us <= h.min(t - 1_000)) - 1;
-                let o = obs(Some(all[shown].seq), t, t + 300);
+        let check = |mut window: BeatWindow| {
+            let mut t = from_us;
+            while t < to_us {
+                let o = obs(Some(shown(&all, t)), t, t + 300);
                 assert_eq!(
                     window.lag(0, &o).unwrap(),
                     lag_of(&all, 0, continuity[0], &o),
                     "at {t}"
                 );
-                t += 7_000;
+                t += step_us;
             }
             let most = 2 * (2 * BeatWindow::KEEP + BeatsAhead::BATCH_BEATS);
             assert!(
@@ -1262,10 +1244,10 @@ mod tests {
                 window.beats.capacity()
             );
         };
-        stopped(BeatWindow::new(beats, &continuity));
+        check(BeatWindow::new(beats, &continuity));
         std::thread::scope(|scope| {
             let ahead = BeatsAhead::start(scope, beats);
-            stopped(BeatWindow::new(beats, &continuity).reading_ahead(ahead));
+            check(BeatWindow::new(beats, &continuity).reading_ahead(ahead));
         });
     }
 
