@@ -203,31 +203,50 @@ pub fn lag_of(
 
 /// The lag of a read that showed `beats[i]`, a beat of its own session.
 pub fn lag_at(beats: &[BeatTimes], i: usize, continuity: Continuity, obs: &Observation) -> Lag {
-    lag_at_held(beats, i, continuity, obs).0
+    lag_at_held(beats, i, i + 1, continuity, obs).lag
 }
 
-/// [`lag_at`] over beats that may stop short of the cluster's last beat, and whether
-/// they settle it: false when a search ran past the last of them without an answer,
-/// so that beats after it could change the lag.
+/// What [`lag_at_held`] found.
+struct Held {
+    lag: Lag,
+    /// The beats given settle the lag: false when a search ran past the last of them
+    /// without an answer, so that beats after it could change it.
+    settled: bool,
+    /// The beats from the search's start up to this index are never acknowledged (or
+    /// another session's): no read of the same beat needs to look at them again.
+    unacked_to: usize,
+}
+
+/// [`lag_at`] over beats that may stop short of the cluster's last beat, looking for
+/// the next acknowledgement from `from` (> `i`) on: the beats between are known never
+/// to be acknowledged ([`Held::unacked_to`] of an earlier read of the same beat). A
+/// primary down for hours leaves hours of failed beats after the one its replicas
+/// show, which every read would otherwise search again.
 fn lag_at_held(
     beats: &[BeatTimes],
     i: usize,
+    from: usize,
     continuity: Continuity,
     obs: &Observation,
-) -> (Lag, bool) {
+) -> Held {
     let k = &beats[i];
-    let mut later = beats[i + 1..].iter().filter(|b| b.session == k.session);
     // The first later beat acknowledged before the read began: beats sent after the
     // read began cannot have been, which ends the search.
-    let (mut next_ack, mut settled) = (None, false);
-    for b in later.clone() {
+    let (mut next_ack, mut settled, mut unacked_to) = (None, false, beats.len());
+    for (j, b) in beats.iter().enumerate().skip(from) {
+        if b.session != k.session {
+            continue;
+        }
         if b.t_send_us > obs.r_start_us {
-            settled = true;
+            (settled, unacked_to) = (true, unacked_to.min(j));
             break;
         }
-        if let Some(ack) = b.t_ack_us().filter(|&ack| ack <= obs.r_start_us) {
-            (next_ack, settled) = (Some(ack), true);
-            break;
+        if let Some(ack) = b.t_ack_us() {
+            unacked_to = unacked_to.min(j);
+            if ack <= obs.r_start_us {
+                (next_ack, settled) = (Some(ack), true);
+                break;
+            }
         }
     }
     let (mut lo_us, hi_us) = bounds(obs.r_start_us, obs.r_end_us, k.t_send_us, next_ack);
@@ -243,8 +262,10 @@ fn lag_at_held(
     // acknowledged by then (a later one sent after it ends the search).
     let deadline = k.t_send_us + continuity.limit_us;
     let continuous = obs.r_start_us <= deadline || {
-        let found = later
-            .find(|b| b.t_send_us > deadline || b.t_ack_us().is_some_and(|ack| ack <= deadline));
+        let found = beats[i + 1..].iter().find(|b| {
+            b.session == k.session
+                && (b.t_send_us > deadline || b.t_ack_us().is_some_and(|ack| ack <= deadline))
+        });
         settled &= found.is_some();
         found.is_some_and(|b| b.t_send_us <= deadline)
     };
@@ -253,7 +274,11 @@ fn lag_at_held(
     } else {
         Lag::AtLeast { lo_us }
     };
-    (lag, settled)
+    Held {
+        lag,
+        settled,
+        unacked_to,
+    }
 }
 
 /// The lag of a read whose seq is not a beat of its session: older than the session's
@@ -384,6 +409,9 @@ pub struct BeatWindow<'a> {
     fed_seq: Option<u64>,
     /// Times the reader was sent back.
     went_back: u32,
+    /// The seq of the last beat matched, and the first seq after it not known to be
+    /// never acknowledged ([`Held::unacked_to`]).
+    unacked: Option<(u64, u64)>,
 }
 
 /// The beats of a session that [`unmatched`] looks at, noted as they pass.
@@ -425,6 +453,7 @@ impl<'a> BeatWindow<'a> {
             outages: None,
             fed_seq: None,
             went_back: 0,
+            unacked: None,
         }
     }
 
@@ -495,9 +524,19 @@ impl<'a> BeatWindow<'a> {
             return Ok(Some(self.unmatched(session, seq, obs)));
         }
         loop {
-            let (lag, settled) = lag_at_held(&self.beats, self.at, continuity, obs);
-            if settled || self.loaded(until_us) {
-                return Ok(Some(lag));
+            let from = match self.unacked {
+                Some((shown, next)) if shown == seq => self
+                    .beats
+                    .partition_point(|b| b.seq < next)
+                    .max(self.at + 1),
+                _ => self.at + 1,
+            };
+            let held = lag_at_held(&self.beats, self.at, from, continuity, obs);
+            let next = self.beats.get(held.unacked_to).map(|b| b.seq);
+            let after_last = self.beats.last().map_or(seq, |b| b.seq).saturating_add(1);
+            self.unacked = Some((seq, next.unwrap_or(after_last)));
+            if held.settled || self.loaded(until_us) {
+                return Ok(Some(held.lag));
             }
             self.read_more_for(seq)?;
         }
@@ -1114,12 +1153,19 @@ mod tests {
     /// Two sessions of 6 000 beats at 100 Hz, from 1 s and from 66 s; one beat in seven
     /// of the first fails.
     fn two_session_store(name: &str) -> std::path::PathBuf {
-        store_of_sessions(name, &[1_000_000, 66_000_000], 6_000)
+        store_of_sessions(name, &[1_000_000, 66_000_000], 6_000, |session, k| {
+            session == 0 && k % 7 == 3
+        })
     }
 
-    /// Sessions starting at `t0s_us`, `n` beats each at 100 Hz, in chunks of 100; one
-    /// beat in seven of the first session fails.
-    fn store_of_sessions(name: &str, t0s_us: &[i64], n: i64) -> std::path::PathBuf {
+    /// Sessions starting at `t0s_us`, `n` beats each at 100 Hz, in chunks of 100; beat
+    /// `k` of session `s` fails when `fails(s, k)`.
+    fn store_of_sessions(
+        name: &str,
+        t0s_us: &[i64],
+        n: i64,
+        fails: fn(usize, i64) -> bool,
+    ) -> std::path::PathBuf {
         use crate::samples::{Outcome, Sample};
         use crate::store::scan::tests::{begin_session, fresh_path};
         use crate::store::writer::Appender;
@@ -1132,7 +1178,7 @@ mod tests {
             let mut appender = Appender::new(store, id);
             for k in 0..n {
                 let t = t0_us + k * 10_000;
-                let failed = session == 0 && k % 7 == 3;
+                let failed = fails(session, k);
                 appender.add(Sample::Beat {
                     cluster: ids[0],
                     beat: crate::samples::Beat {
@@ -1187,37 +1233,64 @@ mod tests {
         // The first read comes after 59 000 beats (as `analyze --from` loads hours of
         // beats before its window) and shows a beat just behind: those more than KEEP
         // before it are dropped as they are read.
-        reads_hold_little("late", (591_000_000, 592_000_000, 5_000), |all, t| {
-            all[all.partition_point(|b| b.t_send_us < t) - 3].seq
-        });
+        let late = (591_000_000, 592_000_000, 5_000);
+        reads_hold_little(
+            "late",
+            |_, k| k % 7 == 3,
+            late,
+            |all, t| all[all.partition_point(|b| b.t_send_us < t) - 3].seq,
+        );
     }
 
     #[test]
     fn a_replica_stopped_for_long_holds_only_what_the_window_keeps() {
         // Its SQL thread stops at 20 s: every read shows the beat of 20 s for 8 minutes,
-        // then it catches up at twice real time. The minutes between the beat shown and
-        // the read are never held.
-        let (stop, resume) = (20_000_000, 500_000_000);
-        reads_hold_little("stopped", (2_000_000, 600_000_000, 7_000), |all, t| {
-            let h = if t < stop {
-                t
-            } else {
-                stop + (t - resume).max(0) * 2
-            };
-            all[all.partition_point(|b| b.t_send_us <= h.min(t - 1_000)) - 1].seq
+        // then it catches up. The minutes between the beat shown and the read are
+        // never held.
+        let reads = (2_000_000, 600_000_000, 7_000);
+        reads_hold_little(
+            "stopped",
+            |_, k| k % 7 == 3,
+            reads,
+            |all, t| shown_when_stopped(all, t, 20_000_000, 500_000_000),
+        );
+    }
+
+    #[test]
+    fn reads_through_a_long_primary_outage_get_what_the_lookup_gives() {
+        // Every beat from 20 s to 100 s fails (a primary down, beats still tried), and
+        // the replica shows the last one before, then catches up: each read skips the
+        // failed beats an earlier read of the same beat searched.
+        let reads = (2_000_000, 200_000_000, 7_000);
+        let outage = |_, k| (1_900..9_900).contains(&k);
+        reads_hold_little("outage", outage, reads, |all, t| {
+            shown_when_stopped(all, t, 20_000_000, 100_000_000)
         });
     }
 
+    /// The beat a replica shows at `t` when its applier stops at `stop_us` and resumes
+    /// at `resume_us`, catching up at twice real time.
+    fn shown_when_stopped(all: &[BeatTimes], t: i64, stop_us: i64, resume_us: i64) -> u64 {
+        let h = if t < stop_us {
+            t
+        } else {
+            stop_us + (t - resume_us).max(0) * 2
+        };
+        all[all.partition_point(|b| b.t_send_us <= h.min(t - 1_000)) - 1].seq
+    }
+
     /// Reads of session 0 from `from_us` to `to_us`, one every `step_us`, each showing
-    /// beat `shown(all, t)`, through a window over one session of 60 000 beats (with the
-    /// reader here and reading ahead alike): each gets the lag the lookup over every
-    /// beat gives, and the buffer never has room for much more than KEEP and a batch.
+    /// beat `shown(all, t)`, through a window over one session of 60 000 beats (beat
+    /// `k` failing when `fails(0, k)`), with the reader here and reading ahead alike:
+    /// each gets the lag the lookup over every beat gives, and the buffer never has
+    /// room for much more than KEEP and a batch.
     fn reads_hold_little(
         name: &str,
+        fails: fn(usize, i64) -> bool,
         (from_us, to_us, step_us): (i64, i64, i64),
         shown: impl Fn(&[BeatTimes], i64) -> u64,
     ) {
-        let path = store_of_sessions(name, &[1_000_000], 60_000);
+        let path = store_of_sessions(name, &[1_000_000], 60_000, fails);
         let rec = crate::store::scan::load(
             std::slice::from_ref(&path),
             &crate::store::scan::Filter::default(),
