@@ -507,20 +507,16 @@ impl<'a> BeatWindow<'a> {
             self.go_back(seq, until_us)?;
         }
         let Some(i) = find_seq(&self.beats, self.at, seq) else {
-            // No beat held is the one shown: what the session's beats up to the read
-            // say decides (`unmatched`), so those are read.
-            self.load(until_us, seq, false)?;
             if self.trimmed && self.beats.first().is_some_and(|b| seq < b.seq) {
                 self.missing = Some(seq);
             }
-            self.unmatched_read(obs.r_start_us);
+            self.unmatched_read(until_us, seq, obs.r_start_us)?;
             return Ok(Some(self.unmatched(session, seq, obs)));
         };
         self.at = i;
         self.trim();
         if self.beats[self.at].session != session {
-            self.load(until_us, seq, false)?;
-            self.unmatched_read(obs.r_start_us);
+            self.unmatched_read(until_us, seq, obs.r_start_us)?;
             return Ok(Some(self.unmatched(session, seq, obs)));
         }
         loop {
@@ -619,13 +615,22 @@ impl<'a> BeatWindow<'a> {
         Ok(())
     }
 
-    /// After a read that matched nothing, beats sent long before it stop being kept.
-    fn unmatched_read(&mut self, r_start_us: i64) {
+    /// After a read that showed `seq`, no beat of its session: reads the beats up to
+    /// `until_us` (what they say of the session decides [`BeatWindow::unmatched`]),
+    /// then stops keeping those sent long before the read.
+    fn unmatched_read(
+        &mut self,
+        until_us: i64,
+        seq: u64,
+        r_start_us: i64,
+    ) -> Result<(), StoreError> {
+        self.load(until_us, seq, false)?;
         let old = self
             .beats
             .partition_point(|b| b.t_send_us < r_start_us - Self::HORIZON_US);
         self.at = self.at.max(old);
         self.trim();
+        Ok(())
     }
 
     /// Drops the beats more than [`Self::KEEP`] before `at`, once they are half of
