@@ -1155,8 +1155,6 @@ mod tests {
 
     /// Beats of two recorder sessions in a real store: 6_000 of the first (every 7th
     /// failed) every 10 ms, then, after a 5 s gap, 6_000 of the second.
-    /// Two sessions of 6 000 beats at 100 Hz, from 1 s and from 66 s; one beat in seven
-    /// of the first fails.
     fn two_session_store(name: &str) -> std::path::PathBuf {
         store_of_sessions(name, &[1_000_000, 66_000_000], 6_000, |session, k| {
             session == 0 && k % 7 == 3

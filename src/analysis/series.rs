@@ -233,8 +233,9 @@ const BATCH_ROUNDS: usize = 8_192;
 /// Walks one replica of a loaded recording: one thread decodes its cluster's beats
 /// chunk by chunk ([`super::lag::BeatsAhead`]), another decodes its reads and matches
 /// them to those beats into rounds, while `sink`, on the calling thread, gets the
-/// finished rounds and failed reads in batches, in time order. Returns the series' facts (`points` and `failures` empty) and, when asked
-/// `with_outages`, the cluster's primary outages from the same reading of the beats.
+/// finished rounds and failed reads in batches, in time order. Returns the series'
+/// facts (`points` and `failures` empty) and, when asked `with_outages`, the
+/// cluster's primary outages from the same reading of the beats.
 /// Memory does not grow with the recording's length.
 pub fn walk_rounds(
     rec: &crate::store::scan::Recording,
