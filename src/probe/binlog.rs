@@ -15,9 +15,12 @@
 //!   once a second (the cross-check) had already seen;
 //! - after (re)connecting, the stream first sends what the binary log gained while
 //!   the connection was set up: until it has caught up, an event's lower bound is the
-//!   start of a read of the row made during the setup instead; and messages that
-//!   arrive back to back (less than [`BACKLOG_GAP_US`] apart, a backlog being sent
-//!   after a stall) prove only what the first of their run proves.
+//!   start of a read of the row made during the setup instead; and messages read back
+//!   to back (less than [`BACKLOG_GAP_US`] after the task began to wait, a backlog
+//!   being sent after a stall) prove only what the first of their run proves;
+//! - a quiet wait proves the server had sent everything only if the recorder ran
+//!   throughout it: across a pause of the recorder's own ([`super::pauses`]), a
+//!   message proves only what one arriving when the pause began would.
 //!
 //! The stream starts at the replica's current GTID position (never at an older one:
 //! events replayed late would look like lag), so a reconnection leaves a gap, stored
@@ -64,9 +67,10 @@ const UNDELIVERED_AFTER_US: i64 = 2_000_000;
 const MIN_DELAY_US: i64 = 100;
 /// How long a late delivery the cross-check measured keeps widening the bounds, µs.
 const LATENESS_KEPT_US: i64 = 60_000_000;
-/// Messages that follow each other closer than this may be a backlog the server is
-/// still sending (after a stall, during a catch-up): they prove only what the first
-/// message of their run proves, µs.
+/// A message read less than this after the task began to wait for the stream may
+/// have been waiting already (a backlog the server is still sending after a stall or
+/// during a catch-up, or one that came while the task was busy): it proves only what
+/// the first message of its run proves, µs.
 const BACKLOG_GAP_US: i64 = 200;
 
 /// The server's binlog heartbeat period for a beat interval: a beat's period, within
@@ -501,9 +505,10 @@ struct Seen {
     /// setup, its events only prove the replica lacked the next beat when the setup's
     /// read of the row began.
     caught_up: bool,
-    /// The arrival of the first message of the current run (messages less than
-    /// [`BACKLOG_GAP_US`] apart), µs: the server had sent everything written before
-    /// it less [`Seen::delay_us`].
+    /// When the current run began, µs: the server had sent everything written before
+    /// it less [`Seen::delay_us`]. A message read at least [`BACKLOG_GAP_US`] after
+    /// the task began to wait begins a run, at its arrival, or at the recorder's last
+    /// running time before a pause in the wait ([`run_start`]).
     run_start_us: i64,
     /// Since the stream caught up: the newest message's run start and arrival, µs.
     certified: Option<(i64, i64)>,
@@ -526,6 +531,22 @@ impl Seen {
             self.late = (0, now_us);
         }
         self.delay_us = self.round_trip_us.max(self.late.0).max(MIN_DELAY_US);
+    }
+}
+
+/// Where a message read at `t_us`, after the task waited for the stream at least
+/// [`BACKLOG_GAP_US`], starts a new run, or None when it goes on with the run before.
+/// If the recorder ran throughout since it read the message before (at `heard_us`),
+/// the server had sent everything by `t_us`. If it was paused meanwhile
+/// (`ran_until_us`: the last time it is known to have run before the pause), only by
+/// then: the message may have arrived as the pause began and waited unread, and
+/// after the pause the runtime may learn of it only after waking the task for
+/// something else, so the wait proves nothing.
+fn run_start(ran_until_us: Option<i64>, heard_us: i64, t_us: i64) -> Option<i64> {
+    match ran_until_us {
+        None => Some(t_us),
+        Some(us) if us - heard_us < BACKLOG_GAP_US => None,
+        Some(us) => Some(us),
     }
 }
 
@@ -576,7 +597,12 @@ async fn follow(
     let key = (r.settings.database.as_str(), r.row.as_str());
     let mut tick = tokio::time::interval_at(Instant::now() + fallback, fallback);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let pauses = super::pauses::watch();
     loop {
+        // From here the task waits for the stream (it may have been busy since the
+        // last message, say waiting for room in `out`: a message read at once came
+        // meanwhile, and goes on with its run).
+        let waiting_us = r.clock.now_us();
         tokio::select! {
             biased;
             _ = shutdown.changed() => return End::Shutdown,
@@ -587,8 +613,9 @@ async fn follow(
                     Some(Err(e)) => return End::Lost(e.into()),
                     Some(Ok(event)) => event,
                 };
-                if t_us - seen.heard_us >= BACKLOG_GAP_US {
-                    seen.run_start_us = t_us;
+                if t_us - waiting_us >= BACKLOG_GAP_US {
+                    let paused = pauses.paused_in(&r.clock, seen.heard_us, t_us);
+                    seen.run_start_us = run_start(paused, seen.heard_us, t_us).unwrap_or(seen.run_start_us);
                 }
                 seen.heard_us = t_us;
                 let is_heartbeat = matches!(
@@ -774,6 +801,18 @@ async fn cross_check(r: Reader, found: mpsc::Sender<(u64, i64)>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_wait_the_recorder_was_paused_in_proves_only_up_to_the_pause() {
+        let (heard_us, t_us) = (1_000_000, 1_050_000);
+        // Ran throughout: the message arrived when it was read.
+        assert_eq!(run_start(None, heard_us, t_us), Some(t_us));
+        // Paused 20 ms after the message before: this one may have come then.
+        assert_eq!(run_start(Some(1_020_000), heard_us, t_us), Some(1_020_000));
+        // Paused right after the message before: this one may have come back to
+        // back with it, so the run goes on.
+        assert_eq!(run_start(Some(heard_us + 50), heard_us, t_us), None);
+    }
 
     #[test]
     fn only_a_row_based_mariadb_binary_log_with_replicated_changes_is_followed() {
