@@ -71,10 +71,14 @@ fn steady_10ms_lag_is_small_and_inside_its_bounds() {
                 "{replica}: {lo} <= {lag} <= {hi} fails"
             );
         }
+        // A replica that keeps up reads well under an interval, where pt-heartbeat reads
+        // half of one on average: a quarter of the interval is the claim here. How far
+        // under is a speed figure, the benchmark's (`make bench-pt`, release build:
+        // lag p50 0.5 ms); this debug build on a shared 2-core VM read 1.01-1.22 ms.
         let mut lags: Vec<f64> = bounded.iter().filter_map(|r| r.lag_ms).collect();
         let m = median(&mut lags);
         eprintln!("{replica}: median lag {m:.3} ms over {} rounds", lags.len());
-        assert!(m < 1.0, "{replica}: median lag {m} ms per round");
+        assert!(m < 2.5, "{replica}: median lag {m} ms per round");
         assert!(rows.iter().any(|r| r.sql_running.as_deref() == Some("Yes")));
     }
 }

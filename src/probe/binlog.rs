@@ -615,7 +615,9 @@ async fn follow(
                 };
                 if t_us - waiting_us >= BACKLOG_GAP_US {
                     let paused = pauses.paused_in(&r.clock, seen.heard_us, t_us);
-                    seen.run_start_us = run_start(paused, seen.heard_us, t_us).unwrap_or(seen.run_start_us);
+                    if let Some(start_us) = run_start(paused, seen.heard_us, t_us) {
+                        seen.run_start_us = start_us;
+                    }
                 }
                 seen.heard_us = t_us;
                 let is_heartbeat = matches!(
