@@ -91,7 +91,9 @@ pub fn reports(
         if let Some(found) = found {
             outages.insert(&rs.cluster, found);
         }
-        replicas.push(builder.finish(&rs.cluster, &rs.replica, &series, rs.status.iter())?);
+        replicas.push(builder.finish(&rs.cluster, &rs.replica, &series, |f| {
+            rs.status.for_each_ahead(f)
+        })?);
     }
     let clusters = rec
         .beats
@@ -225,9 +227,11 @@ pub fn replica_report(
 ) -> ReplicaReport {
     let mut builder = ReportBuilder::new(settings);
     series.points.iter().for_each(|p| builder.push(p));
-    let status = status.iter().cloned().map(Ok);
     builder
-        .finish(cluster, replica, series, status)
+        .finish(cluster, replica, series, |f| {
+            status.iter().for_each(f);
+            Ok(())
+        })
         .expect("samples held cannot fail to decode")
 }
 
@@ -316,13 +320,14 @@ impl ReportBuilder {
     }
 
     /// The report, with the facts of the walk (`series`: its points are not read) and
-    /// the replica's status samples in time order, walked once here.
+    /// the replica's status samples, walked once here: `walk_status` calls the function
+    /// it is given with each sample in time order.
     pub fn finish(
         self,
         cluster: &str,
         replica: &str,
         series: &LagSeries,
-        status: impl Iterator<Item = Result<StatusSample, StoreError>>,
+        walk_status: impl FnOnce(&mut dyn FnMut(&StatusSample)) -> Result<(), StoreError>,
     ) -> Result<ReplicaReport, StoreError> {
         let settings = self.settings;
         // The catch-up so far: from the open episode's peak, at most ETA_WINDOW_US back.
@@ -365,13 +370,12 @@ impl ReportBuilder {
         let mut busy = BusyFinder::new(&eps);
         let mut postgres = super::pg::PgFinder::default();
         let (mut intended_delay, mut status_samples) = (None, 0);
-        for s in status {
-            let s = s?;
+        walk_status(&mut |s| {
             status_samples += 1;
-            causes.push(&s);
-            throughput.push(&s);
-            busy.push(&s);
-            postgres.push(&s);
+            causes.push(s);
+            throughput.push(s);
+            busy.push(s);
+            postgres.push(s);
             if let Some(c) = s.main_channel() {
                 let max_s = intended_delay.map_or(0, |d: IntendedDelay| d.max_s);
                 intended_delay = Some(IntendedDelay {
@@ -379,7 +383,7 @@ impl ReportBuilder {
                     last_s: c.sql_delay_s,
                 });
             }
-        }
+        })?;
         let (throughput, busy) = (throughput.finish(), busy.finish());
         causes.finish(&mut eps);
         Ok(ReplicaReport {
