@@ -473,7 +473,7 @@ fn replica_series<'a>(
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::samples::{Beat, Observation, Outcome, Sample};
+    use crate::samples::{Beat, Observation, Outcome, Sample, StatusSample};
     use crate::store::codec;
     use crate::store::writer::Appender;
     use crate::store::{Store, cluster_key, replica_key};
@@ -641,6 +641,73 @@ pub(crate) mod tests {
             .map(|s| s.channels[0].sql_delay_s)
             .collect();
         assert_eq!(delays, [0, 0, 1, 1], "one sample of each store per second");
+    }
+
+    fn ahead(status: &StatusSamples) -> Result<Vec<StatusSample>, StoreError> {
+        let mut seen = Vec::new();
+        status.for_each_ahead(|s| seen.push(s.clone()))?;
+        Ok(seen)
+    }
+
+    #[test]
+    fn status_walked_ahead_is_status_walked_and_stops_at_a_corrupt_chunk() {
+        let a = store("ahead-a", 1_000_000, 20_000);
+        let b = store("ahead-b", 1_005_000, 20_000);
+        let window = Filter {
+            from_us: Some(21_000_000),
+            to_us: Some(151_000_000),
+            ..Default::default()
+        };
+        for (paths, filter) in [
+            (vec![a.clone()], Filter::default()),
+            (vec![a.clone()], window.clone()),
+            (vec![a.clone(), b.clone()], Filter::default()),
+            (vec![a.clone(), b], window),
+        ] {
+            let rec = load(&paths, &filter).unwrap();
+            let status = &rec.replicas[0].status;
+            let walked = status.collect().unwrap();
+            assert!(walked.len() >= 130, "{}", walked.len());
+            assert_eq!(ahead(status).unwrap(), walked);
+        }
+
+        // One bit flipped in the second status chunk: the samples before it, then the
+        // error naming it.
+        let whole = load(std::slice::from_ref(&a), &Filter::default())
+            .unwrap()
+            .replicas[0]
+            .status
+            .collect()
+            .unwrap();
+        let db = redb::Database::open(&a).unwrap();
+        let tx = db.begin_write().unwrap();
+        {
+            let mut table = tx.open_table(CHUNKS).unwrap();
+            let keys: Vec<_> = table
+                .iter()
+                .unwrap()
+                .map(|e| e.unwrap().0.value())
+                .filter(|k| k.0 == KIND_STATUS)
+                .collect();
+            assert!(keys.len() >= 2, "{} status chunks", keys.len());
+            let mut value = table.get(keys[1]).unwrap().unwrap().value().to_vec();
+            let middle = value.len() / 2;
+            value[middle] ^= 0x10;
+            table.insert(keys[1], value.as_slice()).unwrap();
+        }
+        tx.commit().unwrap();
+        drop(db);
+        let rec = load(std::slice::from_ref(&a), &Filter::default()).unwrap();
+        let mut seen = 0;
+        let e = rec.replicas[0]
+            .status
+            .for_each_ahead(|s| {
+                assert_eq!(*s, whole[seen]);
+                seen += 1;
+            })
+            .unwrap_err();
+        assert!(e.to_string().contains("checksum mismatch"), "{e}");
+        assert!(seen > 0 && seen < whole.len(), "{seen} of {}", whole.len());
     }
 
     /// Rewrites every chunk value of the store at `path` with `f`.
