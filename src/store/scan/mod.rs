@@ -679,24 +679,7 @@ pub(crate) mod tests {
             .status
             .collect()
             .unwrap();
-        let db = redb::Database::open(&a).unwrap();
-        let tx = db.begin_write().unwrap();
-        {
-            let mut table = tx.open_table(CHUNKS).unwrap();
-            let keys: Vec<_> = table
-                .iter()
-                .unwrap()
-                .map(|e| e.unwrap().0.value())
-                .filter(|k| k.0 == KIND_STATUS)
-                .collect();
-            assert!(keys.len() >= 2, "{} status chunks", keys.len());
-            let mut value = table.get(keys[1]).unwrap().unwrap().value().to_vec();
-            let middle = value.len() / 2;
-            value[middle] ^= 0x10;
-            table.insert(keys[1], value.as_slice()).unwrap();
-        }
-        tx.commit().unwrap();
-        drop(db);
+        flip_a_bit(&a, KIND_STATUS, 1);
         let rec = load(std::slice::from_ref(&a), &Filter::default()).unwrap();
         let mut seen = 0;
         let e = rec.replicas[0]
@@ -708,6 +691,28 @@ pub(crate) mod tests {
             .unwrap_err();
         assert!(e.to_string().contains("checksum mismatch"), "{e}");
         assert!(seen > 0 && seen < whole.len(), "{seen} of {}", whole.len());
+    }
+
+    /// Flips one bit in the middle of the `nth` chunk (from 0, in key order) of `kind`
+    /// in the store at `path`.
+    fn flip_a_bit(path: &Path, kind: u8, nth: usize) {
+        let db = redb::Database::open(path).unwrap();
+        let tx = db.begin_write().unwrap();
+        {
+            let mut table = tx.open_table(CHUNKS).unwrap();
+            let key = table
+                .iter()
+                .unwrap()
+                .map(|e| e.unwrap().0.value())
+                .filter(|k| k.0 == kind)
+                .nth(nth)
+                .unwrap_or_else(|| panic!("no chunk {nth} of kind {kind}"));
+            let mut value = table.get(key).unwrap().unwrap().value().to_vec();
+            let middle = value.len() / 2;
+            value[middle] ^= 0x10;
+            table.insert(key, value.as_slice()).unwrap();
+        }
+        tx.commit().unwrap();
     }
 
     /// Rewrites every chunk value of the store at `path` with `f`.
@@ -743,24 +748,7 @@ pub(crate) mod tests {
     fn a_chunk_whose_bytes_changed_is_reported_never_decoded() {
         let path = store("flipped", 1_000_000, 2_000);
         assert_eq!(count_reads(&path).unwrap(), 2_000);
-        // One bit in the middle of every observation chunk's bit stream.
-        let db = redb::Database::open(&path).unwrap();
-        let tx = db.begin_write().unwrap();
-        {
-            let mut table = tx.open_table(CHUNKS).unwrap();
-            let key = table
-                .iter()
-                .unwrap()
-                .map(|e| e.unwrap().0.value())
-                .find(|k| k.0 == KIND_OBSERVATIONS)
-                .unwrap();
-            let mut value = table.get(key).unwrap().unwrap().value().to_vec();
-            let middle = value.len() / 2;
-            value[middle] ^= 0x10;
-            table.insert(key, value.as_slice()).unwrap();
-        }
-        tx.commit().unwrap();
-        drop(db);
+        flip_a_bit(&path, KIND_OBSERVATIONS, 0);
         let e = count_reads(&path).unwrap_err();
         assert!(matches!(e, StoreError::Corrupt { .. }), "{e}");
         let text = e.to_string();
