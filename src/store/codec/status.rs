@@ -119,43 +119,37 @@ fn channel_apply(
     e: &ChannelEntry<&str>,
     old: Option<&ChannelStatus>,
 ) -> Result<ChannelStatus, DecodeError> {
-    fn pick<T: Clone>(new: &Option<T>, old: Option<&T>, what: &str) -> Result<T, DecodeError> {
-        match (new, old) {
-            (Some(v), _) => Ok(v.clone()),
-            (None, Some(o)) => Ok(o.clone()),
-            (None, None) => Err(corrupt(format!("status field {what} missing"))),
-        }
-    }
-    fn pick_text(
-        new: Option<&str>,
-        old: Option<&String>,
+    /// The field as the entry gives it (borrowed text becomes owned), else as before.
+    fn pick<T: Clone>(
+        new: Option<impl Into<T>>,
+        old: Option<&T>,
         what: &str,
-    ) -> Result<String, DecodeError> {
+    ) -> Result<T, DecodeError> {
         match (new, old) {
-            (Some(v), _) => Ok(v.to_string()),
+            (Some(v), _) => Ok(v.into()),
             (None, Some(o)) => Ok(o.clone()),
             (None, None) => Err(corrupt(format!("status field {what} missing"))),
         }
     }
     Ok(ChannelStatus {
-        channel: pick_text(e.channel, old.map(|o| &o.channel), "channel")?,
-        source: pick_text(e.source, old.map(|o| &o.source), "source")?,
-        io: pick(&e.io, old.map(|o| &o.io), "io")?,
-        sql_running: pick(&e.sql_running, old.map(|o| &o.sql_running), "sql_running")?,
+        channel: pick(e.channel, old.map(|o| &o.channel), "channel")?,
+        source: pick(e.source, old.map(|o| &o.source), "source")?,
+        io: pick(e.io, old.map(|o| &o.io), "io")?,
+        sql_running: pick(e.sql_running, old.map(|o| &o.sql_running), "sql_running")?,
         seconds_behind_master: pick(
-            &e.seconds_behind_master,
+            e.seconds_behind_master,
             old.map(|o| &o.seconds_behind_master),
             "seconds_behind_master",
         )?,
-        sql_delay_s: pick(&e.sql_delay_s, old.map(|o| &o.sql_delay_s), "sql_delay")?,
-        last_io_errno: pick(&e.last_io_errno, old.map(|o| &o.last_io_errno), "io_errno")?,
-        last_io_error: pick_text(e.last_io_error, old.map(|o| &o.last_io_error), "io_error")?,
+        sql_delay_s: pick(e.sql_delay_s, old.map(|o| &o.sql_delay_s), "sql_delay")?,
+        last_io_errno: pick(e.last_io_errno, old.map(|o| &o.last_io_errno), "io_errno")?,
+        last_io_error: pick(e.last_io_error, old.map(|o| &o.last_io_error), "io_error")?,
         last_sql_errno: pick(
-            &e.last_sql_errno,
+            e.last_sql_errno,
             old.map(|o| &o.last_sql_errno),
             "sql_errno",
         )?,
-        last_sql_error: pick_text(
+        last_sql_error: pick(
             e.last_sql_error,
             old.map(|o| &o.last_sql_error),
             "sql_error",
@@ -167,11 +161,7 @@ fn channel_apply(
             (None, None) => return Err(corrupt("status field relay_log_space missing")),
             (Some(d), o) => (o.map_or(0, |o| o.relay_log_space as i64)).wrapping_add(d) as u64,
         },
-        sql_applying: pick(
-            &e.sql_applying,
-            old.map(|o| &o.sql_applying),
-            "sql_applying",
-        )?,
+        sql_applying: pick(e.sql_applying, old.map(|o| &o.sql_applying), "sql_applying")?,
     })
 }
 
