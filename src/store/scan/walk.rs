@@ -385,10 +385,9 @@ impl StatusSamples {
             let (back_tx, back_rx) = std::sync::mpsc::channel::<Vec<StatusSample>>();
             scope.spawn(move || {
                 self.batches(|batch| {
-                    let failed = batch.is_err();
                     back_rx.try_iter().for_each(drop);
                     // Stops when the caller no longer listens.
-                    tx.send(batch).is_ok() && !failed
+                    tx.send(batch).is_ok()
                 })
             });
             for batch in rx {
@@ -405,21 +404,13 @@ impl StatusSamples {
     fn batches(&self, mut send: impl FnMut(Result<Vec<StatusSample>, StoreError>) -> bool) {
         if let [stream] = self.streams.as_slice() {
             let mut reader = ChunkReader::new(stream, 0);
-            loop {
-                let batch = match reader.next_chunk() {
-                    Ok(None) => return,
-                    Ok(Some((c, bytes))) => codec::status_from_bytes(bytes.value())
-                        .map_err(|e| reader.corrupt(&c, &e))
-                        .map(|mut samples| {
-                            samples.retain(|s| self.window.contains(s.t_us));
-                            samples
-                        }),
-                    Err(e) => Err(e),
-                };
-                if !send(batch) {
+            while let Some(batch) = self.next_chunk(&mut reader).transpose() {
+                let failed = batch.is_err();
+                if !send(batch) || failed {
                     return;
                 }
             }
+            return;
         }
         /// Samples handed over at a time from several stores.
         const BATCH: usize = 1024;
@@ -437,6 +428,20 @@ impl StatusSamples {
             }
         }
         send(Ok(batch));
+    }
+
+    /// The samples of the reader's next chunk inside the window; `None` after the last.
+    fn next_chunk(
+        &self,
+        reader: &mut ChunkReader,
+    ) -> Result<Option<Vec<StatusSample>>, StoreError> {
+        let Some((c, bytes)) = reader.next_chunk()? else {
+            return Ok(None);
+        };
+        let mut samples =
+            codec::status_from_bytes(bytes.value()).map_err(|e| reader.corrupt(&c, &e))?;
+        samples.retain(|s| self.window.contains(s.t_us));
+        Ok(Some(samples))
     }
 
     /// Every sample at once (for the commands that hold a whole series: replay).
@@ -457,14 +462,11 @@ pub struct StatusIter<'s> {
 impl StatusIter<'_> {
     /// Decodes the next chunks of store `i` until it has a sample (or none are left).
     fn refill(&mut self, i: usize) -> Result<(), StoreError> {
-        let window = self.samples.window;
         let (reader, buf) = &mut self.cursors[i];
         while buf.is_empty()
-            && let Some((c, bytes)) = reader.next_chunk()?
+            && let Some(samples) = self.samples.next_chunk(reader)?
         {
-            let decoded =
-                codec::status_from_bytes(bytes.value()).map_err(|e| reader.corrupt(&c, &e))?;
-            buf.extend(decoded.into_iter().filter(|s| window.contains(s.t_us)));
+            buf.extend(samples);
         }
         Ok(())
     }
