@@ -249,11 +249,12 @@ fn stall_under_load_has_the_expected_episode_vector_eta_and_capacity() {
 /// transactions per second, row-based): the primary commits in parallel, replica 1
 /// applies on one thread, so its capacity is modest (2.2 on the lab machine on
 /// 2026-11-30, whose replica then applied 2400 tx/s; at 1500 tx/s it applied only 1840
-/// against 1670 arriving, C 1.1, and a slower day's catch-up ran past 120 s). Replica 1's SQL thread stops for 12 s; both capacity
-/// estimators land within 20 % of the capacity the test measures on the servers. The
-/// recording and the load go on until replica 1 has caught up, so the whole catch-up is
-/// under load and in the recording whatever the machine's speed. Status polls at the
-/// default period (1 s; 100 ms while a backlog drains).
+/// against 1670 arriving, C 1.1, and a slower day's catch-up ran past 120 s). Replica
+/// 1's SQL thread stops for 12 s; both capacity estimators land within 20 % of the
+/// capacity the test measures on the servers. The recording and the load go on until
+/// replica 1 has caught up, so the whole catch-up is under load and in the recording
+/// whatever the machine's speed. Status polls at the default period (1 s; 100 ms while
+/// a backlog drains).
 ///
 /// The pace leaves room on purpose: on a 2-core machine the primary, the replicas and
 /// sysbench share the CPU, so near saturation (C < 1.5) the primary slows while replica
