@@ -345,3 +345,104 @@ fn a_primary_behind_a_slow_then_cut_then_resetting_network_is_an_outage_never_la
         assert_eq!(r["lag"]["above_max_lag_s"], 0.0, "{r:#}");
     }
 }
+
+/// The proxies' client-to-server delay in the reconnection test: a query takes one
+/// delay, a MariaDB connection six (authentication, the driver's and the session's
+/// settings, the prepared statement: 1.23 s when it was timed with the first read).
+const SLOW_LINK: Duration = Duration::from_millis(200);
+
+/// The primary and r1 behind a link that delays each request by [`SLOW_LINK`] from the
+/// start; their connections are reset half-way and made again over it. A connection's
+/// setup is not lag:
+/// - r1's reads each take one delay, never the several a connection takes: its first
+///   read included, and the first after the reset;
+/// - r2's rounds that show the newest beat are bounded by about that beat's one-delay
+///   write. The first new beat after the reconnection is bounded too: timed with its
+///   connection, it took longer than the continuity limit (two intervals) and lost its
+///   upper bound.
+#[test]
+fn a_reconnection_over_a_slow_link_does_not_widen_the_bounds() {
+    let _lab = take_lab();
+    let dir = TempDir::new("net-reconnect");
+    let (primary, r1) = (Proxy::start(PRIMARY), Proxy::start(REPLICAS[0].1));
+    for proxy in [&primary, &r1] {
+        proxy.set(Mode::Delay(SLOW_LINK));
+    }
+    let store = dir.path().join("s.redb");
+    let (config, port) = http_lab_config(
+        &dir,
+        "it_net_reconnect",
+        &primary.address(),
+        &[("r1", &r1.address()), ("r2", REPLICAS[1].1)],
+        &format!("interval = \"250ms\"\nstore = \"{}\"", store.display()),
+    );
+    let recorder = start_in_pool(&config, port);
+    sleep(Duration::from_secs(3));
+    for proxy in [&primary, &r1] {
+        proxy.set(Mode::Reset);
+    }
+    sleep(Duration::from_millis(500));
+    let reconnect_us = now_us();
+    for proxy in [&primary, &r1] {
+        proxy.set(Mode::Delay(SLOW_LINK));
+    }
+    sleep(Duration::from_secs(4));
+    let (code, log) = recorder.stop();
+    assert_eq!(code, Some(0), "{log}");
+
+    let limit_ms = 2.0 * SLOW_LINK.as_secs_f64() * 1e3;
+    let reads = export_json(&store, &["--reads", "--replica", "r1"]);
+    let at = |r: &Value| utc_us(r["time_utc"].as_str().unwrap());
+    let ok: Vec<&Value> = reads.iter().filter(|r| r["outcome"] == "ok").collect();
+    let failed_at_reset = reads
+        .iter()
+        .filter(|r| r["outcome"] != "ok" && at(r) < reconnect_us)
+        .count();
+    let ok_after = ok.iter().filter(|r| at(r) > reconnect_us).count();
+    eprintln!(
+        "r1: {} reads ok ({ok_after} after the reconnection), {failed_at_reset} failed at the reset; slowest {:?} ms",
+        ok.len(),
+        ok.iter()
+            .filter_map(|r| r["rtt_ms"].as_f64())
+            .reduce(f64::max)
+    );
+    assert!(failed_at_reset > 0 && ok_after >= 5, "{reads:#?}");
+    for r in &ok {
+        let rtt_ms = r["rtt_ms"].as_f64().unwrap();
+        assert!(rtt_ms < limit_ms, "a read timed with its connection: {r}");
+    }
+
+    let rows: Vec<Row> = export_rows(&store)
+        .into_iter()
+        .filter(|r| r.replica == "r2" && r.outcome == "ok")
+        .collect();
+    let newest: Vec<&Row> = rows
+        .iter()
+        .filter(|r| r.lag_kind.as_deref() == Some("bounded") && r.lo_ms == Some(0.0))
+        .collect();
+    eprintln!(
+        "r2: {} of {} rounds bounded showing the newest beat; widest {:?} ms",
+        newest.len(),
+        rows.len(),
+        newest.iter().filter_map(|r| r.hi_ms).reduce(f64::max)
+    );
+    for r in &newest {
+        assert!(
+            r.hi_ms.unwrap() < limit_ms,
+            "a beat timed with its connection: {r:?}"
+        );
+    }
+    let shown_at_reconnect = rows
+        .iter()
+        .take_while(|r| r.t_us < reconnect_us)
+        .last()
+        .and_then(|r| r.seq);
+    let first_new = rows
+        .iter()
+        .find(|r| r.t_us > reconnect_us && r.seq != shown_at_reconnect)
+        .expect("r2 shows a beat written after the reconnection");
+    assert!(
+        first_new.lag_kind.as_deref() == Some("bounded") && first_new.hi_ms < Some(limit_ms),
+        "the first beat after the reconnection: {first_new:?}"
+    );
+}

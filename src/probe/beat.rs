@@ -114,8 +114,7 @@ pub async fn run(
             }
         }
         let seq = base_seq + n;
-        let t_send_us = w.clock.now_us();
-        let result = write_beat(&w, &target, &mut conn, seq, t_send_us).await;
+        let (t_send_us, result) = write_beat(&w, &target, &mut conn, seq).await;
         let t_done_us = w.clock.now_us();
         let (outcome, reason) = match result {
             Ok(()) => {
@@ -329,18 +328,27 @@ async fn open(w: &BeatWriter, target: &Address) -> Result<Session, DbError> {
 }
 
 /// Writes one beat, connecting (and preparing the update once per connection) when
-/// needed.
+/// needed; returns the beat's `t_send_us` with the result.
+///
+/// `t_send_us` is taken once the connection is ready: the commit lies in `[t_send,
+/// t_ack]` either way, but a reconnection's handshake and authentication inside that
+/// window would widen the bounds of every read of the first beat after an outage. A
+/// connection that fails gives the attempt's start.
 async fn write_beat(
     w: &BeatWriter,
     target: &Address,
     conn: &mut Option<Session>,
     seq: u64,
-    t_send_us: i64,
-) -> Result<(), BeatError> {
+) -> (i64, Result<(), BeatError>) {
     if conn.is_none() {
-        *conn = Some(open(w, target).await.map_err(BeatError::Db)?);
+        let attempt_us = w.clock.now_us();
+        match open(w, target).await {
+            Ok(c) => *conn = Some(c),
+            Err(e) => return (attempt_us, Err(BeatError::Db(e))),
+        }
     }
     let c = conn.as_mut().expect("connected above");
+    let t_send_us = w.clock.now_us();
     let written = c
         .write(
             &w.settings.database,
@@ -349,11 +357,12 @@ async fn write_beat(
             t_send_us,
             w.settings.query_timeout,
         )
-        .await
-        .map_err(BeatError::Db)?;
-    match written {
-        RowWrite::Written => Ok(()),
-        RowWrite::Stale { row_seq } => Err(BeatError::Stale { row_seq }),
-        RowWrite::NoRow => Err(BeatError::NoRow),
-    }
+        .await;
+    let result = match written {
+        Ok(RowWrite::Written) => Ok(()),
+        Ok(RowWrite::Stale { row_seq }) => Err(BeatError::Stale { row_seq }),
+        Ok(RowWrite::NoRow) => Err(BeatError::NoRow),
+        Err(e) => Err(BeatError::Db(e)),
+    };
+    (t_send_us, result)
 }

@@ -112,9 +112,7 @@ pub async fn run(
         if Instant::now() < retry_at {
             continue;
         }
-        let r_start_us = r.clock.now_us();
-        let result = read_seq(&r, &mut conn).await;
-        let r_end_us = r.clock.now_us();
+        let (r_start_us, r_end_us, result) = timed_read(&r, &mut conn).await;
         // This read is a follow-up when the previous one asked for it; it is marked so,
         // and the analysis takes rounds from the marks.
         let this_is_follow_up = std::mem::take(&mut follow_up);
@@ -271,15 +269,31 @@ pub fn missing_row(r: &Reader) -> String {
 }
 
 /// Reads the visible beat number, connecting (and preparing the read once per
-/// connection, so each read is one execute of a parsed statement) when needed.
-async fn read_seq(r: &Reader, conn: &mut Option<Session>) -> Result<Option<u64>, DbError> {
+/// connection, so each read is one execute of a parsed statement) when needed; returns
+/// the read's start and end (µs) with what it saw.
+///
+/// The read is timed once the connection is ready: a (re)connection's handshake,
+/// authentication and session setup (six round trips to MariaDB, and PostgreSQL's SCRAM
+/// key derivation) are not the replica's lag, and timing them would widen the bounds of
+/// the first round after every reconnection, during incidents most of all. A connection
+/// that fails spans the attempt.
+async fn timed_read(
+    r: &Reader,
+    conn: &mut Option<Session>,
+) -> (i64, i64, Result<Option<u64>, DbError>) {
     if conn.is_none() {
+        let attempt_us = r.clock.now_us();
         // Boxed so that the connection's setup does not size the task (see conn::connect).
         let session = Session::reader(r.kind, &r.address, &r.settings, &r.password);
-        *conn = Some(Box::pin(session).await?);
+        match Box::pin(session).await {
+            Ok(c) => *conn = Some(c),
+            Err(e) => return (attempt_us, r.clock.now_us(), Err(e)),
+        }
     }
     let c = conn.as_mut().expect("connected above");
-    c.read(&r.row, r.settings.query_timeout).await
+    let r_start_us = r.clock.now_us();
+    let result = c.read(&r.row, r.settings.query_timeout).await;
+    (r_start_us, r.clock.now_us(), result)
 }
 
 #[cfg(test)]
