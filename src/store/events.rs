@@ -11,7 +11,7 @@ use std::path::Path;
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 
 use super::prune::Cutoff;
-use super::{Store, StoreError, db_err};
+use super::{Store, StoreError, corrupt_at, db_err};
 
 /// `events`: (time UTC µs, session id, number within the session) to a JSON document.
 pub const EVENTS: TableDefinition<(i64, u32, u32), &str> = TableDefinition::new("events");
@@ -103,11 +103,8 @@ pub(super) fn read_in(
     for entry in table.range(lo..=hi).map_err(|e| db_err(path, e))? {
         let (key, doc) = entry.map_err(|e| db_err(path, e))?;
         let (t_us, _, _) = key.value();
-        let doc: serde_json::Value =
-            serde_json::from_str(doc.value()).map_err(|e| StoreError::Corrupt {
-                path: path.to_path_buf(),
-                detail: format!("event at {t_us} µs: {e}"),
-            })?;
+        let doc: serde_json::Value = serde_json::from_str(doc.value())
+            .map_err(|e| corrupt_at(path, format!("event at {t_us} µs: {e}")))?;
         let field = |name: &str| doc[name].as_str().unwrap_or_default().to_string();
         let (cluster, event) = (field("cluster"), field("event"));
         if wanted(&cluster) {

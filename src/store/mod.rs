@@ -152,6 +152,14 @@ impl StoreError {
     }
 }
 
+/// The error for a store at `path` whose contents make no sense: `detail` says where.
+fn corrupt_at(path: &Path, detail: impl Into<String>) -> StoreError {
+    StoreError::Corrupt {
+        path: path.to_path_buf(),
+        detail: detail.into(),
+    }
+}
+
 /// Maps any redb error to a [`StoreError`] about `path`.
 fn db_err(path: &Path, e: impl Into<redb::Error>) -> StoreError {
     let e: redb::Error = e.into();
@@ -173,10 +181,7 @@ fn db_err(path: &Path, e: impl Into<redb::Error>) -> StoreError {
         // A file shorter than its own header says: cut off (a copy that stopped, a disk
         // that filled while it was written).
         redb::Error::Io(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-            StoreError::Corrupt {
-                path: path.to_path_buf(),
-                detail: "the file is truncated".into(),
-            }
+            corrupt_at(path, "the file is truncated")
         }
         redb::Error::Io(e) if e.kind() == std::io::ErrorKind::IsADirectory => {
             StoreError::NotAStore {
@@ -401,10 +406,7 @@ pub(crate) fn checksums_from(
         None => Ok(Some(0)),
         Some(v) => <[u8; 4]>::try_from(v.value())
             .map(|b| Some(u32::from_le_bytes(b)))
-            .map_err(|_| StoreError::Corrupt {
-                path: path.to_path_buf(),
-                detail: format!("{CHECKSUMS_FROM} is not a u32"),
-            }),
+            .map_err(|_| corrupt_at(path, format!("{CHECKSUMS_FROM} is not a u32"))),
     }
 }
 
@@ -433,10 +435,7 @@ fn check_meta(path: &Path, tx: &redb::ReadTransaction) -> Result<u32, StoreError
         .map_err(|e| db_err(path, e))?
         .and_then(|v| <[u8; 4]>::try_from(v.value()).ok())
         .map(u32::from_le_bytes)
-        .ok_or_else(|| StoreError::Corrupt {
-            path: path.to_path_buf(),
-            detail: "format_version missing".into(),
-        })?;
+        .ok_or_else(|| corrupt_at(path, "format_version missing"))?;
     if version > FORMAT_VERSION {
         return Err(StoreError::NewerFormat {
             path: path.to_path_buf(),
@@ -445,10 +444,10 @@ fn check_meta(path: &Path, tx: &redb::ReadTransaction) -> Result<u32, StoreError
         });
     }
     if version < OLDEST_READABLE_VERSION {
-        return Err(StoreError::Corrupt {
-            path: path.to_path_buf(),
-            detail: format!("unknown old format version {version}"),
-        });
+        return Err(corrupt_at(
+            path,
+            format!("unknown old format version {version}"),
+        ));
     }
     Ok(version)
 }

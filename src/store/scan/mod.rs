@@ -19,7 +19,7 @@ use super::codec;
 use super::writer::MAX_CHUNK_SPAN_US;
 use super::{
     CHUNKS, KIND_BEATS, KIND_OBSERVATIONS, KIND_STATUS, NAME_IDS, SESSIONS, SessionInfo,
-    StoreError, db_err, open_read,
+    StoreError, corrupt_at, db_err, open_read,
 };
 
 /// What a series of a kind holds, for messages.
@@ -214,10 +214,6 @@ fn read_chunks(
 ) -> Result<(), StoreError> {
     let (db, version) = open_read(path)?;
     let tx = db.begin_read().map_err(|e| db_err(path, e))?;
-    let corrupt = |detail: String| StoreError::Corrupt {
-        path: path.to_path_buf(),
-        detail,
-    };
 
     // The store's session ids to indices into `rec.sessions`.
     let mut session_index = std::collections::HashMap::new();
@@ -225,7 +221,7 @@ fn read_chunks(
     for entry in sessions.iter().map_err(|e| db_err(path, e))? {
         let (id, bytes) = entry.map_err(|e| db_err(path, e))?;
         let info = SessionInfo::from_bytes(bytes.value())
-            .map_err(|e| corrupt(format!("session {}: {e}", id.value())))?;
+            .map_err(|e| corrupt_at(path, format!("session {}: {e}", id.value())))?;
         session_index.insert(id.value(), rec.sessions.len() as u32);
         rec.sessions.push(info);
     }
@@ -246,7 +242,8 @@ fn read_chunks(
     for entry in names.iter().map_err(|e| db_err(path, e))? {
         let (id, key) = entry.map_err(|e| db_err(path, e))?;
         let (id, key) = (id.value(), key.value().to_string());
-        let named = parse_name(&key).ok_or_else(|| corrupt(format!("bad name {key:?}")))?;
+        let named =
+            parse_name(&key).ok_or_else(|| corrupt_at(path, format!("bad name {key:?}")))?;
         let (kinds, cluster, replica): (&[u8], _, _) = match &named {
             Named::Cluster(c) if filter.wants_cluster(c) => (&[KIND_BEATS], c.clone(), None),
             Named::Replica(c, r) if filter.wants_replica(c, r) => (
@@ -391,10 +388,6 @@ impl ChunkLister<'_> {
     /// One series' chunks the filter's time window needs.
     fn list(&self, s: &SeriesToList) -> Result<Listed, StoreError> {
         let (path, filter, kind, key) = (self.path, self.filter, s.kind, &s.key);
-        let corrupt = |detail: String| StoreError::Corrupt {
-            path: path.to_path_buf(),
-            detail,
-        };
         // Chunks are keyed by their first time and cover at most MAX_CHUNK_SPAN_US.
         let lookback = if kind == KIND_BEATS {
             BEAT_LOOKBACK_US
@@ -415,7 +408,7 @@ impl ChunkLister<'_> {
             let (k, v) = item.map_err(|e| db_err(path, e))?;
             let (_, _, first_us, store_session) = k.value();
             let session = *self.session_index.get(&store_session).ok_or_else(|| {
-                corrupt(format!(
+                corrupt_at(path, format!(
                     "chunk {kind}/{key}@{first_us} names session {store_session}, which the store does not hold"
                 ))
             })?;
@@ -443,9 +436,10 @@ impl ChunkLister<'_> {
                         continue;
                     }
                     Err(e) => {
-                        return Err(corrupt(format!(
-                            "chunk {kind}/{key}@{first_us} (session {store_session}): {e}"
-                        )));
+                        return Err(corrupt_at(
+                            path,
+                            format!("chunk {kind}/{key}@{first_us} (session {store_session}): {e}"),
+                        ));
                     }
                 }
             }

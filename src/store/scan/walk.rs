@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use redb::ReadOnlyTable;
 
 use super::super::codec::{self, SpanChunk};
-use super::super::{StoreError, db_err};
+use super::super::{StoreError, corrupt_at, db_err};
 use super::V1_FOLLOW_UP_GAP_US;
 use crate::samples::{Beat, BeatTimes, Observation, Outcome, StatusSample};
 
@@ -165,13 +165,13 @@ impl<'s> ChunkReader<'s> {
     /// The error for chunk `c` of this stream when it cannot be read or decoded.
     fn corrupt(&self, c: &ChunkRef, e: &dyn fmt::Display) -> StoreError {
         let s = self.stream;
-        StoreError::Corrupt {
-            path: s.path.clone(),
-            detail: format!(
+        corrupt_at(
+            &s.path,
+            format!(
                 "chunk {}/{}@{} (session {}): {e}",
                 s.kind, s.key, c.first_us, c.store_session
             ),
-        }
+        )
     }
 }
 
