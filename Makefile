@@ -16,7 +16,7 @@ RSS_SECONDS ?= 150
 PROBES ?=
 
 .PHONY: demo test bench bench-live bench-pt bench-rss up down status start-lag stop-lag slave-lag replica-lag stuff stall resume io-stop io-start block \
-        break repair load oltp build release ci-deps fuzz soak failover split chain failback
+        break repair load oltp build release ci-deps fuzz soak failover split chain failback golden golden-expect
 
 ## demo: start the lab, record 40 s under load with a 10 s stall, analyze, plot demo/*.svg
 demo: release up
@@ -25,6 +25,14 @@ demo: release up
 ## test: the whole suite against the lab (installs what is missing, starts the lab)
 test:
 	scripts/test.sh
+
+## golden: record the incidents tests/golden.rs replays (on the lab) and what the offline commands give for them
+golden: release up
+	scripts/golden.sh record
+
+## golden-expect: rewrite testdata/golden/*/expected from the committed stores (output changed on purpose)
+golden-expect: release
+	scripts/golden.sh expect
 
 build:
 	$(CARGO) build
