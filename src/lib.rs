@@ -14,10 +14,12 @@
 
 pub mod analysis;
 pub mod clock;
+pub mod cluster;
 pub mod cmd;
 pub mod config;
 pub mod output;
 pub mod probe;
+pub mod recorder;
 pub mod samples;
 pub mod store;
 pub mod xorshift;

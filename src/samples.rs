@@ -512,6 +512,23 @@ pub enum Sample {
         binlog: bool,
         reason: Option<String>,
     },
+    /// The beat writer of cluster (or part) `cluster` writes to `address` from `t_us`
+    /// on: it followed a failover. Live only: the recorder stores the `failover` event.
+    Writer {
+        cluster: u32,
+        t_us: i64,
+        address: crate::config::Address,
+    },
+}
+
+impl Sample {
+    /// Whether this is for the live picture only, never stored.
+    pub fn is_live_only(&self) -> bool {
+        matches!(
+            self,
+            Sample::Role { .. } | Sample::ProbeChoice { .. } | Sample::Writer { .. }
+        )
+    }
 }
 
 #[cfg(test)]

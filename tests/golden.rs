@@ -57,12 +57,17 @@ fn recorded_incidents_give_the_same_bytes_as_when_they_were_recorded() {
         .filter(|p| p.join("store.redb").exists())
         .collect();
     incidents.sort();
-    assert!(incidents.len() >= 5, "the incidents are missing: {incidents:?}");
+    assert!(
+        incidents.len() >= 5,
+        "the incidents are missing: {incidents:?}"
+    );
     for incident in &incidents {
         let name = incident.file_name().unwrap().to_string_lossy().to_string();
         for (file, args) in &table {
             let mut cmd = lagtrace();
-            cmd.args(args).arg("--store").arg(incident.join("store.redb"));
+            cmd.args(args)
+                .arg("--store")
+                .arg(incident.join("store.redb"));
             let plot_out = out_dir.path().join(format!("{name}-{file}"));
             if args[0] == "plot" {
                 cmd.arg("--out").arg(&plot_out);

@@ -7,7 +7,6 @@ pub mod analyze;
 pub mod check;
 pub mod export;
 pub mod init;
-mod parts;
 pub mod plot;
 pub mod prune;
 pub mod record;

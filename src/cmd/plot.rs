@@ -121,11 +121,11 @@ fn marks(events: &[RecordedEvent]) -> BTreeMap<String, Vec<(i64, String)>> {
             "failover" => (format!("failover to {node}"), None),
             "split" => (
                 format!("split: {node} takes writes too"),
-                Some(super::parts::part_name(&e.cluster, node)),
+                Some(crate::cluster::split::part_name(&e.cluster, node)),
             ),
             "split_end" => (
                 format!("split ended: {node}"),
-                Some(super::parts::part_name(&e.cluster, node)),
+                Some(crate::cluster::split::part_name(&e.cluster, node)),
             ),
             _ => continue,
         };

@@ -1,38 +1,25 @@
-//! `lagtrace record`: start the probes, pass their samples to the store writer and the
-//! live outputs, and stop cleanly on SIGINT, SIGTERM or `--duration`.
-//!
-//! Probe tasks are started through `parts::Spawner`, which also starts and stops the
-//! writers and readers of a split cluster's parts while recording.
-//!
-//! Shutdown is a visible protocol: a `watch` tells every probe task to stop and the
-//! spawner lets go of its sample sender (nothing starts after that); each task drops
-//! its sample sender when it ends; when the last one is gone the sample loop has
-//! drained everything, drops the store sender, and the writer thread makes its final
-//! flush and returns.
+//! `lagtrace record`: open the store and the outputs, run the recorder (`recorder`: its
+//! pure core and the async shell that runs its probes) until SIGINT, SIGTERM or
+//! `--duration`, then flush and report.
 
-use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch};
-
 use super::CmdError;
-use super::parts::{self, Change, ClusterProbes, ReplicaProbe, Spawner};
-use crate::analysis::lag::{Lag, RecentBeats, Unknown};
 use crate::clock::Clock;
-use crate::config::{Config, ProbeMode, Secret, parse_duration, parse_probe};
-use crate::output::console::{self, ReplicaView, Totals};
+use crate::cluster::doc::ClusterState;
+use crate::cluster::split::part_keys;
+use crate::config::{Config, ProbeMode, parse_duration, parse_probe};
+use crate::output::console;
 use crate::output::http::{self, Server};
-use crate::output::live::{self, Live, Shared};
+use crate::output::live::{Live, Shared};
 use crate::output::statsd::Statsd;
-use crate::output::triggers::{
-    ClusterEvents, ClusterState, Event, ProbeEvent, TriggerRun, Triggers,
-};
-use crate::probe::beat;
-use crate::samples::{Outcome, Sample};
-use crate::store::writer::{self, SampleSender, WriterStats};
+use crate::output::triggers::Triggers;
+use crate::recorder::shell::{self, Outputs, Spawner};
+use crate::recorder::{ClusterId, Ids, Recorder, ReplicaId};
+use crate::store::writer::{self, WriterStats};
 use crate::store::{SessionInfo, Store, cluster_key, replica_key};
 
 /// `lagtrace record`'s command line; `None` keeps the config's value.
@@ -80,19 +67,8 @@ pub struct Args {
     pub quiet: bool,
 }
 
-/// Samples queued between the probes and the sample loop.
-const SAMPLE_QUEUE: usize = 10_000;
-/// How far back live lag keeps each cluster's beats: a replica further behind than
-/// this gets a floor live (the offline analysis still bounds it).
-const RECENT_BEATS_WINDOW: Duration = Duration::from_secs(20 * 60);
-/// Bounds on the beats that window holds (24 bytes each, allocated at start): 20
-/// minutes at 100 ms is 12 000 beats, at 10 ms 120 000 (2.9 MB), at 1 ms the cap.
-const RECENT_BEATS_MIN: usize = 1 << 10;
-const RECENT_BEATS_MAX: usize = 1 << 17;
 /// How long a stopping recorder waits for the triggers it queued.
 const TRIGGERS_AT_EXIT: Duration = Duration::from_secs(5);
-/// Seconds between log lines when stdout is not a terminal.
-const LOG_EVERY_S: u64 = 10;
 
 pub fn run(opts: &Args) -> Result<(), CmdError> {
     let overrides = crate::config::Overrides {
@@ -138,16 +114,21 @@ pub fn run(opts: &Args) -> Result<(), CmdError> {
         .iter()
         .flat_map(|c| {
             let names: Vec<String> = c.replicas.iter().map(|r| r.name.clone()).collect();
-            parts::part_keys(&c.name, &names)
+            part_keys(&c.name, &names)
         })
         .collect();
     let base = keys.len();
     keys.extend(part_keys.iter().cloned());
-    let ids = store.intern(&keys)?;
-    let part_ids: HashMap<String, u32> = part_keys
-        .into_iter()
-        .zip(ids[base..].iter().copied())
-        .collect();
+    let interned = store.intern(&keys)?;
+    let n = config.clusters.len();
+    let ids = Ids {
+        clusters: interned[..n].iter().map(|&i| ClusterId(i)).collect(),
+        replicas: interned[n..base].iter().map(|&i| ReplicaId(i)).collect(),
+        parts: part_keys
+            .into_iter()
+            .zip(interned[base..].iter().copied())
+            .collect(),
+    };
     let previous = previous_states(&store, &config);
     let session = store.begin_session(&SessionInfo {
         started_us: clock.anchor_utc_us(),
@@ -197,23 +178,21 @@ pub fn run(opts: &Args) -> Result<(), CmdError> {
             .map(|c| c.name.clone())
             .collect::<Vec<_>>(),
     );
-    let ctx = Context {
+    let (recorder, start) = Recorder::new(&config, ids, previous, live.clone(), clock.now_us());
+    let spawner = Spawner::new(&config, &password, clock);
+    let printer = (!opts.quiet).then(console::Printer::start);
+    let outputs = Outputs {
+        store: sender,
         triggers: &triggers,
         trigger_runs: &trigger_runs,
-        previous,
-        config: &config,
-        password: &password,
-        ids: &ids[..base],
-        part_ids: &part_ids,
-        clock,
         statsd: statsd.as_ref(),
-        live: &live,
+        printer: printer.as_ref(),
+        terminal: std::io::stdout().is_terminal(),
     };
-    let printer = (!opts.quiet).then(console::Printer::start);
     let duration = opts.duration;
     let loop_result = runtime.block_on(async {
         let stop = stop_signal(duration)?;
-        record_loop(ctx, sender, printer.as_ref(), stop).await
+        Ok::<_, CmdError>(shell::record(recorder, start, spawner, outputs, stop).await)
     });
     runtime.shutdown_timeout(Duration::from_secs(2));
     if let Some(server) = server {
@@ -312,32 +291,6 @@ fn hostname() -> String {
         .unwrap_or_default()
 }
 
-struct Context<'a> {
-    config: &'a Config,
-    /// Per cluster (config order): the state the previous recorder stored.
-    previous: Vec<Option<ClusterState>>,
-    /// Trigger runs that ended, to store as events.
-    trigger_runs: &'a std::sync::mpsc::Receiver<TriggerRun>,
-    password: &'a Secret,
-    /// Interned ids: clusters first, then replicas in config order.
-    ids: &'a [u32],
-    /// Interned ids of the keys split parts may need ([`parts::part_keys`]), by key.
-    part_ids: &'a HashMap<String, u32>,
-    clock: Clock,
-    statsd: Option<&'a Statsd>,
-    /// The live picture: what the HTTP and agent listeners answer from (with
-    /// `[http]`), the replicas' pool states for triggers, the status file.
-    live: &'a Shared,
-    triggers: &'a Triggers,
-}
-
-/// Per replica id: the cluster id and the index of its view (which is also its index
-/// in the live picture).
-struct Route {
-    cluster_id: u32,
-    view: usize,
-}
-
 /// Resolves at SIGINT, SIGTERM or after `duration`: when the recorder should stop.
 fn stop_signal(
     duration: Option<Duration>,
@@ -356,416 +309,6 @@ fn stop_signal(
             _ = sleep_until(stop_at) => {}
         }
     })
-}
-
-/// Runs the probes and routes their samples to the store, the live picture, statsd and
-/// the console (through `printer`, never waiting on it) until `stop` resolves or the
-/// store fails. Returns the totals and, off a terminal, the last log lines to print.
-async fn record_loop(
-    ctx: Context<'_>,
-    store: SampleSender,
-    printer: Option<&console::Printer>,
-    stop: impl std::future::Future<Output = ()>,
-) -> Result<(Totals, Option<String>), CmdError> {
-    let config = ctx.config;
-    let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let (sample_tx, mut samples) = mpsc::channel::<Sample>(SAMPLE_QUEUE);
-
-    let mut spawner = Spawner::new(
-        sample_tx,
-        shutdown_rx.clone(),
-        config,
-        ctx.password,
-        ctx.clock,
-    );
-    let mut recent: HashMap<u32, RecentBeats> = HashMap::new();
-    // Cluster id -> index in config order (the live picture's cluster index).
-    let mut cluster_index: HashMap<u32, usize> = HashMap::new();
-    // Per cluster (config order): a second writer was reported (once).
-    let mut second_writer = vec![false; config.clusters.len()];
-    let mut routes: HashMap<u32, Route> = HashMap::new();
-    let mut views: Vec<ReplicaView> = Vec::new();
-    // Per cluster id: the events its triggers fire on.
-    let mut events: HashMap<u32, ClusterEvents> = HashMap::new();
-    // Per cluster id: its readers and its split parts.
-    let mut probes: HashMap<u32, ClusterProbes> = HashMap::new();
-    // The clusters' own beat writers: they run until the recorder stops.
-    let mut writers = Vec::new();
-    let mut next_replica_id = ctx.ids[config.clusters.len()..].iter();
-
-    for (ci, cluster) in config.clusters.iter().enumerate() {
-        let cluster_id = ctx.ids[ci];
-        recent.insert(cluster_id, recent_beats(config));
-        cluster_index.insert(cluster_id, ci);
-        let (notice_tx, notice_rx) = watch::channel(beat::BeatNotice::default());
-        // Beats start on the primary the last recorder wrote to (it may have moved).
-        let previous = ctx.previous[ci].clone();
-        let start = previous
-            .as_ref()
-            .and_then(|p| ClusterEvents::stored_primary(p, cluster))
-            .unwrap_or_else(|| cluster.primary.clone());
-        let (primary_tx, primary_rx) = watch::channel(start.clone());
-        events.insert(
-            cluster_id,
-            ClusterEvents::new(
-                cluster,
-                config.triggers.heartbeat_every,
-                primary_rx,
-                previous,
-                true,
-                ctx.clock.now_us(),
-            ),
-        );
-        let mut others: Vec<_> = std::iter::once(&cluster.primary)
-            .chain(cluster.replicas.iter().map(|r| &r.address))
-            .filter(|a| **a != start)
-            .cloned()
-            .collect();
-        // A `nodes` cluster's primary is among its probed replicas too.
-        others.sort_by_key(|a| a.to_string());
-        others.dedup();
-        let w = spawner.beat_writer(
-            (cluster_id, cluster.kind),
-            &cluster.name,
-            cluster.name.clone(),
-            start,
-            others,
-        );
-        writers.push(spawner.writer(w, notice_tx, primary_tx));
-        let mut replicas = Vec::new();
-        for replica in &cluster.replicas {
-            let replica_id = *next_replica_id.next().expect("one id per replica");
-            routes.insert(
-                replica_id,
-                Route {
-                    cluster_id,
-                    view: views.len(),
-                },
-            );
-            replicas.push(ReplicaProbe::new(
-                &replica.name,
-                &replica.address,
-                replica_id,
-                views.len(),
-            ));
-            views.push(ReplicaView {
-                cluster: cluster.name.clone(),
-                replica: replica.name.clone(),
-                ..Default::default()
-            });
-            spawner.poller(
-                (replica_id, cluster.kind),
-                &cluster.name,
-                &replica.name,
-                &replica.address,
-            );
-        }
-        probes.insert(
-            cluster_id,
-            ClusterProbes::start(
-                (&cluster.name, cluster.kind, cluster.probe),
-                cluster_id,
-                notice_rx,
-                replicas,
-                &spawner,
-            ),
-        );
-    }
-    // Whether the last write of the status file worked.
-    let mut status_file_ok = true;
-    // Per cluster id: the state last stored.
-    let mut stored_states: HashMap<u32, ClusterState> = HashMap::new();
-
-    let terminal = std::io::stdout().is_terminal();
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let mut ticks: u64 = 0;
-    let mut stopping = false;
-    tokio::pin!(stop);
-    let mut totals = Totals::default();
-    let mut store_gone = false;
-
-    loop {
-        tokio::select! {
-            sample = samples.recv() => {
-                let Some(sample) = sample else { break };
-                match &sample {
-                    Sample::Beat { cluster, beat } => {
-                        if beat.outcome == Outcome::Ok {
-                            totals.beats_ok += 1;
-                        } else {
-                            totals.beats_failed += 1;
-                        }
-                        if let Some(&ci) = cluster_index.get(cluster) {
-                            live::lock(ctx.live).on_beat(ci, beat);
-                        }
-                        if let Some(r) = recent.get_mut(cluster) {
-                            r.push(beat);
-                        }
-                        if let Some(event) = events.get_mut(cluster).and_then(|e| e.on_beat(beat)) {
-                            dispatch(event, &store, ctx.triggers);
-                        }
-                        if beat.outcome == Outcome::Stale
-                            && let Some(&ci) = cluster_index.get(cluster)
-                            && !std::mem::replace(&mut second_writer[ci], true)
-                        {
-                            tracing::warn!(
-                                cluster = %config.clusters[ci].name,
-                                reason = beat.reason.as_deref().unwrap_or(""),
-                                "another writer moves this cluster's heartbeat row (a newer seq was already there); its reads are not matched to this recorder's beats"
-                            );
-                        }
-                    }
-                    Sample::Observation { replica, observation } => {
-                        if let Some(route) = routes.get(replica) {
-                            let view = &mut views[route.view];
-                            let lag = recent
-                                .get(&route.cluster_id)
-                                .and_then(|r| r.lag(observation));
-                            live::lock(ctx.live).on_read(route.view, observation, lag);
-                            if let (Some(Lag::Unknown(Unknown::ForeignBeat { seq })), Some(&ci)) =
-                                (lag, cluster_index.get(&route.cluster_id))
-                                && !std::mem::replace(&mut second_writer[ci], true)
-                            {
-                                tracing::warn!(
-                                    cluster = %view.cluster,
-                                    replica = %view.replica,
-                                    seq,
-                                    "read a beat this recorder never wrote: another writer (a second recorder?) moves this cluster's heartbeat row; such reads are counted, never matched"
-                                );
-                            }
-                            if observation.outcome == Outcome::Ok {
-                                view.reads_ok += 1;
-                            } else {
-                                view.reads_failed += 1;
-                            }
-                            if let (Some(statsd), Some(lag)) = (ctx.statsd, lag.as_ref()) {
-                                statsd.lag(&view.cluster, &view.replica, lag);
-                            }
-                            view.lag = lag;
-                            view.last = Some(observation.clone());
-                        }
-                    }
-                    Sample::Role { replica, t_us, writable, source } => {
-                        if let Some(route) = routes.get(replica)
-                            && let Some(e) = events.get_mut(&route.cluster_id)
-                        {
-                            let cluster_id = route.cluster_id;
-                            for event in e.on_role(&views[route.view].replica, *t_us, *writable, source.as_deref()) {
-                                dispatch(event, &store, ctx.triggers);
-                            }
-                            // A source change may move the replica to or from a split part.
-                            if let Some(p) = probes.get_mut(&cluster_id) {
-                                let changes = p.reconcile(e, &spawner, ctx.part_ids);
-                                apply(changes, config, ctx.live, &mut routes, &mut views, &mut recent);
-                            }
-                        }
-                    }
-                    Sample::Event { .. } | Sample::State { .. } => {}
-                    Sample::ProbeChoice { replica, t_us, binlog, reason } => {
-                        if let Some(route) = routes.get(replica) {
-                            let view = &views[route.view];
-                            if let Some(why) = reason {
-                                tracing::warn!(
-                                    cluster = %view.cluster,
-                                    replica = %view.replica,
-                                    "reads by polling: {why}"
-                                );
-                            }
-                            live::lock(ctx.live).on_probe(route.view, *binlog, reason.clone());
-                            let event = ProbeEvent::new(
-                                (&view.cluster, &view.replica),
-                                *t_us,
-                                *binlog,
-                                reason.clone(),
-                            );
-                            store_event(&store, *t_us, &event);
-                        }
-                    }
-                    Sample::Status { replica, status } => {
-                        if let Some(route) = routes.get(replica) {
-                            let view = &mut views[route.view];
-                            if let (Some(statsd), Some(ch)) = (ctx.statsd, status.main_channel()) {
-                                statsd.status(&view.cluster, &view.replica, ch);
-                            }
-                            live::lock(ctx.live).on_status(route.view, status);
-                            view.status = Some(status.clone());
-                        }
-                    }
-                }
-                let live_only = matches!(sample, Sample::Role { .. } | Sample::ProbeChoice { .. });
-                if !store_gone && !live_only && store.send(sample).is_err() {
-                    // The writer ended with a store error; it is reported after shutdown.
-                    store_gone = true;
-                    if !stopping {
-                        stopping = true;
-                        let _ = shutdown_tx.send(true);
-                        spawner.stop();
-                    }
-                }
-            }
-            _ = tick.tick() => {
-                ticks += 1;
-                let now_us = ctx.clock.now_us();
-                for (id, e) in &mut events {
-                    for event in e.on_tick(now_us) {
-                        dispatch(event, &store, ctx.triggers);
-                    }
-                    // A split that fired (or ended) now starts (or stops) its part.
-                    if let Some(p) = probes.get_mut(id) {
-                        let changes = p.reconcile(e, &spawner, ctx.part_ids);
-                        apply(changes, config, ctx.live, &mut routes, &mut views, &mut recent);
-                    }
-                }
-                // The snapshot judges the server beats go to as the primary: tell the
-                // live picture where they go first, a failover included.
-                let snapshot = {
-                    let mut live = live::lock(ctx.live);
-                    for (id, e) in &events {
-                        if let Some(&ci) = cluster_index.get(id) {
-                            let p = e.primary();
-                            live.set_primary(ci, &p.name, &p.address);
-                        }
-                    }
-                    live.snapshot(now_us)
-                };
-                if let Some(path) = &config.record.status_file {
-                    let written = live::write_status_file(path, &snapshot);
-                    status_file_ok = report_status_file(path, written, status_file_ok);
-                }
-                for (c, id) in snapshot.clusters.iter().zip(ctx.ids) {
-                    if let Some(e) = events.get_mut(id) {
-                        for event in e.on_replicas(&c.replicas, now_us) {
-                            dispatch(event, &store, ctx.triggers);
-                        }
-                    }
-                }
-                for (id, e) in &mut events {
-                    if let Some(up) = e.recorder_up(now_us) {
-                        dispatch(up, &store, ctx.triggers);
-                    }
-                    let state = e.state();
-                    if stored_states.get(id) != Some(&state) {
-                        let doc = serde_json::to_string(&state).expect("a state serializes");
-                        let _ = store.send(Sample::State { cluster: e.cluster().to_string(), doc });
-                        stored_states.insert(*id, state);
-                    }
-                }
-                store_trigger_runs(ctx.trigger_runs, &store);
-                totals.dropped = store.dropped();
-                totals.unstored = store.unstored();
-                live::lock(ctx.live).set_store(totals.dropped, totals.unstored, !store.store_failing());
-                if let Some(statsd) = ctx.statsd {
-                    statsd.flush();
-                    totals.statsd_errors = statsd.errors();
-                }
-                if let Some(printer) = printer {
-                    let now = ctx.clock.now_us();
-                    if terminal {
-                        printer.offer(format!("\x1b[H\x1b[2J{}", console::table(&views, &totals, now)));
-                    } else if ticks.is_multiple_of(LOG_EVERY_S) {
-                        printer.offer(console::log_lines(&views, now));
-                    }
-                }
-            }
-            _ = &mut stop, if !stopping => {
-                stopping = true;
-                let _ = shutdown_tx.send(true);
-                spawner.stop();
-            }
-        }
-    }
-    store_trigger_runs(ctx.trigger_runs, &store);
-    totals.dropped = store.dropped();
-    drop(store);
-    let last_lines =
-        (printer.is_some() && !terminal).then(|| console::log_lines(&views, ctx.clock.now_us()));
-    Ok((totals, last_lines))
-}
-
-/// The recent beats of one cluster (or split part), kept for live lag.
-fn recent_beats(config: &Config) -> RecentBeats {
-    RecentBeats::new(
-        (RECENT_BEATS_WINDOW.as_micros() / config.record.interval.as_micros().max(1))
-            .clamp(RECENT_BEATS_MIN as u128, RECENT_BEATS_MAX as u128) as usize,
-        crate::clock::duration_us(config.record.interval),
-    )
-}
-
-/// Takes in what changed in a cluster's split parts: a part's recent beats are kept
-/// while it runs, a replica's reads go where it is read now, and the live picture
-/// keeps a replica on a part's side out of its cluster's pool.
-fn apply(
-    changes: Vec<Change>,
-    config: &Config,
-    live: &Shared,
-    routes: &mut HashMap<u32, Route>,
-    views: &mut [ReplicaView],
-    recent: &mut HashMap<u32, RecentBeats>,
-) {
-    for change in changes {
-        match change {
-            Change::PartUp { cluster_id } => {
-                recent.insert(cluster_id, recent_beats(config));
-            }
-            Change::PartDown { cluster_id } => {
-                recent.remove(&cluster_id);
-            }
-            Change::Side { view, split } => live::lock(live).set_split(view, split),
-            Change::Reads {
-                view,
-                replica_id,
-                cluster_id,
-                cluster,
-            } => {
-                routes.insert(replica_id, Route { cluster_id, view });
-                views[view].cluster = cluster;
-            }
-        }
-    }
-}
-
-/// Logs the status file's first failed write of a run at warn and the next success;
-/// returns whether this write worked.
-fn report_status_file(path: &std::path::Path, written: std::io::Result<()>, was_ok: bool) -> bool {
-    match (written, was_ok) {
-        (Ok(()), false) => {
-            tracing::warn!(path = %path.display(), "status file written again");
-            true
-        }
-        (Ok(()), true) => true,
-        (Err(e), true) => {
-            tracing::warn!(path = %path.display(), error = %e, "cannot write the status file (repeats at debug level until it works)");
-            false
-        }
-        (Err(e), false) => {
-            tracing::debug!(path = %path.display(), error = %e, "cannot write the status file");
-            false
-        }
-    }
-}
-
-/// Stores `event` (a `heartbeat` is only a hook, not a change: it is not stored) and
-/// queues its trigger.
-fn dispatch(event: Event, store: &SampleSender, triggers: &Triggers) {
-    if event.event != "heartbeat" {
-        store_event(store, event.t_us, &event);
-    }
-    triggers.fire(event);
-}
-
-/// Stores the trigger runs that ended since the last call.
-fn store_trigger_runs(runs: &std::sync::mpsc::Receiver<TriggerRun>, store: &SampleSender) {
-    for run in runs.try_iter() {
-        store_event(store, run.t_us, &run);
-    }
-}
-
-/// Sends one event document (at `t_us`) to the store. A store that is gone is
-/// noticed, and reported, by the sample loop.
-fn store_event(store: &SampleSender, t_us: i64, doc: &impl serde::Serialize) {
-    let doc = serde_json::to_string(doc).expect("an event document serializes");
-    let _ = store.send(Sample::Event { t_us, doc });
 }
 
 async fn sleep_until(at: Option<tokio::time::Instant>) {

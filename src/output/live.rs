@@ -43,13 +43,7 @@ pub enum Check {
 }
 
 /// A check's answer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum State {
-    In,
-    Out,
-    Maintenance,
-}
+pub use crate::cluster::doc::State;
 
 /// Everything known about one replica, as `/check`, `/status` and `/metrics` show it.
 /// Absent facts are `None` (JSON null), never a sentinel number.
@@ -566,6 +560,22 @@ impl Live {
                 .as_ref()
                 .map(|(binlog, _)| if *binlog { "binlog" } else { "poll" }),
             probe_note: r.probe.as_ref().and_then(|(_, why)| why.clone()),
+        }
+    }
+}
+
+impl ReplicaDoc {
+    /// The replica's check as the cluster's events take it.
+    pub fn judged(&self) -> crate::cluster::events::Judged<'_> {
+        crate::cluster::events::Judged {
+            replica: &self.replica,
+            state: self.state,
+            reason: &self.reason,
+            detail: &self.detail,
+            lag_lo_ms: self.lag_lo_ms,
+            lag_hi_ms: self.lag_hi_ms,
+            vector: self.vector,
+            sql_delay_s: self.sql_delay_s,
         }
     }
 }

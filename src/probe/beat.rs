@@ -58,14 +58,13 @@ pub struct BeatWriter {
 /// Longest wait between reconnection attempts.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
-/// Writes beats until `shutdown` turns true. Samples go to `out`; acknowledged beats are
-/// published on `notices`, and the server beats go to on `primary_now` (it changes when
-/// the writer follows a failover).
+/// Writes beats until `shutdown` turns true. Samples go to `out` (a [`Sample::Writer`]
+/// when the writer follows a failover to another server); acknowledged beats are
+/// published on `notices`.
 pub async fn run(
     w: BeatWriter,
     out: mpsc::Sender<Sample>,
     notices: watch::Sender<BeatNotice>,
-    primary_now: watch::Sender<Address>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let start = Instant::now();
@@ -168,14 +167,18 @@ pub async fn run(
         // After the failed beat is on its way (the live picture and the triggers learn of
         // it at once, not after the servers have been asked).
         if std::mem::take(&mut look_for_primary) {
+            let before = target.clone();
             follow_primary(&w, &mut target, &mut last_found).await;
-            primary_now.send_if_modified(|now| {
-                let moved = *now != target;
-                if moved {
-                    *now = target.clone();
+            if target != before {
+                let moved = Sample::Writer {
+                    cluster: w.cluster_id,
+                    t_us: w.clock.now_us(),
+                    address: target.clone(),
+                };
+                if out.send(moved).await.is_err() {
+                    break;
                 }
-                moved
-            });
+            }
         }
     }
     if let Some(c) = conn {
