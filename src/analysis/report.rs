@@ -104,7 +104,7 @@ pub fn reports(
                 events: rec
                     .events
                     .iter()
-                    .filter(|e| e.cluster == *cluster)
+                    .filter(|e| e.cluster() == cluster)
                     .cloned()
                     .collect(),
                 outages: match outages.remove(cluster.as_str()) {

@@ -6,6 +6,7 @@
 use serde::Serialize;
 
 use crate::clock::format_utc_us;
+pub use crate::samples::event::{ChangeDoc, CheckDoc, EventDoc, EventKind, NodeName};
 
 /// A replica's pool state, as a check answers it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -24,7 +25,7 @@ pub struct Event {
     /// `recorder_up`, `heartbeat`, `primary_down`, `primary_up`, `failover`, `split`,
     /// `replica_down`, `replica_up`; stored only: `source_change`, `role_change`,
     /// `split_end`.
-    pub event: &'static str,
+    pub event: EventKind,
     pub time_utc: String,
     /// The same time, UTC µs (for the store's key).
     #[serde(skip)]
@@ -87,7 +88,7 @@ pub struct ClusterState {
 pub struct ProbeEvent {
     pub schema: u32,
     /// Always `probe`.
-    pub event: &'static str,
+    pub event: EventKind,
     pub time_utc: String,
     /// The same time, UTC µs (for the store's key).
     #[serde(skip)]
@@ -102,12 +103,6 @@ pub struct ProbeEvent {
     pub reason: Option<String>,
 }
 
-/// A server named only, where an event needs no more of it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct NodeName {
-    pub name: String,
-}
-
 impl ProbeEvent {
     pub fn new(
         (cluster, replica): (&str, &str),
@@ -117,7 +112,7 @@ impl ProbeEvent {
     ) -> ProbeEvent {
         ProbeEvent {
             schema: SCHEMA,
-            event: "probe",
+            event: EventKind::Probe,
             time_utc: format_utc_us(t_us),
             t_us,
             cluster: cluster.to_string(),
@@ -130,13 +125,6 @@ impl ProbeEvent {
     }
 }
 
-/// What changed, as `source_change` and `role_change` carry it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ChangeDoc {
-    pub from: Option<String>,
-    pub to: Option<String>,
-}
-
 /// A cluster with two writable servers, as `split` carries it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SplitDoc {
@@ -147,18 +135,6 @@ pub struct SplitDoc {
     pub following: std::collections::BTreeMap<String, Vec<String>>,
     /// Replicas whose source is neither (or unknown): they stay in the cluster as it was.
     pub neither: Vec<String>,
-}
-
-/// A replica's live check, as `replica_down` and `replica_up` carry it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct CheckDoc {
-    /// `healthy`, `lagging`, `unreachable`, `io_stopped`, `sql_stopped`, `stale`;
-    /// for PostgreSQL `wal_receiver_stopped` and `replay_paused` in place of the threads'.
-    pub reason: String,
-    pub detail: String,
-    pub lag_lo_ms: Option<f64>,
-    pub lag_hi_ms: Option<f64>,
-    pub sql_delay_s: Option<u32>,
 }
 
 /// A server as triggers see it.

@@ -6,7 +6,9 @@
 
 use std::time::Duration;
 
-use super::doc::{ChangeDoc, CheckDoc, ClusterState, Event, LagDoc, Node, SCHEMA, SplitDoc, State};
+use super::doc::{
+    ChangeDoc, CheckDoc, ClusterState, Event, EventKind, LagDoc, Node, SCHEMA, SplitDoc, State,
+};
 use super::split::Side;
 use crate::clock::format_utc_us;
 use crate::config::{Address, ClusterConfig};
@@ -237,7 +239,7 @@ impl ClusterEvents {
     }
 
     /// An event about `node` now.
-    pub fn event(&self, event: &'static str, node: &Address, now_us: i64) -> Event {
+    pub fn event(&self, event: EventKind, node: &Address, now_us: i64) -> Event {
         Event {
             schema: SCHEMA,
             event,
@@ -308,7 +310,7 @@ impl ClusterEvents {
             };
         }
         if first.is_some() && before.as_deref() != source {
-            let mut e = self.event("source_change", &address, t_us);
+            let mut e = self.event(EventKind::SourceChange, &address, t_us);
             e.change = Some(ChangeDoc {
                 from: before,
                 to: source.map(str::to_string),
@@ -319,7 +321,7 @@ impl ClusterEvents {
             && was != writable
         {
             let word = |w: bool| Some(if w { "writable" } else { "read_only" }.to_string());
-            let mut e = self.event("role_change", &address, t_us);
+            let mut e = self.event(EventKind::RoleChange, &address, t_us);
             e.change = Some(ChangeDoc {
                 from: word(was),
                 to: word(writable),
@@ -349,7 +351,7 @@ impl ClusterEvents {
         }
         tracing::warn!(cluster = %self.cluster, node = name, "the split ended: it no longer takes writes beside the primary; the replicas that followed it are measured against the cluster's beats again");
         let address = self.address_of(name)?;
-        Some(self.event("split_end", &address, t_us))
+        Some(self.event(EventKind::SplitEnd, &address, t_us))
     }
 
     /// The second primaries `split` fired for, by name: each has a part of its own
@@ -427,7 +429,7 @@ impl ClusterEvents {
                 None => neither.push(n.clone()),
             }
         }
-        let mut e = self.event("split", &other, now_us);
+        let mut e = self.event(EventKind::Split, &other, now_us);
         e.split = Some(SplitDoc {
             primaries: primaries.iter().map(|p| self.node(p)).collect(),
             following,
@@ -453,7 +455,7 @@ impl ClusterEvents {
         self.up_fired = true;
         // From here on, changes are this recorder's own.
         self.resumed = false;
-        Some(self.event("recorder_up", &self.primary, now_us))
+        Some(self.event(EventKind::RecorderUp, &self.primary, now_us))
     }
 
     /// The beat writer now writes to `address` (it followed a failover): `failover`
@@ -476,7 +478,7 @@ impl ClusterEvents {
         if !std::mem::replace(&mut self.down_fired, false) {
             return None;
         }
-        let mut e = self.event("primary_up", &self.primary, beat.t_done_us);
+        let mut e = self.event(EventKind::PrimaryUp, &self.primary, beat.t_done_us);
         // Down since the last recorder's time, or since before this one started: how
         // long is not known.
         e.down_s = since
@@ -526,8 +528,8 @@ impl ClusterEvents {
             };
             let before = self.in_pool.insert(r.replica.to_string(), now_in);
             let event = match (before, now_in) {
-                (Some(true) | None, false) => "replica_down",
-                (Some(false), true) => "replica_up",
+                (Some(true) | None, false) => EventKind::ReplicaDown,
+                (Some(false), true) => EventKind::ReplicaUp,
                 _ => continue,
             };
             let mut e = self.event(event, &address, now_us);
@@ -553,7 +555,7 @@ impl ClusterEvents {
             && now != self.primary
         {
             let before = std::mem::replace(&mut self.primary, now.clone());
-            let mut e = self.event("failover", &now, now_us);
+            let mut e = self.event(EventKind::Failover, &now, now_us);
             e.previous_primary = Some(self.node(&before));
             e.while_stopped = self.primary_while_stopped();
             out.push(e);
@@ -567,7 +569,7 @@ impl ClusterEvents {
             let every = self.heartbeat_every_us;
             let next = self.next_heartbeat_us.map_or(now_us, |t| t) + every;
             self.next_heartbeat_us = Some(if next <= now_us { now_us + every } else { next });
-            out.push(self.event("heartbeat", &self.primary, now_us));
+            out.push(self.event(EventKind::Heartbeat, &self.primary, now_us));
         }
         // The primary beats go to now is not a second one (after a failover).
         if let Some(name) = self.name_of(&self.primary) {
@@ -589,7 +591,7 @@ impl ClusterEvents {
             && !self.down_fired
             && now_us - since_us >= PRIMARY_DOWN_AFTER_US
         {
-            let mut e = self.event("primary_down", &self.primary, now_us);
+            let mut e = self.event(EventKind::PrimaryDown, &self.primary, now_us);
             e.reason = Some(reason.clone());
             e.while_stopped = self.primary_while_stopped();
             self.down_fired = true;
@@ -627,13 +629,13 @@ mod tests {
         assert!(e.recorder_up(S / 4).is_none());
         assert!(e.on_beat(&beat(S / 4, true)).is_none());
         let up = e.recorder_up(S / 2).unwrap();
-        assert_eq!((up.event, up.while_stopped), ("recorder_up", false));
+        assert_eq!((up.event.name(), up.while_stopped), ("recorder_up", false));
         assert!(e.recorder_up(S / 2).is_none(), "once");
         // The first tick after it is the first heartbeat; the next comes a period later.
         let first = e.on_tick(S / 2);
         assert_eq!(first.len(), 1);
         assert_eq!(
-            (first[0].event, first[0].node.name.as_str()),
+            (first[0].event.name(), first[0].node.name.as_str()),
             ("heartbeat", "primary")
         );
         // Failing from 2 s: down once a second has passed, once; up at the next good beat.
@@ -641,7 +643,7 @@ mod tests {
         assert!(e.on_tick(2 * S + S / 2).is_empty());
         let down = e.on_tick(3 * S);
         assert_eq!(down.len(), 1);
-        assert_eq!(down[0].event, "primary_down");
+        assert_eq!(down[0].event.name(), "primary_down");
         assert_eq!(down[0].node.name, "primary");
         assert_eq!(
             down[0].reason.as_deref(),
@@ -649,14 +651,18 @@ mod tests {
         );
         assert!(e.on_tick(4 * S).is_empty(), "fired once");
         let up = e.on_beat(&beat(5 * S, true)).unwrap();
-        assert_eq!((up.event, up.down_s), ("primary_up", Some(3.0005)));
+        assert_eq!((up.event.name(), up.down_s), ("primary_up", Some(3.0005)));
         // The writer moves to r2: a failover, with the old primary among the replicas.
         e.writer_moved(cluster.replicas[1].address.clone());
         let moved = e.on_tick(6 * S);
         assert_eq!(moved.len(), 1);
         let f = &moved[0];
         assert_eq!(
-            (f.event, f.node.name.as_str(), f.primary.name.as_str()),
+            (
+                f.event.name(),
+                f.node.name.as_str(),
+                f.primary.name.as_str()
+            ),
             ("failover", "r2", "r2")
         );
         assert_eq!(f.previous_primary.as_ref().unwrap().name, "primary");
@@ -666,7 +672,11 @@ mod tests {
         assert_eq!(json["primary"]["address"], "h3:3306");
         assert_eq!(json["schema"], 1);
         assert!(json.get("down_s").is_none());
-        let beat_at_10s: Vec<&str> = e.on_tick(S / 2 + 10 * S).iter().map(|e| e.event).collect();
+        let beat_at_10s: Vec<&str> = e
+            .on_tick(S / 2 + 10 * S)
+            .iter()
+            .map(|e| e.event.name())
+            .collect();
         assert_eq!(beat_at_10s, ["heartbeat"]);
     }
 
@@ -687,8 +697,9 @@ mod tests {
     fn a_replica_leaving_and_rejoining_the_pool_is_replica_down_then_up() {
         let config = cluster(1);
         let mut e = events_of(&config, None, true);
-        let names =
-            |events: Vec<Event>| -> Vec<&'static str> { events.iter().map(|e| e.event).collect() };
+        let names = |events: Vec<Event>| -> Vec<&'static str> {
+            events.iter().map(|e| e.event.name()).collect()
+        };
         assert!(
             e.on_replicas(&[doc("r1", State::Out, "starting")], 0)
                 .is_empty()
@@ -760,7 +771,10 @@ mod tests {
         assert!(e.on_beat(&beat(S / 10, false)).is_none());
         e.writer_moved(cluster.replicas[1].address.clone());
         let moved = e.on_tick(S / 5);
-        assert_eq!((moved[0].event, moved[0].while_stopped), ("failover", true));
+        assert_eq!(
+            (moved[0].event.name(), moved[0].while_stopped),
+            ("failover", true)
+        );
         assert!(e.on_beat(&beat(S / 5, true)).is_none());
         assert!(e.recorder_up(S / 4).is_none(), "replicas not judged yet");
         let changes = e.on_replicas(
@@ -772,7 +786,7 @@ mod tests {
         );
         let got: Vec<(&str, &str, bool)> = changes
             .iter()
-            .map(|e| (e.event, e.node.name.as_str(), e.while_stopped))
+            .map(|e| (e.event.name(), e.node.name.as_str(), e.while_stopped))
             .collect();
         assert_eq!(got, [("replica_down", "r1", true)]);
         assert!(e.recorder_up(S / 3).is_none(), "r2 still starting");
@@ -785,7 +799,7 @@ mod tests {
         );
         assert_eq!(changes.len(), 1);
         assert_eq!(
-            (changes[0].event, changes[0].while_stopped),
+            (changes[0].event.name(), changes[0].while_stopped),
             ("replica_up", true)
         );
         assert_eq!(e.recorder_up(S / 2).unwrap().event, "recorder_up");
@@ -798,7 +812,7 @@ mod tests {
             S,
         );
         assert_eq!(
-            (back[0].event, back[0].while_stopped),
+            (back[0].event.name(), back[0].while_stopped),
             ("replica_up", false)
         );
         let state = e.state();
@@ -826,7 +840,7 @@ mod tests {
         let mut e = events_of(cluster, Some(previous), false);
         let up = e.on_beat(&beat(1_000, true)).unwrap();
         assert_eq!(
-            (up.event, up.while_stopped, up.down_s),
+            (up.event.name(), up.while_stopped, up.down_s),
             ("primary_up", true, None)
         );
         assert!(!e.state().primary_down);
@@ -901,7 +915,7 @@ mod tests {
         e.on_role("r1", t, false, Some("h3:3306"));
         // r2 turns read-only: the split ends.
         let ended = e.on_role("r2", t + 1, false, None);
-        let names: Vec<&str> = ended.iter().map(|e| e.event).collect();
+        let names: Vec<&str> = ended.iter().map(|e| e.event.name()).collect();
         assert_eq!(names, ["role_change", "split_end"]);
         assert_eq!(ended[1].node.name, "r2");
         assert!(e.parts().is_empty());
@@ -935,7 +949,7 @@ mod tests {
             v.into_iter()
                 .map(|e| {
                     let c = e.change.unwrap();
-                    (e.event, c.from, c.to)
+                    (e.event.name(), c.from, c.to)
                 })
                 .collect()
         };
@@ -956,15 +970,19 @@ mod tests {
             )]
         );
         assert!(
-            e.event("heartbeat", &config.primary, 2)
+            e.event(EventKind::Heartbeat, &config.primary, 2)
                 .clusterless
                 .is_empty()
         );
         e.on_role("r1", 3, false, Some("elsewhere:3306"));
-        assert_eq!(e.event("heartbeat", &config.primary, 3).clusterless, ["r1"]);
+        assert_eq!(
+            e.event(EventKind::Heartbeat, &config.primary, 3)
+                .clusterless,
+            ["r1"]
+        );
         e.on_role("r1", 4, false, Some("h1:3306"));
         assert!(
-            e.event("heartbeat", &config.primary, 4)
+            e.event(EventKind::Heartbeat, &config.primary, 4)
                 .clusterless
                 .is_empty()
         );

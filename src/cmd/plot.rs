@@ -10,6 +10,7 @@ use crate::analysis::episodes::EpisodeFinder;
 use crate::analysis::series::walk_rounds;
 use crate::analysis::vector::VectorWindow;
 use crate::output::plot::{self, Kind, ReplicaColumns, ReplicaPlot};
+use crate::samples::event::EventKind;
 use crate::store::events::RecordedEvent;
 
 /// `lagtrace plot`'s command line.
@@ -116,20 +117,20 @@ pub fn run(args: &Args) -> Result<(), CmdError> {
 fn marks(events: &[RecordedEvent]) -> BTreeMap<String, Vec<(i64, String)>> {
     let mut marks: BTreeMap<String, Vec<(i64, String)>> = BTreeMap::new();
     for e in events {
-        let node = e.doc["node"]["name"].as_str().unwrap_or("?");
-        let (label, part) = match e.event.as_str() {
-            "failover" => (format!("failover to {node}"), None),
-            "split" => (
+        let node = e.doc.node_name().unwrap_or("?");
+        let (label, part) = match e.kind() {
+            EventKind::Failover => (format!("failover to {node}"), None),
+            EventKind::Split => (
                 format!("split: {node} takes writes too"),
-                Some(crate::cluster::split::part_name(&e.cluster, node)),
+                Some(crate::cluster::split::part_name(e.cluster(), node)),
             ),
-            "split_end" => (
+            EventKind::SplitEnd => (
                 format!("split ended: {node}"),
-                Some(crate::cluster::split::part_name(&e.cluster, node)),
+                Some(crate::cluster::split::part_name(e.cluster(), node)),
             ),
             _ => continue,
         };
-        for cluster in std::iter::once(e.cluster.clone()).chain(part) {
+        for cluster in std::iter::once(e.cluster().to_string()).chain(part) {
             marks
                 .entry(cluster)
                 .or_default()

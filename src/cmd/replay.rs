@@ -15,6 +15,7 @@ use crate::clock::format_utc_us;
 use crate::config::{StatsdConfig, parse_duration};
 use crate::output::report::human_us;
 use crate::output::statsd::Statsd;
+use crate::samples::event::EventKind;
 
 /// `lagtrace replay`'s command line.
 #[derive(Debug, Clone, clap::Args)]
@@ -156,14 +157,14 @@ pub fn run(args: &Args) -> Result<(), CmdError> {
         .iter()
         .filter(|e| {
             matches!(
-                e.event.as_str(),
-                "primary_down"
-                    | "primary_up"
-                    | "failover"
-                    | "split"
-                    | "split_end"
-                    | "source_change"
-                    | "role_change"
+                e.kind(),
+                EventKind::PrimaryDown
+                    | EventKind::PrimaryUp
+                    | EventKind::Failover
+                    | EventKind::Split
+                    | EventKind::SplitEnd
+                    | EventKind::SourceChange
+                    | EventKind::RoleChange
             )
         })
         .peekable();
@@ -237,8 +238,8 @@ fn recorded_line(e: &crate::store::events::RecordedEvent) -> String {
     format!(
         "{}  {}  {}  {}  (recorded)\n",
         format_utc_us(e.t_us),
-        e.cluster,
-        e.event,
+        e.cluster(),
+        e.doc.event,
         crate::output::report::event_detail(e)
     )
 }

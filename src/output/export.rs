@@ -220,17 +220,18 @@ pub fn write_events<W: Write>(
 ) -> std::io::Result<()> {
     for e in events {
         match out {
-            Writer::Jsonl(_) => out.write(&e.doc)?,
+            Writer::Jsonl(_) => out.write(&e.json)?,
             Writer::Csv(_) => out.write(&EventRow {
                 time_utc: crate::clock::format_utc_us(e.t_us),
-                cluster: &e.cluster,
-                event: &e.event,
-                node: e.doc["node"]["name"]
-                    .as_str()
-                    .or_else(|| e.doc["program"].as_str())
+                cluster: e.cluster(),
+                event: &e.doc.event,
+                node: e
+                    .doc
+                    .node_name()
+                    .or(e.doc.program.as_deref())
                     .unwrap_or_default(),
-                while_stopped: e.doc["while_stopped"].as_bool().unwrap_or(false),
-                document: e.doc.to_string(),
+                while_stopped: e.doc.while_stopped,
+                document: e.json.to_string(),
             })?,
         }
     }

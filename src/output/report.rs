@@ -14,6 +14,7 @@ use crate::analysis::stats::{Distribution, Percentiles};
 use crate::clock::format_utc_us;
 use crate::clock::ms;
 use crate::samples::ProgressUnit;
+use crate::samples::event::{EventKind, NodeName};
 use crate::store::events::RecordedEvent;
 
 /// How `analyze` prints its report.
@@ -152,52 +153,39 @@ fn outages_text(out: &mut String, c: &ClusterReport) {
 /// to it (`primary -> r2` for a failover, the check's detail for a replica).
 pub fn event_detail(e: &RecordedEvent) -> String {
     let d = &e.doc;
-    let name = |v: &serde_json::Value| v["name"].as_str().unwrap_or("?").to_string();
-    let detail = match e.event.as_str() {
-        "failover" => format!("{} -> {}", name(&d["previous_primary"]), name(&d["node"])),
-        "primary_down" => format!(
-            "{}: {}",
-            name(&d["node"]),
-            d["reason"].as_str().unwrap_or("")
-        ),
-        "primary_up" => match d["down_s"].as_f64() {
-            Some(s) => format!("{} after {s:.1} s", name(&d["node"])),
-            None => name(&d["node"]),
+    let name = |n: &Option<NodeName>| n.as_ref().map_or("?", |n| n.name.as_str()).to_string();
+    let node = name(&d.node);
+    let reason = d.reason.as_deref();
+    let probe = d.probe.as_deref().unwrap_or("?");
+    let detail = match e.kind() {
+        EventKind::Failover => format!("{} -> {node}", name(&d.previous_primary)),
+        EventKind::PrimaryDown => format!("{node}: {}", reason.unwrap_or("")),
+        EventKind::PrimaryUp => match d.down_s {
+            Some(s) => format!("{node} after {s:.1} s"),
+            None => node,
         },
-        "replica_down" | "replica_up" => format!(
-            "{}: {}",
-            name(&d["node"]),
-            d["check"]["detail"].as_str().unwrap_or("")
+        EventKind::ReplicaDown | EventKind::ReplicaUp => format!(
+            "{node}: {}",
+            d.check.as_ref().map_or("", |c| c.detail.as_str())
         ),
-        "split" => format!("{} takes writes too", name(&d["node"])),
-        "probe" => match d["reason"].as_str() {
-            Some(why) => format!(
-                "{}: {} ({why})",
-                name(&d["node"]),
-                d["probe"].as_str().unwrap_or("?")
-            ),
-            None => format!(
-                "{}: {}",
-                name(&d["node"]),
-                d["probe"].as_str().unwrap_or("?")
-            ),
+        EventKind::Split => format!("{node} takes writes too"),
+        EventKind::Probe => match reason {
+            Some(why) => format!("{node}: {probe} ({why})"),
+            None => format!("{node}: {probe}"),
         },
-        "split_end" => format!(
-            "{} no longer takes writes beside the primary",
-            name(&d["node"])
-        ),
-        "source_change" | "role_change" => {
-            let side = |v: &serde_json::Value| v.as_str().unwrap_or("nothing").to_string();
+        EventKind::SplitEnd => format!("{node} no longer takes writes beside the primary"),
+        EventKind::SourceChange | EventKind::RoleChange => {
+            let side = |v: Option<&String>| v.map_or("nothing", |s| s.as_str()).to_string();
+            let change = d.change.clone().unwrap_or_default();
             format!(
-                "{}: {} -> {}",
-                name(&d["node"]),
-                side(&d["change"]["from"]),
-                side(&d["change"]["to"])
+                "{node}: {} -> {}",
+                side(change.from.as_ref()),
+                side(change.to.as_ref())
             )
         }
-        _ => name(&d["node"]),
+        _ => node,
     };
-    if d["while_stopped"] == true {
+    if d.while_stopped {
         format!("{detail}  (while no recorder ran)")
     } else {
         detail
@@ -206,8 +194,9 @@ pub fn event_detail(e: &RecordedEvent) -> String {
 
 /// The cluster's events, one line each (trigger runs only counted, failures named).
 fn events_text(out: &mut String, events: &[RecordedEvent]) {
-    let (runs, changes): (Vec<&RecordedEvent>, Vec<&RecordedEvent>) =
-        events.iter().partition(|e| e.event == "trigger_run");
+    let (runs, changes): (Vec<&RecordedEvent>, Vec<&RecordedEvent>) = events
+        .iter()
+        .partition(|e| e.kind() == EventKind::TriggerRun);
     if !changes.is_empty() {
         let _ = writeln!(
             out,
@@ -222,11 +211,11 @@ fn events_text(out: &mut String, events: &[RecordedEvent]) {
             out,
             "              {}  {:<13} {}",
             format_utc_us(e.t_us),
-            e.event,
+            e.doc.event,
             event_detail(e)
         );
     }
-    let failed: Vec<&&RecordedEvent> = runs.iter().filter(|r| r.doc["code"] != 0).collect();
+    let failed: Vec<&&RecordedEvent> = runs.iter().filter(|r| r.doc.code != Some(0)).collect();
     if !runs.is_empty() {
         let _ = writeln!(
             out,
@@ -238,12 +227,12 @@ fn events_text(out: &mut String, events: &[RecordedEvent]) {
                 .first()
                 .map(|f| format!(
                     " (first: {} at {}, {})",
-                    f.doc["trigger"].as_str().unwrap_or("?"),
+                    f.doc.trigger.as_deref().unwrap_or("?"),
                     format_utc_us(f.t_us),
-                    if f.doc["timed_out"] == true {
+                    if f.doc.timed_out {
                         "timed out".to_string()
                     } else {
-                        f.doc["stderr"].as_str().unwrap_or("no stderr").to_string()
+                        f.doc.stderr.as_deref().unwrap_or("no stderr").to_string()
                     }
                 ))
                 .unwrap_or_default()
@@ -593,7 +582,7 @@ pub fn json(clusters: &[ClusterReport], reports: &[ReplicaReport], settings: &Se
                 "outcome": o.outcome.name(),
                 "reason": o.reason,
             })).collect::<Vec<_>>(),
-            "events": c.events.iter().map(|e| &e.doc).collect::<Vec<_>>(),
+            "events": c.events.iter().map(|e| &e.json).collect::<Vec<_>>(),
         })).collect::<Vec<_>>(),
         "settings": {
             "max_lag_ms": ms(settings.max_lag_us),

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::clock::format_utc_us;
-use crate::cluster::doc::{Event, SCHEMA};
+use crate::cluster::doc::{Event, EventKind, SCHEMA};
 use crate::config::TriggersConfig;
 
 /// Events waiting to run; more are dropped (and counted) rather than waited for.
@@ -32,7 +32,7 @@ const POLL: Duration = Duration::from_millis(10);
 pub struct TriggerRun {
     pub schema: u32,
     /// Always `trigger_run`.
-    pub event: &'static str,
+    pub event: EventKind,
     /// When the run ended.
     pub time_utc: String,
     /// The same time, UTC µs (for the store's key).
@@ -40,7 +40,7 @@ pub struct TriggerRun {
     pub t_us: i64,
     pub cluster: String,
     /// The event the trigger ran for.
-    pub trigger: &'static str,
+    pub trigger: EventKind,
     pub program: String,
     /// The exit code; `null` when killed (by a signal or the timeout) or not started.
     pub code: Option<i32>,
@@ -96,18 +96,18 @@ impl Triggers {
     /// Queues the command configured for `event.event`, if there is one.
     pub fn fire(&self, event: Event) {
         let argv = match event.event {
-            "heartbeat" => &self.config.heartbeat,
-            "recorder_up" => &self.config.recorder_up,
-            "primary_down" => &self.config.primary_down,
-            "primary_up" => &self.config.primary_up,
-            "failover" => &self.config.failover,
-            "replica_down" => &self.config.replica_down,
-            "split" => &self.config.split,
-            "replica_up" => &self.config.replica_up,
+            EventKind::Heartbeat => &self.config.heartbeat,
+            EventKind::RecorderUp => &self.config.recorder_up,
+            EventKind::PrimaryDown => &self.config.primary_down,
+            EventKind::PrimaryUp => &self.config.primary_up,
+            EventKind::Failover => &self.config.failover,
+            EventKind::ReplicaDown => &self.config.replica_down,
+            EventKind::Split => &self.config.split,
+            EventKind::ReplicaUp => &self.config.replica_up,
             _ => &None,
         };
         let Some(argv) = argv.clone() else { return };
-        let name = event.event;
+        let name = event.event.name();
         let Some(queue) = self.queues.get(&event.cluster) else {
             return;
         };
@@ -164,16 +164,16 @@ fn work(
 ) {
     for (argv, event) in runs {
         let doc = serde_json::to_string(&event).expect("an event serializes");
-        let (name, cluster, program) = (event.event, &event.cluster, &argv[0]);
+        let (name, cluster, program) = (event.event.name(), &event.cluster, &argv[0]);
         let result = run(&argv, &doc, timeout);
         let t_us = clock.now_us();
         let mut record = TriggerRun {
             schema: SCHEMA,
-            event: "trigger_run",
+            event: EventKind::TriggerRun,
             time_utc: format_utc_us(t_us),
             t_us,
             cluster: cluster.clone(),
-            trigger: name,
+            trigger: event.event,
             program: program.clone(),
             code: None,
             timed_out: false,
@@ -323,14 +323,17 @@ mod tests {
             &["a".to_string(), "b".to_string()],
         );
         let started = Instant::now();
-        let mut slow = e.event("recorder_up", &config.primary, 0);
+        let mut slow = e.event(EventKind::RecorderUp, &config.primary, 0);
         slow.cluster = "a".into();
-        let mut quick = e.event("failover", &config.primary, 0);
+        let mut quick = e.event(EventKind::Failover, &config.primary, 0);
         quick.cluster = "b".into();
         triggers.fire(slow);
         triggers.fire(quick);
         let first = ended.recv_timeout(Duration::from_secs(5)).unwrap();
-        assert_eq!((first.cluster.as_str(), first.trigger), ("b", "failover"));
+        assert_eq!(
+            (first.cluster.as_str(), first.trigger),
+            ("b", EventKind::Failover)
+        );
         assert!(
             started.elapsed() < Duration::from_secs(1),
             "{:?}",

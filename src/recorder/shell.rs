@@ -23,6 +23,7 @@ use crate::output::triggers::{TriggerRun, Triggers};
 use crate::probe::beat::{self, BeatNotice, BeatWriter};
 use crate::probe::{binlog, reader, status};
 use crate::samples::Sample;
+use crate::samples::event::EventKind;
 use crate::store::writer::SampleSender;
 
 /// Samples queued between the probes and the recorder.
@@ -120,7 +121,7 @@ impl Shell<'_> {
             match effect {
                 Effect::Store(sample) => self.store(sample),
                 Effect::Fire(event) => {
-                    if event.event != "heartbeat" {
+                    if event.event != EventKind::Heartbeat {
                         let doc = serde_json::to_string(&event).expect("an event serializes");
                         self.store(Sample::Event {
                             t_us: event.t_us,

@@ -327,7 +327,9 @@ impl Sim {
         self.log
             .iter()
             .filter_map(|(_, e)| match e {
-                Effect::Fire(e) if e.event != "heartbeat" => Some((e.event, e.node.name.clone())),
+                Effect::Fire(e) if e.event != "heartbeat" => {
+                    Some((e.event.name(), e.node.name.clone()))
+                }
                 _ => None,
             })
             .collect()
@@ -486,7 +488,7 @@ fn a_restart_fires_what_changed_while_stopped_before_recorder_up() {
         .log
         .iter()
         .filter_map(|(_, e)| match e {
-            Effect::Fire(e) if e.event != "heartbeat" => Some((e.event, e.while_stopped)),
+            Effect::Fire(e) if e.event != "heartbeat" => Some((e.event.name(), e.while_stopped)),
             _ => None,
         })
         .collect();

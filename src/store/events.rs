@@ -9,9 +9,11 @@
 use std::path::Path;
 
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+use serde::Deserialize;
 
 use super::prune::Cutoff;
 use super::{Store, StoreError, corrupt_at, db_err};
+use crate::samples::event::{EventDoc, EventKind};
 
 /// `events`: (time UTC µs, session id, number within the session) to a JSON document.
 pub const EVENTS: TableDefinition<(i64, u32, u32), &str> = TableDefinition::new("events");
@@ -23,12 +25,22 @@ pub const STATE: TableDefinition<&str, &str> = TableDefinition::new("state");
 pub struct RecordedEvent {
     /// When it happened, UTC µs.
     pub t_us: i64,
+    /// The document, typed (its cluster, its kind, what it says).
+    pub doc: EventDoc,
+    /// The whole document as stored, fields this version does not know included: what
+    /// `export --events` and analyze's JSON give.
+    pub json: serde_json::Value,
+}
+
+impl RecordedEvent {
+    pub fn kind(&self) -> EventKind {
+        self.doc.kind()
+    }
+
     /// The cluster it is about.
-    pub cluster: String,
-    /// Its name (`primary_down`, `failover`, `replica_down`, `trigger_run`, ...).
-    pub event: String,
-    /// The whole document.
-    pub doc: serde_json::Value,
+    pub fn cluster(&self) -> &str {
+        &self.doc.cluster
+    }
 }
 
 /// Writes `events` (each `(t_us, doc)`, numbered from `first_n` in this session) and
@@ -103,17 +115,11 @@ pub(super) fn read_in(
     for entry in table.range(lo..=hi).map_err(|e| db_err(path, e))? {
         let (key, doc) = entry.map_err(|e| db_err(path, e))?;
         let (t_us, _, _) = key.value();
-        let doc: serde_json::Value = serde_json::from_str(doc.value())
-            .map_err(|e| corrupt_at(path, format!("event at {t_us} µs: {e}")))?;
-        let field = |name: &str| doc[name].as_str().unwrap_or_default().to_string();
-        let (cluster, event) = (field("cluster"), field("event"));
-        if wanted(&cluster) {
-            out.push(RecordedEvent {
-                t_us,
-                cluster,
-                event,
-                doc,
-            });
+        let bad = |e: serde_json::Error| corrupt_at(path, format!("event at {t_us} µs: {e}"));
+        let json: serde_json::Value = serde_json::from_str(doc.value()).map_err(bad)?;
+        let doc = EventDoc::deserialize(&json).map_err(bad)?;
+        if wanted(&doc.cluster) {
+            out.push(RecordedEvent { t_us, doc, json });
         }
     }
     Ok(out)
@@ -194,7 +200,7 @@ mod tests {
         let all = read(&path, None, None, &|_| true).unwrap();
         let names: Vec<(i64, &str, &str)> = all
             .iter()
-            .map(|e| (e.t_us, e.cluster.as_str(), e.event.as_str()))
+            .map(|e| (e.t_us, e.cluster(), e.doc.event.as_str()))
             .collect();
         assert_eq!(
             names,
@@ -206,7 +212,7 @@ mod tests {
         );
         let only_c = read(&path, Some(150), None, &|c| c == "c").unwrap();
         assert_eq!(only_c.len(), 1);
-        assert_eq!(only_c[0].doc["event"], "primary_up");
+        assert_eq!(only_c[0].json["event"], "primary_up");
 
         let cutoff = Cutoff {
             samples_us: 250,

@@ -5,6 +5,8 @@
 
 use serde::{Deserialize, Serialize};
 
+pub mod event;
+
 /// How one probe step (a beat write, a read, a status poll) ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[repr(u8)]
