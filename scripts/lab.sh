@@ -138,7 +138,7 @@ start_node() {
   setsid mariadbd --defaults-file="$LAB_DIR/$node/my.cnf" </dev/null >>"$LAB_DIR/$node/err.log" 2>&1 9>&- &
 }
 
-# The least the lagtrace user needs, as the README's "Grants" documents it (tests/grants.rs
+# The least the lagtrace user needs, as docs/commands.md's "Grants" documents it (tests/grants.rs
 # compares them): write only to its own schema (read_only=ON keeps it read-only on
 # replicas), read replication status everywhere, stream binary logs from their current
 # position (the binlog probe), nothing else. Applied again on every

@@ -1,4 +1,4 @@
-//! The lagtrace user's grants: the lab gives exactly what the README's "Grants" section
+//! The lagtrace user's grants: the lab gives exactly what docs/commands.md's "Grants" section
 //! documents, and with them the user cannot write outside its own schema, cannot change
 //! its own schema's shape beyond what `init` does, cannot administer the server, and
 //! cannot write on a read-only replica. (Every other test shows these grants suffice.)
@@ -41,12 +41,12 @@ fn normalized(grant: &str) -> Vec<String> {
         .collect()
 }
 
-/// The GRANT lines of the README's "Grants" section, for the lab's host.
+/// The GRANT lines of docs/commands.md's "Grants" section, for the lab's host.
 fn documented() -> Vec<String> {
-    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
-    let section = &readme[readme
-        .find("#### Grants")
-        .expect("README has a Grants section")..];
+    let doc = std::fs::read_to_string(repo_root().join("docs/commands.md")).unwrap();
+    let section = &doc[doc
+        .find("### Grants")
+        .expect("docs/commands.md has a Grants section")..];
     let block = &section[section.find("```sql").unwrap()..];
     let block = &block[..block[3..].find("```").unwrap()];
     block
@@ -57,7 +57,7 @@ fn documented() -> Vec<String> {
 }
 
 #[test]
-fn the_lab_grants_exactly_what_the_readme_documents() {
+fn the_lab_grants_exactly_what_the_docs_document() {
     ensure_lab();
     let shown = as_lagtrace(PRIMARY, "SHOW GRANTS").expect("SHOW GRANTS");
     let mut shown: Vec<String> = shown

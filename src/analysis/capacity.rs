@@ -1,4 +1,4 @@
-//! Saturation and capacity (DESIGN.md section 2). Capacity `C` is how many times faster
+//! Saturation and capacity (docs/design.md). Capacity `C` is how many times faster
 //! than the primary's usual write rate a replica can apply. Three estimators, from
 //! independent inputs:
 //!
@@ -12,7 +12,7 @@
 //! - busy fraction (the SQL thread's state string): the share of samples in which it
 //!   was applying, outside episodes; at a steady load `1/busy` estimates `C`. It is only
 //!   indicative: a state sampled once per poll misses short transactions, and on real
-//!   OLTP load it was 79 % off (DESIGN.md section 2).
+//!   OLTP load it was 79 % off.
 
 use super::episodes::Episode;
 use super::series::LagPoint;

@@ -1,4 +1,4 @@
-//! Lag episodes (DESIGN.md section 2): a stretch that starts when lag exceeds `max_lag`
+//! Lag episodes (docs/design.md): a stretch that starts when lag exceeds `max_lag`
 //! and ends when it falls under `recover_lag`, found with the same [`LagGate`] the pool
 //! state machine uses. Each has its peak, how fast the replica fell behind and caught
 //! up (vector fits), and hints at the cause from the replication status.

@@ -1,4 +1,4 @@
-//! The Lag model (DESIGN.md section 2): what one read, or one probe round, says about a
+//! The Lag model (docs/design.md, "Measurement model"): what one read, or one probe round, says about a
 //! replica's lag. Every consumer (analyze, plot, replay, export, the live checks, statsd,
 //! `check`) takes its lag from here and judges it with [`Lag::judged_us`].
 //!

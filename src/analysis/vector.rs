@@ -1,4 +1,4 @@
-//! The replication vector (DESIGN.md section 2, after Jeremy Cole): how fast a replica
+//! The replication vector (docs/design.md, after Jeremy Cole): how fast a replica
 //! falls behind or catches up. The replica reflects the primary as of `h(t) = t - lag(t)`;
 //! `vector = dh/dt - 1 = -d(lag)/dt`, fitted by least squares over a trailing window.
 //! 0 keeps up, -1 applies nothing, +0.5 catches up half a second per second.

@@ -13,7 +13,7 @@ use crate::output::report::Format;
     lagtrace analyze --store a.redb --store b.redb --replica db2 --from -6h --max-lag 2s\n  \
     lagtrace analyze --store lagtrace.redb --format json | jq '.replicas[].capacity'\n\n\
     An episode starts when lag exceeds --max-lag and ends when it falls under --recover-lag.\n\
-    The JSON document is described in the README (schema_version 2).")]
+    The JSON document is described in docs/commands.md (schema_version 2).")]
 pub struct Args {
     #[command(flatten)]
     pub select: Selection,

@@ -18,7 +18,7 @@ use crate::store::scan::Recording;
     lagtrace export --store lagtrace.redb --events --format jsonl # failovers, pool changes, triggers\n\n\
     Columns: time_utc, cluster, replica, seq, lag_kind, lag_ms, lag_lo_ms, lag_hi_ms, reads,\n\
     rtt_ms, outcome, reason, io_running, sql_running, seconds_behind_master, sql_delay_s\n\
-    (see README). lag_kind at_least: no upper bound, lag_ms is the lower bound.")]
+    (see docs/commands.md). lag_kind at_least: no upper bound, lag_ms is the lower bound.")]
 pub struct Args {
     #[command(flatten)]
     pub select: Selection,

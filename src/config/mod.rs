@@ -1,4 +1,4 @@
-//! The TOML configuration: parsing, validation and defaults (DESIGN.md section 4).
+//! The TOML configuration: parsing, validation and defaults (docs/configuration.md).
 //!
 //! This module is pure: it reads text and returns either a validated [`Config`] or
 //! one [`ConfigError`] that names the file, line and key at fault. Raw serde structs

@@ -2,7 +2,7 @@
 //! read and its follow-ups, keeping the read with the tightest lag), with `--reads` one
 //! per read; each with its lag and the replica's latest replication status at that time.
 //!
-//! Columns (README, "export"): `time_utc, cluster, replica, seq, lag_kind, lag_ms,
+//! Columns (docs/commands.md, "export"): `time_utc, cluster, replica, seq, lag_kind, lag_ms,
 //! lag_lo_ms, lag_hi_ms, reads, rtt_ms, outcome, reason, io_running, sql_running,
 //! seconds_behind_master, sql_delay_s, probe`. `probe` is `poll` (a read of the row) or
 //! `binlog` (the replica's binary log stream; `rtt_ms` is then the delivery delay

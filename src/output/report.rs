@@ -1,4 +1,4 @@
-//! The `analyze` report as a readable text table or as JSON (schema in the README).
+//! The `analyze` report as a readable text table or as JSON (schema in docs/commands.md).
 //! Takes the analysis' figures as they are; only formats them.
 
 use std::fmt::Write as _;
@@ -22,7 +22,7 @@ use crate::store::events::RecordedEvent;
 pub enum Format {
     /// A readable table per replica
     Text,
-    /// One JSON document (schema in the README)
+    /// One JSON document (schema in docs/commands.md)
     Json,
 }
 
