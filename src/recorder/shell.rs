@@ -39,7 +39,7 @@ pub struct Outputs<'a> {
     pub trigger_runs: &'a std::sync::mpsc::Receiver<TriggerRun>,
     pub statsd: Option<&'a Statsd>,
     /// The console, never waited on; `terminal`: it is a terminal (a table each
-    /// second), else a log line per replica every [`LOG_EVERY_S`].
+    /// second), else a log line per replica every `LOG_EVERY_S`.
     pub printer: Option<&'a console::Printer>,
     pub terminal: bool,
 }

@@ -92,8 +92,8 @@ impl<'de> Deserialize<'de> for EventKind {
     }
 }
 
-/// A stored event document read back, typed: the fields of every kind ([`Event`],
-/// [`ProbeEvent`], a trigger's run), those a kind does not carry absent. Documents
+/// A stored event document read back, typed: the fields of every kind (`cluster::doc::Event`,
+/// `ProbeEvent`, a trigger's run), those a kind does not carry absent. Documents
 /// written by earlier versions read the same way; a field this version does not know is
 /// ignored here (the raw document keeps it).
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
