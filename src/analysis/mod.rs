@@ -23,3 +23,4 @@ pub mod report;
 pub mod series;
 pub mod stats;
 pub mod vector;
+pub mod window;

@@ -6,8 +6,9 @@
 //! count each round once and use its best measurement. Rounds whose reads say nothing
 //! (before the session's first beat, a foreign beat) are counted, never plotted.
 
-use super::lag::{BeatCursor, BeatWindow, Continuity, Lag, Unknown};
+use super::lag::{BeatCursor, Continuity, Lag, Unknown};
 use super::outages::PrimaryOutage;
+use super::window::BeatWindow;
 use crate::samples::{BeatTimes, Observation, Outcome};
 
 /// The lag of one probe round at `t_us` (the middle of the read it keeps). Never
@@ -231,7 +232,7 @@ pub fn lag_series(
 const BATCH_ROUNDS: usize = 8_192;
 
 /// Walks one replica of a loaded recording: one thread decodes its cluster's beats
-/// chunk by chunk ([`super::lag::BeatsAhead`]), another decodes its reads and matches
+/// chunk by chunk ([`crate::store::scan::ahead::BeatsAhead`]), another decodes its reads and matches
 /// them to those beats into rounds, while `sink`, on the calling thread, gets the
 /// finished rounds and failed reads in batches, in time order. Returns the series'
 /// facts (`points` and `failures` empty) and, when asked `with_outages`, the
@@ -249,7 +250,7 @@ pub fn walk_rounds(
         let (tx, rx) = std::sync::mpsc::sync_channel::<Batch>(4);
         // Batches handed back once sunk, so that their buffers are allocated once.
         let (back_tx, back_rx) = std::sync::mpsc::channel::<Batch>();
-        let ahead = super::lag::BeatsAhead::start(scope, beats);
+        let ahead = crate::store::scan::ahead::BeatsAhead::start(scope, beats);
         let producer = scope.spawn(move || {
             let mut window = BeatWindow::new(beats, &continuity).reading_ahead(ahead);
             if with_outages {

@@ -1,7 +1,7 @@
 //! `lagtrace export`: one row per probe round (or per read with `--reads`), as CSV or
 //! JSON lines, from one or more stores (merged by time).
 
-use crate::analysis::lag::BeatWindow;
+use crate::analysis::window::BeatWindow;
 use std::io::{BufWriter, IsTerminal, Write};
 use std::path::PathBuf;
 

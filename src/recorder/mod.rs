@@ -14,6 +14,7 @@
 //! the effects out.
 
 pub mod probes;
+pub mod recent;
 pub mod shell;
 
 #[cfg(test)]
@@ -22,7 +23,7 @@ mod tests;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use crate::analysis::lag::{Lag, RecentBeats, Unknown};
+use crate::analysis::lag::{Lag, Unknown};
 use crate::cluster::doc::{ClusterState, Event, ProbeEvent};
 use crate::cluster::events::{ClusterEvents, Judged};
 use crate::config::{Address, Config, Kind, ProbeMode};
@@ -30,6 +31,7 @@ use crate::output::console::{ReplicaView, Totals};
 use crate::output::live::{self, Shared, Snapshot};
 use crate::samples::{Outcome, Sample};
 use probes::ClusterProbes;
+use recent::RecentBeats;
 
 /// A cluster's (or a split part's) id: its key interned in the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -3,6 +3,7 @@
 //! the store (one read snapshot per store) and are decoded chunk by chunk as they are
 //! walked ([`walk`]), so a load holds no more than the chunks' keys.
 
+pub mod ahead;
 mod walk;
 
 use std::collections::BTreeMap;
