@@ -195,7 +195,7 @@ impl<'a> BeatWindow<'a> {
     /// [`BeatWindow::read_more`] for a read that showed `seq`, dropping the beats more
     /// than [`Self::KEEP`] before it as they come, as [`Self::trim`] would drop them: a
     /// window's first read loads the hours of lookback before it
-    /// ([`crate::store::scan::BEAT_LOOKBACK_US`]), which would otherwise all be held.
+    /// ([`crate::store::BEAT_LOOKBACK_US`]), which would otherwise all be held.
     fn read_more_for(&mut self, seq: u64) -> Result<(), StoreError> {
         self.read_more()?;
         let before = self.beats.partition_point(|b| b.seq < seq);

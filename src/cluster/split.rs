@@ -1,7 +1,7 @@
 //! A split cluster's sides: which beats each replica is measured against while a second
 //! server takes writes beside the primary, and the names its parts are stored under.
 //!
-//! A cluster with two primaries (a split, see [`super::events::ClusterEvents`]) is
+//! A cluster with two primaries (a split, which `ClusterEvents` in the events module finds) is
 //! measured as two: the cluster keeps its beats and the replicas that follow its
 //! primary (or neither), and each second primary gets a part of its own: a beat writer
 //! on it, under the cluster name `<cluster>~<node>` ([`part_name`]) and on the
@@ -12,7 +12,7 @@
 use crate::store::{cluster_key, replica_key};
 
 /// Which beats a replica is measured against while its cluster may be split (see
-/// [`super::events::ClusterEvents::side`]).
+/// `ClusterEvents::side`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Side {
     /// The cluster's own beats.

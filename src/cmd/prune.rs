@@ -7,8 +7,8 @@ use std::time::Duration;
 use super::CmdError;
 use crate::clock::{Clock, duration_us, format_utc_us};
 use crate::config::{MAX_RETAIN, MIN_RETAIN, parse_duration};
+use crate::store::Cutoff;
 use crate::store::Store;
-use crate::store::prune::Cutoff;
 
 /// `lagtrace prune`'s command line.
 #[derive(Debug, Clone, clap::Args)]

@@ -18,8 +18,8 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, MissedTickBehavior};
 
-use super::conn::{self, Backoff, DbError, FailureRun};
-use super::session::Session;
+use super::conn::{self, Backoff, DbError, FailureRun, MAX_BACKOFF};
+use super::session::{RowWrite, Session};
 use crate::clock::Clock;
 use crate::config::{Address, ConnectionConfig, Kind, Secret};
 use crate::samples::{Beat, Outcome, Sample};
@@ -54,9 +54,6 @@ pub struct BeatWriter {
     pub interval: Duration,
     pub clock: Clock,
 }
-
-/// Longest wait between reconnection attempts.
-pub const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
 /// Writes beats until `shutdown` turns true. Samples go to `out` (a [`Sample::Writer`]
 /// when the writer follows a failover to another server); acknowledged beats are
@@ -281,25 +278,6 @@ impl std::fmt::Display for BeatError {
             }
         }
     }
-}
-
-/// The guarded heartbeat UPDATE: parameters `(seq, t_send_us, row, seq)`.
-pub fn update_sql(database: &str) -> String {
-    format!(
-        "UPDATE `{database}`.heartbeat SET seq = ?, t_send_us = ?, server_id = @@server_id \
-         WHERE cluster = ? AND seq < ?"
-    )
-}
-
-/// What one guarded heartbeat UPDATE did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RowWrite {
-    /// The row now holds the beat.
-    Written,
-    /// The row already held this seq or a newer one: nothing changed.
-    Stale { row_seq: u64 },
-    /// The row does not exist.
-    NoRow,
 }
 
 /// Connects (filling `conn`) and reads the row's seq.

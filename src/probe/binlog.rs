@@ -40,7 +40,8 @@ use mysql_async::{BinlogStream, BinlogStreamRequest, Value};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use super::beat::{BeatNotice, MAX_BACKOFF};
+use super::beat::BeatNotice;
+use super::conn::MAX_BACKOFF;
 use super::conn::{self, Backoff, DbError, FailureRun, timed};
 use super::reader::{self, Reader};
 use super::session::Session;

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use tokio::task::JoinSet;
 
-use super::session::Session;
-use super::{beat, schema};
+use super::schema;
+use super::session::{self, Session};
 use crate::clock::Clock;
 use crate::config::{ClusterConfig, ConnectionConfig, ReplicaConfig, Secret};
 use crate::samples::{ChannelStatus, CheckSighting};
@@ -117,15 +117,15 @@ async fn write_beat(
     let t_ack_us = clock.now_us();
     c.close().await;
     match result.map_err(|e| fail(&e))? {
-        beat::RowWrite::Written => Ok(Written {
+        session::RowWrite::Written => Ok(Written {
             seq,
             t_send_us,
             t_ack_us,
         }),
-        beat::RowWrite::NoRow => Err(fail(&format!(
+        session::RowWrite::NoRow => Err(fail(&format!(
             "no heartbeat row {row:?} for the check (run lagtrace init)"
         ))),
-        beat::RowWrite::Stale { row_seq } => Err(fail(&format!(
+        session::RowWrite::Stale { row_seq } => Err(fail(&format!(
             "row {row:?} holds seq {row_seq}, newer than this check's clock ({seq}): is another check running with a clock ahead of this host's?"
         ))),
     }

@@ -1,5 +1,5 @@
 //! Connections to MySQL/MariaDB servers, and what went wrong when they fail (for
-//! either kind: PostgreSQL's errors, `super::pg`, map to the same [`DbError`]).
+//! either kind: PostgreSQL's errors, the `pg` module, map to the same [`DbError`]).
 //!
 //! Every network step here runs under a timeout. Failures become a [`DbError`]: a small,
 //! explicit classification (refused, timed out, access denied, ...) that callers print or,
@@ -13,6 +13,9 @@ use mysql_async::{Conn, OptsBuilder};
 
 use crate::config::{Address, ConnectionConfig, Secret};
 use crate::samples::Outcome;
+
+/// Longest wait between reconnection attempts of any probe task.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
 /// Why talking to a server failed.
 #[derive(Debug, Clone, PartialEq, Eq)]

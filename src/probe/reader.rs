@@ -15,7 +15,8 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use super::beat::{BeatNotice, MAX_BACKOFF};
+use super::beat::BeatNotice;
+use super::conn::MAX_BACKOFF;
 use super::conn::{Backoff, DbError, FailureRun};
 use super::fine_sleep::FineTimer;
 use super::session::Session;

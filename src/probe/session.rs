@@ -7,7 +7,6 @@ use std::time::Duration;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Statement};
 
-use super::beat::{RowWrite, update_sql};
 use super::conn::{self, DbError, timed};
 use super::{pg, schema};
 use crate::config::{Address, ConnectionConfig, Kind, Secret};
@@ -190,4 +189,23 @@ impl Session {
             let _ = tokio::time::timeout(Duration::from_millis(200), c.disconnect()).await;
         }
     }
+}
+
+/// The guarded heartbeat UPDATE: parameters `(seq, t_send_us, row, seq)`.
+pub fn update_sql(database: &str) -> String {
+    format!(
+        "UPDATE `{database}`.heartbeat SET seq = ?, t_send_us = ?, server_id = @@server_id \
+         WHERE cluster = ? AND seq < ?"
+    )
+}
+
+/// What one guarded heartbeat UPDATE did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RowWrite {
+    /// The row now holds the beat.
+    Written,
+    /// The row already held this seq or a newer one: nothing changed.
+    Stale { row_seq: u64 },
+    /// The row does not exist.
+    NoRow,
 }

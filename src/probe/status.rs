@@ -10,8 +10,7 @@ use mysql_async::prelude::Queryable;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use super::beat::MAX_BACKOFF;
-use super::conn::{self, Backoff, DbError, FailureRun, column_string, timed};
+use super::conn::{self, Backoff, DbError, FailureRun, MAX_BACKOFF, column_string, timed};
 use crate::clock::Clock;
 use crate::config::{Address, ConnectionConfig, Kind, Secret};
 use crate::samples::{ChannelStatus, IoState, Outcome, PgFigures, Sample, StatusSample};

@@ -11,7 +11,7 @@ use std::path::Path;
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 use serde::Deserialize;
 
-use super::prune::Cutoff;
+use super::Cutoff;
 use super::{Store, StoreError, corrupt_at, db_err};
 use crate::samples::event::{EventDoc, EventKind};
 

@@ -509,6 +509,37 @@ pub fn open_read(path: &Path) -> Result<(ReadOnlyDatabase, u32), StoreError> {
     Ok((db, version))
 }
 
+// What the store's writer, scans, retention and events tables agree on.
+
+/// Longest time a chunk covers (1 h), so a reader can find every chunk overlapping a
+/// window by starting its key range one hour early.
+pub const MAX_CHUNK_SPAN_US: i64 = 3_600_000_000;
+/// How far before `from` beats are loaded, so that a replica lagging by up to this much
+/// at the start of the window still has its beat to bound the lag.
+pub const BEAT_LOOKBACK_US: i64 = 6 * 3_600_000_000;
+
+/// Where a prune cuts, UTC µs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cutoff {
+    /// Observations and status samples before this go.
+    pub samples_us: i64,
+    /// Beats before this go: later than `samples_us` by the lag a kept read may show
+    /// (the reads just after the cutoff still find the beats they saw).
+    pub beats_us: i64,
+}
+
+impl Cutoff {
+    /// The cutoff for keeping `retain_us` before `now_us`; beats are kept
+    /// `min(retain_us, BEAT_LOOKBACK_US)` longer, as far back as `analyze --from` looks.
+    pub fn keeping(now_us: i64, retain_us: i64) -> Cutoff {
+        let samples_us = now_us.saturating_sub(retain_us);
+        Cutoff {
+            samples_us,
+            beats_us: samples_us.saturating_sub(retain_us.min(BEAT_LOOKBACK_US)),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

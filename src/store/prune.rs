@@ -9,32 +9,9 @@
 
 use redb::ReadableTable;
 
-use super::scan::BEAT_LOOKBACK_US;
 use super::{
-    CHUNKS, KIND_BEATS, KIND_OBSERVATIONS, KIND_STATUS, NAME_IDS, Store, StoreError, db_err,
+    CHUNKS, Cutoff, KIND_BEATS, KIND_OBSERVATIONS, KIND_STATUS, NAME_IDS, Store, StoreError, db_err,
 };
-
-/// Where a prune cuts, UTC µs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Cutoff {
-    /// Observations and status samples before this go.
-    pub samples_us: i64,
-    /// Beats before this go: later than `samples_us` by the lag a kept read may show
-    /// (the reads just after the cutoff still find the beats they saw).
-    pub beats_us: i64,
-}
-
-impl Cutoff {
-    /// The cutoff for keeping `retain_us` before `now_us`; beats are kept
-    /// `min(retain_us, BEAT_LOOKBACK_US)` longer, as far back as `analyze --from` looks.
-    pub fn keeping(now_us: i64, retain_us: i64) -> Cutoff {
-        let samples_us = now_us.saturating_sub(retain_us);
-        Cutoff {
-            samples_us,
-            beats_us: samples_us.saturating_sub(retain_us.min(BEAT_LOOKBACK_US)),
-        }
-    }
-}
 
 /// What a prune dropped (or would drop, on a dry run).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -28,8 +28,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::codec::{self, PackedSpans, PackedStatus, Span};
-use super::prune::Cutoff;
 use super::{CHUNKS, KIND_BEATS, KIND_OBSERVATIONS, KIND_STATUS, Store, StoreError, db_err};
+use super::{Cutoff, MAX_CHUNK_SPAN_US};
 use crate::clock::Clock;
 use crate::samples::Sample;
 
@@ -47,9 +47,6 @@ pub const MAX_SPANS: usize = 16_384;
 /// wait in memory too (as structs and strings, several hundred bytes each, 900 were
 /// about 0.4 MB per replica; now packed, see [`PackedStatus`]).
 pub const MAX_STATUS: usize = 120;
-/// Longest time a chunk covers (1 h), so a reader can find every chunk overlapping a
-/// window by starting its key range one hour early.
-pub const MAX_CHUNK_SPAN_US: i64 = 3_600_000_000;
 /// How often the writer compacts the file (redb keeps freed pages otherwise: a day at
 /// 10 Hz grew to 1.4 times its chunks without compaction, 1.1 times with it).
 pub const COMPACT_EVERY: Duration = Duration::from_secs(3600);

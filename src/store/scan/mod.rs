@@ -17,7 +17,7 @@ pub use walk::{BeatReader, Beats, Observations, StatusIter, StatusSamples};
 use walk::{ChunkRef, ChunkStream, Window};
 
 use super::codec;
-use super::writer::MAX_CHUNK_SPAN_US;
+use super::{BEAT_LOOKBACK_US, MAX_CHUNK_SPAN_US};
 use super::{
     CHUNKS, KIND_BEATS, KIND_OBSERVATIONS, KIND_STATUS, NAME_IDS, SESSIONS, SessionInfo,
     StoreError, corrupt_at, db_err, open_read,
@@ -44,10 +44,6 @@ pub struct Filter {
     /// hole, those that fail, instead of stopping at the first when a walk reaches it.
     pub skip_corrupt: bool,
 }
-
-/// How far before `from` beats are loaded, so that a replica lagging by up to this much
-/// at the start of the window still has its beat to bound the lag.
-pub const BEAT_LOOKBACK_US: i64 = 6 * 3_600_000_000;
 
 impl Filter {
     fn wants_cluster(&self, cluster: &str) -> bool {
