@@ -84,10 +84,7 @@ pub fn run(opts: &Args) -> Result<State, CmdError> {
             )));
         }
     }
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| CmdError::Runtime(format!("cannot start the async runtime: {e}")))?;
+    let runtime = super::runtime()?;
     let clock = Clock::start();
     let mut lines = Vec::new();
     runtime.block_on(async {

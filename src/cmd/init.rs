@@ -40,10 +40,7 @@ pub fn run(opts: &Args) -> Result<(), CmdError> {
         return Ok(());
     }
     let (config, password) = super::load_config(&opts.config, &Default::default())?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| CmdError::Runtime(format!("cannot start the async runtime: {e}")))?;
+    let runtime = super::runtime()?;
     let failures = runtime.block_on(init_all(&config, &password, opts.wait));
     let hosts: usize = config.clusters.iter().map(|c| 1 + c.replicas.len()).sum();
     if failures > 0 {

@@ -124,6 +124,12 @@ impl CmdError {
     }
 }
 
+/// The runtime probes run on ([`crate::probe::runtime`]).
+pub fn runtime() -> Result<tokio::runtime::Runtime, CmdError> {
+    crate::probe::runtime()
+        .map_err(|e| CmdError::Runtime(format!("cannot start the async runtime: {e}")))
+}
+
 /// Loads the config and resolves the password from the real environment.
 pub fn load_config(
     path: &std::path::Path,
@@ -149,10 +155,7 @@ fn discover_topology(
     if config.clusters.iter().all(|c| c.nodes.is_empty()) {
         return Ok(());
     }
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| CmdError::Runtime(format!("cannot start the async runtime: {e}")))?;
+    let runtime = runtime()?;
     let settings = config.connection.clone();
     runtime.block_on(async {
         for cluster in &mut config.clusters {

@@ -147,12 +147,8 @@ pub fn run(opts: &Args) -> Result<(), CmdError> {
         writer::CHANNEL_CAPACITY,
     );
 
-    // One thread runs every probe and the sample loop: the work is waiting on sockets,
-    // and one thread avoids cross-thread wake-ups (the store has its own thread).
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| CmdError::Runtime(format!("cannot start the async runtime: {e}")))?;
+    // One thread runs every probe and the recorder (the store has its own thread).
+    let runtime = super::runtime()?;
     if let (Some(h), false) = (&config.http, opts.quiet) {
         let agent = config
             .agent

@@ -65,10 +65,8 @@ impl Server {
     /// Starts the listeners on their own thread and single-threaded runtime.
     pub fn start(listeners: Listeners, live: Shared, clock: Clock) -> Result<Server, String> {
         let (stop, stopped) = watch::channel(false);
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| format!("cannot start the HTTP runtime: {e}"))?;
+        let runtime =
+            crate::probe::runtime().map_err(|e| format!("cannot start the HTTP runtime: {e}"))?;
         let thread = std::thread::Builder::new()
             .name("lagtrace-http".into())
             .spawn(move || runtime.block_on(serve(listeners, live, clock, stopped)))

@@ -18,3 +18,11 @@ pub mod schema;
 pub mod session;
 pub mod status;
 pub mod topology;
+
+/// The async runtime probes and listeners run on: one thread (the work is waiting on
+/// sockets, and one thread avoids cross-thread wake-ups), with timers and I/O.
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+}
