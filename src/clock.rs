@@ -68,17 +68,27 @@ pub fn format_utc_us(t_us: i64) -> String {
     humantime::format_rfc3339_micros(t).to_string()
 }
 
+/// A `--from` or `--to` that is not a time.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("bad time {text:?}: {why} (examples: -2h, 2026-11-22T02:00:00Z)")]
+pub struct BadTime {
+    text: String,
+    why: String,
+}
+
 /// Parses a time for `--from` / `--to`: RFC 3339 (`2026-11-22T02:00:00Z`, or without
 /// zone as UTC) or relative to `now_us` (`-2h`, `-30m`). Returns UTC microseconds.
-pub fn parse_time(text: &str, now_us: i64) -> Result<i64, String> {
+pub fn parse_time(text: &str, now_us: i64) -> Result<i64, BadTime> {
     let text = text.trim();
+    let bad = |why: &dyn std::fmt::Display| BadTime {
+        text: text.to_string(),
+        why: why.to_string(),
+    };
     if let Some(rel) = text.strip_prefix('-') {
-        let d = humantime::parse_duration(rel)
-            .map_err(|e| format!("bad time {text:?}: {e} (examples: -2h, 2026-11-22T02:00:00Z)"))?;
+        let d = humantime::parse_duration(rel).map_err(|e| bad(&e))?;
         return Ok(now_us - d.as_micros() as i64);
     }
-    let t = humantime::parse_rfc3339_weak(text.trim_end_matches('Z'))
-        .map_err(|e| format!("bad time {text:?}: {e} (examples: -2h, 2026-11-22T02:00:00Z)"))?;
+    let t = humantime::parse_rfc3339_weak(text.trim_end_matches('Z')).map_err(|e| bad(&e))?;
     Ok(t.duration_since(UNIX_EPOCH)
         .map(|d| d.as_micros() as i64)
         .unwrap_or(0))
@@ -120,6 +130,11 @@ mod tests {
             1_700_000_000_000_000
         );
         assert_eq!(parse_time("-2s", 5_000_000).unwrap(), 3_000_000);
-        assert!(parse_time("yesterday", 0).unwrap_err().contains("bad time"));
+        assert!(
+            parse_time("yesterday", 0)
+                .unwrap_err()
+                .to_string()
+                .contains("bad time")
+        );
     }
 }

@@ -134,7 +134,7 @@ pub fn run(opts: &Args) -> Result<State, CmdError> {
             let lag = found.sighting.as_ref().map(sighting_lag);
             nagios::classify(
                 name,
-                found.error.as_deref(),
+                found.error.map(|e| e.to_string()).as_deref(),
                 &found.channels,
                 lag,
                 opts.warn,

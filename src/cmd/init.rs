@@ -139,7 +139,7 @@ async fn init_all(config: &Config, password: &Secret, wait: Duration) -> usize {
     failures
 }
 
-fn report(role: &str, label: &str, addr: &Address, result: &Result<String, String>) {
+fn report(role: &str, label: &str, addr: &Address, result: &Result<String, HostError>) {
     match result {
         Ok(msg) => println!("{role} {label} ({addr}): OK, {msg}"),
         Err(msg) => println!("{role} {label} ({addr}): FAILED, {msg}"),
@@ -157,15 +157,64 @@ fn schema_change(from: u32, to: u32) -> String {
     }
 }
 
-fn describe(e: &DbError, user: &str) -> String {
-    match e {
-        DbError::AccessDenied { message } => {
-            format!("access denied for user {user}: {message}")
+/// Why `init` failed on one host, in words an operator can act on.
+#[derive(Debug, thiserror::Error)]
+enum HostError {
+    #[error("access denied for user {user}: {message}")]
+    AccessDenied { user: String, message: String },
+    #[error("cannot connect: {0}")]
+    Connect(DbError),
+    #[error(transparent)]
+    Db(DbError),
+    /// A failure, and what the user needs to get past it.
+    #[error("{why}; {need}")]
+    Needs { why: Box<HostError>, need: String },
+    #[error("refusing to write: {0}")]
+    Refused(String),
+    #[error("not a replica: {sql} shows no replication channel (server_id {server_id})")]
+    NotAReplica { sql: String, server_id: u32 },
+    #[error("not a standby: pg_is_in_recovery() is false")]
+    NotAStandby,
+    #[error("probe = \"binlog\" but {0}")]
+    NoStream(String),
+    #[error(
+        "the heartbeat row for cluster {cluster} is not visible after {}; {hint}",
+        humantime::format_duration(*.wait)
+    )]
+    NotVisible {
+        cluster: String,
+        wait: Duration,
+        hint: String,
+    },
+}
+
+impl HostError {
+    /// A server's error as `user` met it.
+    fn db(e: DbError, user: &str) -> HostError {
+        match e {
+            DbError::AccessDenied { message } => HostError::AccessDenied {
+                user: user.to_string(),
+                message,
+            },
+            DbError::Timeout { .. } | DbError::Refused | DbError::UnknownHost => {
+                HostError::Connect(e)
+            }
+            other => HostError::Db(other),
         }
-        DbError::Timeout { .. } | DbError::Refused | DbError::UnknownHost => {
-            format!("cannot connect: {e}")
+    }
+
+    /// A server's error, and when it is access denied, what `user` needs.
+    fn db_needing(e: DbError, user: &str, need: impl FnOnce() -> String) -> HostError {
+        let denied = matches!(e, DbError::AccessDenied { .. });
+        let why = HostError::db(e, user);
+        if denied {
+            HostError::Needs {
+                why: Box::new(why),
+                need: need(),
+            }
+        } else {
+            why
         }
-        other => other.to_string(),
     }
 }
 
@@ -174,25 +223,22 @@ async fn init_primary(
     cluster: &str,
     settings: &ConnectionConfig,
     password: &Secret,
-) -> Result<String, String> {
+) -> Result<String, HostError> {
     let user = &settings.user;
     let timeout = settings.query_timeout;
-    let mut c = conn::connect(addr, settings, password)
-        .await
-        .map_err(|e| describe(&e, user))?;
-    let facts = conn::server_facts(&mut c, timeout).await.map_err(|e| match e {
-        DbError::AccessDenied { .. } => format!(
-            "{}; user {user} needs SLAVE MONITOR (MariaDB) or REPLICATION CLIENT (MySQL) to read replication status",
-            describe(&e, user)
-        ),
-        e => describe(&e, user),
+    let db = |e| HostError::db(e, user);
+    let mut c = conn::connect(addr, settings, password).await.map_err(db)?;
+    let facts = conn::server_facts(&mut c, timeout).await.map_err(|e| {
+        HostError::db_needing(e, user, || {
+            format!("user {user} needs SLAVE MONITOR (MariaDB) or REPLICATION CLIENT (MySQL) to read replication status")
+        })
     })?;
     if let Some(reason) = schema::write_refusal(&facts) {
-        return Err(format!("refusing to write: {reason}"));
+        return Err(HostError::Refused(reason.to_string()));
     }
     let applied = schema::apply(&mut c, &settings.database, cluster, timeout)
         .await
-        .map_err(|e| describe(&e, user))?;
+        .map_err(db)?;
     let _ = c.disconnect().await;
     let what = schema_change(applied.from, applied.to);
     Ok(format!(
@@ -207,27 +253,21 @@ async fn check_replica(
     settings: &ConnectionConfig,
     password: &Secret,
     wait: Duration,
-) -> Result<String, String> {
+) -> Result<String, HostError> {
     let user = &settings.user;
     let timeout = settings.query_timeout;
-    let mut c = conn::connect(addr, settings, password)
-        .await
-        .map_err(|e| describe(&e, user))?;
-    let facts = conn::server_facts(&mut c, timeout)
-        .await
-        .map_err(|e| match e {
-            DbError::AccessDenied { .. } => format!(
-                "{}; user {user} needs SLAVE MONITOR (MariaDB) or REPLICATION CLIENT (MySQL)",
-                describe(&e, user)
-            ),
-            e => describe(&e, user),
-        })?;
+    let db = |e| HostError::db(e, user);
+    let mut c = conn::connect(addr, settings, password).await.map_err(db)?;
+    let facts = conn::server_facts(&mut c, timeout).await.map_err(|e| {
+        HostError::db_needing(e, user, || {
+            format!("user {user} needs SLAVE MONITOR (MariaDB) or REPLICATION CLIENT (MySQL)")
+        })
+    })?;
     if facts.sources.is_empty() {
-        return Err(format!(
-            "not a replica: {} shows no replication channel (server_id {})",
-            conn::replication_status_sql(&facts.version),
-            facts.server_id
-        ));
+        return Err(HostError::NotAReplica {
+            sql: conn::replication_status_sql(&facts.version).to_string(),
+            server_id: facts.server_id,
+        });
     }
     let deadline = Instant::now() + wait;
     loop {
@@ -239,15 +279,13 @@ async fn check_replica(
                         Ok(None) => match binlog::binlog_file_position(&mut c, timeout).await {
                             Ok(Some(_)) => ", binary log stream ready".to_string(),
                             Ok(None) => ", binary log stream ready, from a GTID (without BINLOG MONITOR the replica scans its current binary log file at each start)".to_string(),
-                            Err(e) => return Err(describe(&e, user)),
+                            Err(e) => return Err(db(e)),
                         },
                         Ok(Some(why)) if probe == ProbeMode::Auto => {
                             format!(", polled (no binary log stream: {why})")
                         }
-                        Ok(Some(why)) => {
-                            return Err(format!("probe = \"binlog\" but {why}"));
-                        }
-                        Err(e) => return Err(describe(&e, user)),
+                        Ok(Some(why)) => return Err(HostError::NoStream(why)),
+                        Err(e) => return Err(db(e)),
                     },
                 };
                 let _ = c.disconnect().await;
@@ -259,21 +297,20 @@ async fn check_replica(
             }
             Ok(None) if Instant::now() < deadline => tokio::time::sleep(VISIBILITY_POLL).await,
             Ok(None) => {
-                return Err(format!(
-                    "the heartbeat row for cluster {cluster} is not visible after {}; \
-                     is replication from {} running and not delayed?",
-                    humantime::format_duration(wait),
-                    facts.sources.join(", ")
-                ));
+                return Err(HostError::NotVisible {
+                    cluster: cluster.to_string(),
+                    wait,
+                    hint: format!(
+                        "is replication from {} running and not delayed?",
+                        facts.sources.join(", ")
+                    ),
+                });
             }
-            Err(e @ DbError::AccessDenied { .. }) => {
-                return Err(format!(
-                    "{}; grant SELECT ON {}.* to {user}",
-                    describe(&e, user),
-                    settings.database
-                ));
+            Err(e) => {
+                return Err(HostError::db_needing(e, user, || {
+                    format!("grant SELECT ON {}.* to {user}", settings.database)
+                }));
             }
-            Err(e) => return Err(describe(&e, user)),
         }
     }
 }
@@ -284,32 +321,26 @@ async fn init_pg_primary(
     cluster: &str,
     settings: &ConnectionConfig,
     password: &Secret,
-) -> Result<String, String> {
+) -> Result<String, HostError> {
     let user = &settings.user;
     let timeout = settings.query_timeout;
-    let c = pg::connect(addr, settings, password)
-        .await
-        .map_err(|e| describe(&e, user))?;
-    if pg::in_recovery(&c, timeout)
-        .await
-        .map_err(|e| describe(&e, user))?
-    {
-        return Err(
-            "refusing to write: it is in recovery (a standby); lagtrace writes heartbeats only to a primary"
-                .into(),
-        );
+    let db = |e| HostError::db(e, user);
+    let c = pg::connect(addr, settings, password).await.map_err(db)?;
+    if pg::in_recovery(&c, timeout).await.map_err(db)? {
+        return Err(HostError::Refused(
+            "it is in recovery (a standby); lagtrace writes heartbeats only to a primary".into(),
+        ));
     }
     let rows = [cluster.to_string(), schema::check_row(cluster)];
     let (from, to) = pg::apply(&c, &settings.database, &rows, timeout)
         .await
-        .map_err(|e| match e {
-            DbError::AccessDenied { .. } => format!(
-                "{}; user {user} needs CREATE on database {} (or the schema {} made for it)",
-                describe(&e, user),
-                settings.postgres_database,
-                settings.database
-            ),
-            e => describe(&e, user),
+        .map_err(|e| {
+            HostError::db_needing(e, user, || {
+                format!(
+                    "user {user} needs CREATE on database {} (or the schema {} made for it)",
+                    settings.postgres_database, settings.database
+                )
+            })
         })?;
     Ok(format!(
         "{}, heartbeat rows for cluster {cluster} and its check ready (database {})",
@@ -325,17 +356,13 @@ async fn check_pg_standby(
     settings: &ConnectionConfig,
     password: &Secret,
     wait: Duration,
-) -> Result<String, String> {
+) -> Result<String, HostError> {
     let user = &settings.user;
     let timeout = settings.query_timeout;
-    let c = pg::connect(addr, settings, password)
-        .await
-        .map_err(|e| describe(&e, user))?;
-    if !pg::in_recovery(&c, timeout)
-        .await
-        .map_err(|e| describe(&e, user))?
-    {
-        return Err("not a standby: pg_is_in_recovery() is false".into());
+    let db = |e| HostError::db(e, user);
+    let c = pg::connect(addr, settings, password).await.map_err(db)?;
+    if !pg::in_recovery(&c, timeout).await.map_err(db)? {
+        return Err(HostError::NotAStandby);
     }
     let deadline = Instant::now() + wait;
     loop {
@@ -348,19 +375,21 @@ async fn check_pg_standby(
             }
             Ok(None) if Instant::now() < deadline => tokio::time::sleep(VISIBILITY_POLL).await,
             Ok(None) => {
-                return Err(format!(
-                    "the heartbeat row for cluster {cluster} is not visible after {}; \
-                     is the standby streaming and replaying (not paused, not delayed)?",
-                    humantime::format_duration(wait)
-                ));
+                return Err(HostError::NotVisible {
+                    cluster: cluster.to_string(),
+                    wait,
+                    hint: "is the standby streaming and replaying (not paused, not delayed)?"
+                        .into(),
+                });
             }
-            Err(e @ DbError::AccessDenied { .. }) => {
-                let (why, schema) = (describe(&e, user), &settings.database);
-                return Err(format!(
-                    "{why}; grant USAGE ON SCHEMA {schema} and SELECT ON {schema}.heartbeat to {user}"
-                ));
+            Err(e) => {
+                let schema = &settings.database;
+                return Err(HostError::db_needing(e, user, || {
+                    format!(
+                        "grant USAGE ON SCHEMA {schema} and SELECT ON {schema}.heartbeat to {user}"
+                    )
+                }));
             }
-            Err(e) => return Err(describe(&e, user)),
         }
     }
 }

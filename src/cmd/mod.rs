@@ -112,6 +112,15 @@ pub enum CmdError {
     /// ([`crate::store::StoreError::is_bad_file`]), else 1.
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
+    /// A cluster given as `nodes` whose topology could not be told: exit 1.
+    #[error(transparent)]
+    Topology(#[from] crate::probe::topology::TopologyError),
+    /// The live listeners could not start (a port in use): exit 1.
+    #[error(transparent)]
+    Listen(#[from] crate::output::http::ListenError),
+    /// statsd could not be set up: exit 1.
+    #[error(transparent)]
+    Statsd(#[from] crate::output::statsd::StatsdError),
 }
 
 impl CmdError {
@@ -119,7 +128,11 @@ impl CmdError {
         match self {
             CmdError::BadInput(_) | CmdError::Config(_) => 2,
             CmdError::Store(e) if e.is_bad_file() => 2,
-            CmdError::Runtime(_) | CmdError::Store(_) => 1,
+            CmdError::Runtime(_)
+            | CmdError::Store(_)
+            | CmdError::Topology(_)
+            | CmdError::Listen(_)
+            | CmdError::Statsd(_) => 1,
         }
     }
 }
@@ -159,9 +172,7 @@ fn discover_topology(
     let settings = config.connection.clone();
     runtime.block_on(async {
         for cluster in &mut config.clusters {
-            crate::probe::topology::discover(cluster, &settings, password)
-                .await
-                .map_err(CmdError::Runtime)?;
+            crate::probe::topology::discover(cluster, &settings, password).await?;
         }
         Ok(())
     })

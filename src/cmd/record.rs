@@ -81,20 +81,14 @@ pub fn run(opts: &Args) -> Result<(), CmdError> {
     };
     let (mut config, password) = super::load_config(&opts.config, &overrides)?;
     probe_every_node(&mut config);
-    let statsd = config
-        .statsd
-        .as_ref()
-        .map(Statsd::new)
-        .transpose()
-        .map_err(CmdError::Runtime)?;
+    let statsd = config.statsd.as_ref().map(Statsd::new).transpose()?;
 
     // Bound first: a port in use fails the start before a store session is opened.
     let listeners = config
         .http
         .as_ref()
         .map(|h| http::bind(h, config.agent.as_ref()))
-        .transpose()
-        .map_err(CmdError::Runtime)?;
+        .transpose()?;
 
     let clock = Clock::start();
     // The live picture judges replicas even without [http] (then by its defaults):
@@ -161,7 +155,7 @@ pub fn run(opts: &Args) -> Result<(), CmdError> {
         );
     }
     let server = match listeners {
-        Some(l) => Some(Server::start(l, live.clone(), clock).map_err(CmdError::Runtime)?),
+        Some(l) => Some(Server::start(l, live.clone(), clock)?),
         None => None,
     };
     let (triggers, trigger_thread, trigger_runs) = Triggers::start(

@@ -114,7 +114,7 @@ pub fn run(args: &Args) -> Result<(), CmdError> {
         .as_ref()
         .map(Statsd::new)
         .transpose()
-        .map_err(CmdError::BadInput)?;
+        .map_err(|e| CmdError::BadInput(e.to_string()))?;
     let (rec, bar) = super::load_recording(&args.select.store, &filter)?;
     let stale_us = th.stale_us;
 

@@ -6,7 +6,6 @@
 //! defaults applied. Passwords are never part of the file: [`PasswordSource`] says
 //! where to find one and [`resolve_password`] fetches it when a command needs it.
 
-use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -281,7 +280,8 @@ pub struct TriggersConfig {
 }
 
 /// A configuration problem: the file, the line when known, the key, and what is wrong.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{file}{}{}: {message}", at_line(.line), at_key(.key))]
 pub struct ConfigError {
     pub file: String,
     pub line: Option<usize>,
@@ -290,20 +290,19 @@ pub struct ConfigError {
     pub message: String,
 }
 
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.file)?;
-        if let Some(line) = self.line {
-            write!(f, ":{line}")?;
-        }
-        if !self.key.is_empty() {
-            write!(f, ": {}", self.key)?;
-        }
-        write!(f, ": {}", self.message)
-    }
+/// `:line` when the line is known.
+fn at_line(line: &Option<usize>) -> String {
+    line.map(|l| format!(":{l}")).unwrap_or_default()
 }
 
-impl std::error::Error for ConfigError {}
+/// `: key` when a key is at fault.
+fn at_key(key: &str) -> String {
+    if key.is_empty() {
+        String::new()
+    } else {
+        format!(": {key}")
+    }
+}
 
 /// Command-line values that replace `[record]` keys before validation, so that they
 /// pass the same checks as the file's values; an error about one names its flag

@@ -3,7 +3,7 @@
 //! command needs it, as a [`Secret`] that does not print.
 
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::validate::io_reason;
 use super::{ConnectionConfig, PasswordSource};
@@ -24,6 +24,33 @@ impl fmt::Debug for Secret {
     }
 }
 
+/// Why no password could be had; names the config key and the source, never a
+/// password.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PasswordError {
+    #[error("connection.password_env: environment variable {0} is empty")]
+    EnvEmpty(String),
+    #[error("connection.password_env: environment variable {0} is not set")]
+    EnvUnset(String),
+    #[error("connection.password_file: cannot read {}: {reason}", .path.display())]
+    FileUnreadable { path: PathBuf, reason: String },
+    #[error("connection.password_file: {} is empty", .0.display())]
+    FileEmpty(PathBuf),
+    #[error(
+        "connection: no password source: set password_env or password_file, \
+         or put password= under [client] in ~/.my.cnf"
+    )]
+    NoSource,
+    #[error(
+        "connection: no password source: {} has no password= under [client] \
+         (or [mysql], [client-mariadb]); or set password_env or password_file",
+        .0.display()
+    )]
+    NotInMyCnf(PathBuf),
+    #[error("connection: cannot read {}: {reason}", .path.display())]
+    MyCnfUnreadable { path: PathBuf, reason: String },
+}
+
 /// Fetches the password from its source. `home` is the directory holding `.my.cnf`
 /// (normally `$HOME`); `env` looks up environment variables (normally `std::env::var`).
 /// Errors name the config key and the source, never the password.
@@ -31,55 +58,39 @@ pub fn resolve_password(
     conn: &ConnectionConfig,
     home: Option<&Path>,
     env: impl Fn(&str) -> Option<String>,
-) -> Result<Secret, String> {
+) -> Result<Secret, PasswordError> {
     match &conn.password {
         PasswordSource::Env { var } => match env(var) {
             Some(p) if !p.is_empty() => Ok(Secret(p)),
-            Some(_) => Err(format!(
-                "connection.password_env: environment variable {var} is empty"
-            )),
-            None => Err(format!(
-                "connection.password_env: environment variable {var} is not set"
-            )),
+            Some(_) => Err(PasswordError::EnvEmpty(var.clone())),
+            None => Err(PasswordError::EnvUnset(var.clone())),
         },
         PasswordSource::File { path } => {
-            let text = std::fs::read_to_string(path).map_err(|e| {
-                format!(
-                    "connection.password_file: cannot read {}: {}",
-                    path.display(),
-                    io_reason(&e)
-                )
-            })?;
+            let text =
+                std::fs::read_to_string(path).map_err(|e| PasswordError::FileUnreadable {
+                    path: path.clone(),
+                    reason: io_reason(&e),
+                })?;
             let line = text.lines().next().unwrap_or("").trim_end_matches('\r');
             if line.is_empty() {
-                return Err(format!(
-                    "connection.password_file: {} is empty",
-                    path.display()
-                ));
+                return Err(PasswordError::FileEmpty(path.clone()));
             }
             Ok(Secret(line.to_string()))
         }
         PasswordSource::MyCnf => {
-            let missing = "connection: no password source: set password_env or password_file, \
-                           or put password= under [client] in ~/.my.cnf";
             let Some(home) = home else {
-                return Err(missing.into());
+                return Err(PasswordError::NoSource);
             };
             let path = home.join(".my.cnf");
             match std::fs::read_to_string(&path) {
-                Ok(text) => my_cnf_password(&text).map(Secret).ok_or_else(|| {
-                    format!(
-                        "connection: no password source: {} has no password= under [client] \
-                         (or [mysql], [client-mariadb]); or set password_env or password_file",
-                        path.display()
-                    )
+                Ok(text) => my_cnf_password(&text)
+                    .map(Secret)
+                    .ok_or(PasswordError::NotInMyCnf(path)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(PasswordError::NoSource),
+                Err(e) => Err(PasswordError::MyCnfUnreadable {
+                    reason: io_reason(&e),
+                    path,
                 }),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(missing.into()),
-                Err(e) => Err(format!(
-                    "connection: cannot read {}: {}",
-                    path.display(),
-                    io_reason(&e)
-                )),
             }
         }
     }

@@ -85,12 +85,12 @@ impl Validator<'_> {
         Ok(d)
     }
 
-    fn err(&self, path: &[Seg<'_>], message: impl Into<String>) -> ConfigError {
+    fn err(&self, path: &[Seg<'_>], message: impl std::fmt::Display) -> ConfigError {
         ConfigError {
             file: self.file.to_string(),
             line: line_of_path(self.text, path),
             key: path_string(path),
-            message: message.into(),
+            message: message.to_string(),
         }
     }
 
@@ -712,37 +712,52 @@ pub fn node_name(address: &str) -> String {
         .to_string()
 }
 
+/// A value of the config or the command line that is not one, naming the value.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ValueError {
+    #[error("name is empty")]
+    EmptyName,
+    #[error("name {0:?} is longer than {MAX_NAME_LEN} characters")]
+    LongName(String),
+    #[error("name {0:?} may only use letters, digits, '_' and '-'")]
+    NameChars(String),
+    #[error("bad duration {text:?}: {why} (examples: 10ms, 1.5s, 5m)")]
+    Duration {
+        text: String,
+        why: humantime::DurationError,
+    },
+    #[error("unknown probe {0:?}; use poll, auto or binlog")]
+    Probe(String),
+}
+
 /// Names of clusters and replicas end up in URLs and metric names: keep them plain.
-fn check_name(name: &str) -> Result<(), String> {
+fn check_name(name: &str) -> Result<(), ValueError> {
     if name.is_empty() {
-        return Err("name is empty".into());
+        return Err(ValueError::EmptyName);
     }
     if name.len() > MAX_NAME_LEN {
-        return Err(format!(
-            "name {name:?} is longer than {MAX_NAME_LEN} characters"
-        ));
+        return Err(ValueError::LongName(name.to_string()));
     }
     if !name
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
     {
-        return Err(format!(
-            "name {name:?} may only use letters, digits, '_' and '-'"
-        ));
+        return Err(ValueError::NameChars(name.to_string()));
     }
     Ok(())
 }
 
-/// Parses a humantime duration (`10ms`, `1.5s`, `5m`), with a message naming the value.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text.trim())
-        .map_err(|e| format!("bad duration {text:?}: {e} (examples: 10ms, 1.5s, 5m)"))
+/// Parses a humantime duration (`10ms`, `1.5s`, `5m`).
+pub fn parse_duration(text: &str) -> Result<Duration, ValueError> {
+    humantime::parse_duration(text.trim()).map_err(|why| ValueError::Duration {
+        text: text.to_string(),
+        why,
+    })
 }
 
-/// Parses a probe mode (`poll`, `auto`, `binlog`), with a message naming the value.
-pub fn parse_probe(text: &str) -> Result<ProbeMode, String> {
-    ProbeMode::parse(text.trim())
-        .ok_or_else(|| format!("unknown probe {text:?}; use poll, auto or binlog"))
+/// Parses a probe mode (`poll`, `auto`, `binlog`).
+pub fn parse_probe(text: &str) -> Result<ProbeMode, ValueError> {
+    ProbeMode::parse(text.trim()).ok_or_else(|| ValueError::Probe(text.to_string()))
 }
 
 fn path_string(path: &[Seg<'_>]) -> String {

@@ -32,20 +32,34 @@ pub struct Listeners {
     agent: Option<TcpListener>,
 }
 
+/// Why the listeners could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ListenError {
+    #[error("cannot listen on {addr} ({what}): {source}")]
+    Bind {
+        addr: SocketAddr,
+        what: &'static str,
+        source: std::io::Error,
+    },
+    #[error("cannot start the HTTP runtime: {0}")]
+    Runtime(std::io::Error),
+    #[error("cannot start the HTTP thread: {0}")]
+    Thread(std::io::Error),
+}
+
 /// Binds `[http]` and `[agent]`; warns when an address is not loopback (the answers
 /// carry the topology and need no authentication).
-pub fn bind(http: &HttpConfig, agent: Option<&AgentConfig>) -> Result<Listeners, String> {
-    let open = |addr: SocketAddr, what: &str| {
+pub fn bind(http: &HttpConfig, agent: Option<&AgentConfig>) -> Result<Listeners, ListenError> {
+    let open = |addr: SocketAddr, what: &'static str| {
         if !addr.ip().is_loopback() {
             tracing::warn!(
                 "{what} listens on {addr}, which is not a loopback address: anyone who can reach it sees the topology and lag"
             );
         }
-        let l = TcpListener::bind(addr)
-            .map_err(|e| format!("cannot listen on {addr} ({what}): {e}"))?;
-        l.set_nonblocking(true)
-            .map_err(|e| format!("cannot listen on {addr} ({what}): {e}"))?;
-        Ok::<_, String>(l)
+        let bind_err = |source| ListenError::Bind { addr, what, source };
+        let l = TcpListener::bind(addr).map_err(bind_err)?;
+        l.set_nonblocking(true).map_err(bind_err)?;
+        Ok::<_, ListenError>(l)
     };
     Ok(Listeners {
         http: open(http.listen, "[http] listen")?,
@@ -63,14 +77,13 @@ pub struct Server {
 
 impl Server {
     /// Starts the listeners on their own thread and single-threaded runtime.
-    pub fn start(listeners: Listeners, live: Shared, clock: Clock) -> Result<Server, String> {
+    pub fn start(listeners: Listeners, live: Shared, clock: Clock) -> Result<Server, ListenError> {
         let (stop, stopped) = watch::channel(false);
-        let runtime =
-            crate::probe::runtime().map_err(|e| format!("cannot start the HTTP runtime: {e}"))?;
+        let runtime = crate::probe::runtime().map_err(ListenError::Runtime)?;
         let thread = std::thread::Builder::new()
             .name("lagtrace-http".into())
             .spawn(move || runtime.block_on(serve(listeners, live, clock, stopped)))
-            .map_err(|e| format!("cannot start the HTTP thread: {e}"))?;
+            .map_err(ListenError::Thread)?;
         Ok(Server { stop, thread })
     }
 

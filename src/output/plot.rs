@@ -163,8 +163,14 @@ impl ReplicaColumns {
 }
 
 /// A plotting failure, as one line.
-fn err(e: impl std::fmt::Display) -> String {
-    format!("cannot draw the chart: {e}")
+/// A chart that could not be drawn (the SVG backend failed: most often the file could
+/// not be written), with the backend's words.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("cannot draw the chart: {0}")]
+pub struct DrawError(String);
+
+fn err(e: impl std::fmt::Display) -> DrawError {
+    DrawError(e.to_string())
 }
 
 /// `HH:MM:SS` UTC (or with the date when the chart spans days) for axis labels.
@@ -198,7 +204,7 @@ pub fn draw(
     range: Option<(i64, i64)>,
     replicas: &[ReplicaPlot],
     log: bool,
-) -> Result<(), String> {
+) -> Result<(), DrawError> {
     let rows = match kind {
         Kind::Overview => replicas.len().max(1) as u32 * 2,
         _ => 2,
@@ -234,7 +240,7 @@ fn lag_chart(
     (t0, t1): (i64, i64),
     log: bool,
     title: &str,
-) -> Result<(), String> {
+) -> Result<(), DrawError> {
     let columns = WIDTH_PX as usize;
     let reduced: Vec<&[Option<Column>]> = replicas
         .iter()
@@ -417,7 +423,7 @@ fn vector_chart(
     replicas: &[ReplicaPlot],
     (t0, t1): (i64, i64),
     title: &str,
-) -> Result<(), String> {
+) -> Result<(), DrawError> {
     let columns = WIDTH_PX as usize;
     let with_date = t1 - t0 > 86_400_000_000;
     let x_of = |c: usize| c as f64 / columns as f64 * (t1 - t0) as f64 / 1e6;
@@ -493,7 +499,7 @@ fn vector_chart(
 fn cdf_chart(
     area: &DrawingArea<SVGBackend, Shift>,
     replicas: &[ReplicaPlot],
-) -> Result<(), String> {
+) -> Result<(), DrawError> {
     let curves: Vec<Vec<(f64, f64)>> = replicas
         .iter()
         .map(|r| {

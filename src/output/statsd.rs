@@ -28,20 +28,34 @@ pub struct Statsd {
     errors: Arc<AtomicU64>,
 }
 
+/// Why statsd could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum StatsdError {
+    #[error("statsd: cannot open a UDP socket: {0}")]
+    Socket(std::io::Error),
+    #[error("statsd: bad address {target}: {source}")]
+    Address {
+        target: String,
+        source: cadence::MetricError,
+    },
+}
+
 impl Statsd {
-    pub fn new(cfg: &StatsdConfig) -> Result<Statsd, String> {
+    pub fn new(cfg: &StatsdConfig) -> Result<Statsd, StatsdError> {
         let target = cfg.address.to_string();
         let socket = UdpSocket::bind(if cfg.address.host.contains(':') {
             "[::]:0"
         } else {
             "0.0.0.0:0"
         })
-        .map_err(|e| format!("statsd: cannot open a UDP socket: {e}"))?;
-        socket
-            .set_nonblocking(true)
-            .map_err(|e| format!("statsd: {e}"))?;
-        let udp = BufferedUdpMetricSink::from(target.as_str(), socket)
-            .map_err(|e| format!("statsd: bad address {target}: {e}"))?;
+        .map_err(StatsdError::Socket)?;
+        socket.set_nonblocking(true).map_err(StatsdError::Socket)?;
+        let udp = BufferedUdpMetricSink::from(target.as_str(), socket).map_err(|source| {
+            StatsdError::Address {
+                target: target.clone(),
+                source,
+            }
+        })?;
         let errors = Arc::new(AtomicU64::new(0));
         let queue_errors = errors.clone();
         let sink = QueuingMetricSink::builder()

@@ -242,8 +242,8 @@ async fn open(b: &Binlog) -> Result<Opened, SetupError> {
     let timeout = r.settings.query_timeout;
     let mut c = conn::connect(&r.address, &r.settings, &r.password).await?;
     let gtid_position = match stream_settings(&mut c, timeout).await? {
-        Ok(position) => position,
-        Err(why) => return Err(SetupError::Unsupported(why)),
+        Streamable::Yes { gtid_position } => gtid_position,
+        Streamable::No { why } => return Err(SetupError::Unsupported(why)),
     };
     let file_position = binlog_file_position(&mut c, timeout).await?;
     let mut round_trip_us = 0;
@@ -347,7 +347,7 @@ pub async fn readiness(
     conn: &mut mysql_async::Conn,
     timeout: Duration,
 ) -> Result<Option<String>, DbError> {
-    if let Err(why) = stream_settings(conn, timeout).await? {
+    if let Streamable::No { why } = stream_settings(conn, timeout).await? {
         return Ok(Some(why));
     }
     // The privileges of the current user (information_schema shows no one else's).
@@ -365,12 +365,20 @@ pub async fn readiness(
         .then(|| "the user may not stream the binary log (grant REPLICATION SLAVE)".to_string()))
 }
 
+/// Whether a server's settings allow following its binary log.
+enum Streamable {
+    /// They do; the stream starts from the server's current GTID position.
+    Yes { gtid_position: String },
+    /// They do not, and why (in words an operator can act on).
+    No { why: String },
+}
+
 /// The server's current GTID position, or why its settings rule a stream out (for
 /// both the stream's setup and `init`'s [`readiness`]).
 async fn stream_settings(
     conn: &mut mysql_async::Conn,
     timeout: Duration,
-) -> Result<Result<String, String>, DbError> {
+) -> Result<Streamable, DbError> {
     type Settings = (String, u8, u8, String, String, String);
     let settings: Option<Settings> = match timed(
         "binlog setup",
@@ -384,7 +392,11 @@ async fn stream_settings(
     {
         Ok(settings) => settings,
         // MySQL has no @@gtid_binlog_pos.
-        Err(DbError::Server { code: 1193, .. }) => return Ok(Err(NOT_MARIADB.into())),
+        Err(DbError::Server { code: 1193, .. }) => {
+            return Ok(Streamable::No {
+                why: NOT_MARIADB.into(),
+            });
+        }
         Err(e) => return Err(e),
     };
     let Some((version, log_bin, log_slave_updates, format, image, position)) = settings else {
@@ -394,8 +406,10 @@ async fn stream_settings(
     };
     Ok(
         match unsupported(&version, log_bin, log_slave_updates, &format, &image) {
-            Some(why) => Err(why),
-            None => Ok(position),
+            Some(why) => Streamable::No { why },
+            None => Streamable::Yes {
+                gtid_position: position,
+            },
         },
     )
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use tokio::task::JoinSet;
 
+use super::conn::DbError;
 use super::schema;
 use super::session::{self, Session};
 use crate::clock::Clock;
@@ -18,11 +19,37 @@ use crate::samples::{ChannelStatus, CheckSighting};
 /// Pause between reads of a replica that does not show the beat yet.
 const READ_EVERY: Duration = Duration::from_millis(10);
 
+/// Why a round could not measure a replica.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CheckError {
+    #[error("no beat written on primary {primary}: {why}")]
+    NoBeat { primary: String, why: BeatFault },
+    #[error("replica {address} unreachable: {why}")]
+    Unreachable { address: String, why: DbError },
+    #[error("heartbeat unreadable: {0}")]
+    Unreadable(DbError),
+    #[error("replication status unreadable: {0}")]
+    StatusUnreadable(DbError),
+}
+
+/// Why the check's beat was not written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BeatFault {
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error("no heartbeat row {0:?} for the check (run lagtrace init)")]
+    NoRow(String),
+    #[error(
+        "row {row:?} holds seq {row_seq}, newer than this check's clock ({seq}): is another check running with a clock ahead of this host's?"
+    )]
+    Stale { row: String, row_seq: u64, seq: u64 },
+}
+
 /// What one round found about one replica.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Found {
     /// Why the round could not measure: the primary or the replica failed.
-    pub error: Option<String>,
+    pub error: Option<CheckError>,
     /// The replica's replication channels (empty: it does not replicate).
     pub channels: Vec<ChannelStatus>,
     /// What the reads saw of the beat; `None` when no beat was written or the replica
@@ -65,8 +92,8 @@ pub async fn check_cluster(
         let address = r.address.to_string();
         tasks.spawn(async move {
             let found = match c {
-                Err(e) => Found {
-                    error: Some(format!("replica {address} unreachable: {e}")),
+                Err(why) => Found {
+                    error: Some(CheckError::Unreachable { address, why }),
                     channels: Vec::new(),
                     sighting: None,
                 },
@@ -96,13 +123,16 @@ async fn write_beat(
     settings: &ConnectionConfig,
     password: &Secret,
     clock: &Clock,
-) -> Result<Written, String> {
+) -> Result<Written, CheckError> {
     let primary = &cluster.primary;
-    let fail = |e: &dyn std::fmt::Display| format!("no beat written on primary {primary}: {e}");
+    let fail = |why: BeatFault| CheckError::NoBeat {
+        primary: primary.to_string(),
+        why,
+    };
     let row = schema::check_row(&cluster.name);
     let mut c = Session::writer(cluster.kind, primary, settings, password, &row, false)
         .await
-        .map_err(|e| fail(&e))?;
+        .map_err(|e| fail(e.into()))?;
     let t_send_us = clock.now_us();
     let seq = t_send_us as u64;
     let result = c
@@ -116,18 +146,14 @@ async fn write_beat(
         .await;
     let t_ack_us = clock.now_us();
     c.close().await;
-    match result.map_err(|e| fail(&e))? {
+    match result.map_err(|e| fail(e.into()))? {
         session::RowWrite::Written => Ok(Written {
             seq,
             t_send_us,
             t_ack_us,
         }),
-        session::RowWrite::NoRow => Err(fail(&format!(
-            "no heartbeat row {row:?} for the check (run lagtrace init)"
-        ))),
-        session::RowWrite::Stale { row_seq } => Err(fail(&format!(
-            "row {row:?} holds seq {row_seq}, newer than this check's clock ({seq}): is another check running with a clock ahead of this host's?"
-        ))),
+        session::RowWrite::NoRow => Err(fail(BeatFault::NoRow(row))),
+        session::RowWrite::Stale { row_seq } => Err(fail(BeatFault::Stale { row, row_seq, seq })),
     }
 }
 
@@ -137,7 +163,7 @@ async fn check_replica(
     c: &mut Session,
     settings: &ConnectionConfig,
     cluster: &str,
-    written: Result<(u64, i64, i64), String>,
+    written: Result<(u64, i64, i64), CheckError>,
     clock: Clock,
     timeout: Duration,
 ) -> Found {
@@ -161,7 +187,7 @@ async fn check_replica(
             sighting: Some(sighting),
         },
         (Ok(_), Err(e)) => Found {
-            error: Some(format!("replication status unreadable: {e}")),
+            error: Some(CheckError::StatusUnreadable(e)),
             channels: Vec::new(),
             sighting: None,
         },
@@ -178,7 +204,7 @@ async fn wait_for(
     t_ack_us: i64,
     clock: Clock,
     wait: Duration,
-) -> Result<CheckSighting, String> {
+) -> Result<CheckSighting, CheckError> {
     // Read until a read that starts after this has missed the beat.
     let deadline_us = t_ack_us + crate::clock::duration_us(wait);
     let mut sighting = CheckSighting {
@@ -194,7 +220,7 @@ async fn wait_for(
             .await;
         let r_end_us = clock.now_us();
         match visible {
-            Err(e) => return Err(format!("heartbeat unreadable: {e}")),
+            Err(e) => return Err(CheckError::Unreadable(e)),
             Ok(Some(v)) if v >= seq => {
                 sighting.shown = Some((r_start_us, r_end_us));
                 return Ok(sighting);

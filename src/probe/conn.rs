@@ -18,51 +18,36 @@ use crate::samples::Outcome;
 pub const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
 /// Why talking to a server failed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DbError {
     /// The step did not finish within the timeout.
+    #[error("{what} timed out after {}", humantime::format_duration(*.after))]
     Timeout { what: &'static str, after: Duration },
     /// Nothing listens on the port (TCP RST).
+    #[error("connection refused")]
     Refused,
     /// The host name did not resolve.
+    #[error("unknown host")]
     UnknownHost,
     /// The server rejected the user or password (1045), or the user lacks a privilege.
+    #[error("access denied: {message}")]
     AccessDenied { message: String },
     /// The table (or schema) does not exist (1146, 1049).
+    #[error("missing: {message}")]
     MissingTable { message: String },
     /// Any other error the server returned.
+    #[error("server error {code}: {message}")]
     Server { code: u16, message: String },
     /// Any other error a PostgreSQL server returned, with its SQLSTATE.
+    #[error("server error {state}: {message}")]
     Sql { state: String, message: String },
     /// The connection broke or another I/O error happened.
+    #[error("i/o error: {message}")]
     Io { message: String },
     /// The driver failed (protocol, unexpected answer).
+    #[error("driver error: {message}")]
     Driver { message: String },
 }
-
-impl fmt::Display for DbError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            DbError::Timeout { what, after } => {
-                write!(
-                    f,
-                    "{what} timed out after {}",
-                    humantime::format_duration(*after)
-                )
-            }
-            DbError::Refused => f.write_str("connection refused"),
-            DbError::UnknownHost => f.write_str("unknown host"),
-            DbError::AccessDenied { message } => write!(f, "access denied: {message}"),
-            DbError::MissingTable { message } => write!(f, "missing: {message}"),
-            DbError::Server { code, message } => write!(f, "server error {code}: {message}"),
-            DbError::Sql { state, message } => write!(f, "server error {state}: {message}"),
-            DbError::Io { message } => write!(f, "i/o error: {message}"),
-            DbError::Driver { message } => write!(f, "driver error: {message}"),
-        }
-    }
-}
-
-impl std::error::Error for DbError {}
 
 impl DbError {
     /// The stored outcome for this failure; the reason is its `Display`.

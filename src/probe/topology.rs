@@ -18,7 +18,7 @@ use mysql_async::prelude::Queryable;
 
 use crate::config::{Address, ClusterConfig, ConnectionConfig, Kind, ReplicaConfig, Secret};
 
-use super::conn::{self, column_string, timed};
+use super::conn::{self, DbError, column_string, timed};
 
 /// What one node said.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,12 +42,29 @@ pub enum Role {
     Clusterless(String),
 }
 
+/// Why a cluster given as `nodes` has no topology to probe.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TopologyError {
+    /// What each node said, in words.
+    #[error(
+        "cannot tell the primary: none takes writes alone and the replicas do not agree on a source ({0})"
+    )]
+    NoPrimary(String),
+    #[error("cluster {cluster}: found no replica of the primary {primary} among its nodes")]
+    NoReplica { cluster: String, primary: String },
+    #[error("cluster {cluster}: {why}")]
+    Cluster {
+        cluster: String,
+        why: Box<TopologyError>,
+    },
+}
+
 /// The nodes' roles, in the order given; `Err` when no primary can be told.
 pub fn classify(
     nodes: &[ReplicaConfig],
-    seen: &[Result<Seen, String>],
+    seen: &[Result<Seen, DbError>],
     same: &dyn Fn(&(String, u16), &Address) -> bool,
-) -> Result<Vec<Role>, String> {
+) -> Result<Vec<Role>, TopologyError> {
     // The node each reachable node replicates from (its first channel), if listed.
     let source_of = |s: &Seen| -> Option<usize> {
         let (host, port, id) = s.sources.first()?;
@@ -90,7 +107,7 @@ pub fn classify(
     Ok((0..nodes.len())
         .map(|i| match &seen[i] {
             _ if i == primary => Role::Primary,
-            Err(e) => Role::Lost(e.clone()),
+            Err(e) => Role::Lost(e.to_string()),
             Ok(s) if s.writable && s.sources.is_empty() => {
                 Role::Clusterless("it takes writes too (a split)".into())
             }
@@ -110,7 +127,7 @@ pub fn classify(
         .collect())
 }
 
-fn no_primary(nodes: &[ReplicaConfig], seen: &[Result<Seen, String>]) -> String {
+fn no_primary(nodes: &[ReplicaConfig], seen: &[Result<Seen, DbError>]) -> TopologyError {
     let said: Vec<String> = nodes
         .iter()
         .zip(seen)
@@ -127,10 +144,7 @@ fn no_primary(nodes: &[ReplicaConfig], seen: &[Result<Seen, String>]) -> String 
             ),
         })
         .collect();
-    format!(
-        "cannot tell the primary: none takes writes alone and the replicas do not agree on a source ({})",
-        said.join("; ")
-    )
+    TopologyError::NoPrimary(said.join("; "))
 }
 
 /// Asks one PostgreSQL node what [`Seen`] holds: writable when not in recovery, and
@@ -139,13 +153,9 @@ async fn ask_postgres(
     address: &Address,
     settings: &ConnectionConfig,
     password: &Secret,
-) -> Result<Seen, String> {
-    let c = super::pg::connect(address, settings, password)
-        .await
-        .map_err(|e| e.to_string())?;
-    let status = super::pg::status(&c, settings.query_timeout)
-        .await
-        .map_err(|e| e.to_string())?;
+) -> Result<Seen, DbError> {
+    let c = super::pg::connect(address, settings, password).await?;
+    let status = super::pg::status(&c, settings.query_timeout).await?;
     let sources = status
         .channels
         .iter()
@@ -166,19 +176,16 @@ async fn ask(
     address: &Address,
     settings: &ConnectionConfig,
     password: &Secret,
-) -> Result<Seen, String> {
-    let err = |e: conn::DbError| e.to_string();
-    let mut c = conn::connect(address, settings, password)
-        .await
-        .map_err(err)?;
+) -> Result<Seen, DbError> {
+    let mut c = conn::connect(address, settings, password).await?;
     let t = settings.query_timeout;
     let row: Option<(u32, u8)> =
-        timed("query", t, c.query_first("SELECT @@server_id, @@read_only"))
-            .await
-            .map_err(err)?;
-    let (server_id, read_only) = row.ok_or("no answer to SELECT @@server_id")?;
-    let sql = super::status::status_sql(&mut c, t).await.map_err(err)?;
-    let rows: Vec<mysql_async::Row> = timed("status poll", t, c.query(sql)).await.map_err(err)?;
+        timed("query", t, c.query_first("SELECT @@server_id, @@read_only")).await?;
+    let (server_id, read_only) = row.ok_or_else(|| DbError::Driver {
+        message: "no answer to SELECT @@server_id".into(),
+    })?;
+    let sql = super::status::status_sql(&mut c, t).await?;
+    let rows: Vec<mysql_async::Row> = timed("status poll", t, c.query(sql)).await?;
     let sources = rows
         .iter()
         .map(|r| {
@@ -207,7 +214,7 @@ pub async fn discover(
     cluster: &mut ClusterConfig,
     settings: &ConnectionConfig,
     password: &Secret,
-) -> Result<(), String> {
+) -> Result<(), TopologyError> {
     if cluster.nodes.is_empty() {
         return Ok(());
     }
@@ -219,8 +226,12 @@ pub async fn discover(
             Kind::Postgres => ask_postgres(&n.address, settings, password).await,
         });
     }
-    let roles = classify(&cluster.nodes, &seen, &|(h, p), a| a.is(h, *p))
-        .map_err(|e| format!("cluster {}: {e}", cluster.name))?;
+    let roles = classify(&cluster.nodes, &seen, &|(h, p), a| a.is(h, *p)).map_err(|e| {
+        TopologyError::Cluster {
+            cluster: cluster.name.clone(),
+            why: Box::new(e),
+        }
+    })?;
     let mut replicas = Vec::new();
     for ((node, role), seen) in cluster.nodes.iter().zip(&roles).zip(&seen) {
         match role {
@@ -241,10 +252,10 @@ pub async fn discover(
         }
     }
     if replicas.is_empty() {
-        return Err(format!(
-            "cluster {}: found no replica of the primary {} among its nodes",
-            cluster.name, cluster.primary
-        ));
+        return Err(TopologyError::NoReplica {
+            cluster: cluster.name.clone(),
+            primary: cluster.primary.to_string(),
+        });
     }
     cluster.replicas = replicas;
     let primary = cluster
@@ -275,7 +286,7 @@ mod tests {
             .collect()
     }
 
-    fn primary(id: u32) -> Result<Seen, String> {
+    fn primary(id: u32) -> Result<Seen, DbError> {
         Ok(Seen {
             server_id: id,
             writable: true,
@@ -283,7 +294,7 @@ mod tests {
         })
     }
 
-    fn replica(id: u32, of: &str, of_id: u32) -> Result<Seen, String> {
+    fn replica(id: u32, of: &str, of_id: u32) -> Result<Seen, DbError> {
         Ok(Seen {
             server_id: id,
             writable: false,
@@ -307,7 +318,7 @@ mod tests {
     #[test]
     fn a_primary_down_is_the_source_every_replica_agrees_on() {
         let seen = [
-            Err("connection refused".into()),
+            Err(DbError::Refused),
             replica(2, "db1", 1),
             replica(3, "db1", 1),
         ];
@@ -315,12 +326,15 @@ mod tests {
         assert_eq!(roles, [Role::Primary, Role::Replica, Role::Replica]);
         // Disagreeing replicas and no writable server: no primary, and why.
         let seen = [
-            Err("refused".into()),
+            Err(DbError::Refused),
             replica(2, "db1", 1),
             replica(3, "db2", 2),
         ];
-        let e = classify(&nodes(), &seen, &same).unwrap_err();
-        assert!(e.contains("db1-3306 did not answer (refused)"), "{e}");
+        let e = classify(&nodes(), &seen, &same).unwrap_err().to_string();
+        assert!(
+            e.contains("db1-3306 did not answer (connection refused)"),
+            "{e}"
+        );
         assert!(e.contains("db3-3306 replicates from db2:3306"), "{e}");
     }
 
@@ -328,12 +342,15 @@ mod tests {
     fn a_lost_node_a_stranger_source_and_a_split_are_told_apart() {
         let seen = [
             primary(1),
-            Err("timed out".into()),
+            Err(DbError::Timeout {
+                what: "connect",
+                after: std::time::Duration::from_secs(2),
+            }),
             replica(3, "elsewhere", 9),
         ];
         let roles = classify(&nodes(), &seen, &same).unwrap();
         assert_eq!(roles[0], Role::Primary);
-        assert_eq!(roles[1], Role::Lost("timed out".into()));
+        assert_eq!(roles[1], Role::Lost("connect timed out after 2s".into()));
         assert!(matches!(&roles[2], Role::Clusterless(w) if w.contains("elsewhere:3306")));
         // Two writable servers: the one the replica follows is the primary.
         let seen = [primary(1), primary(2), replica(3, "db2", 2)];
