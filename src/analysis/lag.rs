@@ -29,6 +29,31 @@ pub enum Lag {
     Unknown(Unknown),
 }
 
+/// A lag as every output writes it, ms: what is known ([`Lag::kind`]), the judged value
+/// ([`Lag::judged_us`]: the point estimate of bounded lag, the lower bound of "at
+/// least" lag) and the bounds; every field null when there is no lag at all, and the
+/// upper bound null when it is not known. Output structs flatten it (JSON) or copy its
+/// fields (CSV).
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+pub struct LagMs {
+    pub lag_kind: Option<&'static str>,
+    pub lag_ms: Option<f64>,
+    pub lag_lo_ms: Option<f64>,
+    pub lag_hi_ms: Option<f64>,
+}
+
+impl LagMs {
+    pub fn of(lag: Option<Lag>) -> LagMs {
+        let ms = |us: i64| crate::clock::ms(us);
+        LagMs {
+            lag_kind: lag.map(|l| l.kind()),
+            lag_ms: lag.and_then(|l| l.judged_us()).map(ms),
+            lag_lo_ms: lag.and_then(|l| l.lo_us()).map(ms),
+            lag_hi_ms: lag.and_then(|l| l.hi_us()).map(ms),
+        }
+    }
+}
+
 /// Why a successful read has no lag.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Unknown {
@@ -38,6 +63,20 @@ pub enum Unknown {
     /// It showed a seq this session never wrote: another writer's (a `check`, a second
     /// recorder) or a number from the future.
     ForeignBeat { seq: u64 },
+}
+
+impl std::fmt::Display for Unknown {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Unknown::BeforeFirstBeat => f.write_str(
+                "lag unknown: it shows a beat from before this session's first acknowledged one",
+            ),
+            Unknown::ForeignBeat { seq } => write!(
+                f,
+                "lag unknown: it shows seq {seq}, which this recorder never wrote (another writer)"
+            ),
+        }
+    }
 }
 
 impl Lag {
@@ -85,6 +124,16 @@ impl Lag {
 
     pub fn is_bounded(&self) -> bool {
         matches!(self, Lag::Bounded { .. })
+    }
+
+    /// What is known, in the one word every output uses: `bounded`, `at_least` or
+    /// `unknown`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Lag::Bounded { .. } => "bounded",
+            Lag::AtLeast { .. } => "at_least",
+            Lag::Unknown(_) => "unknown",
+        }
     }
 
     /// The better of two measurements of the same moment (a read and its follow-up):

@@ -45,8 +45,8 @@ fn ms(us: i64) -> String {
 
 fn lag_cells(v: &ReplicaView) -> (String, String) {
     match (&v.last, &v.lag) {
-        (Some(_), Some(Lag::Bounded { lo_us, hi_us })) => (
-            format!("{} ms", ms(lo_us + (hi_us - lo_us) / 2)),
+        (Some(_), Some(lag @ Lag::Bounded { lo_us, hi_us })) => (
+            format!("{} ms", ms(lag.judged_us().unwrap_or_default())),
             format!("[{}, {}]", ms(*lo_us), ms(*hi_us)),
         ),
         (Some(_), Some(Lag::AtLeast { lo_us })) => {

@@ -7,7 +7,8 @@
 //! seconds_behind_master, sql_delay_s, probe`. `probe` is `poll` (a read of the row) or
 //! `binlog` (the replica's binary log stream; `rtt_ms` is then the delivery delay
 //! bound). `lag_kind` is `bounded`, `at_least` (no upper
-//! bound: `lag_ms` is the lower bound), `before_first_beat` or `foreign_beat`. Empty
+//! bound: `lag_ms` is the lower bound) or `unknown` (the read worked but says nothing
+//! of the lag; `reason` says why). Empty
 //! (CSV) or null (JSON) means unknown: no lag for a failed read, no upper bound for
 //! "at least" lag, no status before the first poll, and Seconds_Behind_Master when the
 //! server said NULL.
@@ -16,7 +17,7 @@ use std::io::Write;
 
 use serde::Serialize;
 
-use crate::analysis::lag::{Lag, Unknown};
+use crate::analysis::lag::{Lag, LagMs};
 use crate::analysis::series::{joins_round, replaces};
 use crate::clock::format_utc_us;
 use crate::clock::ms;
@@ -29,6 +30,7 @@ pub struct Row {
     pub cluster: String,
     pub replica: String,
     pub seq: Option<u64>,
+    /// [`LagMs`]'s fields, one column each (CSV has no nesting).
     pub lag_kind: Option<&'static str>,
     /// The judged lag: the point estimate of bounded lag, the lower bound otherwise.
     pub lag_ms: Option<f64>,
@@ -38,6 +40,7 @@ pub struct Row {
     pub reads: u32,
     pub rtt_ms: f64,
     pub outcome: &'static str,
+    /// Why the read failed, or for a read with an unknown lag, why it is unknown.
     pub reason: Option<String>,
     pub io_running: Option<&'static str>,
     pub sql_running: Option<&'static str>,
@@ -131,24 +134,29 @@ impl<'a> Rows<'a> {
         let status = self.status.front().filter(|s| s.t_us <= obs.r_start_us);
         let channel = status.and_then(|s| s.main_channel());
         let lag = round.lag;
+        let LagMs {
+            lag_kind,
+            lag_ms,
+            lag_lo_ms,
+            lag_hi_ms,
+        } = LagMs::of(lag);
+        let unknown = match lag {
+            Some(Lag::Unknown(why)) => Some(why.to_string()),
+            _ => None,
+        };
         Row {
             time_utc: format_utc_us(obs.r_start_us),
             cluster: self.cluster.to_string(),
             replica: self.replica.to_string(),
             seq: obs.seq,
-            lag_kind: lag.map(|l| match l {
-                Lag::Bounded { .. } => "bounded",
-                Lag::AtLeast { .. } => "at_least",
-                Lag::Unknown(Unknown::BeforeFirstBeat) => "before_first_beat",
-                Lag::Unknown(Unknown::ForeignBeat { .. }) => "foreign_beat",
-            }),
-            lag_ms: lag.and_then(|l| l.judged_us()).map(ms),
-            lag_lo_ms: lag.and_then(|l| l.lo_us()).map(ms),
-            lag_hi_ms: lag.and_then(|l| l.hi_us()).map(ms),
+            lag_kind,
+            lag_ms,
+            lag_lo_ms,
+            lag_hi_ms,
             reads: round.reads,
             rtt_ms: ms(obs.r_end_us - obs.r_start_us),
             outcome: obs.outcome.name(),
-            reason: obs.reason.clone(),
+            reason: obs.reason.clone().or(unknown),
             io_running: channel.map(|c| c.io.label()),
             sql_running: channel.map(|c| if c.sql_running { "Yes" } else { "No" }),
             seconds_behind_master: channel.and_then(|c| c.seconds_behind_master),
@@ -332,6 +340,32 @@ mod tests {
             (Some(0.1), Some(100.9))
         );
         assert!(reads.iter().all(|r| r.reads == 1));
+    }
+
+    /// A read of a seq this recorder never wrote: lag_kind `unknown` (the one
+    /// vocabulary: bounded, at_least, unknown), no number, and why in `reason`.
+    #[test]
+    fn a_foreign_beat_is_unknown_with_its_reason() {
+        let mut rows = Rows::new("lab", "r1", true);
+        let o = Observation {
+            r_start_us: 1_000,
+            r_end_us: 1_200,
+            seq: Some(99),
+            outcome: Outcome::Ok,
+            reason: None,
+            follow_up: false,
+            probe: Default::default(),
+        };
+        let lag = Lag::Unknown(crate::analysis::lag::Unknown::ForeignBeat { seq: 99 });
+        let mut out: Vec<Row> = rows.push(&o, 0, Some(lag)).into_iter().collect();
+        out.extend(rows.finish());
+        assert_eq!(out.len(), 1);
+        assert_eq!((out[0].lag_kind, out[0].lag_ms), (Some("unknown"), None));
+        let reason = out[0].reason.as_deref().unwrap_or_default();
+        assert!(
+            reason.contains("seq 99, which this recorder never wrote"),
+            "{reason}"
+        );
     }
 
     fn written(format: Format) -> String {

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use serde::Serialize;
 
 use crate::analysis::health::{Health, Pool, Reason, Thresholds};
-use crate::analysis::lag::{Lag, Unknown};
+use crate::analysis::lag::{Lag, LagMs, Unknown};
 use crate::analysis::series::LagPoint;
 use crate::analysis::vector;
 use crate::clock::format_utc_us;
@@ -66,14 +66,11 @@ pub struct ReplicaDoc {
     pub detail: String,
     /// When the replica entered its pool state (RFC 3339 UTC); null before any fact.
     pub since: Option<String>,
-    /// Lag of the last round that measured one: the judged lag (point estimate of
-    /// bounded lag, the lower bound of "at least" lag) and the bounds, ms. The upper
-    /// bound is null when unknown (the primary acknowledged no beat after the one seen).
-    pub lag_ms: Option<f64>,
-    /// `bounded` or `at_least`; null before any lag.
-    pub lag_kind: Option<&'static str>,
-    pub lag_lo_ms: Option<f64>,
-    pub lag_hi_ms: Option<f64>,
+    /// Lag of the last round that measured one (`bounded` or `at_least`; every field
+    /// null before any lag). The upper bound is null when unknown (the primary
+    /// acknowledged no beat after the one seen).
+    #[serde(flatten)]
+    pub lag: LagMs,
     /// The replication vector over the last second (0 keeps up, -1 applies nothing).
     pub vector: Option<f64>,
     /// Time since the newest beat the replica showed was sent, ms (pt-heartbeat's lag).
@@ -538,13 +535,7 @@ impl Live {
             reason,
             detail,
             since,
-            lag_ms: r.lag.and_then(|l| l.judged_us()).map(ms),
-            lag_kind: r.lag.map(|l| match l {
-                Lag::Bounded { .. } => "bounded",
-                _ => "at_least",
-            }),
-            lag_lo_ms: r.lag.and_then(|l| l.lo_us()).map(ms),
-            lag_hi_ms: r.lag.and_then(|l| l.hi_us()).map(ms),
+            lag: LagMs::of(r.lag),
             vector: r.vector,
             heartbeat_age_ms: r.seen_send_us.map(|t| ms(now_us - t)),
             io_running: r.io_running,
@@ -572,8 +563,8 @@ impl ReplicaDoc {
             state: self.state,
             reason: &self.reason,
             detail: &self.detail,
-            lag_lo_ms: self.lag_lo_ms,
-            lag_hi_ms: self.lag_hi_ms,
+            lag_lo_ms: self.lag.lag_lo_ms,
+            lag_hi_ms: self.lag.lag_hi_ms,
             vector: self.vector,
             sql_delay_s: self.sql_delay_s,
         }
@@ -651,7 +642,7 @@ mod tests {
         assert_eq!(l.check("r9", Check::Pool, 0), None);
         let d = l.check("r1", Check::Pool, 0).unwrap();
         assert_eq!((d.state, d.reason.as_str()), (State::Out, "starting"));
-        assert_eq!((d.lag_ms, d.io_running, d.since), (None, None, None));
+        assert_eq!((d.lag.lag_ms, d.io_running, d.since), (None, None, None));
     }
 
     #[test]
@@ -664,7 +655,7 @@ mod tests {
         let d = l.check("r1", Check::Pool, 2 * S).unwrap();
         assert_eq!((d.state, d.reason.as_str()), (State::In, "healthy"));
         assert_eq!(
-            (d.lag_ms, d.lag_lo_ms, d.lag_hi_ms),
+            (d.lag.lag_ms, d.lag.lag_lo_ms, d.lag.lag_hi_ms),
             (Some(2.0), Some(1.0), Some(3.0))
         );
         assert!(d.vector.unwrap().abs() < 1e-9, "{:?}", d.vector);
@@ -732,7 +723,12 @@ mod tests {
         let d = l.check("r1", Check::Pool, S / 10).unwrap();
         assert_eq!((d.state, d.reason.as_str()), (State::Out, "lagging"));
         assert_eq!(
-            (d.lag_ms, d.lag_kind, d.lag_lo_ms, d.lag_hi_ms),
+            (
+                d.lag.lag_ms,
+                d.lag.lag_kind,
+                d.lag.lag_lo_ms,
+                d.lag.lag_hi_ms
+            ),
             (Some(5000.0), Some("at_least"), Some(5000.0), None)
         );
     }
@@ -747,7 +743,7 @@ mod tests {
         }
         let d = l.check("r1", Check::Pool, 8 * S).unwrap();
         assert_eq!(
-            (d.state, d.lag_ms, d.lag_hi_ms),
+            (d.state, d.lag.lag_ms, d.lag.lag_hi_ms),
             (State::In, Some(0.0), None)
         );
         assert!(!l.second_writer(0));

@@ -98,9 +98,9 @@ pub fn render(snap: &Snapshot) -> String {
                     g.family.get_or_create(&labels).set(v);
                 }
             };
-            set(&lag, r.lag_ms.map(|v| v / 1e3));
-            set(&lower, r.lag_lo_ms.map(|v| v / 1e3));
-            set(&upper, r.lag_hi_ms.map(|v| v / 1e3));
+            set(&lag, r.lag.lag_ms.map(|v| v / 1e3));
+            set(&lower, r.lag.lag_lo_ms.map(|v| v / 1e3));
+            set(&upper, r.lag.lag_hi_ms.map(|v| v / 1e3));
             set(&vector, r.vector);
             set(&age, r.heartbeat_age_ms.map(|v| v / 1e3));
             set(&io, r.io_running.map(bit));
@@ -234,10 +234,12 @@ mod tests {
             reason: "healthy".into(),
             detail: String::new(),
             since: None,
-            lag_ms,
-            lag_kind: lag_ms.map(|_| "bounded"),
-            lag_lo_ms: lag_ms,
-            lag_hi_ms: lag_ms,
+            lag: crate::analysis::lag::LagMs {
+                lag_kind: lag_ms.map(|_| "bounded"),
+                lag_ms,
+                lag_lo_ms: lag_ms,
+                lag_hi_ms: lag_ms,
+            },
             vector: None,
             heartbeat_age_ms: None,
             io_running: Some(true),

@@ -115,8 +115,8 @@ pub fn classify(
             "not replicating: no replication channel is configured".to_string(),
             None,
         ),
-        (None, Some(Lag::Bounded { lo_us, hi_us })) => {
-            let lag = lo_us + (hi_us - lo_us) / 2;
+        (None, Some(bounded @ Lag::Bounded { lo_us, hi_us })) => {
+            let lag = bounded.judged_us().unwrap_or_default();
             let state = if lag > crit_us {
                 State::Critical
             } else if lag > warn_us {

@@ -654,11 +654,7 @@ fn replica_json(r: &ReplicaReport) -> Value {
             "max": r.vector.max,
             "lagging_now": r.vector.lagging_now,
             "lag_now_ms": r.vector.lag_now.and_then(|l| l.judged_us()).map(ms),
-            "lag_now_kind": r.vector.lag_now.map(|l| match l {
-                Lag::Bounded { .. } => "bounded",
-                Lag::AtLeast { .. } => "at_least",
-                Lag::Unknown(_) => "unknown",
-            }),
+            "lag_now_kind": r.vector.lag_now.map(|l| l.kind()),
             "catch_up_vector": r.vector.eta_fit.map(|f| f.vector()),
             "eta_s": r.vector.eta_s,
         },
