@@ -14,10 +14,12 @@ mod address;
 mod raw;
 mod secret;
 mod validate;
+mod values;
 
 pub use address::{check_statsd_prefix, statsd_address};
 pub use secret::{Secret, resolve_password};
-pub use validate::{node_name, parse_duration, parse_probe};
+pub use validate::node_name;
+pub use values::{ValueError, parse_duration, parse_probe};
 
 /// Default beat interval.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_millis(100);

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::raw::*;
+use super::values::check_name;
 use super::*;
 
 /// Turns raw sections into validated ones; knows the text to find lines for keys.
@@ -710,54 +711,6 @@ pub fn node_name(address: &str) -> String {
         .collect::<String>()
         .trim_matches('-')
         .to_string()
-}
-
-/// A value of the config or the command line that is not one, naming the value.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum ValueError {
-    #[error("name is empty")]
-    EmptyName,
-    #[error("name {0:?} is longer than {MAX_NAME_LEN} characters")]
-    LongName(String),
-    #[error("name {0:?} may only use letters, digits, '_' and '-'")]
-    NameChars(String),
-    #[error("bad duration {text:?}: {why} (examples: 10ms, 1.5s, 5m)")]
-    Duration {
-        text: String,
-        why: humantime::DurationError,
-    },
-    #[error("unknown probe {0:?}; use poll, auto or binlog")]
-    Probe(String),
-}
-
-/// Names of clusters and replicas end up in URLs and metric names: keep them plain.
-fn check_name(name: &str) -> Result<(), ValueError> {
-    if name.is_empty() {
-        return Err(ValueError::EmptyName);
-    }
-    if name.len() > MAX_NAME_LEN {
-        return Err(ValueError::LongName(name.to_string()));
-    }
-    if !name
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-    {
-        return Err(ValueError::NameChars(name.to_string()));
-    }
-    Ok(())
-}
-
-/// Parses a humantime duration (`10ms`, `1.5s`, `5m`).
-pub fn parse_duration(text: &str) -> Result<Duration, ValueError> {
-    humantime::parse_duration(text.trim()).map_err(|why| ValueError::Duration {
-        text: text.to_string(),
-        why,
-    })
-}
-
-/// Parses a probe mode (`poll`, `auto`, `binlog`).
-pub fn parse_probe(text: &str) -> Result<ProbeMode, ValueError> {
-    ProbeMode::parse(text.trim()).ok_or_else(|| ValueError::Probe(text.to_string()))
 }
 
 fn path_string(path: &[Seg<'_>]) -> String {
