@@ -95,34 +95,7 @@ pub fn run(opts: &Args) -> Result<(), CmdError> {
     // the replica triggers and the stored pool changes need it.
     let live: Shared = Arc::new(Mutex::new(Live::new(&config, &config.pool, clock.now_us())));
     let store = Store::open_or_create(&config.record.store)?;
-    let mut keys: Vec<String> = config
-        .clusters
-        .iter()
-        .map(|c| cluster_key(&c.name))
-        .collect();
-    for c in &config.clusters {
-        keys.extend(c.replicas.iter().map(|r| replica_key(&c.name, &r.name)));
-    }
-    let part_keys: Vec<String> = config
-        .clusters
-        .iter()
-        .flat_map(|c| {
-            let names: Vec<String> = c.replicas.iter().map(|r| r.name.clone()).collect();
-            part_keys(&c.name, &names)
-        })
-        .collect();
-    let base = keys.len();
-    keys.extend(part_keys.iter().cloned());
-    let interned = store.intern(&keys)?;
-    let n = config.clusters.len();
-    let ids = Ids {
-        clusters: interned[..n].iter().map(|&i| ClusterId(i)).collect(),
-        replicas: interned[n..base].iter().map(|&i| ReplicaId(i)).collect(),
-        parts: part_keys
-            .into_iter()
-            .zip(interned[base..].iter().copied())
-            .collect(),
-    };
+    let ids = intern(&store, &config)?;
     let previous = previous_states(&store, &config);
     let session = store.begin_session(&SessionInfo {
         started_us: clock.anchor_utc_us(),
@@ -201,40 +174,82 @@ pub fn run(opts: &Args) -> Result<(), CmdError> {
         printer.finish(last_lines);
     }
     if !opts.quiet {
-        println!(
-            "lagtrace: recorded {} beats ({} failed) and {} samples in all to {} (session {session}, {} flushes){}{}{}",
-            totals.beats_ok + totals.beats_failed,
-            totals.beats_failed,
-            stats.samples,
-            store_path.display(),
-            stats.flushes,
-            if stats.chunks_pruned > 0 {
-                format!(
-                    "; {} chunks older than the retention dropped",
-                    stats.chunks_pruned
-                )
-            } else {
-                String::new()
-            },
-            if totals.dropped > 0 {
-                format!(
-                    "; {} samples dropped because the store fell behind",
-                    totals.dropped
-                )
-            } else {
-                String::new()
-            },
-            if stats.unstored > 0 {
-                format!(
-                    "; {} samples not stored because the store could not be written (disk full?)",
-                    stats.unstored
-                )
-            } else {
-                String::new()
-            }
-        );
+        println!("{}", summary(&totals, &stats, &store_path, session));
     }
     Ok(())
+}
+
+/// The store ids of every cluster, replica and possible split part of `config`.
+fn intern(store: &Store, config: &Config) -> Result<Ids, CmdError> {
+    let mut keys: Vec<String> = config
+        .clusters
+        .iter()
+        .map(|c| cluster_key(&c.name))
+        .collect();
+    for c in &config.clusters {
+        keys.extend(c.replicas.iter().map(|r| replica_key(&c.name, &r.name)));
+    }
+    let part_keys: Vec<String> = config
+        .clusters
+        .iter()
+        .flat_map(|c| {
+            let names: Vec<String> = c.replicas.iter().map(|r| r.name.clone()).collect();
+            part_keys(&c.name, &names)
+        })
+        .collect();
+    let base = keys.len();
+    keys.extend(part_keys.iter().cloned());
+    let interned = store.intern(&keys)?;
+    let n = config.clusters.len();
+    Ok(Ids {
+        clusters: interned[..n].iter().map(|&i| ClusterId(i)).collect(),
+        replicas: interned[n..base].iter().map(|&i| ReplicaId(i)).collect(),
+        parts: part_keys
+            .into_iter()
+            .zip(interned[base..].iter().copied())
+            .collect(),
+    })
+}
+
+/// The last line `record` prints: what it recorded, and what it lost.
+fn summary(
+    totals: &console::Totals,
+    stats: &WriterStats,
+    store_path: &std::path::Path,
+    session: u32,
+) -> String {
+    format!(
+        "lagtrace: recorded {} beats ({} failed) and {} samples in all to {} (session {session}, {} flushes){}{}{}",
+        totals.beats_ok + totals.beats_failed,
+        totals.beats_failed,
+        stats.samples,
+        store_path.display(),
+        stats.flushes,
+        if stats.chunks_pruned > 0 {
+            format!(
+                "; {} chunks older than the retention dropped",
+                stats.chunks_pruned
+            )
+        } else {
+            String::new()
+        },
+        if totals.dropped > 0 {
+            format!(
+                "; {} samples dropped because the store fell behind",
+                totals.dropped
+            )
+        } else {
+            String::new()
+        },
+        if stats.unstored > 0 {
+            format!(
+                "; {} samples not stored because the store could not be written (disk full?)",
+                stats.unstored
+            )
+        } else {
+            String::new()
+        }
+    )
 }
 
 /// In a cluster given as `nodes`, the primary found at the start is read and polled

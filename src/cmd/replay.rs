@@ -96,25 +96,10 @@ struct Replica<'a> {
 
 pub fn run(args: &Args) -> Result<(), CmdError> {
     let filter = args.select.filter()?;
-    let statsd_config = args.statsd()?;
     let thresholds = args.thresholds();
     let th = &thresholds;
     super::analyze::check_thresholds(th.max_lag_us, th.recover_lag_us)?;
-    if !(args.speed >= 0.0 && args.speed.is_finite()) {
-        return Err(CmdError::BadInput(
-            "--speed must be 0 (as fast as possible) or a positive factor".to_string(),
-        ));
-    }
-    if statsd_config.is_some() && args.speed == 0.0 {
-        return Err(CmdError::BadInput(
-            "--statsd needs --speed above 0 (otherwise every metric arrives at once)".to_string(),
-        ));
-    }
-    let statsd = statsd_config
-        .as_ref()
-        .map(Statsd::new)
-        .transpose()
-        .map_err(|e| CmdError::BadInput(e.to_string()))?;
+    let statsd = checked_statsd(args)?;
     let (rec, bar) = super::load_recording(&args.select.store, &filter)?;
     let stale_us = th.stale_us;
 
@@ -184,31 +169,7 @@ pub fn run(args: &Args) -> Result<(), CmdError> {
             }
         }
         let r = &mut replicas[i];
-        let ev = r.events[r.next];
-        r.next += 1;
-        fresh.clear();
-        r.health.feed(&ev, &mut fresh);
-        if let Some(s) = &statsd {
-            match ev {
-                Event::Lag { lag, .. } => s.lag(r.cluster, r.replica, &lag),
-                Event::Status(st) => {
-                    if let Some(ch) = st.main_channel() {
-                        s.status(r.cluster, r.replica, ch);
-                    }
-                }
-                Event::Failure { .. } => {}
-            }
-        }
-        for c in &fresh {
-            match (c.pool, r.out_since) {
-                (Pool::Out, None) => r.out_since = Some(c.t_us),
-                (Pool::In, Some(since)) => {
-                    r.out_us += c.t_us - since;
-                    r.out_since = None;
-                }
-                _ => {}
-            }
-            let line = change_line(r.cluster, r.replica, c, r.changes.is_empty());
+        for line in replay_event(r, statsd.as_ref(), &mut fresh) {
             if paced {
                 super::print_stdout(&line)?;
                 if let Some(s) = &statsd {
@@ -217,7 +178,6 @@ pub fn run(args: &Args) -> Result<(), CmdError> {
             } else {
                 out.push_str(&line);
             }
-            r.changes.push(c.clone());
         }
         if let Some(e) = r.events.get(r.next) {
             heap.push(std::cmp::Reverse((e.t_us(), i)));
@@ -231,6 +191,60 @@ pub fn run(args: &Args) -> Result<(), CmdError> {
     }
     out.push_str(&summary(&replicas, th));
     super::print_stdout(&out)
+}
+
+/// The statsd client `--statsd` asks for, once the pacing allows it.
+fn checked_statsd(args: &Args) -> Result<Option<Statsd>, CmdError> {
+    let config = args.statsd()?;
+    if !(args.speed >= 0.0 && args.speed.is_finite()) {
+        return Err(CmdError::BadInput(
+            "--speed must be 0 (as fast as possible) or a positive factor".to_string(),
+        ));
+    }
+    if config.is_some() && args.speed == 0.0 {
+        return Err(CmdError::BadInput(
+            "--statsd needs --speed above 0 (otherwise every metric arrives at once)".to_string(),
+        ));
+    }
+    config
+        .as_ref()
+        .map(Statsd::new)
+        .transpose()
+        .map_err(|e| CmdError::BadInput(e.to_string()))
+}
+
+/// Replica `r` takes its next event: statsd gets its figures, and each pool change it
+/// makes is counted and returned as a line (`fresh` is scratch space).
+fn replay_event(r: &mut Replica, statsd: Option<&Statsd>, fresh: &mut Vec<Change>) -> Vec<String> {
+    let ev = r.events[r.next];
+    r.next += 1;
+    fresh.clear();
+    r.health.feed(&ev, fresh);
+    if let Some(s) = statsd {
+        match ev {
+            Event::Lag { lag, .. } => s.lag(r.cluster, r.replica, &lag),
+            Event::Status(st) => {
+                if let Some(ch) = st.main_channel() {
+                    s.status(r.cluster, r.replica, ch);
+                }
+            }
+            Event::Failure { .. } => {}
+        }
+    }
+    let mut lines = Vec::new();
+    for c in fresh.iter() {
+        match (c.pool, r.out_since) {
+            (Pool::Out, None) => r.out_since = Some(c.t_us),
+            (Pool::In, Some(since)) => {
+                r.out_us += c.t_us - since;
+                r.out_since = None;
+            }
+            _ => {}
+        }
+        lines.push(change_line(r.cluster, r.replica, c, r.changes.is_empty()));
+        r.changes.push(c.clone());
+    }
+    lines
 }
 
 /// A recorded cluster event among the replayed pool changes.

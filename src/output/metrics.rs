@@ -11,17 +11,75 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-use super::live::{Snapshot, State};
+use super::live::{ReplicaDoc, Snapshot, State};
 
 type Labels = Vec<(&'static str, String)>;
 type Gauges = Family<Labels, Gauge<f64, AtomicU64>>;
 type Counters = Family<Labels, Counter<u64>>;
 
-/// A gauge family per replica, filled from the snapshot, then registered.
-struct ReplicaGauge {
-    name: &'static str,
-    help: &'static str,
-    family: Gauges,
+/// The gauges every replica has, name and help, in the order [`replica_values`] gives
+/// their values and the registry lists them.
+const REPLICA_GAUGES: [(&str, &str); 11] = [
+    (
+        "replica_lag_seconds",
+        "Replication lag of the last read: the middle of its bounds",
+    ),
+    (
+        "replica_lag_lower_seconds",
+        "Lower bound of the lag of the last read",
+    ),
+    (
+        "replica_lag_upper_seconds",
+        "Upper bound of the lag of the last read",
+    ),
+    (
+        "replica_vector",
+        "Replication vector over the last second: 0 keeps up, -1 applies nothing, +0.5 catches up half a second per second",
+    ),
+    (
+        "replica_heartbeat_age_seconds",
+        "Time since the newest beat the replica showed was sent",
+    ),
+    (
+        "replica_io_running",
+        "1 when the IO thread runs (Slave_IO_Running = Yes)",
+    ),
+    ("replica_sql_running", "1 when the SQL thread runs"),
+    (
+        "replica_seconds_behind_master",
+        "Seconds_Behind_Master as the server reports it; absent when NULL",
+    ),
+    (
+        "replica_sql_delay_seconds",
+        "Intended delay (SQL_Delay) of the replica",
+    ),
+    (
+        "replica_in_pool",
+        "1 when /check/<replica> answers 200 (in the read pool)",
+    ),
+    (
+        "replica_maintenance",
+        "1 when a maintenance file for the replica is present",
+    ),
+];
+
+/// A replica's values of [`REPLICA_GAUGES`], seconds or 0/1; `None` is left out.
+fn replica_values(r: &ReplicaDoc) -> [Option<f64>; 11] {
+    let bit = |b: bool| if b { 1.0 } else { 0.0 };
+    let s = |ms: Option<f64>| ms.map(|v| v / 1e3);
+    [
+        s(r.lag.lag_ms),
+        s(r.lag.lag_lo_ms),
+        s(r.lag.lag_hi_ms),
+        r.vector,
+        s(r.heartbeat_age_ms),
+        r.io_running.map(bit),
+        r.sql_running.map(bit),
+        r.seconds_behind_master.map(f64::from),
+        r.sql_delay_s.map(f64::from),
+        Some(bit(r.state == State::In)),
+        Some(bit(r.state == State::Maintenance)),
+    ]
 }
 
 /// Content type of [`render`]'s output.
@@ -33,57 +91,11 @@ pub const CLASSIC_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 /// what a Prometheus server asks for first).
 pub fn render(snap: &Snapshot) -> String {
     let mut registry = Registry::with_prefix("lagtrace");
-    let gauge = |name, help| ReplicaGauge {
-        name,
-        help,
-        family: Gauges::default(),
-    };
-    let lag = gauge(
-        "replica_lag_seconds",
-        "Replication lag of the last read: the middle of its bounds",
-    );
-    let lower = gauge(
-        "replica_lag_lower_seconds",
-        "Lower bound of the lag of the last read",
-    );
-    let upper = gauge(
-        "replica_lag_upper_seconds",
-        "Upper bound of the lag of the last read",
-    );
-    let vector = gauge(
-        "replica_vector",
-        "Replication vector over the last second: 0 keeps up, -1 applies nothing, +0.5 catches up half a second per second",
-    );
-    let age = gauge(
-        "replica_heartbeat_age_seconds",
-        "Time since the newest beat the replica showed was sent",
-    );
-    let io = gauge(
-        "replica_io_running",
-        "1 when the IO thread runs (Slave_IO_Running = Yes)",
-    );
-    let sql = gauge("replica_sql_running", "1 when the SQL thread runs");
-    let sbm = gauge(
-        "replica_seconds_behind_master",
-        "Seconds_Behind_Master as the server reports it; absent when NULL",
-    );
-    let delay = gauge(
-        "replica_sql_delay_seconds",
-        "Intended delay (SQL_Delay) of the replica",
-    );
-    let in_pool = gauge(
-        "replica_in_pool",
-        "1 when /check/<replica> answers 200 (in the read pool)",
-    );
-    let maintenance = gauge(
-        "replica_maintenance",
-        "1 when a maintenance file for the replica is present",
-    );
+    let gauges: Vec<Gauges> = REPLICA_GAUGES.iter().map(|_| Gauges::default()).collect();
     let reads = Counters::default();
     let beats = Counters::default();
     let errors = Counters::default();
 
-    let bit = |b: bool| if b { 1.0 } else { 0.0 };
     for c in &snap.clusters {
         beats
             .get_or_create(&vec![("cluster", c.cluster.clone())])
@@ -93,22 +105,11 @@ pub fn render(snap: &Snapshot) -> String {
                 ("cluster", c.cluster.clone()),
                 ("replica", r.replica.clone()),
             ];
-            let set = |g: &ReplicaGauge, v: Option<f64>| {
-                if let Some(v) = v {
-                    g.family.get_or_create(&labels).set(v);
+            for (family, value) in gauges.iter().zip(replica_values(r)) {
+                if let Some(v) = value {
+                    family.get_or_create(&labels).set(v);
                 }
-            };
-            set(&lag, r.lag.lag_ms.map(|v| v / 1e3));
-            set(&lower, r.lag.lag_lo_ms.map(|v| v / 1e3));
-            set(&upper, r.lag.lag_hi_ms.map(|v| v / 1e3));
-            set(&vector, r.vector);
-            set(&age, r.heartbeat_age_ms.map(|v| v / 1e3));
-            set(&io, r.io_running.map(bit));
-            set(&sql, r.sql_running.map(bit));
-            set(&sbm, r.seconds_behind_master.map(f64::from));
-            set(&delay, r.sql_delay_s.map(f64::from));
-            set(&in_pool, Some(bit(r.state == State::In)));
-            set(&maintenance, Some(bit(r.state == State::Maintenance)));
+            }
             for (result, n) in [("ok", r.reads_ok), ("failed", r.reads_failed)] {
                 let mut l = labels.clone();
                 l.push(("result", result.to_string()));
@@ -130,20 +131,8 @@ pub fn render(snap: &Snapshot) -> String {
     let writable: Gauge<f64, AtomicU64> = Gauge::default();
     writable.set(if snap.store_writable { 1.0 } else { 0.0 });
 
-    for g in [
-        lag,
-        lower,
-        upper,
-        vector,
-        age,
-        io,
-        sql,
-        sbm,
-        delay,
-        in_pool,
-        maintenance,
-    ] {
-        registry.register(g.name, g.help, g.family);
+    for ((name, help), family) in REPLICA_GAUGES.iter().zip(gauges) {
+        registry.register(*name, *help, family);
     }
     registry.register("reads", "Reads of the heartbeat row per replica", reads);
     registry.register(

@@ -9,7 +9,9 @@ use crate::analysis::capacity::Estimator;
 use crate::analysis::episodes::Episode;
 use crate::analysis::lag::Lag;
 use crate::analysis::pg::PgSummary;
-use crate::analysis::report::{ClusterReport, Gap, LagSummary, ReplicaReport, Settings};
+use crate::analysis::report::{
+    ClusterReport, Coverage, Gap, LagSummary, ReplicaReport, Settings, VectorSummary,
+};
 use crate::analysis::stats::{Distribution, Percentiles};
 use crate::clock::format_utc_us;
 use crate::clock::ms;
@@ -241,6 +243,19 @@ fn events_text(out: &mut String, events: &[RecordedEvent]) {
 }
 
 fn replica_text(out: &mut String, r: &ReplicaReport, settings: &Settings) {
+    coverage_text(out, r);
+    gaps_text(out, &r.coverage, settings);
+    lag_summary_text(out, r, settings);
+    if let Some(pg) = &r.postgres {
+        postgres_text(out, pg);
+    }
+    episodes_text(out, &r.episodes);
+    vector_text(out, &r.vector);
+    capacity_text(out, r);
+}
+
+/// The replica's heading and what its reads covered.
+fn coverage_text(out: &mut String, r: &ReplicaReport) {
     let c = &r.coverage;
     let _ = match (c.first_us, c.last_us) {
         (Some(f), Some(l)) => writeln!(
@@ -280,6 +295,10 @@ fn replica_text(out: &mut String, r: &ReplicaReport, settings: &Settings) {
             seqs.join(", ")
         );
     }
+}
+
+/// The stretches with no data, the longest listed.
+fn gaps_text(out: &mut String, c: &Coverage, settings: &Settings) {
     if c.gaps.is_empty() {
         let _ = writeln!(out, "  gaps        none over {}", human_us(settings.gap_us));
     } else {
@@ -312,13 +331,19 @@ fn replica_text(out: &mut String, r: &ReplicaReport, settings: &Settings) {
             );
         }
     }
+}
+
+/// Lag percentiles, bounds, floors and intended delay.
+fn lag_summary_text(out: &mut String, r: &ReplicaReport, settings: &Settings) {
+    let c = &r.coverage;
     match &r.lag {
-        Some(LagSummary {
-            lag: Some(p),
-            width: Some(width),
-            ..
-        }) => {
-            let l = r.lag.as_ref().expect("matched");
+        Some(
+            l @ LagSummary {
+                lag: Some(p),
+                width: Some(width),
+                ..
+            },
+        ) => {
             // Percentiles come from a histogram: exact under 2 ms, a hair high above.
             let approximate =
                 p.p50.max(p.p90).max(p.p99).max(p.p999) >= Distribution::EXACT_BELOW_US;
@@ -371,11 +396,10 @@ fn replica_text(out: &mut String, r: &ReplicaReport, settings: &Settings) {
             d.last_s, d.max_s
         );
     }
-    if let Some(pg) = &r.postgres {
-        postgres_text(out, pg);
-    }
-    episodes_text(out, &r.episodes);
-    let v = &r.vector;
+}
+
+/// The vector now and its range, and whether the replica is catching up.
+fn vector_text(out: &mut String, v: &VectorSummary) {
     let _ = writeln!(
         out,
         "  vector      now {}  min {}  max {}",
@@ -396,7 +420,6 @@ fn replica_text(out: &mut String, r: &ReplicaReport, settings: &Settings) {
     } else {
         writeln!(out, "  now         lagging {lag_now}, not catching up")
     };
-    capacity_text(out, r);
 }
 
 /// PostgreSQL's own figures, as it reports them: beside lagtrace's lag, not lag.
