@@ -6,6 +6,8 @@
 use std::path::Path;
 
 use plotters::coord::Shift;
+use plotters::coord::ranged1d::ValueFormatter;
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 
 use crate::analysis::series::LagPoint;
@@ -234,6 +236,40 @@ pub fn draw(
     root.present().map_err(err)
 }
 
+/// What a lag chart draws, beside the chart it draws on.
+struct LagPlot<'a> {
+    replicas: &'a [ReplicaPlot<'a>],
+    /// The time range, µs.
+    range: (i64, i64),
+    /// The top of the lag axis, s.
+    top: f64,
+    log: bool,
+}
+
+impl LagPlot<'_> {
+    /// Seconds since the chart's start of pixel column `c`.
+    fn x_of(&self, c: usize) -> f64 {
+        let (t0, t1) = self.range;
+        c as f64 / WIDTH_PX as f64 * (t1 - t0) as f64 / 1e6
+    }
+
+    /// Seconds since the chart's start of `t_us`, within the chart.
+    fn x_at(&self, t_us: i64) -> f64 {
+        let (t0, t1) = self.range;
+        ((t_us.clamp(t0, t1) - t0) as f64 / 1e6).max(0.0)
+    }
+
+    /// The lag axis' lowest value, s.
+    fn y_lo(&self) -> f64 {
+        if self.log { LOG_FLOOR_S } else { 0.0 }
+    }
+
+    /// A lag as drawn: no lower than the log axis' floor.
+    fn floor(&self, v: f64) -> f64 {
+        if self.log { v.max(LOG_FLOOR_S) } else { v }
+    }
+}
+
 fn lag_chart(
     area: &DrawingArea<SVGBackend, Shift>,
     replicas: &[ReplicaPlot],
@@ -241,156 +277,193 @@ fn lag_chart(
     log: bool,
     title: &str,
 ) -> Result<(), DrawError> {
-    let columns = WIDTH_PX as usize;
-    let reduced: Vec<&[Option<Column>]> = replicas
+    let top = replicas
         .iter()
-        .map(|r| r.columns.lag.cols.as_slice())
-        .collect();
-    let top = reduced
-        .iter()
-        .copied()
-        .flatten()
-        .flatten()
+        .flat_map(|r| r.columns.lag.cols.iter().flatten())
         .map(|c| c.hi)
         .fold(0.0f64, f64::max)
         .max(0.001)
         * 1.05;
-    let with_date = t1 - t0 > 86_400_000_000;
-    let x_of = |c: usize| c as f64 / columns as f64 * (t1 - t0) as f64 / 1e6;
+    let plot = LagPlot {
+        replicas,
+        range: (t0, t1),
+        top,
+        log,
+    };
     let x_max = (t1 - t0) as f64 / 1e6;
-    let label = |x: &f64| time_label(t0 + (x * 1e6) as i64, with_date);
-    let floor = |v: f64| if log { v.max(LOG_FLOOR_S) } else { v };
     let mut builder = ChartBuilder::on(area);
     builder
         .caption(title, ("sans-serif", 18))
         .margin(8)
         .x_label_area_size(32)
         .y_label_area_size(64);
-    // Two coordinate types (linear, log) need two code paths in plotters; the drawing
-    // is the same, so it lives in a macro.
-    macro_rules! draw_lag {
-        ($chart:expr) => {{
-            let mut chart = $chart;
-            chart
-                .configure_mesh()
-                .x_desc("time (UTC)")
-                .y_desc("lag (s)")
-                .x_label_formatter(&label)
-                .x_labels(8)
-                .draw()
-                .map_err(err)?;
-            let y_lo = if log { LOG_FLOOR_S } else { 0.0 };
-            // Outages belong to a cluster: shade and name them once per cluster.
-            let mut shaded: Vec<&str> = Vec::new();
-            for (i, r) in replicas.iter().enumerate() {
-                let cluster = r.name.split_once('/').map_or(r.name, |(c, _)| c);
-                let (outages, marks) = if shaded.contains(&cluster) {
-                    (&[][..], &[][..])
-                } else {
-                    shaded.push(cluster);
-                    (r.outages, r.marks)
-                };
-                for (t, text) in marks.iter().filter(|(t, _)| (t0..=t1).contains(t)) {
-                    let x = (t - t0) as f64 / 1e6;
-                    let ink = RGBColor(40, 40, 40);
-                    chart
-                        .draw_series(std::iter::once(PathElement::new(
-                            vec![(x, y_lo), (x, top)],
-                            ink.stroke_width(1),
-                        )))
-                        .map_err(err)?;
-                    chart
-                        .draw_series(std::iter::once(Text::new(
-                            format!(" {text}"),
-                            (x, top),
-                            ("sans-serif", 11).into_font().color(&ink),
-                        )))
-                        .map_err(err)?;
-                }
-                for (n, &(s, e)) in outages.iter().enumerate() {
-                    let x0 = ((s.max(t0) - t0) as f64 / 1e6).min(x_max);
-                    let x1 = ((e.min(t1) - t0) as f64 / 1e6).max(x0);
-                    let shade = RGBColor(90, 90, 90);
-                    let drawn = chart
-                        .draw_series(std::iter::once(Rectangle::new(
-                            [(x0, y_lo), (x1, top)],
-                            shade.mix(0.15).filled(),
-                        )))
-                        .map_err(err)?;
-                    if n == 0 {
-                        drawn
-                            .label(format!(
-                                "{cluster}: primary unreachable (lower bounds only)"
-                            ))
-                            .legend(move |(x, y)| {
-                                Rectangle::new(
-                                    [(x, y - 5), (x + 16, y + 5)],
-                                    shade.mix(0.3).filled(),
-                                )
-                            });
-                    }
-                }
-                for &(s, e) in r.episodes {
-                    let x0 = (s - t0) as f64 / 1e6;
-                    let x1 = (e - t0) as f64 / 1e6;
-                    chart
-                        .draw_series(std::iter::once(Rectangle::new(
-                            [(x0, y_lo), (x1, top)],
-                            RGBColor(214, 39, 40).mix(0.08).filled(),
-                        )))
-                        .map_err(err)?;
-                }
-                let cols = reduced[i];
-                let c = color(i);
-                for run in runs(cols) {
-                    let mut band: Vec<(f64, f64)> = run
-                        .iter()
-                        .map(|&(x, col)| (x_of(x), floor(col.hi)))
-                        .collect();
-                    band.extend(run.iter().rev().map(|&(x, col)| (x_of(x), floor(col.lo))));
-                    chart
-                        .draw_series(std::iter::once(Polygon::new(band, c.mix(0.2).filled())))
-                        .map_err(err)?;
-                }
-                let mut first = true;
-                for run in runs(cols) {
-                    let line = run.iter().flat_map(|&(x, col)| {
-                        [(x_of(x), floor(col.min)), (x_of(x), floor(col.max))]
-                    });
-                    let series = chart
-                        .draw_series(LineSeries::new(line, c.stroke_width(1)))
-                        .map_err(err)?;
-                    if first {
-                        series
-                            .label(format!("{} (band: lower..upper bound)", r.name))
-                            .legend(move |(x, y)| {
-                                PathElement::new(vec![(x, y), (x + 16, y)], c.stroke_width(2))
-                            });
-                        first = false;
-                    }
-                }
-            }
-            chart
-                .configure_series_labels()
-                .position(SeriesLabelPosition::UpperLeft)
-                .background_style(WHITE.mix(0.8))
-                .border_style(BLACK)
-                .draw()
-                .map_err(err)?;
-        }};
-    }
+    // Two coordinate types (linear, log): one generic drawing.
     if log {
-        draw_lag!(
-            builder
-                .build_cartesian_2d(0f64..x_max, (LOG_FLOOR_S..top).log_scale())
-                .map_err(err)?
-        );
+        let chart = builder
+            .build_cartesian_2d(0f64..x_max, (LOG_FLOOR_S..top).log_scale())
+            .map_err(err)?;
+        draw_lag(chart, &plot)
     } else {
-        draw_lag!(
-            builder
-                .build_cartesian_2d(0f64..x_max, 0f64..top)
-                .map_err(err)?
+        let chart = builder
+            .build_cartesian_2d(0f64..x_max, 0f64..top)
+            .map_err(err)?;
+        draw_lag(chart, &plot)
+    }
+}
+
+type LagChart<'a, Y> = ChartContext<'a, SVGBackend<'a>, Cartesian2d<RangedCoordf64, Y>>;
+
+/// Draws `p` on `chart`: the mesh, each cluster's marks and outages, each replica's
+/// episodes, bound band and lag line, and the legend.
+fn draw_lag<'a, Y>(mut chart: LagChart<'a, Y>, p: &LagPlot) -> Result<(), DrawError>
+where
+    Y: Ranged<ValueType = f64> + ValueFormatter<f64>,
+{
+    let (t0, t1) = p.range;
+    let with_date = t1 - t0 > 86_400_000_000;
+    let label = |x: &f64| time_label(t0 + (x * 1e6) as i64, with_date);
+    chart
+        .configure_mesh()
+        .x_desc("time (UTC)")
+        .y_desc("lag (s)")
+        .x_label_formatter(&label)
+        .x_labels(8)
+        .draw()
+        .map_err(err)?;
+    // Outages belong to a cluster: shade and name them once per cluster.
+    let mut shaded: Vec<&str> = Vec::new();
+    for (i, r) in p.replicas.iter().enumerate() {
+        let cluster = r.name.split_once('/').map_or(r.name, |(c, _)| c);
+        if !shaded.contains(&cluster) {
+            shaded.push(cluster);
+            draw_marks(&mut chart, p, r.marks)?;
+            draw_outages(&mut chart, p, cluster, r.outages)?;
+        }
+        for &(s, e) in r.episodes {
+            let (x0, x1) = ((s - t0) as f64 / 1e6, (e - t0) as f64 / 1e6);
+            chart
+                .draw_series(std::iter::once(Rectangle::new(
+                    [(x0, p.y_lo()), (x1, p.top)],
+                    RGBColor(214, 39, 40).mix(0.08).filled(),
+                )))
+                .map_err(err)?;
+        }
+        draw_replica_lag(&mut chart, p, r, color(i))?;
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()
+        .map_err(err)?;
+    Ok(())
+}
+
+/// A cluster's failovers, splits and their ends: a line and a label each.
+fn draw_marks<'a, Y>(
+    chart: &mut LagChart<'a, Y>,
+    p: &LagPlot,
+    marks: &[(i64, String)],
+) -> Result<(), DrawError>
+where
+    Y: Ranged<ValueType = f64> + ValueFormatter<f64>,
+{
+    let (t0, t1) = p.range;
+    let ink = RGBColor(40, 40, 40);
+    for (t, text) in marks.iter().filter(|(t, _)| (t0..=t1).contains(t)) {
+        let x = (t - t0) as f64 / 1e6;
+        chart
+            .draw_series(std::iter::once(PathElement::new(
+                vec![(x, p.y_lo()), (x, p.top)],
+                ink.stroke_width(1),
+            )))
+            .map_err(err)?;
+        chart
+            .draw_series(std::iter::once(Text::new(
+                format!(" {text}"),
+                (x, p.top),
+                ("sans-serif", 11).into_font().color(&ink),
+            )))
+            .map_err(err)?;
+    }
+    Ok(())
+}
+
+/// A cluster's primary outages, shaded, the first named in the legend.
+fn draw_outages<'a, Y>(
+    chart: &mut LagChart<'a, Y>,
+    p: &LagPlot,
+    cluster: &str,
+    outages: &[(i64, i64)],
+) -> Result<(), DrawError>
+where
+    Y: Ranged<ValueType = f64> + ValueFormatter<f64>,
+{
+    let shade = RGBColor(90, 90, 90);
+    for (n, &(s, e)) in outages.iter().enumerate() {
+        let x0 = p.x_at(s);
+        let x1 = p.x_at(e).max(x0);
+        let drawn = chart
+            .draw_series(std::iter::once(Rectangle::new(
+                [(x0, p.y_lo()), (x1, p.top)],
+                shade.mix(0.15).filled(),
+            )))
+            .map_err(err)?;
+        if n == 0 {
+            drawn
+                .label(format!(
+                    "{cluster}: primary unreachable (lower bounds only)"
+                ))
+                .legend(move |(x, y)| {
+                    Rectangle::new([(x, y - 5), (x + 16, y + 5)], shade.mix(0.3).filled())
+                });
+        }
+    }
+    Ok(())
+}
+
+/// One replica's bound band (lower..upper) and its lag line (each column's min..max).
+fn draw_replica_lag<'a, Y>(
+    chart: &mut LagChart<'a, Y>,
+    p: &LagPlot,
+    r: &ReplicaPlot,
+    c: RGBColor,
+) -> Result<(), DrawError>
+where
+    Y: Ranged<ValueType = f64> + ValueFormatter<f64>,
+{
+    let cols = r.columns.lag.cols.as_slice();
+    for run in runs(cols) {
+        let mut band: Vec<(f64, f64)> = run
+            .iter()
+            .map(|&(x, col)| (p.x_of(x), p.floor(col.hi)))
+            .collect();
+        band.extend(
+            run.iter()
+                .rev()
+                .map(|&(x, col)| (p.x_of(x), p.floor(col.lo))),
         );
+        chart
+            .draw_series(std::iter::once(Polygon::new(band, c.mix(0.2).filled())))
+            .map_err(err)?;
+    }
+    let mut first = true;
+    for run in runs(cols) {
+        let line = run
+            .iter()
+            .flat_map(|&(x, col)| [(p.x_of(x), p.floor(col.min)), (p.x_of(x), p.floor(col.max))]);
+        let series = chart
+            .draw_series(LineSeries::new(line, c.stroke_width(1)))
+            .map_err(err)?;
+        if first {
+            series
+                .label(format!("{} (band: lower..upper bound)", r.name))
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 16, y)], c.stroke_width(2))
+                });
+            first = false;
+        }
     }
     Ok(())
 }

@@ -97,15 +97,8 @@ pub async fn run(
         let n = (deadline - start).as_micros() as u64 / interval_us;
         if !rebased && conn.is_none() {
             // The first connection of the session: start above whatever is in the row.
-            if let Ok(Some(row_seq)) = row_seq_on_new_conn(&w, &target, &mut conn).await {
-                if row_seq >= base_seq + n {
-                    tracing::info!(
-                        cluster = %w.cluster,
-                        row_seq,
-                        "the heartbeat row holds a higher seq than this session's clock gives (clock stepped back?); numbering beats above it"
-                    );
-                    base_seq = row_seq + 1;
-                }
+            if let Some(row_seq) = row_seq_on_new_conn(&w, &target, &mut conn).await {
+                base_seq = base_above(&w, base_seq, base_seq + n, row_seq);
                 rebased = true;
             }
         }
@@ -280,18 +273,35 @@ impl std::fmt::Display for BeatError {
     }
 }
 
-/// Connects (filling `conn`) and reads the row's seq.
+/// Connects (filling `conn`) and reads the row's seq; `None` when either failed or the
+/// row holds none (the next beat on a new connection asks again).
 async fn row_seq_on_new_conn(
     w: &BeatWriter,
     target: &Address,
     conn: &mut Option<Session>,
-) -> Result<Option<u64>, DbError> {
-    let mut c = open(w, target).await?;
+) -> Option<u64> {
+    let mut c = open(w, target).await.ok()?;
     let seq = c
         .visible_seq(&w.settings.database, &w.row, w.settings.query_timeout)
-        .await?;
+        .await
+        .ok()?;
     *conn = Some(c);
-    Ok(seq)
+    seq
+}
+
+/// The session's beat numbering base: `base` unless the row already holds `next` (the
+/// beat about to be written) or more, when beats are numbered above it (the clock
+/// stepped back since the last session).
+fn base_above(w: &BeatWriter, base: u64, next: u64, row_seq: u64) -> u64 {
+    if row_seq < next {
+        return base;
+    }
+    tracing::info!(
+        cluster = %w.cluster,
+        row_seq,
+        "the heartbeat row holds a higher seq than this session's clock gives (clock stepped back?); numbering beats above it"
+    );
+    row_seq + 1
 }
 
 /// A new connection to `target` with the beat update prepared, and the row created
