@@ -134,40 +134,17 @@ pub async fn run(
                     follow_up = true;
                     follow_ups_left -= 1;
                 }
-                Observation {
-                    r_start_us,
-                    r_end_us,
-                    seq: Some(seq),
-                    outcome: Outcome::Ok,
-                    reason: None,
-                    follow_up: this_is_follow_up,
-                    probe: Probe::Poll,
-                }
+                Ok(seq)
             }
-            Ok(None) => Observation {
-                r_start_us,
-                r_end_us,
-                seq: None,
-                outcome: Outcome::MissingRow,
-                reason: Some(missing_row(&r)),
-                follow_up: this_is_follow_up,
-                probe: Probe::Poll,
-            },
+            Ok(None) => Err((Outcome::MissingRow, missing_row(&r))),
             Err(e) => {
                 conn = None;
                 retry_at = Instant::now() + backoff.next_delay();
                 failures.failed(&e);
-                Observation {
-                    r_start_us,
-                    r_end_us,
-                    seq: None,
-                    outcome: e.outcome(),
-                    reason: Some(e.to_string()),
-                    follow_up: this_is_follow_up,
-                    probe: Probe::Poll,
-                }
+                Err((e.outcome(), e.to_string()))
             }
         };
+        let observation = polled((r_start_us, r_end_us), this_is_follow_up, observation);
         let sample = Sample::Observation {
             replica: r.replica_id,
             observation,
@@ -178,6 +155,28 @@ pub async fn run(
     }
     if let Some(c) = conn {
         c.close().await;
+    }
+}
+
+/// A poll read in `[r_start_us, r_end_us]`: the seq it showed, or how it failed and
+/// why.
+fn polled(
+    (r_start_us, r_end_us): (i64, i64),
+    follow_up: bool,
+    result: Result<u64, (Outcome, String)>,
+) -> Observation {
+    let (seq, outcome, reason) = match result {
+        Ok(seq) => (Some(seq), Outcome::Ok, None),
+        Err((outcome, why)) => (None, outcome, Some(why)),
+    };
+    Observation {
+        r_start_us,
+        r_end_us,
+        seq,
+        outcome,
+        reason,
+        follow_up,
+        probe: Probe::Poll,
     }
 }
 

@@ -424,6 +424,75 @@ struct Seen {
 }
 
 impl Seen {
+    /// What the stream's setup knew: the read it made (`read`), the round trip it
+    /// measured, and when the stream was requested (µs).
+    fn at_setup(read: &Observation, round_trip_us: i64, requested_us: i64) -> Seen {
+        let mut seen = Seen {
+            seq: read.seq,
+            delay_us: 0,
+            round_trip_us,
+            late: (0, requested_us),
+            caught_up: false,
+            run_start_us: requested_us,
+            certified: None,
+            sent_end_us: read.r_end_us,
+            sent_since_notice: true,
+            notice_us: requested_us,
+            heard_us: requested_us,
+            pending: None,
+        };
+        seen.refresh_delay(requested_us);
+        seen
+    }
+
+    /// A message read at `t_us`: a beat's row event (`beat`: its seq and send time)
+    /// or a server heartbeat (`is_heartbeat`), or neither. Returns the beat to emit and
+    /// the window it was applied in, when it is newer than any shown. `requested_us` is
+    /// when the stream was requested, `setup_read_us` when the setup's read began.
+    fn on_message(
+        &mut self,
+        beat: Option<(u64, i64)>,
+        is_heartbeat: bool,
+        t_us: i64,
+        (requested_us, setup_read_us): (i64, i64),
+    ) -> Option<(u64, (i64, i64))> {
+        let was_caught_up = self.caught_up;
+        let mut shown = None;
+        if let Some((seq, t_send_us)) = beat {
+            // A beat sent after the stream was requested was written after it:
+            // everything before it in the binary log has arrived.
+            self.caught_up |= t_send_us >= requested_us;
+            if let Some((pending, read_end_us)) = self.pending
+                && seq >= pending
+            {
+                let late_us = t_us - read_end_us;
+                if late_us > self.late.0 {
+                    self.late = (late_us, t_us);
+                }
+                self.pending = None;
+            }
+            self.refresh_delay(t_us);
+            if self.seq.is_none_or(|s| seq > s) {
+                self.seq = Some(seq);
+                // The setup's read did not show beat `seq + 1` when it began, so no
+                // later beat was there either: what the stream brings before it has
+                // caught up proves no more.
+                let r_start_us = if was_caught_up {
+                    self.run_start_us - self.delay_us
+                } else {
+                    setup_read_us
+                };
+                shown = Some((seq, (r_start_us, t_us)));
+            }
+        }
+        // The server sends a heartbeat only when it has sent everything.
+        self.caught_up |= is_heartbeat;
+        if self.caught_up {
+            self.certified = Some((self.run_start_us, t_us));
+        }
+        shown
+    }
+
     fn refresh_delay(&mut self, now_us: i64) {
         if now_us - self.late.1 > LATENESS_KEPT_US {
             self.late = (0, now_us);
@@ -465,23 +534,7 @@ async fn follow(
         read,
         ..
     } = opened;
-    let mut seen = Seen {
-        seq: read.seq,
-        delay_us: 0,
-        round_trip_us,
-        late: (0, requested_us),
-        caught_up: false,
-        run_start_us: requested_us,
-        certified: None,
-        sent_end_us: read.r_end_us,
-        sent_since_notice: true,
-        notice_us: requested_us,
-        heard_us: requested_us,
-        pending: None,
-    };
-    seen.refresh_delay(requested_us);
-    // The setup's read did not show beat `seq + 1` when it began, so no later beat was
-    // there either: what the stream brings before it has caught up proves no more.
+    let mut seen = Seen::at_setup(&read, round_trip_us, requested_us);
     let setup_read_us = read.r_start_us;
     if send(out, r, read).await.is_err() {
         return End::Shutdown;
@@ -523,37 +576,11 @@ async fn follow(
                     Ok(mysql_async::binlog::EventType::HEARTBEAT_EVENT)
                 );
                 let beat = heartbeat_row(&stream, &event, key);
-                let was_caught_up = seen.caught_up;
-                if let Some((seq, t_send_us)) = beat {
-                    // A beat sent after the stream was requested was written after it:
-                    // everything before it in the binary log has arrived.
-                    seen.caught_up |= t_send_us >= requested_us;
-                    if let Some((pending, read_end_us)) = seen.pending
-                        && seq >= pending
-                    {
-                        let late_us = t_us - read_end_us;
-                        if late_us > seen.late.0 {
-                            seen.late = (late_us, t_us);
-                        }
-                        seen.pending = None;
-                    }
-                    seen.refresh_delay(t_us);
-                    if seen.seq.is_none_or(|s| seq > s) {
-                        seen.seq = Some(seq);
-                        let r_start_us = if was_caught_up {
-                            seen.run_start_us - seen.delay_us
-                        } else {
-                            setup_read_us
-                        };
-                        if emit(out, (r, Probe::BinlogEvent), &mut seen, seq, (r_start_us, t_us)).await.is_err() {
-                            return End::Shutdown;
-                        }
-                    }
-                }
-                // The server sends a heartbeat only when it has sent everything.
-                seen.caught_up |= is_heartbeat;
-                if seen.caught_up {
-                    seen.certified = Some((seen.run_start_us, t_us));
+                let shown = seen.on_message(beat, is_heartbeat, t_us, (requested_us, setup_read_us));
+                if let Some((seq, window)) = shown
+                    && emit(out, (r, Probe::BinlogEvent), &mut seen, seq, window).await.is_err()
+                {
+                    return End::Shutdown;
                 }
             }
             changed = notices.changed() => {
@@ -701,6 +728,46 @@ async fn cross_check(r: Reader, found: mpsc::Sender<(u64, i64)>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Before the stream has caught up, a beat proves only what the setup's read did:
+    /// its window starts there. A beat sent after the stream was requested, or the
+    /// server's heartbeat, means everything before it arrived; later beats start from
+    /// their run less the delivery delay. A beat no newer than one shown emits nothing.
+    #[test]
+    fn a_message_proves_what_the_stream_has_caught_up_to() {
+        let (setup_read_us, requested_us) = (1_000_000, 1_001_000);
+        let read = Observation {
+            r_start_us: setup_read_us,
+            r_end_us: setup_read_us + 500,
+            seq: Some(10),
+            outcome: Outcome::Ok,
+            reason: None,
+            follow_up: false,
+            probe: Probe::Poll,
+        };
+        let times = (requested_us, setup_read_us);
+        let mut seen = Seen::at_setup(&read, 300, requested_us);
+        // An old beat from the backlog, sent before the request.
+        let shown = seen.on_message(Some((11, 900_000)), false, 1_002_000, times);
+        assert_eq!(shown, Some((11, (setup_read_us, 1_002_000))));
+        assert!(!seen.caught_up && seen.certified.is_none());
+        // Not newer: nothing to emit.
+        assert_eq!(
+            seen.on_message(Some((11, 900_000)), false, 1_003_000, times),
+            None
+        );
+        // The server's heartbeat: it has sent everything.
+        assert_eq!(seen.on_message(None, true, 1_004_000, times), None);
+        assert!(seen.caught_up);
+        assert_eq!(seen.certified, Some((seen.run_start_us, 1_004_000)));
+        // Caught up: the window starts at the run, less the delivery delay.
+        seen.run_start_us = 1_010_000;
+        let (seq, (start, end)) = seen
+            .on_message(Some((12, 1_009_000)), false, 1_010_500, times)
+            .unwrap();
+        assert_eq!((seq, end), (12, 1_010_500));
+        assert_eq!(start, 1_010_000 - seen.delay_us);
+    }
 
     #[test]
     fn a_wait_the_recorder_was_paused_in_proves_only_up_to_the_pause() {

@@ -78,7 +78,7 @@ impl From<Span> for Observation {
 }
 
 /// The stored form of a span chunk (postcard).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SpanChunk {
     pub count: u32,
     /// Start of the first span, UTC microseconds.
@@ -296,22 +296,7 @@ fn fit_step_ns(spans: &[Span], slots: &[i64], step_us: i64) -> i64 {
 pub fn encode_spans(spans: &[Span]) -> SpanChunk {
     let n = spans.len();
     let Some(first) = spans.first() else {
-        return SpanChunk {
-            count: 0,
-            t0_us: 0,
-            step_ns: 0,
-            offset_us: 0,
-            dur_us: 0,
-            seq0: 0,
-            runs: 0,
-            k: [0; 7],
-            bits: Vec::new(),
-            notes: Vec::new(),
-            mark_runs: 0,
-            k_mark: 0,
-            probe_runs: 0,
-            k_probe: [0; 2],
-        };
+        return SpanChunk::default();
     };
     let t0_us = first.start_us;
     // The grid period: follow-up reads put many short steps among the regular ones, so
@@ -378,27 +363,19 @@ pub fn encode_spans(spans: &[Span]) -> SpanChunk {
         &col_run_len,
     ];
     for (i, col) in columns.iter().enumerate() {
-        k[i] = best_rice_k(col);
-        for &v in col.iter() {
-            w.rice(v, k[i]);
-        }
+        k[i] = write_column(&mut w, col);
     }
     let col_mark = bool_runs(spans.iter().map(|s| s.follow_up));
-    let k_mark = best_rice_k(&col_mark);
-    for &v in &col_mark {
-        w.rice(v, k_mark);
-    }
+    let k_mark = write_column(&mut w, &col_mark);
     let (col_probe_code, col_probe_len) = if spans.iter().any(|s| s.probe != Probe::Poll) {
         code_runs(spans.iter().map(|s| s.probe.code()))
     } else {
         (Vec::new(), Vec::new())
     };
-    let k_probe = [best_rice_k(&col_probe_code), best_rice_k(&col_probe_len)];
-    for (col, k) in [(&col_probe_code, k_probe[0]), (&col_probe_len, k_probe[1])] {
-        for &v in col {
-            w.rice(v, k);
-        }
-    }
+    let k_probe = [
+        write_column(&mut w, &col_probe_code),
+        write_column(&mut w, &col_probe_len),
+    ];
     let notes = spans
         .iter()
         .enumerate()
@@ -421,6 +398,16 @@ pub fn encode_spans(spans: &[Span]) -> SpanChunk {
         probe_runs: col_probe_code.len() as u32,
         k_probe,
     }
+}
+
+/// Writes `col` Rice-coded with the parameter that makes it shortest; returns that
+/// parameter.
+fn write_column(w: &mut BitWriter, col: &[u64]) -> u8 {
+    let k = best_rice_k(col);
+    for &v in col {
+        w.rice(v, k);
+    }
+    k
 }
 
 /// Runs of equal codes (outcomes, probe kinds): each run's code, and its length - 1.
