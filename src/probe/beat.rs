@@ -22,7 +22,7 @@ use super::conn::{self, Backoff, DbError, FailureRun, MAX_BACKOFF};
 use super::session::{RowWrite, Session};
 use crate::clock::Clock;
 use crate::config::{Address, ConnectionConfig, Kind, Secret};
-use crate::samples::{Beat, Outcome, Sample};
+use crate::samples::{Beat, Outcome, Probed};
 
 /// The latest acknowledged beat of a cluster, as readers see it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -55,12 +55,12 @@ pub struct BeatWriter {
     pub clock: Clock,
 }
 
-/// Writes beats until `shutdown` turns true. Samples go to `out` (a [`Sample::Writer`]
+/// Writes beats until `shutdown` turns true. Samples go to `out` (a [`Probed::Writer`]
 /// when the writer follows a failover to another server); acknowledged beats are
 /// published on `notices`.
 pub async fn run(
     w: BeatWriter,
-    out: mpsc::Sender<Sample>,
+    out: mpsc::Sender<Probed>,
     notices: watch::Sender<BeatNotice>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -147,7 +147,7 @@ pub async fn run(
             outcome,
             reason,
         };
-        let sample = Sample::Beat {
+        let sample = Probed::Beat {
             cluster: w.cluster_id,
             beat,
         };
@@ -160,7 +160,7 @@ pub async fn run(
             let before = target.clone();
             follow_primary(&w, &mut target, &mut last_found).await;
             if target != before {
-                let moved = Sample::Writer {
+                let moved = Probed::Writer {
                     cluster: w.cluster_id,
                     t_us: w.clock.now_us(),
                     address: target.clone(),

@@ -22,7 +22,7 @@ use super::fine_sleep::FineTimer;
 use super::session::Session;
 use crate::clock::Clock;
 use crate::config::{Address, ConnectionConfig, Secret};
-use crate::samples::{Observation, Outcome, Probe, Sample};
+use crate::samples::{Observation, Outcome, Probe, Probed};
 
 /// Re-reads after a read that raced the newest beat.
 pub const MAX_FOLLOW_UPS: u32 = 3;
@@ -52,7 +52,7 @@ pub struct Reader {
 /// Reads until `shutdown` turns true or the beat writer goes away.
 pub async fn run(
     r: Reader,
-    out: mpsc::Sender<Sample>,
+    out: mpsc::Sender<Probed>,
     mut notices: watch::Receiver<BeatNotice>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -145,7 +145,7 @@ pub async fn run(
             }
         };
         let observation = polled((r_start_us, r_end_us), this_is_follow_up, observation);
-        let sample = Sample::Observation {
+        let sample = Probed::Observation {
             replica: r.replica_id,
             observation,
         };

@@ -13,7 +13,7 @@ use tokio::time::Instant;
 use super::conn::{self, Backoff, DbError, FailureRun, MAX_BACKOFF, column_string, timed};
 use crate::clock::Clock;
 use crate::config::{Address, ConnectionConfig, Kind, Secret};
-use crate::samples::{ChannelStatus, IoState, Outcome, PgFigures, Sample, StatusSample};
+use crate::samples::{ChannelStatus, IoState, Outcome, PgFigures, Probed, StatusSample};
 
 /// The status period while a replica works off a backlog.
 pub const BACKLOG_EVERY: Duration = Duration::from_millis(100);
@@ -41,7 +41,7 @@ pub struct Poller {
 /// [`crate::samples::ProgressUnit::backlog_min`]), polls come every [`BACKLOG_EVERY`] at
 /// most: the apply rate while a backlog drains is what capacity is measured from, and a
 /// drain often lasts only seconds.
-pub async fn run(p: Poller, out: mpsc::Sender<Sample>, mut shutdown: watch::Receiver<bool>) {
+pub async fn run(p: Poller, out: mpsc::Sender<Probed>, mut shutdown: watch::Receiver<bool>) {
     let mut jitter = Jitter::new(p.clock.now_us() as u64 ^ u64::from(p.replica_id) << 32);
     let mut conn: Option<StatusConn> = None;
     let mut backoff = Backoff::new(Duration::from_millis(100), MAX_BACKOFF.max(p.every));
@@ -77,7 +77,7 @@ pub async fn run(p: Poller, out: mpsc::Sender<Sample>, mut shutdown: watch::Rece
             }) => {
                 backoff.reset();
                 failures.succeeded();
-                role = writable.map(|writable| Sample::Role {
+                role = writable.map(|writable| Probed::Role {
                     replica: p.replica_id,
                     t_us,
                     writable,
@@ -115,7 +115,7 @@ pub async fn run(p: Poller, out: mpsc::Sender<Sample>, mut shutdown: watch::Rece
         } else {
             p.every
         };
-        let sample = Sample::Status {
+        let sample = Probed::Status {
             replica: p.replica_id,
             status,
         };

@@ -29,7 +29,7 @@ use crate::cluster::events::{ClusterEvents, Judged};
 use crate::config::{Address, Config, Kind, ProbeMode};
 use crate::output::console::{ReplicaView, Totals};
 use crate::output::live::{self, Shared, Snapshot};
-use crate::samples::{Outcome, Sample};
+use crate::samples::{Outcome, Probed, Sample};
 use probes::ClusterProbes;
 use recent::RecentBeats;
 
@@ -301,11 +301,11 @@ impl Recorder {
         self.clusters.iter_mut().find(|c| c.id == id)
     }
 
-    /// Takes in one sample from a probe; the effects go to `out` (the sample itself
-    /// last, as [`Effect::Store`], unless it is live only).
-    pub fn on_sample(&mut self, sample: Sample, out: &mut Vec<Effect>) {
+    /// Takes in what a probe said; the effects go to `out` (the fact itself last, as
+    /// [`Effect::Store`], unless it is live only).
+    pub fn on_sample(&mut self, sample: Probed, out: &mut Vec<Effect>) {
         match &sample {
-            Sample::Beat { cluster, beat } => {
+            Probed::Beat { cluster, beat } => {
                 if beat.outcome == Outcome::Ok {
                     self.totals.beats_ok += 1;
                 } else {
@@ -330,7 +330,7 @@ impl Recorder {
                     }
                 }
             }
-            Sample::Observation {
+            Probed::Observation {
                 replica,
                 observation,
             } => {
@@ -356,7 +356,7 @@ impl Recorder {
                     view.last = Some(observation.clone());
                 }
             }
-            Sample::Role {
+            Probed::Role {
                 replica,
                 t_us,
                 writable,
@@ -373,14 +373,14 @@ impl Recorder {
                     }
                 }
             }
-            Sample::Writer {
+            Probed::Writer {
                 cluster, address, ..
             } => {
                 if let Some(c) = self.cluster_of(ClusterId(*cluster)) {
                     c.events.writer_moved(address.clone());
                 }
             }
-            Sample::ProbeChoice {
+            Probed::ProbeChoice {
                 replica,
                 t_us,
                 binlog,
@@ -408,7 +408,7 @@ impl Recorder {
                     }));
                 }
             }
-            Sample::Status { replica, status } => {
+            Probed::Status { replica, status } => {
                 if let Some(route) = self.routes.get(&ReplicaId(*replica)).copied() {
                     live::lock(&self.live).on_status(route.slot.0, status);
                     self.views[route.slot.0].status = Some(status.clone());
@@ -417,10 +417,9 @@ impl Recorder {
                     }
                 }
             }
-            Sample::Event { .. } | Sample::State { .. } => {}
         }
-        if !sample.is_live_only() {
-            out.push(Effect::Store(sample));
+        if let Some(fact) = sample.into_stored() {
+            out.push(Effect::Store(fact));
         }
     }
 

@@ -22,8 +22,8 @@ use crate::output::statsd::Statsd;
 use crate::output::triggers::{TriggerRun, Triggers};
 use crate::probe::beat::{self, BeatNotice, BeatWriter};
 use crate::probe::{binlog, reader, status};
-use crate::samples::Sample;
 use crate::samples::event::EventKind;
+use crate::samples::{Probed, Sample};
 use crate::store::writer::SampleSender;
 
 /// Samples queued between the probes and the recorder.
@@ -254,8 +254,8 @@ pub struct Stop {
 /// stops: then it holds no sender any more, so that the channel closes once the last
 /// task has ended.
 pub struct Spawner {
-    samples: Option<mpsc::Sender<Sample>>,
-    receiver: Option<mpsc::Receiver<Sample>>,
+    samples: Option<mpsc::Sender<Probed>>,
+    receiver: Option<mpsc::Receiver<Probed>>,
     shutdown_tx: watch::Sender<bool>,
     shutdown: watch::Receiver<bool>,
     settings: ConnectionConfig,
@@ -292,7 +292,7 @@ impl Spawner {
         }
     }
 
-    fn take_receiver(&mut self) -> mpsc::Receiver<Sample> {
+    fn take_receiver(&mut self) -> mpsc::Receiver<Probed> {
         self.receiver.take().expect("the receiver is taken once")
     }
 
@@ -306,7 +306,7 @@ impl Spawner {
     /// `None` (nothing started) once the recorder stops.
     fn spawn<F>(
         &self,
-        task: impl FnOnce(mpsc::Sender<Sample>, watch::Receiver<bool>) -> F,
+        task: impl FnOnce(mpsc::Sender<Probed>, watch::Receiver<bool>) -> F,
     ) -> Option<Stop>
     where
         F: std::future::Future<Output = ()> + Send + 'static,

@@ -9,7 +9,7 @@ use super::*;
 use crate::cluster::doc::SCHEMA;
 use crate::cluster::split::part_keys;
 use crate::output::live::{Check, Live, State};
-use crate::samples::{Beat, ChannelStatus, IoState, Observation, Probe, StatusSample};
+use crate::samples::{Beat, ChannelStatus, IoState, Observation, Probe, Probed, StatusSample};
 
 const MS: i64 = 1_000;
 const S: i64 = 1_000_000;
@@ -152,7 +152,7 @@ impl Sim {
         }
     }
 
-    fn sample(&mut self, sample: Sample) {
+    fn sample(&mut self, sample: Probed) {
         let mut out = Vec::new();
         self.recorder.on_sample(sample, &mut out);
         self.take(out);
@@ -217,7 +217,7 @@ impl Sim {
                 let server = self.servers.get_mut(&w.target).unwrap();
                 server.rows.insert(w.row.clone(), seq);
             }
-            self.sample(Sample::Beat {
+            self.sample(Probed::Beat {
                 cluster: id.0,
                 beat: Beat {
                     seq,
@@ -235,7 +235,7 @@ impl Sim {
                     .map(|(n, s)| (n.clone(), s.address.clone()));
                 if let Some((name, address)) = found {
                     self.writers.get_mut(&id).unwrap().target = name;
-                    self.sample(Sample::Writer {
+                    self.sample(Probed::Writer {
                         cluster: id.0,
                         t_us: self.now_us + 2 * MS,
                         address,
@@ -252,7 +252,7 @@ impl Sim {
             let server = &self.servers[&r.replica];
             let seq = server.rows.get(&r.row).copied();
             let ok = server.up && seq.is_some();
-            self.sample(Sample::Observation {
+            self.sample(Probed::Observation {
                 replica: r.id.0,
                 observation: Observation {
                     r_start_us: self.now_us + 2 * MS,
@@ -298,7 +298,7 @@ impl Sim {
             if !s.up {
                 continue;
             }
-            self.sample(Sample::Status {
+            self.sample(Probed::Status {
                 replica: p.id.0,
                 status: StatusSample {
                     t_us: self.now_us,
@@ -309,7 +309,7 @@ impl Sim {
                     postgres: None,
                 },
             });
-            self.sample(Sample::Role {
+            self.sample(Probed::Role {
                 replica: p.id.0,
                 t_us: self.now_us,
                 writable: s.writable,
@@ -559,7 +559,7 @@ fn a_second_writer_is_reported_and_its_beats_never_matched() {
     for s in sim.servers.values_mut() {
         s.rows.insert("c".into(), 1 << 40);
     }
-    sim.sample(Sample::Beat {
+    sim.sample(Probed::Beat {
         cluster: 1,
         beat: Beat {
             seq: 2_000,

@@ -465,7 +465,72 @@ pub struct CheckSighting {
     pub shown: Option<(i64, i64)>,
 }
 
-/// One sample on its way from a probe to the store.
+/// What a probe task tells the recorder: a fact to store (a beat, a read, a status
+/// poll) or something the recorder acts on live and never stores as such (a replica's
+/// role, how it is probed, where the beat writer writes).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Probed {
+    Beat {
+        cluster: u32,
+        beat: Beat,
+    },
+    Observation {
+        replica: u32,
+        observation: Observation,
+    },
+    Status {
+        replica: u32,
+        status: StatusSample,
+    },
+    /// Whether a replica takes writes (`@@read_only` is off) and replicates from
+    /// anything, from the same status poll, and the source of its main channel. What
+    /// it reveals (a second primary: a split) is stored as an event.
+    Role {
+        replica: u32,
+        t_us: i64,
+        writable: bool,
+        source: Option<String>,
+    },
+    /// How a replica is probed from `t_us` on, and why when it is not the configured
+    /// way (`probe = "auto"` fell back to polling). The recorder shows it live and
+    /// stores it as a `probe` event.
+    ProbeChoice {
+        replica: u32,
+        t_us: i64,
+        /// The binary log stream (true) or reads of the row.
+        binlog: bool,
+        reason: Option<String>,
+    },
+    /// The beat writer of cluster (or part) `cluster` writes to `address` from `t_us`
+    /// on: it followed a failover. The recorder stores the `failover` event.
+    Writer {
+        cluster: u32,
+        t_us: i64,
+        address: crate::config::Address,
+    },
+}
+
+impl Probed {
+    /// The fact to store, for a beat, a read or a status poll; `None` for what is live
+    /// only.
+    pub fn into_stored(self) -> Option<Sample> {
+        match self {
+            Probed::Beat { cluster, beat } => Some(Sample::Beat { cluster, beat }),
+            Probed::Observation {
+                replica,
+                observation,
+            } => Some(Sample::Observation {
+                replica,
+                observation,
+            }),
+            Probed::Status { replica, status } => Some(Sample::Status { replica, status }),
+            Probed::Role { .. } | Probed::ProbeChoice { .. } | Probed::Writer { .. } => None,
+        }
+    }
+}
+
+/// One sample on its way to the store: the probes' facts, and what the recorder made
+/// of them (events, the cluster's state).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Sample {
     Beat {
@@ -482,20 +547,10 @@ pub enum Sample {
     },
     /// A change the recorder saw in a cluster (the primary went down or moved, a
     /// replica left the pool, ...) or a trigger's run: the JSON document of
-    /// `output::triggers::Event` or `TriggerRun`, kept as the trigger read it.
+    /// `cluster::doc::Event` or `TriggerRun`, kept as the trigger read it.
     Event {
         t_us: i64,
         doc: String,
-    },
-    /// Whether a replica takes writes (`@@read_only` is off) and replicates from
-    /// anything, from the same status poll, and the source of its main channel. Live
-    /// only, never stored: what it reveals (a second primary: a split) is stored as
-    /// an event.
-    Role {
-        replica: u32,
-        t_us: i64,
-        writable: bool,
-        source: Option<String>,
     },
     /// What the recorder last knew of a cluster (its primary, which replicas were in
     /// the pool), as JSON: the newest replaces the one before, and the next `record`
@@ -504,33 +559,6 @@ pub enum Sample {
         cluster: String,
         doc: String,
     },
-    /// How a replica is probed from `t_us` on, and why when it is not the configured
-    /// way (`probe = "auto"` fell back to polling). The record loop shows it live and
-    /// stores it as a `probe` event.
-    ProbeChoice {
-        replica: u32,
-        t_us: i64,
-        /// The binary log stream (true) or reads of the row.
-        binlog: bool,
-        reason: Option<String>,
-    },
-    /// The beat writer of cluster (or part) `cluster` writes to `address` from `t_us`
-    /// on: it followed a failover. Live only: the recorder stores the `failover` event.
-    Writer {
-        cluster: u32,
-        t_us: i64,
-        address: crate::config::Address,
-    },
-}
-
-impl Sample {
-    /// Whether this is for the live picture only, never stored.
-    pub fn is_live_only(&self) -> bool {
-        matches!(
-            self,
-            Sample::Role { .. } | Sample::ProbeChoice { .. } | Sample::Writer { .. }
-        )
-    }
 }
 
 #[cfg(test)]

@@ -455,7 +455,6 @@ fn add(open: &mut Chunks, sample: Sample) -> Result<(), postcard::Error> {
             }
         }
         Sample::Event { t_us, doc } => open.events.push((t_us, doc)),
-        Sample::Role { .. } | Sample::ProbeChoice { .. } | Sample::Writer { .. } => {}
         Sample::State { cluster, doc } => {
             open.states.insert(cluster, doc);
         }

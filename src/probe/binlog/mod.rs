@@ -51,7 +51,7 @@ use super::conn::{self, Backoff, DbError, FailureRun, timed};
 use super::reader::{self, Reader};
 use super::session::Session;
 use crate::config::{Kind, ProbeMode};
-use crate::samples::{Observation, Outcome, Probe, Sample};
+use crate::samples::{Observation, Outcome, Probe, Probed};
 
 /// Everything a binary log probe needs: a poll reader's settings (it falls back to
 /// one, and cross-checks with one), how it was asked for, and its stream's server id.
@@ -139,7 +139,7 @@ enum End {
 /// replica does not allow a stream.
 pub async fn run(
     b: Binlog,
-    out: mpsc::Sender<Sample>,
+    out: mpsc::Sender<Probed>,
     mut notices: watch::Receiver<BeatNotice>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -219,9 +219,9 @@ pub async fn run(
 }
 
 /// Tells the record loop how the replica is probed.
-async fn choose(out: &mpsc::Sender<Sample>, r: &Reader, binlog: bool, reason: Option<String>) {
+async fn choose(out: &mpsc::Sender<Probed>, r: &Reader, binlog: bool, reason: Option<String>) {
     let _ = out
-        .send(Sample::ProbeChoice {
+        .send(Probed::ProbeChoice {
             replica: r.replica_id,
             t_us: r.clock.now_us(),
             binlog,
@@ -230,8 +230,8 @@ async fn choose(out: &mpsc::Sender<Sample>, r: &Reader, binlog: bool, reason: Op
         .await;
 }
 
-async fn send(out: &mpsc::Sender<Sample>, r: &Reader, observation: Observation) -> Result<(), ()> {
-    out.send(Sample::Observation {
+async fn send(out: &mpsc::Sender<Probed>, r: &Reader, observation: Observation) -> Result<(), ()> {
+    out.send(Probed::Observation {
         replica: r.replica_id,
         observation,
     })
@@ -522,7 +522,7 @@ fn run_start(ran_until_us: Option<i64>, heard_us: i64, t_us: i64) -> Option<i64>
 async fn follow(
     b: &Binlog,
     opened: Opened,
-    out: &mpsc::Sender<Sample>,
+    out: &mpsc::Sender<Probed>,
     notices: &mut watch::Receiver<BeatNotice>,
     shutdown: &mut watch::Receiver<bool>,
 ) -> End {
@@ -656,7 +656,7 @@ fn check(seen: &Seen, now_us: i64, silence_us: i64) -> Option<DbError> {
 /// Sends one binary log observation (`probe`) of `seq` spanning `[r_start_us,
 /// r_end_us]`.
 async fn emit(
-    out: &mpsc::Sender<Sample>,
+    out: &mpsc::Sender<Probed>,
     (r, probe): (&Reader, Probe),
     seen: &mut Seen,
     seq: u64,
@@ -682,7 +682,7 @@ async fn emit(
 /// as of its arrival) becomes an observation. (A replica within an interval would
 /// only get bounds an interval wide from it: its next event says more.)
 async fn snapshot(
-    out: &mpsc::Sender<Sample>,
+    out: &mpsc::Sender<Probed>,
     r: &Reader,
     seen: &mut Seen,
     (now_us, behind): (i64, bool),
