@@ -251,15 +251,16 @@ pub fn run(argv: &[String], stdin: &str, timeout: Duration) -> std::io::Result<R
     })
 }
 
-/// SIGKILL to the process group `pgid` (the trigger and everything it started), through
-/// kill(1): the standard library has no killpg.
+/// SIGKILL to the process group `pgid` (the trigger and everything it started); a
+/// group already gone is nothing to do.
 fn kill_group(pgid: u32) {
-    let _ = Command::new("kill")
-        .args(["-s", "KILL", "--", &format!("-{pgid}")])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
+    let Some(pid) = i32::try_from(pgid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+    else {
+        return;
+    };
+    let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
 }
 
 #[cfg(test)]
