@@ -259,8 +259,7 @@ impl Recorder {
                     slot,
                 ));
             }
-            let probes =
-                ClusterProbes::new((&cluster.name, cluster.kind, cluster.probe), id, replicas);
+            let probes = ClusterProbes::new(cluster, id, replicas);
             effects.extend(probes.start_readers());
             r.clusters.push(ClusterRuntime {
                 id,

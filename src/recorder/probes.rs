@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 use super::{ClusterId, Effect, ReaderTask, ReplicaId, Slot, WriterTask};
 use crate::cluster::events::ClusterEvents;
 use crate::cluster::split::{Side, part_name};
-use crate::config::{Address, Kind, ProbeMode};
+use crate::config::{Address, ClusterConfig, Kind, ProbeMode};
 use crate::probe::schema;
 use crate::store::{cluster_key, replica_key};
 
@@ -72,15 +72,16 @@ pub struct ClusterProbes {
 }
 
 impl ClusterProbes {
+    /// The probes of `cluster` (stored as `id`) over `replicas`.
     pub fn new(
-        (name, kind, probe): (&str, Kind, ProbeMode),
+        cluster: &ClusterConfig,
         id: ClusterId,
         replicas: Vec<ReplicaProbe>,
     ) -> ClusterProbes {
         ClusterProbes {
-            name: name.to_string(),
-            kind,
-            probe,
+            name: cluster.name.clone(),
+            kind: cluster.kind,
+            probe: cluster.probe,
             id,
             replicas,
             parts: BTreeMap::new(),
