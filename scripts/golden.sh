@@ -18,6 +18,8 @@ cd "$(dirname "$0")/.."
 export LAGTRACE_PASSWORD=${LAGTRACE_PASSWORD:-lagtrace-lab}
 ALL=(stall frozen failover split pg-pause)
 DIR=testdata/golden
+# LAGTRACE_BIN=target/debug/lagtrace uses a build already made (the outputs are the
+# same); otherwise the release build is brought up to date first.
 bin=${LAGTRACE_BIN:-target/release/lagtrace}
 
 say() { printf 'golden: %s\n' "$*"; }
@@ -95,10 +97,10 @@ names=("$@")
 [ ${#names[@]} -gt 0 ] || names=("${ALL[@]}")
 case "$what" in
   record)
-    [ -x "$bin" ] || cargo build --release
+    [ -n "${LAGTRACE_BIN:-}" ] || cargo build --release -q
     for n in "${names[@]}"; do record "$n"; expect "$n"; done ;;
   expect)
-    [ -x "$bin" ] || cargo build --release
+    [ -n "${LAGTRACE_BIN:-}" ] || cargo build --release -q
     for n in "${names[@]}"; do expect "$n"; done ;;
   *) echo "usage: scripts/golden.sh record|expect [INCIDENT...]" >&2; exit 2 ;;
 esac

@@ -31,6 +31,10 @@ pub struct Episode {
     /// Fit from the peak to the end; its vector is the catch-up rate.
     pub catch_up: Option<Fit>,
     pub causes: Vec<Cause>,
+    /// The lag was already over `max_lag` at the first lag of the data (the store's
+    /// start, or `--from`): the episode began before it, so its start, duration and
+    /// time to peak are only what the data shows, and its peak may be higher.
+    pub before_data: bool,
 }
 
 impl Episode {
@@ -127,6 +131,8 @@ pub struct EpisodeFinder {
     open: Option<Open>,
     /// The last point fed and its index.
     last: Option<(usize, LagPoint)>,
+    /// A point with a lag has been fed.
+    lag_seen: bool,
     done: Vec<Episode>,
 }
 
@@ -141,6 +147,8 @@ struct Open {
     at_peak: FitSums,
     /// Points from the peak on.
     since_peak: FitSums,
+    /// It opened at the first point with a lag.
+    before_data: bool,
 }
 
 impl EpisodeFinder {
@@ -150,6 +158,7 @@ impl EpisodeFinder {
             next: 0,
             open: None,
             last: None,
+            lag_seen: false,
             done: Vec::new(),
         }
     }
@@ -161,6 +170,7 @@ impl EpisodeFinder {
         self.next += 1;
         self.last = Some((i, *p));
         let lag = p.lag.judged_us()?;
+        let first_lag = !std::mem::replace(&mut self.lag_seen, true);
         let over = self.gate.update(lag);
         match (&mut self.open, over) {
             (None, true) => {
@@ -173,6 +183,7 @@ impl EpisodeFinder {
                     since_start: sums,
                     at_peak: sums,
                     since_peak: sums,
+                    before_data: first_lag,
                 });
                 None
             }
@@ -223,6 +234,7 @@ impl Open {
             fall: self.at_peak.fit(),
             catch_up: if ended { self.since_peak.fit() } else { None },
             causes: Vec::new(),
+            before_data: self.before_data,
         }
     }
 }
@@ -417,5 +429,20 @@ mod tests {
         let eps = episodes(&points[..4], &[], S, S / 2);
         assert_eq!(eps[0].end_us, None);
         assert_eq!(eps[0].end_index, 3);
+    }
+
+    /// Data that begins in the middle of a stall (a store's start, or `--from`): the
+    /// episode is marked as begun before it; one that begins after the first lag is not.
+    #[test]
+    fn an_episode_under_way_when_the_data_begins_is_marked() {
+        let points = stall_series();
+        // From t = 8 s, 3 s into the stall: lag 3 s at the first point.
+        let eps = episodes(&points[800..], &[], S, S / 2);
+        assert!(eps[0].before_data, "{:?}", eps[0]);
+        assert_eq!(eps[0].start_us, 8_000_000);
+        assert!(!eps[1].before_data);
+        // The whole series: its first lag is caught up.
+        let eps = episodes(&points, &[], S, S / 2);
+        assert!(eps.iter().all(|e| !e.before_data));
     }
 }

@@ -502,6 +502,18 @@ fn episodes_text(out: &mut String, episodes: &[Episode]) {
             episodes.len() - TEXT_LIST_LIMIT
         );
     }
+    if let Some(e) = episodes.first().filter(|e| e.before_data) {
+        let _ = writeln!(
+            out,
+            "      the first was already under way when the data begins (the store's start or --from): \
+             its start, duration and time to peak are only what the data shows{}",
+            if e.peak_index == e.start_index {
+                ", and its peak, the data's first lag, may have been higher"
+            } else {
+                ""
+            }
+        );
+    }
 }
 
 fn capacity_text(out: &mut String, r: &ReplicaReport) {
@@ -662,6 +674,7 @@ fn replica_json(r: &ReplicaReport) -> Value {
         })),
         "episodes": r.episodes.iter().map(|e| json!({
             "start_utc": format_utc_us(e.start_us),
+            "started_before_data": e.before_data,
             "end_utc": e.end_us.map(format_utc_us),
             "duration_s": e.end_us.map(|end| s(end - e.start_us)),
             "peak_ms": ms(e.peak_lag_us),
