@@ -58,7 +58,15 @@ pub struct Thresholds {
     pub stale_us: i64,
     /// Subtract the intended delay (SQL_Delay) from the lag before comparing.
     pub ignore_intended_delay: bool,
+    /// Take a replica out while its source is down (see [`Reason::SourceDown`]); by
+    /// default it stays in, judged by its lag.
+    pub out_when_source_down: bool,
 }
+
+/// How long after its source is back a replica's IO thread may still be reconnecting
+/// before that is a fault of its own, µs (MariaDB retries every MASTER_CONNECT_RETRY
+/// seconds; a replica that takes longer falls behind, and its lag says so).
+pub const RECONNECT_GRACE_US: i64 = 5_000_000;
 
 /// In or out of the read pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -87,6 +95,11 @@ pub enum Reason {
     WalReceiverStopped,
     /// No read for this long (µs).
     Stale { age_us: i64 },
+    /// The replica's source is down: lagtrace's beats to the primary fail and the
+    /// replica's IO thread (WAL receiver) cannot reach it either. It holds what the
+    /// primary committed up to the outage, so it is judged by its lag (the lower bound
+    /// while no beat is acknowledged), not by its IO thread; lag (µs).
+    SourceDown { lag_us: i64 },
 }
 
 impl fmt::Display for Reason {
@@ -103,6 +116,11 @@ impl fmt::Display for Reason {
             Reason::ReplayPaused => f.write_str("replay paused"),
             Reason::WalReceiverStopped => f.write_str("WAL receiver not streaming"),
             Reason::Stale { age_us } => write!(f, "no read for {:.1} s", s(*age_us)),
+            Reason::SourceDown { lag_us } => write!(
+                f,
+                "source down (the primary is unreachable from lagtrace and from the replica), lag {:.3} s",
+                s(*lag_us)
+            ),
         }
     }
 }
@@ -119,6 +137,7 @@ impl Reason {
             Reason::ReplayPaused => "replay_paused",
             Reason::WalReceiverStopped => "wal_receiver_stopped",
             Reason::Stale { .. } => "stale",
+            Reason::SourceDown { .. } => "source_down",
         }
     }
 }
@@ -142,6 +161,12 @@ pub struct Health {
     lag_us: i64,
     io: Option<u32>,
     sql: Option<u32>,
+    /// lagtrace's beats to the primary fail (an outage is under way).
+    source_down: bool,
+    /// When the beats went through again after an outage, µs: for
+    /// [`RECONNECT_GRACE_US`] after it, an IO thread still reconnecting is not yet a
+    /// fault.
+    source_back_us: Option<i64>,
     /// The last status was a PostgreSQL standby's: its threads are the WAL receiver
     /// and replay.
     wal: bool,
@@ -160,6 +185,8 @@ impl Health {
             lag_us: 0,
             io: None,
             sql: None,
+            source_down: false,
+            source_back_us: None,
             wal: false,
             sql_delay_us: 0,
             state: None,
@@ -225,6 +252,26 @@ impl Health {
         self.settle(status.t_us)
     }
 
+    /// Whether lagtrace's beats to the primary fail from `t_us` on (an outage began,
+    /// or ended).
+    pub fn on_source(&mut self, t_us: i64, down: bool) -> Option<Change> {
+        if self.source_down && !down {
+            self.source_back_us = Some(t_us);
+        }
+        self.source_down = down;
+        self.settle(t_us)
+    }
+
+    /// Whether the source counts as down at `now_us`: lagtrace's beats fail, or went
+    /// through again less than [`RECONNECT_GRACE_US`] ago (the replica's IO thread
+    /// reconnects on its own schedule).
+    fn source_down_at(&self, now_us: i64) -> bool {
+        self.source_down
+            || self
+                .source_back_us
+                .is_some_and(|t| now_us - t < RECONNECT_GRACE_US)
+    }
+
     /// Time passed without events; the replica may have gone stale.
     pub fn on_time(&mut self, now_us: i64) -> Option<Change> {
         self.settle(now_us)
@@ -258,6 +305,24 @@ impl Health {
         } else if now_us - last > self.th.stale_us {
             Reason::Stale {
                 age_us: now_us - last,
+            }
+        } else if self.io.is_some() && self.sql.is_none() && self.source_down_at(now_us) {
+            // Down by agreement: neither lagtrace nor the replica reaches the primary.
+            if self.gate.is_over() {
+                Reason::Lagging {
+                    lag_us: self.lag_us,
+                }
+            } else if self.th.out_when_source_down {
+                Reason::SourceDown {
+                    lag_us: self.lag_us,
+                }
+            } else {
+                return (
+                    Pool::In,
+                    Reason::SourceDown {
+                        lag_us: self.lag_us,
+                    },
+                );
             }
         } else if let Some(errno) = self.io {
             if self.wal {
@@ -329,12 +394,19 @@ pub enum Event<'a> {
         outcome: Outcome,
     },
     Status(&'a StatusSample),
+    /// lagtrace's beats to the primary began (`down`) or stopped failing.
+    Source {
+        t_us: i64,
+        down: bool,
+    },
 }
 
 impl Event<'_> {
     pub fn t_us(&self) -> i64 {
         match self {
-            Event::Lag { t_us, .. } | Event::Failure { t_us, .. } => *t_us,
+            Event::Lag { t_us, .. } | Event::Failure { t_us, .. } | Event::Source { t_us, .. } => {
+                *t_us
+            }
             Event::Status(s) => s.t_us,
         }
     }
@@ -375,6 +447,7 @@ impl Health {
             Event::Lag { t_us, lag } => self.on_read(t_us, lag),
             Event::Failure { t_us, outcome } => self.on_failure(t_us, outcome),
             Event::Status(s) => self.on_status(s),
+            Event::Source { t_us, down } => self.on_source(t_us, down),
         });
     }
 }
@@ -393,6 +466,7 @@ mod tests {
             min_duration_us,
             stale_us: 3 * S,
             ignore_intended_delay: false,
+            out_when_source_down: false,
         }
     }
 
@@ -507,6 +581,58 @@ mod tests {
         // Still out (no change of pool), now for the receiver.
         assert_eq!(h.on_status(&status), None);
         assert_eq!(h.verdict(2 * S), (Pool::Out, Reason::WalReceiverStopped));
+    }
+
+    /// The primary down by agreement (lagtrace's beats fail, the IO thread reconnects):
+    /// in, judged by lag; out once lagging, or with `out_when_source_down`; a stopped
+    /// SQL thread is still the replica's own fault; the source back, an IO thread still
+    /// reconnecting is.
+    #[test]
+    fn a_source_down_by_agreement_is_judged_by_lag() {
+        let connecting = |t_us| StatusSample {
+            postgres: None,
+            t_us,
+            duration_us: 1,
+            outcome: Outcome::Ok,
+            reason: None,
+            channels: vec![ChannelStatus {
+                io: IoState::Connecting,
+                ..ChannelStatus::running()
+            }],
+        };
+        let mut h = Health::new(th(0));
+        h.on_lag(0, 1_000);
+        assert_eq!(h.state().unwrap().0, Pool::In);
+        h.on_source(S, true);
+        h.on_status(&connecting(2 * S));
+        assert_eq!(
+            h.verdict(2 * S),
+            (Pool::In, Reason::SourceDown { lag_us: 1_000 })
+        );
+        assert_eq!(h.verdict(2 * S).1.code(), "source_down");
+        // Lagging by its lower bound: out.
+        assert_eq!(h.on_lag(3 * S, 2 * S).unwrap().pool, Pool::Out);
+        assert_eq!(h.state().unwrap().2, &Reason::Lagging { lag_us: 2 * S });
+        h.on_lag(4 * S, 1_000);
+        // The source back: the IO thread may reconnect for a while, then it is out.
+        assert_eq!(h.on_source(5 * S, false), None);
+        let end = 5 * S + RECONNECT_GRACE_US;
+        assert_eq!(h.on_lag(end - 1, 1_000), None);
+        assert_eq!(h.verdict(end - 1).0, Pool::In);
+        let late = h.on_time(end).unwrap();
+        assert_eq!(
+            (late.pool, late.reason),
+            (Pool::Out, Reason::IoStopped { errno: 0 })
+        );
+
+        let mut t = th(0);
+        t.out_when_source_down = true;
+        let mut h = Health::new(t);
+        h.on_lag(0, 1_000);
+        h.on_source(S, true);
+        let out = h.on_status(&connecting(2 * S)).unwrap();
+        assert_eq!(out.pool, Pool::Out);
+        assert_eq!(out.reason.code(), "source_down");
     }
 
     #[test]

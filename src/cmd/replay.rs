@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use super::{CmdError, Selection, us};
 use crate::analysis::health::{self, Change, Event, Health, Pool, Thresholds};
-use crate::analysis::series;
+use crate::analysis::{outages, series};
 use crate::clock::format_utc_us;
 use crate::config::{StatsdConfig, parse_duration};
 use crate::output::report::human_us;
@@ -43,6 +43,10 @@ pub struct Args {
     /// Compare lag minus the intended delay (SQL_Delay) with the thresholds
     #[arg(long)]
     pub ignore_intended_delay: bool,
+    /// Take a replica out while its source is down (the primary unreachable from the
+    /// recorder and from the replica), as `[http] out_when_source_down` does live
+    #[arg(long)]
+    pub out_when_source_down: bool,
     /// 0: as fast as possible; N: N times real time
     #[arg(long, value_name = "N", default_value = "0")]
     pub speed: f64,
@@ -62,6 +66,7 @@ impl Args {
             min_duration_us: us(self.min_duration),
             stale_us: us(self.stale),
             ignore_intended_delay: self.ignore_intended_delay,
+            out_when_source_down: self.out_when_source_down,
         }
     }
 
@@ -108,6 +113,12 @@ pub fn run(args: &Args) -> Result<(), CmdError> {
         .iter()
         .map(|rs| Ok((series::replica_series(&rec, rs)?, rs.status.collect()?)))
         .collect::<Result<_, crate::store::StoreError>>()?;
+    // Each cluster's outages tell its replicas' state machines, as the live beats do,
+    // when their source may be down.
+    let mut outages = std::collections::HashMap::new();
+    for (cluster, beats) in &rec.beats {
+        outages.insert(cluster.as_str(), outages::cluster_outages(beats)?);
+    }
     drop(bar);
     let mut replicas: Vec<Replica> = rec
         .replicas
@@ -116,7 +127,10 @@ pub fn run(args: &Args) -> Result<(), CmdError> {
         .map(|(rs, (s, status))| Replica {
             cluster: &rs.cluster,
             replica: &rs.replica,
-            events: health::events(&s.points, &s.failures, status),
+            events: with_outages(
+                health::events(&s.points, &s.failures, status),
+                outages.get(rs.cluster.as_str()).map_or(&[], Vec::as_slice),
+            ),
             health: Health::new(Thresholds { stale_us, ..*th }),
             next: 0,
             changes: Vec::new(),
@@ -193,6 +207,28 @@ pub fn run(args: &Args) -> Result<(), CmdError> {
     super::print_stdout(&out)
 }
 
+/// A replica's events with its cluster's outages among them: the source may be down
+/// from each outage's first failed beat to the next good one.
+fn with_outages<'a>(
+    mut events: Vec<Event<'a>>,
+    outages: &[outages::PrimaryOutage],
+) -> Vec<Event<'a>> {
+    for o in outages {
+        events.push(Event::Source {
+            t_us: o.start_us,
+            down: true,
+        });
+        if let Some(end_us) = o.end_us {
+            events.push(Event::Source {
+                t_us: end_us,
+                down: false,
+            });
+        }
+    }
+    events.sort_by_key(Event::t_us);
+    events
+}
+
 /// The statsd client `--statsd` asks for, once the pacing allows it.
 fn checked_statsd(args: &Args) -> Result<Option<Statsd>, CmdError> {
     let config = args.statsd()?;
@@ -228,7 +264,7 @@ fn replay_event(r: &mut Replica, statsd: Option<&Statsd>, fresh: &mut Vec<Change
                     s.status(r.cluster, r.replica, ch);
                 }
             }
-            Event::Failure { .. } => {}
+            Event::Failure { .. } | Event::Source { .. } => {}
         }
     }
     let mut lines = Vec::new();

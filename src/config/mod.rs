@@ -243,6 +243,10 @@ pub struct HttpConfig {
     /// Replicas whose intended delay (SQL_Delay) is subtracted from their lag before
     /// it is compared with the thresholds; sorted.
     pub ignore_intended_delay: Vec<String>,
+    /// Take a replica out of the pool while its source is down (the primary is
+    /// unreachable from lagtrace and from the replica); by default it stays in, judged
+    /// by its lag.
+    pub out_when_source_down: bool,
 }
 
 /// Default `[http] stale`.

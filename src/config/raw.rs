@@ -86,6 +86,7 @@ pub(super) struct RawHttp {
     pub(super) min_duration: Option<String>,
     pub(super) maintenance_dir: Option<String>,
     pub(super) ignore_intended_delay: Option<Vec<String>>,
+    pub(super) out_when_source_down: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

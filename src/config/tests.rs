@@ -512,3 +512,14 @@ fn a_postgres_cluster_defaults_to_port_5432_and_kinds_are_checked() {
     assert!(e.contains("unknown kind \"oracle\""), "{e}");
     assert!(e.starts_with("t.toml:3:"), "{e}");
 }
+
+#[test]
+fn out_when_source_down_is_off_unless_asked() {
+    let base = "[[cluster]]\nname = \"c\"\nprimary = \"h1\"\nreplicas = { r1 = \"h2\" }\n\n[http]\nlisten = \"127.0.0.1:9104\"\n";
+    let c = parse("t.toml", base).unwrap();
+    assert!(!c.http.unwrap().out_when_source_down);
+    let c = parse("t.toml", &format!("{base}out_when_source_down = true\n")).unwrap();
+    assert!(c.http.unwrap().out_when_source_down);
+    let e = parse("t.toml", &format!("{base}out_when_source_down = \"yes\"\n")).unwrap_err();
+    assert!(e.to_string().starts_with("t.toml:8: invalid type"), "{e}");
+}

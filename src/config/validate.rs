@@ -635,6 +635,7 @@ impl Validator<'_> {
             min_duration,
             maintenance_dir,
             ignore_intended_delay: ignore,
+            out_when_source_down: raw.out_when_source_down.unwrap_or(false),
         })
     }
 

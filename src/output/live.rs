@@ -57,7 +57,7 @@ pub struct ReplicaDoc {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub part: Option<String>,
     pub state: State,
-    /// Short code of the reason (`healthy`, `lagging`, `unreachable`, `io_stopped`,
+    /// Short code of the reason (`healthy`, `lagging`, `source_down`, `unreachable`, `io_stopped`,
     /// `sql_stopped`, PostgreSQL's `replay_paused` and `wal_receiver_stopped`, `stale`,
     /// `maintenance`, `starting`, `primary`: a node of a `nodes`
     /// cluster that beats go to now, `split`: on the other side of a split, see `part`).
@@ -183,6 +183,8 @@ struct ClusterLive {
     foreign_beats: u64,
     last_foreign_seq: Option<u64>,
     stale_beats: u64,
+    /// Its beats fail now (an outage is under way): its replicas' source may be down.
+    failing: bool,
 }
 
 #[derive(Debug)]
@@ -223,6 +225,7 @@ impl Live {
             min_duration_us: us(http.min_duration),
             stale_us: us(http.stale),
             ignore_intended_delay: false,
+            out_when_source_down: http.out_when_source_down,
         };
         let mut clusters = Vec::new();
         let mut replicas = Vec::new();
@@ -235,6 +238,7 @@ impl Live {
                 foreign_beats: 0,
                 last_foreign_seq: None,
                 stale_beats: 0,
+                failing: false,
             });
             for r in &c.replicas {
                 let th = Thresholds {
@@ -277,9 +281,22 @@ impl Live {
         }
     }
 
-    /// A beat written (or not) on cluster number `cluster`.
+    /// A beat written (or not) on cluster number `cluster`. The first failed beat of an
+    /// outage, and the first good one after it, tell its replicas whether their source
+    /// may be down (a beat refused as stale reached the primary: it is not an outage).
     pub fn on_beat(&mut self, cluster: usize, beat: &Beat) {
         if let Some(c) = self.clusters.get_mut(cluster) {
+            let failing = !matches!(beat.outcome, Outcome::Ok | Outcome::Stale);
+            if failing != std::mem::replace(&mut c.failing, failing) {
+                let t_us = if failing {
+                    beat.t_send_us
+                } else {
+                    beat.t_done_us
+                };
+                for r in self.replicas.iter_mut().filter(|r| r.cluster == cluster) {
+                    r.health.on_source(t_us, failing);
+                }
+            }
             if beat.outcome == Outcome::Ok {
                 c.beats_ok += 1;
             } else {

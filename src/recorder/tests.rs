@@ -516,38 +516,71 @@ fn a_replica_leaving_and_rejoining_the_pool_fires_down_then_up_once_each() {
     assert_eq!(sim.count("replica_down"), 1, "r2 stays: {:?}", sim.fired());
 }
 
-/// The primary stops answering for 5 s: frozen (its replicas' IO threads still
-/// connected) or shut down (they reconnect, `Connecting`).
-fn primary_outage(frozen: bool) -> Sim {
+#[test]
+fn a_frozen_primary_is_one_outage_and_no_replica_leaves_the_pool() {
+    // Frozen: its replicas' IO threads stay connected (`Yes`).
     let mut sim = Sim::new(None);
     sim.run(3 * S);
     sim.server("primary").up = false;
-    sim.server("primary").frozen = frozen;
+    sim.server("primary").frozen = true;
     sim.run(5 * S);
     sim.server("primary").up = true;
     sim.server("primary").frozen = false;
     sim.run(3 * S);
-    sim
-}
-
-#[test]
-fn a_frozen_primary_is_one_outage_and_no_replica_leaves_the_pool() {
-    let sim = primary_outage(true);
     assert_eq!(sim.count("primary_down"), 1, "{:?}", sim.fired());
     assert_eq!(sim.count("primary_up"), 1, "{:?}", sim.fired());
     assert_eq!(sim.count("replica_down"), 0, "{:?}", sim.fired());
     assert_eq!(sim.count("failover"), 0, "{:?}", sim.fired());
 }
 
-/// The incident matrix's first finding, as the simulated core shows it: a primary
-/// that shuts down takes every replica out of the pool (their IO threads leave `Yes`),
-/// although they hold all it committed.
+/// The incident matrix's first finding: a primary that shuts down used to take every
+/// replica out of the pool (their IO threads leave `Yes`), although they hold all it
+/// committed. Down by agreement (lagtrace's beats fail and the replicas' IO threads
+/// cannot reach it either), the replicas stay in, judged by their lag.
 #[test]
-#[ignore = "known fault: a primary that shuts down empties the read pool (the incident-matrix issue, finding 1)"]
 fn a_primary_that_shuts_down_is_one_outage_and_no_replica_leaves_the_pool() {
-    let sim = primary_outage(false);
+    let mut sim = Sim::new(None);
+    sim.run(3 * S);
+    sim.server("primary").up = false;
+    sim.run(3 * S);
+    let doc = live::lock(&sim.live)
+        .check("r1", Check::Pool, sim.now_us)
+        .unwrap();
+    assert_eq!((doc.state, doc.reason.as_str()), (State::In, "source_down"));
+    sim.run(2 * S);
+    sim.server("primary").up = true;
+    sim.run(3 * S);
     assert_eq!(sim.count("primary_down"), 1, "{:?}", sim.fired());
+    assert_eq!(sim.count("primary_up"), 1, "{:?}", sim.fired());
     assert_eq!(sim.count("replica_down"), 0, "{:?}", sim.fired());
+    assert_eq!((sim.check("r1"), sim.check("r2")), (State::In, State::In));
+}
+
+/// A replica whose IO thread cannot reach a primary that lagtrace reaches is out: the
+/// fault is the replica's, not the source's.
+#[test]
+fn an_io_thread_cut_off_from_a_reachable_primary_is_out() {
+    let mut sim = Sim::new(None);
+    sim.run(3 * S);
+    // r1's link to its source breaks: its IO thread reconnects, the primary answers.
+    sim.server("r1").source = Some("nowhere".into());
+    sim.servers.insert(
+        "nowhere".into(),
+        Server {
+            address: Address::parse("h9:3306").unwrap(),
+            up: false,
+            frozen: false,
+            writable: false,
+            source: None,
+            applying: false,
+            rows: BTreeMap::new(),
+        },
+    );
+    sim.run(3 * S);
+    let doc = live::lock(&sim.live)
+        .check("r1", Check::Pool, sim.now_us)
+        .unwrap();
+    assert_eq!((doc.state, doc.reason.as_str()), (State::Out, "io_stopped"));
 }
 
 #[test]

@@ -154,7 +154,7 @@ pub struct ChangeDoc {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct CheckDoc {
-    /// `healthy`, `lagging`, `unreachable`, `io_stopped`, `sql_stopped`, `stale`;
+    /// `healthy`, `lagging`, `unreachable`, `io_stopped`, `sql_stopped`, `stale`, `source_down`;
     /// for PostgreSQL `wal_receiver_stopped` and `replay_paused` in place of the threads'.
     pub reason: String,
     pub detail: String,
