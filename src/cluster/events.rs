@@ -95,7 +95,7 @@ pub struct ClusterEvents {
     up_fired: bool,
 }
 
-/// How early a `heartbeat` may fire before it is due, µs: half the record loop's tick.
+/// How early a `heartbeat` may fire before it is due, µs: half the recorder's tick.
 const HEARTBEAT_EARLY_US: i64 = 500_000;
 
 /// What the last live snapshot said of a replica, for the nodes of events.

@@ -216,7 +216,7 @@ struct ReplicaLive {
 
 impl Live {
     /// One entry per cluster and replica of `config`, in config order (the order the
-    /// record loop's indexes use), judged with the thresholds of `http`.
+    /// recorder's slots use), judged with the thresholds of `http`.
     pub fn new(config: &Config, http: &HttpConfig, started_us: i64) -> Live {
         let us = crate::clock::duration_us;
         let base = Thresholds {

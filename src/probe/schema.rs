@@ -138,7 +138,7 @@ pub fn check_row(cluster: &str) -> String {
 }
 
 /// The heartbeat row of the part of a split cluster that follows a second primary (see
-/// `cmd::parts`). One name serves every part: each part's primary and its followers see
+/// `recorder::probes`). One name serves every part: each part's primary and its followers see
 /// only that part's writes. `#` cannot appear in a configured name.
 pub fn split_row(cluster: &str) -> String {
     format!("{cluster}#split")

@@ -218,7 +218,7 @@ pub async fn run(
     }
 }
 
-/// Tells the record loop how the replica is probed.
+/// Tells the recorder how the replica is probed.
 async fn choose(out: &mpsc::Sender<Probed>, r: &Reader, binlog: bool, reason: Option<String>) {
     let _ = out
         .send(Probed::ProbeChoice {
