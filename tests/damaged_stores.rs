@@ -37,21 +37,10 @@ fn misbehaved(store: &Path, args: &[&str], out: &Path) -> Option<String> {
 #[test]
 #[ignore = "known fault: a damaged events table panics in redb's UTF-8 decoding (the incident-matrix issue, finding 10)"]
 fn every_page_of_a_real_store_damaged_gives_an_error_never_a_panic() {
-    let root = repo_root().join("testdata/golden");
     let dir = TempDir::new("damaged");
     let mut failures = Vec::new();
     let mut runs = 0;
-    let mut incidents: Vec<_> = std::fs::read_dir(&root)
-        .expect("testdata/golden")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.join("store.redb").exists())
-        .collect();
-    incidents.sort();
-    assert!(
-        !incidents.is_empty(),
-        "no recordings under {}",
-        root.display()
-    );
+    let incidents = golden_incidents(5);
     for incident in &incidents {
         let name = incident.file_name().unwrap().to_string_lossy().to_string();
         let bytes = std::fs::read(incident.join("store.redb")).expect("the store");

@@ -51,16 +51,7 @@ fn recorded_incidents_give_the_same_bytes_as_when_they_were_recorded() {
     let out_dir = TempDir::new("golden");
     let mut checked = 0;
     let mut failures = Vec::new();
-    let mut incidents: Vec<_> = std::fs::read_dir(&root)
-        .expect("testdata/golden")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.join("store.redb").exists())
-        .collect();
-    incidents.sort();
-    assert!(
-        incidents.len() >= 5,
-        "the incidents are missing: {incidents:?}"
-    );
+    let incidents = golden_incidents(5);
     for incident in &incidents {
         let name = incident.file_name().unwrap().to_string_lossy().to_string();
         for (file, args) in &table {

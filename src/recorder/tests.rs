@@ -275,7 +275,6 @@ impl Sim {
             let channels = source
                 .iter()
                 .map(|src| ChannelStatus {
-                    channel: String::new(),
                     source: src.address.to_string(),
                     io: if src.up || src.frozen {
                         IoState::Yes
@@ -283,16 +282,7 @@ impl Sim {
                         IoState::Connecting
                     },
                     sql_running: s.applying,
-                    seconds_behind_master: Some(0),
-                    sql_delay_s: 0,
-                    last_io_errno: 0,
-                    last_io_error: String::new(),
-                    last_sql_errno: 0,
-                    last_sql_error: String::new(),
-                    gtid_io_pos: String::new(),
-                    gtid_applied_pos: String::new(),
-                    relay_log_space: 0,
-                    sql_applying: Some(false),
+                    ..ChannelStatus::running()
                 })
                 .collect();
             if !s.up {

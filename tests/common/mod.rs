@@ -739,3 +739,21 @@ impl Drop for Background {
         let _ = self.0.wait();
     }
 }
+
+/// The incidents recorded under testdata/golden/ (each a folder with a store.redb), in
+/// name order; fails the test when there are fewer than `at_least`.
+pub fn golden_incidents(at_least: usize) -> Vec<PathBuf> {
+    let root = repo_root().join("testdata/golden");
+    let mut incidents: Vec<PathBuf> = std::fs::read_dir(&root)
+        .expect("testdata/golden")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.join("store.redb").exists())
+        .collect();
+    incidents.sort();
+    assert!(
+        incidents.len() >= at_least,
+        "the incidents under {} are missing: {incidents:?}",
+        root.display()
+    );
+    incidents
+}
