@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use clap::{CommandFactory, Parser, Subcommand};
 
 use lagtrace::cmd::{self, CmdError};
+use lagtrace::store::guard::guarded;
 
 #[derive(Parser)]
 #[command(
@@ -101,11 +102,15 @@ fn main() -> ExitCode {
         }
         Command::Init(args) => cmd::init::run(&args),
         Command::Record(args) => cmd::record::run(&args),
-        Command::Export(args) => cmd::export::run(&args),
-        Command::Analyze(args) => cmd::analyze::run(&args),
-        Command::Plot(args) => cmd::plot::run(&args),
-        Command::Replay(args) => cmd::replay::run(&args),
-        Command::Prune(args) => cmd::prune::run(&args),
+        // The offline commands: a store damaged where the database library cannot
+        // decode it is an error naming the store, not a panic.
+        Command::Export(args) => guarded(&args.select.store, || cmd::export::run(&args)),
+        Command::Analyze(args) => guarded(&args.select.store, || cmd::analyze::run(&args)),
+        Command::Plot(args) => guarded(&args.select.store, || cmd::plot::run(&args)),
+        Command::Replay(args) => guarded(&args.select.store, || cmd::replay::run(&args)),
+        Command::Prune(args) => {
+            guarded(std::slice::from_ref(&args.store), || cmd::prune::run(&args))
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

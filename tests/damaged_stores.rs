@@ -35,7 +35,6 @@ fn misbehaved(store: &Path, args: &[&str], out: &Path) -> Option<String> {
 }
 
 #[test]
-#[ignore = "known fault: a damaged events table panics in redb's UTF-8 decoding (the incident-matrix issue, finding 10)"]
 fn every_page_of_a_real_store_damaged_gives_an_error_never_a_panic() {
     let dir = TempDir::new("damaged");
     let mut failures = Vec::new();

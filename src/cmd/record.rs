@@ -273,7 +273,9 @@ fn previous_states(store: &Store, config: &Config) -> Vec<Option<ClusterState>> 
     config
         .clusters
         .iter()
-        .map(|c| match store.state(&c.name) {
+        .map(|c| match crate::store::guard::guarded(std::slice::from_ref(&store.path().to_path_buf()), || {
+            store.state(&c.name)
+        }) {
             Ok(Some(doc)) => match serde_json::from_str::<ClusterState>(&doc) {
                 Ok(state) => Some(state),
                 Err(e) => {

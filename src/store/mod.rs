@@ -11,6 +11,7 @@
 
 pub mod codec;
 pub mod events;
+pub mod guard;
 pub mod prune;
 pub mod scan;
 pub mod writer;
