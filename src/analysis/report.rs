@@ -362,7 +362,6 @@ impl ReportBuilder {
             at_least_max_us: self.at_least_max_us,
             above_max_us: self.above.total_us(),
         });
-        let replay = self.replay.finish();
         // One walk of the status samples: causes, capacity, busy fraction, delay.
         let last_us = self.last.map_or(0, |p| p.t_us);
         let mut causes = CauseFinder::new(&eps, last_us);
@@ -386,6 +385,7 @@ impl ReportBuilder {
         })?;
         let (throughput, busy) = (throughput.finish(), busy.finish());
         causes.finish(&mut eps);
+        let replay = self.replay.finish(&eps);
         Ok(ReplicaReport {
             cluster: cluster.to_string(),
             replica: replica.to_string(),

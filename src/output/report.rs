@@ -516,6 +516,15 @@ fn episodes_text(out: &mut String, episodes: &[Episode]) {
     }
 }
 
+/// Whether an intended delay held the lag in one of the replica's episodes.
+fn held_by_intended_delay(r: &ReplicaReport) -> bool {
+    r.episodes.iter().any(|e| {
+        e.causes
+            .iter()
+            .any(|c| matches!(c, crate::analysis::episodes::Cause::IntendedDelay { .. }))
+    })
+}
+
 fn capacity_text(out: &mut String, r: &ReplicaReport) {
     let _ = match &r.planning {
         Some(p) => writeln!(
@@ -542,6 +551,11 @@ fn capacity_text(out: &mut String, r: &ReplicaReport) {
             "              from catch-ups:  C = {:.2} (best of {} catch-up(s), {} points)",
             r.capacity, r.catch_ups, r.points,
         ),
+        None if held_by_intended_delay(r) => writeln!(
+            out,
+            "              from catch-ups:  not estimable (an intended delay held the lag: its fall \
+             is the delay being lifted, not the applier's speed)"
+        ),
         None => writeln!(
             out,
             "              from catch-ups:  not enough data (no sustained catch-up of 1 s or more)"
@@ -567,24 +581,16 @@ fn capacity_text(out: &mut String, r: &ReplicaReport) {
         ),
     };
     let _ = match &r.busy {
-        Some(b) => match b.capacity() {
-            Some(c) => writeln!(
-                out,
-                "              from busy time:  C = {:.2} (SQL thread applying in {:.1} % of {} samples; \
-                 indicative only)",
-                c,
-                100.0 * b.fraction,
-                b.samples
-            ),
-            None => writeln!(
-                out,
-                "              from busy time:  never seen applying in {} samples (C too high to tell)",
-                b.samples
-            ),
-        },
+        Some(b) => writeln!(
+            out,
+            "              busy time:       SQL thread applying in {:.1} % of {} samples (a sampled \
+             fraction that misses short transactions: not a capacity)",
+            100.0 * b.fraction,
+            b.samples
+        ),
         None => writeln!(
             out,
-            "              from busy time:  not enough data ({} status samples; \
+            "              busy time:       not enough data ({} status samples; \
              needs {} outside episodes with the SQL thread running)",
             r.status_samples,
             crate::analysis::capacity::MIN_BUSY_SAMPLES
@@ -720,7 +726,6 @@ fn replica_json(r: &ReplicaReport) -> Value {
             })),
             "busy": r.busy.map(|b| json!({
                 "fraction": b.fraction,
-                "capacity": b.capacity(),
                 "samples": b.samples,
             })),
             "status_samples": r.status_samples,
