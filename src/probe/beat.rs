@@ -19,6 +19,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, MissedTickBehavior};
 
 use super::conn::{self, Backoff, DbError, FailureRun, MAX_BACKOFF};
+use super::follow::{Decision, PrimarySearch, TargetAnswer};
 use super::session::{RowWrite, Session};
 use crate::clock::Clock;
 use crate::config::{Address, ConnectionConfig, Kind, Secret};
@@ -77,9 +78,8 @@ pub async fn run(
     let mut failures = FailureRun::new("beat", &w.cluster, "primary");
     // The server beats go to: the configured primary until a failover moves it.
     let mut target = w.primary.clone();
-    // The writable servers found the last time the primary was looked for, so that a
-    // split is logged once, not at every retry.
-    let mut last_found: Vec<Address> = Vec::new();
+    // What the looks for the primary during this outage of the target found.
+    let mut search = PrimarySearch::default();
     // Whether the last beat's failure may mean the primary moved.
     let mut look_for_primary = false;
 
@@ -109,6 +109,7 @@ pub async fn run(
             Ok(()) => {
                 backoff.reset();
                 failures.succeeded();
+                search.succeeded();
                 notices.send_replace(BeatNotice {
                     seq,
                     t_ack_us: t_done_us,
@@ -158,7 +159,8 @@ pub async fn run(
         // it at once, not after the servers have been asked).
         if std::mem::take(&mut look_for_primary) {
             let before = target.clone();
-            follow_primary(&w, &mut target, &mut last_found).await;
+            let now_us = start.elapsed().as_micros() as i64;
+            follow_primary(&w, &mut target, &mut search, now_us).await;
             if target != before {
                 let moved = Probed::Writer {
                     cluster: w.cluster_id,
@@ -205,59 +207,86 @@ impl BeatError {
 }
 
 /// After a failed beat that may mean a failover: asks every other server of the cluster
-/// (not `target`, which just failed: a frozen one would hold this up for a connect
-/// timeout) whether it takes writes (not read-only, not replicating), and moves `target`
-/// to the one that does when it is exactly one. None keeps the target (an outage until
-/// the primary comes back or is replaced); two or more is a split, and beats are not
-/// moved to either (logged once per set of writers).
-async fn follow_primary(w: &BeatWriter, target: &mut Address, last_found: &mut Vec<Address>) {
+/// whether it takes writes (not read-only, not replicating), and when exactly one does,
+/// asks `target` too (a frozen target holds this up for a connect timeout, so only
+/// then); [`PrimarySearch`] decides whether beats move.
+async fn follow_primary(
+    w: &BeatWriter,
+    target: &mut Address,
+    search: &mut PrimarySearch,
+    now_us: i64,
+) {
     let mut writable = Vec::new();
     for address in std::iter::once(&w.primary).chain(&w.others) {
         if address == target || writable.contains(address) {
             continue;
         }
-        if takes_writes(w, address).await {
+        if answer(w, address).await == TargetAnswer::TakesWrites {
             writable.push(address.clone());
         }
     }
-    let changed = writable != *last_found;
-    *last_found = writable.clone();
-    match writable.as_slice() {
-        [only] => {
+    let asked = match writable.as_slice() {
+        [_] => Some(answer(w, target).await),
+        _ => None,
+    };
+    match search.decide(now_us, &writable, asked) {
+        Decision::Move(to) => {
             tracing::warn!(
                 cluster = %w.cluster,
                 from = %target,
-                to = %only,
+                to = %to,
                 "the primary moved: beats follow it"
             );
-            *target = only.clone();
+            *target = to;
         }
-        [_, _, ..] if changed => tracing::error!(
+        Decision::Split {
+            writers,
+            changed: true,
+        } => tracing::error!(
             cluster = %w.cluster,
-            writable = %writable.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", "),
+            writable = %writers.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", "),
             "more than one server takes writes (a split); beats stay on {target} and are not moved to either"
         ),
-        _ => {}
+        Decision::Split { .. } => {}
+        Decision::Stay if asked.is_some() => tracing::debug!(
+            cluster = %w.cluster,
+            target = %target,
+            other = %writable[0],
+            answered = ?asked,
+            "another server takes writes, but it did before the primary failed: beats stay"
+        ),
+        Decision::Stay => {}
     }
 }
 
 /// Whether the server at `address` answers and takes writes: MySQL's not read-only and
 /// replicating from nothing, PostgreSQL's not in recovery.
-async fn takes_writes(w: &BeatWriter, address: &Address) -> bool {
+async fn answer(w: &BeatWriter, address: &Address) -> TargetAnswer {
     let timeout = w.settings.query_timeout;
-    match w.kind {
+    let takes = match w.kind {
         Kind::Mysql => {
             let Ok(mut c) = conn::connect(address, &w.settings, &w.password).await else {
-                return false;
+                return TargetAnswer::Unreachable;
             };
             let facts = conn::server_facts(&mut c, timeout).await;
             let _ = tokio::time::timeout(Duration::from_millis(200), c.disconnect()).await;
-            facts.is_ok_and(|f| super::schema::write_refusal(&f).is_none())
+            match facts {
+                Ok(f) => super::schema::write_refusal(&f).is_none(),
+                Err(_) => return TargetAnswer::Unreachable,
+            }
         }
         Kind::Postgres => match super::pg::connect(address, &w.settings, &w.password).await {
-            Ok(c) => super::pg::in_recovery(&c, timeout).await == Ok(false),
-            Err(_) => false,
+            Ok(c) => match super::pg::in_recovery(&c, timeout).await {
+                Ok(in_recovery) => !in_recovery,
+                Err(_) => return TargetAnswer::Unreachable,
+            },
+            Err(_) => return TargetAnswer::Unreachable,
         },
+    };
+    if takes {
+        TargetAnswer::TakesWrites
+    } else {
+        TargetAnswer::RefusesWrites
     }
 }
 

@@ -11,6 +11,7 @@ pub mod binlog;
 pub mod check;
 pub mod conn;
 pub mod fine_sleep;
+pub mod follow;
 pub mod pauses;
 pub mod pg;
 pub mod reader;
