@@ -48,16 +48,19 @@ fn beats_follow_a_failover_and_the_failback_and_lag_stays_true() {
         "it_failover",
         PRIMARY,
         &REPLICAS,
-        &format!("interval = \"10ms\"\nstore = \"{}\"", store.display()),
+        &format!(
+            "id = \"t\"\ninterval = \"10ms\"\nstore = \"{}\"",
+            store.display()
+        ),
     );
     let recorder = start_in_pool(&config, port);
     sleep(Duration::from_secs(2));
-    assert_eq!(row_server_id(REPLICAS[0].1, "it_failover"), "1");
+    assert_eq!(row_server_id(REPLICAS[0].1, "it_failover#t"), "1");
 
     lab(&["failover"], &[]);
     // Beats reach the new primary (server_id 3) and replicate to replica1 within a
     // backoff (1 s) and a few beats.
-    let moved = wait_row(REPLICAS[0].1, "it_failover", "3", Duration::from_secs(5));
+    let moved = wait_row(REPLICAS[0].1, "it_failover#t", "3", Duration::from_secs(5));
     assert!(moved.is_some(), "beats never moved to replica2");
     let moved_us = now_us();
     let before = beats_ok(port);
@@ -70,7 +73,7 @@ fn beats_follow_a_failover_and_the_failback_and_lag_stays_true() {
     let settled_us = now_us();
 
     lab(&["failback"], &[]);
-    let back = wait_row(REPLICAS[0].1, "it_failover", "1", Duration::from_secs(5));
+    let back = wait_row(REPLICAS[0].1, "it_failover#t", "1", Duration::from_secs(5));
     assert!(back.is_some(), "beats never moved back to the primary");
     sleep(Duration::from_secs(2));
     let (_, log) = recorder.stop();
@@ -216,7 +219,7 @@ fn a_split_keeps_beats_on_the_primary_and_measures_the_second_primarys_side() {
         PRIMARY,
         &REPLICAS,
         &format!(
-            "interval = \"10ms\"\nstatus_every = \"200ms\"\nstore = \"{}\"\n\n\
+            "id = \"t\"\ninterval = \"10ms\"\nstatus_every = \"200ms\"\nstore = \"{}\"\n\n\
              [triggers]\nsplit = [\"/usr/bin/tee\", \"-a\", \"{}\"]\nfailover = [\"/usr/bin/tee\", \"-a\", \"{}\"]",
             store.display(),
             out.display(),
@@ -236,7 +239,7 @@ fn a_split_keeps_beats_on_the_primary_and_measures_the_second_primarys_side() {
     assert_eq!(r1["state"], "out", "{r1}");
     // The part's beats reach r1 through r2: its row there was written by r2 (server 3).
     sleep(Duration::from_secs(3));
-    assert_eq!(row_server_id(REPLICAS[0].1, "it_split#split"), "3");
+    assert_eq!(row_server_id(REPLICAS[0].1, "it_split~t"), "3");
     let r1 = status_of(port, "r1");
     assert!(r1["lag_hi_ms"].as_f64().unwrap() < 1000.0, "{r1}");
     // The real primary freezes for 1.5 s during the split: its beats time out, and r2
@@ -246,7 +249,7 @@ fn a_split_keeps_beats_on_the_primary_and_measures_the_second_primarys_side() {
     sleep(Duration::from_millis(1500));
     signal(primary, "CONT");
     sleep(Duration::from_secs(2));
-    assert_eq!(row_server_id(PRIMARY, "it_split"), "1");
+    assert_eq!(row_server_id(PRIMARY, "it_split#t"), "1");
     lab(&["failback"], &[]);
     // Back on the cluster's side: both re-enter its pool.
     wait_in_pool(port, &["r1", "r2"]);

@@ -178,7 +178,7 @@ fn pg_record_config(dir: &TempDir, cluster: &str) -> (PathBuf, PathBuf, u16) {
     let config = dir.write(
         "lagtrace.toml",
         &format!(
-            "{base}\n[record]\ninterval = \"10ms\"\nstatus_every = \"200ms\"\nstore = \"{}\"\n\n\
+            "{base}\n[record]\nid = \"t\"\ninterval = \"10ms\"\nstatus_every = \"200ms\"\nstore = \"{}\"\n\n\
              [http]\nlisten = \"127.0.0.1:{port}\"\nmax_lag = \"1s\"\n",
             store.display()
         ),
@@ -613,7 +613,10 @@ fn beats_follow_a_promoted_standby_and_back() {
     );
     let switched = now_us();
     sleep(Duration::from_secs(4));
-    assert_eq!(writer_seen_on_standby1("it_pg_failover"), PG_STANDBYS[1].1);
+    assert_eq!(
+        writer_seen_on_standby1("it_pg_failover#t"),
+        PG_STANDBYS[1].1
+    );
     let back_from = now_us();
     lab(&["failback"], &[("DB", "postgres")]);
     let back = wait_http(port, "/status", Duration::from_secs(10), |r| {
@@ -627,7 +630,7 @@ fn beats_follow_a_promoted_standby_and_back() {
     // The writer moved back; its next beat (after a backoff of up to a second) lands
     // on the primary, and standby1 shows who wrote it.
     let landed = Instant::now();
-    while writer_seen_on_standby1("it_pg_failover") != PG_PRIMARY {
+    while writer_seen_on_standby1("it_pg_failover#t") != PG_PRIMARY {
         assert!(
             landed.elapsed() < Duration::from_secs(5),
             "no beat from the primary reached standby1 within 5 s of the failback"
@@ -848,7 +851,7 @@ fn nodes_find_the_primary_and_measure_the_demoted_one_after_a_failover() {
 /// DB=postgres`: standby1 streams from standby2; then `make split DB=postgres`:
 /// standby2 is promoted while the primary still writes, and standby1 follows it onto
 /// its new timeline). Beats stay on the primary; once `split` fires, standby2 gets
-/// beats of its own as the part `it_pg_split~s2` (on the row `it_pg_split#split`, which
+/// beats of its own as the part `it_pg_split~s2` (on the row `it_pg_split~t`, which
 /// the part's writer creates there), standby1 is measured against them (its true lag,
 /// not the split's growing age) and both leave the cluster's pool as `split`. `make
 /// failback DB=postgres` rebuilds both from the primary: `split_end`, and both come
@@ -886,7 +889,7 @@ fn a_split_measures_the_promoted_standbys_side_against_its_own_beats() {
     assert_eq!(
         psql_value(
             15433,
-            "SELECT writer FROM lagtrace.heartbeat WHERE cluster = 'it_pg_split#split'"
+            "SELECT writer FROM lagtrace.heartbeat WHERE cluster = 'it_pg_split~t'"
         ),
         PG_STANDBYS[1].1
     );

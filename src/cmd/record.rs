@@ -81,6 +81,15 @@ pub fn run(opts: &Args) -> Result<(), CmdError> {
     };
     let (mut config, password) = super::load_config(&opts.config, &overrides)?;
     probe_every_node(&mut config);
+    if config.record.id.is_none() {
+        let store = std::path::absolute(&config.record.store)
+            .unwrap_or_else(|_| config.record.store.clone());
+        config.record.id = Some(crate::config::default_recorder_id(&hostname(), &store));
+    }
+    tracing::info!(
+        id = config.record.id.as_deref().unwrap_or(""),
+        "recorder id: beats go to the heartbeat rows <cluster>#<id>"
+    );
     let statsd = config.statsd.as_ref().map(Statsd::new).transpose()?;
 
     // Bound first: a port in use fails the start before a store session is opened.

@@ -81,6 +81,52 @@ pub struct RecordConfig {
     /// store id: each must differ from every real server's `server_id`, and two
     /// recorders watching one replica need different ones.
     pub binlog_server_id: u32,
+    /// This recorder's name among the recorders of a cluster (`[record] id`, or
+    /// [`default_recorder_id`] once `record` knows its host): its beats go to a
+    /// heartbeat row of its own, so two recorders on one cluster measure it
+    /// independently. `None`: the cluster's own row, the one `init` creates.
+    pub id: Option<String>,
+}
+
+/// Longest recorder id: its row, `<cluster>#<id>`, must fit the heartbeat table's
+/// 64-character key with a cluster name of [`MAX_CLUSTER_NAME_LEN`].
+pub const MAX_RECORDER_ID_LEN: usize = 5;
+
+/// Whether `id` may name a recorder: 1 to [`MAX_RECORDER_ID_LEN`] lower-case letters
+/// and digits, and not a row suffix lagtrace uses itself (`check`, `split`).
+pub fn recorder_id_ok(id: &str) -> bool {
+    (1..=MAX_RECORDER_ID_LEN).contains(&id.len())
+        && id
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && !matches!(id, "check" | "split")
+}
+
+/// The id of a recorder on host `host` writing `store` (as given, made absolute by the
+/// caller) when the config names none: stable across restarts and upgrades (FNV-1a,
+/// not the standard library's hasher, whose output may change), different for two
+/// recorders on one host (their stores differ) and, almost surely, on two hosts.
+pub fn default_recorder_id(host: &str, store: &std::path::Path) -> String {
+    const ALPHABET: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    let store = store.to_string_lossy();
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in host.bytes().chain([0]).chain(store.bytes()) {
+        hash = (hash ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    // Five base-36 digits, the first a letter: never `check` or `split`, never a number
+    // that reads like a port.
+    let mut id = String::new();
+    id.push(ALPHABET[10 + (hash % 26) as usize] as char);
+    hash /= 26;
+    for _ in 1..MAX_RECORDER_ID_LEN {
+        id.push(ALPHABET[(hash % 36) as usize] as char);
+        hash /= 36;
+    }
+    if recorder_id_ok(&id) {
+        id
+    } else {
+        format!("r{}", &id[1..])
+    }
 }
 
 /// How a replica's heartbeat is seen (`probe`, `docs/binlog-probe.md`).

@@ -33,6 +33,7 @@ pub(super) struct RawRecord {
     pub(super) status_file: Option<String>,
     pub(super) probe: Option<String>,
     pub(super) binlog_server_id: Option<u32>,
+    pub(super) id: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -523,3 +523,31 @@ fn out_when_source_down_is_off_unless_asked() {
     let e = parse("t.toml", &format!("{base}out_when_source_down = \"yes\"\n")).unwrap_err();
     assert!(e.to_string().starts_with("t.toml:8: invalid type"), "{e}");
 }
+
+#[test]
+fn a_recorder_id_is_short_plain_and_not_a_row_lagtrace_uses() {
+    assert_eq!(parse("t.toml", GOOD).unwrap().record.id, None);
+    let c = parse("t.toml", &good_with("store = ", "id = \"b2\"\nstore = ")).unwrap();
+    assert_eq!(c.record.id.as_deref(), Some("b2"));
+    for bad in ["", "check", "split", "Upper", "toolong", "a-b"] {
+        let e = err_of(&good_with("store = ", &format!("id = \"{bad}\"\nstore = ")));
+        assert_eq!(e.key, "record.id", "{bad}");
+        assert!(e.message.contains("lower-case letters and digits"), "{e}");
+    }
+}
+
+/// The default id is stable (the same host and store give the same row after a
+/// restart or an upgrade: FNV-1a, pinned here), and differs between stores.
+#[test]
+fn the_default_recorder_id_is_stable_and_differs_per_store() {
+    let a = default_recorder_id("bastion1", Path::new("/var/lib/lagtrace/a.redb"));
+    let b = default_recorder_id("bastion1", Path::new("/var/lib/lagtrace/b.redb"));
+    let c = default_recorder_id("bastion2", Path::new("/var/lib/lagtrace/a.redb"));
+    assert!(recorder_id_ok(&a) && recorder_id_ok(&b) && recorder_id_ok(&c));
+    assert!(a != b && a != c && b != c, "{a} {b} {c}");
+    assert_eq!(
+        a,
+        default_recorder_id("bastion1", Path::new("/var/lib/lagtrace/a.redb"))
+    );
+    assert_eq!(a, "bool5");
+}

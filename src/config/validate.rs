@@ -254,7 +254,20 @@ impl Validator<'_> {
                 ),
             ));
         }
+        let id = match raw.id {
+            Some(id) if !super::recorder_id_ok(&id) => {
+                return Err(self.err(
+                    &[Seg::Key("record"), Seg::Key("id")],
+                    format!(
+                        "{id:?} is not a recorder id: use 1 to {} lower-case letters and digits, not \"check\" or \"split\"",
+                        super::MAX_RECORDER_ID_LEN
+                    ),
+                ));
+            }
+            id => id,
+        };
         Ok(RecordConfig {
+            id,
             interval,
             store,
             flush,

@@ -137,11 +137,26 @@ pub fn check_row(cluster: &str) -> String {
     format!("{cluster}#check")
 }
 
+/// The heartbeat row a recorder's beat writer moves for `cluster`: the cluster's own
+/// (the one `init` creates) without a recorder id, else `<cluster>#<id>`, which the
+/// writer creates, so that two recorders never race on one row. `#` cannot appear in a
+/// configured name; ids are never `check` or `split`.
+pub fn recorder_row(cluster: &str, recorder: Option<&str>) -> String {
+    match recorder {
+        Some(id) => format!("{cluster}#{id}"),
+        None => cluster.to_string(),
+    }
+}
+
 /// The heartbeat row of the part of a split cluster that follows a second primary (see
-/// `recorder::probes`). One name serves every part: each part's primary and its followers see
-/// only that part's writes. `#` cannot appear in a configured name.
-pub fn split_row(cluster: &str) -> String {
-    format!("{cluster}#split")
+/// `recorder::probes`), for the recorder with id `recorder`. One name serves every
+/// part: each part's primary and its followers see only that part's writes. `#` and `~`
+/// cannot appear in a configured name.
+pub fn split_row(cluster: &str, recorder: Option<&str>) -> String {
+    match recorder {
+        Some(id) => format!("{cluster}~{id}"),
+        None => format!("{cluster}#split"),
+    }
 }
 
 /// Ensures heartbeat row `row` exists, naming the database (the connection need not

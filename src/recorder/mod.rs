@@ -231,7 +231,7 @@ impl Recorder {
                 id,
                 name: cluster.name.clone(),
                 kind: cluster.kind,
-                row: cluster.name.clone(),
+                row: crate::probe::schema::recorder_row(&cluster.name, config.record.id.as_deref()),
                 primary: start,
                 others,
             }));
@@ -259,7 +259,7 @@ impl Recorder {
                     slot,
                 ));
             }
-            let probes = ClusterProbes::new(cluster, id, replicas);
+            let probes = ClusterProbes::new(cluster, id, replicas, config.record.id.as_deref());
             effects.extend(probes.start_readers());
             r.clusters.push(ClusterRuntime {
                 id,

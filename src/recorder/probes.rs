@@ -63,6 +63,10 @@ impl ReplicaProbe {
 #[derive(Debug, Clone)]
 pub struct ClusterProbes {
     name: String,
+    /// The heartbeat rows this recorder's beats go to: the cluster's, and its split
+    /// parts' ([`schema::recorder_row`], [`schema::split_row`]).
+    row: String,
+    split_row: String,
     kind: Kind,
     probe: ProbeMode,
     id: ClusterId,
@@ -72,14 +76,18 @@ pub struct ClusterProbes {
 }
 
 impl ClusterProbes {
-    /// The probes of `cluster` (stored as `id`) over `replicas`.
+    /// The probes of `cluster` (stored as `id`) over `replicas`, for the recorder named
+    /// `recorder` (`None`: the cluster's own rows).
     pub fn new(
         cluster: &ClusterConfig,
         id: ClusterId,
         replicas: Vec<ReplicaProbe>,
+        recorder: Option<&str>,
     ) -> ClusterProbes {
         ClusterProbes {
             name: cluster.name.clone(),
+            row: schema::recorder_row(&cluster.name, recorder),
+            split_row: schema::split_row(&cluster.name, recorder),
             kind: cluster.kind,
             probe: cluster.probe,
             id,
@@ -92,7 +100,7 @@ impl ClusterProbes {
     pub fn start_readers(&self) -> Vec<Effect> {
         self.replicas
             .iter()
-            .map(|r| Effect::StartReader(self.reader(r, r.id, &self.name, self.id, &self.name)))
+            .map(|r| Effect::StartReader(self.reader(r, r.id, &self.name, self.id, &self.row)))
             .collect()
     }
 
@@ -158,7 +166,7 @@ impl ClusterProbes {
                 id,
                 name: part.clone(),
                 kind: self.kind,
-                row: schema::split_row(&self.name),
+                row: self.split_row.clone(),
                 primary: r.address.clone(),
                 others: Vec::new(),
             }));
@@ -175,11 +183,11 @@ impl ClusterProbes {
             // The old reader stops before the new one starts.
             out.push(Effect::StopReader(r.slot));
             let target = match &side {
-                Side::Cluster => Some(self.reader(r, r.id, &self.name, self.id, &self.name)),
+                Side::Cluster => Some(self.reader(r, r.id, &self.name, self.id, &self.row)),
                 Side::Part(node) => self.parts.get(node).and_then(|&beats| {
                     let part = part_name(&self.name, node);
                     let id = ReplicaId(*ids.get(&replica_key(&part, &r.name))?);
-                    Some(self.reader(r, id, &part, beats, &schema::split_row(&self.name)))
+                    Some(self.reader(r, id, &part, beats, &self.split_row))
                 }),
                 Side::PartPrimary(_) => None,
             };
