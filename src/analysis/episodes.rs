@@ -35,6 +35,14 @@ pub struct Episode {
     /// start, or `--from`): the episode began before it, so its start, duration and
     /// time to peak are only what the data shows, and its peak may be higher.
     pub before_data: bool,
+    /// The lag was over `max_lag` at the first round after a gap in the data (failed
+    /// reads, the recorder down) of this long, µs: as with `before_data`, its start is
+    /// only where the data resumed.
+    pub after_gap_us: Option<i64>,
+    /// The data stopped for this long, µs, while the episode was under way: it ends
+    /// at its last round before the gap, `end_us` is that round and not a recovery,
+    /// and what the lag did in the gap is unknown (no catch-up is fitted).
+    pub cut_by_gap_us: Option<i64>,
 }
 
 impl Episode {
@@ -108,7 +116,7 @@ pub fn episodes(
     max_lag_us: i64,
     recover_lag_us: i64,
 ) -> Vec<Episode> {
-    let mut finder = EpisodeFinder::new(max_lag_us, recover_lag_us);
+    let mut finder = EpisodeFinder::new(max_lag_us, recover_lag_us, DEFAULT_GAP_US);
     for p in points {
         finder.push(p);
     }
@@ -120,12 +128,22 @@ pub fn episodes(
     episodes
 }
 
+/// Rounds further apart than this, µs, leave a gap in [`episodes`] (the report uses
+/// its recording's own rule, `analysis::report::gap_us`).
+pub const DEFAULT_GAP_US: i64 = 1_000_000;
+
 /// Finds episodes in lag points fed one by one in time order, in constant memory: the
 /// fits are running sums ([`FitSums`]). Their causes come after, from the status
-/// samples ([`CauseFinder`]).
+/// samples ([`CauseFinder`]). Rounds further apart than `gap_us` are a gap: an
+/// episode under way is cut there ([`Episode::cut_by_gap_us`]), and one may start
+/// again after it ([`Episode::after_gap_us`]); nothing is assumed of the lag inside.
 #[derive(Debug, Clone)]
 pub struct EpisodeFinder {
     gate: LagGate,
+    /// Rounds further apart than this leave a gap, µs.
+    gap_us: i64,
+    /// The gap just before the next point with a lag, µs, while no episode opened.
+    after_gap_us: Option<i64>,
     /// Index of the next point.
     next: usize,
     open: Option<Open>,
@@ -149,12 +167,17 @@ struct Open {
     since_peak: FitSums,
     /// It opened at the first point with a lag.
     before_data: bool,
+    after_gap_us: Option<i64>,
 }
 
 impl EpisodeFinder {
-    pub fn new(max_lag_us: i64, recover_lag_us: i64) -> Self {
+    /// Episodes over `max_lag_us` until under `recover_lag_us`; rounds further apart
+    /// than `gap_us` are a gap.
+    pub fn new(max_lag_us: i64, recover_lag_us: i64, gap_us: i64) -> Self {
         EpisodeFinder {
             gate: LagGate::new(max_lag_us, recover_lag_us),
+            gap_us,
+            after_gap_us: None,
             next: 0,
             open: None,
             last: None,
@@ -168,8 +191,32 @@ impl EpisodeFinder {
     pub fn push(&mut self, p: &LagPoint) -> Option<&Episode> {
         let i = self.next;
         self.next += 1;
-        self.last = Some((i, *p));
+        let gap_us = self
+            .last
+            .map(|(_, q)| p.t_us - q.t_us)
+            .filter(|&d| d > self.gap_us);
+        let previous = std::mem::replace(&mut self.last, Some((i, *p)));
+        if let Some(gap_us) = gap_us {
+            // Nothing is known of the lag in the gap: the gate starts again, and an
+            // episode under way ends at its last round, cut.
+            self.gate = LagGate::new(self.gate.high_us, self.gate.low_us);
+            self.after_gap_us = Some(gap_us);
+            if let (Some(o), Some(before)) = (self.open.take(), previous) {
+                let mut e = o.episode(before, true);
+                (e.catch_up, e.cut_by_gap_us) = (None, Some(gap_us));
+                self.done.push(e);
+                // Judged on its own after the gap, the point may open an episode.
+                self.judge(i, p);
+                return self.done.iter().rev().find(|e| e.cut_by_gap_us.is_some());
+            }
+        }
+        self.judge(i, p)
+    }
+
+    /// Feeds point `i` to the gate and the open episode.
+    fn judge(&mut self, i: usize, p: &LagPoint) -> Option<&Episode> {
         let lag = p.lag.judged_us()?;
+        let after_gap_us = self.after_gap_us.take();
         let first_lag = !std::mem::replace(&mut self.lag_seen, true);
         let over = self.gate.update(lag);
         match (&mut self.open, over) {
@@ -184,6 +231,7 @@ impl EpisodeFinder {
                     at_peak: sums,
                     since_peak: sums,
                     before_data: first_lag,
+                    after_gap_us,
                 });
                 None
             }
@@ -235,6 +283,8 @@ impl Open {
             catch_up: if ended { self.since_peak.fit() } else { None },
             causes: Vec::new(),
             before_data: self.before_data,
+            after_gap_us: self.after_gap_us,
+            cut_by_gap_us: None,
         }
     }
 }
@@ -410,6 +460,53 @@ mod tests {
         let eps = episodes(&points, &pg, S, S / 2);
         assert_eq!(eps[0].causes, vec![Cause::ReplayPaused]);
         assert_eq!(eps[0].causes[0].code(), "replay_paused");
+    }
+
+    /// The lab's finding 5: replica1 killed 1 s into a catch-up and back 14 s later was
+    /// one 42 s episode, the gap inside it unmentioned. Now the episode is cut at its
+    /// last round before the gap (no catch-up fitted across it) and the lag seen after
+    /// the gap opens one of its own, marked as under way when the data resumed.
+    #[test]
+    fn a_gap_cuts_the_episode_under_way_and_the_next_says_it_began_unseen() {
+        let stall = stall_series();
+        // Rounds stop at t = 11 s (1 s into the catch-up) and resume at t = 25 s with
+        // 12 s of lag that falls at +1.
+        let mut points: Vec<LagPoint> = stall.iter().take(1100).copied().collect();
+        points.extend((0..1500).map(|i| {
+            let lag_us = (12_000_000 - i * 10_000).max(500);
+            LagPoint::bounded(25_000_000 + i * 10_000, lag_us - 300, lag_us + 300)
+        }));
+        let eps = episodes(&points, &[], S, S / 2);
+        assert_eq!(eps.len(), 2, "{eps:#?}");
+        let (cut, after) = (&eps[0], &eps[1]);
+        assert_eq!(cut.end_us, Some(10_990_000));
+        assert_eq!(cut.cut_by_gap_us, Some(14_010_000));
+        assert_eq!(cut.catch_up, None, "no catch-up is fitted across a gap");
+        assert_eq!(cut.after_gap_us, None);
+        assert_eq!(after.start_us, 25_000_000);
+        assert_eq!(after.after_gap_us, Some(14_010_000));
+        assert_eq!(after.cut_by_gap_us, None);
+        assert!(after.end_us.is_some());
+        // The cut episode gives no catch-up rate; the one after the gap does.
+        let replay = crate::analysis::capacity::replay_rate(&eps, &points).unwrap();
+        assert_eq!(replay.catch_ups, 1);
+    }
+
+    /// A gap while caught up opens nothing, and a lag under `max_lag` after a gap is no
+    /// episode even though the gate was over before it.
+    #[test]
+    fn a_gap_resets_the_gate() {
+        let lags_at = [(0, 2.0), (10_000, 2.0), (5_000_000, 0.8), (5_010_000, 0.0)];
+        let points: Vec<LagPoint> = lags_at
+            .iter()
+            .map(|&(t, l)| {
+                let us = (l * 1e6) as i64;
+                LagPoint::bounded(t, us, us + 100)
+            })
+            .collect();
+        let eps = episodes(&points, &[], S, S / 2);
+        assert_eq!(eps.len(), 1, "{eps:#?}");
+        assert_eq!(eps[0].cut_by_gap_us, Some(4_990_000));
     }
 
     #[test]

@@ -271,7 +271,11 @@ impl ReportBuilder {
             vector: VectorWindow::new(settings.window_us),
             vector_range: None,
             vector_now: None,
-            episodes: EpisodeFinder::new(settings.max_lag_us, settings.recover_lag_us),
+            episodes: EpisodeFinder::new(
+                settings.max_lag_us,
+                settings.recover_lag_us,
+                settings.gap_us,
+            ),
             replay: ReplayFinder::default(),
             recent: VecDeque::new(),
             last: None,

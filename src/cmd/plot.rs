@@ -47,6 +47,7 @@ pub fn run(args: &Args) -> Result<(), CmdError> {
     }
     let (rec, bar) = super::load_recording(&args.select.store, &filter)?;
     let window_us = crate::analysis::report::fit_window_us(&rec, window_us);
+    let gap_us = crate::analysis::report::gap_us(&rec);
     // The charts' time range, from every replica's first read to its last: the
     // columns are filled as the rounds are walked.
     let mut range: Option<(i64, i64)> = None;
@@ -68,7 +69,7 @@ pub fn run(args: &Args) -> Result<(), CmdError> {
     for rs in &rec.replicas {
         let mut columns = ReplicaColumns::new(range.unwrap_or((0, 1)));
         let mut vectors = VectorWindow::new(window_us);
-        let mut episodes = EpisodeFinder::new(max_lag_us, recover_lag_us);
+        let mut episodes = EpisodeFinder::new(max_lag_us, recover_lag_us, gap_us);
         let mut last_us = 0;
         let first_of_cluster = !outages.contains_key(&rs.cluster);
         let (_, found) = walk_rounds(&rec, rs, first_of_cluster, |batch| {

@@ -475,9 +475,11 @@ fn episodes_text(out: &mut String, episodes: &[Episode]) {
         "start", "duration", "peak", "to peak", "fall", "catch-up"
     );
     for e in episodes.iter().take(TEXT_LIST_LIMIT) {
-        let duration = e
-            .end_us
-            .map_or("ongoing".to_string(), |end| human_us(end - e.start_us));
+        let duration = match (e.end_us, e.cut_by_gap_us) {
+            (Some(end), Some(_)) => format!("{}+", human_us(end - e.start_us)),
+            (Some(end), None) => human_us(end - e.start_us),
+            (None, _) => "ongoing".to_string(),
+        };
         let causes: Vec<String> = e.causes.iter().map(|c| c.to_string()).collect();
         let _ = writeln!(
             out,
@@ -501,6 +503,28 @@ fn episodes_text(out: &mut String, episodes: &[Episode]) {
             "      ... {} more (--format json lists them all)",
             episodes.len() - TEXT_LIST_LIMIT
         );
+    }
+    for e in episodes
+        .iter()
+        .filter(|e| e.cut_by_gap_us.is_some() || e.after_gap_us.is_some())
+    {
+        let at = format_utc_us(e.start_us);
+        if let Some(gap) = e.cut_by_gap_us {
+            let _ = writeln!(
+                out,
+                "      the one from {at} was cut by a {} gap in the data (failed reads or the recorder down): \
+                 what the lag did in the gap is unknown; its duration (marked +) is what the data shows",
+                human_us(gap)
+            );
+        }
+        if let Some(gap) = e.after_gap_us {
+            let _ = writeln!(
+                out,
+                "      the one from {at} was under way when the data resumed after a {} gap: \
+                 its start and time to peak are only what the data shows",
+                human_us(gap)
+            );
+        }
     }
     if let Some(e) = episodes.first().filter(|e| e.before_data) {
         let _ = writeln!(
@@ -681,6 +705,8 @@ fn replica_json(r: &ReplicaReport) -> Value {
         "episodes": r.episodes.iter().map(|e| json!({
             "start_utc": format_utc_us(e.start_us),
             "started_before_data": e.before_data,
+            "started_after_gap_s": e.after_gap_us.map(s),
+            "cut_by_gap_s": e.cut_by_gap_us.map(s),
             "end_utc": e.end_us.map(format_utc_us),
             "duration_s": e.end_us.map(|end| s(end - e.start_us)),
             "peak_ms": ms(e.peak_lag_us),
