@@ -35,9 +35,13 @@ pub struct Reader {
     pub cluster: String,
     /// What the cluster's servers are.
     pub kind: crate::config::Kind,
-    /// The heartbeat row to read: the cluster's name, or its split part's row
+    /// The heartbeat row to read: the cluster's name, the recorder's own row
+    /// ([`super::schema::recorder_row`]) or its split part's
     /// ([`super::schema::split_row`]).
     pub row: String,
+    /// The row is one a beat writer creates (not `init`): until a replica has applied
+    /// that INSERT, it has no row, which is lag, not a fault.
+    pub row_made_by_writer: bool,
     pub replica: String,
     pub address: Address,
     pub settings: ConnectionConfig,
@@ -65,6 +69,7 @@ pub async fn run(
     let mut retry_at = Instant::now();
     let mut last_read_seq = 0u64;
     let mut failures = FailureRun::new("read", &r.cluster, &r.replica);
+    let mut arrival = RowArrival::new(&r);
 
     let fallback_sleep = tokio::time::sleep(fallback);
     tokio::pin!(fallback_sleep);
@@ -121,6 +126,7 @@ pub async fn run(
             Ok(Some(seq)) => {
                 backoff.reset();
                 failures.succeeded();
+                arrival.seen();
                 if round.seq > 0 && seq >= round.seq {
                     pacer.saw(round.t_ack_us, missed_at.take(), waited_us, r_end_us);
                     round.seq = 0;
@@ -136,6 +142,7 @@ pub async fn run(
                 }
                 Ok(seq)
             }
+            Ok(None) if arrival.may_still_come() => Ok(0),
             Ok(None) => Err((Outcome::MissingRow, missing_row(&r))),
             Err(e) => {
                 conn = None;
@@ -257,6 +264,38 @@ impl Pacer {
         self.recent[self.next] = delay_us.max(0);
         self.next = (self.next + 1) % PACER_ROUNDS;
         self.len = (self.len + 1).min(PACER_ROUNDS);
+    }
+}
+
+/// How long a row a beat writer creates may take to reach a replica before its absence
+/// is a fault (a replication filter, a replica of something else).
+pub const ROW_ARRIVAL_GRACE: Duration = Duration::from_secs(30);
+
+/// Whether a replica without the reader's row is only behind: the row is one a writer
+/// creates, this reader has not seen it yet, and it started less than
+/// [`ROW_ARRIVAL_GRACE`] ago. Such a read shows seq 0 (no beat), which the analysis
+/// takes for lacking every beat acknowledged before it.
+#[derive(Debug, Clone, Copy)]
+pub struct RowArrival {
+    waiting_since: Option<Instant>,
+}
+
+impl RowArrival {
+    pub fn new(r: &Reader) -> RowArrival {
+        RowArrival {
+            waiting_since: r.row_made_by_writer.then(Instant::now),
+        }
+    }
+
+    /// A read found the row: from now on its absence is a fault.
+    pub fn seen(&mut self) {
+        self.waiting_since = None;
+    }
+
+    /// A read found no row: whether that is the row not having arrived yet.
+    pub fn may_still_come(&self) -> bool {
+        self.waiting_since
+            .is_some_and(|t| t.elapsed() < ROW_ARRIVAL_GRACE)
     }
 }
 

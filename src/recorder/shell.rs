@@ -366,6 +366,7 @@ impl Spawner {
     fn reader(&self, task: ReaderTask, notices: watch::Receiver<BeatNotice>) -> Option<Stop> {
         let r = reader::Reader {
             replica_id: task.id.0,
+            row_made_by_writer: task.row != task.cluster,
             cluster: task.cluster,
             kind: task.kind,
             row: task.row,

@@ -153,12 +153,13 @@ pub async fn run(
     let mut failures = FailureRun::new("binlog", &r.cluster, &r.replica);
     let mut announced = false;
     let mut refused_before: Option<String> = None;
+    let mut arrival = reader::RowArrival::new(r);
     loop {
         if *shutdown.borrow() {
             break;
         }
         let mut t0_us = r.clock.now_us();
-        let failed = match Box::pin(open(&b)).await {
+        let failed = match Box::pin(open(&b, &mut arrival)).await {
             Ok(opened) => {
                 backoff.reset();
                 failures.succeeded();
@@ -241,8 +242,9 @@ async fn send(out: &mpsc::Sender<Probed>, r: &Reader, observation: Observation) 
 
 /// Connects, checks that the replica can stream its binary log with the heartbeat's
 /// row events in it, measures round trips, reads the row once, and starts the stream
-/// at the current GTID position.
-async fn open(b: &Binlog) -> Result<Opened, SetupError> {
+/// at the current GTID position. A row a writer creates that has not reached the
+/// replica yet reads as seq 0 ([`reader::RowArrival`]).
+async fn open(b: &Binlog, arrival: &mut reader::RowArrival) -> Result<Opened, SetupError> {
     let r = &b.reader;
     let timeout = r.settings.query_timeout;
     let mut c = conn::connect(&r.address, &r.settings, &r.password).await?;
@@ -271,6 +273,14 @@ async fn open(b: &Binlog) -> Result<Opened, SetupError> {
     )
     .await?;
     let read_end_us = r.clock.now_us();
+    let seq = match seq {
+        Some(seq) => {
+            arrival.seen();
+            Some(seq)
+        }
+        None if arrival.may_still_come() => Some(0),
+        None => None,
+    };
     let read = Observation {
         r_start_us: read_start_us,
         r_end_us: read_end_us,
