@@ -195,7 +195,7 @@ impl EpisodeFinder {
             .last
             .map(|(_, q)| p.t_us - q.t_us)
             .filter(|&d| d > self.gap_us);
-        let previous = std::mem::replace(&mut self.last, Some((i, *p)));
+        let previous = self.last.replace((i, *p));
         if let Some(gap_us) = gap_us {
             // Nothing is known of the lag in the gap: the gate starts again, and an
             // episode under way ends at its last round, cut.
