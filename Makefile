@@ -16,7 +16,7 @@ RSS_SECONDS ?= 150
 PROBES ?=
 
 .PHONY: demo test bench bench-live bench-pt bench-rss up down status start-lag stop-lag slave-lag replica-lag stuff stall resume io-stop io-start block \
-        break repair load oltp build release ci-deps fuzz soak failover split chain failback golden golden-expect
+        break repair load oltp build release ci-deps fuzz soak failover split chain failback golden golden-expect matrix
 
 ## demo: start the lab, record 40 s under load with a 10 s stall, analyze, plot demo/*.svg
 demo: release up
@@ -33,6 +33,10 @@ golden: release up
 ## golden-expect: rewrite testdata/golden/*/expected from the committed stores (output changed on purpose)
 golden-expect: release
 	scripts/golden.sh expect
+
+## matrix: every fault at every phase through the recorder core, judged against the truth (no server, seconds); rewrites docs/matrix.md
+matrix:
+	LAGTRACE_MATRIX=$(CURDIR)/docs/matrix.md cargo test --lib recorder::matrix -- --nocapture
 
 build:
 	$(CARGO) build

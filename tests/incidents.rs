@@ -198,9 +198,13 @@ fn check_beside_a_recorder_is_ok_every_time_and_invisible_to_it() {
 fn a_second_writer_is_counted_and_warned_about_never_matched() {
     let _lab = take_lab();
     let dir = TempDir::new("inc-second");
+    // Two recorders given one id share a row (each has its own by default).
     let config = init_config(
         &dir,
-        &lab_config("it_second", PRIMARY, &REPLICAS, "LAGTRACE_IT_PASSWORD"),
+        &format!(
+            "{}\n[record]\nid = \"same\"\n",
+            lab_config("it_second", PRIMARY, &REPLICAS, "LAGTRACE_IT_PASSWORD")
+        ),
     );
     let (a, b) = (dir.path().join("a.redb"), dir.path().join("b.redb"));
     let first = start_record(&config, &a, &["--interval", "10ms", "--duration", "8s"]);

@@ -173,6 +173,8 @@ pub struct Health {
     sql_delay_us: i64,
     state: Option<(Pool, i64, Reason)>,
     pending_since_us: Option<i64>,
+    /// A read has given a lag worth judging ([`Health::on_read`]).
+    lag_known: bool,
 }
 
 impl Health {
@@ -191,6 +193,7 @@ impl Health {
             sql_delay_us: 0,
             state: None,
             pending_since_us: None,
+            lag_known: false,
         }
     }
 
@@ -199,8 +202,15 @@ impl Health {
     /// the replica may hold all it wrote) is judged by what is known, its lower bound.
     /// Without this every replica would leave the pool when the primary stops, as with
     /// pt-heartbeat. An unknown lag (a foreign beat) refreshes the read, not the lag.
+    ///
+    /// Until a lag is known (a bounded one, or one known to be over `max_lag`), "at
+    /// least" a small lag is no verdict: a recorder that just started sees replicas
+    /// that lack its first beats, and a replica 8 s behind shows "at least 0.1 s" for
+    /// its first reads. It stays unjudged (starting) instead of entering the pool.
     pub fn on_read(&mut self, t_us: i64, lag: Lag) -> Option<Change> {
-        match lag.judged_us() {
+        let unknown_yet =
+            !self.lag_known && matches!(lag, Lag::AtLeast { lo_us } if lo_us <= self.th.max_lag_us);
+        match lag.judged_us().filter(|_| !unknown_yet) {
             Some(judged_us) => self.on_lag(t_us, judged_us),
             None => {
                 self.failed = None;
@@ -212,6 +222,7 @@ impl Health {
 
     /// A successful read measured this lag exactly (µs).
     pub fn on_lag(&mut self, t_us: i64, lag_us: i64) -> Option<Change> {
+        self.lag_known = true;
         self.failed = None;
         self.last_read_us = Some(t_us);
         self.lag_us = lag_us;
@@ -358,6 +369,11 @@ impl Health {
             pool,
             reason: reason.clone(),
         };
+        // Into the pool only on a known lag; out on any fact that says so.
+        if pool == Pool::In && !self.lag_known {
+            self.pending_since_us = None;
+            return None;
+        }
         match &mut self.state {
             None => {
                 self.state = Some((pool, now_us, reason));
@@ -656,11 +672,23 @@ mod tests {
             ..ChannelStatus::running()
         });
         status.t_us = 1;
-        assert_eq!(h.on_status(&status).unwrap().pool, Pool::In);
+        // Replicating again, but no lag known yet: no verdict.
+        assert_eq!(h.on_status(&status), None);
         // 2.3 s of lag, 2 s of it intended: in.
-        assert_eq!(h.on_lag(2, 2_300_000), None);
-        assert_eq!(h.state().unwrap().0, Pool::In);
+        assert_eq!(h.on_lag(2, 2_300_000).unwrap().pool, Pool::In);
         assert_eq!(h.on_lag(3, 3_100_000).unwrap().pool, Pool::Out);
+    }
+
+    /// Finding 6's live half: a recorder restarted while a replica was 8 s behind saw
+    /// "at least 0.1 s" (the replica lacked its first beats) and put it in the pool.
+    #[test]
+    fn a_small_at_least_lag_before_any_known_lag_is_no_verdict() {
+        let mut h = Health::new(th(0));
+        assert_eq!(h.on_read(0, Lag::AtLeast { lo_us: 100_000 }), None);
+        assert_eq!(h.on_read(S / 2, Lag::AtLeast { lo_us: 600_000 }), None);
+        assert!(h.state().is_none(), "{:?}", h.state());
+        let c = h.on_read(S, Lag::AtLeast { lo_us: 1_100_000 }).unwrap();
+        assert_eq!((c.pool, c.reason.code()), (Pool::Out, "lagging"));
     }
 
     #[test]

@@ -79,6 +79,11 @@ pub struct ClusterState {
     pub primary_down: bool,
     /// Per replica name: whether it was in the read pool at the last look.
     pub in_pool: std::collections::BTreeMap<String, bool>,
+    /// The second primaries `split` had fired for, by name: a recorder restarted
+    /// during the split takes it up again without firing `split` a second time.
+    /// Absent in states stored before it existed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub split: Vec<String>,
 }
 
 /// How a replica is probed, stored as an event (`probe`) when its probe starts and

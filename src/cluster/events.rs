@@ -78,6 +78,9 @@ pub struct ClusterEvents {
     /// Per replica name: since when it takes writes and replicates from nothing (a
     /// second primary), µs, and whether `split` fired for it.
     second_primaries: std::collections::BTreeMap<String, (i64, bool)>,
+    /// The second primaries the previous recorder had fired `split` for (its stored
+    /// state): not fired again when found again.
+    split_before: std::collections::BTreeSet<String>,
     /// Per replica name: the source its main channel replicates from (`host:port`).
     sources: std::collections::HashMap<String, String>,
     /// Per replica name: the cluster's server that source is, by name.
@@ -141,6 +144,10 @@ impl ClusterEvents {
             .collect();
         let resumed = previous.is_some();
         let down_before_start = previous.as_ref().is_some_and(|p| p.primary_down);
+        let split_before = previous
+            .as_ref()
+            .map(|p| p.split.iter().cloned().collect())
+            .unwrap_or_default();
         // Replicas no longer configured are forgotten.
         let in_pool = previous
             .map(|p| {
@@ -166,6 +173,7 @@ impl ClusterEvents {
             judged: std::collections::HashSet::new(),
             judges_replicas,
             second_primaries: Default::default(),
+            split_before,
             sources: Default::default(),
             follows: Default::default(),
             seen: Default::default(),
@@ -210,6 +218,7 @@ impl ClusterEvents {
             primary: self.primary.to_string(),
             primary_down: self.down_fired,
             in_pool: self.in_pool.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+            split: self.parts(),
         }
     }
 
@@ -575,14 +584,20 @@ impl ClusterEvents {
         if let Some(name) = self.name_of(&self.primary) {
             out.extend(self.end_split(&name, now_us));
         }
+        // A split the previous recorder announced is taken up again at once, and not
+        // announced again.
         let due: Vec<String> = self
             .second_primaries
             .iter()
-            .filter(|(_, (since_us, fired))| !fired && now_us - since_us >= SPLIT_AFTER_US)
+            .filter(|(n, (since_us, fired))| {
+                !fired && (now_us - since_us >= SPLIT_AFTER_US || self.split_before.contains(*n))
+            })
             .map(|(n, _)| n.clone())
             .collect();
         for name in due {
-            out.push(self.split(&name, now_us));
+            if !self.split_before.remove(&name) {
+                out.push(self.split(&name, now_us));
+            }
             if let Some((_, fired)) = self.second_primaries.get_mut(&name) {
                 *fired = true;
             }
@@ -751,6 +766,7 @@ mod tests {
             primary: "h1:3306".into(),
             primary_down: false,
             in_pool: [("r1".to_string(), true), ("r2".to_string(), false)].into(),
+            split: Vec::new(),
         };
         let json = serde_json::to_string(&previous).unwrap();
         assert_eq!(
@@ -836,6 +852,7 @@ mod tests {
             primary: "h1:3306".into(),
             primary_down: true,
             in_pool: Default::default(),
+            split: Vec::new(),
         };
         let mut e = events_of(cluster, Some(previous), false);
         let up = e.on_beat(&beat(1_000, true)).unwrap();

@@ -522,10 +522,12 @@ impl Live {
                 },
                 (_, None) => (Pool::In, Reason::Healthy { lag_us: 0 }, None),
             };
-            // In needs facts, not their absence: a lag measured (or, ignoring lag, a
-            // successful read) and the threads' state from a status poll.
+            // In needs facts, not their absence: a lag the state machine judged (not
+            // "at least" a little, which a replica far behind also shows to a recorder
+            // that just started), or, ignoring lag, a successful read; and the threads'
+            // state from a status poll.
             let measured = match check {
-                Check::Pool => r.lag.is_some(),
+                Check::Pool => r.lag.is_some() && r.health.state().is_some(),
                 Check::IgnoreLag => r.reads_ok > 0,
             };
             if pool == Pool::In && !(measured && r.io_running.is_some()) {

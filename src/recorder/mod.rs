@@ -18,6 +18,8 @@ pub mod recent;
 pub mod shell;
 
 #[cfg(test)]
+mod matrix;
+#[cfg(test)]
 mod tests;
 
 use std::collections::HashMap;

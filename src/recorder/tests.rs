@@ -9,6 +9,7 @@ use super::*;
 use crate::cluster::doc::SCHEMA;
 use crate::cluster::split::part_keys;
 use crate::output::live::{Check, Live, State};
+use crate::probe::follow::{Decision, PrimarySearch, TargetAnswer};
 use crate::samples::{Beat, ChannelStatus, IoState, Observation, Probe, Probed, StatusSample};
 
 const MS: i64 = 1_000;
@@ -23,20 +24,23 @@ const CONFIG: &str = "[record]\ninterval = \"100ms\"\n\n[[cluster]]\nname = \"c\
 
 /// One server as the script has it.
 #[derive(Debug, Clone)]
-struct Server {
+pub(super) struct Server {
     address: Address,
     /// It answers at all (not frozen, not down).
-    up: bool,
+    pub(super) up: bool,
     /// It does not answer but holds its connections open (SIGSTOP): its replicas' IO
     /// threads still say `Yes` until `slave_net_timeout`.
-    frozen: bool,
-    writable: bool,
+    pub(super) frozen: bool,
+    pub(super) writable: bool,
     /// The server it replicates from, by name.
-    source: Option<String>,
+    pub(super) source: Option<String>,
     /// Its SQL thread applies what it receives.
-    applying: bool,
+    pub(super) applying: bool,
+    /// How many beats it applies per replication pass (four passes a beat) when
+    /// behind; `None`: all at once.
+    pub(super) apply_per_pass: Option<u64>,
     /// The seq each heartbeat row holds here.
-    rows: BTreeMap<String, u64>,
+    pub(super) rows: BTreeMap<String, u64>,
 }
 
 /// A beat writer the recorder started.
@@ -48,16 +52,17 @@ struct Writer {
     /// Where it looks for the primary when its target refuses writes (none for a
     /// split part's writer).
     follows: bool,
+    search: PrimarySearch,
 }
 
 /// A scripted cluster around a [`Recorder`]: every 100 ms each running writer beats and
 /// each running reader reads what its replica holds; every 500 ms each replica's status
 /// is polled; every second the recorder ticks.
-struct Sim {
-    now_us: i64,
-    recorder: Recorder,
+pub(super) struct Sim {
+    pub(super) now_us: i64,
+    pub(super) recorder: Recorder,
     live: Shared,
-    servers: BTreeMap<String, Server>,
+    pub(super) servers: BTreeMap<String, Server>,
     writers: BTreeMap<ClusterId, Writer>,
     readers: BTreeMap<Slot, ReaderTask>,
     pollers: Vec<PollerTask>,
@@ -65,12 +70,42 @@ struct Sim {
     log: Vec<(i64, Effect)>,
     /// The cluster states the recorder stored, newest last.
     states: Vec<ClusterState>,
+    /// Every successful read judged against the truth.
+    pub(super) truth: Truth,
 }
 
+/// What the recorder said, judged against the truth the script knows.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Truth {
+    /// Reads whose lag was checked, and those whose bounds left the true lag out.
+    pub(super) reads: usize,
+    pub(super) bounds_wrong: Vec<String>,
+    /// Pool checks made once the truth had held for [`SETTLED_US`], and those that
+    /// disagreed with it.
+    pub(super) pool_checks: usize,
+    pub(super) pool_wrong: Vec<String>,
+    /// Per replica: whether it truly belongs in the pool, since when (µs).
+    pub(super) in_pool: BTreeMap<String, (bool, i64)>,
+    /// Per replica: how many times the truth went from in to out.
+    pub(super) left: BTreeMap<String, usize>,
+}
+
+/// How long the truth must hold before the pool verdict must agree with it, µs: the
+/// state machine's `min_duration` and the replica's next reads and status poll.
+pub(super) const SETTLED_US: i64 = 4 * S;
+
+/// The pool's `max_lag` by default, µs (`recover_lag` is half of it).
+const MAX_LAG_US: i64 = S;
+
+/// How close to a threshold the true lag is left unjudged, µs: a read's timing (the
+/// upper bound is a few ms above the truth) decides there.
+const TRUTH_MARGIN_US: i64 = 20 * MS;
+
 impl Sim {
-    fn new(previous: Option<ClusterState>) -> Sim {
+    /// A recorder on config [`CONFIG`] started at 0 with the cluster state `previous`.
+    fn start(previous: Option<ClusterState>, now_us: i64) -> (Recorder, Shared, Vec<Effect>) {
         let config = crate::config::parse("t.toml", CONFIG).unwrap();
-        let live: Shared = Arc::new(Mutex::new(Live::new(&config, &config.pool, 0)));
+        let live: Shared = Arc::new(Mutex::new(Live::new(&config, &config.pool, now_us)));
         let c = &config.clusters[0];
         let names: Vec<String> = c.replicas.iter().map(|r| r.name.clone()).collect();
         let ids = Ids {
@@ -78,7 +113,31 @@ impl Sim {
             replicas: vec![ReplicaId(2), ReplicaId(3)],
             parts: part_keys(&c.name, &names).into_iter().zip(10..).collect(),
         };
-        let (recorder, start) = Recorder::new(&config, ids, vec![previous], live.clone(), 0);
+        let (recorder, start) = Recorder::new(&config, ids, vec![previous], live.clone(), now_us);
+        (recorder, live, start)
+    }
+
+    /// The recorder stops (its tasks with it) and a new one starts from the state the
+    /// last stored, as `record` does after a restart.
+    pub(super) fn restart(&mut self) {
+        let (recorder, live, start) = Sim::start(self.states.last().cloned(), self.now_us);
+        (self.recorder, self.live) = (recorder, live);
+        self.writers.clear();
+        self.readers.clear();
+        self.pollers.clear();
+        self.take(start);
+        // A new recorder knows nothing yet: the settling starts again.
+        let now = self.now_us;
+        self.truth
+            .in_pool
+            .values_mut()
+            .for_each(|(_, since)| *since = now);
+    }
+
+    pub(super) fn new(previous: Option<ClusterState>) -> Sim {
+        let config = crate::config::parse("t.toml", CONFIG).unwrap();
+        let c = &config.clusters[0];
+        let (recorder, live, start) = Sim::start(previous, 0);
         let server = |address: &Address, source: Option<&str>| Server {
             address: address.clone(),
             up: true,
@@ -86,6 +145,7 @@ impl Sim {
             writable: source.is_none(),
             source: source.map(str::to_string),
             applying: true,
+            apply_per_pass: None,
             rows: BTreeMap::new(),
         };
         let mut servers = BTreeMap::new();
@@ -103,6 +163,7 @@ impl Sim {
             pollers: Vec::new(),
             log: Vec::new(),
             states: Vec::new(),
+            truth: Truth::default(),
         };
         sim.take(start);
         sim
@@ -128,6 +189,7 @@ impl Sim {
                             row: w.row.clone(),
                             target,
                             follows: !w.others.is_empty(),
+                            search: PrimarySearch::default(),
                         },
                     );
                 }
@@ -159,7 +221,7 @@ impl Sim {
     }
 
     /// Runs the script for `us` of simulated time.
-    fn run(&mut self, us: i64) {
+    pub(super) fn run(&mut self, us: i64) {
         let end = self.now_us + us;
         while self.now_us < end {
             self.now_us += INTERVAL_US;
@@ -170,6 +232,7 @@ impl Sim {
             if self.now_us % (S / 2) == 0 {
                 self.poll();
             }
+            self.judge_pool();
             if self.now_us % S == 0 {
                 let mut out = Vec::new();
                 let health = StoreHealth::default();
@@ -191,7 +254,11 @@ impl Sim {
                 if s.up && s.applying && source.up {
                     for (row, seq) in &source.rows {
                         let held = s.rows.entry(row.clone()).or_default();
-                        *held = (*held).max(*seq);
+                        let reach = match (s.apply_per_pass, *held) {
+                            (Some(k), h) if h > 0 => (h + k).min(*seq),
+                            _ => *seq,
+                        };
+                        *held = (*held).max(reach);
                     }
                 }
             }
@@ -227,21 +294,46 @@ impl Sim {
                     reason: reason.map(str::to_string),
                 },
             });
-            if outcome == Outcome::ServerError && w.follows {
-                let found = self
-                    .servers
-                    .iter()
-                    .find(|(_, s)| s.up && s.writable && s.source.is_none())
-                    .map(|(n, s)| (n.clone(), s.address.clone()));
-                if let Some((name, address)) = found {
-                    self.writers.get_mut(&id).unwrap().target = name;
-                    self.sample(Probed::Writer {
-                        cluster: id.0,
-                        t_us: self.now_us + 2 * MS,
-                        address,
-                    });
-                }
+            if outcome == Outcome::Ok {
+                self.writers.get_mut(&id).unwrap().search.succeeded();
+            } else if w.follows {
+                self.follow_primary(id);
             }
+        }
+    }
+
+    /// After a failed beat, the writer looks for the primary as the real one does
+    /// (`probe::follow`): which other servers take writes, and, when one does, what its
+    /// own target answers.
+    fn follow_primary(&mut self, id: ClusterId) {
+        let target = self.writers[&id].target.clone();
+        let takes = |s: &Server| s.up && s.writable && s.source.is_none();
+        let writers: Vec<Address> = self
+            .servers
+            .iter()
+            .filter(|(n, s)| **n != target && takes(s))
+            .map(|(_, s)| s.address.clone())
+            .collect();
+        let t = &self.servers[&target];
+        let asked = (writers.len() == 1).then(|| match (t.up, takes(t)) {
+            (false, _) => TargetAnswer::Unreachable,
+            (true, true) => TargetAnswer::TakesWrites,
+            (true, false) => TargetAnswer::RefusesWrites,
+        });
+        let now = self.now_us;
+        let decision = self
+            .writers
+            .get_mut(&id)
+            .unwrap()
+            .search
+            .decide(now, &writers, asked);
+        if let Decision::Move(address) = decision {
+            self.writers.get_mut(&id).unwrap().target = self.name_at(&address);
+            self.sample(Probed::Writer {
+                cluster: id.0,
+                t_us: self.now_us + 2 * MS,
+                address,
+            });
         }
     }
 
@@ -252,6 +344,8 @@ impl Sim {
             let server = &self.servers[&r.replica];
             let seq = server.rows.get(&r.row).copied();
             let ok = server.up && seq.is_some();
+            // The true lag at the read's middle: the age of the first beat it lacks.
+            let true_us = self.true_lag_us(r.beats, &r.row, seq.unwrap_or(0), 2 * MS + MS / 2);
             self.sample(Probed::Observation {
                 replica: r.id.0,
                 observation: Observation {
@@ -264,6 +358,110 @@ impl Sim {
                     probe: Probe::Poll,
                 },
             });
+            if !ok {
+                continue;
+            }
+            let lag = self.recorder.views()[r.slot.0].lag;
+            let holds = match lag {
+                Some(Lag::Bounded { lo_us, hi_us }) => lo_us <= true_us && true_us <= hi_us,
+                Some(Lag::AtLeast { lo_us }) => lo_us <= true_us,
+                Some(Lag::Unknown(_)) | None => true,
+            };
+            self.truth.reads += 1;
+            if !holds {
+                let at = self.now_us;
+                self.truth.bounds_wrong.push(format!(
+                    "{} at {at} µs: {lag:?}, truly {true_us} µs",
+                    r.replica
+                ));
+            }
+        }
+    }
+
+    /// The true lag `at_us` after this tick of a replica that holds `held` of row
+    /// `row`, whose beats go where cluster (or part) `beats`'s writer writes: the age of
+    /// the first beat it lacks (beat `seq` was committed half a millisecond after
+    /// `(seq - 1000)` intervals), 0 when it lacks none.
+    fn true_lag_us(&self, beats: ClusterId, row: &str, held: u64, at_us: i64) -> i64 {
+        let Some(w) = self.writers.get(&beats) else {
+            return 0;
+        };
+        let written = self.servers[&w.target].rows.get(row).copied().unwrap_or(0);
+        if held >= written {
+            return 0;
+        }
+        let first_missing = held.max(999) + 1;
+        let committed_us = (first_missing as i64 - 1_000) * INTERVAL_US + MS / 2;
+        self.now_us + at_us - committed_us
+    }
+
+    /// Whether replica `name` truly belongs in the pool now, judged as the pool's
+    /// thresholds say (out over `max_lag`, back in under `recover_lag`, from `was_in`):
+    /// it answers, replicates, is not where the cluster's beats go (the primary), and
+    /// lacks no beat of the cluster's older than the threshold. `None` within
+    /// [`TRUTH_MARGIN_US`] of the threshold, where a read's timing decides.
+    fn truly_in(&self, name: &str, was_in: bool) -> Option<bool> {
+        let s = &self.servers[name];
+        let w = self.writers.get(&ClusterId(1))?;
+        if !s.up || s.writable || s.source.is_none() || w.target == name {
+            return Some(false);
+        }
+        let held = s.rows.get(&w.row).copied().unwrap_or(0);
+        let lag = self.true_lag_us(ClusterId(1), &w.row, held, 0);
+        let threshold = if was_in { MAX_LAG_US } else { MAX_LAG_US / 2 };
+        if (lag - threshold).abs() <= TRUTH_MARGIN_US {
+            return None;
+        }
+        Some(lag < threshold)
+    }
+
+    /// Follows the truth of each replica's place in the pool and, once it has held for
+    /// [`SETTLED_US`], checks the pool verdict against it.
+    fn judge_pool(&mut self) {
+        let names: Vec<String> = self.readers.values().map(|r| r.replica.clone()).collect();
+        let names: Vec<String> = self
+            .servers
+            .keys()
+            .filter(|n| n.starts_with('r') || names.contains(n))
+            .cloned()
+            .collect();
+        for name in names {
+            let was = self.truth.in_pool.get(&name).copied();
+            let Some(now_in) = self.truly_in(&name, was.is_none_or(|(i, _)| i)) else {
+                // At the threshold: the settling starts again after it.
+                if let Some((i, _)) = was {
+                    self.truth.in_pool.insert(name.clone(), (i, self.now_us));
+                }
+                continue;
+            };
+            let (was_in, since) = *self
+                .truth
+                .in_pool
+                .entry(name.clone())
+                .or_insert((now_in, self.now_us));
+            if was_in != now_in {
+                self.truth
+                    .in_pool
+                    .insert(name.clone(), (now_in, self.now_us));
+                if !now_in {
+                    *self.truth.left.entry(name.clone()).or_default() += 1;
+                }
+                continue;
+            }
+            if self.now_us - since < SETTLED_US {
+                continue;
+            }
+            self.truth.pool_checks += 1;
+            let verdict = self.check(&name) == State::In;
+            if verdict != now_in {
+                let at = self.now_us;
+                self.truth.pool_wrong.push(format!(
+                    "{name} at {at} µs: {} while truly {} for {} µs",
+                    if verdict { "in" } else { "out" },
+                    if now_in { "in" } else { "out" },
+                    at - since
+                ));
+            }
         }
     }
 
@@ -308,12 +506,12 @@ impl Sim {
         }
     }
 
-    fn server(&mut self, name: &str) -> &mut Server {
+    pub(super) fn server(&mut self, name: &str) -> &mut Server {
         self.servers.get_mut(name).unwrap()
     }
 
     /// The events fired, as `(event, node)`.
-    fn fired(&self) -> Vec<(&'static str, String)> {
+    pub(super) fn fired(&self) -> Vec<(&'static str, String)> {
         self.log
             .iter()
             .filter_map(|(_, e)| match e {
@@ -326,12 +524,12 @@ impl Sim {
     }
 
     /// How many times `event` fired.
-    fn count(&self, event: &str) -> usize {
+    pub(super) fn count(&self, event: &str) -> usize {
         self.fired().iter().filter(|(e, _)| *e == event).count()
     }
 
     /// The pool check of `replica` now.
-    fn check(&self, replica: &str) -> State {
+    pub(super) fn check(&self, replica: &str) -> State {
         live::lock(&self.live)
             .check(replica, Check::Pool, self.now_us)
             .unwrap()
@@ -469,6 +667,7 @@ fn a_restart_fires_what_changed_while_stopped_before_recorder_up() {
         primary: "h1:3306".into(),
         primary_down: false,
         in_pool: [("r1".to_string(), true), ("r2".to_string(), true)].into(),
+        split: Vec::new(),
     };
     let mut sim = Sim::new(Some(previous));
     // r1's SQL thread was stopped while no recorder ran.
@@ -563,6 +762,7 @@ fn an_io_thread_cut_off_from_a_reachable_primary_is_out() {
             writable: false,
             source: None,
             applying: false,
+            apply_per_pass: None,
             rows: BTreeMap::new(),
         },
     );
