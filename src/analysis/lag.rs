@@ -238,14 +238,34 @@ pub fn lag_of(
     obs: &Observation,
 ) -> Option<Lag> {
     let seq = obs.seq?;
-    let found = beats
-        .binary_search_by_key(&seq, |b| b.seq)
-        .ok()
-        .filter(|&i| beats[i].session == session);
+    let found = beats.binary_search_by_key(&seq, |b| b.seq).ok();
     Some(match found {
-        Some(i) => lag_at(beats, i, continuity, obs),
-        None => unmatched(beats, session, seq, obs),
+        Some(i) if beats[i].session == session => lag_at(beats, i, continuity, obs),
+        Some(i) if beats.iter().any(|b| b.session == session && b.seq > seq) => {
+            let earlier = lag_at_held(beats, i, i + 1, continuity, obs).lag;
+            across_sessions(earlier, unmatched(beats, session, seq, obs))
+        }
+        _ => unmatched(beats, session, seq, obs),
     })
+}
+
+/// The lag of a read that showed a beat of an earlier session of the same store (a
+/// recorder restarted while the replica lagged): `earlier`, what that session's beats
+/// say of it ([`lag_at_held`]: bounded when the replica lacks a later beat of that
+/// session, acknowledged before the read), and `floor`, what this session's say
+/// ([`unmatched`]: it lacks every beat acknowledged before the read). A replica
+/// stalled 11 s with the recorder restarted 5 s in read "at least" 0 from the restart
+/// on; the earlier session's beats give the true 11 s.
+pub(crate) fn across_sessions(earlier: Lag, floor: Lag) -> Lag {
+    match (earlier, floor) {
+        (Lag::Bounded { .. }, _) => earlier,
+        (Lag::AtLeast { lo_us }, Lag::AtLeast { lo_us: floor_us }) => Lag::AtLeast {
+            lo_us: lo_us.max(floor_us),
+        },
+        // It lacks a beat of the earlier session acknowledged before the read.
+        (Lag::AtLeast { lo_us }, _) if lo_us > 0 => earlier,
+        _ => floor,
+    }
 }
 
 /// The lag of a read that showed `beats[i]`, a beat of its own session.
@@ -675,6 +695,33 @@ pub(crate) mod tests {
             Some(Lag::Unknown(Unknown::BeforeFirstBeat))
         );
         assert_eq!(lag_of(&beats, 1, cont(), &obs(None, 5, 6)), None);
+    }
+
+    /// Finding 6: replica stalled on beat 3 of session 1 when the recorder restarted;
+    /// session 2's reads still show beat 3. The earlier session's beat 4, acknowledged
+    /// long before, bounds the lag: the true lag, not "at least" since the restart.
+    #[test]
+    fn a_read_of_an_earlier_sessions_beat_is_bounded_by_that_session() {
+        let mut beats = steady(1, 10);
+        beats.extend((1000..=1005).map(|k| {
+            BeatTimes::new(
+                k,
+                30_000_000 + k as i64 * INTERVAL,
+                Some(30_000_300 + k as i64 * INTERVAL),
+                2,
+            )
+        }));
+        let t = 30_000_300 + 1003 * INTERVAL;
+        let read = obs(Some(3), t, t + 200);
+        let ack4 = beats[3].t_ack_us().unwrap();
+        assert_eq!(
+            lag_of(&beats, 2, cont(), &read),
+            Some(Lag::Bounded {
+                lo_us: t - ack4,
+                hi_us: t + 200 - beats[2].t_send_us
+            })
+        );
+        assert!(t - ack4 > 30_000_000, "the stall, not the restart");
     }
 
     #[test]

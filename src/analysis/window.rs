@@ -2,7 +2,9 @@
 //! in time order, holding only the beats the reads need ([`BeatWindow`]). The lag each
 //! match gives is the lag model's (`super::lag`).
 
-use super::lag::{Continuity, Lag, Unknown, find_seq, lag_at_held, session_continuity};
+use super::lag::{
+    Continuity, Lag, Unknown, across_sessions, find_seq, lag_at_held, session_continuity,
+};
 use crate::samples::{BeatTimes, Observation};
 use crate::store::StoreError;
 use crate::store::scan::ahead::BeatsAhead;
@@ -154,8 +156,18 @@ impl<'a> BeatWindow<'a> {
         self.at = i;
         self.trim();
         if self.beats[self.at].session != session {
+            // A beat of an earlier session of the store: its later beats may bound the
+            // lag (`lag::across_sessions`). Every beat up to the read is loaded first.
+            let earlier = self.first_seq(session).is_some_and(|first| seq < first);
+            let held = if earlier {
+                self.load(until_us, seq, false)?;
+                Some(lag_at_held(&self.beats, self.at, self.at + 1, continuity, obs).lag)
+            } else {
+                None
+            };
             self.unmatched_read(until_us, seq, obs.r_start_us)?;
-            return Ok(Some(self.unmatched(session, seq, obs)));
+            let floor = self.unmatched(session, seq, obs);
+            return Ok(Some(held.map_or(floor, |l| across_sessions(l, floor))));
         }
         loop {
             let from = match self.unacked {
@@ -288,11 +300,17 @@ impl<'a> BeatWindow<'a> {
     }
 
     /// [`unmatched`] from what the session's first beats said as they passed.
+    /// The seq of session `session`'s first beat, once known.
+    fn first_seq(&self, session: u32) -> Option<u64> {
+        self.sessions
+            .get(session as usize)
+            .and_then(|s| s.first_seq)
+            .or_else(|| self.first_seqs.get(&session).copied())
+    }
+
     fn unmatched(&self, session: u32, seq: u64, obs: &Observation) -> Lag {
         let start = self.sessions.get(session as usize);
-        let first = start
-            .and_then(|s| s.first_seq)
-            .or_else(|| self.first_seqs.get(&session).copied());
+        let first = self.first_seq(session);
         let Some(first) = first else {
             return Lag::Unknown(Unknown::BeforeFirstBeat);
         };
