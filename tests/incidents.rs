@@ -265,6 +265,53 @@ fn a_recorder_restarted_after_30_s_invents_no_lag_from_the_downtime() {
     }
 }
 
+/// Finding 6: replica1's SQL thread stops, the recorder is restarted 5 s in, the stall
+/// ends 11 s in. The store holds the first session's beats, so the whole stall is
+/// known: one episode peaking at about 11 s (before: two, 5.00 s and a 6.18 s floor).
+#[test]
+fn a_recorder_restarted_during_a_stall_keeps_the_stalls_true_lag() {
+    let _lab = take_lab();
+    let dir = TempDir::new("inc-restart-stall");
+    let config = init_config(
+        &dir,
+        &lab_config("it_rstall", PRIMARY, &REPLICAS, "LAGTRACE_IT_PASSWORD"),
+    );
+    let store = dir.path().join("s.redb");
+    let args = ["--interval", "10ms"];
+    let first = start_record(
+        &config,
+        &store,
+        &[&args[..], &["--duration", "7s"]].concat(),
+    );
+    sleep(Duration::from_secs(2));
+    let stalled = Instant::now();
+    let resume = Restore(vec!["resume"], &[("REPLICA", "1")]);
+    lab(&["stall"], &[("REPLICA", "1")]);
+    finish(first);
+    let second = start_record(
+        &config,
+        &store,
+        &[&args[..], &["--duration", "12s"]].concat(),
+    );
+    sleep(Duration::from_secs(11).saturating_sub(stalled.elapsed()));
+    let stall_s = stalled.elapsed().as_secs_f64();
+    drop(resume);
+    finish(second);
+    let doc = analyze_json(&store);
+    let r1 = replicas(&doc)
+        .iter()
+        .find(|r| r["replica"] == "r1")
+        .unwrap();
+    let eps = r1["episodes"].as_array().unwrap();
+    assert_eq!(eps.len(), 1, "{eps:#?}");
+    let peak_s = eps[0]["peak_ms"].as_f64().unwrap() / 1000.0;
+    eprintln!("stall {stall_s:.2} s across a recorder restart: one episode, peak {peak_s:.2} s");
+    assert!(
+        (peak_s - stall_s).abs() < 0.5,
+        "peak {peak_s:.2} s for a stall of {stall_s:.2} s: {eps:#?}"
+    );
+}
+
 #[test]
 fn sparse_reads_leave_no_gaps_and_keep_the_vector() {
     let _lab = take_lab();
