@@ -68,6 +68,12 @@ pub struct Thresholds {
 /// seconds; a replica that takes longer falls behind, and its lag says so).
 pub const RECONNECT_GRACE_US: i64 = 5_000_000;
 
+/// How long the threads' state of the last successful status poll is believed, µs:
+/// when polls keep failing (while reads succeed), a stopped SQL thread that was
+/// restarted since would otherwise keep the replica out for good. Past this the
+/// replica is judged by its lag alone.
+pub const THREADS_BELIEVED_US: i64 = 30_000_000;
+
 /// In or out of the read pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -175,6 +181,8 @@ pub struct Health {
     pending_since_us: Option<i64>,
     /// A read has given a lag worth judging ([`Health::on_read`]).
     lag_known: bool,
+    /// When the last successful status poll was taken, µs ([`THREADS_BELIEVED_US`]).
+    status_at_us: Option<i64>,
 }
 
 impl Health {
@@ -194,6 +202,7 @@ impl Health {
             state: None,
             pending_since_us: None,
             lag_known: false,
+            status_at_us: None,
         }
     }
 
@@ -246,6 +255,7 @@ impl Health {
     /// reachability is the reads' business.
     pub fn on_status(&mut self, status: &StatusSample) -> Option<Change> {
         if status.outcome == Outcome::Ok {
+            self.status_at_us = Some(status.t_us);
             match status.main_channel() {
                 Some(c) => {
                     self.io = (c.io != IoState::Yes).then_some(c.last_io_errno);
@@ -311,13 +321,21 @@ impl Health {
     /// The verdict the facts give at `now_us`, before `min_duration` is applied.
     pub fn verdict(&self, now_us: i64) -> (Pool, Reason) {
         let last = self.last_read_us.unwrap_or(now_us);
+        let believed = self
+            .status_at_us
+            .is_some_and(|t| now_us - t <= THREADS_BELIEVED_US);
+        let (io, sql) = if believed {
+            (self.io, self.sql)
+        } else {
+            (None, None)
+        };
         let reason = if let Some(outcome) = self.failed {
             Reason::Unreachable { outcome }
         } else if now_us - last > self.th.stale_us {
             Reason::Stale {
                 age_us: now_us - last,
             }
-        } else if self.io.is_some() && self.sql.is_none() && self.source_down_at(now_us) {
+        } else if io.is_some() && sql.is_none() && self.source_down_at(now_us) {
             // Down by agreement: neither lagtrace nor the replica reaches the primary.
             if self.gate.is_over() {
                 Reason::Lagging {
@@ -335,13 +353,13 @@ impl Health {
                     },
                 );
             }
-        } else if let Some(errno) = self.io {
+        } else if let Some(errno) = io {
             if self.wal {
                 Reason::WalReceiverStopped
             } else {
                 Reason::IoStopped { errno }
             }
-        } else if let Some(errno) = self.sql {
+        } else if let Some(errno) = sql {
             if self.wal {
                 Reason::ReplayPaused
             } else {
@@ -677,6 +695,36 @@ mod tests {
         // 2.3 s of lag, 2 s of it intended: in.
         assert_eq!(h.on_lag(2, 2_300_000).unwrap().pool, Pool::In);
         assert_eq!(h.on_lag(3, 3_100_000).unwrap().pool, Pool::Out);
+    }
+
+    /// Finding 11: status polls that keep failing left a replica out as "SQL thread
+    /// stopped" for good, though its reads showed it in step again.
+    #[test]
+    fn the_threads_state_of_an_old_status_poll_expires() {
+        let mut h = Health::new(th(0));
+        let mut status = StatusSample {
+            postgres: None,
+            t_us: 0,
+            duration_us: 1,
+            outcome: Outcome::Ok,
+            reason: None,
+            channels: vec![ChannelStatus {
+                sql_running: false,
+                ..ChannelStatus::running()
+            }],
+        };
+        h.on_lag(0, 1_000);
+        assert_eq!(h.on_status(&status).unwrap().pool, Pool::Out);
+        // Polls fail from here on; reads go on showing the replica in step.
+        status.outcome = Outcome::Timeout;
+        status.channels.clear();
+        for t in (1..=30).map(|s| s * S) {
+            status.t_us = t;
+            assert_eq!(h.on_status(&status), None, "at {t} µs");
+            assert_eq!(h.on_lag(t, 1_000), None, "at {t} µs");
+        }
+        let back = h.on_lag(31 * S, 1_000).unwrap();
+        assert_eq!((back.pool, back.reason.code()), (Pool::In, "healthy"));
     }
 
     /// Finding 6's live half: a recorder restarted while a replica was 8 s behind saw
