@@ -259,12 +259,11 @@ fn purged_logs_and_a_killed_dump_thread_restart_the_stream_at_the_current_positi
 
     let rows = export_rows(&store);
     let r1 = rows_within(&rows, "r1", (i64::MIN, i64::MAX));
+    // The stream restarts at once: no failed read (before, each restart stored one,
+    // and the live check took the replica out and back for a replica that answered).
     let failed: Vec<&&Row> = r1.iter().filter(|r| r.outcome != "ok").collect();
-    eprintln!("failed rounds: {failed:?}");
-    assert!(
-        failed.len() == 1 && failed[0].t_us >= killed_at - 100_000,
-        "one failed round for the killed stream: {failed:?}"
-    );
+    assert!(failed.is_empty(), "failed rounds for a restarted stream: {failed:?}");
+
     let after: Vec<&&Row> = r1.iter().filter(|r| r.t_us > killed_at + 500_000).collect();
     assert!(after.len() > 150 && after.iter().all(|r| r.probe == "binlog" || r.reads == 1));
     // The reconnection invents no lag: its first events are this moment's.

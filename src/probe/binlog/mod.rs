@@ -64,6 +64,9 @@ pub struct Binlog {
     pub server_id: u32,
 }
 
+/// A stream lost again within this of its last restart is a failed read.
+const RESTART_QUIET: Duration = Duration::from_secs(10);
+
 /// How often the cross-check reads the row.
 const CROSS_CHECK_EVERY: Duration = Duration::from_secs(1);
 /// A beat a cross-check read showed and the stream has not brought this long after
@@ -154,6 +157,8 @@ pub async fn run(
     let mut announced = false;
     let mut refused_before: Option<String> = None;
     let mut arrival = reader::RowArrival::new(r);
+    // When a lost stream was last restarted without a failed read.
+    let mut restarted: Option<std::time::Instant> = None;
     loop {
         if *shutdown.borrow() {
             break;
@@ -173,6 +178,15 @@ pub async fn run(
                 }
                 match Box::pin(follow(&b, opened, &out, &mut notices, &mut shutdown)).await {
                     End::Shutdown => break,
+                    // A stream that ends (its dump thread killed, logs purged, a beat
+                    // not delivered) is restarted at once: the replica answers, and a
+                    // failed read would take it out of the pool for nothing. Only a
+                    // stream that ends again within RESTART_QUIET is a failure.
+                    End::Lost(e) if restarted.is_none_or(|t| t.elapsed() > RESTART_QUIET) => {
+                        restarted = Some(std::time::Instant::now());
+                        tracing::info!(cluster = %r.cluster, replica = %r.replica, error = %e, "the binary log stream ended; restarting it");
+                        continue;
+                    }
                     End::Lost(e) => {
                         t0_us = r.clock.now_us();
                         (e.outcome(), e.to_string())
