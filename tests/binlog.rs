@@ -262,7 +262,10 @@ fn purged_logs_and_a_killed_dump_thread_restart_the_stream_at_the_current_positi
     // The stream restarts at once: no failed read (before, each restart stored one,
     // and the live check took the replica out and back for a replica that answered).
     let failed: Vec<&&Row> = r1.iter().filter(|r| r.outcome != "ok").collect();
-    assert!(failed.is_empty(), "failed rounds for a restarted stream: {failed:?}");
+    assert!(
+        failed.is_empty(),
+        "failed rounds for a restarted stream: {failed:?}"
+    );
 
     let after: Vec<&&Row> = r1.iter().filter(|r| r.t_us > killed_at + 500_000).collect();
     assert!(after.len() > 150 && after.iter().all(|r| r.probe == "binlog" || r.reads == 1));

@@ -154,5 +154,12 @@ fn clock_steps_during_and_before_recording_change_no_lag() {
         assert_eq!(r["episodes"].as_array().unwrap().len(), 0, "{r:#}");
         let max_ms = r["lag"]["percentiles"]["max_ms"].as_f64().unwrap();
         assert!(max_ms < 100.0, "{}: max lag {max_ms} ms", r["replica"]);
+        // Session 2 numbers its beats above session 1's but sent them an hour earlier:
+        // session 1's rounds are all still matched (before, half were foreign beats).
+        assert_eq!(r["coverage"]["foreign_rounds"], 0, "{r:#}");
+    }
+    for replica in ["r1", "r2"] {
+        let n = assert_true_lags(&rows, replica, started, stopped);
+        assert!(n > 500, "{replica}: {n} rounds of session 1 left");
     }
 }

@@ -196,9 +196,23 @@ impl<'a> BeatWindow<'a> {
     /// Reads beats until one sent after `until_us` is held, or, when `to_seq`, until
     /// beat `seq` or a later one is (or there are no more), for a read that showed
     /// `seq`.
+    ///
+    /// Beats come in seq order, which is time order within a session: once one sent
+    /// after `until_us` is held, `seq` is held too if it is a beat, unless a later
+    /// session begins at or below it (a clock stepped back between sessions numbers
+    /// the later one higher but sends it earlier): then that session is reached first.
     fn load(&mut self, until_us: i64, seq: u64, to_seq: bool) -> Result<(), StoreError> {
         let seq_held = |w: &Self| to_seq && w.beats.last().is_some_and(|b| b.seq >= seq);
-        while !(self.loaded(until_us) || seq_held(self)) {
+        let later_session = |w: &Self| {
+            to_seq
+                && !w.exhausted
+                && w.beats.last().is_some_and(|last| {
+                    w.first_seqs
+                        .values()
+                        .any(|&first| first > last.seq && first <= seq)
+                })
+        };
+        while !(self.loaded(until_us) && !later_session(self) || seq_held(self)) {
             self.read_more_for(seq)?;
         }
         Ok(())
@@ -349,6 +363,18 @@ mod tests {
         n: i64,
         fails: fn(usize, i64) -> bool,
     ) -> std::path::PathBuf {
+        store_numbered(name, t0s_us, n, fails, |_, t| t as u64 / 10_000)
+    }
+
+    /// [`store_of_sessions`] with beat `k` at time `t` of session `s` numbered
+    /// `seq(s, t)`.
+    fn store_numbered(
+        name: &str,
+        t0s_us: &[i64],
+        n: i64,
+        fails: fn(usize, i64) -> bool,
+        seq: fn(usize, i64) -> u64,
+    ) -> std::path::PathBuf {
         use crate::samples::{Outcome, Sample};
         use crate::store::scan::tests::{begin_session, fresh_path};
         use crate::store::writer::Appender;
@@ -365,7 +391,7 @@ mod tests {
                 appender.add(Sample::Beat {
                     cluster: ids[0],
                     beat: crate::samples::Beat {
-                        seq: t as u64 / 10_000,
+                        seq: seq(session, t),
                         t_send_us: t,
                         t_done_us: t + 300 + k % 5 * 100,
                         outcome: if failed {
@@ -409,6 +435,48 @@ mod tests {
             let window = BeatWindow::new(beats, &continuity).reading_ahead(ahead);
             check_window(&all, &failed, &continuity, window);
         });
+    }
+
+    /// Finding 8: the host clock stepped 60 s back between two sessions. The second
+    /// session numbers its beats above the row (as the beat writer does), so its
+    /// chunks come first in time and hold the higher seqs; read in time order keeping
+    /// only higher seqs, the first session's beats were dropped and half the reads
+    /// were "foreign beats". Beats are read in seq order now.
+    #[test]
+    fn a_clock_stepped_back_between_sessions_loses_no_beat() {
+        let path = store_numbered(
+            "stepped",
+            &[61_000_000, 1_000_000],
+            600,
+            |_, _| false,
+            |session, t| match session {
+                0 => t as u64 / 10_000,
+                _ => 100_000 + t as u64 / 10_000,
+            },
+        );
+        let rec = crate::store::scan::load(
+            std::slice::from_ref(&path),
+            &crate::store::scan::Filter::default(),
+        )
+        .unwrap();
+        let beats = rec.beats_of("c");
+        let (all, _) = beats.collect().unwrap();
+        assert_eq!(all.len(), 1_200);
+        assert!(all.windows(2).all(|w| w[0].seq < w[1].seq));
+        // A read of each session finds its beat through the window.
+        let continuity = continuity_of(&rec.sessions);
+        let mut window = BeatWindow::new(beats, &continuity);
+        // Reads come in time order: the later session's (60 s behind) first.
+        for (session, seq, t) in [(1, 100_150, 1_500_000), (0, 6_150, 61_500_000)] {
+            let read = Observation {
+                r_start_us: t + 5_000,
+                r_end_us: t + 5_500,
+                seq: Some(seq),
+                ..obs(Some(seq), 0, 0)
+            };
+            let lag = window.lag(session, &read).unwrap().unwrap();
+            assert!(lag.is_bounded(), "session {session}: {lag:?}");
+        }
     }
 
     #[test]

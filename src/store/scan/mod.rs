@@ -269,7 +269,7 @@ fn read_chunks(
     };
     let listed = lister.list_all(&series);
     for (s, listed) in series.into_iter().zip(listed) {
-        let (refs, skipped) = listed?;
+        let (mut refs, skipped) = listed?;
         let SeriesToList {
             kind,
             id,
@@ -293,6 +293,12 @@ fn read_chunks(
         }
         if refs.is_empty() {
             continue;
+        }
+        // Beats are read in seq order. Within a session that is time order; across
+        // sessions a clock stepped back puts a later session's chunks (numbered above
+        // the row, so higher) before an earlier one's.
+        if kind == KIND_BEATS {
+            refs.sort_by_key(|c| (c.seq0, c.first_us));
         }
         let stream = ChunkStream {
             table: Arc::clone(&chunks),

@@ -37,7 +37,8 @@ pub(super) struct ChunkRef {
     pub seq0: u64,
 }
 
-/// One series of one store: its chunks, in key (time) order.
+/// One series of one store: its chunks, in key (time) order; beats' in seq order (the
+/// same but across a clock stepped back between sessions).
 #[derive(Clone)]
 pub(super) struct ChunkStream {
     pub table: Arc<ChunkTable>,
@@ -106,6 +107,9 @@ struct ChunkReader<'s> {
     range: Option<redb::Range<'static, ChunkKey, &'static [u8]>>,
     /// Index of the chunk the next read returns.
     next: usize,
+    /// The key (time, session) of the chunk the range gave last: a chunk listed after
+    /// it with an earlier key (beats across a clock stepped back) opens a new range.
+    at: Option<(i64, u32)>,
 }
 
 impl<'s> ChunkReader<'s> {
@@ -114,6 +118,7 @@ impl<'s> ChunkReader<'s> {
             stream,
             range: None,
             next: from,
+            at: None,
         }
     }
 
@@ -125,10 +130,12 @@ impl<'s> ChunkReader<'s> {
             return Ok(None);
         };
         let err = |e: redb::StorageError| db_err(&s.path, e);
+        if self.at.is_some_and(|at| at > (c.first_us, c.store_session)) {
+            self.range = None;
+        }
         if self.range.is_none() {
-            let last = s.chunks[s.chunks.len() - 1];
             let lo = (s.kind, s.id, c.first_us, c.store_session);
-            let hi = (s.kind, s.id, last.first_us, last.store_session);
+            let hi = (s.kind, s.id, i64::MAX, u32::MAX);
             self.range = Some(s.table.range(lo..=hi).map_err(err)?);
         }
         let range = self.range.as_mut().expect("opened above");
@@ -146,6 +153,7 @@ impl<'s> ChunkReader<'s> {
             }
         };
         self.next += 1;
+        self.at = Some((c.first_us, c.store_session));
         let len = if s.checksums_from.is_some_and(|from| c.store_session >= from) {
             codec::checked(value.value())
                 .map_err(|e| self.corrupt(&c, &format!("{e} (--skip-corrupt reads around it)")))?
