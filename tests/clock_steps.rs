@@ -163,3 +163,37 @@ fn clock_steps_during_and_before_recording_change_no_lag() {
         assert!(n > 500, "{replica}: {n} rounds of session 1 left");
     }
 }
+
+/// `check` numbers its beat with the wall clock: after a step back its row holds a
+/// higher seq, which made every later check UNKNOWN ("another check"). It now numbers
+/// just above the row.
+#[test]
+fn check_after_a_clock_step_back_is_ok() {
+    let _lab = take_lab();
+    let dir = TempDir::new("clock-check");
+    let config = init_config(
+        &dir,
+        &lab_config("it_clock_check", PRIMARY, &REPLICAS, "LAGTRACE_IT_PASSWORD"),
+    );
+    let offset = dir.path().join("offset");
+    let check = |at: &str| {
+        set_offset(&offset, at);
+        let out = lagtrace()
+            .args(["check", "-c"])
+            .arg(&config)
+            .env("LAGTRACE_IT_PASSWORD", LAB_PASSWORD)
+            .env("LD_PRELOAD", LIBFAKETIME)
+            .env("FAKETIME_TIMESTAMP_FILE", &offset)
+            .env("FAKETIME_NO_CACHE", "1")
+            .env("DONT_FAKE_MONOTONIC", "1")
+            .output()
+            .unwrap();
+        let (stdout, stderr) = texts(&out);
+        (out.status.code(), format!("{stdout}{stderr}"))
+    };
+    let (code, text) = check("+0");
+    assert_eq!(code, Some(0), "{text}");
+    let (code, text) = check("-1h");
+    assert_eq!(code, Some(0), "a check an hour behind the last: {text}");
+    assert!(text.starts_with("OK"), "{text}");
+}

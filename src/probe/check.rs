@@ -133,17 +133,29 @@ async fn write_beat(
     let mut c = Session::writer(cluster.kind, primary, settings, password, &row, false)
         .await
         .map_err(|e| fail(e.into()))?;
-    let t_send_us = clock.now_us();
-    let seq = t_send_us as u64;
-    let result = c
-        .write(
-            &settings.database,
-            &row,
-            seq,
-            t_send_us,
-            settings.query_timeout,
-        )
-        .await;
+    // Numbered by the wall clock; when the row already holds more (a clock stepped back
+    // since the last check), once more just above it.
+    // (A row still ahead after that is another check running now.)
+    let mut seq = clock.now_us() as u64;
+    let (mut t_send_us, mut result);
+    let mut tries = 0;
+    loop {
+        t_send_us = clock.now_us();
+        result = c
+            .write(
+                &settings.database,
+                &row,
+                seq,
+                t_send_us,
+                settings.query_timeout,
+            )
+            .await;
+        tries += 1;
+        match &result {
+            Ok(session::RowWrite::Stale { row_seq }) if tries < 2 => seq = row_seq + 1,
+            _ => break,
+        }
+    }
     let t_ack_us = clock.now_us();
     c.close().await;
     match result.map_err(|e| fail(e.into()))? {
