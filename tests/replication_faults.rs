@@ -103,3 +103,63 @@ fn a_replication_error_is_an_episode_naming_it_and_repair_recovers() {
         .unwrap_or_else(|| panic!("no sql_error cause: {e}"));
     assert!(error["text"].as_str().unwrap().contains("1062"), "{error}");
 }
+
+/// Finding 5: under a load that costs the replica 20 ms a transaction, replica1 killed
+/// 1 s into its catch-up from a 5 s stall and back 7 s later. Before, one episode ran straight across the gap, its only cause the SQL
+/// thread; now the episode under way is cut at its last round before the gap
+/// (`cut_by_gap_s`), and none spans it.
+#[test]
+fn a_replica_killed_during_its_catch_up_cuts_the_episode_at_the_gap() {
+    let _lab = take_lab();
+    let dir = TempDir::new("rf-kill");
+    let config = setup(&dir, "it_rf_kill");
+    let store = dir.path().join("s.redb");
+    // Transactions that cost the replica 20 ms each: a 5 s backlog takes seconds.
+    let load = Background::start(
+        &["load"],
+        &[("RATE", "20"), ("APPLY_MS", "20"), ("LOAD_SECONDS", "22")],
+    );
+    let child = start_record(
+        &config,
+        &store,
+        &["--interval", "10ms", "--duration", "22s"],
+    );
+    sleep(Duration::from_secs(2));
+    let resume = Restore(vec!["resume"], &[("REPLICA", "1")]);
+    lab(&["stall"], &[("REPLICA", "1")]);
+    sleep(Duration::from_secs(5));
+    drop(resume);
+    sleep(Duration::from_secs(1));
+    let killed_us = now_us();
+    signal(lab_pid("replica1"), "KILL");
+    sleep(Duration::from_secs(7));
+    let restarted_us = now_us();
+    lab(&["up"], &[]);
+    let up_us = now_us();
+    finish_record(child);
+    drop(load);
+
+    let doc = analyze_json(&store);
+    let r1 = replica_doc(&doc, "r1");
+    let episodes = r1["episodes"].as_array().unwrap();
+    let at = |e: &Value, key: &str| e[key].as_str().map(utc_us);
+    let spans = episodes.iter().any(|e| {
+        at(e, "start_utc").is_some_and(|s| s < killed_us)
+            && at(e, "end_utc").is_none_or(|end| end > up_us)
+    });
+    assert!(!spans, "an episode runs across the gap: {episodes:#?}");
+    let cut = episodes
+        .iter()
+        .find_map(|e| e["cut_by_gap_s"].as_f64())
+        .unwrap_or_else(|| panic!("no episode cut by the gap: {episodes:#?}"));
+    // Down from the kill to the restart, and back within `lab up`.
+    let (down_s, up_s) = (
+        (restarted_us - killed_us) as f64 / 1e6,
+        (up_us - killed_us) as f64 / 1e6,
+    );
+    eprintln!("replica1 down {down_s:.2} s in its catch-up: episode cut by a {cut:.2} s gap");
+    assert!(
+        (down_s - 0.5..=up_s + 1.0).contains(&cut),
+        "cut by {cut} s for {down_s:.2}-{up_s:.2} s down"
+    );
+}
