@@ -397,13 +397,15 @@ impl Sim {
 
     /// Whether replica `name` truly belongs in the pool now, judged as the pool's
     /// thresholds say (out over `max_lag`, back in under `recover_lag`, from `was_in`):
-    /// it answers, replicates, is not where the cluster's beats go (the primary), and
-    /// lacks no beat of the cluster's older than the threshold. `None` within
+    /// it answers, replicates with its SQL thread running, is not where the cluster's
+    /// beats go (the primary), and lacks no beat of the cluster's older than the
+    /// threshold. `None` within
     /// [`TRUTH_MARGIN_US`] of the threshold, where a read's timing decides.
     fn truly_in(&self, name: &str, was_in: bool) -> Option<bool> {
         let s = &self.servers[name];
         let w = self.writers.get(&ClusterId(1))?;
-        if !s.up || s.writable || s.source.is_none() || w.target == name {
+        // A stopped SQL thread is out at once, by design: it cannot stay in step.
+        if !s.up || !s.applying || s.writable || s.source.is_none() || w.target == name {
             return Some(false);
         }
         let held = s.rows.get(&w.row).copied().unwrap_or(0);
