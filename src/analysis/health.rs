@@ -669,19 +669,24 @@ mod tests {
         assert_eq!(out.reason.code(), "source_down");
     }
 
+    /// A successful status poll at `t_us` showing `channels`.
+    fn status_at(t_us: i64, channels: Vec<ChannelStatus>) -> StatusSample {
+        StatusSample {
+            postgres: None,
+            t_us,
+            duration_us: 1,
+            outcome: Outcome::Ok,
+            reason: None,
+            channels,
+        }
+    }
+
     #[test]
     fn intended_delay_can_be_ignored() {
         let mut t = th(0);
         t.ignore_intended_delay = true;
         let mut h = Health::new(t);
-        let mut status = StatusSample {
-            postgres: None,
-            t_us: 0,
-            duration_us: 1,
-            outcome: Outcome::Ok,
-            reason: None,
-            channels: vec![],
-        };
+        let mut status = status_at(0, vec![]);
         // No channel at all: not replicating.
         assert_eq!(h.on_status(&status).unwrap().pool, Pool::Out);
         status.channels.push(ChannelStatus {
@@ -702,17 +707,11 @@ mod tests {
     #[test]
     fn the_threads_state_of_an_old_status_poll_expires() {
         let mut h = Health::new(th(0));
-        let mut status = StatusSample {
-            postgres: None,
-            t_us: 0,
-            duration_us: 1,
-            outcome: Outcome::Ok,
-            reason: None,
-            channels: vec![ChannelStatus {
-                sql_running: false,
-                ..ChannelStatus::running()
-            }],
+        let stopped = ChannelStatus {
+            sql_running: false,
+            ..ChannelStatus::running()
         };
+        let mut status = status_at(0, vec![stopped]);
         h.on_lag(0, 1_000);
         assert_eq!(h.on_status(&status).unwrap().pool, Pool::Out);
         // Polls fail from here on; reads go on showing the replica in step.

@@ -411,14 +411,16 @@ mod tests {
         path
     }
 
+    /// The whole recording of the store at `path`.
+    fn load(path: &std::path::Path) -> crate::store::scan::Recording {
+        let filter = crate::store::scan::Filter::default();
+        crate::store::scan::load(&[path.to_path_buf()], &filter).unwrap()
+    }
+
     #[test]
     fn the_window_over_the_store_agrees_with_the_lookup_over_every_beat() {
         let path = two_session_store("agree");
-        let rec = crate::store::scan::load(
-            std::slice::from_ref(&path),
-            &crate::store::scan::Filter::default(),
-        )
-        .unwrap();
+        let rec = load(&path);
         let beats = rec.beats_of("c");
         let (all, failed) = beats.collect().unwrap();
         assert_eq!((all.len(), failed.len()), (12_000, 857));
@@ -454,11 +456,7 @@ mod tests {
                 _ => 100_000 + t as u64 / 10_000,
             },
         );
-        let rec = crate::store::scan::load(
-            std::slice::from_ref(&path),
-            &crate::store::scan::Filter::default(),
-        )
-        .unwrap();
+        let rec = load(&path);
         let beats = rec.beats_of("c");
         let (all, _) = beats.collect().unwrap();
         assert_eq!(all.len(), 1_200);
@@ -542,11 +540,7 @@ mod tests {
         shown: impl Fn(&[BeatTimes], i64) -> u64,
     ) {
         let path = store_of_sessions(name, &[1_000_000], 60_000, fails);
-        let rec = crate::store::scan::load(
-            std::slice::from_ref(&path),
-            &crate::store::scan::Filter::default(),
-        )
-        .unwrap();
+        let rec = load(&path);
         let beats = rec.beats_of("c");
         let (all, _) = beats.collect().unwrap();
         let continuity = continuity_of(&rec.sessions);
