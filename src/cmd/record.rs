@@ -279,12 +279,12 @@ fn probe_every_node(config: &mut Config) {
 /// What the previous recorder stored of each cluster (config order); a state that
 /// cannot be read is logged and ignored (this recorder starts without it).
 fn previous_states(store: &Store, config: &Config) -> Vec<Option<ClusterState>> {
+    // A damaged page of the state table is an unreadable state, not a panic.
+    let path = [store.path().to_path_buf()];
     config
         .clusters
         .iter()
-        .map(|c| match crate::store::guard::guarded(std::slice::from_ref(&store.path().to_path_buf()), || {
-            store.state(&c.name)
-        }) {
+        .map(|c| match crate::store::guard::guarded(&path, || store.state(&c.name)) {
             Ok(Some(doc)) => match serde_json::from_str::<ClusterState>(&doc) {
                 Ok(state) => Some(state),
                 Err(e) => {
