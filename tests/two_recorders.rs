@@ -73,13 +73,13 @@ fn two_recorders_on_one_cluster_measure_it_independently() {
     }
     let ra = healthy(&analyze(&[&sa]), "store a");
     let rb = healthy(&analyze(&[&sb]), "store b");
-    // Both stores together: the same two replicas, healthy, no round of either lost.
-    // (Known: where the two recorders' reads interleave, a follow-up read of one no
-    // longer joins its round, so the rounds are over-counted by up to ~8 %.)
+    // Both stores together: one history of the same two replicas, every round of each
+    // (before, a follow-up read of one recorder that came after the other's read
+    // started a round of its own: ~8 % more rounds).
     let both = healthy(&analyze(&[&sa, &sb]), "stores a and b");
     for i in 0..2 {
         assert!(
-            both[i] >= ra[i] + rb[i],
+            both[i].abs_diff(ra[i] + rb[i]) <= 2,
             "rounds {both:?}, stores alone {ra:?} + {rb:?}"
         );
     }

@@ -111,17 +111,29 @@ pub struct Batch {
 }
 
 /// Builds a [`LagSeries`] from reads fed one by one in time order, each with the lag
-/// it shows, handing each round on once it is finished (when the next read is not its
-/// follow-up): a recording never has to hold its reads or rounds all at once.
+/// it shows, handing each round on once it is finished (when the next read of its
+/// session is not its follow-up): a recording never has to hold its reads or rounds
+/// all at once.
+///
+/// Two recorders' stores read together interleave their reads: each session has its
+/// own round in progress, and finished rounds are handed on in time order once no
+/// round still open can come before them. A round whose session has read nothing
+/// for [`ROUND_HOLD_US`] is finished (its recorder stopped).
 #[derive(Debug, Default)]
 pub struct SeriesBuilder {
     out: LagSeries,
-    /// The round in progress and the session that took it, while a follow-up may
-    /// still join it; unknown ones included.
-    open: Option<(LagPoint, u32)>,
+    /// The rounds in progress, one per session at most, while a follow-up may still
+    /// join them; unknown ones included.
+    open: Vec<(LagPoint, u32)>,
+    /// Finished rounds not handed on yet, by (time, order of finishing).
+    finished: std::collections::BTreeMap<(i64, u64), LagPoint>,
+    finished_n: u64,
     /// The failure run in progress.
     failing: Option<(i64, Outcome)>,
 }
+
+/// How long a round stays open without a read of its session, µs.
+pub const ROUND_HOLD_US: i64 = 1_000_000;
 
 impl SeriesBuilder {
     /// Adds the next read (in time order), taken by recorder session `session`, with
@@ -136,18 +148,20 @@ impl SeriesBuilder {
         }
         series.first_read_us.get_or_insert(t);
         series.last_read_us = Some(t);
+        self.close_stale(t);
         if obs.outcome != Outcome::Ok {
-            series.failed_reads += 1;
+            self.out.failed_reads += 1;
             out.failures.push(FailedRead {
                 t_us: t,
                 outcome: obs.outcome,
             });
             self.failing.get_or_insert((t, obs.outcome));
-            self.close(out);
+            self.close(session);
+            self.hand_on(out);
             return;
         }
         if let Some((start_us, outcome)) = self.failing.take() {
-            series.outages.push(Outage {
+            self.out.outages.push(Outage {
                 start_us,
                 end_us: t,
                 outcome,
@@ -160,24 +174,42 @@ impl SeriesBuilder {
             t_us: t + (obs.r_end_us - t) / 2,
             lag,
         };
-        match &mut self.open {
+        match self.open.iter_mut().find(|(_, s)| *s == session) {
             Some((last, s)) if joins_round(Some(*s), obs, session) => {
                 if replaces(last.lag, lag) {
                     *last = point;
                 }
             }
             _ => {
-                self.close(out);
-                self.open = Some((point, session));
+                self.close(session);
+                self.open.push((point, session));
             }
+        }
+        self.hand_on(out);
+    }
+
+    /// Finishes the rounds of sessions that have read nothing for [`ROUND_HOLD_US`].
+    fn close_stale(&mut self, now_us: i64) {
+        while let Some(i) = self
+            .open
+            .iter()
+            .position(|(p, _)| now_us - p.t_us > ROUND_HOLD_US)
+        {
+            let (p, _) = self.open.remove(i);
+            self.finish_round(p);
         }
     }
 
-    /// Hands on the round in progress: counted when its lag is unknown, else a point.
-    fn close(&mut self, out: &mut Batch) {
-        let Some((p, _)) = self.open.take() else {
-            return;
-        };
+    /// Finishes session `session`'s round in progress, if any.
+    fn close(&mut self, session: u32) {
+        if let Some(i) = self.open.iter().position(|(_, s)| *s == session) {
+            let (p, _) = self.open.remove(i);
+            self.finish_round(p);
+        }
+    }
+
+    /// A finished round: counted when its lag is unknown, else held to be handed on.
+    fn finish_round(&mut self, p: LagPoint) {
         let series = &mut self.out;
         match p.lag {
             Lag::Unknown(Unknown::BeforeFirstBeat) => series.before_first_beat += 1,
@@ -189,14 +221,32 @@ impl SeriesBuilder {
                     series.foreign_seqs.push(seq);
                 }
             }
-            _ => out.rounds.push(p),
+            _ => {
+                self.finished.insert((p.t_us, self.finished_n), p);
+                self.finished_n += 1;
+            }
+        }
+    }
+
+    /// Hands on, in time order, the finished rounds no open round can come before
+    /// (an open round's time only moves on, and later reads come later).
+    fn hand_on(&mut self, out: &mut Batch) {
+        let before = self.open.iter().map(|(p, _)| p.t_us).min();
+        while let Some(entry) = self.finished.first_entry() {
+            if before.is_some_and(|t| entry.key().0 >= t) {
+                break;
+            }
+            out.rounds.push(entry.remove());
         }
     }
 
     /// Hands on the last round and returns the series' facts (`points` and
     /// `failures` empty: they went to the batches).
     pub fn finish(mut self, out: &mut Batch) -> LagSeries {
-        self.close(out);
+        for (p, _) in std::mem::take(&mut self.open) {
+            self.finish_round(p);
+        }
+        self.hand_on(out);
         if let (Some((start_us, outcome)), Some(end_us)) = (self.failing, self.out.last_read_us) {
             self.out.outages.push(Outage {
                 start_us,
@@ -378,6 +428,51 @@ mod tests {
                 }
             }
         );
+    }
+
+    /// Two recorders' stores read together (finding 7): their reads interleave, and a
+    /// follow-up of one comes after the other's read. Each still joins its own round:
+    /// as many rounds as the two sessions alone, handed on in time order.
+    #[test]
+    fn interleaved_sessions_keep_their_own_rounds() {
+        let mut beats: Vec<BeatTimes> = (1..=400).map(|k| beat(k, k as i64 * 10_000)).collect();
+        beats.extend((1..=400_i64).map(|k| {
+            BeatTimes::new(
+                1_000 + k as u64,
+                k * 10_000 + 3_000,
+                Some(k * 10_000 + 3_300),
+                2,
+            )
+        }));
+        beats.sort_by_key(|b| b.seq);
+        let mut builder = SeriesBuilder::default();
+        let mut batch = Batch::default();
+        let continuity = [CONT[0]; 3];
+        let mut cursor = BeatCursor::new(&beats, &continuity);
+        for k in 10..390_i64 {
+            let t = k * 10_000;
+            // Session 1 reads, races beat k, session 2 reads, session 1's follow-up.
+            let reads = [
+                (1, read(Some(k as u64 - 1), t + 400, t + 500)),
+                (2, read(Some(1_000 + k as u64), t + 3_400, t + 3_500)),
+                (1, follow(k as u64, t + 3_600, t + 3_700)),
+            ];
+            for (session, obs) in reads {
+                let lag = cursor.lag(session, &obs);
+                builder.push(&obs, session, lag, &mut batch);
+            }
+        }
+        let s = builder.finish(&mut batch);
+        assert_eq!(
+            batch.rounds.len(),
+            2 * 380,
+            "rounds: one per read of each session"
+        );
+        assert!(batch.rounds.windows(2).all(|w| w[0].t_us <= w[1].t_us));
+        assert_eq!((s.foreign, s.before_first_beat), (0, 0));
+        // Session 1's rounds kept their follow-up (beat k, hi 3.7 ms), not the first
+        // read (beat k - 1, hi 10.5 ms).
+        assert!(batch.rounds.iter().all(|p| p.lag.hi_us().unwrap() < 4_000));
     }
 
     #[test]

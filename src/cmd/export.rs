@@ -91,17 +91,17 @@ fn write(
                 rows.add_status(s?);
             }
             let lag = beats.lag(session, obs)?;
-            if failed.is_none()
-                && let Some(row) = rows.push(obs, session, lag)
-            {
-                failed = out.write(&row).err();
+            for row in rows.push(obs, session, lag) {
+                if failed.is_none() {
+                    failed = out.write(&row).err();
+                }
             }
             Ok::<(), crate::store::StoreError>(())
         })?;
-        if failed.is_none()
-            && let Some(row) = rows.finish()
-        {
-            failed = out.write(&row).err();
+        for row in rows.finish() {
+            if failed.is_none() {
+                failed = out.write(&row).err();
+            }
         }
     }
     match failed.map_or_else(|| out.finish(), Err) {

@@ -18,7 +18,7 @@ use std::io::Write;
 use serde::Serialize;
 
 use crate::analysis::lag::{Lag, LagMs};
-use crate::analysis::series::{joins_round, replaces};
+use crate::analysis::series::{ROUND_HOLD_US, joins_round, replaces};
 use crate::clock::format_utc_us;
 use crate::clock::ms;
 use crate::samples::{Observation, Outcome, StatusSample};
@@ -69,7 +69,13 @@ pub struct Rows<'a> {
     status: std::collections::VecDeque<StatusSample>,
     /// One row per read instead of per round.
     per_read: bool,
-    round: Option<Round>,
+    /// The rounds being gathered, one per session at most (two recorders' stores
+    /// exported together interleave their reads).
+    open: Vec<Round>,
+    /// Rounds gathered and not written yet, by (time of their read, order of
+    /// closing): rows go out in time order once no open round can come before them.
+    closed: std::collections::BTreeMap<(i64, u64), Round>,
+    closed_n: u64,
 }
 
 impl<'a> Rows<'a> {
@@ -79,20 +85,32 @@ impl<'a> Rows<'a> {
             replica,
             status: std::collections::VecDeque::new(),
             per_read,
-            round: None,
+            open: Vec::new(),
+            closed: std::collections::BTreeMap::new(),
+            closed_n: 0,
         }
     }
 
     /// Adds the next read (of `session`) with the lag it shows (`None` for a failed
-    /// read); returns the row of the round it closed, if any.
-    pub fn push(&mut self, obs: &Observation, session: u32, lag: Option<Lag>) -> Option<Row> {
-        let open = self
-            .round
-            .as_ref()
+    /// read); returns the rows of the rounds it closed, in time order. A round whose
+    /// session has read nothing for [`ROUND_HOLD_US`] is closed (its recorder stopped).
+    pub fn push(&mut self, obs: &Observation, session: u32, lag: Option<Lag>) -> Vec<Row> {
+        let t = obs.r_start_us;
+        while let Some(i) = self
+            .open
+            .iter()
+            .position(|r| t - r.obs.r_start_us > ROUND_HOLD_US)
+        {
+            let r = self.open.remove(i);
+            self.close(r);
+        }
+        let mine = self.open.iter().position(|r| r.session == session);
+        let open = mine
+            .map(|i| &self.open[i])
             .filter(|r| r.obs.outcome == Outcome::Ok)
             .map(|r| r.session);
-        if !self.per_read && joins_round(open, obs, session) {
-            let round = self.round.as_mut().expect("checked above");
+        if let Some(i) = mine.filter(|_| !self.per_read && joins_round(open, obs, session)) {
+            let round = &mut self.open[i];
             round.reads += 1;
             let better = match (round.lag, lag) {
                 (Some(kept), Some(new)) => replaces(kept, new),
@@ -102,16 +120,40 @@ impl<'a> Rows<'a> {
             if better {
                 (round.obs, round.lag) = (obs.clone(), lag);
             }
-            return None;
+            return self.hand_on();
         }
-        let done = self.round.take().map(|r| self.row(r));
-        self.round = Some(Round {
+        if let Some(i) = mine {
+            let r = self.open.remove(i);
+            self.close(r);
+        }
+        self.open.push(Round {
             obs: obs.clone(),
             lag,
             session,
             reads: 1,
         });
-        done
+        self.hand_on()
+    }
+
+    fn close(&mut self, round: Round) {
+        self.closed
+            .insert((round.obs.r_start_us, self.closed_n), round);
+        self.closed_n += 1;
+    }
+
+    /// The rows of the closed rounds no open round can come before (an open round's
+    /// read only moves on, and later reads come later).
+    fn hand_on(&mut self) -> Vec<Row> {
+        let before = self.open.iter().map(|r| r.obs.r_start_us).min();
+        let mut rows = Vec::new();
+        while let Some(entry) = self.closed.first_entry() {
+            if before.is_some_and(|t| entry.key().0 >= t) {
+                break;
+            }
+            let round = entry.remove();
+            rows.push(self.row(round));
+        }
+        rows
     }
 
     /// Adds the next status sample (in time order).
@@ -119,9 +161,12 @@ impl<'a> Rows<'a> {
         self.status.push_back(sample);
     }
 
-    /// The row of the last round.
-    pub fn finish(&mut self) -> Option<Row> {
-        self.round.take().map(|r| self.row(r))
+    /// The rows of the last rounds.
+    pub fn finish(&mut self) -> Vec<Row> {
+        for r in std::mem::take(&mut self.open) {
+            self.close(r);
+        }
+        self.hand_on()
     }
 
     fn row(&mut self, round: Round) -> Row {
