@@ -86,6 +86,9 @@ pub fn run(opts: &Args) -> Result<(), CmdError> {
             .unwrap_or_else(|_| config.record.store.clone());
         config.record.id = Some(crate::config::default_recorder_id(&hostname(), &store));
     }
+    if let (true, Some(id)) = (config.record.binlog_server_id_default, &config.record.id) {
+        config.record.binlog_server_id = crate::config::binlog_server_id_for(id);
+    }
     tracing::info!(
         id = config.record.id.as_deref().unwrap_or(""),
         "recorder id: beats go to the heartbeat rows <cluster>#<id>"

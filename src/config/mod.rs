@@ -81,6 +81,9 @@ pub struct RecordConfig {
     /// store id: each must differ from every real server's `server_id`, and two
     /// recorders watching one replica need different ones.
     pub binlog_server_id: u32,
+    /// `binlog_server_id` was not given: `record` moves it by its recorder id
+    /// ([`binlog_server_id_for`]), so two recorders' streams never share one.
+    pub binlog_server_id_default: bool,
     /// This recorder's name among the recorders of a cluster (`[record] id`, or
     /// [`default_recorder_id`] once `record` knows its host): its beats go to a
     /// heartbeat row of its own, so two recorders on one cluster measure it
@@ -100,6 +103,19 @@ pub fn recorder_id_ok(id: &str) -> bool {
             .chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
         && !matches!(id, "check" | "split")
+}
+
+/// The binary log streams' base server id of the recorder named `id` when the config
+/// gives none: [`DEFAULT_BINLOG_SERVER_ID`] plus a multiple of 65 536 (a stream adds
+/// its replica's store id, under 65 536) from the id, so that two recorders watching
+/// one replica do not register with one server id (the server would end the older
+/// stream each time the other connects).
+pub fn binlog_server_id_for(id: &str) -> u32 {
+    let mut hash: u32 = 0x811c_9dc5;
+    for b in id.bytes() {
+        hash = (hash ^ u32::from(b)).wrapping_mul(0x0100_0193);
+    }
+    DEFAULT_BINLOG_SERVER_ID + (hash % 16_384) * 65_536
 }
 
 /// The id of a recorder on host `host` writing `store` (as given, made absolute by the

@@ -551,3 +551,23 @@ fn the_default_recorder_id_is_stable_and_differs_per_store() {
     );
     assert_eq!(a, "bool5");
 }
+
+/// Two recorders' binary log streams never share a server id by default, and the
+/// default stays in the range a given one must be in.
+#[test]
+fn the_default_binlog_server_id_follows_the_recorder_id() {
+    let (a, b) = (binlog_server_id_for("bool5"), binlog_server_id_for("k2x9a"));
+    assert_ne!(a, b);
+    for id in [a, b] {
+        assert!(id >= DEFAULT_BINLOG_SERVER_ID && id <= u32::MAX - u32::from(u16::MAX));
+        assert_eq!((id - DEFAULT_BINLOG_SERVER_ID) % 65_536, 0);
+    }
+    let c = parse("t.toml", GOOD).unwrap();
+    assert!(c.record.binlog_server_id_default);
+    let given = parse(
+        "t.toml",
+        &good_with("store = ", "binlog_server_id = 77\nstore = "),
+    )
+    .unwrap();
+    assert!(!given.record.binlog_server_id_default);
+}

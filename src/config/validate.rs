@@ -277,6 +277,7 @@ impl Validator<'_> {
             status_file,
             probe,
             binlog_server_id,
+            binlog_server_id_default: raw.binlog_server_id.is_none(),
         })
     }
 
