@@ -51,12 +51,30 @@ fn healthy(doc: &serde_json::Value, what: &str) -> Vec<u64> {
 
 #[test]
 fn two_recorders_on_one_cluster_measure_it_independently() {
+    two_recorders("poll");
+}
+
+/// Streaming, each recorder registers with the replica under a server id of its own:
+/// with one id, each connection would end the other recorder's stream.
+#[test]
+fn two_streaming_recorders_keep_both_streams() {
+    two_recorders("binlog");
+}
+
+/// Two recorders probing with `probe`, 8 s in the pool each, then their stores.
+fn two_recorders(probe: &str) {
     let _lab = take_lab();
     let (da, db) = (TempDir::new("two-a"), TempDir::new("two-b"));
     let (sa, sb) = (da.path().join("a.redb"), db.path().join("b.redb"));
-    let record = |store: &Path| format!("interval = \"10ms\"\nstore = \"{}\"", store.display());
-    let (ca, pa) = http_lab_config(&da, "two", PRIMARY, &REPLICAS, &record(&sa));
-    let (cb, pb) = http_lab_config(&db, "two", PRIMARY, &REPLICAS, &record(&sb));
+    let record = |store: &Path| {
+        format!(
+            "interval = \"10ms\"\nprobe = \"{probe}\"\nstore = \"{}\"",
+            store.display()
+        )
+    };
+    let cluster = format!("two_{probe}");
+    let (ca, pa) = http_lab_config(&da, &cluster, PRIMARY, &REPLICAS, &record(&sa));
+    let (cb, pb) = http_lab_config(&db, &cluster, PRIMARY, &REPLICAS, &record(&sb));
     let a = start_in_pool(&ca, pa);
     let b = start_in_pool(&cb, pb);
     sleep(Duration::from_secs(8));
@@ -70,6 +88,20 @@ fn two_recorders_on_one_cluster_measure_it_independently() {
     let (_, log_b) = b.stop();
     for log in [&log_a, &log_b] {
         assert!(!log.contains("another writer"), "{log}");
+    }
+    // Every read succeeded, and streaming: no stream was ended by the other's.
+    for store in [&sa, &sb] {
+        let rows = export_rows(store);
+        let failed: Vec<&Row> = rows.iter().filter(|r| r.outcome != "ok").collect();
+        assert!(failed.is_empty(), "{probe}: failed reads {failed:?}");
+        let streamed = rows.iter().filter(|r| r.probe == "binlog").count();
+        if probe == "binlog" {
+            assert!(
+                streamed * 10 >= rows.len() * 9,
+                "{streamed} of {} rows streamed",
+                rows.len()
+            );
+        }
     }
     let ra = healthy(&analyze(&[&sa]), "store a");
     let rb = healthy(&analyze(&[&sb]), "store b");
