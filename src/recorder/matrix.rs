@@ -13,7 +13,9 @@
 //!   `max_lag`);
 //! - **triggers**: `replica_down` fires no more often per replica than the truth left
 //!   the pool, `primary_down` at most once per real outage, `failover` once per real
-//!   one and never otherwise, `split` once per real split.
+//!   one and never otherwise, `split` once per real split;
+//! - **analysis**: what the recorder stored, through a real store and the offline
+//!   analysis, invents no lag and finds the episodes the truth had ([`analyze`]).
 //!
 //! `make matrix` prints the table (`LAGTRACE_MATRIX=FILE` writes it to FILE too, as
 //! `docs/matrix.md` holds it); a known fault is listed in [`KNOWN`] with its finding,
@@ -23,6 +25,7 @@
 use std::fmt::Write as _;
 
 use super::tests::Sim;
+use crate::samples::Sample;
 
 const S: i64 = 1_000_000;
 
@@ -105,7 +108,12 @@ with r1 replicating from it), then the fault for 5 s (a failover is not undone),
   real one (a switchover; a crash and a promotion; during a split only a switchover,
   as beats stay 30 s on a primary that stops answering while another server already
   took writes) and never otherwise, `split` once per split, a recorder restart
-  included.
+  included;
+- **analysis agrees**: what the recorder stored, written to a real store (a session
+  per recorder session) and analysed as `analyze` does: no lag above the largest true
+  lag of a read by more than its bounds allow (110 ms: none invented by an outage, a
+  gap or a restart), every episode with a cause or marked as cut by a gap, and where
+  the true lag passed 1.5 s an episode peaking within 10 % of it.
 
 Besides the table, `random_schedules_hold_the_invariants` plays 64 seeded random
 schedules (six faults one after the other on random nodes, 0.5 to 6 s each: SQL
@@ -119,9 +127,9 @@ const DOC_TAIL: &str = "## Not in the simulated matrix yet
 
 Network delay, loss and bandwidth per link; clock steps; a second recorder and
 `check`; the binary log probe's stream messages; PostgreSQL's semantics; chains;
-intended delay; retention and `--from` windows; the store and the offline analysis
-(episodes, vector, capacity) of each cell. Some of these have lab tests of their own
-(`docs/testing.md`); the rest are open.
+intended delay; retention and `--from` windows; the vector, ETA and capacity of each
+cell. Some of these have lab tests of their own (`docs/testing.md`); the rest are
+open.
 ";
 
 /// What one cell showed.
@@ -134,6 +142,10 @@ struct Outcome {
     bounds: Option<String>,
     pool: Option<String>,
     triggers: Option<String>,
+    /// The store and the offline analysis of what the recorder stored.
+    analysis: Option<String>,
+    /// Episodes the analysis found, per replica.
+    episodes: usize,
     fired: Vec<String>,
 }
 
@@ -230,7 +242,7 @@ fn play(fault: Fault, phase: Phase) -> Outcome {
         failovers: usize::from(failover),
         splits: usize::from(split),
     };
-    judge(sim, fault, phase, real)
+    judge(sim, fault, phase, real, &format!("{fault:?}-{phase:?}"))
 }
 
 /// How many real changes of each kind a script made: what the triggers may fire.
@@ -245,7 +257,7 @@ struct Real {
 }
 
 /// The invariants of one played cell.
-fn judge(sim: Sim, fault: Fault, phase: Phase, real: Real) -> Outcome {
+fn judge(sim: Sim, fault: Fault, phase: Phase, real: Real, tag: &str) -> Outcome {
     let fired: Vec<String> = sim
         .fired()
         .iter()
@@ -288,6 +300,7 @@ fn judge(sim: Sim, fault: Fault, phase: Phase, real: Real) -> Outcome {
             real.splits
         ));
     }
+    let (analysis, episodes) = analyze(&sim, tag);
     Outcome {
         fault,
         phase,
@@ -296,8 +309,137 @@ fn judge(sim: Sim, fault: Fault, phase: Phase, real: Real) -> Outcome {
         bounds: sim.truth.bounds_wrong.first().cloned(),
         pool: sim.truth.pool_wrong.first().cloned(),
         triggers: wrong.first().cloned(),
+        analysis,
+        episodes,
         fired,
     }
+}
+
+/// Writes what the recorder stored into a real store (one session per recorder
+/// session), runs the offline analysis `analyze` runs, and checks it against the
+/// truth: no lag above the largest true lag of a read by more than the bounds allow
+/// ([`ANALYSIS_SLACK_US`]: none invented by an outage or a gap), every episode with
+/// a cause (or marked as cut by a gap), and where the true lag passed 1.5 s an
+/// episode whose peak is within 10 % of it. Returns the first violation and how many
+/// episodes were found.
+/// How far above the true lag the analysis's point estimate may be, µs: the middle of
+/// bounds up to one beat interval (100 ms) wide, and a read's own time.
+const ANALYSIS_SLACK_US: i64 = 110_000;
+
+fn analyze(sim: &Sim, tag: &str) -> (Option<String>, usize) {
+    use crate::analysis::report::{Settings, reports};
+    use crate::store::writer::Appender;
+    use crate::store::{SessionInfo, Store, cluster_key, replica_key};
+    let path = crate::store::scan::tests::fresh_path(&format!("matrix-{tag}"));
+    // Interned in the order of the simulated recorder's ids: c, c/r1, c/r2, parts.
+    let parts = crate::cluster::split::part_keys("c", &["r1".into(), "r2".into()]);
+    let mut keys = vec![
+        cluster_key("c"),
+        replica_key("c", "r1"),
+        replica_key("c", "r2"),
+    ];
+    keys.extend(parts.iter().cloned());
+    let sim_ids = [1, 2, 3].into_iter().chain(10..10 + parts.len() as u32);
+    let mut ids = std::collections::HashMap::new();
+    let sessions = sim.stored.last().map_or(0, |(s, _)| *s + 1);
+    for session in 0..sessions {
+        let store = Store::open_or_create(&path).unwrap();
+        if ids.is_empty() {
+            ids = sim_ids.clone().zip(store.intern(&keys).unwrap()).collect();
+        }
+        let first_us = sim
+            .stored
+            .iter()
+            .find(|(s, _)| *s == session)
+            .map_or(0, |(_, sample)| sample_us(sample));
+        let id = store
+            .begin_session(&SessionInfo {
+                started_us: first_us,
+                interval_us: 100_000,
+                version: "matrix".into(),
+                host: "sim".into(),
+                read_every: 1,
+            })
+            .unwrap();
+        let mut appender = Appender::new(store, id);
+        for (_, sample) in sim.stored.iter().filter(|(s, _)| *s == session) {
+            if let Some(sample) = remap(sample, &ids) {
+                appender.add(sample);
+            }
+        }
+        appender.finish().unwrap();
+    }
+    let filter = crate::store::scan::Filter::default();
+    let rec = crate::store::scan::load(std::slice::from_ref(&path), &filter).unwrap();
+    let settings = Settings::for_recording(&rec, S, S / 2, S);
+    let (_, replicas) = reports(&rec, &settings).unwrap();
+    let _ = std::fs::remove_dir_all(path.parent().unwrap());
+    let mut wrong = Vec::new();
+    let mut episodes = 0;
+    for r in &replicas {
+        let key = (r.cluster.clone(), r.replica.clone());
+        let truth_us = sim.truth.max_lag_us.get(&key).copied().unwrap_or(0);
+        let name = format!("{}/{}", r.cluster, r.replica);
+        let max_us = r.lag.as_ref().and_then(|l| l.lag).map_or(0, |p| p.max);
+        if max_us > truth_us + ANALYSIS_SLACK_US {
+            wrong.push(format!(
+                "{name}: lag up to {max_us} µs, truly at most {truth_us} µs"
+            ));
+        }
+        episodes += r.episodes.len();
+        for e in &r.episodes {
+            if e.peak_lag_us > truth_us + ANALYSIS_SLACK_US {
+                wrong.push(format!(
+                    "{name}: an episode peaking at {} µs, truly at most {truth_us} µs",
+                    e.peak_lag_us
+                ));
+            }
+            if e.causes.is_empty() && e.cut_by_gap_us.is_none() && e.after_gap_us.is_none() {
+                wrong.push(format!("{name}: an episode without a cause"));
+            }
+        }
+        let peak = r.episodes.iter().map(|e| e.peak_lag_us).max().unwrap_or(0);
+        if truth_us > 3 * S / 2 && (peak as f64) < 0.9 * truth_us as f64 {
+            wrong.push(format!(
+                "{name}: truly {truth_us} µs behind, the highest episode peaks at {peak} µs"
+            ));
+        }
+    }
+    (wrong.first().cloned(), episodes)
+}
+
+/// When a stored sample happened, µs.
+fn sample_us(sample: &Sample) -> i64 {
+    match sample {
+        Sample::Beat { beat, .. } => beat.t_send_us,
+        Sample::Observation { observation, .. } => observation.r_start_us,
+        Sample::Status { status, .. } => status.t_us,
+        Sample::Event { t_us, .. } => *t_us,
+        Sample::State { .. } => 0,
+    }
+}
+
+/// `sample` with the simulated recorder's ids replaced by the store's.
+fn remap(sample: &Sample, ids: &std::collections::HashMap<u32, u32>) -> Option<Sample> {
+    let id = |i: &u32| ids.get(i).copied();
+    Some(match sample {
+        Sample::Beat { cluster, beat } => Sample::Beat {
+            cluster: id(cluster)?,
+            beat: beat.clone(),
+        },
+        Sample::Observation {
+            replica,
+            observation,
+        } => Sample::Observation {
+            replica: id(replica)?,
+            observation: observation.clone(),
+        },
+        Sample::Status { replica, status } => Sample::Status {
+            replica: id(replica)?,
+            status: status.clone(),
+        },
+        other => other.clone(),
+    })
 }
 
 /// The table of every cell, Markdown.
@@ -305,9 +447,9 @@ fn table(outcomes: &[Outcome]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "| fault | phase | reads judged | bounds hold | pool verdicts judged | pool agrees | triggers agree | events fired |"
+        "| fault | phase | reads judged | bounds hold | pool verdicts judged | pool agrees | triggers agree | episodes | analysis agrees | events fired |"
     );
-    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|");
     let mark = |v: &Option<String>| match v {
         None => "yes".to_string(),
         Some(why) => format!("**no**: {why}"),
@@ -315,7 +457,7 @@ fn table(outcomes: &[Outcome]) -> String {
     for o in outcomes {
         let _ = writeln!(
             out,
-            "| {:?} | {:?} | {} | {} | {} | {} | {} | {} |",
+            "| {:?} | {:?} | {} | {} | {} | {} | {} | {} | {} | {} |",
             o.fault,
             o.phase,
             o.reads,
@@ -323,6 +465,8 @@ fn table(outcomes: &[Outcome]) -> String {
             o.pool_checks,
             mark(&o.pool),
             mark(&o.triggers),
+            o.episodes,
+            mark(&o.analysis),
             if o.fired.is_empty() {
                 "-".to_string()
             } else {
@@ -356,7 +500,7 @@ fn every_fault_at_every_phase_holds_the_invariants() {
     }
     let mut unexpected = Vec::new();
     for o in &outcomes {
-        let broke = [&o.bounds, &o.pool, &o.triggers]
+        let broke = [&o.bounds, &o.pool, &o.triggers, &o.analysis]
             .into_iter()
             .flatten()
             .cloned()
@@ -445,7 +589,13 @@ fn random_schedule(seed: u64) -> Outcome {
         sim.run((S / 2) * rng.below(9) as i64);
     }
     sim.run(10 * S);
-    let mut o = judge(sim, Fault::None, Phase::Steady, real);
+    let mut o = judge(
+        sim,
+        Fault::None,
+        Phase::Steady,
+        real,
+        &format!("seed-{seed}"),
+    );
     o.fired
         .insert(0, format!("seed {seed}: {}", faults.join(", ")));
     o
@@ -456,7 +606,7 @@ fn random_schedules_hold_the_invariants() {
     let mut broken = Vec::new();
     for seed in 0..64 {
         let o = random_schedule(seed);
-        let why: Vec<String> = [&o.bounds, &o.pool, &o.triggers]
+        let why: Vec<String> = [&o.bounds, &o.pool, &o.triggers, &o.analysis]
             .into_iter()
             .flatten()
             .cloned()

@@ -72,6 +72,12 @@ pub(super) struct Sim {
     states: Vec<ClusterState>,
     /// Every successful read judged against the truth.
     pub(super) truth: Truth,
+    /// What the recorder stored, with the number of the recorder session (from 0, one
+    /// more at each restart).
+    pub(super) stored: Vec<(u32, Sample)>,
+    session: u32,
+    /// Per heartbeat row, every beat written and when it committed, µs.
+    commits: BTreeMap<String, BTreeMap<u64, i64>>,
 }
 
 /// What the recorder said, judged against the truth the script knows.
@@ -88,6 +94,8 @@ pub(super) struct Truth {
     pub(super) in_pool: BTreeMap<String, (bool, i64)>,
     /// Per replica: how many times the truth went from in to out.
     pub(super) left: BTreeMap<String, usize>,
+    /// Per (cluster or part, replica) as read: the largest true lag of a read, µs.
+    pub(super) max_lag_us: BTreeMap<(String, String), i64>,
 }
 
 /// How long the truth must hold before the pool verdict must agree with it, µs: the
@@ -122,6 +130,7 @@ impl Sim {
     pub(super) fn restart(&mut self) {
         let (recorder, live, start) = Sim::start(self.states.last().cloned(), self.now_us);
         (self.recorder, self.live) = (recorder, live);
+        self.session += 1;
         self.writers.clear();
         self.readers.clear();
         self.pollers.clear();
@@ -164,6 +173,9 @@ impl Sim {
             log: Vec::new(),
             states: Vec::new(),
             truth: Truth::default(),
+            stored: Vec::new(),
+            session: 0,
+            commits: BTreeMap::new(),
         };
         sim.take(start);
         sim
@@ -207,7 +219,11 @@ impl Sim {
                     self.states.push(serde_json::from_str(doc).unwrap());
                     continue;
                 }
-                Effect::Store(_) | Effect::LagMetric(_) | Effect::StatusMetric(_) => continue,
+                Effect::Store(sample) => {
+                    self.stored.push((self.session, sample.clone()));
+                    continue;
+                }
+                Effect::LagMetric(_) | Effect::StatusMetric(_) => continue,
                 Effect::Fire(_) | Effect::StatusFile(_) => {}
             }
             self.log.push((self.now_us, e));
@@ -283,6 +299,8 @@ impl Sim {
             if outcome == Outcome::Ok {
                 let server = self.servers.get_mut(&w.target).unwrap();
                 server.rows.insert(w.row.clone(), seq);
+                let commits = self.commits.entry(w.row.clone()).or_default();
+                commits.insert(seq, self.now_us + MS / 2);
             }
             self.sample(Probed::Beat {
                 cluster: id.0,
@@ -368,6 +386,12 @@ impl Sim {
                 Some(Lag::Unknown(_)) | None => true,
             };
             self.truth.reads += 1;
+            let max = self
+                .truth
+                .max_lag_us
+                .entry((r.cluster.clone(), r.replica.clone()))
+                .or_default();
+            *max = (*max).max(true_us);
             if !holds {
                 let at = self.now_us;
                 self.truth.bounds_wrong.push(format!(
@@ -380,8 +404,7 @@ impl Sim {
 
     /// The true lag `at_us` after this tick of a replica that holds `held` of row
     /// `row`, whose beats go where cluster (or part) `beats`'s writer writes: the age of
-    /// the first beat it lacks (beat `seq` was committed half a millisecond after
-    /// `(seq - 1000)` intervals), 0 when it lacks none.
+    /// the first beat it lacks ([`Sim::commits`]), 0 when it lacks none.
     fn true_lag_us(&self, beats: ClusterId, row: &str, held: u64, at_us: i64) -> i64 {
         let Some(w) = self.writers.get(&beats) else {
             return 0;
@@ -390,8 +413,12 @@ impl Sim {
         if held >= written {
             return 0;
         }
-        let first_missing = held.max(999) + 1;
-        let committed_us = (first_missing as i64 - 1_000) * INTERVAL_US + MS / 2;
+        // The first beat written after the one it holds (a primary down wrote none).
+        let committed_us = self
+            .commits
+            .get(row)
+            .and_then(|c| c.range(held + 1..).next())
+            .map_or(0, |(_, t)| *t);
         self.now_us + at_us - committed_us
     }
 

@@ -183,6 +183,22 @@ pub fn load_with_progress(
             ..window
         };
     }
+    // A split part's replicas are polled as their cluster's (one poller per replica):
+    // their status samples are the same replica's, stored under the cluster.
+    let parts: Vec<(String, String)> = replicas
+        .iter()
+        .filter(|((c, _), s)| c.contains('~') && s.status.streams.is_empty())
+        .map(|(k, _)| k.clone())
+        .collect();
+    for (part, replica) in parts {
+        let cluster = part.split('~').next().unwrap_or_default().to_string();
+        let status = replicas
+            .get(&(cluster, replica.clone()))
+            .map(|s| s.status.clone());
+        if let (Some(status), Some(s)) = (status, replicas.get_mut(&(part, replica))) {
+            s.status = status;
+        }
+    }
     for series in replicas.values_mut() {
         series.observations.window = window;
         series.observations.decoded = Arc::clone(&rec.decoded);
