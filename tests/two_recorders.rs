@@ -109,6 +109,7 @@ fn two_recorders(probe: &str) {
     // (before, a follow-up read of one recorder that came after the other's read
     // started a round of its own: ~8 % more rounds).
     let both = healthy(&analyze(&[&sa, &sb]), "stores a and b");
+    eprintln!("{probe}: rounds of r1, r2: store a {ra:?}, store b {rb:?}, both {both:?}");
     for i in 0..2 {
         assert!(
             both[i].abs_diff(ra[i] + rb[i]) <= 2,
