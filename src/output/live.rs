@@ -121,6 +121,9 @@ pub struct Snapshot {
     pub unstored_samples: u64,
     /// Whether the store takes writes now; while it does not, samples wait in memory.
     pub store_writable: bool,
+    /// The recorder's id (`[record] id`): its beats go to `<cluster>#<id>`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recorder: Option<String>,
 }
 
 /// Writes `snapshot` (the `/status` document) to `path` atomically: into a temporary
@@ -171,6 +174,8 @@ pub struct Live {
     dropped_samples: u64,
     unstored_samples: u64,
     store_writable: bool,
+    /// The recorder's id, for `/status`.
+    recorder: Option<String>,
 }
 
 #[derive(Debug)]
@@ -278,6 +283,7 @@ impl Live {
             dropped_samples: 0,
             unstored_samples: 0,
             store_writable: true,
+            recorder: config.record.id.clone(),
         }
     }
 
@@ -472,6 +478,7 @@ impl Live {
             dropped_samples: self.dropped_samples,
             unstored_samples: self.unstored_samples,
             store_writable: self.store_writable,
+            recorder: self.recorder.clone(),
         }
     }
 

@@ -273,6 +273,7 @@ mod tests {
             dropped_samples: 0,
             unstored_samples: 0,
             store_writable: true,
+            recorder: None,
         };
         let text = render(&snap);
         let has = |line: &str| text.lines().any(|l| l == line);
