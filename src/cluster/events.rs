@@ -347,6 +347,12 @@ impl ClusterEvents {
                 .or_insert((t_us, false));
         } else {
             out.extend(self.end_split(replica, t_us));
+            // A split the previous recorder announced ended while none ran.
+            if self.split_before.remove(replica) {
+                let mut e = self.event(EventKind::SplitEnd, &address, t_us);
+                e.while_stopped = true;
+                out.push(e);
+            }
         }
         out
     }
@@ -905,6 +911,36 @@ mod tests {
                 .iter()
                 .all(|e| e.event != "split")
         );
+    }
+
+    /// A recorder restarted during a split (its state lists r2 as a second primary):
+    /// still split, the part is taken up at once without `split` again; a split that
+    /// ended while no recorder ran is stored as `split_end`, while stopped.
+    #[test]
+    fn a_restart_takes_a_split_up_again_or_stores_its_end() {
+        let config = cluster(2);
+        let previous = ClusterState {
+            schema: SCHEMA,
+            primary: "h1:3306".into(),
+            primary_down: false,
+            in_pool: Default::default(),
+            split: vec!["r2".into()],
+        };
+        let mut e = events_of(&config, Some(previous.clone()), false);
+        e.on_role("r2", 0, true, None);
+        assert!(e.on_tick(1).iter().all(|e| e.event != "split"));
+        assert_eq!(e.parts(), ["r2"]);
+        assert_eq!(e.state().split, ["r2"]);
+
+        let mut e = events_of(&config, Some(previous), false);
+        let ended = e.on_role("r2", 0, false, Some("h1:3306"));
+        let ends: Vec<(&str, bool)> = ended
+            .iter()
+            .filter(|e| e.event == "split_end")
+            .map(|e| (e.node.name.as_str(), e.while_stopped))
+            .collect();
+        assert_eq!(ends, [("r2", true)]);
+        assert!(e.state().split.is_empty());
     }
 
     /// While r2 is a second primary, r1 re-pointed to it is on r2's part's side (and
