@@ -125,9 +125,9 @@ pub struct SeriesBuilder {
     /// The rounds in progress, one per session at most, while a follow-up may still
     /// join them; unknown ones included.
     open: Vec<(LagPoint, u32)>,
-    /// Finished rounds not handed on yet, by (time, order of finishing).
-    finished: std::collections::BTreeMap<(i64, u64), LagPoint>,
-    finished_n: u64,
+    /// Finished rounds not handed on yet, in time order (equal times in the order
+    /// they finished). Usually one, handed on at the next read.
+    finished: std::collections::VecDeque<LagPoint>,
     /// The failure run in progress.
     failing: Option<(i64, Outcome)>,
 }
@@ -222,8 +222,8 @@ impl SeriesBuilder {
                 }
             }
             _ => {
-                self.finished.insert((p.t_us, self.finished_n), p);
-                self.finished_n += 1;
+                let at = self.finished.partition_point(|q| q.t_us <= p.t_us);
+                self.finished.insert(at, p);
             }
         }
     }
@@ -232,11 +232,11 @@ impl SeriesBuilder {
     /// (an open round's time only moves on, and later reads come later).
     fn hand_on(&mut self, out: &mut Batch) {
         let before = self.open.iter().map(|(p, _)| p.t_us).min();
-        while let Some(entry) = self.finished.first_entry() {
-            if before.is_some_and(|t| entry.key().0 >= t) {
+        while let Some(p) = self.finished.front() {
+            if before.is_some_and(|t| p.t_us >= t) {
                 break;
             }
-            out.rounds.push(entry.remove());
+            out.rounds.extend(self.finished.pop_front());
         }
     }
 

@@ -72,10 +72,10 @@ pub struct Rows<'a> {
     /// The rounds being gathered, one per session at most (two recorders' stores
     /// exported together interleave their reads).
     open: Vec<Round>,
-    /// Rounds gathered and not written yet, by (time of their read, order of
-    /// closing): rows go out in time order once no open round can come before them.
-    closed: std::collections::BTreeMap<(i64, u64), Round>,
-    closed_n: u64,
+    /// Rounds gathered and not written yet, in the time order of their reads (equal
+    /// times in the order they closed): rows go out in time order once no open round
+    /// can come before them.
+    closed: std::collections::VecDeque<Round>,
 }
 
 impl<'a> Rows<'a> {
@@ -86,8 +86,7 @@ impl<'a> Rows<'a> {
             status: std::collections::VecDeque::new(),
             per_read,
             open: Vec::new(),
-            closed: std::collections::BTreeMap::new(),
-            closed_n: 0,
+            closed: std::collections::VecDeque::new(),
         }
     }
 
@@ -136,9 +135,9 @@ impl<'a> Rows<'a> {
     }
 
     fn close(&mut self, round: Round) {
-        self.closed
-            .insert((round.obs.r_start_us, self.closed_n), round);
-        self.closed_n += 1;
+        let t = round.obs.r_start_us;
+        let at = self.closed.partition_point(|r| r.obs.r_start_us <= t);
+        self.closed.insert(at, round);
     }
 
     /// The rows of the closed rounds no open round can come before (an open round's
@@ -146,12 +145,13 @@ impl<'a> Rows<'a> {
     fn hand_on(&mut self) -> Vec<Row> {
         let before = self.open.iter().map(|r| r.obs.r_start_us).min();
         let mut rows = Vec::new();
-        while let Some(entry) = self.closed.first_entry() {
-            if before.is_some_and(|t| entry.key().0 >= t) {
+        while let Some(round) = self.closed.front() {
+            if before.is_some_and(|t| round.obs.r_start_us >= t) {
                 break;
             }
-            let round = entry.remove();
-            rows.push(self.row(round));
+            if let Some(round) = self.closed.pop_front() {
+                rows.push(self.row(round));
+            }
         }
         rows
     }
