@@ -125,9 +125,10 @@ pub struct SeriesBuilder {
     /// The rounds in progress, one per session at most, while a follow-up may still
     /// join them; unknown ones included.
     open: Vec<(LagPoint, u32)>,
-    /// Finished rounds not handed on yet, in time order (equal times in the order
-    /// they finished). Usually one, handed on at the next read.
-    finished: std::collections::VecDeque<LagPoint>,
+    /// Finished rounds not handed on yet, with their sessions, in time order (equal
+    /// times in the order they finished): only while another session's round still
+    /// open began before them. One session's rounds go on at once, as they came.
+    finished: std::collections::VecDeque<(LagPoint, u32)>,
     /// The failure run in progress.
     failing: Option<(i64, Outcome)>,
 }
@@ -188,7 +189,7 @@ impl SeriesBuilder {
             // takes its place (one session: the only round, handed on at once).
             Some(i) => {
                 let (done, _) = std::mem::replace(&mut self.open[i], (point, session));
-                self.finish_round(done, out);
+                self.finish_round(done, session, out);
             }
             None => self.open.push((point, session)),
         }
@@ -202,8 +203,8 @@ impl SeriesBuilder {
             .iter()
             .position(|(p, _)| now_us - p.t_us > ROUND_HOLD_US)
         {
-            let (p, _) = self.open.remove(i);
-            self.finish_round(p, out);
+            let (p, s) = self.open.remove(i);
+            self.finish_round(p, s, out);
         }
     }
 
@@ -211,13 +212,13 @@ impl SeriesBuilder {
     fn close(&mut self, session: u32, out: &mut Batch) {
         if let Some(i) = self.open.iter().position(|(_, s)| *s == session) {
             let (p, _) = self.open.remove(i);
-            self.finish_round(p, out);
+            self.finish_round(p, session, out);
         }
     }
 
     /// A finished round: counted when its lag is unknown, else handed on, or held
     /// while a round still open may come before it (one session: never).
-    fn finish_round(&mut self, p: LagPoint, out: &mut Batch) {
+    fn finish_round(&mut self, p: LagPoint, session: u32, out: &mut Batch) {
         let series = &mut self.out;
         match p.lag {
             Lag::Unknown(Unknown::BeforeFirstBeat) => series.before_first_beat += 1,
@@ -229,28 +230,31 @@ impl SeriesBuilder {
                     series.foreign_seqs.push(seq);
                 }
             }
-            _ if self.finished.is_empty() && self.open.iter().all(|(q, _)| q.t_us > p.t_us) => {
+            _ if self.finished.is_empty() && !self.before_it(&p, session) => {
                 out.rounds.push(p);
             }
             _ => {
-                let at = self.finished.partition_point(|q| q.t_us <= p.t_us);
-                self.finished.insert(at, p);
+                let at = self.finished.partition_point(|(q, _)| q.t_us <= p.t_us);
+                self.finished.insert(at, (p, session));
             }
         }
     }
 
-    /// Hands on, in time order, the finished rounds no open round can come before
-    /// (an open round's time only moves on, and later reads come later).
+    /// Whether a round of another session, still open, began before `p`.
+    fn before_it(&self, p: &LagPoint, session: u32) -> bool {
+        self.open
+            .iter()
+            .any(|(q, s)| *s != session && q.t_us <= p.t_us)
+    }
+
+    /// Hands on, in time order, the finished rounds no other session's open round can
+    /// come before (an open round's time only moves on, and later reads come later).
     fn hand_on(&mut self, out: &mut Batch) {
-        if self.finished.is_empty() {
-            return;
-        }
-        let before = self.open.iter().map(|(p, _)| p.t_us).min();
-        while let Some(p) = self.finished.front() {
-            if before.is_some_and(|t| p.t_us >= t) {
+        while let Some((p, session)) = self.finished.front() {
+            if self.before_it(p, *session) {
                 break;
             }
-            out.rounds.extend(self.finished.pop_front());
+            out.rounds.extend(self.finished.pop_front().map(|(p, _)| p));
         }
     }
 
@@ -259,8 +263,8 @@ impl SeriesBuilder {
     pub fn finish(mut self, out: &mut Batch) -> LagSeries {
         let mut open = std::mem::take(&mut self.open);
         open.sort_by_key(|(p, _)| p.t_us);
-        for (p, _) in open {
-            self.finish_round(p, out);
+        for (p, session) in open {
+            self.finish_round(p, session, out);
         }
         self.hand_on(out);
         if let (Some((start_us, outcome)), Some(end_us)) = (self.failing, self.out.last_read_us) {

@@ -140,13 +140,18 @@ impl<'a> Rows<'a> {
         self.closed.insert(at, round);
     }
 
-    /// The rows of the closed rounds no open round can come before (an open round's
-    /// read only moves on, and later reads come later).
+    /// The rows of the closed rounds no other session's open round can come before
+    /// (an open round's read only moves on, and later reads come later). One
+    /// session's rows go out at once, as its reads came.
     fn hand_on(&mut self) -> Vec<Row> {
-        let before = self.open.iter().map(|r| r.obs.r_start_us).min();
         let mut rows = Vec::new();
         while let Some(round) = self.closed.front() {
-            if before.is_some_and(|t| round.obs.r_start_us >= t) {
+            let t = round.obs.r_start_us;
+            if self
+                .open
+                .iter()
+                .any(|r| r.session != round.session && r.obs.r_start_us <= t)
+            {
                 break;
             }
             if let Some(round) = self.closed.pop_front() {
