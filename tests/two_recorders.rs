@@ -108,6 +108,35 @@ fn two_recorders(probe: &str) {
     // Both stores together: one history of the same two replicas, every round of each
     // (before, a follow-up read of one recorder that came after the other's read
     // started a round of its own: ~8 % more rounds).
+    // export of both: the rows of each store, each replica's in time order.
+    let rows = |stores: &[&Path]| {
+        let more: Vec<&str> = stores[1..]
+            .iter()
+            .flat_map(|s| ["--store", s.to_str().unwrap()])
+            .collect();
+        export_json(stores[0], &more)
+    };
+    let (alone, together) = (rows(&[&sa]).len() + rows(&[&sb]).len(), rows(&[&sa, &sb]));
+    assert!(
+        together.len().abs_diff(alone) <= 4,
+        "{} rows of both stores, {alone} alone",
+        together.len()
+    );
+    for replica in ["r1", "r2"] {
+        let times: Vec<i64> = together
+            .iter()
+            .filter(|r| r["replica"] == replica)
+            .map(|r| utc_us(r["time_utc"].as_str().unwrap()))
+            .collect();
+        assert!(
+            times.windows(2).all(|w| w[0] <= w[1]),
+            "{replica}: rows out of order"
+        );
+    }
+    eprintln!(
+        "{probe}: export rows: stores alone {alone}, both {}",
+        together.len()
+    );
     let both = healthy(&analyze(&[&sa, &sb]), "stores a and b");
     eprintln!("{probe}: rounds of r1, r2: store a {ra:?}, store b {rb:?}, both {both:?}");
     for i in 0..2 {
