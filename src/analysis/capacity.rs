@@ -554,7 +554,7 @@ impl<'e> BusyFinder<'e> {
 mod tests {
     use super::*;
     use crate::analysis::episodes::episodes;
-    use crate::samples::{ChannelStatus, Outcome};
+    use crate::samples::ChannelStatus;
 
     const S: i64 = 1_000_000;
 
@@ -570,20 +570,16 @@ mod tests {
         received: u64,
         applied: u64,
     ) -> StatusSample {
-        StatusSample {
-            postgres: None,
+        StatusSample::polled(
             t_us,
-            duration_us: 1,
-            outcome: Outcome::Ok,
-            reason: None,
-            channels: vec![ChannelStatus {
+            vec![ChannelStatus {
                 sql_running: applying.is_some(),
                 sql_applying: applying,
                 gtid_io_pos: format!("0-1-{received}"),
                 gtid_applied_pos: format!("0-1-{applied}"),
                 ..ChannelStatus::running()
             }],
-        }
+        )
     }
 
     /// A replica busy 25 % of the time at steady load (100 tx/s), stalled 10 s at t = 60 s,

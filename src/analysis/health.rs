@@ -337,21 +337,13 @@ impl Health {
             }
         } else if io.is_some() && sql.is_none() && self.source_down_at(now_us) {
             // Down by agreement: neither lagtrace nor the replica reaches the primary.
+            let lag_us = self.lag_us;
             if self.gate.is_over() {
-                Reason::Lagging {
-                    lag_us: self.lag_us,
-                }
+                Reason::Lagging { lag_us }
             } else if self.th.out_when_source_down {
-                Reason::SourceDown {
-                    lag_us: self.lag_us,
-                }
+                Reason::SourceDown { lag_us }
             } else {
-                return (
-                    Pool::In,
-                    Reason::SourceDown {
-                        lag_us: self.lag_us,
-                    },
-                );
+                return (Pool::In, Reason::SourceDown { lag_us });
             }
         } else if let Some(errno) = io {
             if self.wal {
@@ -561,20 +553,16 @@ mod tests {
         );
         assert_eq!(h.on_lag(2 * S, 0).unwrap().pool, Pool::In);
 
-        let mut status = StatusSample {
-            postgres: None,
-            t_us: 3 * S,
-            duration_us: 100,
-            outcome: Outcome::Ok,
-            reason: None,
-            channels: vec![ChannelStatus {
+        let mut status = StatusSample::polled(
+            3 * S,
+            vec![ChannelStatus {
                 sql_running: false,
                 last_sql_errno: 1062,
                 last_sql_error: "Duplicate entry".into(),
                 sql_applying: None,
                 ..ChannelStatus::running()
             }],
-        };
+        );
         let c = h.on_status(&status).unwrap();
         assert_eq!(c.reason, Reason::SqlStopped { errno: 1062 });
         status.t_us = 4 * S;
@@ -591,19 +579,15 @@ mod tests {
         let mut h = Health::new(th(0));
         h.on_lag(0, 0);
         // Its positions are LSNs: the threads are the WAL receiver and replay.
-        let mut status = StatusSample {
-            postgres: None,
-            t_us: S,
-            duration_us: 100,
-            outcome: Outcome::Ok,
-            reason: None,
-            channels: vec![ChannelStatus {
+        let mut status = StatusSample::polled(
+            S,
+            vec![ChannelStatus {
                 sql_running: false,
                 gtid_io_pos: "0/3000148".into(),
                 gtid_applied_pos: "0/3000148".into(),
                 ..ChannelStatus::running()
             }],
-        };
+        );
         let c = h.on_status(&status).unwrap();
         assert_eq!(
             (c.reason.code(), c.reason.to_string()),
@@ -623,16 +607,14 @@ mod tests {
     /// reconnecting is.
     #[test]
     fn a_source_down_by_agreement_is_judged_by_lag() {
-        let connecting = |t_us| StatusSample {
-            postgres: None,
-            t_us,
-            duration_us: 1,
-            outcome: Outcome::Ok,
-            reason: None,
-            channels: vec![ChannelStatus {
-                io: IoState::Connecting,
-                ..ChannelStatus::running()
-            }],
+        let connecting = |t_us| {
+            StatusSample::polled(
+                t_us,
+                vec![ChannelStatus {
+                    io: IoState::Connecting,
+                    ..ChannelStatus::running()
+                }],
+            )
         };
         let mut h = Health::new(th(0));
         h.on_lag(0, 1_000);
@@ -669,24 +651,12 @@ mod tests {
         assert_eq!(out.reason.code(), "source_down");
     }
 
-    /// A successful status poll at `t_us` showing `channels`.
-    fn status_at(t_us: i64, channels: Vec<ChannelStatus>) -> StatusSample {
-        StatusSample {
-            postgres: None,
-            t_us,
-            duration_us: 1,
-            outcome: Outcome::Ok,
-            reason: None,
-            channels,
-        }
-    }
-
     #[test]
     fn intended_delay_can_be_ignored() {
         let mut t = th(0);
         t.ignore_intended_delay = true;
         let mut h = Health::new(t);
-        let mut status = status_at(0, vec![]);
+        let mut status = StatusSample::polled(0, vec![]);
         // No channel at all: not replicating.
         assert_eq!(h.on_status(&status).unwrap().pool, Pool::Out);
         status.channels.push(ChannelStatus {
@@ -711,7 +681,7 @@ mod tests {
             sql_running: false,
             ..ChannelStatus::running()
         };
-        let mut status = status_at(0, vec![stopped]);
+        let mut status = StatusSample::polled(0, vec![stopped]);
         h.on_lag(0, 1_000);
         assert_eq!(h.on_status(&status).unwrap().pool, Pool::Out);
         // Polls fail from here on; reads go on showing the replica in step.

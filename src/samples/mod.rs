@@ -442,6 +442,20 @@ pub struct PgFigures {
 }
 
 impl StatusSample {
+    /// A successful poll at `t_us` that took 1 µs and showed `channels`: the fixture
+    /// of the tests that judge status samples.
+    #[cfg(test)]
+    pub fn polled(t_us: i64, channels: Vec<ChannelStatus>) -> StatusSample {
+        StatusSample {
+            t_us,
+            duration_us: 1,
+            outcome: Outcome::Ok,
+            reason: None,
+            channels,
+            postgres: None,
+        }
+    }
+
     /// The channel that carries this replica's heartbeat: the default ("") channel, or
     /// the first one.
     pub fn main_channel(&self) -> Option<&ChannelStatus> {
