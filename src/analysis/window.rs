@@ -39,6 +39,8 @@ pub struct BeatWindow<'a> {
     /// Each session's lowest seq from the chunks' headers, for a session none of whose
     /// beats has been read yet.
     first_seqs: std::collections::BTreeMap<u32, u64>,
+    /// The same first seqs, sorted: where sessions begin in seq order ([`Self::load`]).
+    session_starts: Vec<u64>,
     /// The lowest seq in the store: an older one is nowhere to go back to.
     lowest_seq: Option<u64>,
     /// The last seq gone back for and not found: not gone back for again.
@@ -77,6 +79,8 @@ impl<'a> BeatWindow<'a> {
     /// `beats` are the cluster's; `continuity` is indexed by session.
     pub fn new(beats: &'a Beats, continuity: &'a [Continuity]) -> Self {
         let first_seqs = beats.first_seqs();
+        let mut session_starts: Vec<u64> = first_seqs.values().copied().collect();
+        session_starts.sort_unstable();
         BeatWindow {
             reader: beats.reader(),
             ahead: None,
@@ -86,7 +90,8 @@ impl<'a> BeatWindow<'a> {
             exhausted: false,
             trimmed: false,
             at: 0,
-            lowest_seq: first_seqs.values().min().copied(),
+            lowest_seq: session_starts.first().copied(),
+            session_starts,
             sessions: vec![SessionStart::default(); continuity.len()],
             first_seqs,
             missing: None,
@@ -203,13 +208,15 @@ impl<'a> BeatWindow<'a> {
     /// the later one higher but sends it earlier): then that session is reached first.
     fn load(&mut self, until_us: i64, seq: u64, to_seq: bool) -> Result<(), StoreError> {
         let seq_held = |w: &Self| to_seq && w.beats.last().is_some_and(|b| b.seq >= seq);
+        // A session beginning after the last beat held and at or before `seq`.
         let later_session = |w: &Self| {
             to_seq
                 && !w.exhausted
                 && w.beats.last().is_some_and(|last| {
-                    w.first_seqs
-                        .values()
-                        .any(|&first| first > last.seq && first <= seq)
+                    let next = w.session_starts.partition_point(|&f| f <= last.seq);
+                    w.session_starts
+                        .get(next)
+                        .is_some_and(|&first| first <= seq)
                 })
         };
         while !(self.loaded(until_us) && !later_session(self) || seq_held(self)) {
