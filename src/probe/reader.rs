@@ -119,6 +119,7 @@ pub async fn run(
             continue;
         }
         let (r_start_us, r_end_us, result) = timed_read(&r, &mut conn).await;
+        let result = result.map(|seq| arrival.read(seq));
         // This read is a follow-up when the previous one asked for it; it is marked so,
         // and the analysis takes rounds from the marks.
         let this_is_follow_up = std::mem::take(&mut follow_up);
@@ -126,7 +127,6 @@ pub async fn run(
             Ok(Some(seq)) => {
                 backoff.reset();
                 failures.succeeded();
-                arrival.seen();
                 if round.seq > 0 && seq >= round.seq {
                     pacer.saw(round.t_ack_us, missed_at.take(), waited_us, r_end_us);
                     round.seq = 0;
@@ -142,7 +142,6 @@ pub async fn run(
                 }
                 Ok(seq)
             }
-            Ok(None) if arrival.may_still_come() => Ok(0),
             Ok(None) => Err((Outcome::MissingRow, missing_row(&r))),
             Err(e) => {
                 conn = None;
@@ -287,15 +286,20 @@ impl RowArrival {
         }
     }
 
-    /// A read found the row: from now on its absence is a fault.
-    pub fn seen(&mut self) {
-        self.waiting_since = None;
-    }
-
-    /// A read found no row: whether that is the row not having arrived yet.
-    pub fn may_still_come(&self) -> bool {
-        self.waiting_since
-            .is_some_and(|t| t.elapsed() < ROW_ARRIVAL_GRACE)
+    /// What a read of the row showed (`None`: no row), as the recorder takes it: a
+    /// row found makes its absence a fault from then on; no row while it may still
+    /// arrive is seq 0.
+    pub fn read(&mut self, seq: Option<u64>) -> Option<u64> {
+        match seq {
+            Some(seq) => {
+                self.waiting_since = None;
+                Some(seq)
+            }
+            None => self
+                .waiting_since
+                .is_some_and(|t| t.elapsed() < ROW_ARRIVAL_GRACE)
+                .then_some(0),
+        }
     }
 }
 

@@ -287,14 +287,7 @@ async fn open(b: &Binlog, arrival: &mut reader::RowArrival) -> Result<Opened, Se
     )
     .await?;
     let read_end_us = r.clock.now_us();
-    let seq = match seq {
-        Some(seq) => {
-            arrival.seen();
-            Some(seq)
-        }
-        None if arrival.may_still_come() => Some(0),
-        None => None,
-    };
+    let seq = arrival.read(seq);
     let read = Observation {
         r_start_us: read_start_us,
         r_end_us: read_end_us,
