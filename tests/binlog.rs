@@ -360,9 +360,19 @@ fn without_binlog_monitor_the_stream_starts_by_gtid_and_brings_every_beat() {
     let rows = export_rows(&store);
     for r in ["r1", "r2"] {
         let mine: Vec<&Row> = rows.iter().filter(|row| row.replica == r).collect();
-        // After the setup's read, every observation came from the stream, and fine.
+        // While the stream catches up (the server scans its binary log first), reads
+        // measure; from its first beat on, every observation came from the stream.
         assert!(mine.len() > 200, "{r}: {} rounds", mine.len());
-        assert!(all_streamed_ok(&mine[1..]), "{r}: {:?}", &mine[..5]);
+        let first = mine.iter().position(|row| row.probe == "binlog").unwrap();
+        assert!(
+            first < 50,
+            "{r}: the stream's first beat came after {first} reads"
+        );
+        assert!(
+            all_streamed_ok(&mine[first..]),
+            "{r}: {:?}",
+            &mine[first..first + 5]
+        );
     }
 }
 
@@ -523,4 +533,84 @@ fn behind_a_link_of_known_delay_the_stream_reads_that_delay_within_its_bounds() 
         "median {median} ms behind a {D_MS} ms link"
     );
     assert!(share >= 0.999, "bounds held in {share:.4} of the rounds");
+}
+
+#[test]
+fn behind_a_narrow_link_a_large_transaction_is_not_read_as_lag() {
+    let _lab = take_lab();
+    // The recorder reaches r2 through a 2.5 MB/s link; both replicas replicate from the
+    // primary directly, so r2 applies what r1 applies, when r1 applies it. One 20 MB
+    // transaction then takes 8 s to reach the recorder on r2's stream: that is the
+    // recorder's link, not r2's lag.
+    const RATE: u64 = 2_500_000;
+    let narrow = common::proxy::narrow_line(REPLICAS[1].1, RATE);
+    let dir = TempDir::new("bl_narrow");
+    let port = free_port();
+    let store = dir.path().join("s.redb");
+    let r2 = format!("127.0.0.1:{narrow}");
+    let config = lab_config(
+        "it_bl_narrow",
+        PRIMARY,
+        &[REPLICAS[0], ("r2", &r2)],
+        "LAGTRACE_IT_PASSWORD",
+    );
+    let config = format!(
+        "{config}\n[record]\ninterval = \"10ms\"\nprobe = \"binlog\"\nstore = \"{}\"\n\n\
+         [http]\nlisten = \"127.0.0.1:{port}\"\nmax_lag = \"1s\"\n",
+        store.display()
+    );
+    let config = init_config(&dir, &config);
+    let recorder = Recorder::start(&config);
+    for r in ["r1", "r2"] {
+        let doc = wait_probe(port, r, "binlog");
+        assert_eq!(doc["probe"], "binlog", "{doc}");
+    }
+    root_sql(
+        "primary",
+        "DROP TABLE IF EXISTS lab.wide; \
+         CREATE TABLE lab.wide (id INT PRIMARY KEY, pad VARCHAR(1000) NOT NULL) ENGINE=InnoDB",
+    );
+    sleep(Duration::from_secs(2));
+    let from = now_us();
+    root_sql(
+        "primary",
+        "INSERT INTO lab.wide SELECT seq, REPEAT('x', 1000) FROM lab.seq_1_to_20000",
+    );
+    sleep(Duration::from_secs(12));
+    root_sql("primary", "DROP TABLE lab.wide");
+    sleep(Duration::from_secs(1));
+    let log = stop_ok(recorder);
+
+    let rows: Vec<Row> = export_rows(&store)
+        .into_iter()
+        .filter(|r| r.t_us > from && r.lag_kind.as_deref() == Some("bounded"))
+        .collect();
+    let peak = |replica: &str, f: fn(&Row) -> Option<f64>| {
+        rows.iter()
+            .filter(|r| r.replica == replica)
+            .filter_map(f)
+            .fold(0.0f64, f64::max)
+    };
+    let r1_hi = peak("r1", |r| r.hi_ms);
+    let r2_lo = peak("r2", |r| r.lo_ms);
+    let r2_hi = peak("r2", |r| r.hi_ms);
+    eprintln!(
+        "20 MB transaction: r1 (direct) peaks at {r1_hi:.0} ms; r2 (behind {:.1} MB/s) \
+         lower bound peaks at {r2_lo:.0} ms, upper at {r2_hi:.0} ms",
+        RATE as f64 / 1e6
+    );
+    let doc = analyze_json(&store);
+    let episodes = |r: &str| replica_doc(&doc, r)["episodes"].clone();
+    eprintln!("episodes: r1 {}\nr2 {}", episodes("r1"), episodes("r2"));
+    assert!(r1_hi > 0.0, "no rounds for r1\n{log}");
+    // r2's true lag is r1's, give or take the two applying side by side on 2 cores.
+    assert!(
+        r2_lo <= r1_hi + 300.0,
+        "r2's lower bound {r2_lo:.0} ms exceeds r1's true lag {r1_hi:.0} ms: the narrow \
+         link's delivery was read as lag\n{log}"
+    );
+    // While the stream is behind, reads measure: r2 keeps its rounds, and no episode.
+    let r2_rounds = rows.iter().filter(|r| r.replica == "r2").count();
+    assert!(r2_rounds > 200, "{r2_rounds} rounds for r2 in 13 s");
+    assert_eq!(episodes("r2"), serde_json::json!([]), "{log}");
 }

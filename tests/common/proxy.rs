@@ -223,3 +223,56 @@ pub fn delay_line(upstream: &str, delay: Duration) -> DelayLine {
     });
     DelayLine { port, late }
 }
+
+/// A narrow link on loopback: forwards to `upstream` (`127.0.0.1:port`), passing the
+/// server's bytes to the client at no more than `bytes_per_s`, in segments of at most
+/// 1 460 bytes (as a saturated network link delivers them), the client's bytes at
+/// once. Each connection has the whole rate. Returns the port; its threads live until
+/// the test process ends.
+pub fn narrow_line(upstream: &str, bytes_per_s: u64) -> u16 {
+    const SEGMENT: usize = 1460;
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a proxy port");
+    let port = listener.local_addr().unwrap().port();
+    let upstream = upstream.to_string();
+    spawn(move || {
+        for client in listener.incoming() {
+            let Ok(client) = client else { return };
+            let Ok(server) = TcpStream::connect(&upstream) else {
+                reset(&client);
+                continue;
+            };
+            let _ = client.set_nodelay(true);
+            let _ = server.set_nodelay(true);
+            let (mut up_from, mut up_to) =
+                (client.try_clone().unwrap(), server.try_clone().unwrap());
+            spawn(move || {
+                let _ = std::io::copy(&mut up_from, &mut up_to);
+                let _ = up_to.shutdown(Shutdown::Both);
+            });
+            let (mut from, mut to) = (server, client);
+            spawn(move || {
+                let mut buf = [0u8; 16 * 1024];
+                // When the link is free again.
+                let mut free = Instant::now();
+                'read: while let Ok(n) = from.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    for segment in buf[..n].chunks(SEGMENT) {
+                        let now = Instant::now();
+                        if free > now {
+                            sleep(free - now);
+                        }
+                        free = free.max(now)
+                            + Duration::from_secs_f64(segment.len() as f64 / bytes_per_s as f64);
+                        if to.write_all(segment).is_err() {
+                            break 'read;
+                        }
+                    }
+                }
+                let _ = to.shutdown(Shutdown::Both);
+            });
+        }
+    });
+    port
+}

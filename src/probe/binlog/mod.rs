@@ -82,6 +82,10 @@ const LATENESS_KEPT_US: i64 = 60_000_000;
 /// the first message of its run proves, µs.
 const BACKLOG_GAP_US: i64 = 200;
 
+/// A wait inside a transaction may ask the cross-check for a read at once, at most this
+/// often, µs: the stream's delivery is limited, and a read tells how far behind it is.
+const POKE_EVERY_US: i64 = 50_000;
+
 /// The server's binlog heartbeat period for a beat interval: a beat's period, within
 /// 10 ms and 1 s (a stalled replica's lag then moves by at most that between
 /// observations).
@@ -422,9 +426,13 @@ struct Seen {
     caught_up: bool,
     /// When the current run began, µs: the server had sent everything written before
     /// it less [`Seen::delay_us`]. A message read at least [`BACKLOG_GAP_US`] after
-    /// the task began to wait begins a run, at its arrival, or at the recorder's last
-    /// running time before a pause in the wait ([`run_start`]).
+    /// the task began to wait begins a run ([`Seen::may_begin_run`]), at its arrival,
+    /// or at the recorder's last running time before a pause in the wait
+    /// ([`run_start`]).
     run_start_us: i64,
+    /// Whether the messages so far ended inside a transaction (its first event came,
+    /// its last not yet).
+    in_transaction: bool,
     /// Since the stream caught up: the newest message's run start and arrival, µs.
     certified: Option<(i64, i64)>,
     /// The end of the newest observation sent, µs.
@@ -438,6 +446,10 @@ struct Seen {
     /// A beat the cross-check saw before the stream brought it, and when the read
     /// that saw it ended, µs.
     pending: Option<(u64, i64)>,
+    /// The newest beat a cross-check read showed and sent as the measurement while
+    /// the stream was behind: the stream bringing it, or an older beat, later says
+    /// nothing new.
+    read_seq: Option<u64>,
 }
 
 impl Seen {
@@ -451,12 +463,14 @@ impl Seen {
             late: (0, requested_us),
             caught_up: false,
             run_start_us: requested_us,
+            in_transaction: false,
             certified: None,
             sent_end_us: read.r_end_us,
             sent_since_notice: true,
             notice_us: requested_us,
             heard_us: requested_us,
             pending: None,
+            read_seq: None,
         };
         seen.refresh_delay(requested_us);
         seen
@@ -489,8 +503,12 @@ impl Seen {
                 self.pending = None;
             }
             self.refresh_delay(t_us);
-            if self.seq.is_none_or(|s| seq > s) {
+            let newer = self.seq.is_none_or(|s| seq > s);
+            if newer {
                 self.seq = Some(seq);
+            }
+            // A beat a read already measured says nothing new.
+            if newer && self.read_seq.is_none_or(|s| seq > s) {
                 // The setup's read did not show beat `seq + 1` when it began, so no
                 // later beat was there either: what the stream brings before it has
                 // caught up proves no more.
@@ -510,11 +528,82 @@ impl Seen {
         shown
     }
 
+    /// A cross-check read (`read`, `asked` for at once or a periodic one) that showed a
+    /// beat: whether it is to be sent as an observation. A read that shows a beat the
+    /// stream has not brought marks the stream behind (`pending`). While it is behind,
+    /// because a read said so before or the stream's delivery looked limited (`asked`),
+    /// the stream's messages prove little (what they bring the server had long ago), so
+    /// the read is the measurement: it is sent, unless it ended before an observation
+    /// already sent (observations go on in time order).
+    fn on_read(&mut self, read: &Observation, asked: bool) -> bool {
+        let Some(seq) = read.seq else { return false };
+        if self.seq.is_some_and(|s| seq <= s) {
+            return false;
+        }
+        let was_behind = self.pending.is_some();
+        if !was_behind {
+            self.pending = Some((seq, read.r_end_us));
+        }
+        let news = self.read_seq.is_none_or(|s| seq > s);
+        if (was_behind || asked) && news && read.r_end_us >= self.sent_end_us {
+            self.read_seq = Some(seq);
+            self.sent_end_us = read.r_end_us;
+            self.sent_since_notice = true;
+            return true;
+        }
+        false
+    }
+
+    /// Whether a wait before the next message proves the server had sent everything,
+    /// so that the message may begin a run. Not inside a transaction: the server wrote
+    /// it whole to its binary log before sending its first event, so a wait between its
+    /// events is the link's, not the server's (a narrow link, a large transaction).
+    /// Nor while a beat a read already showed is still on its way: the server had it
+    /// and has not sent it, so everything the stream brings meanwhile is a backlog.
+    fn may_begin_run(&self) -> bool {
+        !self.in_transaction && self.pending.is_none()
+    }
+
     fn refresh_delay(&mut self, now_us: i64) {
         if now_us - self.late.1 > LATENESS_KEPT_US {
             self.late = (0, now_us);
         }
         self.delay_us = self.round_trip_us.max(self.late.0).max(MIN_DELAY_US);
+    }
+}
+
+/// Whether the binary log is inside a transaction after `event`, when it was `before`
+/// ([`in_transaction_after`]).
+fn in_transaction_after_event(event: &Event, before: bool) -> bool {
+    let kind = event.header().event_type_raw();
+    if kind != mysql_async::binlog::EventType::QUERY_EVENT as u8 {
+        return in_transaction_after(kind, None, before);
+    }
+    match event.read_data() {
+        Ok(Some(EventData::QueryEvent(q))) => {
+            in_transaction_after(kind, Some(q.query_raw()), before)
+        }
+        // An unreadable query event changes nothing: a transaction taken as open
+        // longer only widens bounds.
+        _ => before,
+    }
+}
+
+/// Whether the binary log is inside a transaction after an event of type `kind` (raw
+/// type code; `query`: a query event's text), when it was `before`. A transaction
+/// begins at its GTID event (MariaDB's, MySQL's) or a `BEGIN` query, and ends at its
+/// XID event or any other query (`COMMIT`, or DDL, which is a transaction of its own).
+/// Every other event leaves it as it was.
+fn in_transaction_after(kind: u8, query: Option<&[u8]>, before: bool) -> bool {
+    use mysql_async::binlog::EventType;
+    /// MariaDB's GTID event, which mysql_common does not name.
+    const MARIADB_GTID_EVENT: u8 = 0xa2;
+    match kind {
+        MARIADB_GTID_EVENT => true,
+        k if k == EventType::GTID_EVENT as u8 || k == EventType::ANONYMOUS_GTID_EVENT as u8 => true,
+        k if k == EventType::XID_EVENT as u8 => false,
+        k if k == EventType::QUERY_EVENT as u8 => query == Some(b"BEGIN".as_slice()),
+        _ => before,
     }
 }
 
@@ -557,7 +646,9 @@ async fn follow(
         return End::Shutdown;
     }
     let (cross_tx, mut cross_rx) = mpsc::channel(2);
-    let cross = tokio::spawn(cross_check(r.clone(), cross_tx));
+    let poke = std::sync::Arc::new(tokio::sync::Notify::new());
+    let cross = tokio::spawn(cross_check(r.clone(), cross_tx, poke.clone()));
+    let mut poked_us = requested_us - POKE_EVERY_US;
     let _abort = AbortOnDrop(cross);
     let period = r.interval * r.read_every;
     let fallback = period + period / 2;
@@ -582,16 +673,22 @@ async fn follow(
                     Some(Ok(event)) => event,
                 };
                 if t_us - waiting_us >= BACKLOG_GAP_US {
-                    let paused = pauses.paused_in(&r.clock, seen.heard_us, t_us);
-                    if let Some(start_us) = run_start(paused, seen.heard_us, t_us) {
-                        seen.run_start_us = start_us;
+                    if seen.may_begin_run() {
+                        let paused = pauses.paused_in(&r.clock, seen.heard_us, t_us);
+                        if let Some(start_us) = run_start(paused, seen.heard_us, t_us) {
+                            seen.run_start_us = start_us;
+                        }
+                    } else if seen.in_transaction && t_us - poked_us >= POKE_EVERY_US {
+                        // The link limits delivery: a read now tells how far behind
+                        // the stream is, before a beat behind this transaction comes.
+                        poke.notify_one();
+                        poked_us = t_us;
                     }
                 }
                 seen.heard_us = t_us;
-                let is_heartbeat = matches!(
-                    event.header().event_type(),
-                    Ok(mysql_async::binlog::EventType::HEARTBEAT_EVENT)
-                );
+                let kind = event.header().event_type_raw();
+                let is_heartbeat = kind == mysql_async::binlog::EventType::HEARTBEAT_EVENT as u8;
+                seen.in_transaction = in_transaction_after_event(&event, seen.in_transaction);
                 let beat = heartbeat_row(&stream, &event, key);
                 let shown = seen.on_message(beat, is_heartbeat, t_us, (requested_us, setup_read_us));
                 if let Some((seq, window)) = shown
@@ -610,6 +707,10 @@ async fn follow(
                 if let Some(lost) = check(&seen, now_us, silence_us) {
                     return End::Lost(lost);
                 }
+                // A stream behind a read: reads measure meanwhile, one per beat.
+                if seen.pending.is_some() {
+                    poke.notify_one();
+                }
                 // A replica that has not shown the beat before the newest yet: its
                 // lag is growing past an interval, worth an observation per beat.
                 let behind = seen.seq.is_none_or(|s| s.saturating_add(1) < newest);
@@ -626,9 +727,9 @@ async fn follow(
                     return End::Shutdown;
                 }
             }
-            Some((seq, read_end_us)) = cross_rx.recv() => {
-                if seen.seq.is_none_or(|s| seq > s) && seen.pending.is_none() {
-                    seen.pending = Some((seq, read_end_us));
+            Some((read, asked)) = cross_rx.recv() => {
+                if seen.on_read(&read, asked) && send(out, r, read).await.is_err() {
+                    return End::Shutdown;
                 }
             }
         }
@@ -707,7 +808,10 @@ async fn snapshot(
     let quiet = !std::mem::replace(&mut seen.sent_since_notice, false);
     let after_us = std::mem::replace(&mut seen.notice_us, now_us).max(seen.sent_end_us);
     match (seen.seq, seen.certified) {
-        (Some(seq), Some((run_start_us, at_us))) if quiet && behind && at_us > after_us => {
+        // While the stream is behind a read, the reads measure.
+        (Some(seq), Some((run_start_us, at_us)))
+            if quiet && behind && at_us > after_us && seen.pending.is_none() =>
+        {
             let start = run_start_us - seen.delay_us;
             emit(out, (r, Probe::BinlogIdle), seen, seq, (start, at_us)).await?;
             seen.sent_since_notice = false;
@@ -717,22 +821,41 @@ async fn snapshot(
     }
 }
 
-/// Reads the row once per [`CROSS_CHECK_EVERY`] on a connection of its own and sends
-/// `(seq, read_end_us)`, so that a stream that stops delivering is noticed.
-async fn cross_check(r: Reader, found: mpsc::Sender<(u64, i64)>) {
+/// Reads the row once per [`CROSS_CHECK_EVERY`], and at once when `poke`d, on a
+/// connection of its own, and sends each read that showed a beat with whether it was
+/// asked for: so that a stream that stops delivering, or delivers late, is noticed,
+/// and measured around meanwhile ([`Seen::on_read`]).
+async fn cross_check(
+    r: Reader,
+    found: mpsc::Sender<(Observation, bool)>,
+    poke: std::sync::Arc<tokio::sync::Notify>,
+) {
     let mut conn: Option<Session> = None;
     let mut tick = tokio::time::interval(CROSS_CHECK_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tick.tick().await;
+        let asked = tokio::select! {
+            _ = tick.tick() => false,
+            _ = poke.notified() => true,
+        };
         if conn.is_none() {
             let session = Session::reader(r.kind, &r.address, &r.settings, &r.password);
             conn = Box::pin(session).await.ok();
         }
         let Some(c) = conn.as_mut() else { continue };
+        let r_start_us = r.clock.now_us();
         match c.read(&r.row, r.settings.query_timeout).await {
             Ok(Some(seq)) => {
-                if found.send((seq, r.clock.now_us())).await.is_err() {
+                let read = Observation {
+                    r_start_us,
+                    r_end_us: r.clock.now_us(),
+                    seq: Some(seq),
+                    outcome: Outcome::Ok,
+                    reason: None,
+                    follow_up: false,
+                    probe: Probe::Poll,
+                };
+                if found.send((read, asked)).await.is_err() {
                     return;
                 }
             }
@@ -796,6 +919,125 @@ mod tests {
         // Paused right after the message before: this one may have come back to
         // back with it, so the run goes on.
         assert_eq!(run_start(Some(heard_us + 50), heard_us, t_us), None);
+    }
+
+    /// A transaction is open from its GTID event to its XID event (or a query other
+    /// than BEGIN); the events inside it, and events outside any, change nothing.
+    #[test]
+    fn a_transaction_is_open_from_its_gtid_to_its_end() {
+        use mysql_async::binlog::EventType as T;
+        let kinds = |events: &[(u8, Option<&[u8]>)]| {
+            let mut open = false;
+            events
+                .iter()
+                .map(|&(k, q)| {
+                    open = in_transaction_after(k, q, open);
+                    open
+                })
+                .collect::<Vec<_>>()
+        };
+        let rows = [
+            (0xa2, None),
+            (T::TABLE_MAP_EVENT as u8, None),
+            (T::WRITE_ROWS_EVENT as u8, None),
+            (T::WRITE_ROWS_EVENT as u8, None),
+            (T::XID_EVENT as u8, None),
+            (T::HEARTBEAT_EVENT as u8, None),
+        ];
+        assert_eq!(kinds(&rows), [true, true, true, true, false, false]);
+        // DDL: a GTID event, then its query.
+        let ddl = [
+            (0xa2, None),
+            (T::QUERY_EVENT as u8, Some(b"DROP TABLE t".as_slice())),
+        ];
+        assert_eq!(kinds(&ddl), [true, false]);
+        // A non-transactional table: BEGIN ... COMMIT as queries.
+        let myisam = [
+            (T::QUERY_EVENT as u8, Some(b"BEGIN".as_slice())),
+            (T::WRITE_ROWS_EVENT as u8, None),
+            (T::QUERY_EVENT as u8, Some(b"COMMIT".as_slice())),
+        ];
+        assert_eq!(kinds(&myisam), [true, true, false]);
+        assert!(!in_transaction_after(T::ROTATE_EVENT as u8, None, false));
+    }
+
+    /// A wait proves the server had sent everything only between transactions and
+    /// while no beat a read showed is still to come.
+    #[test]
+    fn a_wait_inside_a_transaction_or_before_a_beat_a_read_showed_begins_no_run() {
+        let read = Observation {
+            r_start_us: 1_000_000,
+            r_end_us: 1_000_500,
+            seq: Some(10),
+            outcome: Outcome::Ok,
+            reason: None,
+            follow_up: false,
+            probe: Probe::Poll,
+        };
+        let mut seen = Seen::at_setup(&read, 300, 1_001_000);
+        assert!(seen.may_begin_run());
+        seen.in_transaction = true;
+        assert!(!seen.may_begin_run());
+        seen.in_transaction = false;
+        seen.pending = Some((12, 1_100_000));
+        assert!(!seen.may_begin_run());
+        // The stream brings the beat the read showed: the backlog is through.
+        seen.on_message(
+            Some((12, 1_090_000)),
+            false,
+            1_200_000,
+            (1_001_000, 1_000_000),
+        );
+        assert!(seen.may_begin_run());
+    }
+
+    /// A read that shows a beat the stream has not brought marks the stream behind;
+    /// a read asked for, or any read while behind, is then the measurement, and the
+    /// stream's late copies of what it showed emit nothing.
+    #[test]
+    fn while_the_stream_is_behind_a_read_reads_measure() {
+        let read = |seq: u64, end_us: i64| Observation {
+            r_start_us: end_us - 400,
+            r_end_us: end_us,
+            seq: Some(seq),
+            outcome: Outcome::Ok,
+            reason: None,
+            follow_up: false,
+            probe: Probe::Poll,
+        };
+        let times = (1_001_000, 1_000_000);
+        let mut seen = Seen::at_setup(&read(10, 1_000_500), 300, 1_001_000);
+        seen.on_message(None, true, 1_002_000, times);
+        // A periodic read of a beat the stream already brought: nothing.
+        assert!(!seen.on_read(&read(10, 1_003_000), false));
+        assert!(seen.pending.is_none());
+        // A periodic read ahead of the stream: marked behind, not sent (the stream
+        // may bring the beat a moment later).
+        assert!(!seen.on_read(&read(12, 1_010_000), false));
+        assert_eq!(seen.pending, Some((12, 1_010_000)));
+        // The next read while behind is the measurement.
+        assert!(seen.on_read(&read(15, 1_040_000), false));
+        assert_eq!(seen.sent_end_us, 1_040_000);
+        // The stream brings the backlog: beats the read showed say nothing new, and
+        // the pending one measures the stream's lateness.
+        assert_eq!(
+            seen.on_message(Some((12, 1_005_000)), false, 1_900_000, times),
+            None
+        );
+        assert!(seen.pending.is_none());
+        assert_eq!(seen.late.0, 1_900_000 - 1_010_000);
+        assert_eq!(
+            seen.on_message(Some((15, 1_008_000)), false, 1_901_000, times),
+            None
+        );
+        assert!(
+            seen.on_message(Some((16, 1_895_000)), false, 1_902_000, times)
+                .is_some()
+        );
+        // A read asked for (delivery looked limited) is sent at once, unless it ended
+        // before an observation already sent.
+        assert!(seen.on_read(&read(18, 1_903_000), true));
+        assert!(!seen.on_read(&read(19, 1_902_500), true));
     }
 
     #[test]
