@@ -327,4 +327,26 @@ fn a_split_keeps_beats_on_the_primary_and_measures_the_second_primarys_side() {
         .unwrap_or_else(|| panic!("no it_split~r2/r1 in {doc}"));
     let max = r1["lag"]["percentiles"]["max_ms"].as_f64().unwrap();
     assert!(max < 1000.0, "{r1}");
+    let main_r1 = doc["replicas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["cluster"] == "it_split" && r["replica"] == "r1")
+        .unwrap();
+    // On the cluster's side, r1's episodes (its lag against the primary's beats while
+    // the split formed, and its fetch of what it missed once pointed back) are the
+    // split's, not a slow applier's (finding 9).
+    let episodes = main_r1["episodes"].as_array().unwrap();
+    eprintln!("it_split/r1 episodes: {}", main_r1["episodes"]);
+    assert!(!episodes.is_empty(), "{main_r1}");
+    for e in episodes {
+        let codes: Vec<&str> = e["causes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|c| c["code"].as_str())
+            .collect();
+        assert!(codes.contains(&"split"), "{e}");
+        assert!(!codes.contains(&"threads_running"), "{e}");
+    }
 }

@@ -456,7 +456,8 @@ impl ReplayFinder {
 
     /// The pooled replay rate; `None` without a catch-up that counts. `episodes` are the
     /// ones fed, with their causes: a catch-up from lag an intended delay held is the
-    /// delay being lifted, not the applier's speed, and does not count.
+    /// delay being lifted, and one from a split the replica being pointed back at the
+    /// primary, not the applier's speed; neither counts.
     pub fn finish(mut self, episodes: &[Episode]) -> Option<ReplayRate> {
         self.settle(None);
         let delayed = |start_us: i64| {
@@ -464,7 +465,7 @@ impl ReplayFinder {
                 e.start_us == start_us
                     && e.causes
                         .iter()
-                        .any(|c| matches!(c, Cause::IntendedDelay { .. }))
+                        .any(|c| matches!(c, Cause::IntendedDelay { .. } | Cause::Split { .. }))
             })
         };
         let counted: Vec<&Counted> = self

@@ -75,6 +75,12 @@ pub enum Cause {
     },
     /// Both threads ran throughout: the applier was slower than the primary, or blocked.
     ThreadsRunning,
+    /// It followed `primary`, a second server taking writes beside the cluster's
+    /// primary (a split), or was that server: it lacked the primary's writes because
+    /// it replicated from elsewhere, not because its applier was slow.
+    Split {
+        primary: String,
+    },
 }
 
 impl Cause {
@@ -89,6 +95,7 @@ impl Cause {
             Cause::IoError { .. } => "io_error",
             Cause::IntendedDelay { .. } => "intended_delay",
             Cause::ThreadsRunning => "threads_running",
+            Cause::Split { .. } => "split",
         }
     }
 }
@@ -104,6 +111,9 @@ impl fmt::Display for Cause {
             Cause::IoError { errno, message } => write!(f, "IO error {errno}: {message}"),
             Cause::IntendedDelay { seconds } => write!(f, "intended delay {seconds} s"),
             Cause::ThreadsRunning => f.write_str("threads running (applier slow or blocked)"),
+            Cause::Split { primary } => {
+                write!(f, "split: on the side of {primary}, a second primary")
+            }
         }
     }
 }
@@ -343,6 +353,84 @@ impl CauseFinder {
     }
 }
 
+/// A stretch in which a replica was on a second primary's side of a split (it
+/// followed that server, directly or through others, or was it), from the cluster's
+/// stored `split` and `split_end` events, µs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SplitSide {
+    /// When the second server began to take writes: `split` fires
+    /// [`SPLIT_AFTER_US`] after that.
+    pub start_us: i64,
+    /// The `split_end`; `None` when the data ends first.
+    pub end_us: Option<i64>,
+    pub primary: String,
+}
+
+/// How long after a split ends an episode that begins is still the split's: the
+/// replica, pointed back at the primary, fetches what it missed, µs.
+pub const REJOIN_US: i64 = 5_000_000;
+
+pub use crate::cluster::events::SPLIT_AFTER_US;
+
+/// The stretches in which `replica` was on a second primary's side, from one
+/// cluster's events in time order.
+pub fn split_sides<'a>(
+    events: impl IntoIterator<Item = &'a crate::store::events::RecordedEvent>,
+    replica: &str,
+) -> Vec<SplitSide> {
+    use crate::samples::event::EventKind;
+    let mut sides: Vec<SplitSide> = Vec::new();
+    for e in events {
+        let Some(node) = e.doc.node_name() else {
+            continue;
+        };
+        match e.kind() {
+            EventKind::Split => {
+                let follows = e.json["split"]["following"][node]
+                    .as_array()
+                    .is_some_and(|f| f.iter().any(|r| r.as_str() == Some(replica)));
+                if node == replica || follows {
+                    sides.push(SplitSide {
+                        start_us: e.t_us - SPLIT_AFTER_US,
+                        end_us: None,
+                        primary: node.to_string(),
+                    });
+                }
+            }
+            EventKind::SplitEnd => {
+                for side in sides.iter_mut().filter(|s| s.primary == node) {
+                    side.end_us.get_or_insert(e.t_us);
+                }
+            }
+            _ => {}
+        }
+    }
+    sides
+}
+
+/// Makes the split the cause of every episode that overlaps a stretch on a second
+/// primary's side (or begins within [`REJOIN_US`] of its end): in place of "threads
+/// running", which says only that nothing else was seen.
+pub fn mark_splits(episodes: &mut [Episode], sides: &[SplitSide]) {
+    for e in episodes {
+        let end_us = e.end_us.unwrap_or(i64::MAX);
+        for side in sides {
+            let side_end = side
+                .end_us
+                .map_or(i64::MAX, |t| t.saturating_add(REJOIN_US));
+            if e.start_us <= side_end && end_us >= side.start_us {
+                e.causes.retain(|c| *c != Cause::ThreadsRunning);
+                let cause = Cause::Split {
+                    primary: side.primary.clone(),
+                };
+                if !e.causes.contains(&cause) {
+                    e.causes.insert(0, cause);
+                }
+            }
+        }
+    }
+}
+
 /// Adds what one channel's status says to `out`, each cause at most once.
 fn hints(c: &crate::samples::ChannelStatus, out: &mut Vec<Cause>) {
     let mut add = |cause: Cause| {
@@ -494,6 +582,59 @@ mod tests {
 
     /// A gap while caught up opens nothing, and a lag under `max_lag` after a gap is no
     /// episode even though the gate was over before it.
+    fn recorded(t_us: i64, json: serde_json::Value) -> crate::store::events::RecordedEvent {
+        crate::store::events::RecordedEvent {
+            t_us,
+            doc: serde_json::from_value(json.clone()).unwrap(),
+            json,
+        }
+    }
+
+    /// Finding 9: r1 followed r2, which took writes beside the primary; r3 stayed with
+    /// the primary. r1's episodes from the split's start (3 s before `split` fired) to
+    /// just after its end are the split's, not a slow applier's; r3's are its own.
+    #[test]
+    fn an_episode_on_a_second_primarys_side_is_the_splits() {
+        let split = serde_json::json!({"event": "split", "cluster": "c", "node": {"name": "r2"},
+            "split": {"following": {"p": ["r3"], "r2": ["r1"]}}});
+        let end = serde_json::json!({"event": "split_end", "cluster": "c", "node": {"name": "r2"}});
+        let events = [recorded(10 * S, split), recorded(20 * S, end)];
+        let sides = split_sides(&events, "r1");
+        assert_eq!(
+            sides,
+            [SplitSide {
+                start_us: 7 * S,
+                end_us: Some(20 * S),
+                primary: "r2".into()
+            }]
+        );
+        assert_eq!(split_sides(&events, "r2").len(), 1);
+        assert!(split_sides(&events, "r3").is_empty());
+        let points = stall_series();
+        let status: Vec<StatusSample> = (0..30).map(|i| status_at(i * S, true)).collect();
+        let mut eps = episodes(&points, &status, S, S / 2);
+        assert_eq!(eps.len(), 2);
+        assert_eq!(eps[0].causes, [Cause::ThreadsRunning]);
+        // The stall from 5 s overlaps the side from 7 s; the blip at 25 s begins
+        // within REJOIN_US of its end at 20 s.
+        mark_splits(&mut eps, &sides);
+        let split = Cause::Split {
+            primary: "r2".into(),
+        };
+        assert_eq!(eps[0].causes, eps[1].causes);
+        assert_eq!(eps[1].causes, [split]);
+        assert_eq!(eps[0].causes[0].code(), "split");
+        // Far from the split, nothing changes.
+        let mut eps = episodes(&points, &status, S, S / 2);
+        let far = [SplitSide {
+            start_us: 100 * S,
+            end_us: None,
+            primary: "r2".into(),
+        }];
+        mark_splits(&mut eps, &far);
+        assert_eq!(eps[1].causes, [Cause::ThreadsRunning]);
+    }
+
     #[test]
     fn a_gap_resets_the_gate() {
         let lags_at = [(0, 2.0), (10_000, 2.0), (5_000_000, 0.8), (5_010_000, 0.0)];

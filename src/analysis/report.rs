@@ -91,9 +91,13 @@ pub fn reports(
         if let Some(found) = found {
             outages.insert(&rs.cluster, found);
         }
-        replicas.push(builder.finish(&rs.cluster, &rs.replica, &series, |f| {
-            rs.status.for_each_ahead(f)
-        })?);
+        let events = rec.events.iter().filter(|e| e.cluster() == rs.cluster);
+        let sides = super::episodes::split_sides(events, &rs.replica);
+        replicas.push(
+            builder.finish(&rs.cluster, &rs.replica, (&series, &sides), |f| {
+                rs.status.for_each_ahead(f)
+            })?,
+        );
     }
     let clusters = rec
         .beats
@@ -228,7 +232,7 @@ pub fn replica_report(
     let mut builder = ReportBuilder::new(settings);
     series.points.iter().for_each(|p| builder.push(p));
     builder
-        .finish(cluster, replica, series, |f| {
+        .finish(cluster, replica, (series, &[]), |f| {
             status.iter().for_each(f);
             Ok(())
         })
@@ -326,11 +330,13 @@ impl ReportBuilder {
     /// The report, with the facts of the walk (`series`: its points are not read) and
     /// the replica's status samples, walked once here: `walk_status` calls the function
     /// it is given with each sample in time order.
+    /// `sides`: where the replica was on a second primary's side of a split
+    /// ([`super::episodes::split_sides`]).
     pub fn finish(
         self,
         cluster: &str,
         replica: &str,
-        series: &LagSeries,
+        (series, sides): (&LagSeries, &[super::episodes::SplitSide]),
         walk_status: impl FnOnce(&mut dyn FnMut(&StatusSample)) -> Result<(), StoreError>,
     ) -> Result<ReplicaReport, StoreError> {
         let settings = self.settings;
@@ -389,6 +395,7 @@ impl ReportBuilder {
         })?;
         let (throughput, busy) = (throughput.finish(), busy.finish());
         causes.finish(&mut eps);
+        super::episodes::mark_splits(&mut eps, sides);
         let replay = self.replay.finish(&eps);
         Ok(ReplicaReport {
             cluster: cluster.to_string(),

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use serde_json::{Value, json};
 
 use crate::analysis::capacity::Estimator;
-use crate::analysis::episodes::Episode;
+use crate::analysis::episodes::{Cause, Episode};
 use crate::analysis::lag::Lag;
 use crate::analysis::pg::PgSummary;
 use crate::analysis::report::{
@@ -540,13 +540,9 @@ fn episodes_text(out: &mut String, episodes: &[Episode]) {
     }
 }
 
-/// Whether an intended delay held the lag in one of the replica's episodes.
-fn held_by_intended_delay(r: &ReplicaReport) -> bool {
-    r.episodes.iter().any(|e| {
-        e.causes
-            .iter()
-            .any(|c| matches!(c, crate::analysis::episodes::Cause::IntendedDelay { .. }))
-    })
+/// Whether one of the replica's episodes had `cause` (its kind: `matches` says).
+fn episode_cause(r: &ReplicaReport, matches: impl Fn(&Cause) -> bool) -> bool {
+    r.episodes.iter().any(|e| e.causes.iter().any(&matches))
 }
 
 fn capacity_text(out: &mut String, r: &ReplicaReport) {
@@ -575,10 +571,15 @@ fn capacity_text(out: &mut String, r: &ReplicaReport) {
             "              from catch-ups:  C = {:.2} (best of {} catch-up(s), {} points)",
             r.capacity, r.catch_ups, r.points,
         ),
-        None if held_by_intended_delay(r) => writeln!(
+        None if episode_cause(r, |c| matches!(c, Cause::IntendedDelay { .. })) => writeln!(
             out,
             "              from catch-ups:  not estimable (an intended delay held the lag: its fall \
              is the delay being lifted, not the applier's speed)"
+        ),
+        None if episode_cause(r, |c| matches!(c, Cause::Split { .. })) => writeln!(
+            out,
+            "              from catch-ups:  not estimable (its lag came from a split: its fall is \
+             the replica pointed back at the primary, not the applier's speed)"
         ),
         None => writeln!(
             out,
