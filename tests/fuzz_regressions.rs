@@ -114,12 +114,13 @@ fn mutated_chunks_decode_or_fail_cleanly() {
     let status: Vec<StatusSample> = (0..60i64)
         .map(|k| StatusSample {
             // Every third sample a PostgreSQL standby's figures, so that mutations
-            // reach the trailer after the chunk too.
+            // reach the trailers after the chunk too.
             postgres: (k % 3 == 0).then_some(PgFigures {
                 replay_commit_us: Some(1_700_000_000_000_000 + k * 1_000_000 - 700),
                 write_lag_us: Some(100 + k),
                 flush_lag_us: None,
                 replay_lag_us: Some(900),
+                min_apply_delay_ms: (k % 2 == 0).then_some(1_200),
             }),
             t_us: 1_000_000 + k * 1_000_000,
             duration_us: 400,

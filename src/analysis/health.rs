@@ -261,7 +261,12 @@ impl Health {
                     self.io = (c.io != IoState::Yes).then_some(c.last_io_errno);
                     self.sql = (!c.sql_running).then_some(c.last_sql_errno);
                     self.wal = c.is_wal_stream();
-                    self.sql_delay_us = i64::from(c.sql_delay_s) * 1_000_000;
+                    // PostgreSQL's exact delay, where known: its channel's is
+                    // rounded up to whole seconds, and would hide up to 0.9 s.
+                    self.sql_delay_us = match status.postgres.and_then(|p| p.min_apply_delay_ms) {
+                        Some(ms) => i64::from(ms) * 1_000,
+                        None => i64::from(c.sql_delay_s) * 1_000_000,
+                    };
                 }
                 // Not replicating at all: both threads are effectively stopped.
                 None => {
@@ -670,6 +675,35 @@ mod tests {
         // 2.3 s of lag, 2 s of it intended: in.
         assert_eq!(h.on_lag(2, 2_300_000).unwrap().pool, Pool::In);
         assert_eq!(h.on_lag(3, 3_100_000).unwrap().pool, Pool::Out);
+    }
+
+    /// Finding 11: PostgreSQL's recovery_min_apply_delay of 1.2 s was rounded up to
+    /// 2 s before it was subtracted, hiding 0.8 s of real lag. Its exact value is
+    /// subtracted where known; MariaDB's whole seconds as before.
+    #[test]
+    fn postgres_exact_apply_delay_is_subtracted() {
+        let mut t = th(0);
+        t.ignore_intended_delay = true;
+        let mut h = Health::new(t);
+        let mut status = StatusSample::polled(
+            0,
+            vec![ChannelStatus {
+                sql_delay_s: 2,
+                ..ChannelStatus::running()
+            }],
+        );
+        status.postgres = Some(crate::samples::PgFigures {
+            min_apply_delay_ms: Some(1_200),
+            ..Default::default()
+        });
+        h.on_status(&status);
+        // 2.3 s of lag, 1.2 s intended: 1.1 s over max_lag 1 s.
+        assert_eq!(h.on_lag(2, 2_300_000).unwrap().pool, Pool::Out);
+        // A store or poll without the exact value: the whole seconds.
+        let mut h = Health::new(t);
+        status.postgres = None;
+        h.on_status(&status);
+        assert_eq!(h.on_lag(2, 2_300_000).unwrap().pool, Pool::In);
     }
 
     /// Finding 11: status polls that keep failing left a replica out as "SQL thread

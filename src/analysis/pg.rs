@@ -93,6 +93,7 @@ mod tests {
                     write_lag_us: None,
                     flush_lag_us: (k % 2 == 0).then_some(500),
                     replay_lag_us: Some(1_000 + k),
+                    min_apply_delay_ms: None,
                 }),
             ));
         }

@@ -220,6 +220,8 @@ pub struct Status {
     pub writable: bool,
     /// `pg_last_xact_replay_timestamp()`, UTC µs by the primary's clock.
     pub replay_commit_us: Option<i64>,
+    /// `recovery_min_apply_delay`, ms (0 on a primary).
+    pub min_apply_delay_ms: u32,
     /// The application_name a standby's WAL receiver gives its sender, which names the
     /// standby's row in the sender's `pg_stat_replication`.
     pub application_name: Option<String>,
@@ -228,7 +230,7 @@ pub struct Status {
 /// A standby's replication as one status poll sees it: its WAL receiver as the
 /// channel (`source` its sender, `io` whether it streams), replay paused as the SQL
 /// thread stopped, `recovery_min_apply_delay` as the intended delay (rounded up to
-/// whole seconds), the received and replayed LSNs as the positions (text, `16/B374D848`:
+/// whole seconds in the channel, exact in [`Status::min_apply_delay_ms`]), the received and replayed LSNs as the positions (text, `16/B374D848`:
 /// capacity counts them in WAL bytes), and the startup process's wait event as whether
 /// replay is applying. PostgreSQL has no Seconds_Behind_Master: it stays unknown.
 pub async fn status(c: &Client, timeout: Duration) -> Result<Status, DbError> {
@@ -249,6 +251,7 @@ pub async fn status(c: &Client, timeout: Duration) -> Result<Status, DbError> {
             channels: Vec::new(),
             writable: true,
             replay_commit_us: None,
+            min_apply_delay_ms: 0,
             application_name: None,
         });
     }
@@ -289,6 +292,7 @@ pub async fn status(c: &Client, timeout: Duration) -> Result<Status, DbError> {
         channels: vec![channel],
         writable: false,
         replay_commit_us: row.get(9),
+        min_apply_delay_ms: delay_ms.min(u32::MAX as i64) as u32,
         application_name: conninfo.map(|c| receiver_name(&c, &cluster_name)),
     })
 }

@@ -239,10 +239,12 @@ async fn poll(p: &Poller, conn: &mut Option<StatusConn>) -> Result<Polled, DbErr
                         write_lag_us,
                         flush_lag_us,
                         replay_lag_us,
+                        min_apply_delay_ms: Some(s.min_apply_delay_ms),
                     })
                 }
                 _ if !s.writable => Some(PgFigures {
                     replay_commit_us: s.replay_commit_us,
+                    min_apply_delay_ms: Some(s.min_apply_delay_ms),
                     ..PgFigures::default()
                 }),
                 _ => None,

@@ -439,6 +439,9 @@ pub struct PgFigures {
     pub write_lag_us: Option<i64>,
     pub flush_lag_us: Option<i64>,
     pub replay_lag_us: Option<i64>,
+    /// `recovery_min_apply_delay` as set, ms (the channel's `sql_delay_s` is it rounded
+    /// up to whole seconds); `None` in stores written before it was kept.
+    pub min_apply_delay_ms: Option<u32>,
 }
 
 impl StatusSample {

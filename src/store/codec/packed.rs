@@ -318,6 +318,7 @@ mod tests {
                     write_lag_us: None,
                     flush_lag_us: Some(-4),
                     replay_lag_us: Some(i64::MAX),
+                    min_apply_delay_ms: (i % 10 == 0).then_some(1_500),
                 }),
             })
             .collect();

@@ -1,6 +1,7 @@
 //! Status chunks: replication status samples, each stored as the changes from the
 //! sample before it (postcard), then, when a sample has them, PostgreSQL's own figures
-//! ([`PgTrailer`]).
+//! ([`PgTrailer`]) and its exact apply delays ([`PgDelays`]: after the figures, which
+//! readers older than it stop at).
 
 use serde::{Deserialize, Serialize};
 
@@ -208,6 +209,12 @@ struct PgEntry {
     replay_lag_us: Option<i64>,
 }
 
+/// `recovery_min_apply_delay` of each sample, ms (`None`: not PostgreSQL, or not
+/// known). A trailer of its own after [`PgTrailer`], so that stores written before it
+/// read the same, and readers written before it read the stores written after.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct PgDelays(Vec<Option<u32>>);
+
 /// Status samples (in time order) as a stored chunk's bytes (before the checksum).
 pub fn status_to_bytes(samples: &[StatusSample]) -> Result<Vec<u8>, postcard::Error> {
     let mut bytes = postcard::to_stdvec(&encode_status(samples))?;
@@ -221,6 +228,10 @@ pub fn status_to_bytes(samples: &[StatusSample]) -> Result<Vec<u8>, postcard::Er
             })
         });
         bytes.extend(postcard::to_stdvec(&PgTrailer(entries.collect()))?);
+        let delays = samples
+            .iter()
+            .map(|s| s.postgres.and_then(|p| p.min_apply_delay_ms));
+        bytes.extend(postcard::to_stdvec(&PgDelays(delays.collect()))?);
     }
     Ok(bytes)
 }
@@ -233,7 +244,7 @@ pub fn status_from_bytes(bytes: &[u8]) -> Result<Vec<StatusSample>, DecodeError>
     if rest.is_empty() {
         return Ok(samples);
     }
-    let (PgTrailer(entries), _): (PgTrailer, &[u8]) =
+    let (PgTrailer(entries), rest): (PgTrailer, &[u8]) =
         postcard::take_from_bytes(rest).map_err(|e| corrupt(format!("postgres figures: {e}")))?;
     if entries.len() != samples.len() {
         return Err(corrupt(format!(
@@ -248,7 +259,25 @@ pub fn status_from_bytes(bytes: &[u8]) -> Result<Vec<StatusSample>, DecodeError>
             write_lag_us: e.write_lag_us,
             flush_lag_us: e.flush_lag_us,
             replay_lag_us: e.replay_lag_us,
+            min_apply_delay_ms: None,
         });
+    }
+    if rest.is_empty() {
+        return Ok(samples);
+    }
+    let (PgDelays(delays), _): (PgDelays, &[u8]) =
+        postcard::take_from_bytes(rest).map_err(|e| corrupt(format!("postgres delays: {e}")))?;
+    if delays.len() != samples.len() {
+        return Err(corrupt(format!(
+            "postgres delays for {} of {} status samples",
+            delays.len(),
+            samples.len()
+        )));
+    }
+    for (s, d) in samples.iter_mut().zip(delays) {
+        if let Some(p) = s.postgres.as_mut() {
+            p.min_apply_delay_ms = d;
+        }
     }
     Ok(samples)
 }
@@ -339,6 +368,7 @@ mod tests {
                     write_lag_us: Some(120),
                     flush_lag_us: Some(400),
                     replay_lag_us: (i % 3 != 0).then_some(650),
+                    min_apply_delay_ms: Some(1_500),
                 }),
             })
             .collect();
@@ -356,6 +386,25 @@ mod tests {
             })
             .collect();
         assert_eq!(decode_status(&old).unwrap(), without);
+        // What a writer before the delays trailer wrote: the figures, no delays.
+        let delays = samples
+            .iter()
+            .map(|s| s.postgres.and_then(|p| p.min_apply_delay_ms));
+        let figures_end = bytes.len()
+            - postcard::to_stdvec(&PgDelays(delays.collect()))
+                .unwrap()
+                .len();
+        let before: Vec<StatusSample> = samples
+            .iter()
+            .map(|s| StatusSample {
+                postgres: s.postgres.map(|p| PgFigures {
+                    min_apply_delay_ms: None,
+                    ..p
+                }),
+                ..s.clone()
+            })
+            .collect();
+        assert_eq!(status_from_bytes(&bytes[..figures_end]).unwrap(), before);
         // A trailer that does not match the chunk is corruption, not a guess.
         let mut short = postcard::to_stdvec(&encode_status(&samples[..9])).unwrap();
         short.extend_from_slice(&bytes[postcard::to_stdvec(&old).unwrap().len()..]);
