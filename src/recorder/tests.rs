@@ -39,6 +39,12 @@ pub(super) struct Server {
     /// How many beats it applies per replication pass (four passes a beat) when
     /// behind; `None`: all at once.
     pub(super) apply_per_pass: Option<u64>,
+    /// Its intended delay (MASTER_DELAY), µs: it applies a beat only this long after
+    /// the beat committed on the primary. Its status says it in whole seconds.
+    pub(super) delay_us: i64,
+    /// The one-way delay of the recorder's link to it, µs: a read reaches it this
+    /// long after it was sent, and its answer takes as long back.
+    pub(super) link_us: i64,
     /// The seq each heartbeat row holds here.
     pub(super) rows: BTreeMap<String, u64>,
 }
@@ -155,6 +161,8 @@ impl Sim {
             source: source.map(str::to_string),
             applying: true,
             apply_per_pass: None,
+            delay_us: 0,
+            link_us: 0,
             rows: BTreeMap::new(),
         };
         let mut servers = BTreeMap::new();
@@ -259,7 +267,7 @@ impl Sim {
     }
 
     /// Each applying replica whose source answers holds what its source holds (twice,
-    /// for a chain).
+    /// for a chain), less what its intended delay holds back.
     fn replicate(&mut self) {
         for _ in 0..2 {
             let snapshot = self.servers.clone();
@@ -270,10 +278,19 @@ impl Sim {
                 if s.up && s.applying && source.up {
                     for (row, seq) in &source.rows {
                         let held = s.rows.entry(row.clone()).or_default();
-                        let reach = match (s.apply_per_pass, *held) {
+                        let mut reach = match (s.apply_per_pass, *held) {
                             (Some(k), h) if h > 0 => (h + k).min(*seq),
                             _ => *seq,
                         };
+                        if s.delay_us > 0 {
+                            // The newest beat committed at least the delay ago.
+                            let due_us = self.now_us - s.delay_us;
+                            let ripe = self
+                                .commits
+                                .get(row)
+                                .and_then(|c| c.range(..=reach).rev().find(|(_, t)| **t <= due_us));
+                            reach = ripe.map_or(*held, |(k, _)| *k);
+                        }
                         *held = (*held).max(reach);
                     }
                 }
@@ -362,13 +379,17 @@ impl Sim {
             let server = &self.servers[&r.replica];
             let seq = server.rows.get(&r.row).copied();
             let ok = server.up && seq.is_some();
-            // The true lag at the read's middle: the age of the first beat it lacks.
-            let true_us = self.true_lag_us(r.beats, &r.row, seq.unwrap_or(0), 2 * MS + MS / 2);
+            let link_us = server.link_us;
+            // The true lag when the read reached the replica (what it holds then is
+            // what it held at this tick, before the next one): the age of the first
+            // beat it lacks.
+            let true_us =
+                self.true_lag_us(r.beats, &r.row, seq.unwrap_or(0), 2 * MS + link_us + MS / 2);
             self.sample(Probed::Observation {
                 replica: r.id.0,
                 observation: Observation {
                     r_start_us: self.now_us + 2 * MS,
-                    r_end_us: self.now_us + 3 * MS,
+                    r_end_us: self.now_us + 3 * MS + 2 * link_us,
                     seq: if ok { seq } else { None },
                     outcome: if ok { Outcome::Ok } else { Outcome::Timeout },
                     reason: (!ok).then(|| "read timed out".to_string()),
@@ -509,6 +530,7 @@ impl Sim {
                         IoState::Connecting
                     },
                     sql_running: s.applying,
+                    sql_delay_s: (s.delay_us / S) as u32,
                     ..ChannelStatus::running()
                 })
                 .collect();
@@ -792,6 +814,8 @@ fn an_io_thread_cut_off_from_a_reachable_primary_is_out() {
             source: None,
             applying: false,
             apply_per_pass: None,
+            delay_us: 0,
+            link_us: 0,
             rows: BTreeMap::new(),
         },
     );
