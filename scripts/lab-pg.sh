@@ -89,6 +89,8 @@ ready() { as_pg "$PG_BIN/pg_isready" -q -h "$(socket_dir "$1")" -p "${PORT[$1]}"
 # primary's file includes its own lab.conf, written after the base backup).
 write_conf() {
   local node=$1 data="$PG_DIR/$1/data"
+  tls_files "$node"
+  write_hba "$node"
   {
     echo "port = ${PORT[$node]}"
     echo "listen_addresses = '127.0.0.1'"
@@ -108,6 +110,11 @@ write_conf() {
     echo "max_connections = 100"
     echo "logging_collector = off"
     echo "log_min_messages = warning"
+    # TLS for every client (scripts/lab-certs.sh); lagtrace_tls may use nothing else.
+    echo "ssl = on"
+    echo "ssl_cert_file = '$PG_DIR/$node/tls/server.pem'"
+    echo "ssl_key_file = '$PG_DIR/$node/tls/server.key'"
+    echo "ssl_ca_file = '$PG_DIR/$node/tls/ca.pem'"
     if [ "$node" != primary ]; then
       echo "primary_conninfo = 'host=127.0.0.1 port=${PORT[primary]} user=repl application_name=$node'"
       echo "primary_slot_name = '$node'"
@@ -116,6 +123,33 @@ write_conf() {
   grep -q "^include_if_exists = 'lab.conf'" "$data/postgresql.conf" ||
     echo "include_if_exists = 'lab.conf'" >>"$data/postgresql.conf"
   [ "$(id -u)" = 0 ] && chown postgres: "$data/lab.conf"
+  return 0
+}
+
+# The lab's TLS files (scripts/lab-certs.sh, shared with the MariaDB lab) in a node's
+# own directory: the server reads its key only if the postgres user owns it, mode 600.
+tls_files() {
+  local dir="$PG_DIR/$1/tls" tls
+  tls=$("$ROOT_DIR/scripts/lab-certs.sh" "$LAB_DIR/tls")
+  mkdir -p "$dir"
+  cp "$tls/server.pem" "$tls/server.key" "$tls/ca.pem" "$dir/"
+  chmod 600 "$dir/server.key"
+  [ "$(id -u)" = 0 ] && chown -R postgres: "$dir"
+  return 0
+}
+
+# Who may connect how: replication from loopback without a password (lab only);
+# lagtrace_tls only over TLS (hostssl), everyone else with a password, TLS or not.
+write_hba() {
+  local data="$PG_DIR/$1/data"
+  cat >"$data/pg_hba.conf" <<HBA
+local all all trust
+host replication repl 127.0.0.1/32 trust
+hostssl all lagtrace_tls 127.0.0.1/32 scram-sha-256
+hostnossl all lagtrace_tls 127.0.0.1/32 reject
+host all all 127.0.0.1/32 scram-sha-256
+HBA
+  [ "$(id -u)" = 0 ] && chown postgres: "$data/pg_hba.conf"
   return 0
 }
 
@@ -137,13 +171,6 @@ init_primary() {
   [ "$(id -u)" = 0 ] && chown postgres: "$PG_DIR" "$PG_DIR/primary"
   as_pg "$PG_BIN/initdb" -D "$data" -U postgres --auth-local=trust --auth-host=scram-sha-256 \
     -E UTF8 --locale=C.UTF-8 >/dev/null
-  # Replication from loopback without a password (lab only); lagtrace with its password.
-  cat >"$data/pg_hba.conf" <<HBA
-local all all trust
-host replication repl 127.0.0.1/32 trust
-host all all 127.0.0.1/32 scram-sha-256
-HBA
-  [ "$(id -u)" = 0 ] && chown postgres: "$data/pg_hba.conf"
   write_conf primary
   start_node primary
   sql primary "CREATE ROLE repl WITH LOGIN REPLICATION"
@@ -159,6 +186,12 @@ grant_lagtrace() {
   ALTER ROLE lagtrace WITH LOGIN PASSWORD '$LAGTRACE_PASSWORD';
   GRANT CREATE ON DATABASE postgres TO lagtrace;
   GRANT pg_monitor TO lagtrace;
+  DO \$\$ BEGIN
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'lagtrace_tls') THEN CREATE ROLE lagtrace_tls LOGIN; END IF;
+  END \$\$;
+  ALTER ROLE lagtrace_tls WITH LOGIN PASSWORD '$LAGTRACE_PASSWORD';
+  GRANT CREATE ON DATABASE postgres TO lagtrace_tls;
+  GRANT pg_monitor TO lagtrace_tls;
   CREATE TABLE IF NOT EXISTS public.load (id BIGSERIAL PRIMARY KEY, v INT NOT NULL, pad CHAR(64) NOT NULL DEFAULT '');"
 }
 
@@ -194,6 +227,7 @@ cmd_up() {
   say "standby1 127.0.0.1:${PORT[standby1]}  (streams from the primary)"
   say "standby2 127.0.0.1:${PORT[standby2]}  (streams from the primary)"
   say "user lagtrace, password in LAGTRACE_PASSWORD (lab default: lagtrace-lab), database postgres"
+  say "TLS: every server presents $LAB_DIR/tls/server.pem (CA $LAB_DIR/tls/ca.pem); role lagtrace_tls (same password) connects only over TLS (hostssl)"
 }
 
 # stop_node NODE: stops a node's server and waits for it to be gone: a fast shutdown,

@@ -123,6 +123,10 @@ write_cnf() {
     echo "sync-binlog=0"
     echo "performance-schema=OFF"
     echo "max-connections=200"
+    # TLS for every client (scripts/lab-certs.sh); lagtrace_tls may use nothing else.
+    echo "ssl-ca=$LAB_DIR/tls/ca.pem"
+    echo "ssl-cert=$LAB_DIR/tls/server.pem"
+    echo "ssl-key=$LAB_DIR/tls/server.key"
     if [ "$node" != primary ]; then
       echo "read-only=ON"
       echo "relay-log=$dir/data/relay"
@@ -147,10 +151,24 @@ lagtrace_grants_sql() { # lagtrace_grants_sql USER_HOST
   local host=$1
   cat <<SQL
 REVOKE ALL PRIVILEGES, GRANT OPTION FROM 'lagtrace'@'$host';
-GRANT SELECT, INSERT, UPDATE, CREATE ON lagtrace.* TO 'lagtrace'@'$host';
-GRANT SLAVE MONITOR ON *.* TO 'lagtrace'@'$host';
-GRANT REPLICATION SLAVE, BINLOG MONITOR ON *.* TO 'lagtrace'@'$host';
+$(privileges_sql lagtrace "$host")
 SQL
+}
+
+privileges_sql() { # privileges_sql USER HOST
+  cat <<SQL
+GRANT SELECT, INSERT, UPDATE, CREATE ON lagtrace.* TO '$1'@'$2';
+GRANT SLAVE MONITOR ON *.* TO '$1'@'$2';
+GRANT REPLICATION SLAVE, BINLOG MONITOR ON *.* TO '$1'@'$2';
+SQL
+}
+
+# lagtrace_tls: lagtrace's grants, but only over TLS (REQUIRE SSL), for the TLS tests.
+# Made once, on the first `up` that finds it missing.
+converge_tls_user() {
+  [ "$(sql primary "SELECT COUNT(*) FROM mysql.user WHERE user = 'lagtrace_tls'")" = 1 ] && return 0
+  sql primary "CREATE USER 'lagtrace_tls'@'127.0.0.1' IDENTIFIED BY '$LAGTRACE_PASSWORD' REQUIRE SSL;
+$(privileges_sql lagtrace_tls 127.0.0.1)"
 }
 
 # Applies lagtrace_grants_sql again unless the last `up` applied this same text and the
@@ -203,6 +221,7 @@ print_ports() {
   say "replica1 127.0.0.1:${PORT[replica1]}  (server_id 2)"
   say "replica2 127.0.0.1:${PORT[replica2]}  (server_id 3)"
   say "user lagtrace, password in LAGTRACE_PASSWORD (lab default: lagtrace-lab)"
+  say "TLS: every server presents $LAB_DIR/tls/server.pem (CA $LAB_DIR/tls/ca.pem); user lagtrace_tls (same password) connects only over TLS"
 }
 
 cmd_up() {
@@ -232,6 +251,7 @@ cmd_up() {
     done
     rm -rf "$template"
   fi
+  "$ROOT_DIR/scripts/lab-certs.sh" "$LAB_DIR/tls" >/dev/null
   for node in "${NODES[@]}"; do write_cnf "$node"; start_node "$node"; done
   for node in "${NODES[@]}"; do
     wait_until "$node to accept connections (see $LAB_DIR/$node/err.log)" ping_node "$node"
@@ -243,6 +263,7 @@ cmd_up() {
   else
     converge_grants
   fi
+  converge_tls_user
   for node in replica1 replica2; do
     wait_until "$node IO and SQL threads to run" replica_threads_running "$node"
   done
@@ -297,9 +318,10 @@ cmd_down() {
     done
     rm -f "$(socket_of "$node")"
   done
-  # Everything but the PostgreSQL lab (.lab/pg), which may be running beside this one.
+  # Everything but the PostgreSQL lab (.lab/pg), which may be running beside this one,
+  # and the TLS files both labs' servers present (.lab/tls).
   if [ -d "$LAB_DIR" ]; then
-    find "$LAB_DIR" -mindepth 1 -maxdepth 1 ! -name pg -exec rm -rf {} +
+    find "$LAB_DIR" -mindepth 1 -maxdepth 1 ! -name pg ! -name tls -exec rm -rf {} +
     rmdir "$LAB_DIR" 2>/dev/null || true
   fi
   say "down"

@@ -197,6 +197,84 @@ pub struct ConnectionConfig {
     pub connect_timeout: Duration,
     /// Timeout of every query after connecting.
     pub query_timeout: Duration,
+    /// How every connection uses TLS.
+    pub tls: TlsConfig,
+}
+
+/// How connections use TLS (`tls`), by MySQL's `--ssl-mode` names; libpq's `sslmode`
+/// names mean the same.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TlsMode {
+    /// Plain text (`disable`).
+    Disabled,
+    /// TLS when the server offers it, plain text when it does not; the certificate is
+    /// not checked (`prefer`): both clients' default.
+    #[default]
+    Preferred,
+    /// TLS or no connection; the certificate is not checked (`require`).
+    Required,
+    /// TLS with a certificate signed by a trusted CA, whatever name it is for
+    /// (`verify-ca`).
+    VerifyCa,
+    /// TLS with a certificate signed by a trusted CA for the server's name or IP
+    /// (`verify-full`).
+    VerifyIdentity,
+}
+
+impl TlsMode {
+    /// Every accepted name and what it means: MySQL's first, then libpq's.
+    pub const NAMES: [(&str, TlsMode); 10] = [
+        ("disabled", TlsMode::Disabled),
+        ("preferred", TlsMode::Preferred),
+        ("required", TlsMode::Required),
+        ("verify_ca", TlsMode::VerifyCa),
+        ("verify_identity", TlsMode::VerifyIdentity),
+        ("disable", TlsMode::Disabled),
+        ("prefer", TlsMode::Preferred),
+        ("require", TlsMode::Required),
+        ("verify-ca", TlsMode::VerifyCa),
+        ("verify-full", TlsMode::VerifyIdentity),
+    ];
+
+    /// Its MySQL name, as lagtrace prints it.
+    pub fn name(self) -> &'static str {
+        TlsMode::NAMES
+            .iter()
+            .find(|(_, m)| *m == self)
+            .map_or("preferred", |(n, _)| n)
+    }
+
+    /// Whether the server's certificate must chain to a trusted CA.
+    pub fn verifies(self) -> bool {
+        matches!(self, TlsMode::VerifyCa | TlsMode::VerifyIdentity)
+    }
+}
+
+/// `tls`, `tls_ca`, `tls_cert`, `tls_key` and `tls_server_name` of `[connection]`.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct TlsConfig {
+    pub mode: TlsMode,
+    /// The CAs to trust (`tls_ca`); `None`: the Mozilla roots built into lagtrace.
+    pub ca: Option<PemFile>,
+    /// A client certificate and its key (`tls_cert`, `tls_key`), both or neither.
+    pub client: Option<(PemFile, PemFile)>,
+    /// The name the server's certificate must be for (`tls_server_name`), when it is
+    /// not the host connected to (an IP, a tunnel, a proxy).
+    pub server_name: Option<String>,
+}
+
+/// A PEM file read when the config was: its path (for messages) and its bytes. Its
+/// `Debug` shows the path only: a key's bytes never reach a log.
+#[derive(Clone, PartialEq)]
+pub struct PemFile {
+    pub path: PathBuf,
+    pub pem: Vec<u8>,
+}
+
+impl std::fmt::Debug for PemFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PemFile({})", self.path.display())
+    }
 }
 
 /// Where the password comes from. Never the config file itself, never argv.

@@ -48,6 +48,11 @@ pub(super) struct RawConnection {
     pub(super) postgres_database: Option<String>,
     pub(super) connect_timeout: Option<String>,
     pub(super) query_timeout: Option<String>,
+    pub(super) tls: Option<String>,
+    pub(super) tls_ca: Option<String>,
+    pub(super) tls_cert: Option<String>,
+    pub(super) tls_key: Option<String>,
+    pub(super) tls_server_name: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

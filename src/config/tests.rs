@@ -406,6 +406,7 @@ fn password_from_file_and_my_cnf() {
         postgres_database: "postgres".into(),
         connect_timeout: DEFAULT_CONNECT_TIMEOUT,
         query_timeout: DEFAULT_QUERY_TIMEOUT,
+        tls: TlsConfig::default(),
     };
     assert_eq!(
         resolve_password(&conn, None, |_| None).unwrap().expose(),
@@ -570,4 +571,143 @@ fn the_default_binlog_server_id_follows_the_recorder_id() {
     )
     .unwrap();
     assert!(!given.record.binlog_server_id_default);
+}
+
+/// A throwaway directory with a CA certificate and a key in PEM (made by openssl, which
+/// the lab needs anyway), and a file that holds neither.
+fn tls_files(tag: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("lagtrace-tls-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ok = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ])
+        .args(["-nodes", "-days", "1", "-subj", "/CN=test", "-keyout"])
+        .arg(dir.join("key.pem"))
+        .arg("-out")
+        .arg(dir.join("ca.pem"))
+        .output()
+        .unwrap();
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    std::fs::write(dir.join("junk.pem"), "not a certificate\n").unwrap();
+    dir
+}
+
+fn tls_config(keys: &str) -> Result<Config, ConfigError> {
+    parse(
+        "t.toml",
+        &format!(
+            "[connection]\n{keys}\n[[cluster]]\nname = \"p\"\nkind = \"postgres\"\nprimary = \"h1\"\nreplicas = {{ r1 = \"h2\" }}\n"
+        ),
+    )
+}
+
+#[test]
+fn tls_modes_take_mysql_and_libpq_names_and_default_to_preferred() {
+    assert_eq!(
+        tls_config("").unwrap().connection.tls.mode,
+        TlsMode::Preferred
+    );
+    for (name, mode) in TlsMode::NAMES {
+        let c = tls_config(&format!("tls = \"{name}\"")).unwrap();
+        assert_eq!(c.connection.tls.mode, mode, "{name}");
+    }
+    let e = tls_config("tls = \"on\"").unwrap_err();
+    assert_eq!(e.key, "connection.tls");
+    assert!(e.message.contains("verify_identity"), "{e}");
+}
+
+#[test]
+fn tls_files_are_read_and_checked_when_the_config_is() {
+    let dir = tls_files("cfg");
+    let path = |f: &str| dir.join(f).display().to_string();
+    // A CA alone means verify_ca, as the mysql client takes it.
+    let c = tls_config(&format!("tls_ca = \"{}\"", path("ca.pem"))).unwrap();
+    assert_eq!(c.connection.tls.mode, TlsMode::VerifyCa);
+    assert!(
+        c.connection
+            .tls
+            .ca
+            .as_ref()
+            .unwrap()
+            .pem
+            .starts_with(b"-----BEGIN")
+    );
+    // The key's bytes never show in Debug output.
+    let c = tls_config(&format!(
+        "tls = \"verify_identity\"\ntls_cert = \"{}\"\ntls_key = \"{}\"\ntls_server_name = \"db.example\"",
+        path("ca.pem"),
+        path("key.pem")
+    ))
+    .unwrap();
+    let shown = format!("{:?}", c.connection.tls);
+    assert!(
+        shown.contains("key.pem") && !shown.contains("PRIVATE"),
+        "{shown}"
+    );
+    let fails = |keys: String, key: &str, says: &str| {
+        let e = tls_config(&keys).unwrap_err();
+        assert_eq!(e.key, key, "{e}");
+        assert!(e.message.contains(says), "{e}");
+    };
+    fails(
+        format!("tls_ca = \"{}\"", path("missing.pem")),
+        "connection.tls_ca",
+        "cannot read it",
+    );
+    fails(
+        format!("tls_ca = \"{}\"", path("junk.pem")),
+        "connection.tls_ca",
+        "no PEM certificate",
+    );
+    fails(
+        format!("tls = \"required\"\ntls_ca = \"{}\"", path("ca.pem")),
+        "connection.tls_ca",
+        "does not check certificates",
+    );
+    fails(
+        format!("tls_cert = \"{}\"", path("ca.pem")),
+        "connection.tls_cert",
+        "needs tls_key",
+    );
+    fails(
+        format!("tls_key = \"{}\"", path("key.pem")),
+        "connection.tls_key",
+        "needs tls_cert",
+    );
+    fails(
+        format!(
+            "tls = \"verify_identity\"\ntls_cert = \"{}\"\ntls_key = \"{}\"",
+            path("ca.pem"),
+            path("ca.pem")
+        ),
+        "connection.tls_key",
+        "no PEM private key",
+    );
+    fails(
+        "tls = \"required\"\ntls_server_name = \"db\"".into(),
+        "connection.tls_server_name",
+        "verify_identity",
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn verify_ca_is_refused_for_mysql_whose_driver_checks_the_name_anyway() {
+    let e = parse(
+        "t.toml",
+        "[connection]\ntls = \"verify_ca\"\n[[cluster]]\nname = \"m\"\nprimary = \"h1\"\nreplicas = { r1 = \"h2\" }\n",
+    )
+    .unwrap_err();
+    assert_eq!(e.key, "connection.tls");
+    assert!(e.message.contains("verify_identity"), "{e}");
 }

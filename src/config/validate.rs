@@ -110,6 +110,21 @@ impl Validator<'_> {
             let c = self.cluster(i, rc, &mut names, record.probe)?;
             clusters.push(c);
         }
+        if connection.tls.mode == TlsMode::VerifyCa
+            && let Some(c) = clusters.iter().find(|c| c.kind == Kind::Mysql)
+        {
+            // mysql_async 0.37.1 checks the name whatever it is told (its issue
+            // #404, fixed upstream, not released): verify_ca would be verify_identity.
+            return Err(self.err(
+                &[Seg::Key("connection"), Seg::Key("tls")],
+                format!(
+                    "verify_ca is not available for MySQL/MariaDB (cluster {:?}): its driver \
+                     checks the certificate's name too; use verify_identity, with \
+                     tls_server_name set to the name the certificate is for",
+                    c.name
+                ),
+            ));
+        }
         let statsd = raw.statsd.map(|s| self.statsd(s)).transpose()?;
         let http = raw
             .http
@@ -311,6 +326,7 @@ impl Validator<'_> {
 
     fn connection(&self, raw: RawConnection) -> Result<ConnectionConfig, ConfigError> {
         let key = |k| [Seg::Key("connection"), Seg::Key(k)];
+        let tls = self.tls(&raw)?;
         if raw.password.is_some() {
             return Err(self.err(
                 &key("password"),
@@ -395,6 +411,116 @@ impl Validator<'_> {
             postgres_database,
             connect_timeout,
             query_timeout,
+            tls,
+        })
+    }
+
+    /// `tls` and the files and name it uses. A CA given without a mode verifies against
+    /// it (`verify_ca`, as the mysql client does); a CA or a server name that the mode
+    /// would not use is an error, not a false sense of safety.
+    fn tls(&self, raw: &RawConnection) -> Result<TlsConfig, ConfigError> {
+        let key = |k| [Seg::Key("connection"), Seg::Key(k)];
+        let mode = match raw.tls.as_deref() {
+            None if raw.tls_ca.is_some() => TlsMode::VerifyCa,
+            None => TlsMode::default(),
+            Some(name) => match TlsMode::NAMES.iter().find(|(n, _)| *n == name) {
+                Some((_, mode)) => *mode,
+                None => {
+                    return Err(self.err(
+                        &key("tls"),
+                        format!(
+                            "{name:?} is not a TLS mode: use disabled, preferred, required, \
+                             verify_ca or verify_identity (or libpq's disable, prefer, require, \
+                             verify-ca, verify-full)"
+                        ),
+                    ));
+                }
+            },
+        };
+        let pem = |field: &'static str, value: &str, private: bool| {
+            let path = PathBuf::from(value);
+            let bytes = std::fs::read(&path).map_err(|e| {
+                self.err(
+                    &key(field),
+                    format!("{}: cannot read it: {e}", path.display()),
+                )
+            })?;
+            let found = if private {
+                use rustls::pki_types::PrivateKeyDer;
+                use rustls::pki_types::pem::PemObject;
+                PrivateKeyDer::from_pem_slice(&bytes).is_ok()
+            } else {
+                use rustls::pki_types::CertificateDer;
+                use rustls::pki_types::pem::PemObject;
+                let mut certs = CertificateDer::pem_slice_iter(&bytes);
+                certs.all(|c| c.is_ok()) && CertificateDer::pem_slice_iter(&bytes).next().is_some()
+            };
+            if !found {
+                let what = if private {
+                    "private key"
+                } else {
+                    "certificate"
+                };
+                return Err(self.err(
+                    &key(field),
+                    format!("{}: no PEM {what} in it", path.display()),
+                ));
+            }
+            Ok(PemFile { path, pem: bytes })
+        };
+        let ca = match raw.tls_ca.as_deref() {
+            Some(path) if !mode.verifies() => {
+                return Err(self.err(
+                    &key("tls_ca"),
+                    format!(
+                        "{path}: tls = \"{}\" does not check certificates; use verify_ca or \
+                         verify_identity to verify against it",
+                        mode.name()
+                    ),
+                ));
+            }
+            Some(path) => Some(pem("tls_ca", path, false)?),
+            None => None,
+        };
+        let client = match (raw.tls_cert.as_deref(), raw.tls_key.as_deref()) {
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(self.err(&key("tls_cert"), "needs tls_key, its private key"));
+            }
+            (None, Some(_)) => {
+                return Err(self.err(&key("tls_key"), "needs tls_cert, the certificate it is for"));
+            }
+            (Some(_), Some(_)) if mode == TlsMode::Disabled => {
+                return Err(self.err(
+                    &key("tls_cert"),
+                    "tls = \"disabled\": there is no TLS to present a client certificate in",
+                ));
+            }
+            (Some(cert), Some(k)) => {
+                Some((pem("tls_cert", cert, false)?, pem("tls_key", k, true)?))
+            }
+        };
+        let server_name = match raw.tls_server_name.as_deref() {
+            None => None,
+            Some(_) if mode != TlsMode::VerifyIdentity => {
+                return Err(self.err(
+                    &key("tls_server_name"),
+                    "is checked only with tls = \"verify_identity\"",
+                ));
+            }
+            Some(name) if rustls::pki_types::ServerName::try_from(name).is_err() => {
+                return Err(self.err(
+                    &key("tls_server_name"),
+                    format!("{name:?} is not a DNS name or an IP address"),
+                ));
+            }
+            Some(name) => Some(name.to_string()),
+        };
+        Ok(TlsConfig {
+            mode,
+            ca,
+            client,
+            server_name,
         })
     }
 

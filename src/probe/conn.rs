@@ -11,7 +11,7 @@ use std::time::Duration;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, OptsBuilder};
 
-use crate::config::{Address, ConnectionConfig, Secret};
+use crate::config::{Address, ConnectionConfig, Secret, TlsMode};
 use crate::samples::Outcome;
 
 /// Longest wait between reconnection attempts of any probe task.
@@ -47,6 +47,14 @@ pub enum DbError {
     /// The driver failed (protocol, unexpected answer).
     #[error("driver error: {message}")]
     Driver { message: String },
+    /// TLS was asked for (`tls` beyond `preferred`) and the server offers none.
+    #[error(
+        "tls: the server does not offer TLS (turn it on in the server, or set tls = \"preferred\" to allow plain text)"
+    )]
+    TlsNotOffered,
+    /// The TLS handshake failed: why, in an operator's words (`probe::tls::reason`).
+    #[error("tls: {message}")]
+    Tls { message: String },
 }
 
 impl DbError {
@@ -60,7 +68,9 @@ impl DbError {
             DbError::MissingTable { .. } => Outcome::MissingTable,
             DbError::Server { .. } | DbError::Sql { .. } => Outcome::ServerError,
             DbError::Io { .. } => Outcome::Io,
-            DbError::Driver { .. } => Outcome::Driver,
+            DbError::Driver { .. } | DbError::TlsNotOffered | DbError::Tls { .. } => {
+                Outcome::Driver
+            }
         }
     }
 }
@@ -173,6 +183,19 @@ impl From<mysql_async::Error> for DbError {
                 code: s.code,
                 message: s.message,
             },
+            mysql_async::Error::Driver(mysql_async::DriverError::NoClientSslFlagFromServer) => {
+                DbError::TlsNotOffered
+            }
+            mysql_async::Error::Io(mysql_async::IoError::Tls(t)) => DbError::Tls {
+                message: super::tls::reason(&t).unwrap_or_else(|| t.to_string()),
+            },
+            mysql_async::Error::Io(mysql_async::IoError::Io(io))
+                if super::tls::reason(&io).is_some() =>
+            {
+                DbError::Tls {
+                    message: super::tls::reason(&io).unwrap_or_default(),
+                }
+            }
             mysql_async::Error::Io(mysql_async::IoError::Io(io)) => match io.kind() {
                 std::io::ErrorKind::ConnectionRefused => DbError::Refused,
                 _ if io.to_string().contains("failed to lookup address") => DbError::UnknownHost,
@@ -200,11 +223,42 @@ pub async fn timed<T, E: Into<DbError>>(
 }
 
 /// Opens one TCP connection (never the Unix socket, even on loopback: grants are
-/// per host, and the recorder must measure what a remote client sees).
+/// per host, and the recorder must measure what a remote client sees), with TLS as
+/// `settings.tls` says: `preferred` connects again in plain text when the server
+/// offers no TLS. What it ended as is noted (`probe::tls::seen`).
 pub async fn connect(
     addr: &Address,
     settings: &ConnectionConfig,
     password: &Secret,
+) -> Result<Conn, DbError> {
+    use super::tls::{Security, note};
+    let ssl = super::tls::mysql_ssl_opts(&settings.tls);
+    let security = match ssl {
+        Some(_) => Security::Encrypted {
+            mode: settings.tls.mode,
+        },
+        None => Security::PlainAsConfigured,
+    };
+    match connect_with(addr, settings, password, ssl).await {
+        Err(DbError::TlsNotOffered) if settings.tls.mode == TlsMode::Preferred => {
+            let conn = connect_with(addr, settings, password, None).await?;
+            note(addr, Security::PlainFallback);
+            Ok(conn)
+        }
+        Ok(conn) => {
+            note(addr, security);
+            Ok(conn)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// [`connect`] with TLS options `ssl` (none: plain text).
+async fn connect_with(
+    addr: &Address,
+    settings: &ConnectionConfig,
+    password: &Secret,
+    ssl: Option<mysql_async::SslOpts>,
 ) -> Result<Conn, DbError> {
     let opts = OptsBuilder::default()
         .ip_or_hostname(addr.host.clone())
@@ -212,7 +266,8 @@ pub async fn connect(
         .user(Some(settings.user.clone()))
         .pass(Some(password.expose().to_string()))
         .prefer_socket(false)
-        .tcp_nodelay(true);
+        .tcp_nodelay(true)
+        .ssl_opts(ssl);
     // Boxed: the handshake's state is several KB, and a task that awaited it inline
     // would keep that much for its whole life (a task per replica and per poller).
     timed(

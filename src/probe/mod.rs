@@ -18,6 +18,7 @@ pub mod reader;
 pub mod schema;
 pub mod session;
 pub mod status;
+pub mod tls;
 pub mod topology;
 
 /// The async runtime probes and listeners run on: one thread (the work is waiting on

@@ -11,8 +11,8 @@
 
 use std::time::Duration;
 
+use tokio_postgres::Client;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::{Client, NoTls};
 
 use super::conn::{DbError, timed};
 use super::schema::{Migration, statements};
@@ -47,6 +47,12 @@ impl From<tokio_postgres::Error> for DbError {
                 }
             };
         }
+        if e.to_string().contains("server does not support TLS") {
+            return DbError::TlsNotOffered;
+        }
+        if let Some(message) = super::tls::reason(&e) {
+            return DbError::Tls { message };
+        }
         let io = std::error::Error::source(&e).and_then(|s| s.downcast_ref::<std::io::Error>());
         match io {
             Some(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => DbError::Refused,
@@ -64,14 +70,26 @@ impl From<tokio_postgres::Error> for DbError {
     }
 }
 
-/// Opens one TCP connection to `addr`'s database `connection.postgres_database`; the
-/// connection's I/O runs on a task of its own until the client is dropped.
+/// Opens one TCP connection to `addr`'s database `connection.postgres_database`, with
+/// TLS as `settings.tls` says (noted: `probe::tls::seen`); the connection's I/O runs
+/// on a task of its own until the client is dropped.
 pub async fn connect(
     addr: &Address,
     settings: &ConnectionConfig,
     password: &Secret,
 ) -> Result<Client, DbError> {
+    use super::tls::{PgTls, Security, note};
+    use crate::config::TlsMode;
+    let mode = settings.tls.mode;
+    let ssl_mode = match mode {
+        TlsMode::Disabled => tokio_postgres::config::SslMode::Disable,
+        TlsMode::Preferred => tokio_postgres::config::SslMode::Prefer,
+        _ => tokio_postgres::config::SslMode::Require,
+    };
+    let tls = PgTls::new(&settings.tls).map_err(|message| DbError::Tls { message })?;
+    let used = tls.used.clone();
     let mut config = tokio_postgres::Config::new();
+    config.ssl_mode(ssl_mode);
     config
         .host(&addr.host)
         .port(addr.port)
@@ -81,7 +99,13 @@ pub async fn connect(
         .application_name("lagtrace")
         .connect_timeout(settings.connect_timeout);
     let (client, connection) =
-        timed("connect", settings.connect_timeout, config.connect(NoTls)).await?;
+        timed("connect", settings.connect_timeout, config.connect(tls)).await?;
+    let security = match (mode, used.load(std::sync::atomic::Ordering::Relaxed)) {
+        (TlsMode::Disabled, _) => Security::PlainAsConfigured,
+        (_, true) => Security::Encrypted { mode },
+        (_, false) => Security::PlainFallback,
+    };
+    note(addr, security);
     tokio::spawn(async move {
         // Ends when the client is dropped or the server goes away; the client's next
         // statement reports the latter.
