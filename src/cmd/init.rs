@@ -139,10 +139,15 @@ async fn init_all(config: &Config, password: &Secret, wait: Duration) -> usize {
     failures
 }
 
+/// One host's line; a host that was reached says what its connection was (TLS or
+/// plain text), so that `preferred` falling back to plain text shows.
 fn report(role: &str, label: &str, addr: &Address, result: &Result<String, HostError>) {
+    let over = crate::samples::security::seen(&addr.to_string())
+        .map(|s| format!("; connection: {s}"))
+        .unwrap_or_default();
     match result {
-        Ok(msg) => println!("{role} {label} ({addr}): OK, {msg}"),
-        Err(msg) => println!("{role} {label} ({addr}): FAILED, {msg}"),
+        Ok(msg) => println!("{role} {label} ({addr}): OK, {msg}{over}"),
+        Err(msg) => println!("{role} {label} ({addr}): FAILED, {msg}{over}"),
     }
 }
 

@@ -13,6 +13,9 @@ use crate::samples::{Observation, Outcome, StatusSample};
 pub struct ReplicaView {
     pub cluster: String,
     pub replica: String,
+    /// Its `host:port`, which names what its last connection ended as
+    /// (`samples::security`).
+    pub address: String,
     pub last: Option<Observation>,
     /// The lag of the last successful read (`None` for a read of a beat not held yet).
     pub lag: Option<Lag>,
@@ -83,22 +86,44 @@ fn status_cells(v: &ReplicaView) -> (String, String, String) {
     (io.into(), sql.into(), sbm)
 }
 
+/// What the replica's last connection ended as, in one word: `verified` (its name
+/// too), `ca`, `unchecked` (TLS, certificate not checked), `plain`, or `-` before any.
+fn tls_cell(v: &ReplicaView) -> &'static str {
+    match crate::samples::security::seen(&v.address) {
+        None => "-",
+        Some(s) if !s.encrypted() => "plain",
+        Some(s) => match s.verified() {
+            "identity" => "verified",
+            "ca" => "ca",
+            _ => "unchecked",
+        },
+    }
+}
+
 /// The table shown on a terminal.
 pub fn table(views: &[ReplicaView], totals: &Totals, now_us: i64) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "lagtrace record  {}", format_utc_us(now_us));
     let _ = writeln!(
         out,
-        "{:<12} {:<12} {:>12} {:>22} {:>10} {:>4} {:>8} {:>9}",
-        "CLUSTER", "REPLICA", "LAG", "BOUNDS ms", "IO", "SQL", "SBM s", "FAILED"
+        "{:<12} {:<12} {:>12} {:>22} {:>10} {:>4} {:>8} {:>9} {:>9}",
+        "CLUSTER", "REPLICA", "LAG", "BOUNDS ms", "IO", "SQL", "SBM s", "FAILED", "TLS"
     );
     for v in views {
         let (lag, bounds) = lag_cells(v);
         let (io, sql, sbm) = status_cells(v);
         let _ = writeln!(
             out,
-            "{:<12} {:<12} {:>12} {:>22} {:>10} {:>4} {:>8} {:>9}",
-            v.cluster, v.replica, lag, bounds, io, sql, sbm, v.reads_failed
+            "{:<12} {:<12} {:>12} {:>22} {:>10} {:>4} {:>8} {:>9} {:>9}",
+            v.cluster,
+            v.replica,
+            lag,
+            bounds,
+            io,
+            sql,
+            sbm,
+            v.reads_failed,
+            tls_cell(v)
         );
     }
     let _ = writeln!(
@@ -117,7 +142,7 @@ pub fn log_lines(views: &[ReplicaView], now_us: i64) -> String {
         let (io, sql, sbm) = status_cells(v);
         let _ = writeln!(
             out,
-            "{} {}/{} lag={} bounds={} io={} sql={} seconds_behind_master={} reads_ok={} reads_failed={}",
+            "{} {}/{} lag={} bounds={} io={} sql={} seconds_behind_master={} reads_ok={} reads_failed={} tls={}",
             format_utc_us(now_us),
             v.cluster,
             v.replica,
@@ -127,7 +152,8 @@ pub fn log_lines(views: &[ReplicaView], now_us: i64) -> String {
             sql,
             sbm,
             v.reads_ok,
-            v.reads_failed
+            v.reads_failed,
+            tls_cell(v)
         );
     }
     out
@@ -190,6 +216,7 @@ mod tests {
         let v = ReplicaView {
             cluster: "lab".into(),
             replica: "r1".into(),
+            address: "127.0.0.1:1".into(),
             last: Some(Observation {
                 r_start_us: 0,
                 r_end_us: 1,

@@ -94,6 +94,9 @@ pub struct ReplicaDoc {
     /// found the stream not possible); null otherwise.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub probe_note: Option<String>,
+    /// What the last connection to it ended as (TLS or not, verified how far); null
+    /// before one was made.
+    pub tls: Option<crate::samples::security::TlsDoc>,
 }
 
 /// The version of [`Snapshot`]'s shape, in `/status` and the status file: raised when a
@@ -160,6 +163,8 @@ pub struct ClusterDoc {
 pub struct PrimaryDoc {
     pub name: String,
     pub address: String,
+    /// What the last connection to it ended as; null before one was made.
+    pub tls: Option<crate::samples::security::TlsDoc>,
 }
 
 /// The live picture.
@@ -446,6 +451,7 @@ impl Live {
                 primary: PrimaryDoc {
                     name: c.primary.0.clone(),
                     address: c.primary.1.clone(),
+                    tls: crate::samples::security::seen(&c.primary.1).map(|s| s.doc()),
                 },
                 beats_ok: c.beats_ok,
                 beats_failed: c.beats_failed,
@@ -577,6 +583,7 @@ impl Live {
                 .as_ref()
                 .map(|(binlog, _)| if *binlog { "binlog" } else { "poll" }),
             probe_note: r.probe.as_ref().and_then(|(_, why)| why.clone()),
+            tls: crate::samples::security::seen(&r.address).map(|s| s.doc()),
         }
     }
 }

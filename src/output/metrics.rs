@@ -241,6 +241,7 @@ mod tests {
             last_read: None,
             probe: None,
             probe_note: None,
+            tls: None,
         }
     }
 
@@ -258,6 +259,7 @@ mod tests {
                 primary: crate::output::live::PrimaryDoc {
                     name: "primary".into(),
                     address: "127.0.0.1:13306".into(),
+                    tls: None,
                 },
                 foreign_beats: 0,
                 last_foreign_seq: None,

@@ -1,8 +1,7 @@
 //! TLS on every connection to a server: what `[connection]`'s `tls` keys make of a
 //! MySQL/MariaDB connection (mysql_async's rustls) and of a PostgreSQL one (rustls
-//! through tokio-postgres-rustls), why a handshake failed in words an operator acts on,
-//! and what the last connection to each server ended as (encrypted or not, verified how
-//! far), for `init`, `record` and `/status` to say.
+//! through tokio-postgres-rustls), and why a handshake failed in words an operator
+//! acts on. What each connection ended as is noted in `samples::security`.
 //!
 //! Modes (MySQL's names; libpq's mean the same): `disabled` plain text; `preferred`
 //! TLS when the server offers it, plain text when not, no certificate check;
@@ -10,9 +9,8 @@
 //! chains to `tls_ca` (or the Mozilla roots built in), for any name; `verify_identity`
 //! that, for the host connected to (or `tls_server_name`).
 
-use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::{ClientConfig, WebPkiServerVerifier};
@@ -20,74 +18,8 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureScheme};
 
-use crate::config::{Address, TlsConfig, TlsMode};
-
-/// What a connection ended as.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Security {
-    /// Plain text: `tls = disabled`.
-    PlainAsConfigured,
-    /// Plain text: `tls = preferred` and the server offers no TLS.
-    PlainFallback,
-    /// TLS; the certificate checked as `mode` says (not at all for `preferred` and
-    /// `required`).
-    Encrypted { mode: TlsMode },
-}
-
-impl Security {
-    /// Whether the connection is encrypted.
-    pub fn encrypted(self) -> bool {
-        matches!(self, Security::Encrypted { .. })
-    }
-
-    /// How far the server's certificate was checked: `none`, `ca` or `identity`.
-    pub fn verified(self) -> &'static str {
-        match self {
-            Security::Encrypted {
-                mode: TlsMode::VerifyIdentity,
-            } => "identity",
-            Security::Encrypted {
-                mode: TlsMode::VerifyCa,
-            } => "ca",
-            _ => "none",
-        }
-    }
-}
-
-impl std::fmt::Display for Security {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Security::PlainAsConfigured => f.write_str("plain text (tls = disabled)"),
-            Security::PlainFallback => {
-                f.write_str("plain text: the server offers no TLS (tls = preferred)")
-            }
-            Security::Encrypted {
-                mode: TlsMode::VerifyIdentity,
-            } => f.write_str("TLS, certificate verified for the server's name (verify_identity)"),
-            Security::Encrypted {
-                mode: TlsMode::VerifyCa,
-            } => f.write_str("TLS, certificate verified against the CA, any name (verify_ca)"),
-            Security::Encrypted { mode } => {
-                write!(f, "TLS, certificate not checked ({})", mode.name())
-            }
-        }
-    }
-}
-
-/// What the last connection to each server (`host:port`) ended as.
-static SEEN: Mutex<BTreeMap<String, Security>> = Mutex::new(BTreeMap::new());
-
-/// Notes what a connection to `addr` ended as.
-pub fn note(addr: &Address, security: Security) {
-    let mut seen = SEEN.lock().unwrap_or_else(|p| p.into_inner());
-    seen.insert(addr.to_string(), security);
-}
-
-/// What the last connection to `addr` ended as, if one was made.
-pub fn seen(addr: &Address) -> Option<Security> {
-    let seen = SEEN.lock().unwrap_or_else(|p| p.into_inner());
-    seen.get(&addr.to_string()).copied()
-}
+use crate::config::{TlsConfig, TlsMode};
+pub use crate::samples::security::{Security, note};
 
 /// The mysql_async TLS options for `tls`; `None` for plain text. (`verify_ca` does not
 /// reach here: mysql_async 0.37.1 cannot skip the name check, and the config refuses
@@ -330,25 +262,5 @@ mod tests {
         assert!(reason(&expired).unwrap().contains("has expired"));
         let plain = std::io::Error::other("connection reset");
         assert_eq!(reason(&plain), None);
-    }
-
-    #[test]
-    fn what_a_connection_ended_as_is_said_plainly() {
-        let verified = Security::Encrypted {
-            mode: TlsMode::VerifyIdentity,
-        };
-        assert_eq!(verified.verified(), "identity");
-        assert!(verified.to_string().contains("verified"));
-        let required = Security::Encrypted {
-            mode: TlsMode::Required,
-        };
-        assert_eq!(required.verified(), "none");
-        assert!(required.to_string().contains("not checked"));
-        assert!(!Security::PlainFallback.encrypted());
-        assert!(
-            Security::PlainFallback
-                .to_string()
-                .contains("offers no TLS")
-        );
     }
 }

@@ -245,6 +245,7 @@ impl Recorder {
                 r.views.push(ReplicaView {
                     cluster: cluster.name.clone(),
                     replica: replica.name.clone(),
+                    address: replica.address.to_string(),
                     ..Default::default()
                 });
                 effects.push(Effect::StartPoller(PollerTask {

@@ -6,6 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 pub mod event;
+pub mod security;
 
 /// How one probe step (a beat write, a read, a status poll) ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
