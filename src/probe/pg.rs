@@ -47,7 +47,8 @@ impl From<tokio_postgres::Error> for DbError {
                 }
             };
         }
-        if e.to_string().contains("server does not support TLS") {
+        let source = std::error::Error::source(&e).map(|s| s.to_string());
+        if source.is_some_and(|s| s.contains("server does not support TLS")) {
             return DbError::TlsNotOffered;
         }
         if let Some(message) = super::tls::reason(&e) {

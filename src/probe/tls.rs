@@ -233,9 +233,11 @@ fn words(e: &rustls::Error) -> String {
             C::NotValidForName | C::NotValidForNameContext { .. } => format!(
                 "the server's certificate is for another name ({c}); set tls_server_name to the name it is for"
             ),
-            C::Expired | C::ExpiredContext { .. } => {
-                format!("the server's certificate has expired ({c})")
-            }
+            C::ExpiredContext { not_after, .. } => format!(
+                "the server's certificate expired at {}",
+                crate::clock::format_utc_us(not_after.as_secs() as i64 * 1_000_000)
+            ),
+            C::Expired => "the server's certificate has expired".into(),
             C::NotValidYet | C::NotValidYetContext { .. } => {
                 format!("the server's certificate is not valid yet ({c})")
             }

@@ -276,3 +276,82 @@ pub fn narrow_line(upstream: &str, bytes_per_s: u64) -> u16 {
     });
     port
 }
+
+/// Which server a [`tls_hiding_line`] stands in front of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Speaks {
+    Mysql,
+    Postgres,
+}
+
+/// A server with TLS off, made from one with it on: forwards to `upstream`
+/// (`127.0.0.1:port`) and hides that the server offers TLS. MySQL: the CLIENT_SSL flag
+/// is cleared in the server's greeting, so a client never asks. PostgreSQL: the
+/// client's SSLRequest is answered `N` here and not passed on. Everything else passes
+/// as it is. Returns the port; its threads live until the test process ends.
+pub fn tls_hiding_line(upstream: &str, speaks: Speaks) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a proxy port");
+    let port = listener.local_addr().unwrap().port();
+    let upstream = upstream.to_string();
+    spawn(move || {
+        for client in listener.incoming() {
+            let Ok(mut client) = client else { return };
+            let Ok(mut server) = TcpStream::connect(&upstream) else {
+                reset(&client);
+                continue;
+            };
+            let _ = client.set_nodelay(true);
+            let _ = server.set_nodelay(true);
+            let hidden = match speaks {
+                Speaks::Mysql => hide_mysql_tls(&mut server, &mut client),
+                Speaks::Postgres => refuse_pg_tls(&mut client, &mut server),
+            };
+            if hidden.is_err() {
+                reset(&client);
+                continue;
+            }
+            let (mut a, mut b) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+            spawn(move || {
+                let _ = std::io::copy(&mut a, &mut b);
+                let _ = b.shutdown(Shutdown::Both);
+            });
+            spawn(move || {
+                let _ = std::io::copy(&mut server, &mut client);
+                let _ = client.shutdown(Shutdown::Both);
+            });
+        }
+    });
+    port
+}
+
+/// Passes the server's greeting on with CLIENT_SSL (0x0800) cleared.
+fn hide_mysql_tls(server: &mut TcpStream, client: &mut TcpStream) -> std::io::Result<()> {
+    let mut header = [0u8; 4];
+    server.read_exact(&mut header)?;
+    let len = u32::from_le_bytes([header[0], header[1], header[2], 0]) as usize;
+    let mut payload = vec![0u8; len];
+    server.read_exact(&mut payload)?;
+    // Protocol version, the server's version (NUL-terminated), thread id (4), the
+    // first 8 bytes of the scramble, a filler: then the lower capability flags.
+    let nul = payload[1..]
+        .iter()
+        .position(|&b| b == 0)
+        .ok_or(std::io::ErrorKind::InvalidData)?;
+    let flags = 1 + nul + 1 + 4 + 8 + 1;
+    payload[flags + 1] &= !0x08;
+    client.write_all(&header)?;
+    client.write_all(&payload)
+}
+
+/// Answers the client's SSLRequest, if it sends one, with `N` (no TLS here); any
+/// other first message goes on to the server.
+fn refuse_pg_tls(client: &mut TcpStream, server: &mut TcpStream) -> std::io::Result<()> {
+    const SSL_REQUEST: [u8; 8] = [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f];
+    let mut first = [0u8; 8];
+    client.read_exact(&mut first)?;
+    if first == SSL_REQUEST {
+        client.write_all(b"N")
+    } else {
+        server.write_all(&first)
+    }
+}
