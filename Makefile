@@ -16,7 +16,7 @@ RSS_SECONDS ?= 150
 PROBES ?=
 
 .PHONY: demo test bench bench-live bench-pt bench-rss up down status start-lag stop-lag slave-lag replica-lag stuff stall resume io-stop io-start block \
-        break repair load oltp build release ci-deps fuzz soak failover split chain failback golden golden-expect matrix
+        break repair load oltp build release ci-deps fuzz soak failover split chain failback golden golden-expect matrix bench-tls
 
 ## demo: start the lab, record 40 s under load with a 10 s stall, analyze, plot demo/*.svg
 demo: release up
@@ -91,6 +91,10 @@ bench-pt:
 ## bench-rss: the recorder's peak RSS with REPLICAS=100 replicas (the lab's two through HAProxy) for RSS_SECONDS=150, per probe mode; OUTAGE_AT=40 [OUTAGE_S=40] cuts every replica off for a while
 bench-rss:
 	REPLICAS=$(REPLICAS) BENCH_SECONDS=$(RSS_SECONDS) PROBES="$(PROBES)" OUTAGE_AT=$(OUTAGE_AT) OUTAGE_S=$(OUTAGE_S) scripts/bench-rss.sh
+
+## bench-tls: what TLS costs the recorder: tls = "disabled" and "verify_identity" side by side, per probe (CPU per lag value, peak RSS)
+bench-tls:
+	BENCH_SECONDS=$(BENCH_SECONDS) PROBES="$(PROBES)" scripts/bench-tls.sh
 
 ## bench-live: /check at 1000 requests/s (wrk): latency and recorder CPU; stall -> 503 detection latency
 bench-live:
