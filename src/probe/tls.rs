@@ -99,6 +99,22 @@ pub fn client_config(tls: &TlsConfig) -> Result<ClientConfig, String> {
     }
 }
 
+/// [`client_config`] made once per settings (every connection of a recorder has the
+/// same): parsing the built-in roots for each of a thousand replicas' connections
+/// would be a thousand times the same work.
+fn cached_client_config(tls: &TlsConfig) -> Result<ClientConfig, String> {
+    static MADE: std::sync::Mutex<Option<(TlsConfig, ClientConfig)>> = std::sync::Mutex::new(None);
+    let mut made = MADE.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((settings, config)) = made.as_ref()
+        && settings == tls
+    {
+        return Ok(config.clone());
+    }
+    let config = client_config(tls)?;
+    *made = Some((tls.clone(), config.clone()));
+    Ok(config)
+}
+
 /// Checks a server's certificate as far as the mode says; the handshake's signatures
 /// are always checked (the key exchange is what encrypts).
 #[derive(Debug)]
@@ -165,7 +181,7 @@ pub struct PgTls {
 impl PgTls {
     pub fn new(tls: &TlsConfig) -> Result<PgTls, String> {
         Ok(PgTls {
-            inner: tokio_postgres_rustls::MakeRustlsConnect::new(client_config(tls)?),
+            inner: tokio_postgres_rustls::MakeRustlsConnect::new(cached_client_config(tls)?),
             server_name: tls.server_name.clone(),
             used: Arc::new(AtomicBool::new(false)),
         })
