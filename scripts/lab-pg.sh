@@ -139,7 +139,8 @@ tls_files() {
 }
 
 # Who may connect how: replication from loopback without a password (lab only);
-# lagtrace_tls only over TLS (hostssl), everyone else with a password, TLS or not.
+# lagtrace_tls only over TLS (hostssl), lagtrace_x509 only over TLS with a client
+# certificate the lab's CA signed, everyone else with a password, TLS or not.
 write_hba() {
   local data="$PG_DIR/$1/data"
   cat >"$data/pg_hba.conf" <<HBA
@@ -147,6 +148,8 @@ local all all trust
 host replication repl 127.0.0.1/32 trust
 hostssl all lagtrace_tls 127.0.0.1/32 scram-sha-256
 hostnossl all lagtrace_tls 127.0.0.1/32 reject
+hostssl all lagtrace_x509 127.0.0.1/32 scram-sha-256 clientcert=verify-ca
+hostnossl all lagtrace_x509 127.0.0.1/32 reject
 host all all 127.0.0.1/32 scram-sha-256
 HBA
   [ "$(id -u)" = 0 ] && chown postgres: "$data/pg_hba.conf"
@@ -192,6 +195,12 @@ grant_lagtrace() {
   ALTER ROLE lagtrace_tls WITH LOGIN PASSWORD '$LAGTRACE_PASSWORD';
   GRANT CREATE ON DATABASE postgres TO lagtrace_tls;
   GRANT pg_monitor TO lagtrace_tls;
+  DO \$\$ BEGIN
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'lagtrace_x509') THEN CREATE ROLE lagtrace_x509 LOGIN; END IF;
+  END \$\$;
+  ALTER ROLE lagtrace_x509 WITH LOGIN PASSWORD '$LAGTRACE_PASSWORD';
+  GRANT CREATE ON DATABASE postgres TO lagtrace_x509;
+  GRANT pg_monitor TO lagtrace_x509;
   CREATE TABLE IF NOT EXISTS public.load (id BIGSERIAL PRIMARY KEY, v INT NOT NULL, pad CHAR(64) NOT NULL DEFAULT '');"
 }
 
@@ -227,7 +236,7 @@ cmd_up() {
   say "standby1 127.0.0.1:${PORT[standby1]}  (streams from the primary)"
   say "standby2 127.0.0.1:${PORT[standby2]}  (streams from the primary)"
   say "user lagtrace, password in LAGTRACE_PASSWORD (lab default: lagtrace-lab), database postgres"
-  say "TLS: every server presents $LAB_DIR/tls/server.pem (CA $LAB_DIR/tls/ca.pem); role lagtrace_tls (same password) connects only over TLS (hostssl)"
+  say "TLS: every server presents $LAB_DIR/tls/server.pem (CA $LAB_DIR/tls/ca.pem); roles lagtrace_tls and lagtrace_x509 (same password) connect only over TLS (hostssl), lagtrace_x509 only with $LAB_DIR/tls/client.pem (clientcert=verify-ca)"
 }
 
 # stop_node NODE: stops a node's server and waits for it to be gone: a fast shutdown,

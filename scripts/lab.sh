@@ -163,12 +163,17 @@ GRANT REPLICATION SLAVE, BINLOG MONITOR ON *.* TO '$1'@'$2';
 SQL
 }
 
-# lagtrace_tls: lagtrace's grants, but only over TLS (REQUIRE SSL), for the TLS tests.
-# Made once, on the first `up` that finds it missing.
+# For the TLS tests, lagtrace's grants to users that may connect only over TLS:
+# lagtrace_tls (REQUIRE SSL) and lagtrace_x509 (REQUIRE X509: with a client certificate
+# the lab's CA signed). Each made once, on the first `up` that finds it missing.
 converge_tls_user() {
-  [ "$(sql primary "SELECT COUNT(*) FROM mysql.user WHERE user = 'lagtrace_tls'")" = 1 ] && return 0
-  sql primary "CREATE USER 'lagtrace_tls'@'127.0.0.1' IDENTIFIED BY '$LAGTRACE_PASSWORD' REQUIRE SSL;
-$(privileges_sql lagtrace_tls 127.0.0.1)"
+  local user require
+  for user in lagtrace_tls:SSL lagtrace_x509:X509; do
+    require=${user#*:} user=${user%:*}
+    [ "$(sql primary "SELECT COUNT(*) FROM mysql.user WHERE user = '$user'")" = 1 ] && continue
+    sql primary "CREATE USER '$user'@'127.0.0.1' IDENTIFIED BY '$LAGTRACE_PASSWORD' REQUIRE $require;
+$(privileges_sql "$user" 127.0.0.1)"
+  done
 }
 
 # Applies lagtrace_grants_sql again unless the last `up` applied this same text and the
@@ -221,7 +226,7 @@ print_ports() {
   say "replica1 127.0.0.1:${PORT[replica1]}  (server_id 2)"
   say "replica2 127.0.0.1:${PORT[replica2]}  (server_id 3)"
   say "user lagtrace, password in LAGTRACE_PASSWORD (lab default: lagtrace-lab)"
-  say "TLS: every server presents $LAB_DIR/tls/server.pem (CA $LAB_DIR/tls/ca.pem); user lagtrace_tls (same password) connects only over TLS"
+  say "TLS: every server presents $LAB_DIR/tls/server.pem (CA $LAB_DIR/tls/ca.pem); users lagtrace_tls and lagtrace_x509 (same password) connect only over TLS, lagtrace_x509 only with $LAB_DIR/tls/client.pem"
 }
 
 cmd_up() {

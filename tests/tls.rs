@@ -5,7 +5,8 @@
 //! servers' own word that the sessions are encrypted; the wrong CA, a certificate for
 //! another name, an expired one, `required` against a server without TLS (a proxy that
 //! hides it) and the TLS-only user without TLS each fail in one line naming the host,
-//! the others go on; `preferred` falls back to plain text and says so.
+//! the others go on; `preferred` falls back to plain text and says so; a user that
+//! needs a client certificate gets in with `tls_cert` and `tls_key` only.
 
 mod common;
 
@@ -39,10 +40,10 @@ fn config(
         .map(|(n, a)| format!("{n} = \"{a}\""))
         .collect();
     // On PostgreSQL each role has a schema of its own (the other's tables are not its).
-    let schema = if kind == "postgres" && user == "lagtrace_tls" {
-        "database = \"lagtrace_tls\"\n"
+    let schema = if kind == "postgres" && user != "lagtrace" {
+        format!("database = \"{user}\"\n")
     } else {
-        ""
+        String::new()
     };
     let mut text = format!(
         "[connection]\nuser = \"{user}\"\npassword_env = \"LAGTRACE_IT_PASSWORD\"\n\
@@ -65,19 +66,6 @@ fn verify_identity() -> String {
         "tls = \"verify_identity\"\ntls_ca = \"{}\"",
         lab_tls("ca.pem").display()
     )
-}
-
-/// Runs `lagtrace ARGS -c config` with the lab password: exit code and all it printed.
-fn run(args: &[&str], config: &Path) -> (Option<i32>, String) {
-    let out = lagtrace()
-        .args(args)
-        .arg("-c")
-        .arg(config)
-        .env("LAGTRACE_IT_PASSWORD", LAB_PASSWORD)
-        .output()
-        .unwrap();
-    let (stdout, stderr) = texts(&out);
-    (out.status.code(), format!("{stdout}{stderr}"))
 }
 
 /// The lines of `text` that name `address`.
@@ -141,7 +129,7 @@ fn mariadb_verify_identity_with_a_tls_only_user_records_checks_and_streams() {
     )
     .replace("[record]\n", "[record]\nprobe = \"binlog\"\n");
     let path = dir.write("lagtrace.toml", &text);
-    let (code, out) = run(&["init"], &path);
+    let (code, out) = run_lab(&["init"], &path);
     assert_eq!(code, Some(0), "{out}");
     let verified = "connection: TLS, certificate verified for the server's name (verify_identity)";
     assert_eq!(out.matches(verified).count(), 3, "{out}");
@@ -151,7 +139,7 @@ fn mariadb_verify_identity_with_a_tls_only_user_records_checks_and_streams() {
     let recorder = Recorder::start(&path);
     let doc = wait_measuring(port, &["r1", "r2"]);
     sleep(Duration::from_secs(2));
-    let (code, checked) = run(&["check"], &path);
+    let (code, checked) = run_lab(&["check"], &path);
     let doc_after = http(port, "GET", "/status", &[]).unwrap().json();
     let after: Vec<u64> = ["primary", "replica1", "replica2"]
         .map(ssl_accepts)
@@ -231,7 +219,7 @@ fn postgres_verify_full_with_a_hostssl_only_role_records_and_checks() {
         Some((&store, port)),
     );
     let path = dir.write("lagtrace.toml", &text);
-    let (code, out) = run(&["init"], &path);
+    let (code, out) = run_lab(&["init"], &path);
     assert_eq!(code, Some(0), "{out}");
     assert_eq!(
         out.matches("certificate verified for the server's name")
@@ -246,7 +234,7 @@ fn postgres_verify_full_with_a_hostssl_only_role_records_and_checks() {
         .iter()
         .map(|p| pg_ssl_sessions(p, "lagtrace_tls"))
         .collect();
-    let (code, checked) = run(&["check"], &path);
+    let (code, checked) = run_lab(&["check"], &path);
     let doc = http(port, "GET", "/status", &[]).unwrap().json();
     let (stopped, log) = recorder.stop();
     assert_eq!(stopped, Some(0), "{log}");
@@ -309,7 +297,7 @@ fn the_wrong_ca_another_name_or_no_tls_for_a_tls_only_user_fail_in_one_line_per_
                 None,
             );
             let path = dir.write("lagtrace.toml", &text);
-            let (code, out) = run(&["init"], &path);
+            let (code, out) = run_lab(&["init"], &path);
             assert_eq!(code, Some(1), "{kind} {tls}: {out}");
             for address in std::iter::once(primary).chain(replicas.iter().map(|(_, a)| *a)) {
                 let lines = lines_of(&out, address);
@@ -345,7 +333,7 @@ fn without_tls_on_one_server_required_fails_it_alone_and_preferred_says_plain_te
             None,
         );
         let path = dir.write("lagtrace.toml", &text);
-        let (code, out) = run(&["init"], &path);
+        let (code, out) = run_lab(&["init"], &path);
         assert_eq!(code, Some(0), "{kind}: {out}");
         assert!(
             lines_of(&out, &hidden)[0].contains("plain text: the server offers no TLS"),
@@ -365,7 +353,7 @@ fn without_tls_on_one_server_required_fails_it_alone_and_preferred_says_plain_te
             Some((&store, port)),
         );
         let path = dir.write("lagtrace.toml", &text);
-        let (code, out) = run(&["init"], &path);
+        let (code, out) = run_lab(&["init"], &path);
         assert_eq!(code, Some(1), "{kind}: {out}");
         let failed = lines_of(&out, &hidden);
         assert_eq!(failed.len(), 1, "{kind}: {out}");
@@ -459,7 +447,7 @@ fn an_expired_certificate_on_one_replica_fails_it_alone() {
     let path = dir.write("lagtrace.toml", &text);
     let _expired = ExpiredOnReplica2;
     ExpiredOnReplica2::set(true);
-    let (code, out) = run(&["init"], &path);
+    let (code, out) = run_lab(&["init"], &path);
     assert_eq!(code, Some(1), "{out}");
     let failed = lines_of(&out, REPLICAS[1].1);
     assert!(
@@ -490,4 +478,54 @@ fn an_expired_certificate_on_one_replica_fails_it_alone() {
         r2_failed.first()
     );
     eprintln!("{}", failed[0]);
+}
+
+/// A user that must show a client certificate (MariaDB `REQUIRE X509`, PostgreSQL
+/// `clientcert=verify-ca`) gets in with `tls_cert` and `tls_key`, and not without.
+#[test]
+fn a_client_certificate_lets_the_x509_user_in_and_its_absence_does_not() {
+    let _lab = take_lab();
+    ensure_pg_lab();
+    let dir = TempDir::new("tls-x509");
+    let with = format!(
+        "{}\ntls_cert = \"{}\"\ntls_key = \"{}\"",
+        verify_identity(),
+        lab_tls("client.pem").display(),
+        lab_tls("client.key").display()
+    );
+    for (kind, primary, replicas) in [
+        ("mysql", PRIMARY, &REPLICAS),
+        ("postgres", PG_PRIMARY, &PG_STANDBYS),
+    ] {
+        let text = config(
+            kind,
+            ("it_tls_x509", primary, replicas),
+            ("lagtrace_x509", &with),
+            None,
+        );
+        let path = dir.write("lagtrace.toml", &text);
+        let (code, out) = run_lab(&["init"], &path);
+        assert_eq!(code, Some(0), "{kind}: {out}");
+        assert_eq!(
+            out.matches("certificate verified for the server's name")
+                .count(),
+            3,
+            "{kind}: {out}"
+        );
+        let (code, out) = run_lab(&["check"], &path);
+        assert_eq!(code, Some(0), "{kind} check: {out}");
+        let text = config(
+            kind,
+            ("it_tls_x509", primary, replicas),
+            ("lagtrace_x509", &verify_identity()),
+            None,
+        );
+        let path = dir.write("lagtrace.toml", &text);
+        let (code, out) = run_lab(&["init"], &path);
+        assert_eq!(code, Some(1), "{kind}: {out}");
+        let line = lines_of(&out, primary)[0].to_string();
+        assert!(line.contains("FAILED, access denied"), "{kind}: {line}");
+        assert!(!out.contains(LAB_PASSWORD));
+        eprintln!("{kind} without a client certificate: {line}");
+    }
 }

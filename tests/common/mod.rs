@@ -197,8 +197,15 @@ pub fn init_config(dir: &TempDir, config: &str) -> PathBuf {
 /// Runs `lagtrace init -c config` with the lab's password in `LAGTRACE_IT_PASSWORD`:
 /// its exit code, and its stdout then stderr.
 pub fn run_init(config: &Path) -> (Option<i32>, String) {
+    run_lab(&["init"], config)
+}
+
+/// Runs `lagtrace ARGS -c config` with the lab's password in `LAGTRACE_IT_PASSWORD`:
+/// its exit code, and its stdout then stderr.
+pub fn run_lab(args: &[&str], config: &Path) -> (Option<i32>, String) {
     let out = lagtrace()
-        .args(["init", "-c"])
+        .args(args)
+        .arg("-c")
         .arg(config)
         .env("LAGTRACE_IT_PASSWORD", LAB_PASSWORD)
         .output()

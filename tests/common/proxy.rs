@@ -140,6 +140,37 @@ fn reset(s: &TcpStream) {
     let _ = s.shutdown(Shutdown::Both);
 }
 
+/// Listens on a free loopback port and, for each connection, opens one to `upstream`
+/// (`127.0.0.1:port`) and hands both (no Nagle delay on either) to `serve`; a
+/// connection the upstream refuses is reset. Returns the port; its threads live until
+/// the test process ends.
+fn forwarding(upstream: &str, serve: impl Fn(TcpStream, TcpStream) + Send + 'static) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a proxy port");
+    let port = listener.local_addr().unwrap().port();
+    let upstream = upstream.to_string();
+    spawn(move || {
+        for client in listener.incoming() {
+            let Ok(client) = client else { return };
+            let Ok(server) = TcpStream::connect(&upstream) else {
+                reset(&client);
+                continue;
+            };
+            let _ = client.set_nodelay(true);
+            let _ = server.set_nodelay(true);
+            serve(client, server);
+        }
+    });
+    port
+}
+
+/// Copies `from` to `to` as it comes, in a thread.
+fn pass(mut from: TcpStream, mut to: TcpStream) {
+    spawn(move || {
+        let _ = std::io::copy(&mut from, &mut to);
+        let _ = to.shutdown(Shutdown::Both);
+    });
+}
+
 /// A running delay line: its port, and the chunks it passed on late.
 pub struct DelayLine {
     pub port: u16,
@@ -168,58 +199,41 @@ impl DelayLine {
 /// [`Mode::Delay`], chunks queue without adding up their delays. Its threads live until
 /// the test process ends.
 pub fn delay_line(upstream: &str, delay: Duration) -> DelayLine {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a proxy port");
-    let port = listener.local_addr().unwrap().port();
-    let upstream = upstream.to_string();
     let late = Arc::new(Mutex::new(Vec::new()));
     let late_log = late.clone();
-    spawn(move || {
-        for client in listener.incoming() {
-            let Ok(client) = client else { return };
-            let late = late_log.clone();
-            let Ok(server) = TcpStream::connect(&upstream) else {
-                reset(&client);
-                continue;
-            };
-            let _ = client.set_nodelay(true);
-            let _ = server.set_nodelay(true);
-            let (mut up_from, mut up_to) =
-                (client.try_clone().unwrap(), server.try_clone().unwrap());
-            spawn(move || {
-                let _ = std::io::copy(&mut up_from, &mut up_to);
-                let _ = up_to.shutdown(Shutdown::Both);
-            });
-            let (tx, rx) = std::sync::mpsc::channel::<(Instant, Vec<u8>)>();
-            let mut from = server;
-            spawn(move || {
-                let mut buf = [0u8; 16 * 1024];
-                while let Ok(n) = from.read(&mut buf) {
-                    if n == 0 || tx.send((Instant::now(), buf[..n].to_vec())).is_err() {
-                        break;
-                    }
+    let port = forwarding(upstream, move |client, server| {
+        let late = late_log.clone();
+        pass(client.try_clone().unwrap(), server.try_clone().unwrap());
+        let (tx, rx) = std::sync::mpsc::channel::<(Instant, Vec<u8>)>();
+        let mut from = server;
+        spawn(move || {
+            let mut buf = [0u8; 16 * 1024];
+            while let Ok(n) = from.read(&mut buf) {
+                if n == 0 || tx.send((Instant::now(), buf[..n].to_vec())).is_err() {
+                    break;
                 }
-            });
-            let mut to = client;
-            spawn(move || {
-                for (arrived, chunk) in rx {
-                    let due = arrived + delay;
-                    let now = Instant::now();
-                    if due > now {
-                        sleep(due - now);
-                    }
-                    if to.write_all(&chunk).is_err() {
-                        break;
-                    }
-                    let by = Instant::now().saturating_duration_since(due);
-                    if by > Duration::from_millis(1) {
-                        late.lock()
-                            .unwrap()
-                            .push((super::now_us(), by.as_micros() as i64));
-                    }
+            }
+        });
+        let mut to = client;
+        spawn(move || {
+            for (arrived, chunk) in rx {
+                let due = arrived + delay;
+                let now = Instant::now();
+                if due > now {
+                    sleep(due - now);
                 }
-                let _ = to.shutdown(Shutdown::Both);
-            });
-        }
+                if to.write_all(&chunk).is_err() {
+                    break;
+                }
+                let by = Instant::now().saturating_duration_since(due);
+                if by > Duration::from_millis(1) {
+                    late.lock()
+                        .unwrap()
+                        .push((super::now_us(), by.as_micros() as i64));
+                }
+            }
+            let _ = to.shutdown(Shutdown::Both);
+        });
     });
     DelayLine { port, late }
 }
@@ -231,50 +245,32 @@ pub fn delay_line(upstream: &str, delay: Duration) -> DelayLine {
 /// the test process ends.
 pub fn narrow_line(upstream: &str, bytes_per_s: u64) -> u16 {
     const SEGMENT: usize = 1460;
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a proxy port");
-    let port = listener.local_addr().unwrap().port();
-    let upstream = upstream.to_string();
-    spawn(move || {
-        for client in listener.incoming() {
-            let Ok(client) = client else { return };
-            let Ok(server) = TcpStream::connect(&upstream) else {
-                reset(&client);
-                continue;
-            };
-            let _ = client.set_nodelay(true);
-            let _ = server.set_nodelay(true);
-            let (mut up_from, mut up_to) =
-                (client.try_clone().unwrap(), server.try_clone().unwrap());
-            spawn(move || {
-                let _ = std::io::copy(&mut up_from, &mut up_to);
-                let _ = up_to.shutdown(Shutdown::Both);
-            });
-            let (mut from, mut to) = (server, client);
-            spawn(move || {
-                let mut buf = [0u8; 16 * 1024];
-                // When the link is free again.
-                let mut free = Instant::now();
-                'read: while let Ok(n) = from.read(&mut buf) {
-                    if n == 0 {
-                        break;
+    forwarding(upstream, move |client, server| {
+        pass(client.try_clone().unwrap(), server.try_clone().unwrap());
+        let (mut from, mut to) = (server, client);
+        spawn(move || {
+            let mut buf = [0u8; 16 * 1024];
+            // When the link is free again.
+            let mut free = Instant::now();
+            'read: while let Ok(n) = from.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                for segment in buf[..n].chunks(SEGMENT) {
+                    let now = Instant::now();
+                    if free > now {
+                        sleep(free - now);
                     }
-                    for segment in buf[..n].chunks(SEGMENT) {
-                        let now = Instant::now();
-                        if free > now {
-                            sleep(free - now);
-                        }
-                        free = free.max(now)
-                            + Duration::from_secs_f64(segment.len() as f64 / bytes_per_s as f64);
-                        if to.write_all(segment).is_err() {
-                            break 'read;
-                        }
+                    free = free.max(now)
+                        + Duration::from_secs_f64(segment.len() as f64 / bytes_per_s as f64);
+                    if to.write_all(segment).is_err() {
+                        break 'read;
                     }
                 }
-                let _ = to.shutdown(Shutdown::Both);
-            });
-        }
-    });
-    port
+            }
+            let _ = to.shutdown(Shutdown::Both);
+        });
+    })
 }
 
 /// Which server a [`tls_hiding_line`] stands in front of.
@@ -290,38 +286,18 @@ pub enum Speaks {
 /// client's SSLRequest is answered `N` here and not passed on. Everything else passes
 /// as it is. Returns the port; its threads live until the test process ends.
 pub fn tls_hiding_line(upstream: &str, speaks: Speaks) -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a proxy port");
-    let port = listener.local_addr().unwrap().port();
-    let upstream = upstream.to_string();
-    spawn(move || {
-        for client in listener.incoming() {
-            let Ok(mut client) = client else { return };
-            let Ok(mut server) = TcpStream::connect(&upstream) else {
-                reset(&client);
-                continue;
-            };
-            let _ = client.set_nodelay(true);
-            let _ = server.set_nodelay(true);
-            let hidden = match speaks {
-                Speaks::Mysql => hide_mysql_tls(&mut server, &mut client),
-                Speaks::Postgres => refuse_pg_tls(&mut client, &mut server),
-            };
-            if hidden.is_err() {
-                reset(&client);
-                continue;
-            }
-            let (mut a, mut b) = (client.try_clone().unwrap(), server.try_clone().unwrap());
-            spawn(move || {
-                let _ = std::io::copy(&mut a, &mut b);
-                let _ = b.shutdown(Shutdown::Both);
-            });
-            spawn(move || {
-                let _ = std::io::copy(&mut server, &mut client);
-                let _ = client.shutdown(Shutdown::Both);
-            });
+    forwarding(upstream, move |mut client, mut server| {
+        let hidden = match speaks {
+            Speaks::Mysql => hide_mysql_tls(&mut server, &mut client),
+            Speaks::Postgres => refuse_pg_tls(&mut client, &mut server),
+        };
+        if hidden.is_err() {
+            reset(&client);
+            return;
         }
-    });
-    port
+        pass(client.try_clone().unwrap(), server.try_clone().unwrap());
+        pass(server, client);
+    })
 }
 
 /// Passes the server's greeting on with CLIENT_SSL (0x0800) cleared.
