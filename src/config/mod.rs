@@ -6,6 +6,7 @@
 //! defaults applied. Passwords are never part of the file: [`PasswordSource`] says
 //! where to find one and [`resolve_password`] fetches it when a command needs it.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -53,6 +54,8 @@ pub struct Config {
     /// replica triggers and events): `[http]`'s, or its defaults without it.
     pub pool: HttpConfig,
     pub agent: Option<AgentConfig>,
+    /// `[throttle]`: when batch writers may write (`/throttle`); its defaults without it.
+    pub throttle: ThrottleConfig,
     pub triggers: TriggersConfig,
 }
 
@@ -387,6 +390,46 @@ pub struct HttpConfig {
     /// unreachable from lagtrace and from the replica); by default it stays in, judged
     /// by its lag.
     pub out_when_source_down: bool,
+}
+
+/// `[throttle]`: when a cluster may take more batch writes (`/throttle/<cluster>`,
+/// freno's `/check/<app>/mysql/<cluster>`, `lagtrace wait`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ThrottleConfig {
+    /// The lag (upper bound) over which writers wait, for a request that names no app.
+    pub max_lag: Duration,
+    /// Per app (`?app=`, freno's `<app>`): its own `max_lag`.
+    pub apps: BTreeMap<String, Duration>,
+    /// Which replicas count.
+    pub replicas: ThrottleReplicas,
+    /// Whether a replica that does not answer holds writers back (default: it does).
+    pub unreachable_throttles: bool,
+    /// A file `cluster.<name>` here holds every writer of that cluster back, `app.<name>`
+    /// that app's everywhere.
+    pub force_dir: Option<PathBuf>,
+}
+
+/// Which replicas `/throttle` asks about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ThrottleReplicas {
+    /// Every replica that serves reads: all but those in maintenance.
+    Pool,
+    /// Every replica, in maintenance or not.
+    All,
+    /// These (a delayed or backup replica left out holds nothing up).
+    Named(Vec<String>),
+}
+
+impl Default for ThrottleConfig {
+    fn default() -> Self {
+        ThrottleConfig {
+            max_lag: Duration::from_secs(1),
+            apps: BTreeMap::new(),
+            replicas: ThrottleReplicas::Pool,
+            unreachable_throttles: true,
+            force_dir: None,
+        }
+    }
 }
 
 /// Default `[http] stale`.

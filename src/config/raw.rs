@@ -17,8 +17,20 @@ pub(super) struct RawConfig {
     pub(super) statsd: Option<RawStatsd>,
     pub(super) http: Option<RawHttp>,
     pub(super) agent: Option<RawAgent>,
+    pub(super) throttle: Option<RawThrottle>,
     #[serde(default)]
     pub(super) triggers: RawTriggers,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawThrottle {
+    pub(super) max_lag: Option<String>,
+    pub(super) apps: Option<BTreeMap<String, String>>,
+    /// `"pool"`, `"all"`, or a list of replica names.
+    pub(super) replicas: Option<toml::Value>,
+    pub(super) unreachable: Option<String>,
+    pub(super) force_dir: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -711,3 +711,46 @@ fn verify_ca_is_refused_for_mysql_whose_driver_checks_the_name_anyway() {
     assert_eq!(e.key, "connection.tls");
     assert!(e.message.contains("verify_identity"), "{e}");
 }
+
+#[test]
+fn throttle_takes_apps_replica_choices_and_a_force_dir() {
+    let base =
+        "[[cluster]]\nname = \"c\"\nprimary = \"h1\"\nreplicas = { r1 = \"h2\", r2 = \"h3\" }\n";
+    let c = parse("t.toml", base).unwrap();
+    assert_eq!(c.throttle, ThrottleConfig::default());
+    let c = parse(
+        "t.toml",
+        &format!(
+            "{base}[throttle]\nmax_lag = \"500ms\"\napps = {{ gh-ost = \"2s\", \"pt-osc\" = \"1s\" }}\n\
+             replicas = [\"r1\"]\nunreachable = \"ignore\"\nforce_dir = \"/tmp\"\n"
+        ),
+    )
+    .unwrap();
+    let t = c.throttle;
+    assert_eq!(t.max_lag, Duration::from_millis(500));
+    assert_eq!(t.apps["gh-ost"], Duration::from_secs(2));
+    assert_eq!(t.replicas, ThrottleReplicas::Named(vec!["r1".into()]));
+    assert!(!t.unreachable_throttles);
+    let fails = |section: &str, key: &str, says: &str| {
+        let e = parse("t.toml", &format!("{base}[throttle]\n{section}\n")).unwrap_err();
+        assert_eq!(e.key, key, "{e}");
+        assert!(e.message.contains(says), "{e}");
+    };
+    fails("replicas = [\"r9\"]", "throttle.replicas", "not a replica");
+    fails(
+        "replicas = \"some\"",
+        "throttle.replicas",
+        "\"pool\", \"all\"",
+    );
+    fails("unreachable = \"maybe\"", "throttle.unreachable", "ignore");
+    fails(
+        "apps = { \"a b\" = \"1s\" }",
+        "throttle.apps.a b",
+        "not an app name",
+    );
+    fails(
+        "force_dir = \"/nonexistent-dir\"",
+        "throttle.force_dir",
+        "no such directory",
+    );
+}

@@ -135,6 +135,10 @@ impl Validator<'_> {
             .map(|a| self.agent(a, http.as_ref()))
             .transpose()?;
         let triggers = self.triggers(raw.triggers)?;
+        let throttle = match raw.throttle {
+            Some(t) => self.throttle(t, &clusters)?,
+            None => ThrottleConfig::default(),
+        };
         let pool = match &http {
             Some(h) => h.clone(),
             None => self.default_pool(&record, &clusters)?,
@@ -147,7 +151,92 @@ impl Validator<'_> {
             http,
             pool,
             agent,
+            throttle,
             triggers,
+        })
+    }
+
+    /// `[throttle]`: thresholds within [`HttpConfig`]'s range, app names fit for URLs
+    /// and metric labels, replica names that exist.
+    fn throttle(
+        &self,
+        raw: RawThrottle,
+        clusters: &[ClusterConfig],
+    ) -> Result<ThrottleConfig, ConfigError> {
+        let key = |k| [Seg::Key("throttle"), Seg::Key(k)];
+        let long = (Duration::from_millis(1), Duration::from_secs(24 * 3600));
+        let max_lag =
+            self.bounded_duration(&key("max_lag"), raw.max_lag, Duration::from_secs(1), long)?;
+        let mut apps = BTreeMap::new();
+        for (name, lag) in raw.apps.unwrap_or_default() {
+            let path = [Seg::Key("throttle"), Seg::Key("apps"), Seg::Key(&name)];
+            let valid = !name.is_empty()
+                && name.len() <= 64
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+            if !valid {
+                return Err(self.err(
+                    &path,
+                    format!("{name:?} is not an app name (letters, digits, _ - .; at most 64)"),
+                ));
+            }
+            let lag = self.bounded_duration(&path, Some(lag), max_lag, long)?;
+            apps.insert(name, lag);
+        }
+        let replicas = match raw.replicas {
+            None => ThrottleReplicas::Pool,
+            Some(toml::Value::String(s)) if s == "pool" => ThrottleReplicas::Pool,
+            Some(toml::Value::String(s)) if s == "all" => ThrottleReplicas::All,
+            Some(toml::Value::Array(list)) => {
+                let mut names = Vec::new();
+                for v in list {
+                    let Some(name) = v.as_str() else {
+                        return Err(self.err(&key("replicas"), "list replica names as strings"));
+                    };
+                    if !clusters
+                        .iter()
+                        .any(|c| c.replicas.iter().any(|r| r.name == name))
+                    {
+                        return Err(self.err(
+                            &key("replicas"),
+                            format!("{name:?} is not a replica of any [[cluster]]"),
+                        ));
+                    }
+                    names.push(name.to_string());
+                }
+                ThrottleReplicas::Named(names)
+            }
+            Some(other) => {
+                return Err(self.err(
+                    &key("replicas"),
+                    format!("{other} is not \"pool\", \"all\" or a list of replica names"),
+                ));
+            }
+        };
+        let unreachable_throttles = match raw.unreachable.as_deref() {
+            None | Some("throttle") => true,
+            Some("ignore") => false,
+            Some(other) => {
+                return Err(self.err(
+                    &key("unreachable"),
+                    format!("{other:?}: use \"throttle\" (the default) or \"ignore\""),
+                ));
+            }
+        };
+        let force_dir = match raw.force_dir {
+            Some(s) if s.trim().is_empty() => return Err(self.err(&key("force_dir"), "is empty")),
+            Some(s) if !std::path::Path::new(&s).is_dir() => {
+                return Err(self.err(&key("force_dir"), format!("{s}: no such directory")));
+            }
+            s => s.map(PathBuf::from),
+        };
+        Ok(ThrottleConfig {
+            max_lag,
+            apps,
+            replicas,
+            unreachable_throttles,
+            force_dir,
         })
     }
 

@@ -137,6 +137,8 @@ pub fn router(live: Shared, clock: Clock) -> Router {
         .route("/ignore-lag/{replica}", get(check_ignore_lag))
         .route("/status", get(status))
         .route("/metrics", get(metrics_text))
+        .route("/throttle/{cluster}", get(throttle))
+        .route("/check/{app}/mysql/{cluster}", get(freno_check))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(App { live, clock })
@@ -178,6 +180,80 @@ fn check(app: &App, replica: Result<Path<String>, PathRejection>, kind: Check) -
     json(code, &doc)
 }
 
+/// `/throttle/<cluster>[?app=A][&max_lag=D]`: 200 when the cluster may take more batch
+/// writes, 429 when writers should wait, with the verdict as JSON.
+async fn throttle(
+    State(app): State<App>,
+    cluster: Result<Path<String>, PathRejection>,
+    uri: axum::http::Uri,
+) -> Response {
+    let Ok(Path(cluster)) = cluster else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "malformed cluster name in the path",
+        );
+    };
+    let mut asked_app = None;
+    let mut max_lag = None;
+    for (k, v) in uri
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+    {
+        match k {
+            "app" => asked_app = Some(v.to_string()),
+            "max_lag" => match humantime::parse_duration(v) {
+                Ok(d) if d > std::time::Duration::ZERO => max_lag = Some(d),
+                _ => {
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        &format!("max_lag={v:?} is not a duration (1s, 500ms)"),
+                    );
+                }
+            },
+            _ => {}
+        }
+    }
+    let verdict =
+        live::lock(&app.live).throttle(&cluster, asked_app.as_deref(), max_lag, app.clock.now_us());
+    match verdict {
+        Ok(doc) => json(code_of(doc.status()), &doc),
+        Err(why) => error(StatusCode::NOT_FOUND, &why),
+    }
+}
+
+/// freno's `/check/<app>/mysql/<cluster>`: the same verdict in freno's shape.
+async fn freno_check(
+    State(app): State<App>,
+    path: Result<Path<(String, String)>, PathRejection>,
+) -> Response {
+    let Ok(Path((asked_app, cluster))) = path else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "malformed app or cluster name in the path",
+        );
+    };
+    let verdict =
+        live::lock(&app.live).throttle(&cluster, Some(&asked_app), None, app.clock.now_us());
+    match verdict {
+        Ok(doc) => json(code_of(doc.status()), &doc.freno()),
+        Err(why) => json(
+            StatusCode::NOT_FOUND,
+            &super::throttle::FrenoDoc {
+                status_code: 404,
+                value: 0.0,
+                threshold: 0.0,
+                message: why,
+            },
+        ),
+    }
+}
+
+fn code_of(status: u16) -> StatusCode {
+    StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+}
+
 async fn status(State(app): State<App>) -> Response {
     let snap = live::lock(&app.live).snapshot(app.clock.now_us());
     json(StatusCode::OK, &snap)
@@ -206,7 +282,7 @@ async fn metrics_text(State(app): State<App>, headers: HeaderMap) -> Response {
 async fn not_found() -> Response {
     error(
         StatusCode::NOT_FOUND,
-        "no such endpoint: use /check/<replica>, /ignore-lag/<replica>, /status or /metrics",
+        "no such endpoint: use /check/<replica>, /ignore-lag/<replica>, /throttle/<cluster>, /check/<app>/mysql/<cluster>, /status or /metrics",
     )
 }
 

@@ -127,6 +127,9 @@ pub struct Snapshot {
     /// The recorder's id (`[record] id`): its beats go to `<cluster>#<id>`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub recorder: Option<String>,
+    /// Whether each cluster may take more batch writes, for the default threshold and
+    /// each app of `[throttle]` (`/throttle`).
+    pub throttle: Vec<super::throttle::ThrottleDoc>,
 }
 
 /// Writes `snapshot` (the `/status` document) to `path` atomically: into a temporary
@@ -155,6 +158,8 @@ pub struct ClusterDoc {
     /// Another writer moves this cluster's heartbeat row: foreign beats were read, or a
     /// beat found a newer seq already in the row.
     pub second_writer: bool,
+    /// Its beats fail now: an outage of the primary is under way.
+    pub beats_failing: bool,
     pub replicas: Vec<ReplicaDoc>,
 }
 
@@ -181,6 +186,8 @@ pub struct Live {
     store_writable: bool,
     /// The recorder's id, for `/status`.
     recorder: Option<String>,
+    /// When batch writers may write (`/throttle`).
+    throttle: crate::config::ThrottleConfig,
 }
 
 #[derive(Debug)]
@@ -289,6 +296,7 @@ impl Live {
             unstored_samples: 0,
             store_writable: true,
             recorder: config.record.id.clone(),
+            throttle: config.throttle.clone(),
         }
     }
 
@@ -441,30 +449,93 @@ impl Live {
         Some(self.doc(i, check, now_us))
     }
 
+    /// Cluster number `ci` at `now_us`, its replicas with pool checks.
+    fn cluster_doc(&mut self, ci: usize, now_us: i64) -> ClusterDoc {
+        let c = &self.clusters[ci];
+        let mut doc = ClusterDoc {
+            cluster: c.name.clone(),
+            primary: PrimaryDoc {
+                name: c.primary.0.clone(),
+                address: c.primary.1.clone(),
+                tls: crate::samples::security::seen(&c.primary.1).map(|s| s.doc()),
+            },
+            beats_ok: c.beats_ok,
+            beats_failed: c.beats_failed,
+            foreign_beats: c.foreign_beats,
+            last_foreign_seq: c.last_foreign_seq,
+            second_writer: c.foreign_beats > 0 || c.stale_beats > 0,
+            beats_failing: c.failing,
+            replicas: Vec::new(),
+        };
+        for i in 0..self.replicas.len() {
+            if self.replicas[i].cluster == ci {
+                doc.replicas.push(self.doc(i, Check::Pool, now_us));
+            }
+        }
+        doc
+    }
+
+    /// Whether cluster `cluster` may take more batch writes for `app` (`None`: the
+    /// default threshold), at `max_lag` when the asker gives its own; an unknown cluster
+    /// or app is an error naming those that exist.
+    pub fn throttle(
+        &mut self,
+        cluster: &str,
+        app: Option<&str>,
+        max_lag: Option<std::time::Duration>,
+        now_us: i64,
+    ) -> Result<super::throttle::ThrottleDoc, String> {
+        let Some(ci) = self.clusters.iter().position(|c| c.name == cluster) else {
+            let known: Vec<&str> = self.clusters.iter().map(|c| c.name.as_str()).collect();
+            return Err(format!(
+                "no cluster named {cluster:?}: the clusters are {}",
+                known.join(", ")
+            ));
+        };
+        let threshold = super::throttle::threshold(&self.throttle, app)?;
+        let doc = self.cluster_doc(ci, now_us);
+        Ok(self.judge_throttle(&doc, app, max_lag.unwrap_or(threshold)))
+    }
+
+    fn judge_throttle(
+        &self,
+        doc: &ClusterDoc,
+        app: Option<&str>,
+        max_lag: std::time::Duration,
+    ) -> super::throttle::ThrottleDoc {
+        let forced = super::throttle::forced(self.throttle.force_dir.as_deref(), &doc.cluster, app);
+        super::throttle::judge(
+            doc,
+            &self.throttle,
+            (app, max_lag),
+            forced,
+            doc.beats_failing,
+        )
+    }
+
     /// Every cluster and replica at `now_us`, with pool checks.
     pub fn snapshot(&mut self, now_us: i64) -> Snapshot {
-        let mut clusters: Vec<ClusterDoc> = self
-            .clusters
-            .iter()
-            .map(|c| ClusterDoc {
-                cluster: c.name.clone(),
-                primary: PrimaryDoc {
-                    name: c.primary.0.clone(),
-                    address: c.primary.1.clone(),
-                    tls: crate::samples::security::seen(&c.primary.1).map(|s| s.doc()),
-                },
-                beats_ok: c.beats_ok,
-                beats_failed: c.beats_failed,
-                foreign_beats: c.foreign_beats,
-                last_foreign_seq: c.last_foreign_seq,
-                second_writer: c.foreign_beats > 0 || c.stale_beats > 0,
-                replicas: Vec::new(),
-            })
+        let clusters: Vec<ClusterDoc> = (0..self.clusters.len())
+            .map(|ci| self.cluster_doc(ci, now_us))
             .collect();
-        for i in 0..self.replicas.len() {
-            let doc = self.doc(i, Check::Pool, now_us);
-            clusters[self.replicas[i].cluster].replicas.push(doc);
-        }
+        // The throttle verdict of every cluster, for the default threshold and each app.
+        let apps: Vec<(Option<String>, std::time::Duration)> =
+            std::iter::once((None, self.throttle.max_lag))
+                .chain(
+                    self.throttle
+                        .apps
+                        .iter()
+                        .map(|(a, d)| (Some(a.clone()), *d)),
+                )
+                .collect();
+        let throttle = clusters
+            .iter()
+            .flat_map(|c| {
+                apps.iter()
+                    .map(move |(app, max_lag)| (c, app.as_deref(), *max_lag))
+            })
+            .map(|(c, app, max_lag)| self.judge_throttle(c, app, max_lag))
+            .collect();
         let mut probe_errors: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
         for ((probe, kind), n) in &self.probe_errors {
             probe_errors
@@ -485,6 +556,7 @@ impl Live {
             unstored_samples: self.unstored_samples,
             store_writable: self.store_writable,
             recorder: self.recorder.clone(),
+            throttle,
         }
     }
 

@@ -160,6 +160,22 @@ pub fn render(snap: &Snapshot) -> String {
         "1 while the store takes writes, 0 while samples wait in memory for it",
         writable,
     );
+    let throttled = Gauges::default();
+    for t in &snap.throttle {
+        let labels: Labels = vec![
+            ("cluster", t.cluster.clone()),
+            ("app", t.app.clone().unwrap_or_default()),
+            ("reason", t.reason.to_string()),
+        ];
+        throttled
+            .get_or_create(&labels)
+            .set(if t.throttled { 1.0 } else { 0.0 });
+    }
+    registry.register(
+        "throttled",
+        "1 while batch writers of the cluster (app \"\" for the default threshold) should wait (/throttle answers 429), with why",
+        throttled,
+    );
     // A gauge set to 1, not an OpenMetrics info: the classic text format that
     // Prometheus and promtool parse has no info type.
     let build = Gauges::default();
@@ -209,12 +225,14 @@ pub fn classic(openmetrics: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::output::live::{ClusterDoc, ReplicaDoc};
     use std::collections::BTreeMap;
 
-    fn doc(replica: &str, lag_ms: Option<f64>, sbm: Option<u32>) -> ReplicaDoc {
+    /// A healthy replica of cluster `lab` in the pool, its lag `lag_ms` (bounds that
+    /// wide: none), the fixture of the tests that read `/status` documents.
+    pub(crate) fn doc(replica: &str, lag_ms: Option<f64>, sbm: Option<u32>) -> ReplicaDoc {
         ReplicaDoc {
             replica: replica.into(),
             cluster: "lab".into(),
@@ -264,6 +282,7 @@ mod tests {
                 foreign_beats: 0,
                 last_foreign_seq: None,
                 second_writer: false,
+                beats_failing: false,
                 beats_ok: 10,
                 beats_failed: 2,
                 replicas: vec![doc("r1", Some(1500.0), Some(1)), doc("r2", None, None)],
@@ -276,6 +295,7 @@ mod tests {
             unstored_samples: 0,
             store_writable: true,
             recorder: None,
+            throttle: Vec::new(),
         };
         let text = render(&snap);
         let has = |line: &str| text.lines().any(|l| l == line);

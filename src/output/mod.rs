@@ -13,4 +13,5 @@ pub mod nagios;
 pub mod plot;
 pub mod report;
 pub mod statsd;
+pub mod throttle;
 pub mod triggers;

@@ -109,6 +109,14 @@ impl Statsd {
     }
 
     /// Sends what is buffered.
+    /// A cluster's throttle verdict for one app: `<prefix>.<cluster>.throttle.<app>`
+    /// (`default` for the default threshold), 1 while writers should wait.
+    pub fn throttle(&self, t: &crate::output::throttle::ThrottleDoc) {
+        let app = t.app.as_deref().unwrap_or("default");
+        let key = format!("{}.throttle.{}", t.cluster, app.replace('.', "_"));
+        let _ = self.client.gauge(&key, u64::from(t.throttled));
+    }
+
     pub fn flush(&self) {
         if self.client.flush().is_err() {
             self.errors.fetch_add(1, Ordering::Relaxed);

@@ -115,6 +115,8 @@ pub enum Effect {
     StatusMetric(Slot),
     /// Write the status file from this snapshot.
     StatusFile(Snapshot),
+    /// Send each cluster's throttle verdicts (every tick) to statsd.
+    ThrottleMetrics(Vec<crate::output::throttle::ThrottleDoc>),
 }
 
 /// How the store writer is doing, as the shell sees it at a tick.
@@ -503,6 +505,7 @@ impl Recorder {
                 out.extend(events.into_iter().map(fire));
             }
         }
+        out.push(Effect::ThrottleMetrics(snapshot.throttle.clone()));
         if self.status_file {
             out.push(Effect::StatusFile(snapshot));
         }

@@ -165,6 +165,11 @@ impl Shell<'_> {
                         statsd.status(&v.cluster, &v.replica, ch);
                     }
                 }
+                Effect::ThrottleMetrics(verdicts) => {
+                    if let Some(statsd) = self.out.statsd {
+                        verdicts.iter().for_each(|t| statsd.throttle(t));
+                    }
+                }
                 Effect::StatusFile(snapshot) => {
                     if let Some(path) = &self.spawner.status_file {
                         let written = live::write_status_file(path, &snapshot);

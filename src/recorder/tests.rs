@@ -231,7 +231,9 @@ impl Sim {
                     self.stored.push((self.session, sample.clone()));
                     continue;
                 }
-                Effect::LagMetric(_) | Effect::StatusMetric(_) => continue,
+                Effect::LagMetric(_) | Effect::StatusMetric(_) | Effect::ThrottleMetrics(_) => {
+                    continue;
+                }
                 Effect::Fire(_) | Effect::StatusFile(_) => {}
             }
             self.log.push((self.now_us, e));
