@@ -50,6 +50,8 @@ enum Command {
     Replay(cmd::replay::Args),
     /// Drop a store's data older than a retention (record --retain does it live)
     Prune(cmd::prune::Args),
+    /// Block until a cluster may take more batch writes (asks the running recorder)
+    Wait(cmd::wait::Args),
 }
 
 /// How log lines are written on stderr.
@@ -102,6 +104,7 @@ fn main() -> ExitCode {
         }
         Command::Init(args) => cmd::init::run(&args),
         Command::Record(args) => cmd::record::run(&args),
+        Command::Wait(args) => cmd::wait::run(&args),
         // The offline commands: a store damaged where the database library cannot
         // decode it is an error naming the store, not a panic.
         Command::Export(args) => guarded(&args.select.store, || cmd::export::run(&args)),

@@ -11,6 +11,7 @@ pub mod plot;
 pub mod prune;
 pub mod record;
 pub mod replay;
+pub mod wait;
 
 use std::path::PathBuf;
 use std::time::Duration;
