@@ -17,8 +17,8 @@ done
 
 # The real clients the tests drive: HAProxy, promtool (Debian's prometheus), sysbench
 # (the OLTP load the capacity test measures), systemd-analyze (which checks the
-# service unit; the systemd package installs it without making systemd PID 1) and
-# libfaketime.
+# service unit; the systemd package installs it without making systemd PID 1),
+# libfaketime, and percona-toolkit (pt-online-schema-change runs lagtrace's plugin).
 missing=()
 command -v haproxy >/dev/null || missing+=(haproxy)
 command -v promtool >/dev/null || missing+=(prometheus)
@@ -26,6 +26,7 @@ command -v sysbench >/dev/null || missing+=(sysbench)
 command -v systemd-analyze >/dev/null || missing+=(systemd)
 # libfaketime steps the recorder's wall clock in tests/clock_steps.rs.
 [ -e /usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1 ] || missing+=(faketime)
+command -v pt-online-schema-change >/dev/null || missing+=(percona-toolkit)
 if [ ${#missing[@]} -gt 0 ]; then
   [ "$(id -u)" = 0 ] || { echo "test: ${missing[*]} missing; run as root or: sudo apt-get install -y ${missing[*]}" >&2; exit 1; }
   echo "test: installing ${missing[*]} (apt-get)"

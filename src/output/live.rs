@@ -51,6 +51,8 @@ pub use crate::cluster::doc::State;
 pub struct ReplicaDoc {
     pub replica: String,
     pub cluster: String,
+    /// Its `host:port` as the config gives it (what tools outside match it by).
+    pub address: String,
     /// While the cluster is split and the replica is on a second primary's side: the
     /// part it is measured in (`<cluster>~<second primary>`); its lag is against that
     /// part's beats.
@@ -634,6 +636,7 @@ impl Live {
         ReplicaDoc {
             replica: r.name.clone(),
             cluster,
+            address: r.address.clone(),
             part: r.split.as_ref().map(|(p, _)| p.clone()),
             state,
             reason,

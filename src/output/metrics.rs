@@ -236,6 +236,7 @@ pub(crate) mod tests {
         ReplicaDoc {
             replica: replica.into(),
             cluster: "lab".into(),
+            address: "127.0.0.1:13307".into(),
             part: None,
             state: State::In,
             reason: "healthy".into(),
