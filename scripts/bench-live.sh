@@ -4,6 +4,7 @@
 #     percentiles, and the recorder's CPU while it answers next to its CPU when idle;
 #     Side by side, the same load on HAProxy answering a fixed 200 itself: the floor this
 #     machine allows (its scheduler, not the handler, makes most of the tail);
+#     then /throttle/lab (the batch writers' verdict) at the same rate;
 #  2. wrk as fast as it can (the ceiling, for scale);
 #  3. detection latency, TRIALS (10) times: from `make stall` starting to the first 503,
 #     and from a table lock (`make block`: lag only, SQL thread running) to the first 503.
@@ -86,6 +87,10 @@ base_load() {
   wrk -t2 -c10 -d"${seconds}s" --latency -s "$work/pace.lua" \
     "http://127.0.0.1:$base_port/" >"$work/base.txt"
 }
+throttle_load() {
+  wrk -t2 -c10 -d"${seconds}s" --latency -s "$work/pace.lua" \
+    "http://127.0.0.1:$port/throttle/lab" >"$work/throttle.txt"
+}
 flat_load() { wrk -t1 -c10 -d5s --latency "http://127.0.0.1:$port/check/replica1" >"$work/flat.txt"; }
 report() { # report FILE LABEL CPU
   awk -v label="$2" -v cpu="$3" -v s="$seconds" '
@@ -104,6 +109,8 @@ for round in 1 2 3; do # alternating, as the machine's noise drifts
   report "$work/paced.txt" "round $round: /check at ~1000/s (10 conns x 100/s, ${seconds}s)" "$paced"
   report "$work/base.txt" "round $round: same load on HAProxy's own fixed 200 (the machine's floor)" "-"
 done
+throttled=$(cpu_during "$seconds" throttle_load)
+report "$work/throttle.txt" "/throttle/lab at ~1000/s (10 conns x 100/s, ${seconds}s)" "$throttled"
 flat=$(cpu_during 5 flat_load)
 report "$work/flat.txt" "flat out /check (10 conns, 5s)" "$flat"
 
