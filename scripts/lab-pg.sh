@@ -181,27 +181,19 @@ init_primary() {
 }
 
 # The lagtrace role: it may create its schema in the postgres database and read the
-# replication views (pg_monitor); nothing else. Applied on every `up`.
+# replication views (pg_monitor); nothing else. The same for the roles the TLS tests use
+# (which pg_hba.conf lets in only over TLS: write_hba). Applied on every `up`.
 grant_lagtrace() {
-  sql primary "DO \$\$ BEGIN
-    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'lagtrace') THEN CREATE ROLE lagtrace LOGIN; END IF;
-  END \$\$;
-  ALTER ROLE lagtrace WITH LOGIN PASSWORD '$LAGTRACE_PASSWORD';
-  GRANT CREATE ON DATABASE postgres TO lagtrace;
-  GRANT pg_monitor TO lagtrace;
-  DO \$\$ BEGIN
-    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'lagtrace_tls') THEN CREATE ROLE lagtrace_tls LOGIN; END IF;
-  END \$\$;
-  ALTER ROLE lagtrace_tls WITH LOGIN PASSWORD '$LAGTRACE_PASSWORD';
-  GRANT CREATE ON DATABASE postgres TO lagtrace_tls;
-  GRANT pg_monitor TO lagtrace_tls;
-  DO \$\$ BEGIN
-    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'lagtrace_x509') THEN CREATE ROLE lagtrace_x509 LOGIN; END IF;
-  END \$\$;
-  ALTER ROLE lagtrace_x509 WITH LOGIN PASSWORD '$LAGTRACE_PASSWORD';
-  GRANT CREATE ON DATABASE postgres TO lagtrace_x509;
-  GRANT pg_monitor TO lagtrace_x509;
-  CREATE TABLE IF NOT EXISTS public.load (id BIGSERIAL PRIMARY KEY, v INT NOT NULL, pad CHAR(64) NOT NULL DEFAULT '');"
+  local role
+  for role in lagtrace lagtrace_tls lagtrace_x509; do
+    sql primary "DO \$\$ BEGIN
+      IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '$role') THEN CREATE ROLE $role LOGIN; END IF;
+    END \$\$;
+    ALTER ROLE $role WITH LOGIN PASSWORD '$LAGTRACE_PASSWORD';
+    GRANT CREATE ON DATABASE postgres TO $role;
+    GRANT pg_monitor TO $role;"
+  done
+  sql primary "CREATE TABLE IF NOT EXISTS public.load (id BIGSERIAL PRIMARY KEY, v INT NOT NULL, pad CHAR(64) NOT NULL DEFAULT '');"
 }
 
 init_standby() {

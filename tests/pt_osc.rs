@@ -80,8 +80,9 @@ fn alter(cnf: &Path, plugin: Option<(&Path, u16)>) -> Run {
         move || {
             while !done.load(Ordering::Relaxed) {
                 let at = Instant::now();
-                let n = root_sql_quiet("SELECT COUNT(*) FROM lab._osc_big_new");
-                if let Some(n) = n {
+                let n = root_sql_try("primary", "SELECT COUNT(*) FROM lab._osc_big_new");
+                // Nothing while the new table is not made yet.
+                if let Some(n) = n.ok().and_then(|n| n.trim().parse().ok()) {
                     samples.lock().unwrap().push((at, n));
                 }
                 sleep(Duration::from_millis(100).saturating_sub(at.elapsed()));
@@ -118,29 +119,6 @@ fn alter(cnf: &Path, plugin: Option<(&Path, u16)>) -> Run {
         resumed,
         log: format!("{stdout}{stderr}"),
     }
-}
-
-/// `SELECT` one number on the primary as root; None while the table does not exist.
-fn root_sql_quiet(sql: &str) -> Option<u64> {
-    let socket = std::process::Command::new(repo_root().join("scripts/lab.sh"))
-        .args(["socket", "primary"])
-        .env("DB", "mariadb")
-        .output()
-        .ok()?;
-    let socket = String::from_utf8_lossy(&socket.stdout).trim().to_string();
-    let out = std::process::Command::new("mariadb")
-        .args([
-            "--no-defaults",
-            "--batch",
-            "--skip-column-names",
-            "-uroot",
-            "-S",
-        ])
-        .arg(&socket)
-        .args(["-e", sql])
-        .output()
-        .ok()?;
-    String::from_utf8_lossy(&out.stdout).trim().parse().ok()
 }
 
 /// When the copy stopped after the stall (its last new row before the resume) and

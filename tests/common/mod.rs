@@ -141,6 +141,15 @@ pub fn lab(args: &[&str], env: &[(&str, &str)]) {
 /// `replica2`); returns its output (tab-separated, no column names), failing the test
 /// if it fails.
 pub fn root_sql(node: &str, sql: &str) -> String {
+    match root_sql_try(node, sql) {
+        Ok(out) => out,
+        Err(stderr) => panic!("{node}: {sql}: {stderr}"),
+    }
+}
+
+/// [`root_sql`] that returns the client's stderr when it fails, for a statement that
+/// may fail (a table not made yet).
+pub fn root_sql_try(node: &str, sql: &str) -> Result<String, String> {
     let socket = Command::new(repo_root().join("scripts/lab.sh"))
         .args(["socket", node])
         .env("DB", "mariadb")
@@ -160,8 +169,11 @@ pub fn root_sql(node: &str, sql: &str) -> String {
         .output()
         .expect("run the mariadb client");
     let (stdout, stderr) = texts(&out);
-    assert!(out.status.success(), "{node}: {sql}: {stderr}");
-    stdout
+    if out.status.success() {
+        Ok(stdout)
+    } else {
+        Err(stderr)
+    }
 }
 
 /// The pid of a lab server (`primary`, `replica1`, `replica2`).
