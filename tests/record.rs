@@ -442,7 +442,23 @@ fn statsd_receives_well_formed_lines_for_each_replica() {
     }
     finish_record(child);
     assert!(!lines.is_empty(), "no statsd datagrams");
-    for line in &lines {
+    // The throttle verdict of the cluster for the default threshold, 0 or 1.
+    let throttle: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.starts_with("lt.throttle."))
+        .collect();
+    assert!(!throttle.is_empty(), "no throttle gauge in {lines:?}");
+    for line in &throttle {
+        assert!(
+            [
+                "lt.throttle.it_statsd.default:0|g",
+                "lt.throttle.it_statsd.default:1|g"
+            ]
+            .contains(&line.as_str()),
+            "{line:?}"
+        );
+    }
+    for line in lines.iter().filter(|l| !l.starts_with("lt.throttle.")) {
         let (name, rest) = line
             .split_once(':')
             .unwrap_or_else(|| panic!("bad line {line:?}"));

@@ -109,11 +109,12 @@ impl Statsd {
     }
 
     /// Sends what is buffered.
-    /// A cluster's throttle verdict for one app: `<prefix>.<cluster>.throttle.<app>`
-    /// (`default` for the default threshold), 1 while writers should wait.
+    /// A cluster's throttle verdict for one app: `<prefix>.throttle.<cluster>.<app>`
+    /// (`default` for the default threshold), 1 while writers should wait. Not under
+    /// `<prefix>.<cluster>.`, where the next name is a replica's.
     pub fn throttle(&self, t: &crate::output::throttle::ThrottleDoc) {
         let app = t.app.as_deref().unwrap_or("default");
-        let key = format!("{}.throttle.{}", t.cluster, app.replace('.', "_"));
+        let key = format!("throttle.{}.{}", t.cluster, app.replace('.', "_"));
         let _ = self.client.gauge(&key, u64::from(t.throttled));
     }
 
