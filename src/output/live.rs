@@ -506,13 +506,7 @@ impl Live {
         max_lag: std::time::Duration,
     ) -> super::throttle::ThrottleDoc {
         let forced = super::throttle::forced(self.throttle.force_dir.as_deref(), &doc.cluster, app);
-        super::throttle::judge(
-            doc,
-            &self.throttle,
-            (app, max_lag),
-            forced,
-            doc.beats_failing,
-        )
+        super::throttle::judge(doc, &self.throttle, (app, max_lag), forced)
     }
 
     /// Every cluster and replica at `now_us`, with pool checks.

@@ -77,13 +77,12 @@ pub fn forced(force_dir: Option<&Path>, cluster: &str, app: Option<&str>) -> Opt
 }
 
 /// The verdict for `cluster` under `rules` at threshold `max_lag`, for `app`; `forced`
-/// is [`forced`]'s answer, `primary_down` whether the cluster's beats fail now.
+/// is [`forced`]'s answer. A cluster whose beats fail now has its primary down.
 pub fn judge(
     cluster: &ClusterDoc,
     rules: &ThrottleConfig,
     (app, max_lag): (Option<&str>, Duration),
     forced: Option<String>,
-    primary_down: bool,
 ) -> ThrottleDoc {
     let threshold_ms = max_lag.as_secs_f64() * 1e3;
     let says: Vec<Say> = cluster
@@ -106,7 +105,7 @@ pub fn judge(
     let decider = holding.or(worst);
     let (throttled, reason, detail) = if let Some(why) = forced {
         (true, "forced", why)
-    } else if primary_down {
+    } else if cluster.beats_failing {
         (
             true,
             "primary_down",
@@ -273,20 +272,14 @@ mod tests {
         let mut r1 = doc("r1", Some(300.0), None);
         r1.lag.lag_hi_ms = Some(1_400.0);
         let c = cluster(vec![r1, doc("r2", Some(200.0), None)]);
-        let t = judge(&c, &rules(), (None, S), None, false);
+        let t = judge(&c, &rules(), (None, S), None);
         assert!(t.throttled);
         assert_eq!((t.reason, t.replica.as_deref()), ("lagging", Some("r1")));
         assert_eq!(t.lag_ms, Some(1_400.0));
         assert_eq!(t.status(), 429);
         // The app's own threshold (2 s) lets it go on; the deciding replica is the
         // most behind.
-        let t = judge(
-            &c,
-            &rules(),
-            (Some("osc"), Duration::from_secs(2)),
-            None,
-            false,
-        );
+        let t = judge(&c, &rules(), (Some("osc"), Duration::from_secs(2)), None);
         assert!(!t.throttled, "{t:?}");
         assert_eq!((t.reason, t.replica.as_deref()), ("ok", Some("r1")));
         let f = t.freno();
@@ -305,25 +298,19 @@ mod tests {
         r2.reason = "unreachable".into();
         r2.detail = "connection refused".into();
         let c = cluster(vec![doc("r1", Some(1.0), None), r2.clone()]);
-        let t = judge(&c, &rules(), (None, S), None, false);
+        let t = judge(&c, &rules(), (None, S), None);
         assert_eq!((t.throttled, t.reason), (true, "unreachable"));
         let mut ignore = rules();
         ignore.unreachable_throttles = false;
-        assert!(!judge(&c, &ignore, (None, S), None, false).throttled);
+        assert!(!judge(&c, &ignore, (None, S), None).throttled);
         r2.reason = "sql_stopped".into();
         let c = cluster(vec![doc("r1", Some(1.0), None), r2.clone()]);
-        assert_eq!(
-            judge(&c, &rules(), (None, S), None, false).reason,
-            "sql_stopped"
-        );
+        assert_eq!(judge(&c, &rules(), (None, S), None).reason, "sql_stopped");
         // At least 0.2 s behind, how much more unknown.
         let mut floor = doc("r3", None, None);
         floor.lag.lag_lo_ms = Some(200.0);
         let c = cluster(vec![floor]);
-        assert_eq!(
-            judge(&c, &rules(), (None, S), None, false).reason,
-            "lag_unknown"
-        );
+        assert_eq!(judge(&c, &rules(), (None, S), None).reason, "lag_unknown");
     }
 
     #[test]
@@ -333,20 +320,29 @@ mod tests {
         delayed.reason = "maintenance".into();
         let c = cluster(vec![doc("r1", Some(5.0), None), delayed]);
         // The read pool leaves the one in maintenance out; "all" counts it.
-        assert!(!judge(&c, &rules(), (None, S), None, false).throttled);
+        assert!(!judge(&c, &rules(), (None, S), None).throttled);
         let mut all = rules();
         all.replicas = ThrottleReplicas::All;
-        assert!(judge(&c, &all, (None, S), None, false).throttled);
+        assert!(judge(&c, &all, (None, S), None).throttled);
         let mut named = rules();
         named.replicas = ThrottleReplicas::Named(vec!["nobody".into()]);
-        let t = judge(&c, &named, (None, S), None, false);
+        let t = judge(&c, &named, (None, S), None);
         assert_eq!((t.throttled, t.reason), (false, "no_replica"));
         // A primary down and a force file win over healthy replicas.
         assert_eq!(
-            judge(&c, &rules(), (None, S), None, true).reason,
+            judge(
+                &ClusterDoc {
+                    beats_failing: true,
+                    ..c.clone()
+                },
+                &rules(),
+                (None, S),
+                None
+            )
+            .reason,
             "primary_down"
         );
-        let t = judge(&c, &rules(), (None, S), Some("forced by f".into()), false);
+        let t = judge(&c, &rules(), (None, S), Some("forced by f".into()));
         assert_eq!((t.throttled, t.reason), (true, "forced"));
     }
 

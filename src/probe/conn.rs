@@ -189,14 +189,8 @@ impl From<mysql_async::Error> for DbError {
             mysql_async::Error::Io(mysql_async::IoError::Tls(t)) => DbError::Tls {
                 message: super::tls::reason(&t).unwrap_or_else(|| t.to_string()),
             },
-            mysql_async::Error::Io(mysql_async::IoError::Io(io))
-                if super::tls::reason(&io).is_some() =>
-            {
-                DbError::Tls {
-                    message: super::tls::reason(&io).unwrap_or_default(),
-                }
-            }
             mysql_async::Error::Io(mysql_async::IoError::Io(io)) => match io.kind() {
+                _ if let Some(message) = super::tls::reason(&io) => DbError::Tls { message },
                 std::io::ErrorKind::ConnectionRefused => DbError::Refused,
                 _ if io.to_string().contains("failed to lookup address") => DbError::UnknownHost,
                 _ => DbError::Io {

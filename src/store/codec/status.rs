@@ -244,15 +244,7 @@ pub fn status_from_bytes(bytes: &[u8]) -> Result<Vec<StatusSample>, DecodeError>
     if rest.is_empty() {
         return Ok(samples);
     }
-    let (PgTrailer(entries), rest): (PgTrailer, &[u8]) =
-        postcard::take_from_bytes(rest).map_err(|e| corrupt(format!("postgres figures: {e}")))?;
-    if entries.len() != samples.len() {
-        return Err(corrupt(format!(
-            "postgres figures for {} of {} status samples",
-            entries.len(),
-            samples.len()
-        )));
-    }
+    let (PgTrailer(entries), rest) = trailer(rest, "postgres figures", samples.len())?;
     for (s, e) in samples.iter_mut().zip(entries) {
         s.postgres = e.map(|e| PgFigures {
             replay_commit_us: e.replay_commit_dt_us.map(|d| s.t_us.wrapping_add(d)),
@@ -265,21 +257,48 @@ pub fn status_from_bytes(bytes: &[u8]) -> Result<Vec<StatusSample>, DecodeError>
     if rest.is_empty() {
         return Ok(samples);
     }
-    let (PgDelays(delays), _): (PgDelays, &[u8]) =
-        postcard::take_from_bytes(rest).map_err(|e| corrupt(format!("postgres delays: {e}")))?;
-    if delays.len() != samples.len() {
-        return Err(corrupt(format!(
-            "postgres delays for {} of {} status samples",
-            delays.len(),
-            samples.len()
-        )));
-    }
+    let (PgDelays(delays), _) = trailer(rest, "postgres delays", samples.len())?;
     for (s, d) in samples.iter_mut().zip(delays) {
         if let Some(p) = s.postgres.as_mut() {
             p.min_apply_delay_ms = d;
         }
     }
     Ok(samples)
+}
+
+/// One trailer after the chunk (`what` it holds, for messages) and the bytes after it:
+/// one entry per status sample, `samples` of them, or the chunk is corrupt.
+fn trailer<'a, T: Deserialize<'a> + Trailer>(
+    bytes: &'a [u8],
+    what: &str,
+    samples: usize,
+) -> Result<(T, &'a [u8]), DecodeError> {
+    let (t, rest): (T, &[u8]) =
+        postcard::take_from_bytes(bytes).map_err(|e| corrupt(format!("{what}: {e}")))?;
+    if t.entries() != samples {
+        return Err(corrupt(format!(
+            "{what} for {} of {samples} status samples",
+            t.entries()
+        )));
+    }
+    Ok((t, rest))
+}
+
+/// A trailer's number of entries.
+trait Trailer {
+    fn entries(&self) -> usize;
+}
+
+impl Trailer for PgTrailer {
+    fn entries(&self) -> usize {
+        self.0.len()
+    }
+}
+
+impl Trailer for PgDelays {
+    fn entries(&self) -> usize {
+        self.0.len()
+    }
 }
 
 /// Decodes a status chunk.
