@@ -173,16 +173,7 @@ const MISSING_CODES: [u16; 2] = [1049, 1146];
 impl From<mysql_async::Error> for DbError {
     fn from(e: mysql_async::Error) -> Self {
         match e {
-            mysql_async::Error::Server(s) if ACCESS_DENIED_CODES.contains(&s.code) => {
-                DbError::AccessDenied { message: s.message }
-            }
-            mysql_async::Error::Server(s) if MISSING_CODES.contains(&s.code) => {
-                DbError::MissingTable { message: s.message }
-            }
-            mysql_async::Error::Server(s) => DbError::Server {
-                code: s.code,
-                message: s.message,
-            },
+            mysql_async::Error::Server(s) => server_error(s.code, s.message),
             mysql_async::Error::Driver(mysql_async::DriverError::NoClientSslFlagFromServer) => {
                 DbError::TlsNotOffered
             }
@@ -201,6 +192,17 @@ impl From<mysql_async::Error> for DbError {
                 message: other.to_string(),
             },
         }
+    }
+}
+
+/// An error a MySQL/MariaDB server returned (`code`, `message`), classified.
+pub fn server_error(code: u16, message: String) -> DbError {
+    if ACCESS_DENIED_CODES.contains(&code) {
+        DbError::AccessDenied { message }
+    } else if MISSING_CODES.contains(&code) {
+        DbError::MissingTable { message }
+    } else {
+        DbError::Server { code, message }
     }
 }
 

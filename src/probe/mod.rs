@@ -17,6 +17,7 @@ pub mod pg;
 pub mod reader;
 pub mod schema;
 pub mod session;
+pub mod stamped;
 pub mod status;
 pub mod tls;
 pub mod topology;

@@ -3,7 +3,9 @@
 //! probe takes a quiet stretch of its stream as proof that the server had sent
 //! everything; a stretch the recorder slept through proves nothing, because the server
 //! may have sent a message at its start that waited, unread, until the recorder ran
-//! again. So the probe asks here before it trusts one.
+//! again. So a stream read through the client library asks here before it trusts one
+//! (a stream on its own connection has the kernel's receive times instead, and never
+//! starts this watcher: `probe::stamped`).
 //!
 //! One thread per process (started by the first [`watch`]) sleeps [`PERIOD`] at a
 //! time and notes every wake-up more than [`LATE`] after it was due: the span from

@@ -102,7 +102,7 @@ pub fn client_config(tls: &TlsConfig) -> Result<ClientConfig, String> {
 /// [`client_config`] made once per settings (every connection of a recorder has the
 /// same): parsing the built-in roots for each of a thousand replicas' connections
 /// would be a thousand times the same work.
-fn cached_client_config(tls: &TlsConfig) -> Result<ClientConfig, String> {
+pub fn cached_client_config(tls: &TlsConfig) -> Result<ClientConfig, String> {
     static MADE: std::sync::Mutex<Option<(TlsConfig, ClientConfig)>> = std::sync::Mutex::new(None);
     let mut made = MADE.lock().unwrap_or_else(|p| p.into_inner());
     if let Some((settings, config)) = made.as_ref()

@@ -18,9 +18,13 @@
 //!   start of a read of the row made during the setup instead; and messages read back
 //!   to back (less than [`BACKLOG_GAP_US`] after the task began to wait, a backlog
 //!   being sent after a stall) prove only what the first of their run proves;
-//! - a quiet wait proves the server had sent everything only if the recorder ran
-//!   throughout it: across a pause of the recorder's own ([`super::pauses`]), a
-//!   message proves only what one arriving when the pause began would.
+//! - a quiet wait proves the server had sent everything only if nothing arrived
+//!   during it. The stream's own connection ([`super::stamped`]) knows when each
+//!   message arrived from the kernel, so a pause of the recorder's can neither hide nor
+//!   fake one. Where the kernel's times cannot be had, the stream goes through the
+//!   client library and a message arrives when it is read: across a pause of the
+//!   recorder's own ([`super::pauses`]) it proves only what one arriving when the pause
+//!   began would.
 //!
 //! The stream starts at the replica's current GTID position (never at an older one:
 //! events replayed late would look like lag), so a reconnection leaves a gap, stored
@@ -33,10 +37,12 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use futures_core::Stream;
-use mysql_async::binlog::events::{Event, EventData, RowsEventData};
+use mysql_async::binlog::events::{Event, EventData, RowsEventData, TableMapEvent};
 use mysql_async::binlog::value::BinlogValue;
 use mysql_async::prelude::Queryable;
 use mysql_async::{BinlogStream, BinlogStreamRequest, Value};
+use mysql_common::binlog::EventStreamReader;
+use mysql_common::binlog::consts::BinlogVersion;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
@@ -50,6 +56,7 @@ use super::conn::MAX_BACKOFF;
 use super::conn::{self, Backoff, DbError, FailureRun, timed};
 use super::reader::{self, Reader};
 use super::session::Session;
+use super::stamped::{OpenError, Stamped};
 use crate::config::{Kind, ProbeMode};
 use crate::samples::{Observation, Outcome, Probe, Probed};
 
@@ -123,7 +130,7 @@ impl From<DbError> for SetupError {
 
 /// A started stream and what its setup learned.
 struct Opened {
-    stream: BinlogStream,
+    stream: Source,
     /// When the stream was requested, µs.
     requested_us: i64,
     /// The largest query round trip of the setup, µs.
@@ -161,6 +168,8 @@ pub async fn run(
     let mut announced = false;
     let mut refused_before: Option<String> = None;
     let mut arrival = reader::RowArrival::new(r);
+    // Whether the log said why the stream goes through the client library.
+    let mut library_said = false;
     // When a lost stream was last restarted without a failed read.
     let mut restarted: Option<std::time::Instant> = None;
     loop {
@@ -168,7 +177,7 @@ pub async fn run(
             break;
         }
         let mut t0_us = r.clock.now_us();
-        let failed = match Box::pin(open(&b, &mut arrival)).await {
+        let failed = match Box::pin(open(&b, &mut arrival, &mut library_said)).await {
             Ok(opened) => {
                 backoff.reset();
                 failures.succeeded();
@@ -262,7 +271,11 @@ async fn send(out: &mpsc::Sender<Probed>, r: &Reader, observation: Observation) 
 /// row events in it, measures round trips, reads the row once, and starts the stream
 /// at the current GTID position. A row a writer creates that has not reached the
 /// replica yet reads as seq 0 ([`reader::RowArrival`]).
-async fn open(b: &Binlog, arrival: &mut reader::RowArrival) -> Result<Opened, SetupError> {
+async fn open(
+    b: &Binlog,
+    arrival: &mut reader::RowArrival,
+    library_said: &mut bool,
+) -> Result<Opened, SetupError> {
     let r = &b.reader;
     let timeout = r.settings.query_timeout;
     let mut c = conn::connect(&r.address, &r.settings, &r.password).await?;
@@ -306,6 +319,20 @@ async fn open(b: &Binlog, arrival: &mut reader::RowArrival) -> Result<Opened, Se
         probe: Probe::Poll,
     };
     let period_ns = heartbeat_period(r.interval).as_nanos() as u64;
+    let own = open_own(b, (&gtid_position, &file_position), period_ns, library_said);
+    if let Some(own) = own.await? {
+        let (conn, requested_us, own_round_trip_us) = own;
+        return Ok(Opened {
+            stream: Source::Own {
+                conn: Box::new(conn),
+                events: Box::new(EventStreamReader::new(BinlogVersion::Version4)),
+            },
+            requested_us,
+            round_trip_us: round_trip_us.max(own_round_trip_us),
+            read,
+            by_gtid: file_position.is_none(),
+        });
+    }
     // At the current file position when the user may read it: the server then starts
     // sending at once. By GTID otherwise, which makes it scan the file first.
     let request = BinlogStreamRequest::new(b.server_id);
@@ -338,7 +365,7 @@ async fn open(b: &Binlog, arrival: &mut reader::RowArrival) -> Result<Opened, Se
         e => SetupError::Failed(e),
     })?;
     Ok(Opened {
-        stream,
+        stream: Source::Library(Box::new(stream)),
         requested_us,
         round_trip_us,
         read,
@@ -346,10 +373,80 @@ async fn open(b: &Binlog, arrival: &mut reader::RowArrival) -> Result<Opened, Se
     })
 }
 
+/// Opens the stream on a connection of our own ([`Stamped`]): its round trips, the
+/// stream's settings and the dump request, from the file position when known, else
+/// from `gtid_position`. Returns the connection, when the stream was requested and the
+/// largest round trip (µs); None when such a connection cannot be had here (said once
+/// per replica, in `said`): the client library's stream is used instead.
+async fn open_own(
+    b: &Binlog,
+    (gtid_position, file_position): (&str, &Option<(String, u64)>),
+    period_ns: u64,
+    said: &mut bool,
+) -> Result<Option<(Stamped, i64, i64)>, SetupError> {
+    let r = &b.reader;
+    let timeout = r.settings.query_timeout;
+    let mut c = match Stamped::connect(&r.address, &r.settings, &r.password, r.clock).await {
+        Ok(c) => c,
+        Err(OpenError::Unsupported(why)) => {
+            if !std::mem::replace(said, true) {
+                tracing::warn!(cluster = %r.cluster, replica = %r.replica, "the binary log stream goes through the client library ({why}): a thread wakes every 2 ms to tell the recorder's own pauses, which kernel receive times would have told");
+            }
+            return Ok(None);
+        }
+        Err(OpenError::Failed(e)) => return Err(e.into()),
+    };
+    let mut round_trip_us = 0;
+    for _ in 0..3 {
+        let t = r.clock.now_us();
+        timed("binlog setup", timeout, c.query("DO 1")).await?;
+        round_trip_us = round_trip_us.max(r.clock.now_us() - t);
+    }
+    if !c.stamps_seen() {
+        if !std::mem::replace(said, true) {
+            tracing::warn!(cluster = %r.cluster, replica = %r.replica, "the binary log stream goes through the client library (the kernel gives no receive times): a thread wakes every 2 ms to tell the recorder's own pauses");
+        }
+        return Ok(None);
+    }
+    // (A GTID state of '' would mean "from the first GTID": NULL means none.)
+    let state = match file_position {
+        Some(_) => "NULL".to_string(),
+        None if gtid_position
+            .bytes()
+            .all(|c| c.is_ascii_digit() || c == b'-' || c == b',') =>
+        {
+            format!("'{gtid_position}'")
+        }
+        None => {
+            return Err(SetupError::Failed(DbError::Driver {
+                message: format!("an unexpected GTID position {gtid_position:?}"),
+            }));
+        }
+    };
+    let set = format!(
+        "SET @mariadb_slave_capability = 4, @slave_connect_state = {state}, \
+         @master_heartbeat_period = {period_ns}, @master_binlog_checksum = 'ALL'"
+    );
+    timed("binlog setup", timeout, c.query(&set)).await?;
+    let requested_us = r.clock.now_us();
+    let from = file_position
+        .as_ref()
+        .map(|(file, pos)| (file.as_str(), *pos));
+    timed("binlog stream request", timeout, c.dump(b.server_id, from))
+        .await
+        .map_err(|e| match e {
+            DbError::AccessDenied { message } => SetupError::Unsupported(format!(
+                "the user may not stream the binary log (grant REPLICATION SLAVE): {message}"
+            )),
+            e => SetupError::Failed(e),
+        })?;
+    Ok(Some((c, requested_us, round_trip_us)))
+}
+
 /// The newest beat of heartbeat row `row` (in schema `database`) that `event`
 /// carries: `(seq, t_send_us)`.
 fn heartbeat_row(
-    stream: &BinlogStream,
+    stream: &Source,
     event: &Event,
     (database, row): (&str, &str),
 ) -> Option<(u64, i64)> {
@@ -373,7 +470,7 @@ fn heartbeat_row(
     ) {
         return None;
     }
-    let tme = stream.get_tme(rows.table_id())?;
+    let tme = stream.tme(rows.table_id())?;
     if tme.database_name() != database || tme.table_name() != "heartbeat" {
         return None;
     }
@@ -404,9 +501,104 @@ fn heartbeat_row(
     newest
 }
 
-/// The stream's next event.
-async fn next_event(stream: &mut BinlogStream) -> Option<mysql_async::Result<Event>> {
-    poll_fn(|cx| Pin::new(&mut *stream).poll_next(cx)).await
+/// Where the stream's messages come from.
+enum Source {
+    /// A connection of our own: each message's arrival is the kernel's
+    /// (`probe::stamped`), so a pause of the recorder cannot fake a quiet stretch.
+    Own {
+        conn: Box<Stamped>,
+        events: Box<EventStreamReader>,
+    },
+    /// The client library's stream, where the kernel's times are not to be had: a
+    /// message arrives when it is read, and the recorder's pauses are told by a
+    /// watcher thread (`probe::pauses`).
+    Library(Box<BinlogStream>),
+}
+
+/// One message of the stream, and what its arrival proves.
+struct Message {
+    event: Event,
+    /// When it arrived, µs.
+    t_us: i64,
+    /// Whether it came after a wait of at least [`BACKLOG_GAP_US`] with nothing
+    /// arriving: it may begin a run.
+    waited: bool,
+    /// If it waited: where the run it begins starts, when the wait proves the server
+    /// had sent everything (None: the wait may hide a pause of the recorder's).
+    run_start_us: Option<i64>,
+}
+
+impl Source {
+    /// The table map the stream gave for `table_id`.
+    fn tme(&self, table_id: u64) -> Option<&TableMapEvent<'static>> {
+        match self {
+            Source::Own { events, .. } => events.get_tme(table_id),
+            Source::Library(stream) => stream.get_tme(table_id),
+        }
+    }
+
+    /// The next message; None when the server ended the stream. `waiting_us`: when the
+    /// task began to wait; `heard_us`: when the message before arrived.
+    async fn next(
+        &mut self,
+        clock: &crate::clock::Clock,
+        (waiting_us, heard_us): (i64, i64),
+    ) -> Result<Option<Message>, DbError> {
+        match self {
+            Source::Own { conn, events } => {
+                let packet = conn.packet().await?;
+                let (t_us, quiet) = (packet.arrived_us, packet.quiet);
+                let event = match packet.payload.split_first() {
+                    Some((0x00, data)) => events.read(data).map_err(|e| DbError::Driver {
+                        message: format!("unreadable binary log event: {e}"),
+                    })?,
+                    Some((0xfe, _)) if packet.payload.len() < 8 => None,
+                    Some((0xff, _)) => {
+                        let payload = packet.payload.to_vec();
+                        return Err(conn.error_of(&payload));
+                    }
+                    _ => {
+                        return Err(DbError::Driver {
+                            message: "an unexpected packet in the binary log stream".into(),
+                        });
+                    }
+                };
+                let Some(event) = event else { return Ok(None) };
+                // The kernel's times: a wait nothing arrived in, whether or not the
+                // recorder ran through it.
+                let waited =
+                    quiet.is_some_and(|(from_us, first_us)| first_us - from_us >= BACKLOG_GAP_US);
+                Ok(Some(Message {
+                    event,
+                    t_us,
+                    waited,
+                    run_start_us: quiet.filter(|_| waited).map(|(_, first_us)| first_us),
+                }))
+            }
+            Source::Library(stream) => {
+                let event = poll_fn(|cx| Pin::new(&mut **stream).poll_next(cx)).await;
+                let t_us = clock.now_us();
+                let event = match event {
+                    None => return Ok(None),
+                    Some(Err(e)) => return Err(e.into()),
+                    Some(Ok(event)) => event,
+                };
+                let waited = t_us - waiting_us >= BACKLOG_GAP_US;
+                let run_start_us = if waited {
+                    let paused = super::pauses::watch().paused_in(clock, heard_us, t_us);
+                    run_start(paused, heard_us, t_us)
+                } else {
+                    None
+                };
+                Ok(Some(Message {
+                    event,
+                    t_us,
+                    waited,
+                    run_start_us,
+                }))
+            }
+        }
+    }
 }
 
 /// What the stream has shown, and how far it can be trusted.
@@ -656,7 +848,6 @@ async fn follow(
     let key = (r.settings.database.as_str(), r.row.as_str());
     let mut tick = tokio::time::interval_at(Instant::now() + fallback, fallback);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let pauses = super::pauses::watch();
     loop {
         // From here the task waits for the stream (it may have been busy since the
         // last message, say waiting for room in `out`: a message read at once came
@@ -665,17 +856,15 @@ async fn follow(
         tokio::select! {
             biased;
             _ = shutdown.changed() => return End::Shutdown,
-            event = next_event(&mut stream) => {
-                let t_us = r.clock.now_us();
-                let event = match event {
-                    None => return End::Lost(DbError::Io { message: "the stream ended".into() }),
-                    Some(Err(e)) => return End::Lost(e.into()),
-                    Some(Ok(event)) => event,
+            message = stream.next(&r.clock, (waiting_us, seen.heard_us)) => {
+                let Message { event, t_us, waited, run_start_us } = match message {
+                    Ok(Some(message)) => message,
+                    Ok(None) => return End::Lost(DbError::Io { message: "the stream ended".into() }),
+                    Err(e) => return End::Lost(e),
                 };
-                if t_us - waiting_us >= BACKLOG_GAP_US {
+                if waited {
                     if seen.may_begin_run() {
-                        let paused = pauses.paused_in(&r.clock, seen.heard_us, t_us);
-                        if let Some(start_us) = run_start(paused, seen.heard_us, t_us) {
+                        if let Some(start_us) = run_start_us {
                             seen.run_start_us = start_us;
                         }
                     } else if seen.in_transaction && t_us - poked_us >= POKE_EVERY_US {
@@ -685,7 +874,7 @@ async fn follow(
                         poked_us = t_us;
                     }
                 }
-                seen.heard_us = t_us;
+                seen.heard_us = seen.heard_us.max(t_us);
                 let kind = event.header().event_type_raw();
                 let is_heartbeat = kind == mysql_async::binlog::EventType::HEARTBEAT_EVENT as u8;
                 seen.in_transaction = in_transaction_after_event(&event, seen.in_transaction);
@@ -780,6 +969,9 @@ async fn emit(
     seq: u64,
     (r_start_us, r_end_us): (i64, i64),
 ) -> Result<(), ()> {
+    // A message the kernel stamped may have arrived before a read that was sent
+    // first: its window ends no earlier (a later upper bound is still true).
+    let r_end_us = r_end_us.max(seen.sent_end_us);
     seen.sent_end_us = r_end_us;
     seen.sent_since_notice = true;
     let obs = Observation {
