@@ -25,11 +25,17 @@ use crate::clock::Clock;
 use crate::config::{Address, ConnectionConfig, Kind, Secret};
 use crate::samples::{Beat, Outcome, Probed};
 
-/// The latest acknowledged beat of a cluster, as readers see it.
+/// The latest acknowledged beat of a cluster, as readers see it, and how many
+/// deadlines have passed whose beat was not acknowledged by the next one. A reader
+/// wakes when either changes: after each beat, or once per interval while beats fail
+/// (the primary down, a write hanging), so that no reader needs a timer of its own to
+/// go on probing without beats.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct BeatNotice {
     pub seq: u64,
     pub t_ack_us: i64,
+    /// Deadlines missed so far (only grows).
+    pub missed: u64,
 }
 
 /// Everything a beat writer needs.
@@ -72,6 +78,12 @@ pub async fn run(
     let interval_us = w.interval.as_micros().max(1) as u64;
     let mut ticker = tokio::time::interval_at(start, w.interval);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
+    let misses = tokio::spawn(mark_misses(
+        (start, w.interval),
+        w.clock,
+        notices.clone(),
+        shutdown.clone(),
+    ));
     let mut conn: Option<Session> = None;
     let mut backoff = Backoff::new(w.interval.max(Duration::from_millis(50)), MAX_BACKOFF);
     let mut retry_at = start;
@@ -110,9 +122,9 @@ pub async fn run(
                 backoff.reset();
                 failures.succeeded();
                 search.succeeded();
-                notices.send_replace(BeatNotice {
-                    seq,
-                    t_ack_us: t_done_us,
+                notices.send_modify(|n| {
+                    n.seq = seq;
+                    n.t_ack_us = t_done_us;
                 });
                 (Outcome::Ok, None)
             }
@@ -173,8 +185,36 @@ pub async fn run(
             }
         }
     }
+    misses.abort();
     if let Some(c) = conn {
         c.close().await;
+    }
+}
+
+/// At each of the writer's deadlines (every `interval` from `start`): when no beat has
+/// been acknowledged for 1.5 intervals (the beat failed, or its write still hangs),
+/// counts a miss on `notices`, so that readers probe without beats, as they did by a
+/// timer of their own 1.5 intervals after the last beat. One timer per cluster, due
+/// when the writer's is (the runtime wakes once for both), instead of one per replica
+/// re-armed at every beat (which woke the runtime at every beat for each replica). A
+/// task of its own: the writer may be waiting on a server for longer than an interval.
+async fn mark_misses(
+    (start, interval): (Instant, Duration),
+    clock: Clock,
+    notices: watch::Sender<BeatNotice>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut ticker = tokio::time::interval_at(start + interval, interval);
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
+    let late_us = crate::clock::duration_us(interval + interval / 2);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        if clock.now_us() - notices.borrow().t_ack_us >= late_us {
+            notices.send_modify(|n| n.missed += 1);
+        }
     }
 }
 

@@ -60,10 +60,7 @@ pub async fn run(
     mut notices: watch::Receiver<BeatNotice>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let period = r.interval * r.read_every;
     let interval_us = crate::clock::duration_us(r.interval);
-    // Without beats, read once per period (plus a margin so a beat normally wins).
-    let fallback = period + period / 2;
     let mut conn: Option<Session> = None;
     let mut backoff = Backoff::new(r.interval.max(Duration::from_millis(50)), MAX_BACKOFF);
     let mut retry_at = Instant::now();
@@ -71,8 +68,10 @@ pub async fn run(
     let mut failures = FailureRun::new("read", &r.cluster, &r.replica);
     let mut arrival = RowArrival::new(&r);
 
-    let fallback_sleep = tokio::time::sleep(fallback);
-    tokio::pin!(fallback_sleep);
+    // The newest acknowledged beat announced, and the deadlines missed since (each
+    // `read_every` of them is a read, as a beat would be).
+    let mut announced = notices.borrow().seq;
+    let mut misses = 0;
     let mut pacer = Pacer::new(interval_us);
     let mut timer = FineTimer::new();
     // The beat this round reads for, and the start of its last read that missed it.
@@ -89,13 +88,22 @@ pub async fn run(
     loop {
         if !follow_up {
             follow_ups_left = MAX_FOLLOW_UPS;
-            fallback_sleep.as_mut().reset(Instant::now() + fallback);
             tokio::select! {
                 changed = notices.changed() => {
                     if changed.is_err() {
                         break;
                     }
                     let notice = *notices.borrow_and_update();
+                    if notice.seq == announced {
+                        // No beat by this deadline: read without one, once per period.
+                        misses += 1;
+                        if misses < r.read_every {
+                            continue;
+                        }
+                        misses = 0;
+                    } else {
+                    announced = notice.seq;
+                    misses = 0;
                     if r.read_every > 1 && notice.seq < last_read_seq + r.read_every as u64 {
                         continue;
                     }
@@ -105,8 +113,8 @@ pub async fn run(
                     if pause(&mut timer, waited_us, &mut shutdown).await {
                         break;
                     }
+                    }
                 }
-                _ = &mut fallback_sleep => {}
                 _ = shutdown.changed() => break,
             }
         } else if pause(&mut timer, pacer.follow_up_delay_us(), &mut shutdown).await {

@@ -44,7 +44,6 @@ use mysql_async::{BinlogStream, BinlogStreamRequest, Value};
 use mysql_common::binlog::EventStreamReader;
 use mysql_common::binlog::consts::BinlogVersion;
 use tokio::sync::{mpsc, watch};
-use tokio::time::Instant;
 
 mod setup;
 
@@ -471,7 +470,7 @@ fn heartbeat_row(
         return None;
     }
     let tme = stream.tme(rows.table_id())?;
-    if tme.database_name() != database || tme.table_name() != "heartbeat" {
+    if tme.database_name_raw() != database.as_bytes() || tme.table_name_raw() != b"heartbeat" {
         return None;
     }
     let mut newest: Option<(u64, i64)> = None;
@@ -842,12 +841,11 @@ async fn follow(
     let cross = tokio::spawn(cross_check(r.clone(), cross_tx, poke.clone()));
     let mut poked_us = requested_us - POKE_EVERY_US;
     let _abort = AbortOnDrop(cross);
-    let period = r.interval * r.read_every;
-    let fallback = period + period / 2;
     let silence_us = crate::clock::duration_us(silence_limit(r.interval));
     let key = (r.settings.database.as_str(), r.row.as_str());
-    let mut tick = tokio::time::interval_at(Instant::now() + fallback, fallback);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The newest acknowledged beat announced: a notice without a newer one is a
+    // deadline whose beat failed (`BeatNotice::missed`).
+    let mut announced = notices.borrow().seq;
     loop {
         // From here the task waits for the stream (it may have been busy since the
         // last message, say waiting for room in `out`: a message read at once came
@@ -891,7 +889,7 @@ async fn follow(
                     return End::Shutdown;
                 }
                 let newest = notices.borrow_and_update().seq;
-                tick.reset();
+                let missed = std::mem::replace(&mut announced, newest) == newest;
                 let now_us = r.clock.now_us();
                 if let Some(lost) = check(&seen, now_us, silence_us) {
                     return End::Lost(lost);
@@ -901,18 +899,10 @@ async fn follow(
                     poke.notify_one();
                 }
                 // A replica that has not shown the beat before the newest yet: its
-                // lag is growing past an interval, worth an observation per beat.
-                let behind = seen.seq.is_none_or(|s| s.saturating_add(1) < newest);
+                // lag is growing past an interval, worth an observation per beat; and
+                // without beats, one per interval.
+                let behind = missed || seen.seq.is_none_or(|s| s.saturating_add(1) < newest);
                 if snapshot(out, r, &mut seen, (now_us, behind)).await.is_err() {
-                    return End::Shutdown;
-                }
-            }
-            _ = tick.tick() => {
-                let now_us = r.clock.now_us();
-                if let Some(lost) = check(&seen, now_us, silence_us) {
-                    return End::Lost(lost);
-                }
-                if snapshot(out, r, &mut seen, (now_us, true)).await.is_err() {
                     return End::Shutdown;
                 }
             }
