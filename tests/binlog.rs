@@ -187,6 +187,53 @@ fn a_stalled_sql_thread_is_one_episode_with_its_length_as_peak_from_the_stream()
     );
 }
 
+/// The recorder stopped (SIGSTOP) while a stalled replica resumes: the stream brings
+/// the backlog while the recorder cannot read it, and it is read in one burst after.
+/// The kernel's receive times say when it came, so no round's lower bound exceeds the
+/// true lag (a message read after the stop, taken as just arrived after a quiet
+/// stretch, raises the lower bounds of the backlog's beats by the rest of the stop:
+/// 1.5 s).
+#[test]
+fn a_replica_resuming_while_the_recorder_is_stopped_is_read_as_it_caught_up() {
+    let _lab = take_lab();
+    let (_dir, store, recorder) = streaming("bl_stop_resume");
+    sleep(Duration::from_secs(3));
+    lab(&["stall"], &[("REPLICA", "1")]);
+    let stalled_us = now_us();
+    sleep(Duration::from_secs(3));
+    signal(recorder.0.id(), "STOP");
+    sleep(Duration::from_millis(200));
+    let resume_from_us = now_us();
+    lab(&["resume"], &[("REPLICA", "1")]);
+    let resumed_us = now_us();
+    sleep(Duration::from_millis(1500));
+    signal(recorder.0.id(), "CONT");
+    sleep(Duration::from_secs(3));
+    stop_ok(recorder);
+
+    // The replica lacked the beats from the stall's start until the resume ended, and
+    // had them a moment after (100 ms allowed for applying the backlog): no lower
+    // bound may exceed that. (Upper bounds may: what the socket's buffer could not
+    // hold waited at the server until the recorder read again, and arrived then.)
+    let stall_ms = (resumed_us - stalled_us) as f64 / 1e3;
+    let least_ms = (resume_from_us - stalled_us) as f64 / 1e3;
+    let rounds = bounds_after(&store, "r1", stalled_us - 1_000_000);
+    let highest = rounds.iter().map(|r| r.lo_ms.unwrap()).fold(0.0, f64::max);
+    let doc = analyze_json(&store);
+    let eps = replica_doc(&doc, "r1")["episodes"].as_array().unwrap().clone();
+    let peak = eps.iter().filter_map(|e| e["peak_ms"].as_f64()).fold(0.0, f64::max);
+    eprintln!(
+        "r1: stalled {least_ms:.0}-{stall_ms:.0} ms, the recorder stopped from 3000 ms to \
+         {:.0} ms: {} episodes, peak {peak:.0} ms, highest lower bound {highest:.0} ms in {} rounds",
+        least_ms + 1500.0,
+        eps.len(),
+        rounds.len()
+    );
+    assert!(rounds.len() > 500, "{} rounds", rounds.len());
+    assert!(highest <= stall_ms + 100.0, "a lower bound of {highest} ms");
+    assert!(peak >= least_ms - 100.0, "peak {peak} ms for a stall of {least_ms} ms");
+}
+
 #[test]
 fn a_killed_replica_is_a_gap_and_the_stream_comes_back_by_itself() {
     let _lab = take_lab();
