@@ -220,8 +220,14 @@ fn a_replica_resuming_while_the_recorder_is_stopped_is_read_as_it_caught_up() {
     let rounds = bounds_after(&store, "r1", stalled_us - 1_000_000);
     let highest = rounds.iter().map(|r| r.lo_ms.unwrap()).fold(0.0, f64::max);
     let doc = analyze_json(&store);
-    let eps = replica_doc(&doc, "r1")["episodes"].as_array().unwrap().clone();
-    let peak = eps.iter().filter_map(|e| e["peak_ms"].as_f64()).fold(0.0, f64::max);
+    let eps = replica_doc(&doc, "r1")["episodes"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let peak = eps
+        .iter()
+        .filter_map(|e| e["peak_ms"].as_f64())
+        .fold(0.0, f64::max);
     eprintln!(
         "r1: stalled {least_ms:.0}-{stall_ms:.0} ms, the recorder stopped from 3000 ms to \
          {:.0} ms: {} episodes, peak {peak:.0} ms, highest lower bound {highest:.0} ms in {} rounds",
@@ -231,7 +237,10 @@ fn a_replica_resuming_while_the_recorder_is_stopped_is_read_as_it_caught_up() {
     );
     assert!(rounds.len() > 500, "{} rounds", rounds.len());
     assert!(highest <= stall_ms + 100.0, "a lower bound of {highest} ms");
-    assert!(peak >= least_ms - 100.0, "peak {peak} ms for a stall of {least_ms} ms");
+    assert!(
+        peak >= least_ms - 100.0,
+        "peak {peak} ms for a stall of {least_ms} ms"
+    );
 }
 
 #[test]

@@ -45,8 +45,18 @@ use crate::config::{Address, ConnectionConfig, Secret, TlsMode};
 
 /// Largest packet payload in one frame; a longer one goes on in the next frames.
 const MAX_FRAME: usize = 0xff_ffff;
-/// Bytes asked of the kernel per read.
+/// Bytes asked of the kernel per read (into a buffer all streams of the thread share).
 const READ_SIZE: usize = 64 * 1024;
+/// What a stream's buffer keeps between packets, bytes: a beat's events are a few
+/// hundred.
+const KEPT_CAPACITY: usize = 16 * 1024;
+
+thread_local! {
+    /// Where reads land before they are appended to a stream's buffer: one per thread
+    /// (each read uses it and is done with it before it awaits), not one per stream.
+    static SCRATCH: std::cell::RefCell<Box<[u8]>> =
+        std::cell::RefCell::new(vec![0; READ_SIZE].into_boxed_slice());
+}
 /// A wall clock that moved against the monotonic one by more than this between two
 /// reads was stepped: the stamps of that read are not trusted, µs.
 const STEP_US: i64 = 1_000;
@@ -103,8 +113,6 @@ pub struct Stamped {
     quiet: Option<(i64, i64)>,
     /// The wall clock less the recorder's clock at the last read, µs.
     offset_us: Option<i64>,
-    /// A scratch buffer for reads.
-    scratch: Box<[u8]>,
     /// Whether any read came with a stamp.
     stamped_once: bool,
 }
@@ -174,7 +182,7 @@ impl Stamped {
             clock,
             capabilities: CapabilityFlags::empty(),
             seq: 0,
-            buf: Vec::with_capacity(READ_SIZE),
+            buf: Vec::new(),
             start: 0,
             taken: 0,
             reads: VecDeque::new(),
@@ -182,7 +190,6 @@ impl Stamped {
             last_us: clock.now_us(),
             quiet: None,
             offset_us: None,
-            scratch: vec![0; READ_SIZE].into_boxed_slice(),
             stamped_once: false,
         })
     }
@@ -380,7 +387,17 @@ impl Stamped {
     pub async fn packet(&mut self) -> Result<Packet<'_>, DbError> {
         // The packet handed out before is done with.
         self.start = self.taken;
-        if self.start > self.buf.len() / 2 && self.start > READ_SIZE {
+        if self.start == self.buf.len() {
+            // All taken (the usual case): start over, and give back what a large
+            // packet made the buffer hold (a thousand streams keep a buffer each).
+            self.buf.clear();
+            if self.buf.capacity() > KEPT_CAPACITY {
+                self.buf.shrink_to(KEPT_CAPACITY);
+            }
+            self.reads.retain(|r| r.0 > self.start);
+            self.start = 0;
+            self.taken = 0;
+        } else if self.start > self.buf.len() / 2 && self.start > KEPT_CAPACITY {
             self.buf.drain(..self.start);
             for r in &mut self.reads {
                 r.0 -= self.start;
@@ -457,8 +474,16 @@ impl Stamped {
             // stamp is then that byte's segment's arrival.
             let cap = if self.drained { 1 } else { READ_SIZE };
             let fd = self.io.as_raw_fd();
+            // (bytes read, their stamp, whether they are plain text and in `buf`
+            // already; through TLS, rustls holds them until decrypted).
             let read = match self.tls.as_mut() {
-                None => recv_stamped(fd, &mut self.scratch[..cap]).map(|(n, s)| (n, s, Some(n))),
+                None => SCRATCH.with_borrow_mut(|scratch| {
+                    let read = recv_stamped(fd, &mut scratch[..cap]);
+                    if let Ok((n, _)) = read {
+                        self.buf.extend_from_slice(&scratch[..n]);
+                    }
+                    read.map(|(n, s)| (n, s, true))
+                }),
                 Some(tls) => {
                     let mut source = Source {
                         fd,
@@ -466,7 +491,7 @@ impl Stamped {
                         stamp: None,
                     };
                     match tls.read_tls(&mut source) {
-                        Ok(n) => Ok((n, source.stamp, None)),
+                        Ok(n) => Ok((n, source.stamp, false)),
                         Err(e) => Err(e),
                     }
                 }
@@ -494,9 +519,9 @@ impl Stamped {
                     self.drained = false;
                     let at_us = at_us.unwrap_or_else(|| self.clock.now_us());
                     self.last_us = at_us;
-                    match plain {
-                        Some(n) => self.buf.extend_from_slice(&self.scratch[..n]),
-                        None => self.decrypt()?,
+                    // Plain bytes are in `buf` already.
+                    if !plain {
+                        self.decrypt()?;
                     }
                     self.reads.push_back((self.buf.len(), at_us));
                     return Ok(());
@@ -511,15 +536,17 @@ impl Stamped {
         tls.process_new_packets().map_err(|e| DbError::Tls {
             message: super::tls::reason(&e).unwrap_or_else(|| e.to_string()),
         })?;
-        loop {
-            match tls.reader().read(&mut self.scratch) {
-                Ok(0) => break,
-                Ok(n) => self.buf.extend_from_slice(&self.scratch[..n]),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) => return Err(io_error(e)),
+        let buf = &mut self.buf;
+        SCRATCH.with_borrow_mut(|scratch| {
+            loop {
+                match tls.reader().read(scratch) {
+                    Ok(0) => return Ok(()),
+                    Ok(n) => buf.extend_from_slice(&scratch[..n]),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                    Err(e) => return Err(io_error(e)),
+                }
             }
-        }
-        Ok(())
+        })
     }
 
     /// A kernel stamp on the recorder's clock: its age now, taken from the clock now.

@@ -357,12 +357,7 @@ async fn open(
         c.get_binlog_stream(request),
     )
     .await
-    .map_err(|e| match e {
-        DbError::AccessDenied { message } => SetupError::Unsupported(format!(
-            "the user may not stream the binary log (grant REPLICATION SLAVE): {message}"
-        )),
-        e => SetupError::Failed(e),
-    })?;
+    .map_err(request_failed)?;
     Ok(Opened {
         stream: Source::Library(Box::new(stream)),
         requested_us,
@@ -370,6 +365,16 @@ async fn open(
         read,
         by_gtid: file_position.is_none(),
     })
+}
+
+/// Why a request for the stream failed: a refusal means the user lacks the grant.
+fn request_failed(e: DbError) -> SetupError {
+    match e {
+        DbError::AccessDenied { message } => SetupError::Unsupported(format!(
+            "the user may not stream the binary log (grant REPLICATION SLAVE): {message}"
+        )),
+        e => SetupError::Failed(e),
+    }
 }
 
 /// Opens the stream on a connection of our own ([`Stamped`]): its round trips, the
@@ -433,12 +438,7 @@ async fn open_own(
         .map(|(file, pos)| (file.as_str(), *pos));
     timed("binlog stream request", timeout, c.dump(b.server_id, from))
         .await
-        .map_err(|e| match e {
-            DbError::AccessDenied { message } => SetupError::Unsupported(format!(
-                "the user may not stream the binary log (grant REPLICATION SLAVE): {message}"
-            )),
-            e => SetupError::Failed(e),
-        })?;
+        .map_err(request_failed)?;
     Ok(Some((c, requested_us, round_trip_us)))
 }
 
