@@ -14,9 +14,12 @@ LOAD ?=
 REPLICAS ?= 100
 RSS_SECONDS ?= 150
 PROBES ?=
+INTERVAL ?= 10ms
+COUNTS ?= 2 10 100 1000
+INTERVALS ?= 10ms 100ms
 
 .PHONY: demo test bench bench-live bench-pt bench-rss up down status start-lag stop-lag slave-lag replica-lag stuff stall resume io-stop io-start block \
-        break repair load oltp build release ci-deps fuzz soak failover split chain failback golden golden-expect matrix bench-tls
+        break repair load oltp build release ci-deps fuzz soak failover split chain failback golden golden-expect matrix bench-tls bench-scale
 
 ## demo: start the lab, record 40 s under load with a 10 s stall, analyze, plot demo/*.svg
 demo: release up
@@ -90,7 +93,11 @@ bench-pt:
 
 ## bench-rss: the recorder's peak RSS with REPLICAS=100 replicas (the lab's two through HAProxy) for RSS_SECONDS=150, per probe mode; OUTAGE_AT=40 [OUTAGE_S=40] cuts every replica off for a while
 bench-rss:
-	REPLICAS=$(REPLICAS) BENCH_SECONDS=$(RSS_SECONDS) PROBES="$(PROBES)" OUTAGE_AT=$(OUTAGE_AT) OUTAGE_S=$(OUTAGE_S) scripts/bench-rss.sh
+	REPLICAS=$(REPLICAS) BENCH_SECONDS=$(RSS_SECONDS) PROBES="$(PROBES)" OUTAGE_AT=$(OUTAGE_AT) OUTAGE_S=$(OUTAGE_S) INTERVAL=$(INTERVAL) scripts/bench-rss.sh
+
+## bench-scale: CPU per lag value, share of a core, RSS and rounds at COUNTS="2 10 100 1000" replicas and INTERVALS="10ms 100ms", BENCH_SECONDS=30 each, both probes
+bench-scale:
+	COUNTS="$(COUNTS)" INTERVALS="$(INTERVALS)" BENCH_SECONDS=$(BENCH_SECONDS) PROBES="$(PROBES)" scripts/bench-scale.sh
 
 ## bench-tls: what TLS costs the recorder: tls = "disabled" and "verify_identity" side by side, per probe (CPU per lag value, peak RSS)
 bench-tls:

@@ -14,12 +14,22 @@
 # the reads per beat per replica and the bounds' width. Statements are shown only without a
 # load (the servers count the load's too). The ratio is pt-heartbeat's CPU
 # per lag value over lagtrace's.
+#
+# Both reach the servers the same way: over TCP (pt-heartbeat as the lab's lagtrace user,
+# its password in a defaults file, into its own table lagtrace.pt_heartbeat), in plain
+# text, as pt-heartbeat connects by default. PT_TRANSPORT=socket gives pt-heartbeat the
+# servers' Unix sockets instead (as root; cheaper per statement, but only possible on the
+# database host); LT_TLS=preferred gives lagtrace its default TLS.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/common.sh
 . scripts/common.sh
 secs=${BENCH_SECONDS:-30}
 load=${LOAD:-}
+pt_transport=${PT_TRANSPORT:-tcp}
+lt_tls=${LT_TLS:-disabled}
+case $pt_transport in tcp|socket) ;; *) echo "bench: PT_TRANSPORT takes tcp or socket" >&2; exit 1 ;; esac
+case $lt_tls in disabled|preferred|required) ;; *) echo "bench: LT_TLS takes disabled, preferred or required" >&2; exit 1 ;; esac
 [[ "$secs" =~ ^[0-9]+$ && "$secs" -gt 0 ]] || { echo "bench: BENCH_SECONDS must be a positive integer" >&2; exit 1; }
 [ -z "$load" ] || [[ "$load" =~ ^[0-9]+$ ]] || { echo "bench: LOAD must be a whole number of tx/s" >&2; exit 1; }
 if ! command -v pt-heartbeat >/dev/null || [ ! -x /usr/bin/time ]; then
@@ -46,6 +56,7 @@ work=$(mktemp -d)
 load_pid=
 cleanup() {
   [ -n "$load_pid" ] && kill -- -"$load_pid" 2>/dev/null || true
+  lab_root_sql primary "DROP TABLE IF EXISTS lagtrace.pt_heartbeat" || true
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -64,13 +75,14 @@ stop_load() {
 cpu_s() { awk '{ print $1 + $2 }' "$1"; }
 
 # lagtrace, once per probe mode: its figures go to $work/lt-MODE.fig for the summary.
-"$lt" init -c lagtrace.example.toml >/dev/null
+sed "s/^\[connection\].*/&\ntls = \"$lt_tls\"/" lagtrace.example.toml >"$work/lt.toml"
+"$lt" init -c "$work/lt.toml" >/dev/null
 probes=${PROBES:-poll binlog}
 for probe in $probes; do
   case $probe in poll|binlog|auto) ;; *) echo "bench: PROBES takes poll, binlog, auto" >&2; exit 1 ;; esac
   start_load
   q0=$(questions)
-  /usr/bin/time -o "$work/lt.time" -f "%U %S" "$lt" record -c lagtrace.example.toml \
+  /usr/bin/time -o "$work/lt.time" -f "%U %S" "$lt" record -c "$work/lt.toml" \
     --store "$work/$probe.redb" --interval 10ms --probe "$probe" --duration "${secs}s" >"$work/lt.out"
   q1=$(questions)
   stop_load
@@ -91,17 +103,29 @@ for r in d["replicas"]:
 done
 
 # pt-heartbeat: --update on the primary, one --monitor per replica, at the same interval.
-pt=(--database lagtrace_pt --user root --interval 0.01 --run-time "${secs}s")
-lab_root_sql primary "CREATE DATABASE IF NOT EXISTS lagtrace_pt"
-pt-heartbeat "${pt[@]}" --socket "${LAB_SOCK[primary]}" --create-table --update --run-time 1s >/dev/null 2>&1 || true
+declare -A PT_AT
+if [ "$pt_transport" = tcp ]; then
+  printf '[client]\nuser=lagtrace\npassword=%s\nhost=127.0.0.1\n' "$LAGTRACE_PASSWORD" >"$work/pt.cnf"
+  chmod 600 "$work/pt.cnf"
+  pt=(-F "$work/pt.cnf" --database lagtrace --table pt_heartbeat --interval 0.01 --run-time "${secs}s")
+  PT_AT=([primary]="--port 13306" [replica1]="--port 13307" [replica2]="--port 13308")
+else
+  pt=(--database lagtrace_pt --user root --interval 0.01 --run-time "${secs}s")
+  lab_root_sql primary "CREATE DATABASE IF NOT EXISTS lagtrace_pt"
+  for n in primary replica1 replica2; do PT_AT[$n]="--socket ${LAB_SOCK[$n]}"; done
+fi
+# shellcheck disable=SC2086 # PT_AT holds an option and its value
+pt-heartbeat "${pt[@]}" ${PT_AT[primary]} --create-table --update --run-time 1s >/dev/null 2>&1 || true
 sleep 1
 start_load
 q2=$(questions)
-/usr/bin/time -o "$work/pu.time" -f "%U %S" pt-heartbeat "${pt[@]}" --socket "${LAB_SOCK[primary]}" --update \
+# shellcheck disable=SC2086
+/usr/bin/time -o "$work/pu.time" -f "%U %S" pt-heartbeat "${pt[@]}" ${PT_AT[primary]} --update \
   >/dev/null 2>"$work/pu.err" &
 upd=$!
 for n in replica1 replica2; do
-  /usr/bin/time -o "$work/pm-$n.time" -f "%U %S" pt-heartbeat "${pt[@]}" --socket "${LAB_SOCK[$n]}" \
+  # shellcheck disable=SC2086
+  /usr/bin/time -o "$work/pm-$n.time" -f "%U %S" pt-heartbeat "${pt[@]}" ${PT_AT[$n]} \
     --monitor --master-server-id 1 >"$work/pm-$n.out" 2>"$work/pm-$n.err" &
 done
 wait
@@ -109,13 +133,19 @@ q3=$(questions)
 stop_load
 pt_values=$(cat "$work"/pm-*.out | grep -c 's \[' || true)
 pt_cpu=$(awk '{ s += $1 + $2 } END { print s }' "$work"/pu.time "$work"/pm-*.time)
+pm_cpu=$(awk '{ s += $1 + $2 } END { print s }' "$work"/pm-*.time)
 [ "$pt_values" -gt 0 ] || { echo "bench: pt-heartbeat --monitor printed nothing:" >&2; cat "$work"/pm-*.err "$work/pu.err" >&2; exit 1; }
 
-printf "10 ms beats, 2 replicas, %d s each, load %d tx/s\n" "$secs" "${load:-0}"
+printf "10 ms beats, 2 replicas, %d s each, load %d tx/s; pt-heartbeat over %s (plain text), lagtrace over TCP with tls = %s\n" \
+  "$secs" "${load:-0}" "$([ "$pt_transport" = tcp ] && echo TCP || echo Unix sockets)" "$lt_tls"
 printf "  pt-heartbeat:     %d lag values, CPU %.2f s = %.4f ms per lag value" "$pt_values" "$pt_cpu" \
   "$(awk -v c="$pt_cpu" -v v="$pt_values" 'BEGIN { print c * 1000 / v }')"
 [ -n "$load" ] || printf ", %.2f statements per lag value" "$(awk -v q=$((q3 - q2 - 3)) -v v="$pt_values" 'BEGIN { print q / v }')"
 echo
+# What one more replica costs pt-heartbeat: a --monitor's read (the --update is shared),
+# against which lagtrace's cost per lag value at many replicas compares (make bench-rss).
+printf "                    of which --monitor alone: %.4f ms per lag value\n" \
+  "$(awk -v c="$pm_cpu" -v v="$pt_values" 'BEGIN { print c * 1000 / v }')"
 for probe in $probes; do
   # Under a load the servers count its statements too.
   awk -v rate="${load:-0}" -v pv="$pt_values" -v pc="$pt_cpu" '{
@@ -123,7 +153,7 @@ for probe in $probes; do
     printf "  lagtrace %-7s  %d lag values, CPU %.2f s = %.4f ms per lag value", probe, r, lc, lc * 1000 / r
     if (rate == 0) printf ", %.2f statements per lag value", lq / r
     printf "\n                    %.2f reads per beat per replica (poll target <= 1.3), %d observations from binary log streams\n", rd / b / 2, bl
-    printf "                    pt-heartbeat / lagtrace CPU per lag value: %.1f x (targets >= 3 poll, >= 10 binlog)\n", (pc / pv) / (lc / r)
+    printf "                    pt-heartbeat / lagtrace CPU per lag value: %.1f x (targets >= 3 poll, >= 5 binlog)\n", (pc / pv) / (lc / r)
   }' "$work/lt-$probe.fig"
   cat "$work/widths-$probe"
 done
