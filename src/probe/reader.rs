@@ -102,17 +102,17 @@ pub async fn run(
                         }
                         misses = 0;
                     } else {
-                    announced = notice.seq;
-                    misses = 0;
-                    if r.read_every > 1 && notice.seq < last_read_seq + r.read_every as u64 {
-                        continue;
-                    }
-                    last_read_seq = notice.seq;
-                    (round, missed_at) = (notice, None);
-                    waited_us = pacer.first_delay_us();
-                    if pause(&mut timer, waited_us, &mut shutdown).await {
-                        break;
-                    }
+                        announced = notice.seq;
+                        misses = 0;
+                        if r.read_every > 1 && notice.seq < last_read_seq + r.read_every as u64 {
+                            continue;
+                        }
+                        last_read_seq = notice.seq;
+                        (round, missed_at) = (notice, None);
+                        waited_us = pacer.first_delay_us();
+                        if pause(&mut timer, waited_us, &mut shutdown).await {
+                            break;
+                        }
                     }
                 }
                 _ = shutdown.changed() => break,

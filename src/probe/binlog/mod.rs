@@ -321,6 +321,8 @@ async fn open(
     let own = open_own(b, (&gtid_position, &file_position), period_ns, library_said);
     if let Some(own) = own.await? {
         let (conn, requested_us, own_round_trip_us) = own;
+        // The setup's connection is done with (a goodbye, not a dropped socket).
+        let _ = timed("binlog setup", timeout, c.disconnect()).await;
         return Ok(Opened {
             stream: Source::Own {
                 conn: Box::new(conn),
