@@ -675,12 +675,13 @@ fn driver(message: String) -> DbError {
     DbError::Driver { message }
 }
 
-/// The wall clock now, µs since the Unix epoch (the kernel's stamps are on it).
+/// The kernel's wall clock now, µs since the Unix epoch: the clock its stamps are on.
+/// Read through rustix (the vDSO), not libc: a process whose libc clock is shifted
+/// (libfaketime, as `tests/clock_steps.rs` does) would otherwise see every stamp as
+/// old or new by the shift.
 fn wall_now_us() -> i64 {
-    match std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
-        Ok(d) => d.as_micros() as i64,
-        Err(e) => -(e.duration().as_micros() as i64),
-    }
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::Realtime);
+    t.tv_sec * 1_000_000 + t.tv_nsec / 1_000
 }
 
 /// Asks the kernel to stamp what `fd` receives.
