@@ -180,13 +180,9 @@ impl From<mysql_async::Error> for DbError {
             mysql_async::Error::Io(mysql_async::IoError::Tls(t)) => DbError::Tls {
                 message: super::tls::reason(&t).unwrap_or_else(|| t.to_string()),
             },
-            mysql_async::Error::Io(mysql_async::IoError::Io(io)) => match io.kind() {
-                _ if let Some(message) = super::tls::reason(&io) => DbError::Tls { message },
-                std::io::ErrorKind::ConnectionRefused => DbError::Refused,
-                _ if io.to_string().contains("failed to lookup address") => DbError::UnknownHost,
-                _ => DbError::Io {
-                    message: io.to_string(),
-                },
+            mysql_async::Error::Io(mysql_async::IoError::Io(io)) => match super::tls::reason(&io) {
+                Some(message) => DbError::Tls { message },
+                None => io_failure(&io),
             },
             other => DbError::Driver {
                 message: other.to_string(),
@@ -203,6 +199,18 @@ pub fn server_error(code: u16, message: String) -> DbError {
         DbError::MissingTable { message }
     } else {
         DbError::Server { code, message }
+    }
+}
+
+/// A socket's failure, either kind of server: nothing listening, a name that did not
+/// resolve, or another I/O error.
+pub fn io_failure(io: &std::io::Error) -> DbError {
+    match io.kind() {
+        std::io::ErrorKind::ConnectionRefused => DbError::Refused,
+        _ if io.to_string().contains("failed to lookup address") => DbError::UnknownHost,
+        _ => DbError::Io {
+            message: io.to_string(),
+        },
     }
 }
 

@@ -56,11 +56,7 @@ impl From<tokio_postgres::Error> for DbError {
         }
         let io = std::error::Error::source(&e).and_then(|s| s.downcast_ref::<std::io::Error>());
         match io {
-            Some(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => DbError::Refused,
-            Some(io) if io.to_string().contains("failed to lookup address") => DbError::UnknownHost,
-            Some(io) => DbError::Io {
-                message: io.to_string(),
-            },
+            Some(io) => super::conn::io_failure(io),
             None if e.is_closed() => DbError::Io {
                 message: e.to_string(),
             },

@@ -38,7 +38,7 @@ use mysql_common::proto::MySerialize;
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 
-use super::conn::{DbError, server_error};
+use super::conn::{DbError, io_failure, server_error};
 use super::tls::{Security, note};
 use crate::clock::Clock;
 use crate::config::{Address, ConnectionConfig, Secret, TlsMode};
@@ -128,18 +128,13 @@ impl Stamped {
         password: &Secret,
         clock: Clock,
     ) -> Result<Stamped, OpenError> {
-        let timeout = settings.connect_timeout;
-        let what = "connect";
-        match tokio::time::timeout(
-            timeout,
-            Self::connect_inner(addr, settings, password, clock),
-        )
-        .await
-        {
+        let after = settings.connect_timeout;
+        let inner = Self::connect_inner(addr, settings, password, clock);
+        match tokio::time::timeout(after, inner).await {
             Ok(r) => r,
             Err(_) => Err(OpenError::Failed(DbError::Timeout {
-                what,
-                after: timeout,
+                what: "connect",
+                after,
             })),
         }
     }
@@ -152,13 +147,7 @@ impl Stamped {
     ) -> Result<Stamped, OpenError> {
         let tcp = tokio::net::TcpStream::connect((addr.host.as_str(), addr.port))
             .await
-            .map_err(|e| match e.kind() {
-                io::ErrorKind::ConnectionRefused => DbError::Refused,
-                _ if e.to_string().contains("failed to lookup address") => DbError::UnknownHost,
-                _ => DbError::Io {
-                    message: e.to_string(),
-                },
-            })?;
+            .map_err(|e| io_failure(&e))?;
         tcp.set_nodelay(true).map_err(io_error)?;
         let tcp = tcp.into_std().map_err(io_error)?;
         let mut c = Stamped::over(tcp, clock)?;
