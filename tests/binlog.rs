@@ -584,8 +584,13 @@ fn behind_a_link_of_known_delay_the_stream_reads_that_delay_within_its_bounds() 
          ({widened} with the truth widened by the line's lateness)",
         rounds.len()
     );
+    // The point estimate: the middle of the bounds. A beat's event that comes before
+    // the stream's check of its socket at the writer's acknowledgement (a race here: both
+    // come about 50 ms after a beat's send) starts its run at the check before, an
+    // interval earlier, and its lower bound is an interval lower; a stamp cannot say
+    // when its first byte came. So about one round in three has bounds [40, 51] ms.
     assert!(
-        (D_MS..=D_MS + 10.0).contains(&median),
+        (D_MS - 5.0..=D_MS + 10.0).contains(&median),
         "median {median} ms behind a {D_MS} ms link"
     );
     assert!(share >= 0.999, "bounds held in {share:.4} of the rounds");

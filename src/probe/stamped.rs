@@ -16,10 +16,17 @@
 //!
 //! What a packet's times mean ([`Packet`]): `arrived_us` is when the read that
 //! completed it took its last segment from the kernel (no earlier than the packet's
-//! last byte arrived); `quiet` is, for the first packet completed after the socket
-//! was found empty, the arrival of the last data before the empty socket and of the
-//! first byte after it (that first read takes one byte, so the kernel stamps that
-//! byte's segment and no later one). Both are kernel times moved onto the recorder's
+//! last byte arrived); `quiet` is, for the first packet that began after the socket
+//! was found empty, the arrival of the last data before and the last time the socket
+//! was found empty (a clock read made before the read that found it so, or before
+//! [`Stamped::check_empty`]): nothing arrived between the two.
+//!
+//! The end of a quiet stretch is never a stamp. The kernel joins a segment that comes
+//! while the one before it is still unread into that one, and gives the whole the
+//! newer segment's time (`tcp_try_coalesce`): after a pause of the recorder's the
+//! first byte read may be stamped as late as the last data that joined it, and a
+//! stretch ending there would hide what came meanwhile. A stamp is only ever an upper
+//! bound of when its bytes came. Stamps are kernel times moved onto the recorder's
 //! clock by their age at the read; a read during which the wall clock was stepped
 //! gives no quiet stretch and its read time as the arrival.
 
@@ -85,8 +92,9 @@ pub struct Packet<'a> {
     pub payload: &'a [u8],
     /// When the read that completed it took its last segment, µs of the clock.
     pub arrived_us: i64,
-    /// For the first packet completed after the socket was empty: when the last data
-    /// before arrived and when the first byte after did, µs.
+    /// For the first packet that began after the socket was found empty: when the
+    /// last data before arrived, and the last time the socket was found empty after
+    /// it, µs. Nothing arrived in between.
     pub quiet: Option<(i64, i64)>,
 }
 
@@ -105,8 +113,10 @@ pub struct Stamped {
     taken: usize,
     /// Per read that added bytes: the end of its bytes in `buf`, and its stamp, µs.
     reads: VecDeque<(usize, i64)>,
-    /// The socket was found empty since the last read that brought data.
-    drained: bool,
+    /// When the socket was last found empty with no packet begun in `buf`, if it was
+    /// since the last read that brought data: a clock read made before the `recv`
+    /// that found it so, µs.
+    empty_us: Option<i64>,
     /// The stamp of the last read that brought data, µs.
     last_us: i64,
     /// A quiet stretch waiting for the next completed packet.
@@ -175,7 +185,7 @@ impl Stamped {
             start: 0,
             taken: 0,
             reads: VecDeque::new(),
-            drained: false,
+            empty_us: None,
             last_us: clock.now_us(),
             quiet: None,
             offset_us: None,
@@ -459,9 +469,9 @@ impl Stamped {
     async fn fill(&mut self) -> Result<(), DbError> {
         loop {
             let mut guard = self.io.readable().await.map_err(io_error)?;
-            // After the socket was found empty, the first read takes one byte: its
-            // stamp is then that byte's segment's arrival.
-            let cap = if self.drained { 1 } else { READ_SIZE };
+            let cap = READ_SIZE;
+            // Before the read: if it finds the socket empty, nothing came before this.
+            let before_us = self.clock.now_us();
             let fd = self.io.as_raw_fd();
             // (bytes read, their stamp, whether they are plain text and in `buf`
             // already; through TLS, rustls holds them until decrypted).
@@ -488,7 +498,7 @@ impl Stamped {
             match read {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     guard.clear_ready();
-                    self.drained = true;
+                    self.found_empty(before_us);
                     continue;
                 }
                 Err(e) => return Err(io_error(e)),
@@ -500,12 +510,10 @@ impl Stamped {
                 Ok((_, stamp, plain)) => {
                     drop(guard);
                     let at_us = self.stamp_us(stamp);
-                    if let Some(at_us) = at_us
-                        && self.drained
-                    {
-                        self.quiet = Some((self.last_us, at_us));
+                    let empty_us = self.empty_us.take();
+                    if let (Some(_), Some(empty_us)) = (at_us, empty_us) {
+                        self.quiet = Some((self.last_us, empty_us));
                     }
-                    self.drained = false;
                     let at_us = at_us.unwrap_or_else(|| self.clock.now_us());
                     self.last_us = at_us;
                     // Plain bytes are in `buf` already.
@@ -516,6 +524,36 @@ impl Stamped {
                     return Ok(());
                 }
             }
+        }
+    }
+
+    /// Checks, without waiting, whether anything came since the last read; if
+    /// nothing did, a quiet stretch now lasts at least until this call (taking the
+    /// time for a quiet stretch's end from the stamps would not be true, see the
+    /// module's doc). For a caller that wakes anyway (the stream at each beat), so
+    /// that a stretch ends close to the next message's arrival.
+    pub fn check_empty(&mut self) {
+        let before_us = self.clock.now_us();
+        let mut byte = [0u8; 1];
+        // SAFETY: `byte` is writable for its one byte through the call.
+        let n = unsafe {
+            libc::recv(
+                self.io.as_raw_fd(),
+                byte.as_mut_ptr().cast(),
+                1,
+                libc::MSG_PEEK | libc::MSG_DONTWAIT,
+            )
+        };
+        if n < 0 && io::Error::last_os_error().kind() == io::ErrorKind::WouldBlock {
+            self.found_empty(before_us);
+        }
+    }
+
+    /// The socket had nothing at `before_us`: a quiet stretch lasts until then, unless
+    /// a packet has begun (its first bytes came before).
+    fn found_empty(&mut self, before_us: i64) {
+        if self.taken >= self.buf.len() {
+            self.empty_us = Some(before_us);
         }
     }
 
@@ -783,8 +821,8 @@ mod tests {
     }
 
     /// The recorder stopped (here: its thread asleep) while packets came: their times
-    /// are when they came, not when they were read; and a wait the socket was empty in
-    /// is told by the kernel's times, however late the reader woke.
+    /// are when they came, not when they were read; and a quiet stretch ends when the
+    /// reader last found the socket empty, however late it woke.
     #[test]
     fn a_packet_read_late_keeps_its_arrival_and_a_quiet_stretch_its_true_length() {
         let clock = Clock::start();
@@ -820,6 +858,7 @@ mod tests {
             );
             assert_eq!(b.quiet, None);
             // Nothing more: the reader finds the socket empty and waits.
+            let wait_us = clock.now_us();
             let waited = tokio::time::timeout(Duration::from_millis(20), near.packet()).await;
             assert!(waited.is_err());
             // Then the thread stops for 300 ms; a packet comes 100 ms into it.
@@ -839,9 +878,87 @@ mod tests {
                 "{} vs {c_us}",
                 c.arrived_us
             );
-            let (from_us, first_us) = c.quiet.expect("the first packet after a wait");
+            // The stretch: from b's arrival to when the reader last found the socket
+            // empty, before the stop.
+            let (from_us, to_us) = c.quiet.expect("the first packet after a wait");
             assert!((from_us - b_us).abs() < 50_000, "{from_us} vs {b_us}");
-            assert!((first_us - c_us).abs() < 50_000, "{first_us} vs {c_us}");
+            assert!(
+                wait_us <= to_us && to_us <= c_us,
+                "{wait_us} <= {to_us} <= {c_us}"
+            );
+        });
+    }
+
+    /// The kernel joins a segment that comes while the one before is still unread into
+    /// it, and gives the joined segment the newer segment's time: the first byte after
+    /// a stop of the recorder's is stamped as late as the last data that joined it. A
+    /// quiet stretch must not end there (it would prove the server had sent nothing
+    /// when it had), but no later than the reader last found the socket empty.
+    #[test]
+    fn a_quiet_stretch_ends_no_later_than_its_first_byte_when_later_data_joined_it() {
+        let clock = Clock::start();
+        let rt = runtime();
+        let _in = rt.enter();
+        let (mut far, mut near) = pair(clock);
+        rt.block_on(async {
+            send(&mut far, &clock, 0, b"a");
+            near.packet().await.unwrap();
+            let waited = tokio::time::timeout(Duration::from_millis(20), near.packet()).await;
+            assert!(waited.is_err());
+            let empty_us = clock.now_us();
+            // The thread stops for 300 ms; packets come 100 and 200 ms into it.
+            let sender = std::thread::spawn({
+                let mut far = far.try_clone().unwrap();
+                move || {
+                    std::thread::sleep(Duration::from_millis(100));
+                    let b_us = send(&mut far, &clock, 1, b"b");
+                    std::thread::sleep(Duration::from_millis(100));
+                    send(&mut far, &clock, 2, b"c");
+                    b_us
+                }
+            });
+            std::thread::sleep(Duration::from_millis(300));
+            let b_us = sender.join().unwrap();
+            let b = near.packet().await.unwrap();
+            assert_eq!(b.payload, b"b");
+            let (_, to_us) = b.quiet.expect("the first packet after a wait");
+            assert!(
+                to_us <= b_us,
+                "the stretch ends at {to_us}, after the packet after it was sent at {b_us}"
+            );
+            assert!(to_us <= empty_us, "{to_us} vs {empty_us}");
+            // Its arrival is still no earlier than its own.
+            assert!(b.arrived_us >= b_us);
+        });
+    }
+
+    /// A check made while the socket is empty (the stream does one at each beat)
+    /// ends the quiet stretch there, no earlier; one made while a packet waits unread
+    /// changes nothing.
+    #[test]
+    fn a_check_of_an_empty_socket_moves_the_end_of_a_quiet_stretch_up_to_it() {
+        let clock = Clock::start();
+        let rt = runtime();
+        let _in = rt.enter();
+        let (mut far, mut near) = pair(clock);
+        rt.block_on(async {
+            send(&mut far, &clock, 0, b"a");
+            near.packet().await.unwrap();
+            let waited = tokio::time::timeout(Duration::from_millis(5), near.packet()).await;
+            assert!(waited.is_err());
+            std::thread::sleep(Duration::from_millis(30));
+            let check_us = clock.now_us();
+            near.check_empty();
+            let b_us = send(&mut far, &clock, 1, b"b");
+            std::thread::sleep(Duration::from_millis(30));
+            // Data waits: the check says nothing.
+            near.check_empty();
+            let b = near.packet().await.unwrap();
+            let (_, to_us) = b.quiet.expect("the first packet after a wait");
+            assert!(
+                check_us <= to_us && to_us <= b_us,
+                "{check_us} <= {to_us} <= {b_us}"
+            );
         });
     }
 

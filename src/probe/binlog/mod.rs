@@ -20,8 +20,10 @@
 //!   being sent after a stall) prove only what the first of their run proves;
 //! - a quiet wait proves the server had sent everything only if nothing arrived
 //!   during it. The stream's own connection ([`super::stamped`]) knows when each
-//!   message arrived from the kernel, so a pause of the recorder's can neither hide nor
-//!   fake one. Where the kernel's times cannot be had, the stream goes through the
+//!   message arrived from the kernel, and when the socket was last found empty (checked
+//!   at every beat as well), so a pause of the recorder's can neither hide nor fake
+//!   one: a run starts when the socket was last found empty, never at a kernel stamp
+//!   (a stamp may be later than its first byte). Where the kernel's times cannot be had, the stream goes through the
 //!   client library and a message arrives when it is read: across a pause of the
 //!   recorder's own ([`super::pauses`]) it proves only what one arriving when the pause
 //!   began would.
@@ -530,6 +532,14 @@ struct Message {
 }
 
 impl Source {
+    /// At a beat: whether anything came since the last read, so that a quiet stretch
+    /// goes on until now (the run of the next message starts no earlier than this).
+    fn check_empty(&mut self) {
+        if let Source::Own { conn, .. } = self {
+            conn.check_empty();
+        }
+    }
+
     /// The table map the stream gave for `table_id`.
     fn tme(&self, table_id: u64) -> Option<&TableMapEvent<'static>> {
         match self {
@@ -565,15 +575,16 @@ impl Source {
                     }
                 };
                 let Some(event) = event else { return Ok(None) };
-                // The kernel's times: a wait nothing arrived in, whether or not the
-                // recorder ran through it.
+                // A wait nothing arrived in, from the last data's arrival to the last
+                // time the socket was found empty, whether or not the recorder ran
+                // through it; the run starts there, before the message's first byte.
                 let waited =
-                    quiet.is_some_and(|(from_us, first_us)| first_us - from_us >= BACKLOG_GAP_US);
+                    quiet.is_some_and(|(from_us, to_us)| to_us - from_us >= BACKLOG_GAP_US);
                 Ok(Some(Message {
                     event,
                     t_us,
                     waited,
-                    run_start_us: quiet.filter(|_| waited).map(|(_, first_us)| first_us),
+                    run_start_us: quiet.filter(|_| waited).map(|(_, to_us)| to_us),
                 }))
             }
             Source::Library(stream) => {
@@ -892,6 +903,8 @@ async fn follow(
                 }
                 let newest = notices.borrow_and_update().seq;
                 let missed = std::mem::replace(&mut announced, newest) == newest;
+                // The beat's event comes next: its run starts no earlier than now.
+                stream.check_empty();
                 let now_us = r.clock.now_us();
                 if let Some(lost) = check(&seen, now_us, silence_us) {
                     return End::Lost(lost);
