@@ -20,13 +20,13 @@
 //!   being sent after a stall) prove only what the first of their run proves;
 //! - a quiet wait proves the server had sent everything only if nothing arrived
 //!   during it. The stream's own connection ([`super::stamped`]) knows when each
-//!   message arrived from the kernel, and when the socket was last found empty (checked
-//!   at every beat as well), so a pause of the recorder's can neither hide nor fake
-//!   one: a run starts when the socket was last found empty, never at a kernel stamp
-//!   (a stamp may be later than its first byte). Where the kernel's times cannot be had, the stream goes through the
-//!   client library and a message arrives when it is read: across a pause of the
-//!   recorder's own ([`super::pauses`]) it proves only what one arriving when the pause
-//!   began would.
+//!   message arrived from the kernel, and when the socket was last found empty
+//!   (checked at every beat as well), so a pause of the recorder's can neither hide
+//!   nor fake one: a run starts when the socket was last found empty, never at a
+//!   kernel stamp (a stamp may be later than its first byte). Where the kernel's times
+//!   cannot be had, the stream goes through the client library and a message arrives
+//!   when it is read: across a pause of the recorder's own ([`super::pauses`]) it
+//!   proves only what one arriving when the pause began would.
 //!
 //! The stream starts at the replica's current GTID position (never at an older one:
 //! events replayed late would look like lag), so a reconnection leaves a gap, stored
