@@ -21,6 +21,25 @@ use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureSc
 use crate::config::{TlsConfig, TlsMode};
 pub use crate::samples::security::{Security, note};
 
+/// The trust anchor given to mysql_async where it verifies nothing (`preferred` and
+/// `required`): a verifier needs one. It is never consulted. (ISRG Root X2, a small
+/// public root: 543 bytes of DER.)
+const UNUSED_ANCHOR_PEM: &str = "-----BEGIN CERTIFICATE-----
+MIICGzCCAaGgAwIBAgIQQdKd0XLq7qeAwSxs6S+HUjAKBggqhkjOPQQDAzBPMQsw
+CQYDVQQGEwJVUzEpMCcGA1UEChMgSW50ZXJuZXQgU2VjdXJpdHkgUmVzZWFyY2gg
+R3JvdXAxFTATBgNVBAMTDElTUkcgUm9vdCBYMjAeFw0yMDA5MDQwMDAwMDBaFw00
+MDA5MTcxNjAwMDBaME8xCzAJBgNVBAYTAlVTMSkwJwYDVQQKEyBJbnRlcm5ldCBT
+ZWN1cml0eSBSZXNlYXJjaCBHcm91cDEVMBMGA1UEAxMMSVNSRyBSb290IFgyMHYw
+EAYHKoZIzj0CAQYFK4EEACIDYgAEzZvVn4CDCuwJSvMWSj5cz3es3mcFDR0HttwW
++1qLFNvicWDEukWVEYmO6gbf9yoWHKS5xcUy4APgHoIYOIvXRdgKam7mAHf7AlF9
+ItgKbppbd9/w+kHsOdx1ymgHDB/qo0IwQDAOBgNVHQ8BAf8EBAMCAQYwDwYDVR0T
+AQH/BAUwAwEB/zAdBgNVHQ4EFgQUfEKWrt5LSDv6kviejM9ti6lyN5UwCgYIKoZI
+zj0EAwMDaAAwZQIwe3lORlCEwkSHRhtFcP9Ymd70/aTSVaYgLXTWNLxBo1BfASdW
+tL4ndQavEi51mI38AjEAi/V3bNTIZargCyzuFJ0nN6T5U6VR5CmD1/iQMVtCnwr1
+/q4AaOeMSQ+2b1tbFfLn
+-----END CERTIFICATE-----
+";
+
 /// The mysql_async TLS options for `tls`; `None` for plain text. (`verify_ca` does not
 /// reach here: mysql_async 0.37.1 cannot skip the name check, and the config refuses
 /// it for MySQL/MariaDB clusters.)
@@ -40,9 +59,18 @@ pub fn mysql_ssl_opts(tls: &TlsConfig) -> Option<mysql_async::SslOpts> {
         opts = opts.with_client_identity(Some(ClientIdentity::new(buf(&cert.pem), buf(&key.pem))));
     }
     Some(match tls.mode {
-        TlsMode::Disabled | TlsMode::Preferred | TlsMode::Required => opts
-            .with_danger_accept_invalid_certs(true)
-            .with_danger_skip_domain_validation(true),
+        TlsMode::Disabled | TlsMode::Preferred | TlsMode::Required => {
+            if tls.ca.is_none() {
+                // Nothing is verified, but mysql_async builds a verifier anyway, for
+                // which it copies the ~150 built-in roots into every connection (about
+                // 60 KB each, kept as long as the connection lives). One anchor does.
+                opts = opts
+                    .with_root_certs(vec![UNUSED_ANCHOR_PEM.as_bytes().to_vec().into()])
+                    .with_disable_built_in_roots(true);
+            }
+            opts.with_danger_accept_invalid_certs(true)
+                .with_danger_skip_domain_validation(true)
+        }
         TlsMode::VerifyCa | TlsMode::VerifyIdentity => {
             opts.with_danger_tls_hostname_override(tls.server_name.clone())
         }
@@ -280,5 +308,26 @@ mod tests {
         assert!(reason(&expired).unwrap().contains("has expired"));
         let plain = std::io::Error::other("connection reset");
         assert_eq!(reason(&plain), None);
+    }
+
+    /// Modes that verify nothing give the driver one root, not the built-in ~150 it
+    /// would copy into every connection; `verify_identity` without `tls_ca` keeps them.
+    #[test]
+    fn only_a_verifying_mode_without_a_ca_gives_the_driver_the_built_in_roots() {
+        for mode in [TlsMode::Preferred, TlsMode::Required] {
+            let opts = mysql_ssl_opts(&TlsConfig {
+                mode,
+                ..TlsConfig::default()
+            })
+            .unwrap();
+            assert!(opts.disable_built_in_roots(), "{mode:?}");
+            assert_eq!(opts.root_certs().len(), 1, "{mode:?}");
+        }
+        let verifying = mysql_ssl_opts(&TlsConfig {
+            mode: TlsMode::VerifyIdentity,
+            ..TlsConfig::default()
+        })
+        .unwrap();
+        assert!(!verifying.disable_built_in_roots());
     }
 }
