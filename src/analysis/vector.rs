@@ -39,8 +39,13 @@ impl Fit {
 /// rounds have no point estimate). `None` with fewer than [`MIN_POINTS`] of them or
 /// when they all share one time.
 pub fn fit(points: &[LagPoint]) -> Option<Fit> {
+    fit_iter(points)
+}
+
+/// [`fit`] of points in any container (the live picture keeps a ring of them).
+pub fn fit_iter<'a>(points: impl IntoIterator<Item = &'a LagPoint>) -> Option<Fit> {
     let mut sums = FitSums::default();
-    points.iter().for_each(|p| sums.add(p));
+    points.into_iter().for_each(|p| sums.add(p));
     sums.fit()
 }
 

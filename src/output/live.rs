@@ -218,7 +218,7 @@ struct ReplicaLive {
     /// Send time of the newest beat shown.
     seen_send_us: Option<i64>,
     /// Lag points of the last [`vector::WINDOW_US`], for the vector.
-    window: Vec<LagPoint>,
+    window: std::collections::VecDeque<LagPoint>,
     vector: Option<f64>,
     io_running: Option<bool>,
     sql_running: Option<bool>,
@@ -271,7 +271,7 @@ impl Live {
                     health: Health::new(th),
                     lag: None,
                     seen_send_us: None,
-                    window: Vec::new(),
+                    window: std::collections::VecDeque::new(),
                     vector: None,
                     io_running: None,
                     sql_running: None,
@@ -677,12 +677,14 @@ impl ReplicaLive {
     /// Keeps the points of the last vector window and refits the vector.
     fn push_point(&mut self, p: LagPoint) {
         let from_us = p.t_us - vector::WINDOW_US;
-        let old = self.window.partition_point(|q| q.t_us <= from_us);
-        self.window.drain(..old);
-        self.window.push(p);
-        let covered = self.window[self.window.len() - 1].t_us - self.window[0].t_us;
+        // Oldest first: drop from the front without moving the rest.
+        while self.window.front().is_some_and(|q| q.t_us <= from_us) {
+            self.window.pop_front();
+        }
+        self.window.push_back(p);
+        let covered = p.t_us - self.window.front().map_or(p.t_us, |q| q.t_us);
         self.vector = (covered * 2 >= vector::WINDOW_US)
-            .then(|| vector::fit(&self.window))
+            .then(|| vector::fit_iter(&self.window))
             .flatten()
             .map(|f| f.vector());
     }
