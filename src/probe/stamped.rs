@@ -530,7 +530,8 @@ impl Stamped {
     /// Checks, without waiting, whether anything came since the last read; if
     /// nothing did, a quiet stretch now lasts at least until this call (taking the
     /// time for a quiet stretch's end from the stamps would not be true, see the
-    /// module's doc). For a caller that wakes anyway (the stream at each beat), so
+    /// module's doc). For a caller that wakes anyway (the stream at each beat while
+    /// its replica is behind), so
     /// that a stretch ends close to the next message's arrival.
     pub fn check_empty(&mut self) {
         let before_us = self.clock.now_us();
@@ -813,11 +814,18 @@ mod tests {
         at_us
     }
 
-    fn runtime() -> tokio::runtime::Runtime {
-        tokio::runtime::Builder::new_current_thread()
+    /// A clock, a runtime, and a connected pair registered with it.
+    fn setup() -> (Clock, tokio::runtime::Runtime, std::net::TcpStream, Stamped) {
+        let clock = Clock::start();
+        let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .unwrap()
+            .unwrap();
+        let (far, near) = {
+            let _in = rt.enter();
+            pair(clock)
+        };
+        (clock, rt, far, near)
     }
 
     /// The recorder stopped (here: its thread asleep) while packets came: their times
@@ -825,10 +833,7 @@ mod tests {
     /// reader last found the socket empty, however late it woke.
     #[test]
     fn a_packet_read_late_keeps_its_arrival_and_a_quiet_stretch_its_true_length() {
-        let clock = Clock::start();
-        let rt = runtime();
-        let _in = rt.enter();
-        let (mut far, mut near) = pair(clock);
+        let (clock, rt, mut far, mut near) = setup();
         rt.block_on(async {
             // Two packets 100 ms apart, read 300 ms after the first.
             let a_us = send(&mut far, &clock, 0, b"a");
@@ -896,10 +901,7 @@ mod tests {
     /// when it had), but no later than the reader last found the socket empty.
     #[test]
     fn a_quiet_stretch_ends_no_later_than_its_first_byte_when_later_data_joined_it() {
-        let clock = Clock::start();
-        let rt = runtime();
-        let _in = rt.enter();
-        let (mut far, mut near) = pair(clock);
+        let (clock, rt, mut far, mut near) = setup();
         rt.block_on(async {
             send(&mut far, &clock, 0, b"a");
             near.packet().await.unwrap();
@@ -937,10 +939,7 @@ mod tests {
     /// changes nothing.
     #[test]
     fn a_check_of_an_empty_socket_moves_the_end_of_a_quiet_stretch_up_to_it() {
-        let clock = Clock::start();
-        let rt = runtime();
-        let _in = rt.enter();
-        let (mut far, mut near) = pair(clock);
+        let (clock, rt, mut far, mut near) = setup();
         rt.block_on(async {
             send(&mut far, &clock, 0, b"a");
             near.packet().await.unwrap();
@@ -965,10 +964,7 @@ mod tests {
     /// A packet longer than one frame is joined from its frames.
     #[test]
     fn a_packet_of_several_frames_is_joined() {
-        let clock = Clock::start();
-        let rt = runtime();
-        let _in = rt.enter();
-        let (mut far, mut near) = pair(clock);
+        let (clock, rt, mut far, mut near) = setup();
         let long: Vec<u8> = (0..MAX_FRAME + 10).map(|i| (i % 251) as u8).collect();
         let frames = long.clone();
         let writer = std::thread::spawn(move || {

@@ -21,12 +21,13 @@
 //! - a quiet wait proves the server had sent everything only if nothing arrived
 //!   during it. The stream's own connection ([`super::stamped`]) knows when each
 //!   message arrived from the kernel, and when the socket was last found empty
-//!   (checked at every beat as well), so a pause of the recorder's can neither hide
-//!   nor fake one: a run starts when the socket was last found empty, never at a
-//!   kernel stamp (a stamp may be later than its first byte). Where the kernel's times
-//!   cannot be had, the stream goes through the client library and a message arrives
-//!   when it is read: across a pause of the recorder's own ([`super::pauses`]) it
-//!   proves only what one arriving when the pause began would.
+//!   (checked at every beat as well while the replica is behind), so a pause of the
+//!   recorder's can neither hide nor fake one: a run starts when the socket was last
+//!   found empty, never at a kernel stamp (a stamp may be later than its first byte).
+//!   Where the kernel's times cannot be had, the stream goes through the client
+//!   library and a message arrives when it is read: across a pause of the recorder's
+//!   own ([`super::pauses`]) it proves only what one arriving when the pause began
+//!   would.
 //!
 //! The stream starts at the replica's current GTID position (never at an older one:
 //! events replayed late would look like lag), so a reconnection leaves a gap, stored
@@ -47,6 +48,7 @@ use mysql_common::binlog::EventStreamReader;
 use mysql_common::binlog::consts::BinlogVersion;
 use tokio::sync::{mpsc, watch};
 
+mod rows;
 mod setup;
 
 use setup::{Streamable, stream_settings};
@@ -447,7 +449,9 @@ async fn open_own(
 }
 
 /// The newest beat of heartbeat row `row` (in schema `database`) that `event`
-/// carries: `(seq, t_send_us)`.
+/// carries: `(seq, t_send_us)`. Read straight from the event's bytes ([`rows`]);
+/// what that cannot read goes through mysql_common's row decoder, which a debug build
+/// also runs on every event to check the two agree.
 fn heartbeat_row(
     stream: &Source,
     event: &Event,
@@ -464,6 +468,47 @@ fn heartbeat_row(
     ) {
         return None;
     }
+    let post_header_len = usize::from(event.fde().get_event_type_header_length(kind));
+    let tme = stream.tme(rows::table_id(event.data(), post_header_len)?)?;
+    if tme.database_name_raw() != database.as_bytes() || tme.table_name_raw() != b"heartbeat" {
+        return None;
+    }
+    let mut columns: [rows::ColumnSpec<'_>; MAX_HEARTBEAT_COLUMNS] =
+        [(0, &[]); MAX_HEARTBEAT_COLUMNS];
+    let count = usize::try_from(tme.columns_count()).ok()?;
+    let direct = (count <= MAX_HEARTBEAT_COLUMNS)
+        .then(|| {
+            for (i, column) in columns.iter_mut().enumerate().take(count) {
+                let kind = tme.get_column_type(i).ok()?? as u8;
+                *column = (kind, tme.get_column_metadata(i)?);
+            }
+            rows::newest_beat(
+                kind as u8,
+                event.data(),
+                post_header_len,
+                &columns[..count],
+                row.as_bytes(),
+            )
+        })
+        .flatten();
+    match direct {
+        Some(beat) => {
+            debug_assert_eq!(beat, decoded_heartbeat_row(event, tme, row));
+            beat
+        }
+        None => decoded_heartbeat_row(event, tme, row),
+    }
+}
+
+/// The most columns a heartbeat table is read directly with.
+const MAX_HEARTBEAT_COLUMNS: usize = 8;
+
+/// [`heartbeat_row`] through mysql_common's generic row decoder.
+fn decoded_heartbeat_row(
+    event: &Event,
+    tme: &TableMapEvent<'static>,
+    row: &str,
+) -> Option<(u64, i64)> {
     let Ok(Some(EventData::RowsEvent(rows))) = event.read_data() else {
         return None;
     };
@@ -471,10 +516,6 @@ fn heartbeat_row(
         rows,
         RowsEventData::DeleteRowsEvent(_) | RowsEventData::DeleteRowsEventV1(_)
     ) {
-        return None;
-    }
-    let tme = stream.tme(rows.table_id())?;
-    if tme.database_name_raw() != database.as_bytes() || tme.table_name_raw() != b"heartbeat" {
         return None;
     }
     let mut newest: Option<(u64, i64)> = None;
@@ -903,8 +944,17 @@ async fn follow(
                 }
                 let newest = notices.borrow_and_update().seq;
                 let missed = std::mem::replace(&mut announced, newest) == newest;
-                // The beat's event comes next: its run starts no earlier than now.
-                stream.check_empty();
+                // A replica that has not shown the beat before the newest yet: its
+                // lag is growing past an interval, worth an observation per beat; and
+                // without beats, one per interval.
+                let behind = missed || seen.seq.is_none_or(|s| s.saturating_add(1) < newest);
+                // Behind, its lower bounds count: the next message's run starts no
+                // earlier than now, when the socket is empty. (Within an interval a
+                // replica's lower bound is zero whenever its run starts: no check, no
+                // system call per beat.)
+                if behind {
+                    stream.check_empty();
+                }
                 let now_us = r.clock.now_us();
                 if let Some(lost) = check(&seen, now_us, silence_us) {
                     return End::Lost(lost);
@@ -913,10 +963,6 @@ async fn follow(
                 if seen.pending.is_some() {
                     poke.notify_one();
                 }
-                // A replica that has not shown the beat before the newest yet: its
-                // lag is growing past an interval, worth an observation per beat; and
-                // without beats, one per interval.
-                let behind = missed || seen.seq.is_none_or(|s| s.saturating_add(1) < newest);
                 if snapshot(out, r, &mut seen, (now_us, behind)).await.is_err() {
                     return End::Shutdown;
                 }
