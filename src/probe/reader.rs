@@ -335,7 +335,7 @@ async fn timed_read(
     if conn.is_none() {
         let attempt_us = r.clock.now_us();
         // Boxed so that the connection's setup does not size the task (see conn::connect).
-        let session = Session::reader(r.kind, &r.address, &r.settings, &r.password);
+        let session = Session::own_reader(r.kind, &r.address, &r.settings, &r.password, r.clock);
         match Box::pin(session).await {
             Ok(c) => *conn = Some(c),
             Err(e) => return (attempt_us, r.clock.now_us(), Err(e)),

@@ -2,19 +2,34 @@
 //! runs prepared: the beat writer's guarded UPDATE or the reader's read of the
 //! heartbeat row. The probes' loops hold a `Session` and never ask which kind it is.
 
+use std::io::Write;
 use std::time::Duration;
 
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Statement};
 
 use super::conn::{self, DbError, timed};
+use super::stamped::{OpenError, Stamped};
 use super::{pg, schema};
 use crate::config::{Address, ConnectionConfig, Kind, Secret};
 
 /// An open connection with its statement prepared.
 pub enum Session {
     Mysql(Conn, Statement),
+    /// A poll reader's MySQL/MariaDB connection of its own ([`Stamped`]): a text
+    /// query per read, its answer parsed for the one number it holds, with none of
+    /// the client library's per-statement work (column descriptions built, buffers
+    /// moved through its codec). Reads only.
+    MysqlOwn(Box<OwnReader>),
     Postgres(tokio_postgres::Client, tokio_postgres::Statement),
+}
+
+/// A [`Session::MysqlOwn`]: the connection, the database read, and the buffer each
+/// read's command is built in.
+pub struct OwnReader {
+    conn: Stamped,
+    database: String,
+    body: Vec<u8>,
 }
 
 impl Session {
@@ -72,10 +87,7 @@ impl Session {
         match kind {
             Kind::Mysql => {
                 let mut c = conn::connect(address, settings, password).await?;
-                for setup in [
-                    "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED",
-                    "SET SESSION autocommit = 1",
-                ] {
+                for setup in READER_SETUP {
                     timed("session setup", timeout, c.query_drop(setup)).await?;
                 }
                 let sql = format!("SELECT seq FROM `{db}`.heartbeat WHERE cluster = ?");
@@ -106,6 +118,7 @@ impl Session {
         timeout: Duration,
     ) -> Result<RowWrite, DbError> {
         let changed = match self {
+            Session::MysqlOwn(_) => return Err(OwnReader::only_reads()),
             Session::Mysql(c, stmt) => {
                 timed(
                     "heartbeat write",
@@ -145,14 +158,69 @@ impl Session {
         timeout: Duration,
     ) -> Result<Option<u64>, DbError> {
         match self {
+            Session::MysqlOwn(_) => match self.read(row, timeout).await {
+                Err(DbError::MissingTable { .. }) => Ok(None),
+                other => other,
+            },
             Session::Mysql(c, _) => schema::visible_seq(c, database, row, timeout).await,
             Session::Postgres(c, _) => pg::visible_seq(c, database, row, timeout).await,
         }
     }
 
+    /// A poll reader's connection: MySQL/MariaDB's of its own ([`Session::MysqlOwn`])
+    /// where it can be had (a `mysql_native_password` user, a row name of the
+    /// characters a configured one has), else [`Session::reader`]'s.
+    pub async fn own_reader(
+        kind: Kind,
+        address: &Address,
+        settings: &ConnectionConfig,
+        password: &Secret,
+        clock: crate::clock::Clock,
+    ) -> Result<Session, DbError> {
+        if kind != Kind::Mysql {
+            return Session::reader(kind, address, settings, password).await;
+        }
+        let timeout = settings.query_timeout;
+        let mut conn = match Stamped::connect(address, settings, password, clock).await {
+            Ok(c) => c,
+            Err(OpenError::Unsupported(_)) => {
+                return Session::reader(kind, address, settings, password).await;
+            }
+            Err(OpenError::Failed(e)) => return Err(e),
+        };
+        for setup in READER_SETUP {
+            timed("session setup", timeout, conn.query(setup)).await?;
+        }
+        Ok(Session::MysqlOwn(Box::new(OwnReader {
+            conn,
+            database: settings.database.clone(),
+            body: Vec::new(),
+        })))
+    }
+
     /// One read of row `row` with the prepared read statement.
     pub async fn read(&mut self, row: &str, timeout: Duration) -> Result<Option<u64>, DbError> {
         match self {
+            Session::MysqlOwn(own) => {
+                if !plain_name(row) {
+                    return Err(DbError::Driver {
+                        message: format!("row name {row:?} cannot be read as text"),
+                    });
+                }
+                let OwnReader {
+                    conn,
+                    database,
+                    body,
+                } = &mut **own;
+                body.clear();
+                body.push(0x03);
+                write!(
+                    body,
+                    "SELECT seq FROM `{database}`.heartbeat WHERE cluster = '{row}'"
+                )
+                .expect("writing to a Vec");
+                timed("heartbeat read", timeout, conn.query_u64(body)).await
+            }
             Session::Mysql(c, stmt) => {
                 timed(
                     "heartbeat read",
@@ -175,6 +243,7 @@ impl Session {
         timeout: Duration,
     ) -> Result<Vec<crate::samples::ChannelStatus>, DbError> {
         match self {
+            Session::MysqlOwn(_) => Err(OwnReader::only_reads()),
             Session::Mysql(c, _) => {
                 let sql = super::status::status_sql(c, timeout).await?;
                 super::status::channels(c, sql, timeout).await
@@ -189,6 +258,30 @@ impl Session {
             let _ = tokio::time::timeout(Duration::from_millis(200), c.disconnect()).await;
         }
     }
+}
+
+impl OwnReader {
+    /// What asking a poll reader's own connection for anything but a read gives (no
+    /// caller does: writers, status polls and `check` open the library's).
+    fn only_reads() -> DbError {
+        DbError::Driver {
+            message: "a poll reader's connection only reads the heartbeat row".into(),
+        }
+    }
+}
+
+/// What a reader's connection runs once: every read sees the newest commit.
+const READER_SETUP: [&str; 2] = [
+    "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED",
+    "SET SESSION autocommit = 1",
+];
+
+/// Whether `name` can go into a query as a quoted literal as it is: the characters of
+/// a configured name and of the rows made from one (`#`, `~`), nothing that quotes or
+/// escapes.
+fn plain_name(name: &str) -> bool {
+    name.chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '#' | '~'))
 }
 
 /// The guarded heartbeat UPDATE: parameters `(seq, t_send_us, row, seq)`.

@@ -1,5 +1,6 @@
 //! A MySQL/MariaDB connection whose reads carry the kernel's receive time, for the
-//! binary log stream. A quiet stretch of a stream proves the server had sent
+//! binary log stream (and, without the client library's per-statement work, for the
+//! poll reader's and the cross-check's reads of the heartbeat row). A quiet stretch of a stream proves the server had sent
 //! everything only if nothing arrived during it; read through a client library, the
 //! stretch is timed by when the recorder read, and a recorder that was paused (SIGSTOP,
 //! stolen time) can neither tell a message that waited unread from one that just came.
@@ -10,9 +11,9 @@
 //! The connection is ours from the first byte: the handshake, `mysql_native_password`
 //! authentication (the only plugin MariaDB's replication users commonly have; any other
 //! is [`OpenError::Unsupported`], and the caller uses the client library instead), TLS
-//! with rustls as `[connection]` says (`probe::tls`), text queries whose answer is OK,
-//! and the binary log dump. Packets are built and parsed with mysql_common, the
-//! library mysql_async is made of.
+//! with rustls as `[connection]` says (`probe::tls`), text queries whose answer is OK
+//! or one number ([`Stamped::query_u64`]), and the binary log dump. Packets are built
+//! and parsed with mysql_common, the library mysql_async is made of.
 //!
 //! What a packet's times mean ([`Packet`]): `arrived_us` is when the read that
 //! completed it took its last segment from the kernel (no earlier than the packet's
@@ -339,6 +340,65 @@ impl Stamped {
         body.extend_from_slice(sql.as_bytes());
         self.send_raw(&body).await?;
         self.expect_ok().await
+    }
+
+    /// Runs a text query whose answer is at most one row, and gives its first column
+    /// as an unsigned integer: None for no row or NULL. `body` is the command: 0x03
+    /// (COM_QUERY) and the statement (built by the caller in a buffer it keeps, so that
+    /// a read per beat allocates nothing for it).
+    pub async fn query_u64(&mut self, body: &[u8]) -> Result<Option<u64>, DbError> {
+        self.seq = 0;
+        self.send_raw(body).await?;
+        let unreadable = |what: &str| DbError::Driver {
+            message: format!("an unreadable answer to a query: {what}"),
+        };
+        let columns = {
+            let first = self.packet().await?.payload;
+            match first.first() {
+                Some(0x00) => return Ok(None),
+                Some(0xff) => {
+                    let first = first.to_vec();
+                    return Err(self.error_of(&first));
+                }
+                _ => lenenc(&mut &first[..]).ok_or_else(|| unreadable("its column count"))?,
+            }
+        };
+        for _ in 0..columns {
+            self.packet().await?;
+        }
+        if !self
+            .capabilities
+            .contains(CapabilityFlags::CLIENT_DEPRECATE_EOF)
+        {
+            self.packet().await?;
+        }
+        let mut value = None;
+        loop {
+            let row = self.packet().await?.payload;
+            match row.first() {
+                // The end (EOF, or OK with CLIENT_DEPRECATE_EOF): a row never starts so.
+                Some(0xfe) if row.len() < MAX_FRAME => return Ok(value),
+                Some(0xff) => {
+                    let row = row.to_vec();
+                    return Err(self.error_of(&row));
+                }
+                // NULL
+                Some(0xfb) => {}
+                _ if value.is_none() => {
+                    let mut rest = row;
+                    let len = lenenc(&mut rest).ok_or_else(|| unreadable("a row"))?;
+                    let text = rest
+                        .get(..usize::try_from(len).map_err(|_| unreadable("a row"))?)
+                        .ok_or_else(|| unreadable("a row"))?;
+                    let number = std::str::from_utf8(text)
+                        .ok()
+                        .and_then(|t| t.parse::<u64>().ok())
+                        .ok_or_else(|| unreadable("not an unsigned integer"))?;
+                    value = Some(number);
+                }
+                _ => {}
+            }
+        }
     }
 
     /// Registers as a replica with `server_id` and asks for the binary log from
@@ -712,6 +772,25 @@ fn wall_now_us() -> i64 {
     t.tv_sec * 1_000_000 + t.tv_nsec / 1_000
 }
 
+/// A length-encoded integer at the start of `bytes`, which it moves past.
+fn lenenc(bytes: &mut &[u8]) -> Option<u64> {
+    let (&first, rest) = bytes.split_first()?;
+    let width = match first {
+        0..=0xfa => {
+            *bytes = rest;
+            return Some(u64::from(first));
+        }
+        0xfc => 2,
+        0xfd => 3,
+        0xfe => 8,
+        _ => return None,
+    };
+    let mut le = [0u8; 8];
+    le[..width].copy_from_slice(rest.get(..width)?);
+    *bytes = &rest[width..];
+    Some(u64::from_le_bytes(le))
+}
+
 /// Asks the kernel to stamp what `fd` receives.
 fn stamp_receives(fd: RawFd) -> io::Result<()> {
     let on: libc::c_int = 1;
@@ -959,6 +1038,50 @@ mod tests {
                 "{check_us} <= {to_us} <= {b_us}"
             );
         });
+    }
+
+    /// A one-row answer gives its number; NULL or no row gives none; an error packet
+    /// gives the server's error. (The far end answers as a server without
+    /// CLIENT_DEPRECATE_EOF: an EOF after the column descriptions, and one at the end.)
+    #[test]
+    fn a_query_for_one_number_reads_the_result_set_it_gets() {
+        let (clock, rt, mut far, mut near) = setup();
+        // Each answer: the column count, a column description, EOF, the rows, EOF.
+        const EOF: &[u8] = b"\xfe\0\0\x02\0";
+        let answers: [(Option<&[u8]>, Option<u64>); 3] = [
+            (Some(b"\x0512345"), Some(12345)),
+            (Some(b"\xfb"), None),
+            (None, None),
+        ];
+        let server = std::thread::spawn(move || {
+            let mut request = [0u8; 64];
+            for (row, _) in answers {
+                let n = far.read(&mut request).unwrap();
+                assert_eq!(request[4], 0x03, "a COM_QUERY");
+                assert!(request[5..n].starts_with(b"SELECT"));
+                let packets = [
+                    Some(&b"\x01"[..]),
+                    Some(b"def-seq"),
+                    Some(EOF),
+                    row,
+                    Some(EOF),
+                ];
+                for (seq, p) in packets.into_iter().flatten().enumerate() {
+                    send(&mut far, &clock, seq as u8 + 1, p);
+                }
+            }
+            let _ = far.read(&mut request).unwrap();
+            let missing_table = b"\xff\x7a\x04#42S02Table 'x' doesn't exist";
+            send(&mut far, &clock, 1, missing_table);
+        });
+        rt.block_on(async {
+            for (_, want) in answers {
+                assert_eq!(near.query_u64(b"\x03SELECT 1").await.unwrap(), want);
+            }
+            let e = near.query_u64(b"\x03SELECT 1").await.unwrap_err();
+            assert!(matches!(e, DbError::MissingTable { .. }), "{e:?}");
+        });
+        server.join().unwrap();
     }
 
     /// A packet longer than one frame is joined from its frames.

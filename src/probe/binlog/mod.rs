@@ -1082,7 +1082,8 @@ async fn cross_check(
             _ = poke.notified() => true,
         };
         if conn.is_none() {
-            let session = Session::reader(r.kind, &r.address, &r.settings, &r.password);
+            let session =
+                Session::own_reader(r.kind, &r.address, &r.settings, &r.password, r.clock);
             conn = Box::pin(session).await.ok();
         }
         let Some(c) = conn.as_mut() else { continue };
