@@ -1,6 +1,8 @@
 //! One probe's open connection, MySQL's or PostgreSQL's, with the one statement it
 //! runs prepared: the beat writer's guarded UPDATE or the reader's read of the
-//! heartbeat row. The probes' loops hold a `Session` and never ask which kind it is.
+//! heartbeat row (a MySQL/MariaDB reader's connection of its own sends the read as
+//! text instead, [`Session::MysqlOwn`]). The probes' loops hold a `Session` and never
+//! ask which kind it is.
 
 use std::io::Write;
 use std::time::Duration;
@@ -16,8 +18,8 @@ use crate::config::{Address, ConnectionConfig, Kind, Secret};
 /// An open connection with its statement prepared.
 pub enum Session {
     Mysql(Conn, Statement),
-    /// A poll reader's MySQL/MariaDB connection of its own ([`Stamped`]): a text
-    /// query per read, its answer parsed for the one number it holds, with none of
+    /// A reader's (the poll reader's, the cross-check's) MySQL/MariaDB connection of
+    /// its own ([`Stamped`]): a text query per read, its answer parsed for the one number it holds, with none of
     /// the client library's per-statement work (column descriptions built, buffers
     /// moved through its codec). Reads only.
     MysqlOwn(Box<OwnReader>),
@@ -167,7 +169,8 @@ impl Session {
         }
     }
 
-    /// A poll reader's connection: MySQL/MariaDB's of its own ([`Session::MysqlOwn`])
+    /// A reader's connection for reads only (the poll reader's, the cross-check's):
+    /// MySQL/MariaDB's of its own ([`Session::MysqlOwn`])
     /// where it can be had (a `mysql_native_password` user, a row name of the
     /// characters a configured one has), else [`Session::reader`]'s.
     pub async fn own_reader(

@@ -1,12 +1,13 @@
 //! A MySQL/MariaDB connection whose reads carry the kernel's receive time, for the
 //! binary log stream (and, without the client library's per-statement work, for the
-//! poll reader's and the cross-check's reads of the heartbeat row). A quiet stretch of a stream proves the server had sent
-//! everything only if nothing arrived during it; read through a client library, the
-//! stretch is timed by when the recorder read, and a recorder that was paused (SIGSTOP,
-//! stolen time) can neither tell a message that waited unread from one that just came.
-//! Here every read asks the kernel when the data arrived (`SO_TIMESTAMPNS`, the
-//! software receive time of the newest segment the read took), so a pause of the
-//! recorder can neither hide nor fake a quiet stretch.
+//! poll reader's and the cross-check's reads of the heartbeat row). A quiet stretch of
+//! a stream proves the server had sent everything only if nothing arrived during it;
+//! read through a client library, the stretch is timed by when the recorder read, and
+//! a recorder that was paused (SIGSTOP, stolen time) can neither tell a message that
+//! waited unread from one that just came. Here every read asks the kernel when the
+//! data arrived (`SO_TIMESTAMPNS`, the software receive time of the newest segment the
+//! read took), and a stretch ends only where the socket was found empty, so a pause of
+//! the recorder can neither hide nor fake a quiet stretch.
 //!
 //! The connection is ours from the first byte: the handshake, `mysql_native_password`
 //! authentication (the only plugin MariaDB's replication users commonly have; any other
@@ -591,8 +592,8 @@ impl Stamped {
     /// nothing did, a quiet stretch now lasts at least until this call (taking the
     /// time for a quiet stretch's end from the stamps would not be true, see the
     /// module's doc). For a caller that wakes anyway (the stream at each beat while
-    /// its replica is behind), so
-    /// that a stretch ends close to the next message's arrival.
+    /// its replica is behind), so that a stretch ends close to the next message's
+    /// arrival.
     pub fn check_empty(&mut self) {
         let before_us = self.clock.now_us();
         let mut byte = [0u8; 1];
