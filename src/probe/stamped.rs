@@ -773,8 +773,9 @@ fn wall_now_us() -> i64 {
     t.tv_sec * 1_000_000 + t.tv_nsec / 1_000
 }
 
-/// A length-encoded integer at the start of `bytes`, which it moves past.
-fn lenenc(bytes: &mut &[u8]) -> Option<u64> {
+/// A length-encoded integer at the start of `bytes`, which it moves past (the
+/// protocol's and the binary log's rows events' encoding).
+pub(crate) fn lenenc(bytes: &mut &[u8]) -> Option<u64> {
     let (&first, rest) = bytes.split_first()?;
     let width = match first {
         0..=0xfa => {

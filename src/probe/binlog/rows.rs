@@ -123,17 +123,10 @@ impl<'a> Reader<'a> {
 
     /// A length-encoded integer.
     fn lenenc(&mut self) -> Option<u64> {
-        let first = *self.take(1)?.first()?;
-        let width = match first {
-            0..=0xfa => return Some(u64::from(first)),
-            0xfc => 2,
-            0xfd => 3,
-            0xfe => 8,
-            _ => return None,
-        };
-        let mut bytes = [0u8; 8];
-        bytes[..width].copy_from_slice(self.take(width)?);
-        Some(u64::from_le_bytes(bytes))
+        let mut rest = self.data.get(self.at..)?;
+        let value = crate::probe::stamped::lenenc(&mut rest)?;
+        self.at = self.data.len() - rest.len();
+        Some(value)
     }
 
     /// One row image holding the columns set in `present`: the values of the first
